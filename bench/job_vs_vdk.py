@@ -1,0 +1,247 @@
+"""Time the same 6-step notebook job under ``nbplane job run`` and under VDK's ``vdk run``.
+
+Each run gets a fresh SQLite target file (and a fresh ``NBPLANE_HOME`` for nbplane), the wall
+time of the whole command is measured, and every run's database is checked afterwards.
+Target: nbplane at least 3x faster than VDK (median wall time, VDK with its default settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    Summary,
+    Timed,
+    code_cell,
+    fail,
+    nbplane_command,
+    run_timed,
+    sqlite_url,
+    write_job,
+)
+from rich.console import Console
+from rich.table import Table
+
+TARGET_SPEEDUP = 3.0
+DEFAULT_VDK_VENV = Path.home() / ".cache" / "nbplane-bench" / "vdk-venv"
+VDK_PACKAGES = ("vdk-core", "vdk-notebook", "vdk-ipython", "vdk-sqlite")
+READY_MARKER = ".nbplane-bench-ready"
+
+
+def job_cells(rows: int) -> list[dict[str, Any]]:
+    """Six ``vdk``-tagged cells: three SQL (one statement each), three Python, one ingesting.
+
+    VDK ingests asynchronously and flushes at job end, so no step reads ``bench_events``
+    back; the benchmark checks it in the database after the run instead.
+    """
+    return [
+        code_cell(
+            "create-category",
+            "%%vdksql\nCREATE TABLE bench_category (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+        ),
+        code_cell(
+            "fill-category",
+            "%%vdksql\nINSERT INTO bench_category (id, name) "
+            "VALUES (0, 'alpha'), (1, 'beta'), (2, 'gamma')",
+        ),
+        code_cell(
+            "create-events",
+            "%%vdksql\nCREATE TABLE bench_events (id INTEGER, category TEXT, amount REAL)",
+        ),
+        code_cell(
+            "compute-rows",
+            "found = job_input.execute_query('SELECT name FROM bench_category ORDER BY id')\n"
+            "categories = [row[0] for row in found]\n"
+            "assert categories == ['alpha', 'beta', 'gamma'], categories\n"
+            "rows = [\n"
+            "    {'id': i, 'category': categories[i % len(categories)], 'amount': i * 1.5}\n"
+            f"    for i in range({rows})\n"
+            "]\n",
+        ),
+        code_cell(
+            "ingest-rows",
+            "for row in rows:\n"
+            "    job_input.send_object_for_ingestion(\n"
+            "        payload=row, destination_table='bench_events'\n"
+            "    )\n",
+        ),
+        code_cell(
+            "summarise",
+            "%%vdksql\nCREATE TABLE bench_summary AS "
+            "SELECT COUNT(*) AS n, GROUP_CONCAT(name, ',') AS names FROM bench_category",
+        ),
+    ]
+
+
+def check_database(path: Path, rows: int) -> str | None:
+    """None when the run left the expected tables behind, else what is wrong."""
+    if not path.exists():
+        return f"no database file at {path}"
+    with sqlite3.connect(path) as conn:
+        try:
+            count, total = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM bench_events"
+            ).fetchone()
+            summary = conn.execute("SELECT n, names FROM bench_summary").fetchall()
+        except sqlite3.Error as exc:
+            return f"cannot read results: {exc}"
+    expected_total = sum(i * 1.5 for i in range(rows))
+    if count != rows or abs(total - expected_total) > 1e-6:
+        return f"bench_events has {count} rows summing to {total}; want {rows} / {expected_total}"
+    if summary != [(3, "alpha,beta,gamma")]:
+        return f"bench_summary is {summary}; want [(3, 'alpha,beta,gamma')]"
+    return None
+
+
+def ensure_vdk(venv: Path) -> Path:
+    """VDK's ``vdk`` script, creating its virtual environment first when missing."""
+    vdk = venv / "bin" / "vdk"
+    if vdk.exists() and (venv / READY_MARKER).exists():
+        return vdk
+    print(f"Creating VDK environment in {venv} (one-off, takes a minute)...", file=sys.stderr)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        # vdk-core ships as an sdist whose setup.py needs an older setuptools.
+        [*pip, "setuptools<80", "wheel"],
+        [*pip, "--no-build-isolation", *VDK_PACKAGES],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"VDK install step failed: {' '.join(step)}", file=sys.stderr)
+            print(done.stdout + done.stderr, file=sys.stderr)
+            sys.exit(1)
+    (venv / READY_MARKER).write_text("ok\n", encoding="utf-8")
+    return vdk
+
+
+def base_env() -> dict[str, str]:
+    """The current environment minus variables that would steer either tool elsewhere."""
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith(("NBPLANE_", "VDK_")) or name in ("VIRTUAL_ENV", "PYTHONPATH"):
+            del env[name]
+    return env
+
+
+def run_nbplane(job: Path, work: Path, rows: int) -> Timed:
+    """One timed ``nbplane job run`` with its own state directory and SQLite file."""
+    database = work / "target.sqlite"
+    env = base_env() | {
+        "NBPLANE_HOME": str(work / "nbplane-home"),
+        "NBPLANE_DB_URL": sqlite_url(database),
+    }
+    command = [*nbplane_command(), "job", "run", str(job), "--db", sqlite_url(database)]
+    result = run_timed("nbplane", command, env, cwd=work)
+    verify(result, database, rows)
+    return result
+
+
+def run_vdk(
+    vdk: Path, job: Path, work: Path, rows: int, label: str, aggregator_timeout: int | None
+) -> Timed:
+    """One timed ``vdk run`` against its own SQLite file."""
+    database = work / "target.sqlite"
+    env = base_env() | {
+        "VDK_DB_DEFAULT_TYPE": "SQLITE",
+        "VDK_SQLITE_FILE": str(database),
+        "VDK_INGEST_METHOD_DEFAULT": "sqlite",
+    }
+    if aggregator_timeout is not None:
+        env["VDK_INGESTION_PAYLOAD_AGGREGATOR_TIMEOUT_SECONDS"] = str(aggregator_timeout)
+    result = run_timed(label, [str(vdk), "run", str(job)], env, cwd=work)
+    verify(result, database, rows)
+    return result
+
+
+def verify(result: Timed, database: Path, rows: int) -> None:
+    """Exit with the run's output when it failed or left wrong data."""
+    if result.returncode != 0:
+        fail(result, "non-zero exit code")
+    problem = check_database(database, rows)
+    if problem:
+        fail(result, problem)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per tool (default 7)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    parser.add_argument("--rows", type=int, default=100, help="rows ingested (default 100)")
+    parser.add_argument("--vdk-venv", type=Path, default=DEFAULT_VDK_VENV,
+                        help=f"VDK's virtual environment (default {DEFAULT_VDK_VENV})")
+    parser.add_argument("--vdk-tuned", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time VDK with a 1 s ingestion aggregator timeout (default on)")
+    parser.add_argument("--check-target", action="store_true",
+                        help="exit 2 when nbplane misses the 3x target")
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0 or args.rows < 1:
+        parser.error("--runs and --rows must be at least 1, --warmup at least 0")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    vdk = ensure_vdk(args.vdk_venv)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="nbplane-bench-") as tmp:
+        root = Path(tmp)
+        job = root / "job"
+        write_job(job, job_cells(args.rows))
+        tools: dict[str, list[float]] = {"nbplane": [], "vdk": []}
+        if args.vdk_tuned:
+            tools["vdk (aggregator 1 s)"] = []
+        total = args.warmup + args.runs
+        for index in range(total):
+            timed = index >= args.warmup
+            kind = f"run {index - args.warmup + 1}/{args.runs}" if timed else "warm-up"
+            # Interleave the tools so drift in machine load hits them alike.
+            results = [run_nbplane(job, fresh(root, f"nbplane-{index}"), args.rows),
+                       run_vdk(vdk, job, fresh(root, f"vdk-{index}"), args.rows, "vdk", None)]
+            if args.vdk_tuned:
+                results.append(run_vdk(vdk, job, fresh(root, f"vdkt-{index}"), args.rows,
+                                       "vdk (aggregator 1 s)", 1))
+            line = "  ".join(f"{r.label} {r.seconds:.3f}s" for r in results)
+            console.print(f"[dim]{kind}: {line}[/dim]")
+            if timed:
+                for result in results:
+                    tools[result.label].append(result.seconds)
+    summaries = {name: Summary.of(seconds) for name, seconds in tools.items()}
+    table = Table(title=f"6-step notebook job, {args.rows} rows ingested, SQLite "
+                        f"({args.runs} runs each, wall time of the whole command)")
+    for column in ("tool", "median s", "min s", "max s", "vdk median / this median"):
+        table.add_column(column, justify="left" if column == "tool" else "right")
+    for name, summary in summaries.items():
+        ratio = summaries["vdk"].median / summary.median
+        table.add_row(name, f"{summary.median:.3f}", f"{summary.low:.3f}",
+                      f"{summary.high:.3f}", f"{ratio:.2f}x")
+    console.print(table)
+    speedup = summaries["vdk"].median / summaries["nbplane"].median
+    met = speedup >= TARGET_SPEEDUP
+    console.print(f"ratio (vdk median / nbplane median): [bold]{speedup:.2f}x[/bold]")
+    if args.vdk_tuned:
+        tuned = summaries["vdk (aggregator 1 s)"].median / summaries["nbplane"].median
+        console.print(f"ratio against VDK with a 1 s aggregator timeout: {tuned:.2f}x "
+                      "(VDK's default waits 2 s for more ingestion payloads before a flush)")
+    verdict = "[green]MET[/green]" if met else "[red]NOT MET[/red]"
+    console.print(f"target: nbplane at least {TARGET_SPEEDUP:.0f}x faster than VDK: {verdict}")
+    return 2 if args.check_target and not met else 0
+
+
+def fresh(root: Path, name: str) -> Path:
+    """A new empty working directory for one run."""
+    path = root / name
+    path.mkdir()
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

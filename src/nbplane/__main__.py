@@ -1,0 +1,3 @@
+from nbplane.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""The one exception tree of nbplane.
+
+Every error we raise on purpose is an ``NbplaneError`` carrying structured fields (which file,
+cell, step, line), so the CLI, the server and the IPython magics can show it in words and map it
+to an exit code or HTTP status in one place each::
+
+    NbplaneError
+    ├── ConfigError            a setting, argument or option given by the user is wrong
+    ├── JobDefinitionError     a directory is not a runnable job (no steps, bad notebook, no run())
+    ├── StepFailed             a step of a job raised; the user's own traceback is kept
+    ├── QueryError             a SQL statement failed; names the statement and its line
+    ├── IngestionError         rows sent for ingestion could not be written
+    └── StoreError             nbplane's own database cannot be opened or migrated
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NbplaneError(Exception):
+    """Root of nbplane's errors: a message for people plus fields for programs."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = {key: value for key, value in fields.items() if value is not None}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.message, **self.fields}
+
+
+def _rebuild(cls: type[NbplaneError], message: str, fields: dict[str, Any]) -> NbplaneError:
+    return cls(message, **fields)
+
+
+class ConfigError(NbplaneError):
+    """A setting, option or argument given by the user cannot be used."""
+
+
+class JobDefinitionError(NbplaneError):
+    """The directory is not a job nbplane can run."""
+
+
+class StepFailed(NbplaneError):
+    """A step raised: carries where (file, cell, line) and the user's traceback."""
+
+    exit_code = 1
+
+
+class QueryError(NbplaneError):
+    """A SQL statement failed in the job's database."""
+
+    exit_code = 1
+
+
+class IngestionError(NbplaneError):
+    """Rows sent for ingestion could not be written to their table."""
+
+    exit_code = 1
+
+
+class StoreError(NbplaneError):
+    """nbplane's own database cannot be reached or brought up to date."""

@@ -1,0 +1,1 @@
+"""Data jobs: a directory of notebooks, ``.py`` and ``.sql`` files run step by step."""

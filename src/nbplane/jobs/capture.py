@@ -1,0 +1,82 @@
+"""Collect a step's outputs as nbformat outputs while streaming its text live."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+TextListener = Callable[[str, str], None]
+"""Called with (stream name, text) as a step writes."""
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class OutputCollector:
+    """One step's outputs, in the shape nbformat stores them in a code cell."""
+
+    def __init__(self, listener: TextListener, redact: Callable[[str], str]) -> None:
+        self.outputs: list[dict[str, Any]] = []
+        self._listener = listener
+        self._redact = redact
+
+    def stream(self, name: str, text: str) -> None:
+        if not text:
+            return
+        text = self._redact(text)
+        last = self.outputs[-1] if self.outputs else None
+        if last and last["output_type"] == "stream" and last["name"] == name:
+            last["text"] += text
+        else:
+            self.outputs.append({"output_type": "stream", "name": name, "text": text})
+        self._listener(name, text)
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+        data = self._redact_data(data)
+        self.outputs.append({"output_type": "display_data", "data": data,
+                             "metadata": metadata or {}})
+        if "text/plain" in data:
+            self._listener("stdout", str(data["text/plain"]) + "\n")
+
+    def result(self, data: dict[str, Any], metadata: dict[str, Any] | None, count: int) -> None:
+        data = self._redact_data(data)
+        self.outputs.append({"output_type": "execute_result", "data": data,
+                             "metadata": metadata or {}, "execution_count": count})
+        if "text/plain" in data:
+            self._listener("stdout", str(data["text/plain"]) + "\n")
+
+    def error(self, ename: str, evalue: str, traceback: list[str]) -> None:
+        self.outputs.append({"output_type": "error", "ename": ename,
+                             "evalue": self._redact(evalue),
+                             "traceback": [self._redact(line) for line in traceback]})
+
+    def _redact_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {mime: self._redact(value) if isinstance(value, str) else value
+                for mime, value in data.items()}
+
+
+class CollectorStream(io.TextIOBase):
+    """A ``sys.stdout``/``sys.stderr`` stand-in feeding an ``OutputCollector``."""
+
+    def __init__(self, collector: OutputCollector, name: str) -> None:
+        self._collector = collector
+        self.name = name
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self._collector.stream(self.name, text)
+        return len(text)
+
+
+def plain_text(text: str) -> str:
+    return ANSI.sub("", text)

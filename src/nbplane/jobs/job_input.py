@@ -1,0 +1,200 @@
+"""``job_input``: VDK's IJobInput method names, backed by SQLAlchemy and nbplane's store."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from nbplane.dburl import ensure_sqlite_parent, redact_url
+from nbplane.errors import ConfigError, QueryError
+from nbplane.jobs.definition import Job
+from nbplane.jobs.ingestion import Ingester
+from nbplane.jobs.secrets import SecretBox
+from nbplane.jobs.sql import QueryResult, Statement, split_statements, substitute
+from nbplane.settings import Settings
+from nbplane.store import Store
+
+TemplateRunner = Callable[[Path, dict[str, Any]], Any]
+
+
+def open_database(url: str) -> Engine:
+    """An engine on the job's database, every statement committed as it runs (as VDK does)."""
+    ensure_sqlite_parent(url)
+    try:
+        return create_engine(url, isolation_level="AUTOCOMMIT")
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise ConfigError(f"cannot use database {redact_url(url)}: {exc}", field="db") from exc
+
+
+class JobInput:
+    """The object a job's steps receive; one per run (or per ``%job`` in a notebook)."""
+
+    def __init__(self, job: Job, *, store: Store, settings: Settings, db_url: str,
+                 arguments: dict[str, Any] | None = None, execution_id: str | None = None,
+                 template_runner: TemplateRunner | None = None) -> None:
+        self._job = job
+        self._store = store
+        self._settings = settings
+        self._arguments = dict(arguments or {})
+        self.db_url = db_url
+        self._engine = open_database(db_url)
+        self._ingester = Ingester(self._engine, settings.ingest_batch_size)
+        self._started = time.time()
+        self._execution_id = execution_id or f"{job.name}-{uuid.uuid4().hex[:12]}"
+        self._template_runner = template_runner
+        self._temp_dir: Path | None = None
+        self._secrets: dict[str, Any] | None = None
+        self._properties: dict[str, Any] | None = None
+        self.skip_requested = False
+
+    def __repr__(self) -> str:
+        return f"<JobInput job={self._job.name!r} db={redact_url(self.db_url)!r}>"
+
+    # queries
+    def execute_query(self, query: str) -> list[tuple[Any, ...]]:
+        """Run SQL (one or more statements, ``{name}`` substituted); rows of the last one."""
+        return self.query(query).rows
+
+    def query(self, sql: str) -> QueryResult:
+        """Like ``execute_query`` but with column names, for tables and DataFrames."""
+        result = QueryResult(columns=[], rows=[])
+        for statement in split_statements(sql):
+            result = self.run_statement(statement)
+        return result
+
+    def run_statement(self, statement: Statement) -> QueryResult:
+        sql = substitute(statement.text, self.substitution_values())
+        try:
+            with self._engine.connect() as connection:
+                cursor = connection.exec_driver_sql(sql)
+                if not cursor.returns_rows:
+                    return QueryResult(columns=[], rows=[])
+                return QueryResult(columns=list(cursor.keys()),
+                                   rows=[tuple(row) for row in cursor.fetchall()])
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise QueryError(f"{type(reason).__name__}: {reason}".strip(), statement=sql,
+                             line=statement.line) from None
+
+    def get_managed_connection(self) -> Any:
+        """A PEP 249 connection to the job's database (returned to the pool when closed)."""
+        return self._engine.raw_connection()
+
+    def substitution_values(self) -> dict[str, Any]:
+        """What ``{name}`` may refer to; arguments win over execution properties and properties."""
+        return {**self.get_all_properties(), **self.get_execution_properties(),
+                **self._arguments}
+
+    # properties and secrets
+    def get_property(self, name: str, default_value: Any = None) -> Any:
+        return self.get_all_properties().get(name, default_value)
+
+    def get_all_properties(self) -> dict[str, Any]:
+        if self._properties is None:
+            self._properties = self._store.get_properties(self._job.config.key)
+        return dict(self._properties)
+
+    def set_all_properties(self, properties: dict[str, Any]) -> None:
+        _check_mapping(properties, "set_all_properties")
+        self._store.set_properties(self._job.config.key, properties)
+        self._properties = dict(properties)
+
+    def get_secret(self, name: str, default_value: Any = None) -> Any:
+        return self.get_all_secrets().get(name, default_value)
+
+    def get_all_secrets(self) -> dict[str, Any]:
+        if self._secrets is None:
+            blob = self._store.get_secrets_blob(self._job.config.key)
+            self._secrets = SecretBox(self._settings).open(blob) if blob else {}
+        return dict(self._secrets)
+
+    def set_all_secrets(self, secrets: dict[str, Any]) -> None:
+        _check_mapping(secrets, "set_all_secrets")
+        self._store.set_secrets_blob(self._job.config.key, SecretBox(self._settings).seal(secrets))
+        self._secrets = dict(secrets)
+
+    def secret_values(self) -> list[str]:
+        """Secret values loaded so far, so output can be redacted without decrypting early."""
+        return [str(v) for v in (self._secrets or {}).values() if len(str(v)) >= 3]
+
+    # arguments and job facts
+    def get_arguments(self) -> dict[str, Any]:
+        return dict(self._arguments)
+
+    def get_name(self) -> str:
+        return self._job.name
+
+    def get_job_directory(self) -> Path:
+        return self._job.directory
+
+    def get_execution_properties(self) -> dict[str, Any]:
+        return {
+            "pa__execution_id": self._execution_id,
+            "pa__job_name": self._job.name,
+            "pa__team_name": self._job.config.team,
+            "pa__job_start_unixtime": str(int(self._started)),
+            "pa__job_start_ts_expr": f"cast({int(self._started)} as timestamp)",
+            "pa__op_id": self._execution_id,
+        }
+
+    def skip_remaining_steps(self) -> None:
+        """Finish this step, then end the run successfully without running the others."""
+        self.skip_requested = True
+
+    def get_temporary_write_directory(self) -> Path:
+        if self._temp_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix=f"nbplane-{self._job.name}-"))
+        return self._temp_dir
+
+    # ingestion
+    def send_object_for_ingestion(self, payload: dict[str, Any], destination_table: str | None =
+                                  None, method: str | None = None, target: str | None = None,
+                                  collection_id: str | None = None) -> None:
+        """Queue one row; it is written in a batch, at the latest when the step ends."""
+        self._ingester.add_object(payload, destination_table or "")
+
+    def send_tabular_data_for_ingestion(self, rows: Any, column_names: Sequence[str],
+                                        destination_table: str | None = None,
+                                        method: str | None = None, target: str | None = None,
+                                        collection_id: str | None = None) -> None:
+        """Queue rows (any iterable of sequences, or a DataFrame) with their column names."""
+        self._ingester.add_rows(rows, column_names, destination_table or "")
+
+    def flush_ingestion(self) -> dict[str, int]:
+        self._ingester.flush()
+        return dict(self._ingester.rows_written)
+
+    # templates
+    def execute_template(self, template_name: str, template_args: dict[str, Any]) -> Any:
+        """Run the job in ``templates/<name>`` (or at a path) on this database with these args."""
+        if self._template_runner is None:
+            raise ConfigError("execute_template is not available here", field="template_name")
+        directory = Path(template_name)
+        if not directory.is_absolute():
+            directory = self._job.directory / "templates" / template_name
+        if not directory.is_dir():
+            raise ConfigError(f"no template {template_name!r}: {directory} is not a directory",
+                              field="template_name")
+        self.flush_ingestion()
+        return self._template_runner(directory, dict(template_args))
+
+    def close(self) -> None:
+        try:
+            self.flush_ingestion()
+        finally:
+            if self._temp_dir is not None:
+                shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._engine.dispose()
+
+
+def _check_mapping(value: Any, method: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{method}: expected a dict, got {type(value).__name__}", field=method)

@@ -1,0 +1,79 @@
+"""What nbplane tells about job runs: pydantic models named by what they do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_RUN = "not run"
+
+
+class DescribeRunStep(BaseModel):
+    """One step of a run: where it lives, how it ended and why."""
+
+    id: int | None = None
+    run_id: int | None = None
+    position: int
+    name: str
+    kind: str
+    file: str
+    cell_number: int | None = None
+    cell_id: str | None = None
+    status: StepStatus
+    reason: str | None = None
+    started_at: UtcDatetime | None = None
+    duration: float | None = None
+    code_hash: str
+    chain_hash: str
+    error: dict[str, Any] | None = None
+    defined_names: list[str] = Field(default_factory=list)
+    unpicklable: dict[str, str] = Field(default_factory=dict)
+    outputs: list[dict[str, Any]] = Field(default_factory=list)
+    has_checkpoint: bool = False
+
+
+class DescribeRun(BaseModel):
+    """A run of a job: its arguments, status, timings and steps."""
+
+    id: int
+    job_name: str
+    job_team: str | None
+    job_dir: str
+    status: RunStatus
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    db_url: str
+    resumed: bool = False
+    plan: list[str] = Field(default_factory=list)
+    error: dict[str, Any] | None = None
+    steps: list[DescribeRunStep] = Field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,337 @@
+"""Run a job's steps top to bottom in this process, recording every step and its outputs."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from nbplane.dburl import redact_url
+from nbplane.errors import NbplaneError, QueryError, StepFailed
+from nbplane.jobs.capture import OutputCollector, plain_text
+from nbplane.jobs.checkpoints import (
+    changed_names,
+    identities,
+    restore_checkpoint,
+    take_checkpoint,
+)
+from nbplane.jobs.definition import Job, Step, StepKind, load_job
+from nbplane.jobs.job_input import JobInput
+from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus, StepStatus
+from nbplane.jobs.resume import RunPlan, plan_run
+from nbplane.jobs.shell import StepShell, redirect_output
+from nbplane.jobs.sql import split_statements
+from nbplane.settings import Settings, get_settings
+from nbplane.store import Store, open_store
+
+
+class Reporter:
+    """Hears about a run while it happens (the CLI draws progress from it); no-ops by default."""
+
+    def run_started(self, run: DescribeRun, job: Job, plan: RunPlan) -> None:
+        pass
+
+    def step_skipped(self, step: Step, record: DescribeRunStep) -> None:
+        pass
+
+    def step_started(self, step: Step) -> None:
+        pass
+
+    def step_output(self, step: Step, stream: str, text: str) -> None:
+        pass
+
+    def step_finished(self, step: Step, record: DescribeRunStep) -> None:
+        pass
+
+    def run_finished(self, run: DescribeRun) -> None:
+        pass
+
+
+def run_job(directory: Path, *, arguments: dict[str, Any] | None = None,
+            db_url: str | None = None, resume: bool = False, from_step: str | None = None,
+            reporter: Reporter | None = None, settings: Settings | None = None,
+            store: Store | None = None) -> DescribeRun:
+    """Run the job in ``directory``; returns its record, which always has a final status."""
+    settings = settings or get_settings()
+    job = load_job(directory)
+    arguments = dict(arguments or {})
+    store = store or open_store(settings.resolved_store_url)
+    plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
+    target_db = db_url or job.config.db_url or settings.default_db_url
+    run = store.create_run(job_dir=str(job.directory), job_name=job.name,
+                           job_team=job.config.team, arguments=arguments,
+                           db_url=redact_url(target_db), resumed=resume or bool(from_step),
+                           plan=plan.notes)
+    execution = JobExecution(job, run, plan, store=store, settings=settings, db_url=target_db,
+                             arguments=arguments, reporter=reporter or Reporter())
+    return execution.execute()
+
+
+class JobExecution:
+    """One run in progress: namespaces per notebook, the job_input, and the step records."""
+
+    def __init__(self, job: Job, run: DescribeRun, plan: RunPlan, *, store: Store,
+                 settings: Settings, db_url: str, arguments: dict[str, Any],
+                 reporter: Reporter) -> None:
+        self.job, self.run, self.plan = job, run, plan
+        self.store, self.settings, self.db_url = store, settings, db_url
+        self.arguments, self.reporter = arguments, reporter
+        self.records: dict[int, DescribeRunStep] = {}
+        self.shells: dict[str, StepShell] = {}
+        self.job_input: JobInput | None = None
+
+    def execute(self) -> DescribeRun:
+        self.reporter.run_started(self.run, self.job, self.plan)
+        status, error = RunStatus.SUCCEEDED, None
+        stop_reason: tuple[StepStatus, str] | None = None
+        try:
+            with _inside(self.job.directory):
+                self.job_input = JobInput(
+                    self.job, store=self.store, settings=self.settings, db_url=self.db_url,
+                    arguments=self.arguments, execution_id=f"{self.job.name}-run-{self.run.id}",
+                    template_runner=self._run_template,
+                )
+                for step in self.job.steps:
+                    if step.index < self.plan.start:
+                        self._record_skip(step, StepStatus.SKIPPED,
+                                          self.plan.skip_reasons[step.index])
+                    elif stop_reason is not None:
+                        self._record_skip(step, *stop_reason)
+                    else:
+                        record = self._run_step(step, self.job_input)
+                        if record.status == StepStatus.FAILED:
+                            status, error = RunStatus.FAILED, record.error
+                            stop_reason = (StepStatus.NOT_RUN,
+                                           f"step {step.index + 1} ({step.name}) failed")
+                        elif self.job_input.skip_requested:
+                            stop_reason = (StepStatus.SKIPPED, "skip_remaining_steps() was "
+                                           f"called in step {step.index + 1} ({step.name})")
+        except KeyboardInterrupt:
+            status, error = RunStatus.CANCELLED, {"message": "interrupted by the user"}
+        except NbplaneError as exc:
+            status, error = RunStatus.FAILED, exc.to_dict()
+        except Exception as exc:
+            status, error = RunStatus.FAILED, {"message": f"nbplane failed: {exc!r}"}
+            raise
+        finally:
+            reason = (error or {}).get("message", "the run ended")
+            for step in self.job.steps:
+                if step.index not in self.records:
+                    self._record_skip(step, StepStatus.NOT_RUN, reason)
+            if self.job_input is not None:
+                self.job_input.close()
+            self.run = self.store.finish_run(self.run.id, status, error,
+                                             notebooks=self._executed_notebooks())
+            self.reporter.run_finished(self.run)
+        return self.run
+
+    # steps
+    def _run_step(self, step: Step, job_input: JobInput) -> DescribeRunStep:
+        self.reporter.step_started(step)
+        collector = OutputCollector(
+            lambda stream, text: self.reporter.step_output(step, stream, text), self._redact
+        )
+        started, clock = datetime.now(UTC), time.perf_counter()
+        error: dict[str, Any] | None = None
+        shell = self._shell(step.notebook, job_input) if step.notebook else None
+        before = identities(shell.user_variables()) if shell else {}
+        try:
+            if step.kind == StepKind.PYTHON_CELL:
+                assert shell is not None
+                cell_error = shell.run_step(step, collector)
+                if cell_error is not None:
+                    error = self._error_fields(step, cell_error.step, cell_error.line,
+                                               cell_error.line_text, cell_error.exception,
+                                               "".join(collector.outputs[-1]["traceback"]))
+            elif step.is_sql:
+                self._run_sql(step, job_input, collector)
+            else:
+                self._run_python_file(step, job_input, collector)
+            if error is None:
+                job_input.flush_ingestion()
+        except QueryError as exc:
+            error = self._sql_error_fields(step, exc)
+            collector.error("QueryError", exc.message, [error["message"]])
+        except StepFailed as exc:
+            error = {**step.location(), **exc.fields, "message": exc.message}
+            collector.error(type(exc).__name__, exc.message, [exc.message])
+        except NbplaneError as exc:
+            error = {**step.location(), **exc.fields,
+                     "message": f"step {step.index + 1} ({step.name}): {exc.message}"}
+            collector.error(type(exc).__name__, exc.message, [exc.message])
+        except Exception as exc:  # raised by the user's .py step
+            line, text, trace = _python_file_error(exc, self.job.directory / step.file)
+            error = self._error_fields(step, step, line, text, exc, trace)
+            collector.error(type(exc).__name__, str(exc), [trace])
+        checkpoint, unpicklable, defined = None, {}, []
+        if error is None and shell is not None:
+            variables = shell.user_variables()
+            taken = take_checkpoint(variables)
+            checkpoint, unpicklable = taken.blob, taken.unpicklable
+            defined = changed_names(before, variables)
+        record = DescribeRunStep(
+            position=step.index, name=step.name, kind=step.kind, file=step.file,
+            cell_number=step.cell_number, cell_id=step.cell_id,
+            status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
+            started_at=started, duration=time.perf_counter() - clock,
+            code_hash=step.code_hash, chain_hash=self.plan.chains[step.index], error=error,
+            defined_names=defined, unpicklable=unpicklable, outputs=collector.outputs,
+        )
+        self.store.add_step(self.run.id, record, checkpoint)
+        self.records[step.index] = record
+        self.reporter.step_finished(step, record)
+        return record
+
+    def _record_skip(self, step: Step, status: StepStatus, reason: str) -> None:
+        record = DescribeRunStep(
+            position=step.index, name=step.name, kind=step.kind, file=step.file,
+            cell_number=step.cell_number, cell_id=step.cell_id, status=status, reason=reason,
+            code_hash=step.code_hash, chain_hash=self.plan.chains[step.index],
+        )
+        self.store.add_step(self.run.id, record, None)
+        self.records[step.index] = record
+        self.reporter.step_skipped(step, record)
+
+    def _shell(self, notebook: str, job_input: JobInput) -> StepShell:
+        if notebook not in self.shells:
+            namespace: dict[str, Any] = {}
+            restore_from = self.plan.restore.get(notebook)
+            if restore_from is not None and restore_from.id is not None:
+                blob = self.store.load_checkpoint(restore_from.id)
+                if blob:
+                    namespace.update(restore_checkpoint(blob))
+            namespace["job_input"] = job_input
+            self.shells[notebook] = StepShell(user_ns=namespace)
+        return self.shells[notebook]
+
+    def _run_sql(self, step: Step, job_input: JobInput, collector: OutputCollector) -> None:
+        for statement in split_statements(step.sql or ""):
+            result = job_input.run_statement(statement)
+            if result.columns:
+                collector.display({"text/plain": repr(result), "text/html": result._repr_html_()},
+                                  {})
+
+    def _run_python_file(self, step: Step, job_input: JobInput,
+                         collector: OutputCollector) -> None:
+        path = self.job.directory / step.file
+        spec = importlib.util.spec_from_file_location(f"nbplane_step_{step.index}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        with redirect_output(collector):
+            spec.loader.exec_module(module)
+            module.run(job_input)
+
+    def _run_template(self, directory: Path, arguments: dict[str, Any]) -> DescribeRun:
+        run = run_job(directory, arguments=arguments, db_url=self.db_url, reporter=self.reporter,
+                      settings=self.settings, store=self.store)
+        if run.status != RunStatus.SUCCEEDED:
+            message = (run.error or {}).get("message", run.status)
+            raise StepFailed(f"template {directory.name} (run {run.id}) failed: {message}",
+                             template=directory.name, template_run=run.id)
+        return run
+
+    def _redact(self, text: str) -> str:
+        for value in self.job_input.secret_values() if self.job_input else []:
+            text = text.replace(value, "[secret]")
+        return text
+
+    # errors
+    def _error_fields(self, step: Step, where: Step, line: int | None, line_text: str | None,
+                      exception: BaseException, trace: str) -> dict[str, Any]:
+        what = f"{type(exception).__name__}: {exception}"
+        place = _describe_place(where, line, line_text)
+        message = f"step {step.index + 1} ({_describe_step(step)}) failed"
+        message += f" at {place}: {what}" if where == step else f"; raised at {place}: {what}"
+        return {**step.location(), "line": line, "line_text": line_text,
+                "raised_in": where.name if where != step else None,
+                "exception": type(exception).__name__, "message": self._redact(message),
+                "traceback": self._redact(plain_text(trace))}
+
+    def _sql_error_fields(self, step: Step, exc: QueryError) -> dict[str, Any]:
+        statement_line = int(exc.fields.get("line", 1))
+        line = step.sql_line_offset + statement_line
+        lines = step.source.splitlines()
+        line_text = lines[line - 1].strip() if 1 <= line <= len(lines) else None
+        message = (f"step {step.index + 1} ({_describe_step(step)}) failed at "
+                   f"{_describe_place(step, line, line_text)}: {exc.message}")
+        return {**step.location(), "line": line, "line_text": line_text,
+                "statement": exc.fields.get("statement"), "exception": "QueryError",
+                "message": self._redact(message)}
+
+    # executed notebooks
+    def _executed_notebooks(self) -> dict[str, str]:
+        by_cell = {(r.file, r.cell_number): r for r in self.records.values()
+                   if r.cell_number is not None}
+        executed = {}
+        for name, notebook in self.job.notebooks.items():
+            node = copy.deepcopy(notebook.node)
+            for number, cell in enumerate(node.cells, start=1):
+                if cell.cell_type != "code":
+                    continue
+                cell.outputs, cell.execution_count = [], None
+                record = by_cell.get((name, number))
+                if record is None:
+                    continue
+                cell.metadata["nbplane"] = {"step": record.position + 1, "status": record.status,
+                                            "duration": record.duration, "reason": record.reason}
+                if record.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
+                    cell.execution_count = record.position + 1
+                    cell.outputs = [nbformat.from_dict(output) for output in record.outputs]
+            executed[name] = nbformat.v4.writes(node)  # validated on read; writes() would again
+        return executed
+
+
+def _describe_step(step: Step) -> str:
+    if step.cell_number is None:
+        return step.file
+    cell_id = f", id {step.cell_id}" if step.cell_id else ""
+    return f"{step.file} cell {step.cell_number}{cell_id}"
+
+
+def _describe_place(step: Step, line: int | None, line_text: str | None) -> str:
+    place = step.file if step.cell_number is None else f"{step.file} cell {step.cell_number}"
+    if line is not None:
+        place += f", line {line}"
+    if line_text:
+        place += f" `{line_text}`"
+    return place
+
+
+def _python_file_error(exc: BaseException, path: Path) -> tuple[int | None, str | None, str]:
+    """The line of the step file that raised, and the traceback from the user's first frame."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
+        tb = tb.tb_next
+    trace = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    line = text = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is not None:
+        source_lines = path.read_text(encoding="utf-8").splitlines()
+        text = source_lines[line - 1].strip() if line <= len(source_lines) else None
+    return line, text, trace
+
+
+@contextmanager
+def _inside(directory: Path) -> Iterator[None]:
+    """Steps run with the job directory as working directory and importable, as in Jupyter."""
+    saved_cwd, saved_path = os.getcwd(), list(sys.path)
+    os.chdir(directory)
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path

@@ -1,0 +1,79 @@
+"""Create a new job directory, and pack a job into a deployable archive."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from nbplane.errors import ConfigError
+from nbplane.jobs.definition import load_job
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+EXCLUDED_PARTS = {".nbplane", ".ipynb_checkpoints", "__pycache__", ".git"}
+
+
+def create_job(name: str, *, team: str | None, parent: Path) -> Path:
+    if not NAME.match(name):
+        raise ConfigError(f"job name {name!r}: use letters, digits, '.', '_' or '-' "
+                          "(at most 63, starting with a letter or digit)", field="name")
+    directory = parent / name
+    if directory.exists():
+        raise ConfigError(f"{directory} already exists", field="name")
+    directory.mkdir(parents=True)
+    (directory / "config.ini").write_text(
+        f"; VDK-compatible job configuration\n[owner]\nteam = {team or 'default'}\n",
+        encoding="utf-8")
+    notebook = nbformat.v4.new_notebook()
+    step = {"tags": ["step"]}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# {name}\n\nCode cells tagged `step` run in order with `nbplane job run`; "
+            "other cells are for exploring and never run in the job. `job_input` is "
+            "defined in every step."),
+        nbformat.v4.new_code_cell(
+            "%%sql\nCREATE TABLE IF NOT EXISTS greetings (who TEXT, said_at TEXT);\n"
+            "DELETE FROM greetings", metadata=step),
+        nbformat.v4.new_code_cell(
+            'who = job_input.get_arguments().get("who", "world")\n'
+            "job_input.send_object_for_ingestion(\n"
+            '    payload={"who": who, "said_at": str(job_input.get_execution_properties()'
+            '["pa__job_start_unixtime"])},\n'
+            '    destination_table="greetings",\n)\nprint(f"hello, {who}")', metadata=step),
+        nbformat.v4.new_code_cell("%%sql\nSELECT who, said_at FROM greetings", metadata=step),
+        nbformat.v4.new_code_cell("# not tagged: explore freely, this never runs in the job\n"
+                                  "job_input.execute_query('SELECT count(*) FROM greetings')"),
+    ]
+    nbformat.write(notebook, directory / "10_hello.ipynb")
+    return directory
+
+
+def export_job(directory: Path, output: Path) -> list[str]:
+    """Zip the job's files with notebook outputs cleared; refuses a directory that is no job."""
+    load_job(directory)
+    root = directory.resolve()
+    output = output.resolve()
+    written = []
+    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if (path.is_dir() or path == output or EXCLUDED_PARTS.intersection(relative.parts)
+                    or path.suffix == ".pyc"):
+                continue
+            if path.suffix == ".ipynb":
+                archive.writestr(str(relative), _cleared(path))
+            else:
+                archive.write(path, str(relative))
+            written.append(str(relative))
+    return written
+
+
+def _cleared(path: Path) -> str:
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+    return str(nbformat.writes(notebook))

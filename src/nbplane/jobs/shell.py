@@ -1,0 +1,161 @@
+"""An IPython shell per notebook: IPython semantics for steps, outputs sent to a collector."""
+
+from __future__ import annotations
+
+import linecache
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from IPython.core.compilerop import CachingCompiler
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets import Type
+from traitlets.config import Config
+
+from nbplane.jobs.capture import CollectorStream, OutputCollector
+from nbplane.jobs.definition import Step
+
+HIDDEN_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "job_input", "_exit_code"})
+
+
+class StepCompiler(CachingCompiler):
+    """Remembers which step each compiled cell came from, to place errors on their line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: Step | None = None
+        self.steps_by_code_name: dict[str, Step] = {}
+
+    def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        if self.current is None:
+            return str(super().get_code_name(raw_code, transformed_code, number))
+        return f"<{self.current.file} cell {self.current.cell_number}>"
+
+    def cache(self, transformed_code: str, number: int = 0, raw_code: str | None = None) -> str:
+        name: str = super().cache(transformed_code, number, raw_code)
+        if self.current is not None:
+            self.steps_by_code_name[name] = self.current
+        return name
+
+
+class CollectingPublisher(DisplayPublisher):
+    def publish(self, data: Any, metadata: Any = None, source: Any = None, *,
+                transient: Any = None, update: bool = False, **kwargs: Any) -> None:
+        collector = getattr(self.shell, "collector", None)
+        if collector is not None:
+            collector.display(data, metadata)
+
+
+class CollectingDisplayHook(DisplayHook):
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
+        collector = getattr(self.shell, "collector", None)
+        if collector is not None:
+            collector.result(format_dict, md_dict, self.shell.execution_count)
+
+    def finish_displayhook(self) -> None:
+        self._is_active = False
+
+
+@dataclass
+class CellError:
+    """Where a cell failed: the step, the line in it and that line's text."""
+
+    step: Step
+    exception: BaseException
+    line: int | None
+    line_text: str | None
+
+
+class StepShell(InteractiveShell):
+    """The namespace of one notebook; ``run_step`` runs one cell in it."""
+
+    displayhook_class = Type(CollectingDisplayHook)
+    display_pub_class = Type(CollectingPublisher)
+    compiler_class = Type(StepCompiler)
+
+    def __init__(self, user_ns: dict[str, Any]) -> None:
+        config = Config()
+        config.HistoryManager.enabled = False
+        super().__init__(user_ns=user_ns, config=config, colors="nocolor")
+        self.collector: OutputCollector | None = None
+        self.last_traceback: list[str] = []
+
+    def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
+        self.last_traceback = list(stb)
+
+    def run_step(self, step: Step, collector: OutputCollector) -> CellError | None:
+        """Run a cell's code with IPython semantics; None when it succeeded."""
+        compiler: StepCompiler = self.compile
+        compiler.current = step
+        self.collector, self.last_traceback = collector, []
+        try:
+            with redirect_output(collector), self._as_current_shell():
+                result = self.run_cell(step.source, store_history=True)
+        finally:
+            compiler.current, self.collector = None, None
+        exception = result.error_before_exec or result.error_in_exec
+        if exception is None:
+            return None
+        collector.error(type(exception).__name__, str(exception), self.last_traceback)
+        return locate_error(exception, compiler.steps_by_code_name, step)
+
+    @contextmanager
+    def _as_current_shell(self) -> Iterator[None]:
+        """``display()`` and friends publish through the singleton shell: make it this one."""
+        saved = InteractiveShell._instance
+        InteractiveShell._instance = StepShell._instance = self
+        try:
+            yield
+        finally:
+            InteractiveShell._instance = StepShell._instance = saved
+
+    def user_variables(self) -> dict[str, Any]:
+        """The user's own names: what a checkpoint keeps."""
+        hidden = self.user_ns_hidden
+        return {name: value for name, value in self.user_ns.items()
+                if not name.startswith("_") and name not in HIDDEN_NAMES and name not in hidden}
+
+
+@contextmanager
+def redirect_output(collector: OutputCollector) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout = CollectorStream(collector, "stdout")
+    sys.stderr = CollectorStream(collector, "stderr")
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def locate_error(exception: BaseException, steps_by_code_name: dict[str, Step],
+                 default: Step) -> CellError:
+    """The innermost frame that belongs to a step, with the line as the user wrote it."""
+    if isinstance(exception, SyntaxError) and exception.filename in steps_by_code_name:
+        step = steps_by_code_name[exception.filename]
+        return CellError(step, exception, exception.lineno, _source_line(step, exception.lineno))
+    found: CellError = CellError(default, exception, None, None)
+    traceback: TracebackType | None = exception.__traceback__
+    while traceback is not None:
+        step = steps_by_code_name.get(traceback.tb_frame.f_code.co_filename)
+        if step is not None:
+            line = traceback.tb_lineno
+            text = _source_line(step, line) or linecache.getline(
+                traceback.tb_frame.f_code.co_filename, line).strip() or None
+            found = CellError(step, exception, line, text)
+        traceback = traceback.tb_next
+    return found
+
+
+def _source_line(step: Step, line: int | None) -> str | None:
+    lines = step.source.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return None
+    return lines[line - 1].strip() or None

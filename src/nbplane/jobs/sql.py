@@ -1,0 +1,74 @@
+"""SQL as jobs write it: several statements per cell or file, ``{name}`` placeholders."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlparse
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
+
+
+def substitute(sql: str, values: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` with its value, as VDK does; unknown placeholders stay as written."""
+    return PLACEHOLDER.sub(
+        lambda match: str(values[match[1]]) if match[1] in values else match[0], sql
+    )
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    line: int
+    """1-based line where the statement starts within the text it was split from."""
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """Split a script into statements, keeping where each starts; comment-only parts dropped."""
+    statements = []
+    line = 1
+    for parsed in sqlparse.parse(sql):
+        raw = str(parsed)
+        stripped = raw.lstrip()
+        start_line = line + raw[: len(raw) - len(stripped)].count("\n")
+        line += raw.count("\n")
+        text = stripped.rstrip().rstrip(";").rstrip()
+        if sqlparse.format(text, strip_comments=True).strip():
+            statements.append(Statement(text=text, line=start_line))
+    return statements
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of the last statement, with column names (empty when it returned none)."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame when pandas is installed, else this result itself."""
+        try:
+            import pandas
+        except ImportError:
+            return self
+        return pandas.DataFrame.from_records(self.rows, columns=self.columns)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = "".join(f"<th>{escape(str(c))}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>"
+            for row in self.rows[:100]
+        )
+        more = f"<p>{len(self.rows) - 100} more rows</p>" if len(self.rows) > 100 else ""
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+    def __repr__(self) -> str:
+        lines = [" | ".join(self.columns)] + [" | ".join(map(str, r)) for r in self.rows[:20]]
+        if len(self.rows) > 20:
+            lines.append(f"... {len(self.rows) - 20} more rows")
+        return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""The one place that reads ``NBPLANE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """nbplane's settings; each field is the environment variable ``NBPLANE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="NBPLANE_", extra="ignore")
+
+    home: Path = Field(
+        default=Path.home() / ".nbplane",
+        description="Directory for nbplane's own state: run records, checkpoints, secrets key.",
+    )
+    store_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of nbplane's own database (default: SQLite in NBPLANE_HOME).",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database jobs query and ingest into, when neither "
+        "--db nor the job's config names one (default: SQLite in NBPLANE_HOME).",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key encrypting job secrets at rest (default: a key file in "
+        "NBPLANE_HOME, created on first use with mode 0600).",
+    )
+    ingest_batch_size: int = Field(
+        default=1000, ge=1, description="Rows buffered per table before ingestion writes them."
+    )
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.home / 'nbplane.db'}"
+
+    @property
+    def default_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'warehouse.sqlite'}"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
