@@ -1,7 +1,8 @@
 """Time the same 6-step notebook job under ``nbplane job run`` and under VDK's ``vdk run``.
 
-Each run gets a fresh SQLite target file (and a fresh ``NBPLANE_HOME`` for nbplane), the wall
-time of the whole command is measured, and every run's database is checked afterwards.
+Each run gets a fresh SQLite target file (and, unless ``--shared-home``, a fresh
+``NBPLANE_HOME`` for nbplane), the wall time of the whole command is measured, and every run's
+database is checked afterwards.
 Target: nbplane at least 3x faster than VDK (median wall time, VDK with its default settings).
 """
 
@@ -132,11 +133,11 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def run_nbplane(job: Path, work: Path, rows: int) -> Timed:
-    """One timed ``nbplane job run`` with its own state directory and SQLite file."""
+def run_nbplane(job: Path, work: Path, rows: int, home: Path) -> Timed:
+    """One timed ``nbplane job run`` with the given state directory and its own SQLite file."""
     database = work / "target.sqlite"
     env = base_env() | {
-        "NBPLANE_HOME": str(work / "nbplane-home"),
+        "NBPLANE_HOME": str(home),
         "NBPLANE_DB_URL": sqlite_url(database),
     }
     command = [*nbplane_command(), "job", "run", str(job), "--db", sqlite_url(database)]
@@ -180,6 +181,8 @@ def parse_args() -> argparse.Namespace:
                         help=f"VDK's virtual environment (default {DEFAULT_VDK_VENV})")
     parser.add_argument("--vdk-tuned", action=argparse.BooleanOptionalAction, default=True,
                         help="also time VDK with a 1 s ingestion aggregator timeout (default on)")
+    parser.add_argument("--shared-home", action="store_true",
+                        help="keep one NBPLANE_HOME across nbplane runs instead of a new one each")
     parser.add_argument("--check-target", action="store_true",
                         help="exit 2 when nbplane misses the 3x target")
     args = parser.parse_args()
@@ -204,7 +207,9 @@ def main() -> int:
             timed = index >= args.warmup
             kind = f"run {index - args.warmup + 1}/{args.runs}" if timed else "warm-up"
             # Interleave the tools so drift in machine load hits them alike.
-            results = [run_nbplane(job, fresh(root, f"nbplane-{index}"), args.rows),
+            work = fresh(root, f"nbplane-{index}")
+            home = root / "nbplane-home" if args.shared_home else work / "nbplane-home"
+            results = [run_nbplane(job, work, args.rows, home),
                        run_vdk(vdk, job, fresh(root, f"vdk-{index}"), args.rows, "vdk", None)]
             if args.vdk_tuned:
                 results.append(run_vdk(vdk, job, fresh(root, f"vdkt-{index}"), args.rows,
@@ -215,7 +220,8 @@ def main() -> int:
                 for result in results:
                     tools[result.label].append(result.seconds)
     summaries = {name: Summary.of(seconds) for name, seconds in tools.items()}
-    table = Table(title=f"6-step notebook job, {args.rows} rows ingested, SQLite "
+    home = "one shared NBPLANE_HOME" if args.shared_home else "a new NBPLANE_HOME per run"
+    table = Table(title=f"6-step notebook job, {args.rows} rows ingested, SQLite, {home} "
                         f"({args.runs} runs each, wall time of the whole command)")
     for column in ("tool", "median s", "min s", "max s", "vdk median / this median"):
         table.add_column(column, justify="left" if column == "tool" else "right")

@@ -1,0 +1,1 @@
+"""The IPython extension: develop a job inside the notebook it is made of."""

@@ -28,7 +28,7 @@ def take_checkpoint(variables: dict[str, Any]) -> Checkpoint:
         try:
             cloudpickle.dumps(value)
         except Exception:
-            unpicklable[name] = type(value).__qualname__
+            unpicklable[name] = f"{type(value).__module__}.{type(value).__qualname__}"
         else:
             kept[name] = value
     return Checkpoint(cloudpickle.dumps(kept), unpicklable)

@@ -1,0 +1,44 @@
+# The README's two commands: `make run` (set up, run the example job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_ADMIN_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres
+EXAMPLE ?= examples/daily_sales
+
+.PHONY: run test lint typecheck pytest postgres bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## Set up and run the example job on the embedded default database (SQLite in ~/.nbplane).
+run: $(VENV)/.installed
+	$(BIN)/nbplane job run $(EXAMPLE) --arguments '{"days": 7}'
+
+## Set up and run the whole suite: lint, types, tests on SQLite and a real PostgreSQL.
+test: $(VENV)/.installed postgres lint typecheck pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed
+	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \
+		$(BIN)/pytest
+
+postgres:
+	bash scripts/postgres.sh
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/job_vs_vdk.py
+	$(BIN)/python bench/resume.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
