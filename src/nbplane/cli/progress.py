@@ -42,14 +42,19 @@ class ConsoleReporter(Reporter):
         label = "Template" if self._depth > 1 else "Job"
         self.console.print(
             f"[bold]{label} {escape(job.name)}[/] · run {run.id} · {self.total} steps · "
-            f"database {escape(run.db_url)}", highlight=False)
+            f"database {escape(run.db_url)}",
+            highlight=False,
+        )
         for note in plan.notes:
             self.console.print(f"[cyan]↷ {escape(note)}[/]", highlight=False)
 
     def step_skipped(self, step: Step, record: DescribeRunStep) -> None:
         mark, style = STATUS_STYLE[record.status]
-        self.console.print(f"[{style}]{mark} {self._label(step)}  {record.status}: "
-                           f"{escape(record.reason or '')}[/]", highlight=False)
+        self.console.print(
+            f"[{style}]{mark} {self._label(step)}  {record.status}: "
+            f"{escape(record.reason or '')}[/]",
+            highlight=False,
+        )
 
     def step_started(self, step: Step) -> None:
         if self.console.is_terminal:
@@ -73,11 +78,12 @@ class ConsoleReporter(Reporter):
             self._status.stop()
             self._status = None
         mark, style = STATUS_STYLE[record.status]
-        self.console.print(f"[{style}]{mark} {self._label(step)}[/] "
-                           f"[dim]{record.duration or 0:.2f}s[/]", highlight=False)
+        self.console.print(
+            f"[{style}]{mark} {self._label(step)}[/] [dim]{record.duration or 0:.2f}s[/]",
+            highlight=False,
+        )
         if record.error:
-            self.console.print(f"[bold red]{escape(record.error['message'])}[/]",
-                               highlight=False)
+            self.console.print(f"[bold red]{escape(record.error['message'])}[/]", highlight=False)
             if trace := record.error.get("traceback"):
                 self.console.print(Text(trace.rstrip(), style="red"))
 
@@ -87,16 +93,22 @@ class ConsoleReporter(Reporter):
             return
         self.console.print(run_table(run))
         style = "green" if run.status == RunStatus.SUCCEEDED else "red"
-        self.console.print(f"[bold {style}]run {run.id} {run.status}[/] in "
-                           f"{run.duration or 0:.2f}s", highlight=False)
-        if run.status != RunStatus.SUCCEEDED and run.error and not any(
-                s.status == StepStatus.FAILED for s in run.steps):
-            self.console.print(f"[red]{escape(run.error.get('message', ''))}[/]",
-                               highlight=False)
+        self.console.print(
+            f"[bold {style}]run {run.id} {run.status}[/] in {run.duration or 0:.2f}s",
+            highlight=False,
+        )
+        if (
+            run.status != RunStatus.SUCCEEDED
+            and run.error
+            and not any(s.status == StepStatus.FAILED for s in run.steps)
+        ):
+            self.console.print(f"[red]{escape(run.error.get('message', ''))}[/]", highlight=False)
 
     def _label(self, step: Step) -> str:
-        return (f"{step.index + 1}/{self.total} "
-                f"[bold]{escape(describe_source(step.file, step.cell_number))}[/]")
+        return (
+            f"{step.index + 1}/{self.total} "
+            f"[bold]{escape(describe_source(step.file, step.cell_number))}[/]"
+        )
 
     def _print_output(self, stream: str, line: str) -> None:
         style = "yellow" if stream == "stderr" else ""
@@ -112,6 +124,11 @@ def run_table(run: DescribeRun) -> Table:
         mark, style = STATUS_STYLE[step.status]
         note = (step.error or {}).get("message") or step.reason or ""
         duration = f"{step.duration:.2f}s" if step.duration is not None else ""
-        table.add_row(str(step.position + 1), describe_source(step.file, step.cell_number),
-                      Text(f"{mark} {step.status}", style=style), duration, note)
+        table.add_row(
+            str(step.position + 1),
+            describe_source(step.file, step.cell_number),
+            Text(f"{mark} {step.status}", style=style),
+            duration,
+            note,
+        )
     return table

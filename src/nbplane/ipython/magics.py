@@ -49,13 +49,20 @@ class JobMagics(Magics):
         db_url = args.db or job.config.db_url or settings.default_db_url
         if self.job_input is not None:
             self.job_input.close()
-        self.job_input = JobInput(job, store=open_store(settings.resolved_store_url),
-                                  settings=settings, db_url=db_url,
-                                  arguments=parse_arguments(args.arguments))
+        self.job_input = JobInput(
+            job,
+            store=open_store(settings.resolved_store_url),
+            settings=settings,
+            db_url=db_url,
+            arguments=parse_arguments(args.arguments),
+        )
         self.job_dir = directory
+        assert self.shell is not None
         self.shell.user_ns["job_input"] = self.job_input
-        print(f"job_input is ready for job {job.name} (team {job.config.team or 'default'}), "
-              f"database {self.job_input!r}")
+        print(
+            f"job_input is ready for job {job.name} (team {job.config.team or 'default'}), "
+            f"database {self.job_input!r}"
+        )
         return self.job_input
 
     @cell_magic
@@ -77,16 +84,20 @@ class JobMagics(Magics):
         args = _parse(self.job_run, line)
         directory = Path(args.path) if args.path else (self.job_dir or Path(os.getcwd()))
         command = [sys.executable, "-m", "nbplane", "job", "run", str(directory)]
-        for option, value in (("--arguments", args.arguments), ("--db", args.db),
-                              ("--from-step", args.from_step)):
+        for option, value in (
+            ("--arguments", args.arguments),
+            ("--db", args.db),
+            ("--from-step", args.from_step),
+        ):
             if value:
                 command += [option, value]
         if args.resume:
             command.append("--resume")
         print("$ nbplane " + shlex.join(command[3:]), flush=True)
         environment = {**os.environ, "COLUMNS": "110", "NO_COLOR": "1"}
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=environment) as process:
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        ) as process:
             assert process.stdout is not None
             for output_line in process.stdout:
                 print(output_line, end="", flush=True)
@@ -105,8 +116,9 @@ def _parse(magic: Any, line: str) -> Any:
     return magic.parser.parse_args(shlex.split(line))
 
 
-def _show_error(shell: Any, etype: type, value: BaseException, tb: Any,
-                tb_offset: int | None = None) -> None:
+def _show_error(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None
+) -> None:
     """Our errors are shown as their message, without a traceback of nbplane's code."""
     print(f"nbplane: {value}", file=sys.stderr)
 

@@ -34,26 +34,40 @@ class OutputCollector:
 
     def display(self, data: dict[str, Any], metadata: dict[str, Any] | None) -> None:
         data = self._redact_data(data)
-        self.outputs.append({"output_type": "display_data", "data": data,
-                             "metadata": metadata or {}})
+        self.outputs.append(
+            {"output_type": "display_data", "data": data, "metadata": metadata or {}}
+        )
         if "text/plain" in data:
             self._listener("stdout", str(data["text/plain"]) + "\n")
 
     def result(self, data: dict[str, Any], metadata: dict[str, Any] | None, count: int) -> None:
         data = self._redact_data(data)
-        self.outputs.append({"output_type": "execute_result", "data": data,
-                             "metadata": metadata or {}, "execution_count": count})
+        self.outputs.append(
+            {
+                "output_type": "execute_result",
+                "data": data,
+                "metadata": metadata or {},
+                "execution_count": count,
+            }
+        )
         if "text/plain" in data:
             self._listener("stdout", str(data["text/plain"]) + "\n")
 
     def error(self, ename: str, evalue: str, traceback: list[str]) -> None:
-        self.outputs.append({"output_type": "error", "ename": ename,
-                             "evalue": self._redact(evalue),
-                             "traceback": [self._redact(line) for line in traceback]})
+        self.outputs.append(
+            {
+                "output_type": "error",
+                "ename": ename,
+                "evalue": self._redact(evalue),
+                "traceback": [self._redact(line) for line in traceback],
+            }
+        )
 
     def _redact_data(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {mime: self._redact(value) if isinstance(value, str) else value
-                for mime, value in data.items()}
+        return {
+            mime: self._redact(value) if isinstance(value, str) else value
+            for mime, value in data.items()
+        }
 
 
 class CollectorStream(io.TextIOBase):
@@ -64,7 +78,7 @@ class CollectorStream(io.TextIOBase):
         self.name = name
 
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
 
     def writable(self) -> bool:

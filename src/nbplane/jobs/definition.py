@@ -63,8 +63,12 @@ class Step:
 
     def location(self) -> dict[str, Any]:
         """Where the step lives, as error fields."""
-        return {"step": self.name, "file": self.file, "cell": self.cell_number,
-                "cell_id": self.cell_id}
+        return {
+            "step": self.name,
+            "file": self.file,
+            "cell": self.cell_number,
+            "cell_id": self.cell_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -97,19 +101,25 @@ class Job:
     def find_step(self, wanted: str) -> Step:
         """A step by its name (``file#cell``), file name, cell id or 1-based step number."""
         for step in self.steps:
-            if wanted in (step.name, step.cell_id) or (step.notebook is None and wanted == step.file):
+            if wanted in (step.name, step.cell_id) or (
+                step.notebook is None and wanted == step.file
+            ):
                 return step
         if wanted.isdigit() and 1 <= int(wanted) <= len(self.steps):
             return self.steps[int(wanted) - 1]
         names = ", ".join(step.name for step in self.steps)
-        raise JobDefinitionError(f"no step named {wanted!r} in {self.name}; steps: {names}",
-                                 field="from_step")
+        raise JobDefinitionError(
+            f"no step named {wanted!r} in {self.name}; steps: {names}", field="from_step"
+        )
 
 
 def natural_key(name: str) -> list[Any]:
     """Sort key that puts ``2_x`` before ``10_y``."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
-            for part in re.split(r"(\d+)", name) if part]
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+        for part in re.split(r"(\d+)", name)
+        if part
+    ]
 
 
 def load_job(directory: Path) -> Job:
@@ -118,8 +128,11 @@ def load_job(directory: Path) -> Job:
         raise JobDefinitionError(f"{directory}: not a directory", file=str(directory))
     config = load_config(directory)
     files = sorted(
-        (path for path in directory.iterdir()
-         if path.is_file() and path.suffix in STEP_SUFFIXES and not path.name.startswith(".")),
+        (
+            path
+            for path in directory.iterdir()
+            if path.is_file() and path.suffix in STEP_SUFFIXES and not path.name.startswith(".")
+        ),
         key=lambda path: natural_key(path.name),
     )
     steps: list[Step] = []
@@ -132,36 +145,46 @@ def load_job(directory: Path) -> Job:
         elif path.suffix == ".py":
             steps.append(_python_file_step(path, index=len(steps)))
         else:
-            steps.append(Step(index=len(steps), kind=StepKind.SQL_FILE, file=path.name,
-                              source=_read_text(path), sql=_read_text(path)))
+            steps.append(
+                Step(
+                    index=len(steps),
+                    kind=StepKind.SQL_FILE,
+                    file=path.name,
+                    source=_read_text(path),
+                    sql=_read_text(path),
+                )
+            )
     if not steps:
         raise JobDefinitionError(
             f"{directory}: no steps found. A job step is a notebook code cell tagged 'step' "
             "(or 'vdk'), a .py file with def run(job_input), or a .sql file.",
             file=str(directory),
         )
-    return Job(directory=directory.resolve(), config=config, steps=tuple(steps),
-               notebooks=notebooks)
+    return Job(
+        directory=directory.resolve(), config=config, steps=tuple(steps), notebooks=notebooks
+    )
 
 
 def _notebook_steps(notebook: NotebookFile, start: int) -> list[Step]:
-    steps = []
+    steps: list[Step] = []
     for number, cell in enumerate(notebook.cells, start=1):
         if not is_step_cell(cell):
             continue
         source = cell_source(cell)
         sql = split_sql_cell(source)
         leading_blank = len(source) - len(source.lstrip("\n"))
-        steps.append(Step(
-            index=start + len(steps),
-            kind=StepKind.SQL_CELL if sql is not None else StepKind.PYTHON_CELL,
-            file=notebook.path.name,
-            source=source,
-            cell_number=number,
-            cell_id=cell.get("id"),
-            sql=sql,
-            sql_line_offset=leading_blank + 1 if sql is not None else 0,
-        ))
+        steps.append(
+            Step(
+                index=start + len(steps),
+                kind=StepKind.SQL_CELL if sql is not None else StepKind.PYTHON_CELL,
+                file=notebook.path.name,
+                source=source,
+                cell_number=number,
+                cell_id=cell.get("id"),
+                sql=sql,
+                sql_line_offset=leading_blank + 1 if sql is not None else 0,
+            )
+        )
     return steps
 
 
@@ -172,8 +195,9 @@ def _python_file_step(path: Path, index: int) -> Step:
     except SyntaxError as exc:
         raise JobDefinitionError(
             f"{path.name}, line {exc.lineno}: syntax error: {exc.msg}",
-            file=path.name, line=exc.lineno,
-        )
+            file=path.name,
+            line=exc.lineno,
+        ) from None
     has_run = any(
         isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "run"
         for node in module.body
@@ -189,7 +213,7 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise JobDefinitionError(f"{path.name}: cannot read ({exc})", file=path.name)
+        raise JobDefinitionError(f"{path.name}: cannot read ({exc})", file=path.name) from None
 
 
 def load_config(directory: Path) -> JobConfig:
@@ -202,7 +226,7 @@ def load_config(directory: Path) -> JobConfig:
         try:
             parser.read(ini_path, encoding="utf-8")
         except configparser.Error as exc:
-            raise JobDefinitionError(f"config.ini: {exc}", file="config.ini")
+            raise JobDefinitionError(f"config.ini: {exc}", file="config.ini") from None
         vdk_options = {section: dict(parser[section]) for section in parser.sections()}
         if team := vdk_options.get("owner", {}).get("team"):
             values["team"] = team
@@ -211,16 +235,18 @@ def load_config(directory: Path) -> JobConfig:
         try:
             table = tomllib.loads(_read_text(toml_path)).get("job", {})
         except tomllib.TOMLDecodeError as exc:
-            raise JobDefinitionError(f"job.toml: {exc}", file="job.toml")
+            raise JobDefinitionError(f"job.toml: {exc}", file="job.toml") from None
         known = {"name": "name", "team": "team", "description": "description", "db": "db_url"}
         for key, value in table.items():
             if key not in known:
                 raise JobDefinitionError(
                     f"job.toml: unknown setting [job].{key}; known: {', '.join(known)}",
-                    file="job.toml", field=f"job.{key}",
+                    file="job.toml",
+                    field=f"job.{key}",
                 )
             if not isinstance(value, str):
-                raise JobDefinitionError(f"job.toml: [job].{key} must be a string",
-                                         file="job.toml", field=f"job.{key}")
+                raise JobDefinitionError(
+                    f"job.toml: [job].{key} must be a string", file="job.toml", field=f"job.{key}"
+                )
             values[known[key]] = value
     return JobConfig(vdk_options=vdk_options, **values)

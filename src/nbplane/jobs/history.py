@@ -25,8 +25,10 @@ def list_runs(directory: Path, limit: int = 20) -> list[DescribeRun]:
 def get_run(directory: Path, run_id: int) -> DescribeRun:
     record = _store().get_run(str(directory.resolve()), run_id)
     if record is None:
-        raise ConfigError(f"no run {run_id} of the job in {directory}; "
-                          f"`nbplane job runs {directory}` lists them", field="run_id")
+        raise ConfigError(
+            f"no run {run_id} of the job in {directory}; `nbplane job runs {directory}` lists them",
+            field="run_id",
+        )
     return record
 
 
@@ -36,8 +38,11 @@ def render_run_html(directory: Path, run: DescribeRun) -> str:
 
     notebooks = _store().run_notebooks(run.id)
     page = nbformat.v4.new_notebook()
-    page.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                   "language": "python"}
+    page.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     page.cells.append(nbformat.v4.new_markdown_cell(_summary_markdown(run)))
     shown: set[str] = set()
     for step in run.steps:
@@ -49,15 +54,17 @@ def render_run_html(directory: Path, run: DescribeRun) -> str:
             executed = nbformat.reads(notebooks[step.file], as_version=4)
             page.cells.extend(_annotated(cell) for cell in executed.cells)
         else:
-            page.cells.append(nbformat.v4.new_markdown_cell(
-                f"## {step.file}\n\n{_status_line(step)}"))
+            page.cells.append(
+                nbformat.v4.new_markdown_cell(f"## {step.file}\n\n{_status_line(step)}")
+            )
             cell = nbformat.v4.new_code_cell(_file_source(directory, step))
             cell.outputs = [nbformat.from_dict(o) for o in step.outputs]
             cell.execution_count = step.position + 1 if step.outputs else None
             page.cells.append(cell)
     exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(page, resources={"metadata": {
-        "name": f"{run.job_name} run {run.id}"}})
+    body, _ = exporter.from_notebook_node(
+        page, resources={"metadata": {"name": f"{run.job_name} run {run.id}"}}
+    )
     return str(body)
 
 
@@ -68,8 +75,9 @@ def _annotated(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
         return cell
     duration = f" in {info['duration']:.2f}s" if info.get("duration") is not None else ""
     reason = f": {info['reason']}" if info.get("reason") else ""
-    cell.source = (f"# nbplane step {info['step']}: {info['status']}{duration}{reason}\n"
-                   + cell.source)
+    cell.source = (
+        f"# nbplane step {info['step']}: {info['status']}{duration}{reason}\n" + cell.source
+    )
     return cell
 
 
@@ -99,8 +107,10 @@ def _summary_markdown(run: DescribeRun) -> str:
     for step in run.steps:
         note = (step.error or {}).get("message") or step.reason or ""
         duration = f"{step.duration:.2f}s" if step.duration is not None else ""
-        lines.append(f"| {step.position + 1} | {escape(step.name)} | {step.status} | "
-                     f"{duration} | {escape(note).replace('|', '&#124;')} |")
+        lines.append(
+            f"| {step.position + 1} | {escape(step.name)} | {step.status} | "
+            f"{duration} | {escape(note).replace('|', '&#124;')} |"
+        )
     if run.error and not any(step.error for step in run.steps):
         lines += ["", f"**{escape(str(run.error.get('message', '')))}**"]
     return "\n".join(lines)

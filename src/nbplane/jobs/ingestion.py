@@ -72,7 +72,8 @@ class Ingester:
         if not isinstance(payload, Mapping):
             raise IngestionError(
                 f"send_object_for_ingestion: payload must be a dict, got {type(payload).__name__}",
-                table=table, field="payload",
+                table=table,
+                field="payload",
             )
         self._add(table, [{str(k): plain_value(v) for k, v in payload.items()}])
 
@@ -80,8 +81,9 @@ class Ingester:
         if hasattr(rows, "itertuples"):  # a pandas DataFrame
             rows = rows.itertuples(index=False, name=None)
         if not isinstance(rows, Iterable):
-            raise IngestionError("send_tabular_data_for_ingestion: rows must be iterable",
-                                 table=table, field="rows")
+            raise IngestionError(
+                "send_tabular_data_for_ingestion: rows must be iterable", table=table, field="rows"
+            )
         columns = [str(name) for name in column_names]
         records = []
         for number, row in enumerate(rows, start=1):
@@ -89,7 +91,9 @@ class Ingester:
             if len(values) != len(columns):
                 raise IngestionError(
                     f"send_tabular_data_for_ingestion: row {number} has {len(values)} values "
-                    f"for {len(columns)} columns", table=table, field=f"rows[{number - 1}]",
+                    f"for {len(columns)} columns",
+                    table=table,
+                    field=f"rows[{number - 1}]",
                 )
             records.append({c: plain_value(v) for c, v in zip(columns, values, strict=True)})
         self._add(table, records)
@@ -114,15 +118,20 @@ class Ingester:
             with self.engine.begin() as connection:
                 table = self._prepare_table(connection, schema or None, table_name, records)
                 keys = [column.name for column in table.columns]
-                connection.execute(table.insert(),
-                                   [{key: record.get(key) for key in keys} for record in records])
+                connection.execute(
+                    table.insert(), [{key: record.get(key) for key in keys} for record in records]
+                )
         except SQLAlchemyError as exc:
-            raise IngestionError(f"ingesting {len(records)} rows into {name} failed: "
-                                 f"{getattr(exc, 'orig', None) or exc}", table=name) from exc
+            raise IngestionError(
+                f"ingesting {len(records)} rows into {name} failed: "
+                f"{getattr(exc, 'orig', None) or exc}",
+                table=name,
+            ) from exc
         self.rows_written[name] = self.rows_written.get(name, 0) + len(records)
 
-    def _prepare_table(self, connection: Any, schema: str | None, name: str,
-                       records: list[dict[str, Any]]) -> Table:
+    def _prepare_table(
+        self, connection: Any, schema: str | None, name: str, records: list[dict[str, Any]]
+    ) -> Table:
         key = f"{schema}.{name}"
         first_values: dict[str, Any] = {}
         for record in records:
@@ -135,17 +144,25 @@ class Ingester:
             if inspector.has_table(name, schema=schema):
                 known = {c["name"] for c in inspector.get_columns(name, schema=schema)}
             else:
-                Table(name, MetaData(), *(Column(c, column_type(v)) for c, v in
-                                          first_values.items()), schema=schema).create(connection)
+                Table(
+                    name,
+                    MetaData(),
+                    *(Column(c, column_type(v)) for c, v in first_values.items()),
+                    schema=schema,
+                ).create(connection)
                 known = set(first_values)
         preparer = connection.dialect.identifier_preparer
         for column, value in first_values.items():
             if column not in known:
                 type_sql = column_type(value).compile(dialect=connection.dialect)
-                qualified = preparer.quote(name) if schema is None else \
-                    f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
-                connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN "
-                                        f"{preparer.quote(column)} {type_sql}"))
+                qualified = (
+                    preparer.quote(name)
+                    if schema is None
+                    else f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
+                )
+                connection.execute(
+                    text(f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(column)} {type_sql}")
+                )
                 known.add(column)
         self._columns[key] = known
         return Table(name, MetaData(), *(Column(c) for c in sorted(known)), schema=schema)

@@ -37,9 +37,17 @@ def open_database(url: str) -> Engine:
 class JobInput:
     """The object a job's steps receive; one per run (or per ``%job`` in a notebook)."""
 
-    def __init__(self, job: Job, *, store: Store, settings: Settings, db_url: str,
-                 arguments: dict[str, Any] | None = None, execution_id: str | None = None,
-                 template_runner: TemplateRunner | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        *,
+        store: Store,
+        settings: Settings,
+        db_url: str,
+        arguments: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+        template_runner: TemplateRunner | None = None,
+    ) -> None:
         self._job = job
         self._store = store
         self._settings = settings
@@ -77,12 +85,14 @@ class JobInput:
                 cursor = connection.exec_driver_sql(sql)
                 if not cursor.returns_rows:
                     return QueryResult(columns=[], rows=[])
-                return QueryResult(columns=list(cursor.keys()),
-                                   rows=[tuple(row) for row in cursor.fetchall()])
+                return QueryResult(
+                    columns=list(cursor.keys()), rows=[tuple(row) for row in cursor.fetchall()]
+                )
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
-            raise QueryError(f"{type(reason).__name__}: {reason}".strip(), statement=sql,
-                             line=statement.line) from None
+            raise QueryError(
+                f"{type(reason).__name__}: {reason}".strip(), statement=sql, line=statement.line
+            ) from None
 
     def get_managed_connection(self) -> Any:
         """A PEP 249 connection to the job's database (returned to the pool when closed)."""
@@ -90,8 +100,7 @@ class JobInput:
 
     def substitution_values(self) -> dict[str, Any]:
         """What ``{name}`` may refer to; arguments win over execution properties and properties."""
-        return {**self.get_all_properties(), **self.get_execution_properties(),
-                **self._arguments}
+        return {**self.get_all_properties(), **self.get_execution_properties(), **self._arguments}
 
     # properties and secrets
     def get_property(self, name: str, default_value: Any = None) -> Any:
@@ -155,16 +164,26 @@ class JobInput:
         return self._temp_dir
 
     # ingestion
-    def send_object_for_ingestion(self, payload: dict[str, Any], destination_table: str | None =
-                                  None, method: str | None = None, target: str | None = None,
-                                  collection_id: str | None = None) -> None:
+    def send_object_for_ingestion(
+        self,
+        payload: dict[str, Any],
+        destination_table: str | None = None,
+        method: str | None = None,
+        target: str | None = None,
+        collection_id: str | None = None,
+    ) -> None:
         """Queue one row; it is written in a batch, at the latest when the step ends."""
         self._ingester.add_object(payload, destination_table or "")
 
-    def send_tabular_data_for_ingestion(self, rows: Any, column_names: Sequence[str],
-                                        destination_table: str | None = None,
-                                        method: str | None = None, target: str | None = None,
-                                        collection_id: str | None = None) -> None:
+    def send_tabular_data_for_ingestion(
+        self,
+        rows: Any,
+        column_names: Sequence[str],
+        destination_table: str | None = None,
+        method: str | None = None,
+        target: str | None = None,
+        collection_id: str | None = None,
+    ) -> None:
         """Queue rows (any iterable of sequences, or a DataFrame) with their column names."""
         self._ingester.add_rows(rows, column_names, destination_table or "")
 
@@ -181,8 +200,10 @@ class JobInput:
         if not directory.is_absolute():
             directory = self._job.directory / "templates" / template_name
         if not directory.is_dir():
-            raise ConfigError(f"no template {template_name!r}: {directory} is not a directory",
-                              field="template_name")
+            raise ConfigError(
+                f"no template {template_name!r}: {directory} is not a directory",
+                field="template_name",
+            )
         self.flush_ingestion()
         return self._template_runner(directory, dict(template_args))
 

@@ -35,8 +35,9 @@ def chain_hashes(job: Job, arguments: dict[str, Any]) -> list[str]:
     return chains
 
 
-def plan_run(job: Job, store: Store, arguments: dict[str, Any], *, resume: bool,
-             from_step: str | None) -> RunPlan:
+def plan_run(
+    job: Job, store: Store, arguments: dict[str, Any], *, resume: bool, from_step: str | None
+) -> RunPlan:
     plan = RunPlan(chains=chain_hashes(job, arguments))
     if not resume and from_step is None:
         return plan
@@ -44,8 +45,10 @@ def plan_run(job: Job, store: Store, arguments: dict[str, Any], *, resume: bool,
     successes = [store.last_success(job_dir, chain) for chain in plan.chains]
     if from_step is not None:
         plan.start = job.find_step(from_step).index
-        plan.notes.append(f"starting at step {plan.start + 1} ({job.steps[plan.start].name}) "
-                          "as asked by --from-step")
+        plan.notes.append(
+            f"starting at step {plan.start + 1} ({job.steps[plan.start].name}) "
+            "as asked by --from-step"
+        )
     else:
         last_runs = store.list_runs(job_dir, limit=1)
         if not last_runs:
@@ -61,18 +64,22 @@ def plan_run(job: Job, store: Store, arguments: dict[str, Any], *, resume: bool,
     return plan
 
 
-def _first_stale_step(job: Job, plan: RunPlan, successes: list[DescribeRunStep | None],
-                      last: DescribeRun) -> int:
+def _first_stale_step(
+    job: Job, plan: RunPlan, successes: list[DescribeRunStep | None], last: DescribeRun
+) -> int:
     failed = {s.chain_hash for s in last.steps if s.status == StepStatus.FAILED}
     last_by_position = {s.position: s for s in last.steps}
     for step, chain, success in zip(job.steps, plan.chains, successes, strict=True):
         if chain in failed:
-            plan.notes.append(f"resuming at step {step.index + 1} ({step.name}): "
-                              f"it failed in run {last.id}")
+            plan.notes.append(
+                f"resuming at step {step.index + 1} ({step.name}): it failed in run {last.id}"
+            )
             return step.index
         if success is None:
-            plan.notes.append(f"resuming at step {step.index + 1} ({step.name}): "
-                              f"{_why_stale(step, last, last_by_position.get(step.index))}")
+            plan.notes.append(
+                f"resuming at step {step.index + 1} ({step.name}): "
+                f"{_why_stale(step, last, last_by_position.get(step.index))}"
+            )
             return step.index
     plan.notes.append(f"nothing changed since run {last.id}: every step is up to date")
     return len(job.steps)
@@ -88,8 +95,9 @@ def _why_stale(step: Step, last: DescribeRun, previous: DescribeRunStep | None) 
     return "an earlier step or the arguments changed since it last succeeded"
 
 
-def _settle_restores(job: Job, plan: RunPlan, successes: list[DescribeRunStep | None],
-                     forced: bool) -> None:
+def _settle_restores(
+    job: Job, plan: RunPlan, successes: list[DescribeRunStep | None], forced: bool
+) -> None:
     """Pick each notebook's checkpoint; move the start back where a needed value is missing."""
     while True:
         plan.restore.clear()
@@ -103,22 +111,34 @@ def _settle_restores(job: Job, plan: RunPlan, successes: list[DescribeRunStep | 
                 continue
             success = successes[done[-1].index]
             if success is None or not success.has_checkpoint:
-                notes.append(f"{notebook}: no checkpoint after step {done[-1].name}; its "
-                             "namespace starts empty")
+                notes.append(
+                    f"{notebook}: no checkpoint after step {done[-1].name}; its "
+                    "namespace starts empty"
+                )
                 continue
             missing = _needed(success.unpicklable, remaining)
             if not missing or forced:
                 plan.restore[notebook] = success
                 for name in missing:
-                    notes.append(f"{notebook}: {name} ({success.unpicklable[name]}) could not "
-                                 "be checkpointed; it will be undefined")
+                    notes.append(
+                        f"{notebook}: {name} ({success.unpicklable[name]}) could not "
+                        "be checkpointed; it will be undefined"
+                    )
                 continue
             for name in missing:
-                definer = next((s for s in done if (record := successes[s.index]) is not None
-                                and name in record.defined_names), done[0])
+                definer = next(
+                    (
+                        s
+                        for s in done
+                        if (record := successes[s.index]) is not None
+                        and name in record.defined_names
+                    ),
+                    done[0],
+                )
                 plan.notes.append(
                     f"{name} ({success.unpicklable[name]}) cannot be checkpointed: going back "
-                    f"to step {definer.index + 1} ({definer.name}), which defines it")
+                    f"to step {definer.index + 1} ({definer.name}), which defines it"
+                )
                 earliest = min(earliest, definer.index)
         if earliest == plan.start:
             plan.notes.extend(notes)

@@ -57,10 +57,17 @@ class Reporter:
         pass
 
 
-def run_job(directory: Path, *, arguments: dict[str, Any] | None = None,
-            db_url: str | None = None, resume: bool = False, from_step: str | None = None,
-            reporter: Reporter | None = None, settings: Settings | None = None,
-            store: Store | None = None) -> DescribeRun:
+def run_job(
+    directory: Path,
+    *,
+    arguments: dict[str, Any] | None = None,
+    db_url: str | None = None,
+    resume: bool = False,
+    from_step: str | None = None,
+    reporter: Reporter | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+) -> DescribeRun:
     """Run the job in ``directory``; returns its record, which always has a final status."""
     settings = settings or get_settings()
     job = load_job(directory)
@@ -68,21 +75,43 @@ def run_job(directory: Path, *, arguments: dict[str, Any] | None = None,
     store = store or open_store(settings.resolved_store_url)
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
     target_db = db_url or job.config.db_url or settings.default_db_url
-    run = store.create_run(job_dir=str(job.directory), job_name=job.name,
-                           job_team=job.config.team, arguments=arguments,
-                           db_url=redact_url(target_db), resumed=resume or bool(from_step),
-                           plan=plan.notes)
-    execution = JobExecution(job, run, plan, store=store, settings=settings, db_url=target_db,
-                             arguments=arguments, reporter=reporter or Reporter())
+    run = store.create_run(
+        job_dir=str(job.directory),
+        job_name=job.name,
+        job_team=job.config.team,
+        arguments=arguments,
+        db_url=redact_url(target_db),
+        resumed=resume or bool(from_step),
+        plan=plan.notes,
+    )
+    execution = JobExecution(
+        job,
+        run,
+        plan,
+        store=store,
+        settings=settings,
+        db_url=target_db,
+        arguments=arguments,
+        reporter=reporter or Reporter(),
+    )
     return execution.execute()
 
 
 class JobExecution:
     """One run in progress: namespaces per notebook, the job_input, and the step records."""
 
-    def __init__(self, job: Job, run: DescribeRun, plan: RunPlan, *, store: Store,
-                 settings: Settings, db_url: str, arguments: dict[str, Any],
-                 reporter: Reporter) -> None:
+    def __init__(
+        self,
+        job: Job,
+        run: DescribeRun,
+        plan: RunPlan,
+        *,
+        store: Store,
+        settings: Settings,
+        db_url: str,
+        arguments: dict[str, Any],
+        reporter: Reporter,
+    ) -> None:
         self.job, self.run, self.plan = job, run, plan
         self.store, self.settings, self.db_url = store, settings, db_url
         self.arguments, self.reporter = arguments, reporter
@@ -97,25 +126,35 @@ class JobExecution:
         try:
             with _inside(self.job.directory):
                 self.job_input = JobInput(
-                    self.job, store=self.store, settings=self.settings, db_url=self.db_url,
-                    arguments=self.arguments, execution_id=f"{self.job.name}-run-{self.run.id}",
+                    self.job,
+                    store=self.store,
+                    settings=self.settings,
+                    db_url=self.db_url,
+                    arguments=self.arguments,
+                    execution_id=f"{self.job.name}-run-{self.run.id}",
                     template_runner=self._run_template,
                 )
                 for step in self.job.steps:
                     if step.index < self.plan.start:
-                        self._record_skip(step, StepStatus.SKIPPED,
-                                          self.plan.skip_reasons[step.index])
+                        self._record_skip(
+                            step, StepStatus.SKIPPED, self.plan.skip_reasons[step.index]
+                        )
                     elif stop_reason is not None:
                         self._record_skip(step, *stop_reason)
                     else:
                         record = self._run_step(step, self.job_input)
                         if record.status == StepStatus.FAILED:
                             status, error = RunStatus.FAILED, record.error
-                            stop_reason = (StepStatus.NOT_RUN,
-                                           f"step {step.index + 1} ({step.name}) failed")
+                            stop_reason = (
+                                StepStatus.NOT_RUN,
+                                f"step {step.index + 1} ({step.name}) failed",
+                            )
                         elif self.job_input.skip_requested:
-                            stop_reason = (StepStatus.SKIPPED, "skip_remaining_steps() was "
-                                           f"called in step {step.index + 1} ({step.name})")
+                            stop_reason = (
+                                StepStatus.SKIPPED,
+                                "skip_remaining_steps() was "
+                                f"called in step {step.index + 1} ({step.name})",
+                            )
         except KeyboardInterrupt:
             status, error = RunStatus.CANCELLED, {"message": "interrupted by the user"}
         except NbplaneError as exc:
@@ -130,8 +169,9 @@ class JobExecution:
                     self._record_skip(step, StepStatus.NOT_RUN, reason)
             if self.job_input is not None:
                 self.job_input.close()
-            self.run = self.store.finish_run(self.run.id, status, error,
-                                             notebooks=self._executed_notebooks())
+            self.run = self.store.finish_run(
+                self.run.id, status, error, notebooks=self._executed_notebooks()
+            )
             self.reporter.run_finished(self.run)
         return self.run
 
@@ -150,9 +190,14 @@ class JobExecution:
                 assert shell is not None
                 cell_error = shell.run_step(step, collector)
                 if cell_error is not None:
-                    error = self._error_fields(step, cell_error.step, cell_error.line,
-                                               cell_error.line_text, cell_error.exception,
-                                               "".join(collector.outputs[-1]["traceback"]))
+                    error = self._error_fields(
+                        step,
+                        cell_error.step,
+                        cell_error.line,
+                        cell_error.line_text,
+                        cell_error.exception,
+                        "".join(collector.outputs[-1]["traceback"]),
+                    )
             elif step.is_sql:
                 self._run_sql(step, job_input, collector)
             else:
@@ -166,8 +211,11 @@ class JobExecution:
             error = {**step.location(), **exc.fields, "message": exc.message}
             collector.error(type(exc).__name__, exc.message, [exc.message])
         except NbplaneError as exc:
-            error = {**step.location(), **exc.fields,
-                     "message": f"step {step.index + 1} ({step.name}): {exc.message}"}
+            error = {
+                **step.location(),
+                **exc.fields,
+                "message": f"step {step.index + 1} ({step.name}): {exc.message}",
+            }
             collector.error(type(exc).__name__, exc.message, [exc.message])
         except Exception as exc:  # raised by the user's .py step
             line, text, trace = _python_file_error(exc, self.job.directory / step.file)
@@ -180,12 +228,21 @@ class JobExecution:
             checkpoint, unpicklable = taken.blob, taken.unpicklable
             defined = changed_names(before, variables)
         record = DescribeRunStep(
-            position=step.index, name=step.name, kind=step.kind, file=step.file,
-            cell_number=step.cell_number, cell_id=step.cell_id,
+            position=step.index,
+            name=step.name,
+            kind=step.kind,
+            file=step.file,
+            cell_number=step.cell_number,
+            cell_id=step.cell_id,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
-            started_at=started, duration=time.perf_counter() - clock,
-            code_hash=step.code_hash, chain_hash=self.plan.chains[step.index], error=error,
-            defined_names=defined, unpicklable=unpicklable, outputs=collector.outputs,
+            started_at=started,
+            duration=time.perf_counter() - clock,
+            code_hash=step.code_hash,
+            chain_hash=self.plan.chains[step.index],
+            error=error,
+            defined_names=defined,
+            unpicklable=unpicklable,
+            outputs=collector.outputs,
         )
         self.store.add_step(self.run.id, record, checkpoint)
         self.records[step.index] = record
@@ -194,9 +251,16 @@ class JobExecution:
 
     def _record_skip(self, step: Step, status: StepStatus, reason: str) -> None:
         record = DescribeRunStep(
-            position=step.index, name=step.name, kind=step.kind, file=step.file,
-            cell_number=step.cell_number, cell_id=step.cell_id, status=status, reason=reason,
-            code_hash=step.code_hash, chain_hash=self.plan.chains[step.index],
+            position=step.index,
+            name=step.name,
+            kind=step.kind,
+            file=step.file,
+            cell_number=step.cell_number,
+            cell_id=step.cell_id,
+            status=status,
+            reason=reason,
+            code_hash=step.code_hash,
+            chain_hash=self.plan.chains[step.index],
         )
         self.store.add_step(self.run.id, record, None)
         self.records[step.index] = record
@@ -218,11 +282,11 @@ class JobExecution:
         for statement in split_statements(step.sql or ""):
             result = job_input.run_statement(statement)
             if result.columns:
-                collector.display({"text/plain": repr(result), "text/html": result._repr_html_()},
-                                  {})
+                collector.display(
+                    {"text/plain": repr(result), "text/html": result._repr_html_()}, {}
+                )
 
-    def _run_python_file(self, step: Step, job_input: JobInput,
-                         collector: OutputCollector) -> None:
+    def _run_python_file(self, step: Step, job_input: JobInput, collector: OutputCollector) -> None:
         path = self.job.directory / step.file
         spec = importlib.util.spec_from_file_location(f"nbplane_step_{step.index}", path)
         assert spec is not None and spec.loader is not None
@@ -232,12 +296,21 @@ class JobExecution:
             module.run(job_input)
 
     def _run_template(self, directory: Path, arguments: dict[str, Any]) -> DescribeRun:
-        run = run_job(directory, arguments=arguments, db_url=self.db_url, reporter=self.reporter,
-                      settings=self.settings, store=self.store)
+        run = run_job(
+            directory,
+            arguments=arguments,
+            db_url=self.db_url,
+            reporter=self.reporter,
+            settings=self.settings,
+            store=self.store,
+        )
         if run.status != RunStatus.SUCCEEDED:
             message = (run.error or {}).get("message", run.status)
-            raise StepFailed(f"template {directory.name} (run {run.id}) failed: {message}",
-                             template=directory.name, template_run=run.id)
+            raise StepFailed(
+                f"template {directory.name} (run {run.id}) failed: {message}",
+                template=directory.name,
+                template_run=run.id,
+            )
         return run
 
     def _redact(self, text: str) -> str:
@@ -246,32 +319,52 @@ class JobExecution:
         return text
 
     # errors
-    def _error_fields(self, step: Step, where: Step, line: int | None, line_text: str | None,
-                      exception: BaseException, trace: str) -> dict[str, Any]:
+    def _error_fields(
+        self,
+        step: Step,
+        where: Step,
+        line: int | None,
+        line_text: str | None,
+        exception: BaseException,
+        trace: str,
+    ) -> dict[str, Any]:
         what = f"{type(exception).__name__}: {exception}"
         place = _describe_place(where, line, line_text)
         message = f"step {step.index + 1} ({_describe_step(step)}) failed"
         message += f" at {place}: {what}" if where == step else f"; raised at {place}: {what}"
-        return {**step.location(), "line": line, "line_text": line_text,
-                "raised_in": where.name if where != step else None,
-                "exception": type(exception).__name__, "message": self._redact(message),
-                "traceback": self._redact(plain_text(trace))}
+        return {
+            **step.location(),
+            "line": line,
+            "line_text": line_text,
+            "raised_in": where.name if where != step else None,
+            "exception": type(exception).__name__,
+            "message": self._redact(message),
+            "traceback": self._redact(plain_text(trace)),
+        }
 
     def _sql_error_fields(self, step: Step, exc: QueryError) -> dict[str, Any]:
         statement_line = int(exc.fields.get("line", 1))
         line = step.sql_line_offset + statement_line
         lines = step.source.splitlines()
         line_text = lines[line - 1].strip() if 1 <= line <= len(lines) else None
-        message = (f"step {step.index + 1} ({_describe_step(step)}) failed at "
-                   f"{_describe_place(step, line, line_text)}: {exc.message}")
-        return {**step.location(), "line": line, "line_text": line_text,
-                "statement": exc.fields.get("statement"), "exception": "QueryError",
-                "message": self._redact(message)}
+        message = (
+            f"step {step.index + 1} ({_describe_step(step)}) failed at "
+            f"{_describe_place(step, line, line_text)}: {exc.message}"
+        )
+        return {
+            **step.location(),
+            "line": line,
+            "line_text": line_text,
+            "statement": exc.fields.get("statement"),
+            "exception": "QueryError",
+            "message": self._redact(message),
+        }
 
     # executed notebooks
     def _executed_notebooks(self) -> dict[str, str]:
-        by_cell = {(r.file, r.cell_number): r for r in self.records.values()
-                   if r.cell_number is not None}
+        by_cell = {
+            (r.file, r.cell_number): r for r in self.records.values() if r.cell_number is not None
+        }
         executed = {}
         for name, notebook in self.job.notebooks.items():
             node = copy.deepcopy(notebook.node)
@@ -282,8 +375,12 @@ class JobExecution:
                 record = by_cell.get((name, number))
                 if record is None:
                     continue
-                cell.metadata["nbplane"] = {"step": record.position + 1, "status": record.status,
-                                            "duration": record.duration, "reason": record.reason}
+                cell.metadata["nbplane"] = {
+                    "step": record.position + 1,
+                    "status": record.status,
+                    "duration": record.duration,
+                    "reason": record.reason,
+                }
                 if record.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
                     cell.execution_count = record.position + 1
                     cell.outputs = [nbformat.from_dict(output) for output in record.outputs]

@@ -17,34 +17,45 @@ EXCLUDED_PARTS = {".nbplane", ".ipynb_checkpoints", "__pycache__", ".git"}
 
 def create_job(name: str, *, team: str | None, parent: Path) -> Path:
     if not NAME.match(name):
-        raise ConfigError(f"job name {name!r}: use letters, digits, '.', '_' or '-' "
-                          "(at most 63, starting with a letter or digit)", field="name")
+        raise ConfigError(
+            f"job name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 63, starting with a letter or digit)",
+            field="name",
+        )
     directory = parent / name
     if directory.exists():
         raise ConfigError(f"{directory} already exists", field="name")
     directory.mkdir(parents=True)
     (directory / "config.ini").write_text(
         f"; VDK-compatible job configuration\n[owner]\nteam = {team or 'default'}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     notebook = nbformat.v4.new_notebook()
     step = {"tags": ["step"]}
     notebook.cells = [
         nbformat.v4.new_markdown_cell(
             f"# {name}\n\nCode cells tagged `step` run in order with `nbplane job run`; "
             "other cells are for exploring and never run in the job. `job_input` is "
-            "defined in every step."),
+            "defined in every step."
+        ),
         nbformat.v4.new_code_cell(
             "%%sql\nCREATE TABLE IF NOT EXISTS greetings (who TEXT, said_at TEXT);\n"
-            "DELETE FROM greetings", metadata=step),
+            "DELETE FROM greetings",
+            metadata=step,
+        ),
         nbformat.v4.new_code_cell(
             'who = job_input.get_arguments().get("who", "world")\n'
             "job_input.send_object_for_ingestion(\n"
             '    payload={"who": who, "said_at": str(job_input.get_execution_properties()'
             '["pa__job_start_unixtime"])},\n'
-            '    destination_table="greetings",\n)\nprint(f"hello, {who}")', metadata=step),
+            '    destination_table="greetings",\n)\nprint(f"hello, {who}")',
+            metadata=step,
+        ),
         nbformat.v4.new_code_cell("%%sql\nSELECT who, said_at FROM greetings", metadata=step),
-        nbformat.v4.new_code_cell("# not tagged: explore freely, this never runs in the job\n"
-                                  "job_input.execute_query('SELECT count(*) FROM greetings')"),
+        nbformat.v4.new_code_cell(
+            "# not tagged: explore freely, this never runs in the job\n"
+            "job_input.execute_query('SELECT count(*) FROM greetings')"
+        ),
     ]
     nbformat.write(notebook, directory / "10_hello.ipynb")
     return directory
@@ -59,8 +70,12 @@ def export_job(directory: Path, output: Path) -> list[str]:
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
-            if (path.is_dir() or path == output or EXCLUDED_PARTS.intersection(relative.parts)
-                    or path.suffix == ".pyc"):
+            if (
+                path.is_dir()
+                or path == output
+                or EXCLUDED_PARTS.intersection(relative.parts)
+                or path.suffix == ".pyc"
+            ):
                 continue
             if path.suffix == ".ipynb":
                 archive.writestr(str(relative), _cleared(path))

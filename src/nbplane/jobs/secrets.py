@@ -21,8 +21,9 @@ class SecretBox:
         try:
             self._fernet = Fernet(key)
         except ValueError as exc:
-            raise ConfigError(f"NBPLANE_SECRET_KEY is not a Fernet key: {exc}",
-                              field="NBPLANE_SECRET_KEY") from exc
+            raise ConfigError(
+                f"NBPLANE_SECRET_KEY is not a Fernet key: {exc}", field="NBPLANE_SECRET_KEY"
+            ) from exc
 
     def seal(self, secrets: dict[str, Any]) -> bytes:
         return self._fernet.encrypt(json.dumps(secrets).encode())
@@ -33,9 +34,11 @@ class SecretBox:
         try:
             return dict(json.loads(self._fernet.decrypt(blob)))
         except InvalidToken as exc:
-            raise ConfigError("job secrets were encrypted with another key than this one "
-                              "(NBPLANE_SECRET_KEY or NBPLANE_HOME/secret.key)",
-                              field="NBPLANE_SECRET_KEY") from exc
+            raise ConfigError(
+                "job secrets were encrypted with another key than this one "
+                "(NBPLANE_SECRET_KEY or NBPLANE_HOME/secret.key)",
+                field="NBPLANE_SECRET_KEY",
+            ) from exc
 
 
 def _key_file(home: Path) -> bytes:

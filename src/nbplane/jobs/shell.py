@@ -27,7 +27,7 @@ class StepCompiler(CachingCompiler):
     """Remembers which step each compiled cell came from, to place errors on their line."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.current: Step | None = None
         self.steps_by_code_name: dict[str, Step] = {}
 
@@ -44,8 +44,16 @@ class StepCompiler(CachingCompiler):
 
 
 class CollectingPublisher(DisplayPublisher):
-    def publish(self, data: Any, metadata: Any = None, source: Any = None, *,
-                transient: Any = None, update: bool = False, **kwargs: Any) -> None:
+    def publish(
+        self,
+        data: Any,
+        metadata: Any = None,
+        source: Any = None,
+        *,
+        transient: Any = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
         collector = getattr(self.shell, "collector", None)
         if collector is not None:
             collector.display(data, metadata)
@@ -58,10 +66,14 @@ class CollectingDisplayHook(DisplayHook):
     def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
         collector = getattr(self.shell, "collector", None)
         if collector is not None:
-            collector.result(format_dict, md_dict, self.shell.execution_count)
+            collector.result(format_dict, md_dict, _execution_count(self.shell))
 
     def finish_displayhook(self) -> None:
         self._is_active = False
+
+
+def _execution_count(shell: Any) -> int:
+    return int(getattr(shell, "execution_count", 0))
 
 
 @dataclass
@@ -84,7 +96,7 @@ class StepShell(InteractiveShell):
     def __init__(self, user_ns: dict[str, Any]) -> None:
         config = Config()
         config.HistoryManager.enabled = False
-        super().__init__(user_ns=user_ns, config=config, colors="nocolor")
+        super().__init__(user_ns=user_ns, config=config, colors="nocolor")  # type: ignore[no-untyped-call]
         self.collector: OutputCollector | None = None
         self.last_traceback: list[str] = []
 
@@ -93,12 +105,13 @@ class StepShell(InteractiveShell):
 
     def run_step(self, step: Step, collector: OutputCollector) -> CellError | None:
         """Run a cell's code with IPython semantics; None when it succeeded."""
-        compiler: StepCompiler = self.compile
+        compiler = self.compile
+        assert isinstance(compiler, StepCompiler)
         compiler.current = step
         self.collector, self.last_traceback = collector, []
         try:
             with redirect_output(collector), self._as_current_shell():
-                result = self.run_cell(step.source, store_history=True)
+                result = self.run_cell(step.source, store_history=True)  # type: ignore[no-untyped-call]
         finally:
             compiler.current, self.collector = None, None
         exception = result.error_before_exec or result.error_in_exec
@@ -111,7 +124,7 @@ class StepShell(InteractiveShell):
     def _as_current_shell(self) -> Iterator[None]:
         """``display()`` and friends publish through the singleton shell: make it this one."""
         saved = InteractiveShell._instance
-        InteractiveShell._instance = StepShell._instance = self
+        InteractiveShell._instance = StepShell._instance = self  # type: ignore[assignment]
         try:
             yield
         finally:
@@ -120,8 +133,11 @@ class StepShell(InteractiveShell):
     def user_variables(self) -> dict[str, Any]:
         """The user's own names: what a checkpoint keeps."""
         hidden = self.user_ns_hidden
-        return {name: value for name, value in self.user_ns.items()
-                if not name.startswith("_") and name not in HIDDEN_NAMES and name not in hidden}
+        return {
+            name: value
+            for name, value in self.user_ns.items()
+            if not name.startswith("_") and name not in HIDDEN_NAMES and name not in hidden
+        }
 
 
 @contextmanager
@@ -135,8 +151,9 @@ def redirect_output(collector: OutputCollector) -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
-def locate_error(exception: BaseException, steps_by_code_name: dict[str, Step],
-                 default: Step) -> CellError:
+def locate_error(
+    exception: BaseException, steps_by_code_name: dict[str, Step], default: Step
+) -> CellError:
     """The innermost frame that belongs to a step, with the line as the user wrote it."""
     if isinstance(exception, SyntaxError) and exception.filename in steps_by_code_name:
         step = steps_by_code_name[exception.filename]
@@ -144,12 +161,15 @@ def locate_error(exception: BaseException, steps_by_code_name: dict[str, Step],
     found: CellError = CellError(default, exception, None, None)
     traceback: TracebackType | None = exception.__traceback__
     while traceback is not None:
-        step = steps_by_code_name.get(traceback.tb_frame.f_code.co_filename)
-        if step is not None:
+        owner = steps_by_code_name.get(traceback.tb_frame.f_code.co_filename)
+        if owner is not None:
             line = traceback.tb_lineno
-            text = _source_line(step, line) or linecache.getline(
-                traceback.tb_frame.f_code.co_filename, line).strip() or None
-            found = CellError(step, exception, line, text)
+            text = (
+                _source_line(owner, line)
+                or linecache.getline(traceback.tb_frame.f_code.co_filename, line).strip()
+                or None
+            )
+            found = CellError(owner, exception, line, text)
         traceback = traceback.tb_next
     return found
 

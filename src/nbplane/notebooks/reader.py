@@ -58,8 +58,9 @@ def read_notebook(path: Path) -> NotebookFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise JobDefinitionError(f"{path.name}: cannot read the notebook ({exc})",
-                                 file=str(path)) from None
+        raise JobDefinitionError(
+            f"{path.name}: cannot read the notebook ({exc})", file=str(path)
+        ) from None
     try:
         node = parse(text)
         if node.get("nbformat") != 4:
@@ -67,19 +68,26 @@ def read_notebook(path: Path) -> NotebookFile:
     except json.JSONDecodeError as exc:
         raise JobDefinitionError(
             f"{path.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            file=str(path), line=exc.lineno,
+            file=str(path),
+            line=exc.lineno,
         ) from None
     except Exception as exc:  # nbformat raises several unrelated types for bad documents
         raise JobDefinitionError(f"{path.name}: not a notebook ({exc})", file=str(path)) from None
     # The jsonschema backend starts in milliseconds; fastjsonschema compiles for 100+ ms.
-    validator = get_validator(version=4, version_minor=node.get("nbformat_minor"),
-                              name="jsonschema")
+    validator = get_validator(
+        version=4, version_minor=node.get("nbformat_minor"), name="jsonschema"
+    )
     if validator is None:
-        raise JobDefinitionError(f"{path.name}: unsupported notebook format "
-                                 f"4.{node.get('nbformat_minor')}", file=str(path))
+        raise JobDefinitionError(
+            f"{path.name}: unsupported notebook format 4.{node.get('nbformat_minor')}",
+            file=str(path),
+        )
     error = next(iter(validator.iter_errors(node)), None)
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(document)"
-        raise JobDefinitionError(f"{path.name}: invalid notebook at {where}: {error.message}",
-                                 file=str(path), field=where)
+        raise JobDefinitionError(
+            f"{path.name}: invalid notebook at {where}: {error.message}",
+            file=str(path),
+            field=where,
+        )
     return NotebookFile(path=path, node=node)

@@ -97,14 +97,31 @@ class Store:
         return row
 
     # runs
-    def create_run(self, *, job_dir: str, job_name: str, job_team: str | None,
-                   arguments: dict[str, Any], db_url: str, resumed: bool,
-                   plan: list[str]) -> DescribeRun:
+    def create_run(
+        self,
+        *,
+        job_dir: str,
+        job_name: str,
+        job_team: str | None,
+        arguments: dict[str, Any],
+        db_url: str,
+        resumed: bool,
+        plan: list[str],
+    ) -> DescribeRun:
         with self.session() as session:
-            row = JobRunRow(job_dir=job_dir, job_name=job_name, job_team=job_team,
-                            status=RunStatus.RUNNING, started_at=now(), arguments=arguments,
-                            db_url=db_url, resumed=resumed, plan=plan,
-                            host=socket.gethostname(), pid=os.getpid())
+            row = JobRunRow(
+                job_dir=job_dir,
+                job_name=job_name,
+                job_team=job_team,
+                status=RunStatus.RUNNING,
+                started_at=now(),
+                arguments=arguments,
+                db_url=db_url,
+                resumed=resumed,
+                plan=plan,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
             session.add(row)
             session.flush()
             return _describe_run(row, steps=[])
@@ -114,21 +131,29 @@ class Store:
             fields = step.model_dump(exclude={"id", "run_id", "has_checkpoint"})
             session.add(RunStepRow(run_id=run_id, checkpoint=checkpoint, **fields))
 
-    def finish_run(self, run_id: int, status: RunStatus, error: dict[str, Any] | None,
-                   notebooks: dict[str, str]) -> DescribeRun:
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        error: dict[str, Any] | None,
+        notebooks: dict[str, str],
+    ) -> DescribeRun:
         with self.session() as session:
             row = session.get_one(JobRunRow, run_id)
             row.status, row.error, row.finished_at = status, error, now()
-            row.notebooks = [RunNotebookRow(file=name, content=content)
-                             for name, content in notebooks.items()]
+            row.notebooks = [
+                RunNotebookRow(file=name, content=content) for name, content in notebooks.items()
+            ]
             session.flush()
             return _describe_run(row)
 
     def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
         with self.session() as session:
             rows = session.scalars(
-                select(JobRunRow).where(JobRunRow.job_dir == job_dir)
-                .order_by(JobRunRow.id.desc()).limit(limit)
+                select(JobRunRow)
+                .where(JobRunRow.job_dir == job_dir)
+                .order_by(JobRunRow.id.desc())
+                .limit(limit)
             ).all()
             self._close_abandoned(rows)
             return [_describe_run(row) for row in rows]
@@ -143,25 +168,36 @@ class Store:
 
     def run_notebooks(self, run_id: int) -> dict[str, str]:
         with self.session() as session:
-            rows = session.scalars(select(RunNotebookRow).where(RunNotebookRow.run_id == run_id)
-                                   .order_by(RunNotebookRow.id)).all()
+            rows = session.scalars(
+                select(RunNotebookRow)
+                .where(RunNotebookRow.run_id == run_id)
+                .order_by(RunNotebookRow.id)
+            ).all()
             return {row.file: row.content for row in rows}
 
     def last_success(self, job_dir: str, chain_hash: str) -> DescribeRunStep | None:
         """The latest step of this job that succeeded with exactly this code and arguments."""
         with self.session() as session:
             found = session.execute(
-                select(RunStepRow, RunStepRow.checkpoint.is_not(None)).join(JobRunRow)
-                .where(JobRunRow.job_dir == job_dir, RunStepRow.chain_hash == chain_hash,
-                       RunStepRow.status == "succeeded")
-                .order_by(RunStepRow.id.desc()).limit(1)
+                select(RunStepRow, RunStepRow.checkpoint.is_not(None))
+                .join(JobRunRow)
+                .where(
+                    JobRunRow.job_dir == job_dir,
+                    RunStepRow.chain_hash == chain_hash,
+                    RunStepRow.status == "succeeded",
+                )
+                .order_by(RunStepRow.id.desc())
+                .limit(1)
             ).first()
             return _describe_step(found[0], has_checkpoint=bool(found[1])) if found else None
 
     def load_checkpoint(self, step_id: int) -> bytes | None:
         with self.session() as session:
-            row = session.scalars(select(RunStepRow).options(undefer(RunStepRow.checkpoint))
-                                  .where(RunStepRow.id == step_id)).one()
+            row = session.scalars(
+                select(RunStepRow)
+                .options(undefer(RunStepRow.checkpoint))
+                .where(RunStepRow.id == step_id)
+            ).one()
             return row.checkpoint
 
     @staticmethod
@@ -171,22 +207,25 @@ class Store:
         for row in rows:
             if row.status == RunStatus.RUNNING and row.host == host and not _pid_alive(row.pid):
                 row.status, row.finished_at = RunStatus.FAILED, now()
-                row.error = {"message": f"the process running it (pid {row.pid}) ended "
-                                        "before the run finished"}
+                row.error = {
+                    "message": f"the process running it (pid {row.pid}) ended "
+                    "before the run finished"
+                }
 
 
 def _describe_step(row: RunStepRow, has_checkpoint: bool = False) -> DescribeRunStep:
     return DescribeRunStep.model_validate(
-        {**{c: getattr(row, c) for c in DescribeRunStep.model_fields if c != "has_checkpoint"},
-         "has_checkpoint": has_checkpoint}
+        {
+            **{c: getattr(row, c) for c in DescribeRunStep.model_fields if c != "has_checkpoint"},
+            "has_checkpoint": has_checkpoint,
+        }
     )
 
 
 def _describe_run(row: JobRunRow, steps: list[RunStepRow] | None = None) -> DescribeRun:
     fields = {c: getattr(row, c) for c in DescribeRun.model_fields if c != "steps"}
     step_rows = row.steps if steps is None else steps
-    return DescribeRun.model_validate({**fields,
-                                       "steps": [_describe_step(s) for s in step_rows]})
+    return DescribeRun.model_validate({**fields, "steps": [_describe_step(s) for s in step_rows]})
 
 
 def open_store(url: str) -> Store:
@@ -198,8 +237,9 @@ def open_store(url: str) -> Store:
             event.listen(engine, "connect", _sqlite_pragmas)
         upgrade_schema(engine)
     except (SQLAlchemyError, ImportError, OSError) as exc:
-        raise StoreError(f"cannot open nbplane's database {redact_url(url)}: {exc}",
-                         field="store_url") from exc
+        raise StoreError(
+            f"cannot open nbplane's database {redact_url(url)}: {exc}", field="store_url"
+        ) from exc
     return Store(engine)
 
 

@@ -35,8 +35,9 @@ def upgrade() -> None:
     op.create_table(
         "job_run_steps",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.Integer(), sa.ForeignKey("job_runs.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "run_id", sa.Integer(), sa.ForeignKey("job_runs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(1024), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -60,8 +61,9 @@ def upgrade() -> None:
     op.create_table(
         "job_run_notebooks",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.Integer(), sa.ForeignKey("job_runs.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "run_id", sa.Integer(), sa.ForeignKey("job_runs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("file", sa.String(1024), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
     )

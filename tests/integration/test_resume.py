@@ -1,0 +1,137 @@
+"""``--resume`` and ``--from-step``: rerun only from what failed or changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Env, write_notebook
+
+
+def steps_of(env: Env, job: Path, run_id: int) -> list[dict[str, Any]]:
+    record = json.loads(env.run("job", "show-run", str(job), str(run_id), "--output", "json").stdout)
+    return list(record["steps"])
+
+
+def statuses(env: Env, job: Path, run_id: int) -> list[str]:
+    return [step["status"] for step in steps_of(env, job, run_id)]
+
+
+def make_job(tmp_path: Path) -> Path:
+    job = tmp_path / "etl"
+    job.mkdir()
+    write_notebook(job / "10_extract.ipynb", [
+        "import os\nrows = [1, 2, 3]\nprint('extracting')",
+        "if os.path.exists('fail.flag'):\n    raise RuntimeError('source not ready')\n"
+        "total = sum(rows)\nprint('total', total)",
+    ])
+    (job / "20_load.py").write_text(
+        "def run(job_input):\n    print('loading', job_input.get_arguments().get('day'))\n")
+    write_notebook(job / "30_report.ipynb", ["print('report v1')"])
+    return job
+
+
+def test_resume_after_a_failure_restores_the_namespace(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    (job / "fail.flag").write_text("")
+    failed = env.run("job", "run", str(job), check=1)
+    assert "source not ready" in failed.stdout
+    (job / "fail.flag").unlink()
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "it failed in run 1" in resumed.stdout
+    assert "extracting" not in resumed.stdout, "the step before the failure is skipped"
+    assert "total 6" in resumed.stdout, "rows comes back from the checkpoint"
+    assert statuses(env, job, 2) == ["skipped", "succeeded", "succeeded", "succeeded"]
+    assert steps_of(env, job, 2)[0]["reason"] == "unchanged since run 1"
+
+
+def test_resume_reruns_only_the_edited_last_step(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    env.run("job", "run", str(job))
+    write_notebook(job / "30_report.ipynb", ["print('report v2')"])
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "its code changed since run 1" in resumed.stdout
+    assert "report v2" in resumed.stdout and "loading" not in resumed.stdout
+    assert statuses(env, job, 2) == ["skipped", "skipped", "skipped", "succeeded"]
+
+
+def test_editing_an_earlier_step_reruns_it_and_everything_after(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    env.run("job", "run", str(job))
+    (job / "20_load.py").write_text(
+        "def run(job_input):\n    print('loading v2', job_input.get_arguments().get('day'))\n")
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "loading v2" in resumed.stdout and "report v1" in resumed.stdout
+    assert statuses(env, job, 2) == ["skipped", "skipped", "succeeded", "succeeded"]
+
+
+def test_changed_arguments_rerun_everything(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    env.run("job", "run", str(job), "--arguments", '{"day": "mon"}')
+    resumed = env.run("job", "run", str(job), "--resume", "--arguments", '{"day": "tue"}')
+    assert "loading tue" in resumed.stdout and "extracting" in resumed.stdout
+    assert statuses(env, job, 2) == ["succeeded"] * 4
+
+
+def test_nothing_changed_skips_every_step(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    env.run("job", "run", str(job))
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "nothing changed since run 1" in resumed.stdout
+    assert statuses(env, job, 2) == ["skipped"] * 4
+
+
+def test_resume_without_history_runs_everything(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    result = env.run("job", "run", str(job), "--resume")
+    assert "no earlier run" in result.stdout
+    assert statuses(env, job, 1) == ["succeeded"] * 4
+
+
+def test_unpicklable_value_goes_back_to_the_step_that_defines_it(
+        env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "conn"
+    job.mkdir()
+    cells = ["import sqlite3\nconn = sqlite3.connect(':memory:')\nprint('connected')",
+             "n = 5\nprint('n set')",
+             "print('uses', conn.execute('select 1').fetchone(), n)"]
+    write_notebook(job / "10_a.ipynb", cells)
+    env.run("job", "run", str(job))
+    write_notebook(job / "10_a.ipynb", [*cells[:2], cells[2].replace("uses", "USES")])
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "conn (sqlite3.Connection) cannot be checkpointed" in resumed.stdout
+    assert "going back to step 1" in resumed.stdout
+    assert "connected" in resumed.stdout and "USES (1,) 5" in resumed.stdout
+
+
+def test_unpicklable_value_not_used_later_does_not_move_the_start(
+        env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "conn2"
+    job.mkdir()
+    cells = ["import threading\nlock = threading.Lock()\nprint('made lock')",
+             "print('value', 41 + 1)"]
+    write_notebook(job / "10_a.ipynb", cells)
+    env.run("job", "run", str(job))
+    write_notebook(job / "10_a.ipynb", [cells[0], "print('value', 40 + 2)"])
+    resumed = env.run("job", "run", str(job), "--resume")
+    assert "made lock" not in resumed.stdout and "value 42" in resumed.stdout
+
+
+def test_from_step_forces_the_start(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    env.run("job", "run", str(job))
+    forced = env.run("job", "run", str(job), "--from-step", "20_load.py")
+    assert "as asked by --from-step" in forced.stdout
+    assert "extracting" not in forced.stdout and "loading" in forced.stdout
+    assert statuses(env, job, 2) == ["skipped", "skipped", "succeeded", "succeeded"]
+    by_cell = env.run("job", "run", str(job), "--from-step", "10_extract.ipynb#2")
+    assert "total 6" in by_cell.stdout
+
+
+def test_from_step_unknown_name_is_a_clear_error(env: Env, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    result = env.run("job", "run", str(job), "--from-step", "nope", check=2)
+    assert "no step named 'nope'" in result.stderr
+    assert "20_load.py" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
