@@ -170,12 +170,14 @@ def test_secrets_from_another_key_fail_clearly(env: Env, tmp_path: Path) -> None
     job = tmp_path / "rekeyed"
     job.mkdir()
     write_notebook(job / "10.ipynb", [
-        "if job_input.get_arguments().get('set'):\n"
-        "    job_input.set_all_secrets({'pw': 'hunter22'})\n"
+        "import os\n"
+        "if 'NBPLANE_T_PW' in os.environ:\n"
+        "    job_input.set_all_secrets({'pw': os.environ['NBPLANE_T_PW']})\n"
         "print('pw', job_input.get_secret('pw'))",
     ])
-    assert "  │ pw [secret]" in env.run("job", "run", str(job), "--arguments",
-                                      '{"set": true}').stdout
+    env.variables["NBPLANE_T_PW"] = "hunter22"
+    assert "  │ pw [secret]" in env.run("job", "run", str(job)).stdout
+    del env.variables["NBPLANE_T_PW"]
     env.variables["NBPLANE_SECRET_KEY"] = Fernet.generate_key().decode()
     result = env.run("job", "run", str(job), check=1)
     assert "encrypted with another key" in result.stdout

@@ -122,7 +122,10 @@ def run_table(run: DescribeRun) -> Table:
         table.add_column(column, no_wrap=column != "note")
     for step in run.steps:
         mark, style = STATUS_STYLE[step.status]
-        note = (step.error or {}).get("message") or step.reason or ""
+        error = step.error or {}
+        note = error.get("summary") or error.get("message") or step.reason or ""
+        if error.get("line"):
+            note = f"line {error['line']}: {note}"
         duration = f"{step.duration:.2f}s" if step.duration is not None else ""
         table.add_row(
             str(step.position + 1),

@@ -72,7 +72,25 @@ def run_job(
     settings = settings or get_settings()
     job = load_job(directory)
     arguments = dict(arguments or {})
-    store = store or open_store(settings.resolved_store_url)
+    if store is None:
+        store = open_store(settings.resolved_store_url)
+        try:
+            return _run(job, store, arguments, db_url, resume, from_step, reporter, settings)
+        finally:
+            store.close()
+    return _run(job, store, arguments, db_url, resume, from_step, reporter, settings)
+
+
+def _run(
+    job: Job,
+    store: Store,
+    arguments: dict[str, Any],
+    db_url: str | None,
+    resume: bool,
+    from_step: str | None,
+    reporter: Reporter | None,
+    settings: Settings,
+) -> DescribeRun:
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
     target_db = db_url or job.config.db_url or settings.default_db_url
     run = store.create_run(
@@ -196,7 +214,7 @@ class JobExecution:
                         cell_error.line,
                         cell_error.line_text,
                         cell_error.exception,
-                        "".join(collector.outputs[-1]["traceback"]),
+                        "\n".join(collector.outputs[-1]["traceback"]),
                     )
             elif step.is_sql:
                 self._run_sql(step, job_input, collector)
@@ -328,35 +346,41 @@ class JobExecution:
         exception: BaseException,
         trace: str,
     ) -> dict[str, Any]:
-        what = f"{type(exception).__name__}: {exception}"
+        """A Python failure; ``where`` is the step whose code raised (maybe an earlier cell)."""
+        fields = self._failure(
+            step, where, line, line_text, f"{type(exception).__name__}: {exception}"
+        )
+        return {
+            **fields,
+            "exception": type(exception).__name__,
+            "traceback": self._redact(plain_text(trace)),
+        }
+
+    def _sql_error_fields(self, step: Step, exc: QueryError) -> dict[str, Any]:
+        line = step.sql_line_offset + int(exc.fields.get("line", 1))
+        lines = step.source.splitlines()
+        line_text = lines[line - 1].strip() if 1 <= line <= len(lines) else None
+        fields = self._failure(step, step, line, line_text, exc.message)
+        return {**fields, "exception": "QueryError", "statement": exc.fields.get("statement")}
+
+    def _failure(
+        self, step: Step, where: Step, line: int | None, line_text: str | None, summary: str
+    ) -> dict[str, Any]:
+        """The fields every step failure has, and its message in words."""
         place = _describe_place(where, line, line_text)
-        message = f"step {step.index + 1} ({_describe_step(step)}) failed"
-        message += f" at {place}: {what}" if where == step else f"; raised at {place}: {what}"
+        if where == step:
+            message = f"step {step.index + 1} failed at {place}: {summary}"
+        else:
+            message = (
+                f"step {step.index + 1} ({_describe_place(step, None, None)}) failed; "
+                f"raised at {place}: {summary}"
+            )
         return {
             **step.location(),
             "line": line,
             "line_text": line_text,
             "raised_in": where.name if where != step else None,
-            "exception": type(exception).__name__,
-            "message": self._redact(message),
-            "traceback": self._redact(plain_text(trace)),
-        }
-
-    def _sql_error_fields(self, step: Step, exc: QueryError) -> dict[str, Any]:
-        statement_line = int(exc.fields.get("line", 1))
-        line = step.sql_line_offset + statement_line
-        lines = step.source.splitlines()
-        line_text = lines[line - 1].strip() if 1 <= line <= len(lines) else None
-        message = (
-            f"step {step.index + 1} ({_describe_step(step)}) failed at "
-            f"{_describe_place(step, line, line_text)}: {exc.message}"
-        )
-        return {
-            **step.location(),
-            "line": line,
-            "line_text": line_text,
-            "statement": exc.fields.get("statement"),
-            "exception": "QueryError",
+            "summary": self._redact(summary),
             "message": self._redact(message),
         }
 
@@ -388,15 +412,11 @@ class JobExecution:
         return executed
 
 
-def _describe_step(step: Step) -> str:
-    if step.cell_number is None:
-        return step.file
-    cell_id = f", id {step.cell_id}" if step.cell_id else ""
-    return f"{step.file} cell {step.cell_number}{cell_id}"
-
-
 def _describe_place(step: Step, line: int | None, line_text: str | None) -> str:
-    place = step.file if step.cell_number is None else f"{step.file} cell {step.cell_number}"
+    """``10_a.ipynb cell 3 (id 1f2e), line 4 `x = 1/0``` or ``20_load.py, line 2 `...```."""
+    place = step.file
+    if step.cell_number is not None:
+        place += f" cell {step.cell_number}" + (f" (id {step.cell_id})" if step.cell_id else "")
     if line is not None:
         place += f", line {line}"
     if line_text:

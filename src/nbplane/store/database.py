@@ -64,6 +64,9 @@ class Store:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
+    def close(self) -> None:
+        self.engine.dispose()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:

@@ -1,0 +1,28 @@
+from nbplane.jobs.sql import split_statements, substitute
+
+
+def test_split_keeps_each_statement_and_its_line() -> None:
+    script = "-- setup\nCREATE TABLE t (x INT);\n\nINSERT INTO t\nVALUES (1);\nSELECT ';' AS s"
+    statements = split_statements(script)
+    assert [s.text for s in statements] == [
+        "-- setup\nCREATE TABLE t (x INT)",
+        "INSERT INTO t\nVALUES (1)",
+        "SELECT ';' AS s",
+    ]
+    assert [s.line for s in statements] == [1, 4, 6]
+
+
+def test_split_drops_comment_only_parts() -> None:
+    assert [s.text for s in split_statements("SELECT 1;\n-- the end\n")] == ["SELECT 1"]
+    assert split_statements("  \n-- nothing\n") == []
+
+
+def test_substitute_known_names_and_leaves_unknown_ones() -> None:
+    sql = "SELECT * FROM {table} WHERE day = '{day}' AND x = '{unknown}'"
+    assert substitute(sql, {"table": "sales", "day": 3}) == (
+        "SELECT * FROM sales WHERE day = '3' AND x = '{unknown}'"
+    )
+
+
+def test_substitute_ignores_json_like_braces() -> None:
+    assert substitute("SELECT '{\"a\": 1}'", {"a": 2}) == "SELECT '{\"a\": 1}'"
