@@ -281,7 +281,7 @@ NOT_A_JOB = {
         [], ["no steps found", "tagged 'step'"]),
     "invalid JSON notebook": (
         _write({"2_ok.sql": "SELECT 1;\n", "10_broken.ipynb": '{"cells": [\n'}),
-        [], ["10_broken.ipynb", "JSON"]),
+        [], ["10_broken.ipynb", "JSON", "line 2"]),
     "notebook without nbformat keys": (
         _write({"1_nb.ipynb": json.dumps({"cells": [NOTEBOOK_CELL], "metadata": {}}),
                 "2_ok.sql": "SELECT 1;\n"}),
@@ -294,7 +294,7 @@ NOT_A_JOB = {
         _write({"1_nb.ipynb": json.dumps({
             "nbformat": 4, "nbformat_minor": 5, "metadata": {},
             "cells": [{k: v for k, v in NOTEBOOK_CELL.items() if k != "source"}]})}),
-        [], ["1_nb.ipynb", "cells/0"]),
+        [], ["1_nb.ipynb", "source"]),
     ".py without run": (
         _write({"1_ok.sql": "SELECT 1;\n",
                 "2_step.py": "def main(job_input):\n    pass\n\nclass X:\n"

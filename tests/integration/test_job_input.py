@@ -164,6 +164,28 @@ def test_secrets_persist_encrypted_and_are_redacted(env: Env, tmp_path: Path) ->
     assert recorded and value not in repr(recorded)
 
 
+def test_a_secret_in_a_failing_query_of_a_py_step_is_not_recorded(env: Env,
+                                                                   tmp_path: Path) -> None:
+    value = "pw-SEKRIT-81d0"
+    job = tmp_path / "leaky"
+    job.mkdir()
+    (job / "10_query.py").write_text(
+        "import os\n"
+        "def run(job_input):\n"
+        "    job_input.set_all_secrets({'pw': os.environ['NBPLANE_T_PW']})\n"
+        "    pw = job_input.get_secret('pw')\n"
+        "    job_input.execute_query(f\"SELECT '{pw}' AS t FROM no_such_table_q\")\n",
+        encoding="utf-8")
+    env.variables["NBPLANE_T_PW"] = value
+    result = env.run("job", "run", str(job), check=1)
+    assert "no_such_table_q" in result.stdout
+    assert value not in result.stdout + result.stderr
+    shown = env.run("job", "show-run", str(job), str(runs_json(env, job)[0]["id"]),
+                    "--output", "json").stdout
+    assert "no_such_table_q" in shown
+    assert value not in shown
+
+
 def test_secrets_from_another_key_fail_clearly(env: Env, tmp_path: Path) -> None:
     from cryptography.fernet import Fernet
 
@@ -228,6 +250,70 @@ def test_tabular_ingestion_with_column_names_and_a_dataframe(env: Env, tmp_path:
     env.run("job", "run", str(job))
     assert sorted(env.query("SELECT n, label, weight FROM tab")) == [
         (1, "x", None), (2, "y", None), (3, "z", 0.25), (4, "w", 0.5)]
+
+
+def test_dataframe_missing_values_land_as_null(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "gaps"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "import pandas as pd\n"
+        "frame = pd.DataFrame({'k': [1, 2], 'f': [1.5, None], 's': ['a', None]})\n"
+        "job_input.send_tabular_data_for_ingestion(frame, list(frame.columns), 'gaps')",
+    ])
+    env.run("job", "run", str(job))
+    assert sorted(env.query("SELECT k, f, s FROM gaps")) == [(1, 1.5, "a"), (2, None, None)]
+    assert env.query("SELECT k FROM gaps WHERE f IS NULL") == [(2,)]
+
+
+def test_dataframe_with_a_nullable_integer_column(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "nullable"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "import pandas as pd\n"
+        "frame = pd.DataFrame({'k': [1, 2], 'n': pd.array([7, None], dtype='Int64')})\n"
+        "job_input.send_tabular_data_for_ingestion(frame, list(frame.columns), 'nullable')",
+    ])
+    env.run("job", "run", str(job))
+    assert sorted(env.query("SELECT k, n FROM nullable")) == [(1, 7), (2, None)]
+
+
+def test_decimal_values_are_ingested(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "money"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "import decimal\n"
+        "job_input.send_object_for_ingestion(\n"
+        "    {'id': 1, 'amount': decimal.Decimal('12.50')}, destination_table='money')",
+    ])
+    env.run("job", "run", str(job))
+    ((ident, amount),) = env.query("SELECT id, amount FROM money")
+    assert (ident, float(amount)) == (1, 12.5)
+
+
+def test_dataframe_with_a_timestamp_column(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "stamped"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "import pandas as pd\n"
+        "frame = pd.DataFrame({'id': [1], 'at': [pd.Timestamp('2024-01-02 03:04:05')]})\n"
+        "job_input.send_tabular_data_for_ingestion(frame, list(frame.columns), 'stamped')",
+    ])
+    env.run("job", "run", str(job))
+    ((ident, at),) = env.query("SELECT id, at FROM stamped")
+    assert ident == 1
+    assert str(at).startswith("2024-01-02 03:04:05")
+
+
+def test_ingestion_recreates_a_table_a_previous_step_dropped(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "rebuild"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "job_input.send_object_for_ingestion({'id': 1}, destination_table='staging')",
+        "%%sql\nDROP TABLE staging",
+        "job_input.send_object_for_ingestion({'id': 2, 'extra': 'e'}, 'staging')",
+    ])
+    env.run("job", "run", str(job))
+    assert env.query("SELECT id, extra FROM staging") == [(2, "e")]
 
 
 def test_tabular_ingestion_rejects_a_short_row(env: Env, tmp_path: Path) -> None:
@@ -507,6 +593,19 @@ def test_db_option_overrides_job_config_and_environment(env: Env, tmp_path: Path
     assert table_names(configured) == {"landed_toml"}
     assert table_names(chosen) == {"landed_opt", "landed_opt2"}
     assert "landed_toml" not in table_names(env.db_url)
+
+
+def test_without_a_database_setting_the_job_uses_sqlite_in_home(env: Env,
+                                                                 tmp_path: Path) -> None:
+    del env.variables["NBPLANE_DB_URL"]
+    job = tmp_path / "homed"
+    job.mkdir()
+    write_notebook(job / "10.ipynb", [
+        "job_input.send_object_for_ingestion({'x': 1}, destination_table='at_home')"])
+    env.run("job", "run", str(job))
+    warehouse = env.home / "warehouse.sqlite"
+    assert table_names(f"sqlite:///{warehouse}") == {"at_home"}
+    assert "at_home" not in table_names(env.db_url)
 
 
 def test_database_password_is_not_shown(env: Env, tmp_path: Path) -> None:

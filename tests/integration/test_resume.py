@@ -10,7 +10,8 @@ from tests.conftest import Env, write_notebook
 
 
 def steps_of(env: Env, job: Path, run_id: int) -> list[dict[str, Any]]:
-    record = json.loads(env.run("job", "show-run", str(job), str(run_id), "--output", "json").stdout)
+    result = env.run("job", "show-run", str(job), str(run_id), "--output", "json")
+    record = json.loads(result.stdout)
     return list(record["steps"])
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html import escape
 from pathlib import Path
 
@@ -14,16 +16,23 @@ from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
 
 
-def _store() -> Store:
-    return open_store(get_settings().resolved_store_url)
+@contextmanager
+def _store() -> Iterator[Store]:
+    store = open_store(get_settings().resolved_store_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def list_runs(directory: Path, limit: int = 20) -> list[DescribeRun]:
-    return _store().list_runs(str(directory.resolve()), limit=limit)
+    with _store() as store:
+        return store.list_runs(str(directory.resolve()), limit=limit)
 
 
 def get_run(directory: Path, run_id: int) -> DescribeRun:
-    record = _store().get_run(str(directory.resolve()), run_id)
+    with _store() as store:
+        record = store.get_run(str(directory.resolve()), run_id)
     if record is None:
         raise ConfigError(
             f"no run {run_id} of the job in {directory}; `nbplane job runs {directory}` lists them",
@@ -36,7 +45,8 @@ def render_run_html(directory: Path, run: DescribeRun) -> str:
     """One page: the run's summary, then every notebook and step file with its outputs."""
     from nbconvert import HTMLExporter
 
-    notebooks = _store().run_notebooks(run.id)
+    with _store() as store:
+        notebooks = store.run_notebooks(run.id)
     page = nbformat.v4.new_notebook()
     page.metadata["kernelspec"] = {
         "name": "python3",

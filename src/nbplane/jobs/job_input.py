@@ -26,10 +26,10 @@ TemplateRunner = Callable[[Path, dict[str, Any]], Any]
 
 
 def open_database(url: str) -> Engine:
-    """An engine on the job's database, every statement committed as it runs (as VDK does)."""
+    """An engine on the job's database; URL problems name the option at fault."""
     ensure_sqlite_parent(url)
     try:
-        return create_engine(url, isolation_level="AUTOCOMMIT")
+        return create_engine(url)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise ConfigError(f"cannot use database {redact_url(url)}: {exc}", field="db") from exc
 
@@ -82,6 +82,9 @@ class JobInput:
         sql = substitute(statement.text, self.substitution_values())
         try:
             with self._engine.connect() as connection:
+                # Each statement commits as it runs, as in VDK; ingestion batches use
+                # transactions of their own (one commit per batch, not per row).
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
                 cursor = connection.exec_driver_sql(sql)
                 if not cursor.returns_rows:
                     return QueryResult(columns=[], rows=[])

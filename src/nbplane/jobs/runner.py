@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from nbplane.dburl import redact_url
 from nbplane.errors import NbplaneError, QueryError, StepFailed
 from nbplane.jobs.capture import OutputCollector, plain_text
@@ -31,6 +29,7 @@ from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus, StepSta
 from nbplane.jobs.resume import RunPlan, plan_run
 from nbplane.jobs.shell import StepShell, redirect_output
 from nbplane.jobs.sql import split_statements
+from nbplane.notebooks.reader import notebook_json
 from nbplane.settings import Settings, get_settings
 from nbplane.store import Store, open_store
 
@@ -391,24 +390,24 @@ class JobExecution:
         }
         executed = {}
         for name, notebook in self.job.notebooks.items():
-            node = copy.deepcopy(notebook.node)
-            for number, cell in enumerate(node.cells, start=1):
-                if cell.cell_type != "code":
+            document = copy.deepcopy(notebook.node)
+            for number, cell in enumerate(document["cells"], start=1):
+                if cell["cell_type"] != "code":
                     continue
-                cell.outputs, cell.execution_count = [], None
+                cell["outputs"], cell["execution_count"] = [], None
                 record = by_cell.get((name, number))
                 if record is None:
                     continue
-                cell.metadata["nbplane"] = {
+                cell.setdefault("metadata", {})["nbplane"] = {
                     "step": record.position + 1,
                     "status": record.status,
                     "duration": record.duration,
                     "reason": record.reason,
                 }
                 if record.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
-                    cell.execution_count = record.position + 1
-                    cell.outputs = [nbformat.from_dict(output) for output in record.outputs]
-            executed[name] = nbformat.v4.writes(node)  # validated on read; writes() would again
+                    cell["execution_count"] = record.position + 1
+                    cell["outputs"] = record.outputs
+            executed[name] = notebook_json(document)
         return executed
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from nbplane.errors import ConfigError
+from nbplane.errors import ConfigError, JobDefinitionError
 from nbplane.jobs.definition import load_job
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -86,7 +86,15 @@ def export_job(directory: Path, output: Path) -> list[str]:
 
 
 def _cleared(path: Path) -> str:
+    """The notebook without outputs; fully validated, as it is about to leave this machine."""
     notebook = nbformat.read(path, as_version=4)
+    try:
+        nbformat.validate(notebook)
+    except nbformat.ValidationError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path) or "(document)"
+        raise JobDefinitionError(
+            f"{path.name}: invalid notebook at {where}: {exc.message}", file=path.name, field=where
+        ) from None
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -1,4 +1,10 @@
-"""Read notebooks with nbformat and tell which cells are steps, SQL or parameters."""
+"""Read notebooks and tell which cells are steps or SQL.
+
+Running a job reads notebooks with ``json`` and checks the structure the runner relies on,
+naming the cell and field at fault. nbformat is not imported on this path: its import pulls in
+jsonschema, about a tenth of a whole job run. Full nbformat validation happens where a notebook
+leaves the machine (``nbplane job export``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import nbformat
 
 from nbplane.errors import JobDefinitionError
 
@@ -40,21 +44,18 @@ def split_sql_cell(source: str) -> str | None:
 
 @dataclass(frozen=True)
 class NotebookFile:
-    """A notebook read from disk, still in nbformat's node form."""
+    """A notebook read from disk, as the JSON document nbformat 4 describes."""
 
     path: Path
-    node: Any
+    node: dict[str, Any]
 
     @property
-    def cells(self) -> list[Any]:
-        return list(self.node.cells)
+    def cells(self) -> list[dict[str, Any]]:
+        return list(self.node["cells"])
 
 
 def read_notebook(path: Path) -> NotebookFile:
-    """Read and validate a notebook; any problem names the file and what is wrong with it."""
-    from nbformat.reader import reads as parse
-    from nbformat.validator import get_validator
-
+    """Read a notebook; any problem names the file, the cell and what is wrong with it."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -62,32 +63,71 @@ def read_notebook(path: Path) -> NotebookFile:
             f"{path.name}: cannot read the notebook ({exc})", file=str(path)
         ) from None
     try:
-        node = parse(text)
-        if node.get("nbformat") != 4:
-            node = nbformat.convert(node, 4)
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise JobDefinitionError(
             f"{path.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             file=str(path),
             line=exc.lineno,
         ) from None
+    if isinstance(document, dict) and document.get("nbformat") == 3:
+        document = _upgrade(path, document)
+    problem = structure_problem(document)
+    if problem is not None:
+        where, what = problem
+        raise JobDefinitionError(
+            f"{path.name}: invalid notebook at {where}: {what}", file=str(path), field=where
+        )
+    return NotebookFile(path=path, node=document)
+
+
+def structure_problem(document: Any) -> tuple[str, str] | None:
+    """The first place where ``document`` is not a notebook the runner can use, and why."""
+    if not isinstance(document, dict):
+        return "(document)", f"expected a JSON object, found {type(document).__name__}"
+    if document.get("nbformat") != 4:
+        return "nbformat", f"expected nbformat 4, found {document.get('nbformat')!r}"
+    if not isinstance(document.get("metadata"), dict):
+        return "metadata", "missing or not an object"
+    cells = document.get("cells")
+    if not isinstance(cells, list):
+        return "cells", "missing or not a list"
+    for index, cell in enumerate(cells):
+        where = f"cells/{index} (cell {index + 1})"
+        if not isinstance(cell, dict):
+            return where, "not an object"
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            return (
+                f"{where}/cell_type",
+                f"expected code, markdown or raw, found {cell.get('cell_type')!r}",
+            )
+        source = cell.get("source")
+        if not (
+            isinstance(source, str)
+            or (isinstance(source, list) and all(isinstance(line, str) for line in source))
+        ):
+            return f"{where}/source", "missing, or not a string or a list of strings"
+        metadata = cell.get("metadata", {})
+        if not isinstance(metadata, dict):
+            return f"{where}/metadata", "not an object"
+        tags = metadata.get("tags", [])
+        if not (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)):
+            return f"{where}/metadata/tags", "not a list of strings"
+        if cell["cell_type"] == "code" and not isinstance(cell.get("outputs", []), list):
+            return f"{where}/outputs", "not a list"
+    return None
+
+
+def _upgrade(path: Path, document: dict[str, Any]) -> dict[str, Any]:
+    """Old nbformat 3 notebooks are converted the way Jupyter does when it opens them."""
+    import nbformat
+
+    try:
+        return dict(nbformat.convert(nbformat.from_dict(document), 4))
     except Exception as exc:  # nbformat raises several unrelated types for bad documents
         raise JobDefinitionError(f"{path.name}: not a notebook ({exc})", file=str(path)) from None
-    # The jsonschema backend starts in milliseconds; fastjsonschema compiles for 100+ ms.
-    validator = get_validator(
-        version=4, version_minor=node.get("nbformat_minor"), name="jsonschema"
-    )
-    if validator is None:
-        raise JobDefinitionError(
-            f"{path.name}: unsupported notebook format 4.{node.get('nbformat_minor')}",
-            file=str(path),
-        )
-    error = next(iter(validator.iter_errors(node)), None)
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(document)"
-        raise JobDefinitionError(
-            f"{path.name}: invalid notebook at {where}: {error.message}",
-            file=str(path),
-            field=where,
-        )
-    return NotebookFile(path=path, node=node)
+
+
+def notebook_json(document: dict[str, Any]) -> str:
+    """Serialize a notebook as Jupyter writes it (sorted keys, one-space indent)."""
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
