@@ -5,11 +5,17 @@ def test_split_keeps_each_statement_and_its_line() -> None:
     script = "-- setup\nCREATE TABLE t (x INT);\n\nINSERT INTO t\nVALUES (1);\nSELECT ';' AS s"
     statements = split_statements(script)
     assert [s.text for s in statements] == [
-        "-- setup\nCREATE TABLE t (x INT)",
+        "CREATE TABLE t (x INT)",
         "INSERT INTO t\nVALUES (1)",
         "SELECT ';' AS s",
     ]
-    assert [s.line for s in statements] == [1, 4, 6]
+    assert [s.line for s in statements] == [2, 4, 6]
+
+
+def test_statement_starts_after_the_comments_before_it() -> None:
+    statements = split_statements("SELECT 1;\n-- load\n/* more */\nINSERT INTO t VALUES (2);")
+    assert [(s.text, s.line) for s in statements] == [("SELECT 1", 1),
+                                                       ("INSERT INTO t VALUES (2)", 4)]
 
 
 def test_split_drops_comment_only_parts() -> None:

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nbplane.cli.job import job_app
 from nbplane.errors import NbplaneError
@@ -25,5 +26,5 @@ def main() -> None:
     try:
         app()
     except NbplaneError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(exc.exit_code)

@@ -27,17 +27,21 @@ class Statement:
 
 
 def split_statements(sql: str) -> list[Statement]:
-    """Split a script into statements, keeping where each starts; comment-only parts dropped."""
+    """Split a script into statements, each starting at its first token after comments, with
+    the line it starts on; comment-only parts are dropped."""
     statements = []
     line = 1
     for parsed in sqlparse.parse(sql):
         raw = str(parsed)
-        stripped = raw.lstrip()
-        start_line = line + raw[: len(raw) - len(stripped)].count("\n")
+        lead = 0
+        for token in parsed.flatten():
+            if not (token.is_whitespace or token.ttype in sqlparse.tokens.Comment):
+                break
+            lead += len(token.value)
+        text = raw[lead:].rstrip().rstrip(";").rstrip()
+        if text:
+            statements.append(Statement(text=text, line=line + raw[:lead].count("\n")))
         line += raw.count("\n")
-        text = stripped.rstrip().rstrip(";").rstrip()
-        if sqlparse.format(text, strip_comments=True).strip():
-            statements.append(Statement(text=text, line=start_line))
     return statements
 
 
