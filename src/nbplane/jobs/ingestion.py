@@ -50,12 +50,28 @@ def column_type(value: Any) -> TypeEngine[Any]:
 
 
 def plain_value(value: Any) -> Any:
-    """Make a value storable: numpy scalars to Python, containers to JSON text."""
-    if hasattr(value, "item") and not isinstance(value, bytes | str):
+    """Make a value storable: missing values (None, NaN, NaT, pd.NA) to NULL, numpy and pandas
+    scalars to Python, containers to JSON text."""
+    if _is_missing(value):
+        return None
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    elif hasattr(value, "item") and not isinstance(value, bytes | str):  # numpy scalar
         value = value.item()
     if isinstance(value, dict | list | tuple):
         return json.dumps(value, default=str)
     return value
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and NaT are not equal to themselves
+    except TypeError:  # pd.NA refuses to be a bool
+        return True
+    except ValueError:  # an array: a value, not a missing one
+        return False
 
 
 class Ingester:
@@ -65,7 +81,6 @@ class Ingester:
         self.engine = engine
         self.batch_size = batch_size
         self._buffers: dict[str, list[dict[str, Any]]] = {}
-        self._columns: dict[str, set[str]] = {}
         self.rows_written: dict[str, int] = {}
 
     def add_object(self, payload: Mapping[str, Any], table: str) -> None:
@@ -132,37 +147,30 @@ class Ingester:
     def _prepare_table(
         self, connection: Any, schema: str | None, name: str, records: list[dict[str, Any]]
     ) -> Table:
-        key = f"{schema}.{name}"
+        """The table as it is now (steps' SQL may have dropped or altered it), created or
+        widened for these records; its columns carry their types so values are converted."""
         first_values: dict[str, Any] = {}
         for record in records:
             for column, value in record.items():
                 if first_values.get(column) is None:
                     first_values[column] = value
-        known = self._columns.get(key)
-        if known is None:
-            inspector = inspect(connection)
-            if inspector.has_table(name, schema=schema):
-                known = {c["name"] for c in inspector.get_columns(name, schema=schema)}
-            else:
-                Table(
-                    name,
-                    MetaData(),
-                    *(Column(c, column_type(v)) for c, v in first_values.items()),
-                    schema=schema,
-                ).create(connection)
-                known = set(first_values)
+        inspector = inspect(connection)
+        if not inspector.has_table(name, schema=schema):
+            columns = [Column(c, column_type(v)) for c, v in first_values.items()]
+            table = Table(name, MetaData(), *columns, schema=schema)
+            table.create(connection)
+            return table
+        existing = {c["name"]: c["type"] for c in inspector.get_columns(name, schema=schema)}
         preparer = connection.dialect.identifier_preparer
+        qualified = preparer.quote(name)
+        if schema is not None:
+            qualified = f"{preparer.quote_schema(schema)}.{qualified}"
         for column, value in first_values.items():
-            if column not in known:
-                type_sql = column_type(value).compile(dialect=connection.dialect)
-                qualified = (
-                    preparer.quote(name)
-                    if schema is None
-                    else f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
-                )
+            if column not in existing:
+                new_type = column_type(value)
+                type_sql = new_type.compile(dialect=connection.dialect)
                 connection.execute(
                     text(f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(column)} {type_sql}")
                 )
-                known.add(column)
-        self._columns[key] = known
-        return Table(name, MetaData(), *(Column(c) for c in sorted(known)), schema=schema)
+                existing[column] = new_type
+        return Table(name, MetaData(), *(Column(c, t) for c, t in existing.items()), schema=schema)

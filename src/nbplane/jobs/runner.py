@@ -218,26 +218,19 @@ class JobExecution:
             elif step.is_sql:
                 self._run_sql(step, job_input, collector)
             else:
-                self._run_python_file(step, job_input, collector)
+                error = self._run_python_file(step, job_input, collector)
             if error is None:
                 job_input.flush_ingestion()
-        except QueryError as exc:
+        except QueryError as exc:  # a statement of a SQL step
             error = self._sql_error_fields(step, exc)
             collector.error("QueryError", exc.message, [error["message"]])
-        except StepFailed as exc:
-            error = {**step.location(), **exc.fields, "message": exc.message}
-            collector.error(type(exc).__name__, exc.message, [exc.message])
-        except NbplaneError as exc:
+        except NbplaneError as exc:  # writing the step's ingested rows
             error = {
                 **step.location(),
                 **exc.fields,
-                "message": f"step {step.index + 1} ({step.name}): {exc.message}",
+                "message": self._redact(f"step {step.index + 1} ({step.name}): {exc.message}"),
             }
-            collector.error(type(exc).__name__, exc.message, [exc.message])
-        except Exception as exc:  # raised by the user's .py step
-            line, text, trace = _python_file_error(exc, self.job.directory / step.file)
-            error = self._error_fields(step, step, line, text, exc, trace)
-            collector.error(type(exc).__name__, str(exc), [trace])
+            collector.error(type(exc).__name__, exc.message, [error["message"]])
         checkpoint, unpicklable, defined = None, {}, []
         if error is None and shell is not None:
             variables = shell.user_variables()
@@ -303,14 +296,23 @@ class JobExecution:
                     {"text/plain": repr(result), "text/html": result._repr_html_()}, {}
                 )
 
-    def _run_python_file(self, step: Step, job_input: JobInput, collector: OutputCollector) -> None:
+    def _run_python_file(
+        self, step: Step, job_input: JobInput, collector: OutputCollector
+    ) -> dict[str, Any] | None:
+        """Run ``run(job_input)`` of a ``.py`` step; the error fields if it raised."""
         path = self.job.directory / step.file
         spec = importlib.util.spec_from_file_location(f"nbplane_step_{step.index}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        with redirect_output(collector):
-            spec.loader.exec_module(module)
-            module.run(job_input)
+        try:
+            with redirect_output(collector):
+                spec.loader.exec_module(module)
+                module.run(job_input)
+        except Exception as exc:  # the user's code raised: report it at their line
+            line, text, trace = _python_file_error(exc, path)
+            collector.error(type(exc).__name__, str(exc), [trace])
+            return self._error_fields(step, step, line, text, exc, trace)
+        return None
 
     def _run_template(self, directory: Path, arguments: dict[str, Any]) -> DescribeRun:
         run = run_job(
@@ -360,7 +362,12 @@ class JobExecution:
         lines = step.source.splitlines()
         line_text = lines[line - 1].strip() if 1 <= line <= len(lines) else None
         fields = self._failure(step, step, line, line_text, exc.message)
-        return {**fields, "exception": "QueryError", "statement": exc.fields.get("statement")}
+        statement = exc.fields.get("statement")
+        return {
+            **fields,
+            "exception": "QueryError",
+            "statement": self._redact(statement) if statement else None,
+        }
 
     def _failure(
         self, step: Step, where: Step, line: int | None, line_text: str | None, summary: str

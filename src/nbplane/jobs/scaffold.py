@@ -16,7 +16,7 @@ EXCLUDED_PARTS = {".nbplane", ".ipynb_checkpoints", "__pycache__", ".git"}
 
 
 def create_job(name: str, *, team: str | None, parent: Path) -> Path:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ConfigError(
             f"job name {name!r}: use letters, digits, '.', '_' or '-' "
             "(at most 63, starting with a letter or digit)",
@@ -66,6 +66,10 @@ def export_job(directory: Path, output: Path) -> list[str]:
     load_job(directory)
     root = directory.resolve()
     output = output.resolve()
+    if not output.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {output}: {output.parent} is not a directory", field="output"
+        )
     written = []
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(root.rglob("*")):

@@ -34,7 +34,7 @@ def split_statements(sql: str) -> list[Statement]:
     for parsed in sqlparse.parse(sql):
         raw = str(parsed)
         lead = 0
-        for token in parsed.flatten():
+        for token in parsed.flatten():  # type: ignore[no-untyped-call]
             if not (token.is_whitespace or token.ttype in sqlparse.tokens.Comment):
                 break
             lead += len(token.value)

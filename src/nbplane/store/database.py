@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import StoreError
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus
-from nbplane.store.tables import JobRunRow, JobStateRow, RunNotebookRow, RunStepRow
+from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -41,12 +51,28 @@ SCHEMA_HEAD = "0001"
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Run Alembic migrations up to head, importing Alembic only when the database is behind."""
-    with engine.connect() as connection:
-        if inspect(connection).has_table("alembic_version"):
+    """Bring the schema to head. An empty database gets the tables and the head stamp directly
+    (what the migrations produce, as a test checks); one behind runs Alembic's migrations.
+    Either way Alembic is imported only when there is work for it."""
+    with engine.begin() as connection:
+        tables = set(inspect(connection).get_table_names())
+        if "alembic_version" in tables:
             current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if current == SCHEMA_HEAD:
                 return
+        elif not tables & set(metadata.tables):
+            metadata.create_all(connection)
+            version = Table(
+                "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
+            )
+            version.create(connection)
+            connection.execute(version.insert().values(version_num=SCHEMA_HEAD))
+            return
+    migrate(engine)
+
+
+def migrate(engine: Engine) -> None:
+    """Run Alembic's migrations up to head."""
     from alembic.command import upgrade
     from alembic.config import Config
 
@@ -57,47 +83,47 @@ def upgrade_schema(engine: Engine) -> None:
         upgrade(config, "head")
 
 
+STEP_FIELDS = [name for name in DescribeRunStep.model_fields if name != "has_checkpoint"]
+RUN_FIELDS = [name for name in DescribeRun.model_fields if name != "steps"]
+
+
 class Store:
-    """nbplane's own records; returns pydantic models, never ORM rows."""
+    """nbplane's own records; returns pydantic models, never rows."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
-
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:
-        with self.session() as session:
-            row = session.get(JobStateRow, job_key)
-            return dict(row.properties) if row else {}
+        properties = self._state_value(job_key, job_state.c.properties)
+        return dict(properties) if properties else {}
 
     def set_properties(self, job_key: str, properties: dict[str, Any]) -> None:
-        with self.session() as session:
-            self._state_row(session, job_key).properties = dict(properties)
+        self._set_state(job_key, properties=dict(properties))
 
     def get_secrets_blob(self, job_key: str) -> bytes | None:
-        with self.session() as session:
-            row = session.get(JobStateRow, job_key)
-            return row.secrets if row else None
+        blob: bytes | None = self._state_value(job_key, job_state.c.secrets)
+        return blob
 
     def set_secrets_blob(self, job_key: str, blob: bytes) -> None:
-        with self.session() as session:
-            self._state_row(session, job_key).secrets = blob
+        self._set_state(job_key, secrets=blob)
 
-    @staticmethod
-    def _state_row(session: Session, job_key: str) -> JobStateRow:
-        row = session.get(JobStateRow, job_key)
-        if row is None:
-            row = JobStateRow(job_key=job_key, properties={})
-            session.add(row)
-        return row
+    def _state_value(self, job_key: str, column: Any) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(select(column).where(job_state.c.job_key == job_key)).scalar()
+
+    def _set_state(self, job_key: str, **values: Any) -> None:
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(job_state).where(job_state.c.job_key == job_key).values(**values)
+            )
+            if not updated.rowcount:
+                connection.execute(
+                    insert(job_state).values(job_key=job_key, **{"properties": {}, **values})
+                )
 
     # runs
     def create_run(
@@ -111,28 +137,31 @@ class Store:
         resumed: bool,
         plan: list[str],
     ) -> DescribeRun:
-        with self.session() as session:
-            row = JobRunRow(
-                job_dir=job_dir,
-                job_name=job_name,
-                job_team=job_team,
-                status=RunStatus.RUNNING,
-                started_at=now(),
-                arguments=arguments,
-                db_url=db_url,
-                resumed=resumed,
-                plan=plan,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-            )
-            session.add(row)
-            session.flush()
-            return _describe_run(row, steps=[])
+        values = {
+            "job_dir": job_dir,
+            "job_name": job_name,
+            "job_team": job_team,
+            "status": RunStatus.RUNNING,
+            "started_at": now(),
+            "arguments": arguments,
+            "db_url": db_url,
+            "resumed": resumed,
+            "plan": plan,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        with self.engine.begin() as connection:
+            key = connection.execute(insert(job_runs).values(**values)).inserted_primary_key
+        assert key is not None
+        run_id = key[0]
+        return DescribeRun.model_validate({**values, "id": run_id})
 
     def add_step(self, run_id: int, step: DescribeRunStep, checkpoint: bytes | None) -> None:
-        with self.session() as session:
-            fields = step.model_dump(exclude={"id", "run_id", "has_checkpoint"})
-            session.add(RunStepRow(run_id=run_id, checkpoint=checkpoint, **fields))
+        fields = step.model_dump(exclude={"id", "run_id", "has_checkpoint"})
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(job_run_steps).values(run_id=run_id, checkpoint=checkpoint, **fields)
+            )
 
     def finish_run(
         self,
@@ -141,94 +170,120 @@ class Store:
         error: dict[str, Any] | None,
         notebooks: dict[str, str],
     ) -> DescribeRun:
-        with self.session() as session:
-            row = session.get_one(JobRunRow, run_id)
-            row.status, row.error, row.finished_at = status, error, now()
-            row.notebooks = [
-                RunNotebookRow(file=name, content=content) for name, content in notebooks.items()
-            ]
-            session.flush()
-            return _describe_run(row)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(job_runs)
+                .where(job_runs.c.id == run_id)
+                .values(status=status, error=error, finished_at=now())
+            )
+            if notebooks:
+                connection.execute(
+                    insert(job_run_notebooks),
+                    [{"run_id": run_id, "file": f, "content": c} for f, c in notebooks.items()],
+                )
+        found = self._runs(job_runs.c.id == run_id, limit=1)
+        return found[0]
 
     def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
-        with self.session() as session:
-            rows = session.scalars(
-                select(JobRunRow)
-                .where(JobRunRow.job_dir == job_dir)
-                .order_by(JobRunRow.id.desc())
-                .limit(limit)
-            ).all()
-            self._close_abandoned(rows)
-            return [_describe_run(row) for row in rows]
+        return self._runs(job_runs.c.job_dir == job_dir, limit=limit)
 
     def get_run(self, job_dir: str, run_id: int) -> DescribeRun | None:
-        with self.session() as session:
-            row = session.get(JobRunRow, run_id)
-            if row is None or row.job_dir != job_dir:
-                return None
-            self._close_abandoned([row])
-            return _describe_run(row)
+        found = self._runs(job_runs.c.id == run_id, job_runs.c.job_dir == job_dir, limit=1)
+        return found[0] if found else None
+
+    def _runs(self, *where: Any, limit: int) -> list[DescribeRun]:
+        """Runs newest first with their steps; a run whose process died is closed first."""
+        self._close_abandoned(*where)
+        with self.engine.connect() as connection:
+            runs = (
+                connection.execute(
+                    select(*(job_runs.c[f] for f in RUN_FIELDS))
+                    .where(*where)
+                    .order_by(job_runs.c.id.desc())
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+            steps = (
+                connection.execute(
+                    select(*(job_run_steps.c[f] for f in STEP_FIELDS))
+                    .where(job_run_steps.c.run_id.in_([run["id"] for run in runs]))
+                    .order_by(job_run_steps.c.position)
+                )
+                .mappings()
+                .all()
+            )
+        by_run: dict[int, list[DescribeRunStep]] = {}
+        for step in steps:
+            by_run.setdefault(step["run_id"], []).append(DescribeRunStep.model_validate(step))
+        return [
+            DescribeRun.model_validate({**run, "steps": by_run.get(run["id"], [])}) for run in runs
+        ]
 
     def run_notebooks(self, run_id: int) -> dict[str, str]:
-        with self.session() as session:
-            rows = session.scalars(
-                select(RunNotebookRow)
-                .where(RunNotebookRow.run_id == run_id)
-                .order_by(RunNotebookRow.id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(job_run_notebooks.c.file, job_run_notebooks.c.content)
+                .where(job_run_notebooks.c.run_id == run_id)
+                .order_by(job_run_notebooks.c.id)
             ).all()
-            return {row.file: row.content for row in rows}
+        return {file: content for file, content in rows}
 
     def last_success(self, job_dir: str, chain_hash: str) -> DescribeRunStep | None:
         """The latest step of this job that succeeded with exactly this code and arguments."""
-        with self.session() as session:
-            found = session.execute(
-                select(RunStepRow, RunStepRow.checkpoint.is_not(None))
-                .join(JobRunRow)
-                .where(
-                    JobRunRow.job_dir == job_dir,
-                    RunStepRow.chain_hash == chain_hash,
-                    RunStepRow.status == "succeeded",
+        with self.engine.connect() as connection:
+            found = (
+                connection.execute(
+                    select(
+                        *(job_run_steps.c[f] for f in STEP_FIELDS),
+                        job_run_steps.c.checkpoint.is_not(None).label("has_checkpoint"),
+                    )
+                    .join(job_runs)
+                    .where(
+                        job_runs.c.job_dir == job_dir,
+                        job_run_steps.c.chain_hash == chain_hash,
+                        job_run_steps.c.status == "succeeded",
+                    )
+                    .order_by(job_run_steps.c.id.desc())
+                    .limit(1)
                 )
-                .order_by(RunStepRow.id.desc())
-                .limit(1)
-            ).first()
-            return _describe_step(found[0], has_checkpoint=bool(found[1])) if found else None
+                .mappings()
+                .first()
+            )
+        return DescribeRunStep.model_validate(found) if found else None
 
     def load_checkpoint(self, step_id: int) -> bytes | None:
-        with self.session() as session:
-            row = session.scalars(
-                select(RunStepRow)
-                .options(undefer(RunStepRow.checkpoint))
-                .where(RunStepRow.id == step_id)
-            ).one()
-            return row.checkpoint
+        with self.engine.connect() as connection:
+            blob: bytes | None = connection.execute(
+                select(job_run_steps.c.checkpoint).where(job_run_steps.c.id == step_id)
+            ).scalar()
+        return blob
 
-    @staticmethod
-    def _close_abandoned(rows: Any) -> None:
+    def _close_abandoned(self, *where: Any) -> None:
         """A run whose process died on this host can never finish: say so in its record."""
         host = socket.gethostname()
-        for row in rows:
-            if row.status == RunStatus.RUNNING and row.host == host and not _pid_alive(row.pid):
-                row.status, row.finished_at = RunStatus.FAILED, now()
-                row.error = {
-                    "message": f"the process running it (pid {row.pid}) ended "
-                    "before the run finished"
-                }
-
-
-def _describe_step(row: RunStepRow, has_checkpoint: bool = False) -> DescribeRunStep:
-    return DescribeRunStep.model_validate(
-        {
-            **{c: getattr(row, c) for c in DescribeRunStep.model_fields if c != "has_checkpoint"},
-            "has_checkpoint": has_checkpoint,
-        }
-    )
-
-
-def _describe_run(row: JobRunRow, steps: list[RunStepRow] | None = None) -> DescribeRun:
-    fields = {c: getattr(row, c) for c in DescribeRun.model_fields if c != "steps"}
-    step_rows = row.steps if steps is None else steps
-    return DescribeRun.model_validate({**fields, "steps": [_describe_step(s) for s in step_rows]})
+        with self.engine.begin() as connection:
+            running = connection.execute(
+                select(job_runs.c.id, job_runs.c.pid).where(
+                    *where, job_runs.c.status == RunStatus.RUNNING, job_runs.c.host == host
+                )
+            ).all()
+            for run_id, pid in running:
+                if _pid_alive(pid):
+                    continue
+                connection.execute(
+                    update(job_runs)
+                    .where(job_runs.c.id == run_id)
+                    .values(
+                        status=RunStatus.FAILED,
+                        finished_at=now(),
+                        error={
+                            "message": f"the process running it (pid {pid}) ended "
+                            "before the run finished"
+                        },
+                    )
+                )
 
 
 def open_store(url: str) -> Store:
@@ -250,5 +305,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent; no fsync per commit
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
