@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import sys
 
-import typer
+import click
 from rich.console import Console
 from rich.markup import escape
 
-from nbplane.cli.job import job_app
+from nbplane.cli.commands import NbplaneGroup
+from nbplane.cli.job import job
 from nbplane.errors import NbplaneError
 
-app = typer.Typer(
-    name="nbplane",
+
+@click.group(
+    cls=NbplaneGroup,
     help="Run Jupyter notebooks as data jobs: steps, SQL cells, job_input, resume.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(job_app, name="job")
+def nbplane() -> None:
+    pass
+
+
+nbplane.add_command(job)
 
 
 def main() -> None:
     """Entry point: our errors become a message and an exit code, never a traceback."""
     try:
-        app()
+        nbplane.main()
     except NbplaneError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(exc.exit_code)

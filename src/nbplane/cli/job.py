@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nbplane.cli.commands import DocumentedArgument, NbplaneGroup
 from nbplane.errors import ConfigError
 
-job_app = typer.Typer(
-    help="Data jobs: a directory of notebooks, .py and .sql steps.", no_args_is_help=True
+job_directory = click.argument(
+    "directory",
+    cls=DocumentedArgument,
+    type=click.Path(path_type=Path),
+    description="The job directory.",
+)
+output_format = click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
 )
 
-JobDir = Annotated[Path, typer.Argument(help="The job directory.", show_default=False)]
 
-
-class OutputFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
+@click.group(
+    cls=NbplaneGroup,
+    help="Data jobs: a directory of notebooks, .py and .sql steps.",
+    no_args_is_help=True,
+)
+def job() -> None:
+    pass
 
 
 def parse_arguments(text: str | None) -> dict[str, Any]:
@@ -44,41 +56,38 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
     return value
 
 
-@job_app.command()
+@job.command(help="Run a job: its steps in order, with live progress and a summary.")
+@job_directory
+@click.option(
+    "--arguments",
+    help='Arguments as a JSON object, e.g. \'{"day": "2024-01-01"}\'; '
+    "steps read them with job_input.get_arguments() and SQL as {name}.",
+)
+@click.option(
+    "--db",
+    help="SQLAlchemy URL of the database the job queries and ingests into "
+    "(default: the job's config, then NBPLANE_DB_URL, then SQLite in NBPLANE_HOME).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=False,
+    help="Rerun only from the first step that failed in the last run or "
+    "changed since it last succeeded; earlier steps are skipped and "
+    "notebook namespaces restored from checkpoints.",
+)
+@click.option(
+    "--from-step",
+    help="Start at this step (name like 10_load.ipynb#3, file name, cell id or number), "
+    "skipping the ones before.",
+)
 def run(
-    directory: JobDir,
-    arguments: Annotated[
-        str | None,
-        typer.Option(
-            help='Arguments as a JSON object, e.g. \'{"day": "2024-01-01"}\'; '
-            "steps read them with job_input.get_arguments() and SQL as {name}."
-        ),
-    ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            help="SQLAlchemy URL of the database the job queries and ingests into "
-            "(default: the job's config, then NBPLANE_DB_URL, then SQLite in NBPLANE_HOME)."
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Rerun only from the first step that failed in the last run or "
-            "changed since it last succeeded; earlier steps are skipped and "
-            "notebook namespaces restored from checkpoints.",
-        ),
-    ] = False,
-    from_step: Annotated[
-        str | None,
-        typer.Option(
-            help="Start at this step (name like 10_load.ipynb#3, file name, cell id or number), "
-            "skipping the ones before."
-        ),
-    ] = None,
+    directory: Path,
+    arguments: str | None,
+    db: str | None,
+    resume: bool,
+    from_step: str | None,
 ) -> None:
-    """Run a job: its steps in order, with live progress and a summary."""
     from nbplane.cli.progress import ConsoleReporter
     from nbplane.jobs.models import RunStatus
     from nbplane.jobs.runner import run_job
@@ -98,22 +107,24 @@ def run(
         highlight=False,
     )
     exit_codes = {RunStatus.SUCCEEDED: 0, RunStatus.CANCELLED: 130}
-    raise typer.Exit(exit_codes.get(record.status, 1))
+    raise click.exceptions.Exit(exit_codes.get(record.status, 1))
 
 
-@job_app.command()
-def runs(
-    directory: JobDir,
-    limit: Annotated[int, typer.Option(help="How many of the latest runs to list.")] = 20,
-    output: Annotated[
-        OutputFormat, typer.Option(help="table for people, json for scripts.")
-    ] = OutputFormat.TABLE,
-) -> None:
-    """List the runs of a job, newest first."""
+@job.command(help="List the runs of a job, newest first.")
+@job_directory
+@click.option(
+    "--limit",
+    type=int,
+    default=20,
+    show_default=True,
+    help="How many of the latest runs to list.",
+)
+@output_format
+def runs(directory: Path, limit: int, output: str) -> None:
     from nbplane.jobs.history import list_runs
 
     records = list_runs(directory, limit=limit)
-    if output == OutputFormat.JSON:
+    if output == "json":
         print(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in records], indent=2))
         return
     table = Table(title=f"runs of {directory}", title_justify="left")
@@ -137,28 +148,30 @@ def runs(
     Console().print(table)
 
 
-@job_app.command("show-run")
-def show_run(
-    directory: JobDir,
-    run_id: Annotated[int, typer.Argument(help="The run number, as `nbplane job runs` lists.")],
-    html: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write the run with its executed notebooks as one HTML page to this file."
-        ),
-    ] = None,
-    output: Annotated[
-        OutputFormat, typer.Option(help="table for people, json for scripts.")
-    ] = OutputFormat.TABLE,
-) -> None:
-    """Show one run: its steps, statuses, timings, errors; optionally as HTML."""
+@job.command(
+    "show-run", help="Show one run: its steps, statuses, timings, errors; optionally as HTML."
+)
+@job_directory
+@click.argument(
+    "run_id",
+    cls=DocumentedArgument,
+    type=int,
+    description="The run number, as `nbplane job runs` lists.",
+)
+@click.option(
+    "--html",
+    type=click.Path(path_type=Path),
+    help="Write the run with its executed notebooks as one HTML page to this file.",
+)
+@output_format
+def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> None:
     from nbplane.cli.progress import run_table
     from nbplane.jobs.history import get_run, render_run_html
 
     record = get_run(directory, run_id)
     if html is not None:
         html.write_text(render_run_html(directory, record), encoding="utf-8")
-    if output == OutputFormat.JSON:
+    if output == "json":
         print(record.model_dump_json(indent=2, exclude={"steps": {"__all__": {"outputs"}}}))
         return
     console = Console()
@@ -177,13 +190,19 @@ def show_run(
         console.print(f"wrote {escape(str(html))}", highlight=False)
 
 
-@job_app.command()
-def create(
-    name: Annotated[str, typer.Argument(help="Name of the new job (and its directory).")],
-    team: Annotated[str | None, typer.Option(help="The team that owns the job.")] = None,
-    directory: Annotated[Path, typer.Option(help="Where to create the job directory.")] = Path("."),
-) -> None:
-    """Create a job directory with an example notebook of tagged step cells."""
+@job.command(help="Create a job directory with an example notebook of tagged step cells.")
+@click.argument(
+    "name", cls=DocumentedArgument, description="Name of the new job (and its directory)."
+)
+@click.option("--team", help="The team that owns the job.")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the job directory.",
+)
+def create(name: str, team: str | None, directory: Path) -> None:
     from nbplane.jobs.scaffold import create_job
 
     path = create_job(name, team=team, parent=directory)
@@ -194,12 +213,16 @@ def create(
     )
 
 
-@job_app.command()
-def export(
-    directory: JobDir,
-    output: Annotated[Path, typer.Option("-o", "--output", help="The zip file to write.")],
-) -> None:
-    """Pack a job into a deployable zip, notebook outputs cleared."""
+@job.command(help="Pack a job into a deployable zip, notebook outputs cleared.")
+@job_directory
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The zip file to write.",
+)
+def export(directory: Path, output: Path) -> None:
     from nbplane.jobs.scaffold import export_job
 
     files = export_job(directory, output)
