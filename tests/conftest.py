@@ -54,7 +54,9 @@ class Env:
     db_url: str
     variables: dict[str, str]
 
-    def run(self, *args: str, check: int | None = 0, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: int | None = 0, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``nbplane ARGS`` for real; asserts the exit code when ``check`` is not None."""
         result = subprocess.run([sys.executable, "-m", "nbplane", *args], env=self.variables,
                                 capture_output=True, text=True, timeout=timeout)
