@@ -10,7 +10,10 @@ to an exit code or HTTP status in one place each::
     ├── StepFailed             a step of a job raised; the user's own traceback is kept
     ├── QueryError             a SQL statement failed; names the statement and its line
     ├── IngestionError         rows sent for ingestion could not be written
-    └── StoreError             nbplane's own database cannot be opened or migrated
+    ├── StoreError             nbplane's own database cannot be opened or migrated
+    ├── NotFound               no such notebook, execution or run (HTTP 404)
+    ├── Conflict               it exists but cannot do that now, e.g. a broken notebook (409)
+    └── Unauthorized           no valid bearer token (401)
 """
 
 from __future__ import annotations
@@ -67,3 +70,15 @@ class IngestionError(NbplaneError):
 
 class StoreError(NbplaneError):
     """nbplane's own database cannot be reached or brought up to date."""
+
+
+class NotFound(NbplaneError):
+    """What was asked for (a notebook, an execution, a run) does not exist."""
+
+
+class Conflict(NbplaneError):
+    """The thing exists but cannot do this now (a broken notebook, a finished execution)."""
+
+
+class Unauthorized(NbplaneError):
+    """No valid bearer token came with a request that needs one."""

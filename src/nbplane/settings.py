@@ -36,6 +36,16 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Rows buffered per table before ingestion writes them."
     )
 
+    worker_heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="How often a worker marks its running executions alive."
+    )
+    worker_stale_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A running execution not marked alive for this long lost its worker: it is "
+        "retried if its contract allows, else it fails as 'worker lost'.",
+    )
+
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'nbplane.db'}"

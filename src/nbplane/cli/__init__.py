@@ -10,12 +10,14 @@ from rich.markup import escape
 
 from nbplane.cli.commands import NbplaneGroup
 from nbplane.cli.job import job
+from nbplane.cli.serve import serve, worker
+from nbplane.cli.token import token
 from nbplane.errors import NbplaneError
 
 
 @click.group(
     cls=NbplaneGroup,
-    help="Run Jupyter notebooks as data jobs: steps, SQL cells, job_input, resume.",
+    help="Run Jupyter notebooks as data jobs and as REST APIs.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -23,7 +25,8 @@ def nbplane() -> None:
     pass
 
 
-nbplane.add_command(job)
+for command in (job, serve, worker, token):
+    nbplane.add_command(command)
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import StoreError
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus
+from nbplane.store.executions import ExecutionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
+from nbplane.store.tokens import TokenStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -46,7 +48,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -95,6 +97,14 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def executions(self) -> ExecutionStore:
+        return ExecutionStore(self.engine)
+
+    @property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.engine)
 
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:

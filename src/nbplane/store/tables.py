@@ -92,3 +92,55 @@ job_state = Table(
     Column("secrets", LargeBinary),
 )
 """Properties (plain JSON) and secrets (Fernet ciphertext) kept per job between runs."""
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("notebook", String(255), nullable=False, index=True),
+    Column("notebook_version", String(64), nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", Text),
+    Column("error", JSON),
+    Column("output", JSON),
+    Column("has_output", Boolean, nullable=False),
+    Column("engine", String(16), nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("worker_id", String(255)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("created_by", String(255)),
+)
+
+execution_artifacts = Table(
+    "execution_artifacts",
+    metadata,
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", String(16), primary_key=True),
+    Column("content", Text, nullable=False),
+)
+"""The executed notebook (``ipynb``) and its text output (``logs``), kept out of memory."""
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+"""Bearer tokens of the API; only a SHA-256 of each token is kept."""

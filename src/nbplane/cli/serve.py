@@ -1,0 +1,172 @@
+"""``nbplane serve`` and ``nbplane worker``: notebooks as REST APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from nbplane.errors import ConfigError
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+notebooks_dir_option = click.option(
+    "--notebooks-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory of <name>.ipynb notebooks, each with its <name>.config.json contract.",
+)
+db_option = click.option(
+    "--db",
+    default=None,
+    help="SQLAlchemy URL of nbplane's database, shared by the server and its workers "
+    "(default: NBPLANE_STORE_URL, then SQLite in NBPLANE_HOME).",
+)
+
+
+def _store_url(db: str | None) -> str:
+    from nbplane.settings import get_settings
+
+    return db or get_settings().resolved_store_url
+
+
+@click.command()
+@notebooks_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=5050,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
+@db_option
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without bearer tokens; refused unless --host is a loopback address.",
+)
+@click.option(
+    "--workers",
+    "concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="Executions this server runs at once; 0 leaves all of them to `nbplane worker` processes.",
+)
+@click.option(
+    "--pool-size",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Kernels started ahead of time for isolated executions.",
+)
+@click.option(
+    "--max-body",
+    default=1_048_576,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest request body accepted, in bytes (larger: 413).",
+)
+def serve(
+    notebooks_dir: Path,
+    host: str,
+    port: int,
+    db: str | None,
+    no_auth: bool,
+    concurrency: int,
+    pool_size: int,
+    max_body: int,
+) -> None:
+    """Serve every notebook with a contract in --notebooks-dir as a REST API."""
+    import uvicorn
+
+    from nbplane.server.app import ServerConfig, create_app
+    from nbplane.settings import get_settings
+
+    console = Console(stderr=True)
+    if not notebooks_dir.is_dir():
+        raise ConfigError(
+            f"--notebooks-dir {notebooks_dir} is not a directory", field="notebooks_dir"
+        )
+    if no_auth and host not in LOOPBACK:
+        raise ConfigError(
+            f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
+        )
+    config = ServerConfig(
+        notebooks_dir=notebooks_dir.resolve(),
+        store_url=_store_url(db),
+        cache_dir=get_settings().home / "cache" / "executions",
+        auth=not no_auth,
+        run_worker=concurrency > 0,
+        concurrency=max(concurrency, 1),
+        pool_size=pool_size,
+        max_body_bytes=max_body,
+    )
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)",
+        highlight=False,
+    )
+    if no_auth:
+        console.print(
+            "[yellow]warning: --no-auth: anyone on this machine can run these notebooks[/]"
+        )
+    else:
+        console.print(
+            "every endpoint but /health needs a bearer token; create one with "
+            "`nbplane token create NAME` (same NBPLANE_STORE_URL or --db)",
+            highlight=False,
+        )
+    uvicorn.run(
+        create_app(config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10
+    )
+
+
+@click.command()
+@notebooks_dir_option
+@db_option
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Executions this worker runs at once.",
+)
+@click.option(
+    "--pool-size",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Kernels started ahead of time for isolated executions.",
+)
+def worker(notebooks_dir: Path, db: str | None, concurrency: int, pool_size: int) -> None:
+    """Run queued executions from the shared database, apart from the web server."""
+    from nbplane.executions.catalog import ApiCatalog
+    from nbplane.executions.worker import Worker
+    from nbplane.store import open_store
+
+    store = open_store(_store_url(db))
+    process = Worker(
+        store, ApiCatalog(notebooks_dir.resolve()), concurrency=concurrency, pool_size=pool_size
+    )
+    Console(stderr=True).print(
+        f"nbplane worker {process.worker_id} taking executions of {notebooks_dir}", highlight=False
+    )
+
+    async def run() -> None:
+        await process.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await process.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        store.close()

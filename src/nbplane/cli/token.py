@@ -1,0 +1,88 @@
+"""``nbplane token``: bearer tokens for the server's API."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from nbplane.cli.commands import NbplaneGroup
+from nbplane.errors import NotFound
+
+if TYPE_CHECKING:
+    from nbplane.store import Store
+
+
+@click.group(cls=NbplaneGroup)
+def token() -> None:
+    """Bearer tokens of the API (kept hashed in nbplane's database)."""
+
+
+def _tokens() -> Store:
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    return open_store(get_settings().resolved_store_url)
+
+
+@token.command()
+@click.argument("name")
+def create(name: str) -> None:
+    """Create a token and print it once; keep it, it cannot be shown again."""
+    store = _tokens()
+    try:
+        described, secret = store.tokens.create(name)
+    finally:
+        store.close()
+    Console(stderr=True).print(
+        f"token {described.name} created; use it as `Authorization: Bearer <token>`:",
+        highlight=False,
+    )
+    print(secret)
+
+
+@token.command("list")
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+def list_tokens(output: str) -> None:
+    """List tokens (their names and first characters, never the secrets)."""
+    store = _tokens()
+    try:
+        tokens = store.tokens.all()
+    finally:
+        store.close()
+    if output == "json":
+        print(json.dumps([t.model_dump(mode="json") for t in tokens], indent=2))
+        return
+    table = Table(title="API tokens", title_justify="left")
+    for column in ("name", "starts with", "created", "revoked"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(
+            t.name,
+            t.prefix + "…",
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@token.command()
+@click.argument("name")
+def revoke(name: str) -> None:
+    """Revoke a token by name; requests with it are refused from then on."""
+    store = _tokens()
+    try:
+        if not store.tokens.revoke(name):
+            raise NotFound(f"no live token named {name!r}", field="name")
+    finally:
+        store.close()
+    Console(stderr=True).print(f"token {name} revoked", highlight=False)

@@ -1,0 +1,1 @@
+"""Notebook API executions: records, the queue, and the workers that run them."""

@@ -1,0 +1,89 @@
+"""What the API says about executions: pydantic models named by what they do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbplane.jobs.models import UtcDatetime
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+
+
+class SubmitExecution(BaseModel):
+    """Body of ``POST /api/v1/notebooks/{name}/executions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Values for the notebook's input contract."
+    )
+
+
+class DescribeExecution(BaseModel):
+    """An execution: what ran, its status, and why it ended as it did."""
+
+    id: str
+    notebook: str
+    notebook_version: str
+    parameters: dict[str, Any]
+    status: ExecutionStatus
+    reason: str | None = Field(None, description="Why it failed, timed out or was cancelled.")
+    error: dict[str, Any] | None = None
+    output: Any = None
+    has_output: bool = False
+    engine: str
+    timeout: float
+    retries: int
+    attempts: int
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    worker_id: str | None = None
+    cancel_requested: bool = False
+    created_by: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class ListExecutionsQuery(BaseModel):
+    """Filters and page of ``GET /api/v1/executions``."""
+
+    notebook: str | None = None
+    status: ExecutionStatus | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class ExecutionPage(BaseModel):
+    items: list[DescribeExecution]
+    total: int
+    limit: int
+    offset: int
+
+
+class DescribeToken(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -1,0 +1,128 @@
+"""The one entry to executions for the API: submit, wait, cancel, read artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nbplane.errors import Conflict, NotFound
+from nbplane.executions.catalog import ApiCatalog
+from nbplane.executions.models import (
+    DescribeExecution,
+    ExecutionPage,
+    ExecutionStatus,
+    ListExecutionsQuery,
+)
+from nbplane.executions.worker import Worker
+from nbplane.notebooks.contracts import validate_input
+from nbplane.store import Store
+
+
+class ExecutionService:
+    def __init__(
+        self, store: Store, catalog: ApiCatalog, worker: Worker | None, cache_dir: Path
+    ) -> None:
+        self.store, self.catalog, self.worker = store, catalog, worker
+        self.cache_dir = cache_dir
+
+    async def submit(
+        self, notebook: str, parameters: Any, created_by: str | None
+    ) -> DescribeExecution:
+        """Validate the input against the contract and queue the execution."""
+        api = self.catalog.usable(notebook)
+        assert api.contract is not None
+        checked = validate_input(api, parameters)
+        record = DescribeExecution(
+            id=str(uuid.uuid4()),
+            notebook=api.name,
+            notebook_version=api.version,
+            parameters=checked,
+            status=ExecutionStatus.QUEUED,
+            engine=api.contract.engine,
+            timeout=api.contract.timeout,
+            retries=api.contract.retries,
+            attempts=0,
+            created_at=datetime.now(UTC),
+            created_by=created_by,
+        )
+        await asyncio.to_thread(self.store.executions.create, record)
+        if self.worker is not None:
+            self.worker.wake()
+        return record
+
+    async def wait(self, execution_id: str, seconds: float) -> DescribeExecution:
+        """The execution once final, or as it is when ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        event = self.worker.finished_event(execution_id) if self.worker else None
+        try:
+            delay = 0.01
+            while True:
+                record = await asyncio.to_thread(self.get, execution_id)
+                left = deadline - time.monotonic()
+                if record.status.final or left <= 0:
+                    return record
+                if event is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), min(left, 1.0))
+                else:  # run by another process: poll, backing off
+                    await asyncio.sleep(min(delay, left))
+                    delay = min(delay * 2, 0.25)
+        finally:
+            if self.worker is not None:
+                self.worker.forget(execution_id)
+
+    def get(self, execution_id: str) -> DescribeExecution:
+        record = self.store.executions.get(execution_id)
+        if record is None:
+            raise NotFound(f"no execution {execution_id!r}", field="execution_id")
+        return record
+
+    def page(self, query: ListExecutionsQuery) -> ExecutionPage:
+        return self.store.executions.page(query)
+
+    async def cancel(self, execution_id: str) -> DescribeExecution:
+        record = await asyncio.to_thread(self.get, execution_id)
+        if record.status.final:
+            raise Conflict(
+                f"execution {execution_id} already ended as {record.status}",
+                field="execution_id",
+            )
+        await asyncio.to_thread(
+            self.store.executions.request_cancel, execution_id, datetime.now(UTC)
+        )
+        if self.worker is not None:
+            self.worker.cancel(execution_id)
+        return await self.wait(execution_id, 5.0)
+
+    def artifact(self, execution_id: str, kind: str) -> str:
+        record = self.get(execution_id)
+        content = self.store.executions.artifact(execution_id, kind)
+        if content is None:
+            raise NotFound(
+                f"execution {execution_id} has no {kind} yet (it is {record.status})",
+                field="execution_id",
+            )
+        return content
+
+    def html(self, execution_id: str) -> str:
+        """The executed notebook as HTML, rendered on first request and cached on disk."""
+        cached = self.cache_dir / f"{execution_id}.html"
+        if cached.exists():
+            return cached.read_text(encoding="utf-8")
+        notebook = self.artifact(execution_id, "ipynb")
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        node = nbformat.from_dict(json.loads(notebook))
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".tmp")
+        partial.write_text(body, encoding="utf-8")
+        partial.replace(cached)
+        return str(body)

@@ -1,0 +1,1 @@
+"""The nbplane HTTP server: notebook APIs and their executions."""

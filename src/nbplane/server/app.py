@@ -1,0 +1,128 @@
+"""The FastAPI application: store, notebook catalog, an in-process worker, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from nbplane import __version__
+from nbplane.executions.catalog import ApiCatalog
+from nbplane.executions.service import ExecutionService
+from nbplane.executions.worker import Worker
+from nbplane.server import errors
+from nbplane.server.routes import executions, jupyrest
+from nbplane.store import open_store
+
+
+@dataclass
+class ServerConfig:
+    notebooks_dir: Path
+    store_url: str
+    cache_dir: Path
+    auth: bool = True
+    run_worker: bool = True
+    concurrency: int = 4
+    pool_size: int = 4
+    max_body_bytes: int = 1_048_576
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(config.store_url)
+        catalog = ApiCatalog(config.notebooks_dir)
+        worker = None
+        if config.run_worker:
+            worker = Worker(
+                store, catalog, concurrency=config.concurrency, pool_size=config.pool_size
+            )
+            await worker.start()
+        app.state.store = store
+        app.state.auth = config.auth
+        app.state.token_cache = {}
+        app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            store.close()
+
+    app = FastAPI(
+        title="nbplane",
+        version=__version__,
+        description="Notebooks as REST APIs: each notebook's contract is its input and output.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit, limit=config.max_body_bytes)
+
+    @app.get("/health", tags=["health"], summary="Liveness; needs no token")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(executions.router, tags=["executions"])
+    app.include_router(jupyrest.router)
+    app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def notebook_openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with a path per notebook showing its own input and output."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    service: ExecutionService | None = getattr(app.state, "service", None)
+    for api in service.catalog.all() if service else []:
+        if api.broken:
+            continue
+        schema["paths"][f"/api/v1/notebooks/{api.name}/executions"] = {
+            "post": {
+                "tags": ["notebooks"],
+                "summary": f"Execute {api.name}",
+                "operationId": f"execute_{api.name}",
+                "parameters": [
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 300},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"parameters": api.input_schema},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The execution; output follows the output schema",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "allOf": [{"$ref": "#/components/schemas/DescribeExecution"}],
+                                    "properties": {"output": api.output_schema},
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    app.openapi_schema = schema
+    return schema

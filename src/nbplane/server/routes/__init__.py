@@ -1,0 +1,1 @@
+"""One router per API surface: nbplane's own and jupyrest's."""

@@ -1,0 +1,141 @@
+"""nbplane's own API: ``/api/v1`` notebooks and executions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from nbplane.executions.models import (
+    DescribeExecution,
+    ExecutionPage,
+    ExecutionStatus,
+    ListExecutionsQuery,
+    SubmitExecution,
+)
+from nbplane.executions.service import ExecutionService
+from nbplane.server.auth import Caller
+
+router = APIRouter(prefix="/api/v1")
+
+Wait = Annotated[
+    float,
+    Query(ge=0, le=300, description="Seconds to wait for the execution to end before answering."),
+]
+
+
+def service(request: Request) -> ExecutionService:
+    svc: ExecutionService = request.app.state.service
+    return svc
+
+
+def describe_api(api: Any) -> dict[str, Any]:
+    contract = api.contract
+    return {
+        "name": api.name,
+        "status": "broken" if api.broken else "ok",
+        "reason": api.broken,
+        "engine": contract.engine if contract else None,
+        "timeout": contract.timeout if contract else None,
+        "input": api.input_schema if not api.broken else None,
+        "output": api.output_schema if not api.broken else None,
+    }
+
+
+@router.get("/notebooks", summary="List the notebook APIs, broken ones with the reason")
+def list_notebooks(request: Request, _: Caller) -> list[dict[str, Any]]:
+    return [describe_api(api) for api in service(request).catalog.all()]
+
+
+@router.get("/notebooks/{name}", summary="One notebook API and its contract")
+def get_notebook(request: Request, name: str, _: Caller) -> dict[str, Any]:
+    catalog = service(request).catalog
+    api = catalog.find(name)
+    if api is None:
+        catalog.usable(name)  # raises the 404
+    return describe_api(api)
+
+
+@router.post(
+    "/notebooks/{name}/executions",
+    status_code=201,
+    summary="Execute a notebook with parameters; optionally wait for the result",
+)
+async def submit(
+    request: Request,
+    name: str,
+    caller: Caller,
+    body: Annotated[SubmitExecution | None, Body()] = None,
+    wait: Wait = 0,
+) -> DescribeExecution:
+    svc = service(request)
+    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller)
+    if wait:
+        record = await svc.wait(record.id, wait)
+    return record
+
+
+@router.get("/executions", summary="List executions, newest first")
+def list_executions(
+    request: Request,
+    _: Caller,
+    notebook: str | None = None,
+    status: ExecutionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ExecutionPage:
+    query = ListExecutionsQuery(notebook=notebook, status=status, limit=limit, offset=offset)
+    return service(request).page(query)
+
+
+@router.get("/executions/{execution_id}", summary="One execution")
+async def get_execution(
+    request: Request, execution_id: str, _: Caller, wait: Wait = 0
+) -> DescribeExecution:
+    svc = service(request)
+    if wait:
+        return await svc.wait(execution_id, wait)
+    return await asyncio.to_thread(svc.get, execution_id)
+
+
+@router.post("/executions/{execution_id}/cancel", summary="Cancel a queued or running execution")
+async def cancel(request: Request, execution_id: str, _: Caller) -> DescribeExecution:
+    return await service(request).cancel(execution_id)
+
+
+@router.get("/executions/{execution_id}/output", summary="The output the notebook saved")
+def output(request: Request, execution_id: str, _: Caller) -> Response:
+    record = service(request).get(execution_id)
+    if not record.has_output:
+        from nbplane.errors import NotFound
+
+        raise NotFound(
+            f"execution {execution_id} has no output ({record.status}"
+            + (f": {record.reason})" if record.reason else ")"),
+            field="execution_id",
+        )
+    return JSONResponse(record.output)
+
+
+@router.get("/executions/{execution_id}/exception", summary="Why the execution failed")
+def exception(request: Request, execution_id: str, _: Caller) -> dict[str, Any]:
+    record = service(request).get(execution_id)
+    return {"status": record.status, "reason": record.reason, "error": record.error}
+
+
+@router.get("/executions/{execution_id}/notebook", summary="The executed notebook (.ipynb)")
+def notebook(request: Request, execution_id: str, _: Caller) -> Response:
+    content = service(request).artifact(execution_id, "ipynb")
+    return Response(content, media_type="application/x-ipynb+json")
+
+
+@router.get("/executions/{execution_id}/html", summary="The executed notebook as HTML")
+async def html(request: Request, execution_id: str, _: Caller) -> HTMLResponse:
+    return HTMLResponse(await asyncio.to_thread(service(request).html, execution_id))
+
+
+@router.get("/executions/{execution_id}/logs", summary="What the notebook printed")
+def logs(request: Request, execution_id: str, _: Caller) -> PlainTextResponse:
+    return PlainTextResponse(service(request).artifact(execution_id, "logs"))

@@ -1,0 +1,62 @@
+"""jupyrest's API, unchanged, so its clients keep working against nbplane."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbplane.executions.models import DescribeExecution
+from nbplane.server.auth import Caller
+from nbplane.server.routes.executions import Wait, service
+
+router = APIRouter(prefix="/api", tags=["jupyrest"])
+
+
+class CreateNotebookExecution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notebook: str = Field(description="The notebook's name (its file name without .ipynb).")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def jupyrest_view(record: DescribeExecution, with_output: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": record.id,
+        "status": record.status.upper(),
+        "notebook": record.notebook,
+        "parameters": record.parameters,
+    }
+    if with_output:
+        view["exception"] = record.reason if record.error else None
+        view["output"] = record.output
+    return view
+
+
+@router.post("/NotebookExecutions", summary="Execute a notebook (jupyrest)")
+async def create(
+    request: Request, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
+) -> dict[str, Any]:
+    svc = service(request)
+    record = await svc.submit(body.notebook, body.parameters, caller)
+    if wait:
+        record = await svc.wait(record.id, wait)
+    return jupyrest_view(record, with_output=False)
+
+
+@router.get("/NotebookExecutions", summary="An execution, its output or its HTML (jupyrest)")
+async def read(
+    request: Request,
+    caller: Caller,
+    executionId: str = Query(description="The id POST returned."),
+    output: bool = False,
+    view_html: bool = False,
+) -> Any:
+    svc = service(request)
+    if view_html:
+        return HTMLResponse(await asyncio.to_thread(svc.html, executionId))
+    record = await asyncio.to_thread(svc.get, executionId)
+    return jupyrest_view(record, with_output=output)

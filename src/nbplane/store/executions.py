@@ -1,0 +1,220 @@
+"""Executions in nbplane's database: the durable queue every server and worker shares."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from nbplane.executions.models import (
+    DescribeExecution,
+    ExecutionPage,
+    ExecutionStatus,
+    ListExecutionsQuery,
+)
+from nbplane.store.tables import execution_artifacts, executions
+
+DESCRIBE_COLUMNS = [executions.c[name] for name in DescribeExecution.model_fields]
+
+
+class ExecutionStore:
+    """Reads and writes executions; every status change is one conditional UPDATE, so two
+    workers never both take the same execution and a final status is never overwritten."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, record: DescribeExecution) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(executions).values(**record.model_dump()))
+
+    def get(self, execution_id: str) -> DescribeExecution | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(select(*DESCRIBE_COLUMNS).where(executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
+        return DescribeExecution.model_validate(row) if row else None
+
+    def page(self, query: ListExecutionsQuery) -> ExecutionPage:
+        conditions = []
+        if query.notebook:
+            conditions.append(executions.c.notebook == query.notebook)
+        if query.status:
+            conditions.append(executions.c.status == query.status)
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                select(func.count()).select_from(executions).where(*conditions)
+            ).scalar_one()
+            rows = (
+                connection.execute(
+                    select(*DESCRIBE_COLUMNS)
+                    .where(*conditions)
+                    .order_by(executions.c.created_at.desc(), executions.c.id)
+                    .limit(query.limit)
+                    .offset(query.offset)
+                )
+                .mappings()
+                .all()
+            )
+        return ExecutionPage(
+            items=[DescribeExecution.model_validate(row) for row in rows],
+            total=total,
+            limit=query.limit,
+            offset=query.offset,
+        )
+
+    def claim(
+        self, worker_id: str, now: datetime, notebooks: list[str] | None = None
+    ) -> DescribeExecution | None:
+        """Take the oldest queued execution (of these notebooks) for this worker, atomically."""
+        candidate = select(executions.c.id).where(executions.c.status == ExecutionStatus.QUEUED)
+        if notebooks is not None:
+            candidate = candidate.where(executions.c.notebook.in_(notebooks))
+        candidate = candidate.order_by(executions.c.created_at).limit(1)
+        if self.engine.dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
+        with self.engine.begin() as connection:
+            row = (
+                connection.execute(
+                    update(executions)
+                    .where(
+                        executions.c.id == candidate.scalar_subquery(),
+                        executions.c.status == ExecutionStatus.QUEUED,
+                    )
+                    .values(
+                        status=ExecutionStatus.RUNNING,
+                        worker_id=worker_id,
+                        started_at=now,
+                        heartbeat_at=now,
+                        attempts=executions.c.attempts + 1,
+                    )
+                    .returning(*DESCRIBE_COLUMNS)
+                )
+                .mappings()
+                .first()
+            )
+        return DescribeExecution.model_validate(row) if row else None
+
+    def heartbeat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
+        """Keep a running execution ours; True when its cancellation was asked for."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(executions)
+                .where(executions.c.id == execution_id, executions.c.worker_id == worker_id)
+                .values(heartbeat_at=now)
+            )
+            cancel = connection.execute(
+                select(executions.c.cancel_requested).where(executions.c.id == execution_id)
+            ).scalar()
+        return bool(cancel)
+
+    def finish(
+        self,
+        execution_id: str,
+        worker_id: str | None,
+        status: ExecutionStatus,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        error: dict[str, Any] | None = None,
+        output: Any = None,
+        has_output: bool = False,
+        artifacts: dict[str, str] | None = None,
+    ) -> bool:
+        """Give an execution its final status, unless something else already did."""
+        owned = executions.c.worker_id == worker_id if worker_id is not None else and_(True)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status.in_([ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]),
+                    owned,
+                )
+                .values(
+                    status=status,
+                    reason=reason,
+                    error=error,
+                    output=output,
+                    has_output=has_output,
+                    finished_at=now,
+                )
+            ).rowcount
+            if updated and artifacts:
+                connection.execute(
+                    insert(execution_artifacts),
+                    [
+                        {"execution_id": execution_id, "kind": kind, "content": content}
+                        for kind, content in artifacts.items()
+                    ],
+                )
+        return bool(updated)
+
+    def request_cancel(self, execution_id: str, now: datetime) -> DescribeExecution | None:
+        """Cancel: a queued execution ends at once; a running one is told through its row."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.QUEUED,
+                )
+                .values(
+                    status=ExecutionStatus.CANCELLED,
+                    reason="cancelled before it started",
+                    finished_at=now,
+                    cancel_requested=True,
+                )
+            )
+            connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.RUNNING,
+                )
+                .values(cancel_requested=True)
+            )
+        return self.get(execution_id)
+
+    def recover_lost(self, now: datetime, stale_after: timedelta) -> list[str]:
+        """Executions whose worker stopped beating: retried when attempts remain, else ended
+        as "worker lost". Returns the ids retried."""
+        stale = and_(
+            executions.c.status == ExecutionStatus.RUNNING,
+            or_(executions.c.heartbeat_at.is_(None), executions.c.heartbeat_at < now - stale_after),
+        )
+        with self.engine.begin() as connection:
+            retried = (
+                connection.execute(
+                    update(executions)
+                    .where(stale, executions.c.attempts <= executions.c.retries)
+                    .values(status=ExecutionStatus.QUEUED, worker_id=None, heartbeat_at=None)
+                    .returning(executions.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            connection.execute(
+                update(executions)
+                .where(stale)
+                .values(
+                    status=ExecutionStatus.FAILED,
+                    reason="worker lost: the process running it stopped before it finished",
+                    error={"reason": "worker_lost"},
+                    finished_at=now,
+                )
+            )
+        return list(retried)
+
+    def artifact(self, execution_id: str, kind: str) -> str | None:
+        with self.engine.connect() as connection:
+            content: str | None = connection.execute(
+                select(execution_artifacts.c.content).where(
+                    execution_artifacts.c.execution_id == execution_id,
+                    execution_artifacts.c.kind == kind,
+                )
+            ).scalar()
+        return content

@@ -1,0 +1,193 @@
+"""The REST API on a real server on loopback, real kernels, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS, database_url
+from tests.integration.api_notebooks import write_all
+from tests.integration.server_fixture import Server, running_server
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("api")
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    write_all(notebooks)
+    with database_url(request.param, root) as url:
+        store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
+        with running_server(notebooks, root / "home", store) as running:
+            yield running
+
+
+def test_health_needs_no_token_and_everything_else_does(server: Server) -> None:
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    for method, path in [("GET", "/api/v1/notebooks"), ("GET", "/api/v1/executions"),
+                         ("POST", "/api/v1/notebooks/double/executions"),
+                         ("GET", "/api/NotebookExecutions?executionId=x")]:
+        response = httpx.request(method, f"{server.url}{path}", json={})
+        assert response.status_code == 401, (path, response.text)
+        assert response.json()["error"] == "Unauthorized"
+    wrong = httpx.get(f"{server.url}/api/v1/notebooks", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+def test_notebooks_are_listed_with_broken_ones_and_their_reason(server: Server) -> None:
+    listed = {api["name"]: api for api in server.client.get("/api/v1/notebooks").json()}
+    assert listed["double"]["status"] == "ok"
+    assert listed["double"]["input"]["required"] == ["x"]
+    assert listed["broken"]["status"] == "broken"
+    assert "broken.config.json" in listed["broken"]["reason"]
+    response = server.client.post("/api/v1/notebooks/broken/executions", json={})
+    assert response.status_code == 409 and "broken" in response.json()["message"]
+
+
+def test_execute_and_read_output_notebook_html_and_logs(server: Server) -> None:
+    record = server.execute("double", {"x": 3})
+    assert record["status"] == "completed", record
+    assert record["output"] == {"y": 6}
+    execution = record["id"]
+    assert server.client.get(f"/api/v1/executions/{execution}/output").json() == {"y": 6}
+    notebook = server.client.get(f"/api/v1/executions/{execution}/notebook").json()
+    tags = [cell["metadata"].get("tags", []) for cell in notebook["cells"]]
+    assert ["injected-parameters"] in tags, "the parameters cell is in the executed notebook"
+    html = server.client.get(f"/api/v1/executions/{execution}/html")
+    assert html.status_code == 200 and "save_output" in html.text
+    assert server.client.get(f"/api/v1/executions/{execution}/logs").status_code == 200
+
+
+def test_jupyrest_api_keeps_working(server: Server) -> None:
+    created = server.client.post("/api/NotebookExecutions",
+                                 json={"notebook": "double", "parameters": {"x": 5}})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["notebook"] == "double" and body["parameters"] == {"x": 5}
+    for _ in range(300):
+        read = server.client.get("/api/NotebookExecutions",
+                                 params={"executionId": body["id"], "output": "true"}).json()
+        if read["status"] not in ("QUEUED", "RUNNING"):
+            break
+        time.sleep(0.05)
+    assert read["status"] == "COMPLETED" and read["output"] == {"y": 10}
+    assert read["exception"] is None
+    html = server.client.get("/api/NotebookExecutions",
+                             params={"executionId": body["id"], "view_html": "true"})
+    assert html.status_code == 200 and "<html" in html.text.lower()
+
+
+def test_bad_input_gets_4xx_with_the_field(server: Server) -> None:
+    client = server.client
+    unknown = client.post("/api/v1/notebooks/nope/executions", json={})
+    assert unknown.status_code == 404 and unknown.json()["notebook"] == "nope"
+    wrong_type = client.post("/api/v1/notebooks/double/executions",
+                             json={"parameters": {"x": "three"}})
+    assert wrong_type.status_code == 422
+    assert any(e["pointer"] == "/x" for e in wrong_type.json()["errors"]), wrong_type.text
+    missing = client.post("/api/v1/notebooks/double/executions", json={"parameters": {}})
+    assert missing.status_code == 422
+    malformed = client.post("/api/v1/notebooks/double/executions", content=b"{nope",
+                            headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["error"] == "MalformedJSON"
+    not_object = client.post("/api/v1/notebooks/double/executions", json=[1, 2])
+    assert not_object.status_code == 422
+    extra_key = client.post("/api/v1/notebooks/double/executions",
+                            json={"parameters": {"x": 1}, "surprise": 1})
+    assert extra_key.status_code == 422
+    huge = client.post("/api/v1/notebooks/echo/executions",
+                       json={"parameters": {"text": "a" * 2_000_000}})
+    assert huge.status_code == 413
+    assert client.get("/api/v1/executions/no-such-id").status_code == 404
+    assert client.get("/api/v1/executions", params={"limit": 0}).status_code == 422
+    assert client.get("/api/v1/executions", params={"status": "weird"}).status_code == 422
+
+
+def test_injection_through_names_and_values_is_refused_or_inert(server: Server) -> None:
+    for name in ["z=0\nimport os", "__import__('os')", "a b", "class", "__x"]:
+        response = server.client.post("/api/v1/notebooks/echo/executions",
+                                      json={"parameters": {name: 1}})
+        assert response.status_code == 422, (name, response.text)
+    for value in ["'); import os; os._exit(1); ('", '"""\nraise SystemExit\n"""', "\\'\n",
+                  "ünïcödé ☃"]:
+        record = server.execute("echo", {"text": value})
+        assert record["status"] == "completed", record
+        assert record["output"] == {"text": value, "kind": "str"}
+
+
+def test_failures_say_why(server: Server) -> None:
+    boom = server.execute("boom", {"x": 7})
+    assert boom["status"] == "failed"
+    assert "ValueError" in boom["reason"] and "bad x 7" in boom["reason"]
+    assert "cell" in boom["reason"]
+    exception = server.client.get(f"/api/v1/executions/{boom['id']}/exception").json()
+    assert exception["error"]["ename"] == "ValueError"
+    bad_output = server.execute("badout", {"x": 1})
+    assert bad_output["status"] == "failed" and "output schema" in bad_output["reason"]
+    assert "/y" in bad_output["reason"]
+
+
+def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(
+        server: Server) -> None:
+    died = server.execute("die", {"x": 1})
+    assert died["status"] == "failed", died
+    assert "died" in died["reason"]
+    assert server.execute("double", {"x": 2})["output"] == {"y": 4}
+
+
+def test_timeout_and_cancel(server: Server) -> None:
+    slow = server.execute("slow", {"seconds": 30}, wait=20)
+    assert slow["status"] == "timed_out", slow
+    started = server.client.post("/api/v1/notebooks/slow/executions",
+                                 json={"parameters": {"seconds": 1.5}}).json()
+    time.sleep(0.3)
+    cancelled = server.client.post(f"/api/v1/executions/{started['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = server.client.post(f"/api/v1/executions/{started['id']}/cancel")
+    assert again.status_code == 409
+
+
+def test_reuse_engine_keeps_setup_state_between_requests(server: Server) -> None:
+    first = server.execute("counter", {"x": 1})
+    second = server.execute("counter", {"x": 2})
+    assert first["status"] == second["status"] == "completed", (first, second)
+    assert second["output"]["x"] == 2
+    assert second["output"]["calls"] == first["output"]["calls"] + 1
+
+
+def test_list_filters_and_pages(server: Server) -> None:
+    for x in range(3):
+        server.execute("double", {"x": x})
+    page = server.client.get("/api/v1/executions",
+                             params={"notebook": "double", "limit": 2}).json()
+    assert len(page["items"]) == 2 and page["total"] >= 3
+    assert all(item["notebook"] == "double" for item in page["items"])
+    rest = server.client.get("/api/v1/executions",
+                             params={"notebook": "double", "limit": 2, "offset": 2}).json()
+    assert {i["id"] for i in rest["items"]}.isdisjoint({i["id"] for i in page["items"]})
+    failed = server.client.get("/api/v1/executions", params={"status": "failed"}).json()
+    assert all(item["status"] == "failed" for item in failed["items"])
+
+
+def test_openapi_shows_each_notebooks_contract(server: Server) -> None:
+    document = server.client.get("/openapi.json").json()
+    operation = document["paths"]["/api/v1/notebooks/double/executions"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["parameters"]["required"] == ["x"]
+    assert "/api/v1/notebooks/broken/executions" not in document["paths"]
+
+
+def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "nbplane", "serve", "--notebooks-dir",
+                             str(tmp_path), "--host", "0.0.0.0", "--no-auth"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**__import__("os").environ, "NBPLANE_HOME": str(tmp_path)})
+    assert result.returncode == 2 and "loopback" in result.stderr
