@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,3 +134,208 @@ class Summary:
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Summary:
         return cls(statistics.median(seconds), min(seconds), max(seconds), len(seconds))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for benchmarks of long-running servers (api_vs_jupyrest.py).
+
+
+def write_notebook(path: Path, cells: Sequence[dict[str, Any]]) -> Path:
+    """Write one nbformat-4.5 notebook with a Python 3 kernelspec at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    notebook = {
+        "cells": list(cells),
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def ensure_venv(venv: Path, installs: Sequence[Sequence[str]], label: str) -> Path:
+    """A virtual environment at ``venv`` with ``pip install`` run once per entry of ``installs``.
+
+    Created (with this Python) only when missing or when an earlier creation did not finish;
+    returns the environment's ``python``.
+    """
+    python = venv / "bin" / "python"
+    marker = venv / ".nbplane-bench-ready"
+    if python.exists() and marker.exists():
+        return python
+    print(f"Creating the {label} environment in {venv} (one-off, takes a minute)...",
+          file=sys.stderr)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)]]
+    steps += [[*pip, *packages] for packages in installs]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"{label} install step failed: {' '.join(step)}", file=sys.stderr)
+            print(done.stdout + done.stderr, file=sys.stderr)
+            sys.exit(1)
+    marker.write_text("ok\n", encoding="utf-8")
+    return python
+
+
+def package_version(python: Path, distribution: str) -> str:
+    """The installed version of a distribution in another environment, or ``?``."""
+    done = subprocess.run(
+        [str(python), "-c",
+         f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+        capture_output=True, text=True, check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else "?"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0..1) of ``values``, interpolated between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * fraction
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process, from ``/proc/PID/stat``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # the command name may contain spaces
+    return int(fields[1]), int(fields[19])
+
+
+def process_tree(pid: int) -> dict[int, int]:
+    """``{pid: start time}`` of a process and all its live descendants (Linux ``/proc``)."""
+    parents: dict[int, int] = {}
+    starts: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None:
+                parents[int(entry.name)], starts[int(entry.name)] = stat
+    if pid not in starts:
+        return {}
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    tree: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        tree[current] = starts[current]
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    """Memory of a process tree: summed RSS, summed PSS (shared pages split), process count."""
+
+    rss_bytes: int
+    pss_bytes: int
+    processes: int
+
+
+def tree_memory(pid: int) -> TreeMemory:
+    """RSS and PSS summed over a process and its descendants, read from ``/proc``."""
+    rss = pss = count = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        count += 1
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1]) * 1024
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+    return TreeMemory(rss, pss, count)
+
+
+class Server:
+    """A server process started in its own session, its output kept in a log file.
+
+    ``stop()`` sends SIGTERM to the server, waits, then SIGKILLs whatever is left of the
+    processes it started (found by pid and start time, so a reused pid is never hit).
+    """
+
+    def __init__(self, label: str, command: Sequence[str], env: Mapping[str, str],
+                 log: Path, cwd: Path | None = None) -> None:
+        self.label = label
+        self.command = list(command)
+        self.log = log
+        self._log_file = log.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            self.command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log_file.closed:
+            self._log_file.flush()
+        text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Call ``ready()`` every 0.1 s until it returns true; false on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            try:
+                if ready():
+                    return True
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.1)
+        return False
+
+    def stop(self, grace: float = 10.0) -> None:
+        started = process_tree(self.pid) if self.alive() else {}
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            left = {p for p, start in started.items() if (s := _proc_stat(p)) and s[1] == start}
+            if not left:
+                break
+            time.sleep(0.1)
+        for member, start in started.items():
+            stat = _proc_stat(member)
+            if stat is not None and stat[1] == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(member, signal.SIGKILL)
+        self._log_file.close()

@@ -13,6 +13,9 @@ to an exit code or HTTP status in one place each::
     ├── StoreError             nbplane's own database cannot be opened or migrated
     ├── NotFound               no such notebook, execution or run (HTTP 404)
     ├── Conflict               it exists but cannot do that now, e.g. a broken notebook (409)
+    │   └── ContractError      a notebook API's contract or nbschema model cannot be used
+    ├── InvalidInput           parameters do not match the input contract (422); ``errors``
+    ├── InvalidOutput          a saved output does not match the output contract; ``errors``
     └── Unauthorized           no valid bearer token (401)
 """
 
@@ -82,3 +85,20 @@ class Conflict(NbplaneError):
 
 class Unauthorized(NbplaneError):
     """No valid bearer token came with a request that needs one."""
+
+
+class ContractError(Conflict):
+    """A notebook API's contract, its JSON Schema or an ``nbschema://`` model cannot be used."""
+
+
+class InvalidInput(NbplaneError):
+    """Parameters do not match the input contract; ``errors`` lists every problem as
+    ``{"pointer": "/a/0/b", "message": ...}``."""
+
+    http_status = 422
+
+
+class InvalidOutput(NbplaneError):
+    """The output a notebook saved does not match its output contract; ``errors`` as above."""
+
+    exit_code = 1

@@ -42,7 +42,9 @@ class DescribeExecution(BaseModel):
     notebook_version: str
     parameters: dict[str, Any]
     status: ExecutionStatus
-    reason: str | None = Field(None, description="Why it failed, timed out or was cancelled.")
+    reason: str | None = Field(
+        default=None, description="Why it failed, timed out or was cancelled."
+    )
     error: dict[str, Any] | None = None
     output: Any = None
     has_output: bool = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -119,7 +118,7 @@ class ExecutionService:
         import nbformat
         from nbconvert import HTMLExporter
 
-        node = nbformat.from_dict(json.loads(notebook))
+        node = nbformat.reads(notebook, as_version=4)
         body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".tmp")

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ class EngineSet:
     """The engines a worker runs executions on, started on first use."""
 
     def __init__(self, pool_size: int = 4) -> None:
-        self._factories = {
+        self._factories: dict[str, Callable[[], Engine]] = {
             "isolated": lambda: IsolatedEngine(pool_size=pool_size),
             "reuse": ReuseEngine,
         }
@@ -134,22 +135,18 @@ class Worker:
 
     def _eligible(self) -> list[str] | None:
         """Notebooks this worker may take more of, given their contracts' max_concurrency."""
-        limited = [
-            api
-            for api in self.catalog.all()
+        apis = self.catalog.all()
+        limits = {
+            api.name: api.contract.max_concurrency
+            for api in apis
             if api.contract is not None and api.contract.max_concurrency is not None
-        ]
-        if not limited:
+        }
+        if not limits:
             return None
         counts: dict[str, int] = {}
         for notebook, _, _ in self._running.values():
             counts[notebook] = counts.get(notebook, 0) + 1
-        full = {
-            api.name
-            for api in limited
-            if counts.get(api.name, 0) >= (api.contract.max_concurrency or 0)
-        }
-        return [api.name for api in self.catalog.all() if api.name not in full]
+        return [api.name for api in apis if counts.get(api.name, 0) < limits.get(api.name, 1 << 30)]
 
     async def _reap_loop(self) -> None:
         while True:
@@ -237,19 +234,25 @@ class Worker:
         }
 
 
+REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
+
+
 def _final_state(outcome: ExecutionOutcome) -> dict[str, Any]:
     """The status and the reason in words, from what the engine saw."""
     error = outcome.error or {}
+    kind = str(error.get("reason") or "")
+    message = error.get("message")
     reason = None
     if outcome.status == "failed":
-        if error.get("reason") == "exception":
+        if kind == "exception":
             cell = error.get("cell")
             where = f"in cell {cell}" if cell is not None else "in the notebook"
             reason = f"exception {where}: {error.get('ename')}: {error.get('evalue')}"
         else:
-            reason = error.get("message") or str(error.get("reason") or "failed")
+            prefix = REASON_PREFIX.get(kind, kind or "failed")
+            reason = f"{prefix}: {message}" if message else prefix
     elif outcome.status == "timed_out":
-        reason = error.get("message") or "timed out"
+        reason = message or "timed out"
     elif outcome.status == "cancelled":
         reason = "cancelled"
     return {"status": ExecutionStatus(outcome.status), "reason": reason, "error": outcome.error}

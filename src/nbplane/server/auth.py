@@ -30,7 +30,7 @@ def caller(request: Request) -> str | None:
     cached = state.token_cache.get(token)
     if cached is not None and cached[1] > time.monotonic():
         return str(cached[0])
-    name = state.store.tokens.authenticate(token)
+    name: str | None = state.store.tokens.authenticate(token)
     if name is None:
         raise Unauthorized("the bearer token is unknown or revoked", field="authorization")
     state.token_cache[token] = (name, time.monotonic() + CACHE_SECONDS)

@@ -1,0 +1,9 @@
+"""Execution engines: run a notebook with injected parameters in a Jupyter kernel.
+
+``base`` (request, outcome, the Engine lifecycle), ``isolated`` (a fresh pooled kernel per
+execution, the default), ``reuse`` (a warm kernel per notebook version), ``kernels`` (kernel
+start, cell execution, the pool) and ``forked`` (kernels forked from a template process).
+
+Kept free of imports: the fork server runs as ``python -m nbplane.engines._forkserver`` and must
+not load anything but what a kernel needs.
+"""
