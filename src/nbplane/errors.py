@@ -95,8 +95,6 @@ class InvalidInput(NbplaneError):
     """Parameters do not match the input contract; ``errors`` lists every problem as
     ``{"pointer": "/a/0/b", "message": ...}``."""
 
-    http_status = 422
-
 
 class InvalidOutput(NbplaneError):
     """The output a notebook saved does not match its output contract; ``errors`` as above."""

@@ -31,8 +31,8 @@ def write_all(directory: Path) -> None:
     write_api(directory, "double", [("x = 1", ["parameters"]), save + "save_output({'y': 2 * x})"],
               {"input": NUMBER_IN, "output": {"type": "object", "required": ["y"],
                                               "properties": {"y": {"type": "number"}}}})
-    write_api(directory, "echo", [("text = ''", ["parameters"]),
-                                  save + "save_output({'text': text, 'kind': type(text).__name__})"],
+    echo = save + "save_output({'text': text, 'kind': type(text).__name__})"
+    write_api(directory, "echo", [("text = ''", ["parameters"]), echo],
               {"input": {"type": "object", "properties": {"text": {"type": "string"}}},
                "output": {}})
     write_api(directory, "boom", [("x = 1", ["parameters"]), "y = 2",

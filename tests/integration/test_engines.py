@@ -5,7 +5,6 @@ started by jupyter_client both run the behaviours every engine must have."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -113,7 +112,7 @@ def test_parameters_cell_goes_after_inject_after() -> None:
 
     first, after = with_engine(IsolatedEngine(pool_size=2), body)
     # before the first cell: the parameters cell's defaults win
-    assert [c["source"] for c in first.notebook["cells"]][0] == "x = 5"
+    assert first.notebook["cells"][0]["source"] == "x = 5"
     assert first.notebook["cells"][0]["metadata"]["tags"] == ["injected-parameters"]
     assert first.output == {"y": 2} and first.logs == "a\nc 1\n"
     # after the parameters cell: the request's value wins
@@ -212,9 +211,29 @@ def test_each_isolated_execution_gets_a_fresh_kernel() -> None:
     assert all(gone(pid) for pid in pids)
 
 
-def test_unknown_kernel_fails_to_start_without_raising() -> None:
-    outcome = run_one(IsolatedEngine(pool_size=1, kernel_names=()),
-                      request(DOUBLE, kernel_name="no-such-kernel"))
+def test_a_killed_fork_server_is_replaced() -> None:
+    me = psutil.Process()
+
+    def fork_servers() -> list[psutil.Process]:
+        return [p for p in me.children() if "nbplane.engines._forkserver" in p.cmdline()]
+
+    async def body(engine: Engine) -> list[ExecutionOutcome]:
+        [server] = fork_servers()
+        server.kill()  # and with it (PR_SET_PDEATHSIG) every pooled kernel
+        await asyncio.sleep(0.1)  # the engine hears of it at once
+        outcomes = [await engine.execute(request(DOUBLE)) for _ in range(2)]
+        assert [p.pid for p in fork_servers()] != [server.pid]
+        return outcomes
+
+    outcomes = with_engine(IsolatedEngine(pool_size=2), body)
+    assert [o.status for o in outcomes] == ["completed", "completed"], outcomes[0].error
+    assert all(o.output == {"y": 4} for o in outcomes)
+
+
+@pytest.mark.parametrize("engine", [IsolatedEngine(pool_size=1, kernel_names=()), ReuseEngine()],
+                         ids=["isolated", "reuse"])
+def test_unknown_kernel_fails_to_start_without_raising(engine: Engine) -> None:
+    outcome = run_one(engine, request(DOUBLE, kernel_name="no-such-kernel"))
     assert outcome.status == "failed"
     assert outcome.error is not None and outcome.error["reason"] == "kernel_failed_to_start"
     assert "no-such-kernel" in outcome.error["message"]
@@ -266,6 +285,55 @@ def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> N
         assert cells[2]["metadata"]["tags"] == ["injected-parameters"]
 
 
+def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
+    """The request cells of a reuse execution travel as one kernel request (when possible):
+    outputs and errors must still land in the cell that made them."""
+    nb = notebook(
+        "import asyncio, sys",
+        ("x = 1", ["parameters"]),
+        "print('one', x)\nsys.stderr.write('err\\n');",
+        "print('two')\nif x == 0:\n    raise KeyError('zero')\nx",
+        "print('three')\n" + SAVE,
+    )
+    awaits = notebook(
+        ("x = 1", ["parameters"]), "await asyncio.sleep(0)\nprint('awaited')\nx;", SAVE
+    )
+
+    async def body(engine: Engine) -> list[ExecutionOutcome]:
+        return [
+            await engine.execute(request(nb, "x = 5", inject_after=1)),
+            await engine.execute(request(nb, "x = 0", inject_after=1)),
+            await engine.execute(request(nb, "x = no_such_name", inject_after=1)),
+            await engine.execute(request(awaits, "import asyncio\nx = 3", key="awaits")),
+        ]
+
+    ok, failed, bad_parameters, awaited = with_engine(ReuseEngine(), body)
+    assert ok.status == "completed" and ok.output == {"y": 10}
+    cells = ok.notebook["cells"]
+    assert cells[2]["outputs"] == []  # the injected parameters
+    assert [o.get("text") for o in cells[3]["outputs"]] == ["one 5\n", "err\n"]  # ';' silences
+    assert cells[4]["outputs"][0]["text"] == "two\n"
+    assert cells[4]["outputs"][1]["data"]["text/plain"] == "5"
+    assert cells[5]["outputs"][0]["text"] == "three\n"
+    assert ok.logs == "one 5\nerr\ntwo\nthree\n"
+
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error["cell"] == 4 and failed.error["ename"] == "KeyError"
+    cells = failed.notebook["cells"]
+    assert [o["output_type"] for o in cells[4]["outputs"]] == ["stream", "error"]
+    assert cells[5]["outputs"] == [] and "three" not in failed.logs
+
+    assert bad_parameters.error is not None and bad_parameters.error["cell"] == 2
+    assert bad_parameters.error["ename"] == "NameError"
+    cells = bad_parameters.notebook["cells"]
+    assert [o["output_type"] for o in cells[2]["outputs"]] == ["error"]
+    assert cells[3]["outputs"] == [] and bad_parameters.logs == ""
+
+    assert awaited.status == "completed", awaited.error  # sent one cell at a time instead
+    assert awaited.output == {"y": 6} and awaited.logs == "awaited\n"
+    assert [o["output_type"] for o in awaited.notebook["cells"][2]["outputs"]] == ["stream"]
+
+
 def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
     nb = notebook(f"import os, time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')",
@@ -286,6 +354,26 @@ def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -
     assert ok3.output == {"y": 6}
     assert counter.read_text() == "xxx"  # built, rebuilt after the death, after the timeout
     assert len({pids_in(o)[0] for o in (ok1, ok2, ok3)}) == 3
+
+
+def test_reuse_setup_outlives_a_request_that_timed_out(tmp_path: Path) -> None:
+    counter = tmp_path / "setup-runs"
+    nb = notebook(
+        f"import time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')\ntime.sleep(1.5)",
+        ("x = 1", ["parameters"]),
+        SAVE,
+    )
+
+    async def body(engine: Engine) -> list[ExecutionOutcome]:
+        hurried = await engine.execute(request(nb, inject_after=1, timeout=0.5))
+        patient = await engine.execute(request(nb, "x = 3", inject_after=1, timeout=10))
+        return [hurried, patient]
+
+    hurried, patient = with_engine(ReuseEngine(), body)
+    assert hurried.status == "timed_out"
+    assert patient.status == "completed" and patient.output == {"y": 6}
+    assert patient.duration < 1.5  # it waited for the same warm-up, which it did not restart
+    assert counter.read_text() == "x"
 
 
 def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:

@@ -43,14 +43,35 @@ reply, and nbplane reads IOPub up to the idle status, which comes after every ou
 
 
 def preimport() -> None:
-    """Import what a kernel needs, so that each child starts with it in memory."""
+    """Import what a kernel needs, so that each child starts with it in memory.
+
+    Besides ipykernel itself, the modules a kernel imports while it initialises (measured):
+    each one left out costs every kernel its import again.
+    """
     import ipykernel.ipkernel
     import ipykernel.kernelapp
     import ipykernel.zmqshell
-    import IPython.core.completer
     import IPython.core.interactiveshell
 
-    for optional in ("debugpy", "jedi", "comm", "ipykernel.debugger", "ipykernel.comm"):
+    for optional in (
+        "debugpy",
+        "jedi",
+        "comm",
+        "ipykernel.debugger",
+        "ipykernel.comm",
+        "IPython.core.completer",
+        "IPython.core.completerlib",
+        "IPython.core.debugger",
+        "IPython.core.oinspect",
+        "IPython.extensions.storemagic",
+        "IPython.utils.wildcard",
+        "IPython.display",
+        "pdb",
+        "tornado.platform.asyncio",
+        "faulthandler",
+        "nbplane.output",  # save_output
+        "nbplane.engines._incell",  # the reuse engine's request cells
+    ):
         with contextlib.suppress(Exception):  # an optional speed-up only
             __import__(optional)
     del ipykernel, IPython
@@ -84,6 +105,7 @@ def child(connection_file: str, template_pid: int) -> None:
         os.dup2(null, 1)
         os.close(null)
         import atexit
+        import logging
         import random
 
         atexit._clear()
@@ -99,6 +121,9 @@ def child(connection_file: str, template_pid: int) -> None:
         sys.argv = [sys.executable, "-f", connection_file, *KERNEL_ARGS]
         app = IPKernelApp.instance()
         app.initialize(sys.argv[1:])
+        # traitlets leaves the logger at DEBUG and filters in its handler: every debug call of
+        # the kernel (four per cell) would build a record for nothing.
+        app.log.setLevel(max(app.log.level, logging.WARNING))
         app.start()
         code = 0
     except SystemExit as exc:

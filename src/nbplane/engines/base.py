@@ -21,8 +21,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-OUTPUT_MIMETYPE = "application/vnd.nbplane.output+json"
-"""``nbplane.save_output(obj)`` displays ``{OUTPUT_MIMETYPE: obj}``; the last one is the output."""
+# ``nbplane.save_output(obj)`` displays ``{OUTPUT_MIMETYPE: obj}``; the last one is the output.
+from nbplane.output import OUTPUT_MIMETYPE as OUTPUT_MIMETYPE
 
 PARAMETERS_TAG = "injected-parameters"
 """Tag of the cell an engine adds to bind the parameters (papermill's name for it)."""

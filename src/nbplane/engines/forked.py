@@ -229,7 +229,7 @@ class ForkedKernelFactory(KernelFactory):
         client = AsyncKernelClient(context=self.context)
         client.load_connection_info(info)  # type: ignore[arg-type]
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        kernel = Kernel(kernel_name, client, process, {})
+        kernel = Kernel(kernel_name, client, process, {}, runs_nbplane=True)
         try:
             kernel.info = await wait_ready(client, exited, self.start_timeout)
         except BaseException:

@@ -15,9 +15,12 @@ What persists between requests on the same warm kernel — the price of the spee
 - everything else in the process: imported modules, open files and connections, environment
   variables, the working directory, threads, memory.
 
-Request cells run with ``store_history=False``: their results are not kept in ``Out``/``_`` and
-the execution counter does not grow. Use the isolated engine when executions must not see each
-other.
+The request cells go to the kernel as one execute request (see :mod:`nbplane.engines._incell`),
+which also keeps them out of IPython's history: ``In``, ``Out``, ``_`` and the execution counter
+stay as the setup cells left them. Cells with a top-level ``await``, or kernels that cannot
+import nbplane, get one request per cell instead, stored in the history like notebook cells (so
+``In``/``Out`` grow with every request there). Use the isolated engine when executions must not
+see each other.
 
 A warm kernel is discarded, and rebuilt by the next request, when it dies, when a request on it
 times out or is cancelled (it was interrupted mid-cell, so its state is unknown), when a setup
@@ -28,13 +31,25 @@ request cell keeps the kernel (whatever the cell changed before raising stays, a
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
-from nbplane.engines.base import Engine, Run, Stopper, cell_source
+from nbplane.engines.base import (
+    Engine,
+    ExecutionRequest,
+    KernelStartError,
+    Run,
+    Stopped,
+    Stopper,
+    cell_source,
+)
 from nbplane.engines.kernels import Kernel, KernelProvider
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,15 +81,20 @@ class ReuseEngine(Engine):
         warm_per_key: int = 1,
         *,
         max_keys: int = 16,
+        setup_timeout: float = 600.0,
         forked: bool = True,
         start_timeout: float = 60.0,
     ) -> None:
-        """``max_keys``: beyond that many keys, the least recently used idle key's kernels end."""
+        """``max_keys``: beyond that many keys, the least recently used idle key's kernels end.
+        ``setup_timeout``: seconds the setup cells may take (a request's timeout does not stop
+        them)."""
         super().__init__()
         if warm_per_key < 1 or max_keys < 1:
             raise ValueError("warm_per_key and max_keys must be at least 1")
         self.warm_per_key = warm_per_key
         self.max_keys = max_keys
+        self.setup_timeout = setup_timeout
+        self._building: set[asyncio.Future[tuple[WarmKernel | None, Run]]] = set()
         self.provider = KernelProvider(forked=forked, start_timeout=start_timeout)
         self._keys: dict[str, KeyState] = {}
 
@@ -82,6 +102,10 @@ class ReuseEngine(Engine):
         await self.provider.start()
 
     async def _stop(self) -> None:
+        for building in list(self._building):
+            building.cancel()
+        if self._building:
+            await asyncio.wait(set(self._building))
         for state in list(self._keys.values()):
             self._retire(state)
         self._keys.clear()
@@ -135,42 +159,97 @@ class ReuseEngine(Engine):
         except BaseException:
             state.busy -= 1
             raise
-        keep = False
+        holds_slot, keep = True, False  # whoever holds the slot puts a kernel (or None) back
         try:
             if warm is not None and not warm.kernel.alive:
                 self.provider.dispose_soon(warm.kernel)
                 warm = None
             if warm is None:
-                warm = await self._warm_up(run, stopper)
+                building = asyncio.ensure_future(self._warm_up(run.request))
+                self._building.add(building)
+                building.add_done_callback(self._building.discard)
+                try:
+                    warm, setup = await stopper.guard(asyncio.shield(building))
+                except BaseException:
+                    # Stopped (or cancelled) while the setup cells run: they go on, and the
+                    # kernel they warm serves the next request.
+                    holds_slot = False
+                    building.add_done_callback(functools.partial(self._built, state))
+                    raise
+                cells = run.notebook["cells"]
+                cells[: run.parameters_cell] = setup.notebook["cells"][: setup.parameters_cell]
+                run.logs.extend(setup.logs)
                 if warm is None:
+                    run.status, run.error = setup.status, setup.error
                     return
             else:
                 cells = run.notebook["cells"]
                 for index, cell in enumerate(warm.setup_cells):
                     cells[index] = dict(cell)
             request_cells = run.code_cells(run.parameters_cell)
-            keep = await warm.kernel.run(run, request_cells, stopper, store_history=False)
+            keep = await warm.kernel.run(run, request_cells, stopper, together=True)
         finally:
             state.busy -= 1
-            if keep and warm is not None and not state.retired and self.started:
-                state.slots.put_nowait(warm)
-            else:
-                if warm is not None:
-                    self.provider.dispose_soon(warm.kernel)
-                if not state.retired:
-                    state.slots.put_nowait(None)
+            if holds_slot:
+                self._put_back(state, warm if keep else None, discard=warm)
 
-    async def _warm_up(self, run: Run, stopper: Stopper) -> WarmKernel | None:
-        """Start a kernel and run the setup cells in it, recording them into ``run``."""
-        kernel = await stopper.guard(self.provider.start_kernel(run.request.kernel_name))
-        setup = run.code_cells(0, run.parameters_cell)
+    def _put_back(
+        self, state: KeyState, warm: WarmKernel | None, discard: WarmKernel | None
+    ) -> None:
+        """Return a slot: ``warm`` if it may serve again, else None (and end ``discard``)."""
+        if warm is not None and (state.retired or not self.started or not warm.kernel.alive):
+            warm = None
+        if discard is not None and discard is not warm:
+            self.provider.dispose_soon(discard.kernel)
+        if not state.retired:
+            state.slots.put_nowait(warm)
+
+    def _built(
+        self, state: KeyState, building: asyncio.Future[tuple[WarmKernel | None, Run]]
+    ) -> None:
+        """A warm-up whose request had stopped ended: its kernel goes to the slot."""
+        warm = None
+        if not building.cancelled():
+            if building.exception() is None:
+                warm = building.result()[0]
+            else:
+                log.error("warming a kernel failed", exc_info=building.exception())
+        self._put_back(state, warm, discard=warm)
+
+    async def _warm_up(self, request: ExecutionRequest) -> tuple[WarmKernel | None, Run]:
+        """Start a kernel and run the setup cells in it (None and the failure if they fail).
+
+        Bounded by ``setup_timeout``, not by the request's timeout: a slow setup (loading a
+        model) would otherwise be killed by every request and never finish.
+        """
+        setup = Run.prepare(request)
+        stopper = Stopper(self.setup_timeout, None)
+        kernel: Kernel | None = None
         try:
-            usable = await kernel.run(run, setup, stopper)
+            kernel = await stopper.guard(self.provider.start_kernel(request.kernel_name))
+            usable = await kernel.run(setup, setup.code_cells(0, setup.parameters_cell), stopper)
+            if usable and not setup.failed:
+                snapshot = [dict(cell) for cell in setup.notebook["cells"][: setup.parameters_cell]]
+                return WarmKernel(kernel, snapshot), setup
+        except Stopped:
+            pass
+        except KernelStartError as exc:
+            setup.fail("kernel_failed_to_start", f"kernel {request.kernel_name!r}: {exc}")
         except BaseException:
-            self.provider.dispose_soon(kernel)
+            if kernel is not None:
+                self.provider.dispose_soon(kernel)
             raise
-        if not usable or run.failed:
+        finally:
+            stopper.close()
+        if stopper.reason is not None:  # the setup's own limit, not the request's
+            previous = setup.error or {}
+            setup.status = "timed_out"
+            setup.error = {
+                **previous,
+                "reason": "timeout",
+                "message": f"the setup cells did not finish within {self.setup_timeout:g} s",
+                "cell": previous.get("cell"),
+            }
+        if kernel is not None:
             self.provider.dispose_soon(kernel)
-            return None
-        snapshot = [dict(cell) for cell in run.notebook["cells"][: run.parameters_cell]]
-        return WarmKernel(kernel, snapshot)
+        return None, setup

@@ -33,6 +33,8 @@ def caller(request: Request) -> str | None:
     name: str | None = state.store.tokens.authenticate(token)
     if name is None:
         raise Unauthorized("the bearer token is unknown or revoked", field="authorization")
+    if len(state.token_cache) > 1024:  # bounded: old entries go, they are only a shortcut
+        state.token_cache.clear()
     state.token_cache[token] = (name, time.monotonic() + CACHE_SECONDS)
     return name
 

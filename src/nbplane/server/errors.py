@@ -16,6 +16,7 @@ log = logging.getLogger("nbplane.server")
 
 STATUS_BY_ERROR: dict[type[errors.NbplaneError], int] = {
     errors.NotFound: 404,
+    errors.InvalidInput: 422,
     errors.Conflict: 409,
     errors.Unauthorized: 401,
     errors.ConfigError: 400,
@@ -27,7 +28,7 @@ def status_of(exc: errors.NbplaneError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
-    return int(getattr(type(exc), "http_status", 400))
+    return 400
 
 
 def error_body(kind: str, message: str, **fields: Any) -> dict[str, Any]:
