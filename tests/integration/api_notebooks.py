@@ -48,7 +48,10 @@ def write_all(directory: Path) -> None:
                                     save + "save_output({'y': 'not a number'})"],
               {"input": NUMBER_IN, "output": {"type": "object", "required": ["y"],
                                               "properties": {"y": {"type": "number"}}}})
-    write_api(directory, "counter", ["calls = 0", ("x = 1", ["parameters"]),
-                                     save + "calls += 1\nsave_output({'calls': calls, 'x': x})"],
-              {"input": NUMBER_IN, "output": {}, "engine": "reuse"})
+    write_api(directory, "counter", ["calls = 0", ("x = 1\nlabel = 'default'", ["parameters"]),
+                                     save + "calls += 1\n"
+                                     "save_output({'calls': calls, 'x': x, 'label': label})"],
+              {"input": {"type": "object", "properties": {"x": {"type": "number"},
+                                                         "label": {"type": "string"}},
+                         "required": ["x"]}, "output": {}, "engine": "reuse"})
     write_api(directory, "broken", ["x = 1"], "{not json")

@@ -153,10 +153,12 @@ def test_timeout_and_cancel(server: Server) -> None:
 
 
 def test_reuse_engine_keeps_setup_state_between_requests(server: Server) -> None:
-    first = server.execute("counter", {"x": 1})
+    first = server.execute("counter", {"x": 1, "label": "given"})
     second = server.execute("counter", {"x": 2})
     assert first["status"] == second["status"] == "completed", (first, second)
+    assert first["output"]["label"] == "given"
     assert second["output"]["x"] == 2
+    assert second["output"]["label"] == "default", "a left-out parameter gets its default again"
     assert second["output"]["calls"] == first["output"]["calls"] + 1
 
 
