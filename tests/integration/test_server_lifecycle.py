@@ -117,3 +117,22 @@ def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> No
             assert done["worker_id"] and str(worker.pid) in done["worker_id"]
         finally:
             stop(worker)
+
+
+def test_max_concurrency_keeps_the_rest_queued(tmp_path: Path, store_url: str) -> None:
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    write_api(notebooks, "single", [("seconds = 1", ["parameters"]),
+                                    "import time\ntime.sleep(seconds)"],
+              {"input": {"type": "object"}, "output": {}, "max_concurrency": 1})
+    with running_server(notebooks, tmp_path / "home", store_url) as server:
+        first = server.client.post("/api/v1/notebooks/single/executions",
+                                   json={"parameters": {"seconds": 1.5}}).json()["id"]
+        second = server.client.post("/api/v1/notebooks/single/executions",
+                                    json={"parameters": {"seconds": 0}}).json()["id"]
+        wait_until_running(server.client, [first])
+        assert server.client.get(f"/api/v1/executions/{second}").json()["status"] == "queued"
+        done = server.client.get(f"/api/v1/executions/{second}", params={"wait": 30}).json()
+        assert done["status"] == "completed"
+        one = server.client.get(f"/api/v1/executions/{first}").json()
+        assert done["started_at"] >= one["finished_at"], "one at a time"
