@@ -50,6 +50,10 @@ class ExecutionService:
             created_at=datetime.now(UTC),
             created_by=created_by,
         )
+        if self.worker is not None:
+            taken = await self.worker.run_now(record)
+            if taken is not None:
+                return taken
         await asyncio.to_thread(self.store.executions.create, record)
         if self.worker is not None:
             self.worker.wake()
@@ -62,7 +66,9 @@ class ExecutionService:
         try:
             delay = 0.01
             while True:
-                record = await asyncio.to_thread(self.get, execution_id)
+                record = self.worker.result(execution_id) if self.worker else None
+                if record is None:
+                    record = await asyncio.to_thread(self.get, execution_id)
                 left = deadline - time.monotonic()
                 if record.status.final or left <= 0:
                     return record

@@ -82,6 +82,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: dict[str, tuple[str, asyncio.Task[None], asyncio.Event]] = {}
         self._finished: dict[str, asyncio.Event] = {}
+        self._results: dict[str, DescribeExecution] = {}
+        self._queue_drained = False
+        self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -112,24 +115,62 @@ class Worker:
         running[2].set()
         return True
 
+    async def run_now(self, record: DescribeExecution) -> DescribeExecution | None:
+        """Store a new execution as already ours and run it at once, skipping the trip through
+        the queue, when this worker has room and found the queue empty on its last look (so
+        nothing older waits). Returns the stored record, or None to queue it as usual."""
+        if not self._queue_drained or self._busy() >= self.concurrency:
+            return None
+        eligible = self._eligible()
+        if eligible is not None and record.notebook not in eligible:
+            return None
+        taken = record.model_copy(
+            update={
+                "status": ExecutionStatus.RUNNING,
+                "worker_id": self.worker_id,
+                "started_at": now(),
+                "attempts": 1,
+            }
+        )
+        self._reserved += 1
+        try:
+            await asyncio.to_thread(self.store.executions.create, taken)
+        finally:
+            self._reserved -= 1
+        self.finished_event(taken.id)  # keeps its final record for a waiter
+        self._start(taken)
+        return taken
+
+    def _busy(self) -> int:
+        return len(self._running) + self._reserved
+
+    def result(self, execution_id: str) -> DescribeExecution | None:
+        """The final record of an execution this worker just finished, without a query."""
+        return self._results.get(execution_id)
+
     def finished_event(self, execution_id: str) -> asyncio.Event:
         """Set when this worker gives the execution a final status."""
         return self._finished.setdefault(execution_id, asyncio.Event())
 
     def forget(self, execution_id: str) -> None:
         self._finished.pop(execution_id, None)
+        self._results.pop(execution_id, None)
+
+    def _start(self, record: DescribeExecution) -> None:
+        cancel = asyncio.Event()
+        task = asyncio.create_task(self._execute(record, cancel))
+        self._running[record.id] = (record.notebook, task, cancel)
 
     async def _claim_loop(self) -> None:
         while True:
-            while len(self._running) < self.concurrency:
+            while self._busy() < self.concurrency:
                 record = await asyncio.to_thread(
                     self.store.executions.claim, self.worker_id, now(), self._eligible()
                 )
+                self._queue_drained = record is None
                 if record is None:
                     break
-                cancel = asyncio.Event()
-                task = asyncio.create_task(self._execute(record, cancel))
-                self._running[record.id] = (record.notebook, task, cancel)
+                self._start(record)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -192,12 +233,22 @@ class Worker:
             }
         finally:
             heartbeat.cancel()
-            await asyncio.shield(
+            finished_at = now()
+            stored = await asyncio.shield(
                 asyncio.to_thread(
-                    self.store.executions.finish, record.id, self.worker_id, now=now(), **final
+                    self.store.executions.finish,
+                    record.id,
+                    self.worker_id,
+                    now=finished_at,
+                    **final,
                 )
             )
             self._running.pop(record.id, None)
+            if stored and record.id in self._finished:
+                fields = {key: value for key, value in final.items() if key != "artifacts"}
+                self._results[record.id] = record.model_copy(
+                    update={**fields, "finished_at": finished_at}
+                )
             self.finished_event(record.id).set()
             self.wake()
 

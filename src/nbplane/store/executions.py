@@ -26,8 +26,11 @@ class ExecutionStore:
         self.engine = engine
 
     def create(self, record: DescribeExecution) -> None:
+        """Store a new execution: queued, or already running when its worker took it directly."""
         with self.engine.begin() as connection:
-            connection.execute(insert(executions).values(**record.model_dump()))
+            connection.execute(
+                insert(executions).values(**record.model_dump(), heartbeat_at=record.started_at)
+            )
 
     def get(self, execution_id: str) -> DescribeExecution | None:
         with self.engine.connect() as connection:
