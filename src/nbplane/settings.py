@@ -46,6 +46,39 @@ class Settings(BaseSettings):
         "retried if its contract allows, else it fails as 'worker lost'.",
     )
 
+    url: str | None = Field(
+        default=None,
+        description="URL of the nbplane server the CLI talks to (default: what `nbplane login` "
+        "saved).",
+    )
+    token: str | None = Field(
+        default=None,
+        description="Bearer token for that server (default: what `nbplane login` saved).",
+    )
+    job_executor: str = Field(
+        default="local",
+        description="Where deployed jobs run: 'local' (a process each) or 'kubernetes' (a Job "
+        "each).",
+    )
+    kubernetes_namespace: str = Field(
+        default="default", description="Namespace of the Kubernetes job executor."
+    )
+    kubernetes_image: str = Field(
+        default="nbplane:latest",
+        description="Image the Kubernetes job executor runs; it must have nbplane installed.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Kubeconfig for the Kubernetes executor (default: in-cluster, then "
+        "~/.kube/config).",
+    )
+    schedule_missed_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A schedule's run missed while no server ran is run once on start if it was "
+        "due within this many seconds; older misses are skipped and recorded.",
+    )
+
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'nbplane.db'}"
