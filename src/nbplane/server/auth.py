@@ -7,17 +7,22 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from nbplane.control.models import DescribeCaller
 from nbplane.errors import Unauthorized
 
 CACHE_SECONDS = 5.0
 """A token checked within this time is not looked up again; a revoke takes effect after it."""
 
 
-def caller(request: Request) -> str | None:
-    """The token's name, or None when the server runs without auth."""
+NO_AUTH_CALLER = DescribeCaller(user="local", admin=True, teams=[], token=None)
+"""Who calls a server started with ``--no-auth`` (loopback only): everyone, as an admin."""
+
+
+def caller(request: Request) -> DescribeCaller:
+    """Who the bearer token speaks for (user, admin, teams)."""
     state = request.app.state
     if not state.auth:
-        return None
+        return NO_AUTH_CALLER
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -29,14 +34,14 @@ def caller(request: Request) -> str | None:
     token = token.strip()
     cached = state.token_cache.get(token)
     if cached is not None and cached[1] > time.monotonic():
-        return str(cached[0])
-    name: str | None = state.store.tokens.authenticate(token)
-    if name is None:
+        return cached[0]  # type: ignore[no-any-return]
+    found: DescribeCaller | None = state.store.tokens.authenticate(token)
+    if found is None:
         raise Unauthorized("the bearer token is unknown or revoked", field="authorization")
     if len(state.token_cache) > 1024:  # bounded: old entries go, they are only a shortcut
         state.token_cache.clear()
-    state.token_cache[token] = (name, time.monotonic() + CACHE_SECONDS)
-    return name
+    state.token_cache[token] = (found, time.monotonic() + CACHE_SECONDS)
+    return found
 
 
-Caller = Annotated[str | None, Depends(caller)]
+Caller = Annotated[DescribeCaller, Depends(caller)]

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import StoreError
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus
+from nbplane.store.control import ControlStore
 from nbplane.store.executions import ExecutionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
 from nbplane.store.tokens import TokenStore
@@ -48,7 +49,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -105,6 +106,10 @@ class Store:
     @property
     def tokens(self) -> TokenStore:
         return TokenStore(self.engine)
+
+    @property
+    def control(self) -> ControlStore:
+        return ControlStore(self.engine)
 
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:

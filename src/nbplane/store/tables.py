@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -37,6 +38,7 @@ job_runs = Table(
     Column("error", JSON),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("execution_id", String(36), index=True),
 )
 
 job_run_steps = Table(
@@ -142,5 +144,113 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.id", ondelete="CASCADE", name="api_tokens_user_id_fkey"),
+    ),
 )
 """Bearer tokens of the API; only a SHA-256 of each token is kept."""
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("admin", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("team", String(63), primary_key=True),
+)
+"""Which users belong to which teams; a team exists while it has a member or a job."""
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("team", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+    UniqueConstraint("team", "name", name="uq_jobs_team_name"),
+)
+
+job_versions = Table(
+    "job_versions",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("archive", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+)
+"""Uploaded archives, kept whole; a version's id is the SHA-256 of its bytes."""
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("schedule", String(255)),
+    Column("timezone", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("executor", String(32), nullable=False),
+    Column("reason", Text),
+    Column("next_run_at", DateTime(timezone=True), index=True),
+    Column("deployed_at", DateTime(timezone=True), nullable=False),
+    Column("deployed_by", String(255)),
+)
+"""One deployment per job. ``next_run_at`` is the scheduler's claim: a replica that moves it
+forward with a conditional UPDATE is the one that starts the run."""
+
+job_executions = Table(
+    "job_executions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", Text),
+    Column("error", JSON),
+    Column("started_by", String(255), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True)),
+    Column("arguments", JSON, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("executor", String(32), nullable=False),
+    Column("executor_state", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("run_id", Integer),
+    UniqueConstraint("job_id", "scheduled_for", name="uq_job_executions_schedule"),
+)
+"""Executions of deployed jobs; a schedule's run is unique per due time, so two replicas can
+never both start it."""
+
+job_execution_logs = Table(
+    "job_execution_logs",
+    metadata,
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("job_executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("offset", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+)
+"""A job execution's output in chunks, appended while it runs so it can be followed live."""

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbplane.control.models import DescribeCaller
 from nbplane.errors import ConfigError
 from nbplane.executions.models import DescribeToken
+from nbplane.store.control import ADMIN, ControlStore
 from nbplane.store.tables import api_tokens
 
 TOKEN_PREFIX = "nbp_"
@@ -24,11 +26,13 @@ class TokenStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, name: str) -> tuple[DescribeToken, str]:
-        """A new token; the secret is returned once and never stored."""
+    def create(self, name: str, user: str = ADMIN) -> tuple[DescribeToken, str]:
+        """A new token of ``user``; the secret is returned once and never stored."""
+        user_id = ControlStore(self.engine).user_id(user, create_admin=True)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         prefix, created_at = token[:10], datetime.now(UTC)
         values = {
+            "user_id": user_id,
             "name": name,
             "token_hash": token_hash(token),
             "prefix": prefix,
@@ -69,13 +73,15 @@ class TokenStore:
             ).rowcount
         return bool(updated)
 
-    def authenticate(self, token: str) -> str | None:
-        """The name of the live token with this secret, or None."""
+    def authenticate(self, token: str) -> DescribeCaller | None:
+        """Who the live token with this secret speaks for, or None."""
         with self.engine.connect() as connection:
-            name: str | None = connection.execute(
-                select(api_tokens.c.name).where(
+            row = connection.execute(
+                select(api_tokens.c.name, api_tokens.c.user_id).where(
                     api_tokens.c.token_hash == token_hash(token),
                     api_tokens.c.revoked_at.is_(None),
                 )
-            ).scalar()
-        return name
+            ).first()
+        if row is None:
+            return None
+        return ControlStore(self.engine).caller(row.user_id, row.name)

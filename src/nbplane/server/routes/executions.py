@@ -71,7 +71,7 @@ async def submit(
     wait: Wait = 0,
 ) -> DescribeExecution:
     svc = service(request)
-    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller)
+    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller.token)
     if wait:
         record = await svc.wait(record.id, wait)
     return record

@@ -41,7 +41,7 @@ async def create(
     request: Request, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
 ) -> dict[str, Any]:
     svc = service(request)
-    record = await svc.submit(body.notebook, body.parameters, caller)
+    record = await svc.submit(body.notebook, body.parameters, caller.token)
     if wait:
         record = await svc.wait(record.id, wait)
     return jupyrest_view(record, with_output=False)

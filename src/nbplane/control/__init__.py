@@ -1,0 +1,1 @@
+"""Deployed jobs: registry, versions, deployments, schedules and job executors."""
