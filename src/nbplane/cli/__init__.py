@@ -10,8 +10,11 @@ from rich.markup import escape
 
 from nbplane.cli.commands import NbplaneGroup
 from nbplane.cli.job import job
+from nbplane.cli.login import login, logout
+from nbplane.cli.remote import REMOTE_COMMANDS
 from nbplane.cli.serve import serve, worker
 from nbplane.cli.token import token
+from nbplane.cli.user import user
 from nbplane.errors import NbplaneError
 
 
@@ -25,8 +28,10 @@ def nbplane() -> None:
     pass
 
 
-for command in (job, serve, worker, token):
+for command in (job, serve, worker, token, user, login, logout):
     nbplane.add_command(command)
+for command in REMOTE_COMMANDS:
+    job.add_command(command)
 
 
 def main() -> None:

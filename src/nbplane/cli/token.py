@@ -30,15 +30,22 @@ def _tokens() -> Store:
 
 @token.command()
 @click.argument("name")
-def create(name: str) -> None:
+@click.option(
+    "--user",
+    default="admin",
+    show_default=True,
+    help="The user the token speaks for (see `nbplane user`); the admin user is made on first use.",
+)
+def create(name: str, user: str) -> None:
     """Create a token and print it once; keep it, it cannot be shown again."""
     store = _tokens()
     try:
-        described, secret = store.tokens.create(name)
+        described, secret = store.tokens.create(name, user=user)
     finally:
         store.close()
     Console(stderr=True).print(
-        f"token {described.name} created; use it as `Authorization: Bearer <token>`:",
+        f"token {described.name} of user {user} created; use it as "
+        "`Authorization: Bearer <token>`:",
         highlight=False,
     )
     print(secret)
