@@ -1,4 +1,5 @@
-"""``nbplane serve`` and ``nbplane worker``: notebooks as REST APIs."""
+"""``nbplane serve`` and ``nbplane worker``: notebooks as REST APIs, and the control plane of
+deployed jobs."""
 
 from __future__ import annotations
 
@@ -16,9 +17,24 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 notebooks_dir_option = click.option(
     "--notebooks-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Directory of <name>.ipynb notebooks, each with its <name>.config.json contract.",
+    default=None,
+    help="Directory of <name>.ipynb notebooks, each with its <name>.config.json contract "
+    "(default: NBPLANE_HOME/apis).",
 )
+
+
+def _notebooks_dir(given: Path | None) -> Path:
+    from nbplane.settings import get_settings
+
+    if given is not None:
+        if not given.is_dir():
+            raise ConfigError(f"--notebooks-dir {given} is not a directory", field="notebooks_dir")
+        return given.resolve()
+    default = get_settings().home / "apis"
+    default.mkdir(parents=True, exist_ok=True)
+    return default
+
+
 db_option = click.option(
     "--db",
     default=None,
@@ -72,7 +88,7 @@ def _store_url(db: str | None) -> str:
     help="Largest request body accepted, in bytes (larger: 413).",
 )
 def serve(
-    notebooks_dir: Path,
+    notebooks_dir: Path | None,
     host: str,
     port: int,
     db: str | None,
@@ -81,23 +97,21 @@ def serve(
     pool_size: int,
     max_body: int,
 ) -> None:
-    """Serve every notebook with a contract in --notebooks-dir as a REST API."""
+    """Serve every notebook with a contract in --notebooks-dir as a REST API, and the control
+    plane: deployed jobs, their schedules and executions (NBPLANE_JOB_EXECUTOR runs them)."""
     import uvicorn
 
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 
     console = Console(stderr=True)
-    if not notebooks_dir.is_dir():
-        raise ConfigError(
-            f"--notebooks-dir {notebooks_dir} is not a directory", field="notebooks_dir"
-        )
+    notebooks_dir = _notebooks_dir(notebooks_dir)
     if no_auth and host not in LOOPBACK:
         raise ConfigError(
             f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
         )
     config = ServerConfig(
-        notebooks_dir=notebooks_dir.resolve(),
+        notebooks_dir=notebooks_dir,
         store_url=_store_url(db),
         cache_dir=get_settings().home / "cache" / "executions",
         auth=not no_auth,
@@ -143,7 +157,7 @@ def serve(
     type=click.IntRange(1, 64),
     help="Kernels started ahead of time for isolated executions.",
 )
-def worker(notebooks_dir: Path, db: str | None, concurrency: int, pool_size: int) -> None:
+def worker(notebooks_dir: Path | None, db: str | None, concurrency: int, pool_size: int) -> None:
     """Run queued executions from the shared database, apart from the web server."""
     from nbplane.executions.catalog import ApiCatalog
     from nbplane.executions.worker import Worker
@@ -151,7 +165,10 @@ def worker(notebooks_dir: Path, db: str | None, concurrency: int, pool_size: int
 
     store = open_store(_store_url(db))
     process = Worker(
-        store, ApiCatalog(notebooks_dir.resolve()), concurrency=concurrency, pool_size=pool_size
+        store,
+        ApiCatalog(_notebooks_dir(notebooks_dir)),
+        concurrency=concurrency,
+        pool_size=pool_size,
     )
     Console(stderr=True).print(
         f"nbplane worker {process.worker_id} taking executions of {notebooks_dir}", highlight=False

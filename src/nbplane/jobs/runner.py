@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,18 +67,34 @@ def run_job(
     reporter: Reporter | None = None,
     settings: Settings | None = None,
     store: Store | None = None,
+    deployed: DeployedIdentity | None = None,
 ) -> DescribeRun:
     """Run the job in ``directory``; returns its record, which always has a final status."""
     settings = settings or get_settings()
     job = load_job(directory)
+    if deployed is not None:  # properties and secrets are the deployed job's
+        config = replace(job.config, team=deployed.team, name=deployed.name)
+        job = replace(job, config=config)
     arguments = dict(arguments or {})
+    execution_id = deployed.execution_id if deployed else None
     if store is None:
         store = open_store(settings.resolved_store_url)
         try:
-            return _run(job, store, arguments, db_url, resume, from_step, reporter, settings)
+            return _run(
+                job, store, arguments, db_url, resume, from_step, reporter, settings, execution_id
+            )
         finally:
             store.close()
-    return _run(job, store, arguments, db_url, resume, from_step, reporter, settings)
+    return _run(job, store, arguments, db_url, resume, from_step, reporter, settings, execution_id)
+
+
+@dataclass(frozen=True)
+class DeployedIdentity:
+    """A run of a deployed job: its team and name in the control plane, and its execution."""
+
+    team: str
+    name: str
+    execution_id: str
 
 
 def _run(
@@ -89,6 +106,7 @@ def _run(
     from_step: str | None,
     reporter: Reporter | None,
     settings: Settings,
+    execution_id: str | None = None,
 ) -> DescribeRun:
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
     target_db = db_url or job.config.db_url or settings.default_db_url
@@ -100,6 +118,7 @@ def _run(
         db_url=redact_url(target_db),
         resumed=resume or bool(from_step),
         plan=plan.notes,
+        execution_id=execution_id,
     )
     execution = JobExecution(
         job,
@@ -110,6 +129,7 @@ def _run(
         db_url=target_db,
         arguments=arguments,
         reporter=reporter or Reporter(),
+        execution_id=execution_id,
     )
     return execution.execute()
 
@@ -128,8 +148,10 @@ class JobExecution:
         db_url: str,
         arguments: dict[str, Any],
         reporter: Reporter,
+        execution_id: str | None = None,
     ) -> None:
         self.job, self.run, self.plan = job, run, plan
+        self.execution_id = execution_id or f"{job.name}-run-{run.id}"
         self.store, self.settings, self.db_url = store, settings, db_url
         self.arguments, self.reporter = arguments, reporter
         self.records: dict[int, DescribeRunStep] = {}
@@ -148,7 +170,7 @@ class JobExecution:
                     settings=self.settings,
                     db_url=self.db_url,
                     arguments=self.arguments,
-                    execution_id=f"{self.job.name}-run-{self.run.id}",
+                    execution_id=self.execution_id,
                     template_runner=self._run_template,
                 )
                 for step in self.job.steps:

@@ -18,6 +18,8 @@ class SecretBox:
         from cryptography.fernet import Fernet
 
         key = settings.secret_key.encode() if settings.secret_key else _key_file(settings.home)
+        self.key = key
+        """The Fernet key, handed to a deployed job's execution wherever it runs."""
         try:
             self._fernet = Fernet(key)
         except ValueError as exc:

@@ -12,11 +12,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nbplane import __version__
+from nbplane.control.plane import ControlPlane
+from nbplane.control.service import ControlService
 from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
-from nbplane.server.routes import executions, jupyrest
+from nbplane.server.routes import executions, jobs, jupyrest
+from nbplane.settings import get_settings
 from nbplane.store import open_store
 
 
@@ -30,6 +33,8 @@ class ServerConfig:
     concurrency: int = 4
     pool_size: int = 4
     max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 64 * 1_048_576
+    run_control: bool = True
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -47,9 +52,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.auth = config.auth
         app.state.token_cache = {}
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
+        settings = get_settings().model_copy(update={"store_url": config.store_url})
+        app.state.control = ControlService(store, settings, settings.job_executor)
+        plane = ControlPlane(app.state.control) if config.run_control else None
+        if plane is not None:
+            await plane.start()
         try:
             yield
         finally:
+            if plane is not None:
+                await plane.stop()
             if worker is not None:
                 await worker.stop()
             store.close()
@@ -61,13 +73,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(errors.BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(
+        errors.BodyLimit, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes
+    )
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no token")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(executions.router, tags=["executions"])
+    app.include_router(jobs.router, tags=["jobs"])
     app.include_router(jupyrest.router)
     app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
     return app

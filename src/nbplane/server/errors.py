@@ -83,18 +83,21 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, declared or streamed."""
+    """Refuses request bodies over ``limit`` bytes with 413, declared or streamed; job archive
+    uploads (paths ending in ``/versions``) may be up to ``upload_limit``."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
+        self.app, self.default_limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope.get("path", "").rstrip("/").endswith("/versions")
+        limit = self.upload_limit if upload else self.default_limit
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
 
@@ -103,20 +106,18 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Any, limit: int) -> None:
         response = JSONResponse(
-            error_body(
-                "PayloadTooLarge", f"the request body is over {self.limit} bytes", field="body"
-            ),
+            error_body("PayloadTooLarge", f"the request body is over {limit} bytes", field="body"),
             status_code=413,
         )
         await response({"type": "http"}, _no_receive, send)

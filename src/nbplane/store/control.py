@@ -429,6 +429,14 @@ class ControlStore:
                 ).rowcount
             )
 
+    def set_executor_state(self, execution_id: str, state: dict[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(job_executions)
+                .where(job_executions.c.id == execution_id)
+                .values(executor_state=state)
+            )
+
     def set_run(self, execution_id: str, run_id: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(

@@ -151,6 +151,7 @@ class Store:
         db_url: str,
         resumed: bool,
         plan: list[str],
+        execution_id: str | None = None,
     ) -> DescribeRun:
         values = {
             "job_dir": job_dir,
@@ -164,6 +165,7 @@ class Store:
             "plan": plan,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "execution_id": execution_id,
         }
         with self.engine.begin() as connection:
             key = connection.execute(insert(job_runs).values(**values)).inserted_primary_key

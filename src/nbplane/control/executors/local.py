@@ -1,0 +1,102 @@
+"""The local job executor: each execution is a process of this machine, in its own session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
+
+STOP_GRACE_SECONDS = 5.0
+
+
+class LocalExecutor(JobExecutor):
+    name: ClassVar[str] = "local"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _directory(self, execution_id: str) -> Path:
+        return self.settings.home / "executions" / execution_id
+
+    async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
+        directory = self._directory(ticket.execution_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        environment = {
+            **os.environ,
+            **ticket.environment,
+            "NBPLANE_HOME": str(self.settings.home),
+            "NBPLANE_WORK_DIR": str(directory),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with open(directory / "process.log", "wb") as log:
+            child = subprocess.Popen(
+                ticket.command,
+                cwd=directory,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop ends its children too
+            )
+        self._children[child.pid] = child
+        return {"pid": child.pid, "host": os.uname().nodename, "directory": str(directory)}
+
+    async def poll(self, state: dict[str, Any]) -> ExecutorStatus:
+        pid = int(state["pid"])
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return ExecutorStatus(running=True)
+            self._children.pop(pid, None)
+            return ExecutorStatus(running=False, exit_code=code, reason=_signal_reason(code))
+        if state.get("host") != os.uname().nodename:
+            return ExecutorStatus(running=True)  # another machine's process: not ours to judge
+        try:
+            os.kill(pid, 0)  # started by an earlier server process on this machine
+        except ProcessLookupError:
+            return ExecutorStatus(running=False, reason="the process is gone")
+        except PermissionError:
+            pass
+        return ExecutorStatus(running=True)
+
+    async def stop(self, state: dict[str, Any]) -> None:
+        pid = int(state["pid"])
+        if state.get("host") != os.uname().nodename:
+            return
+        _signal_group(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while loop.time() < deadline:
+            if not (await self.poll(state)).running:
+                return
+            await asyncio.sleep(0.05)
+        _signal_group(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            await asyncio.to_thread(child.wait)
+
+    async def logs(self, state: dict[str, Any]) -> str | None:
+        path = Path(state.get("directory", "")) / "process.log"
+        return path.read_text(errors="replace") if path.is_file() else None
+
+
+def _signal_group(pid: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, number)
+
+
+def _signal_reason(code: int) -> str | None:
+    if code >= 0:
+        return None
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
