@@ -227,3 +227,15 @@ def export(directory: Path, output: Path) -> None:
 
     files = export_job(directory, output)
     Console().print(f"wrote {escape(str(output))} ({len(files)} files)", highlight=False)
+
+
+@job.command(
+    "run-execution",
+    hidden=True,
+    help="Run an execution of a deployed job (what job executors start).",
+)
+@click.argument("execution_id")
+def run_execution_command(execution_id: str) -> None:
+    from nbplane.control.execute import run_execution
+
+    raise click.exceptions.Exit(run_execution(execution_id))
