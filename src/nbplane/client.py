@@ -358,7 +358,8 @@ class NbplaneClient:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("message"), str):
             text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-            body = {"message": f"{response.status_code} {response.reason_phrase}: {text}".strip()}
+            answer = f"{response.status_code} {response.reason_phrase}"
+            body = {"message": f"{self.url} answered {answer}{': ' + text if text else ''}"}
         fields = {key: value for key, value in body.items() if key not in ("error", "message")}
         fields["status"] = response.status_code
         return _error_class(response.status_code, body.get("error"))(body["message"], **fields)

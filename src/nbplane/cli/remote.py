@@ -85,8 +85,8 @@ def _only_team(client: NbplaneClient) -> str:
     )
 
 
-def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else ""
+def _when(moment: datetime | None, zone: str = " UTC") -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}{zone}" if moment is not None else ""
 
 
 def _took(execution: DescribeJobExecution) -> str:
@@ -136,7 +136,7 @@ def _export(directory: Path) -> bytes:
 @click.option(
     "--schedule",
     help="When to run it, a cron expression of 5 fields (or 6, seconds first), e.g. "
-    "'0 6 * * *' (default: none on the first deploy).",
+    "'0 6 * * *'; '' removes it (default: none on the first deploy).",
 )
 @click.option(
     "--timezone", help="IANA time zone the schedule is read in (default: UTC on the first deploy)."
@@ -270,13 +270,23 @@ def _watch(
     client: NbplaneClient, console: Console, execution: DescribeJobExecution
 ) -> DescribeJobExecution:
     """Stream the log until the execution is final, under a live status line on a terminal."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     team, name, key = execution.team, execution.job, execution.id
     progress = (
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
             TimeElapsedColumn(),
             console=console,
             transient=True,
@@ -287,7 +297,7 @@ def _watch(
     done = threading.Event()
     with progress or nullcontext():
         if progress is not None:
-            task = progress.add_task(f"{execution.id} {execution.status}")
+            task = progress.add_task(f"{execution.id} {execution.status}", total=None)
             threading.Thread(
                 target=_poll, args=(client, execution, progress, task, done), daemon=True
             ).start()
@@ -298,7 +308,7 @@ def _watch(
         finally:
             done.set()
     final = client.get_execution(team, name, key)
-    reason = f": {escape(final.reason)}" if final.reason else ""
+    reason = f": {escape(final.reason)}" if final.reason and final.reason != final.status else ""
     console.print(
         f"execution {final.id} {_status(final)}{reason} {_took(final)}".rstrip(),
         highlight=False,
@@ -314,14 +324,22 @@ def _poll(
     done: threading.Event,
 ) -> None:
     """Keep the status line current: status and steps done, asked for every POLL_SECONDS."""
+    from nbplane.jobs.models import StepStatus
+
+    team, name = execution.team, execution.job
+    try:
+        versions = client.list_versions(team, name)
+        steps = next(len(v.steps) for v in versions if v.id == execution.version)
+        progress.update(task, total=steps)
+    except Exception:  # only a progress bar: without the count it pulses
+        pass
     while not done.wait(POLL_SECONDS):
         try:
-            current = client.get_execution(execution.team, execution.job, execution.id)
+            current = client.get_execution(team, name, execution.id)
         except Exception:  # only a status line: the log stream reports real failures
             continue
-        finished = sum(step.status != "not_run" for step in current.steps)
-        steps = f" · step {finished}/{len(current.steps)}" if current.steps else ""
-        progress.update(task, description=f"{current.id} {current.status}{steps}")
+        finished = sum(step.status != StepStatus.NOT_RUN for step in current.steps)
+        progress.update(task, completed=finished, description=f"{current.id} {current.status}")
 
 
 @click.command("list", cls=DocumentedCommand, help="List a team's jobs on the server.")
@@ -333,7 +351,7 @@ def list_jobs(team: str | None, output: str) -> None:
     if output == "json":
         _print_json([described.model_dump(mode="json") for described in jobs])
         return
-    table = Table(title=f"jobs of team {team}", title_justify="left")
+    table = Table(title=f"jobs of team {team}, times in UTC", title_justify="left")
     for column in ("job", "version", "schedule", "next run", "last execution"):
         table.add_column(column)
     for described in jobs:
@@ -346,8 +364,8 @@ def list_jobs(team: str | None, output: str) -> None:
             described.name,
             deployment.version[:12] if deployment else "not deployed",
             schedule,
-            _when(deployment.next_run_at) if deployment else "",
-            f"{_status(last)} {_when(last.created_at)}" if last else "",
+            _when(deployment.next_run_at, "") if deployment else "",
+            f"{_status(last)} {_when(last.created_at, '')}" if last else "",
         )
     Console().print(table)
 
@@ -405,19 +423,22 @@ def show(name: str, team: str | None, output: str) -> None:
 
 
 def _executions_table(executions: list[DescribeJobExecution], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("execution", "status", "started by", "created", "took", "version", "reason"):
-        table.add_column(column, no_wrap=column != "reason")
+    reasons = any(execution.reason for execution in executions)
+    table = Table(title=f"{title}, times in UTC", title_justify="left")
+    table.add_column("execution", no_wrap=True, min_width=36)  # whole: commands take it
+    table.add_column("status", min_width=9)
+    table.add_column("created", min_width=10)  # the date, at least, on a narrow terminal
+    table.add_column("started by")
+    if reasons:
+        table.add_column("reason")
     for execution in executions:
-        table.add_row(
+        cells = [
             execution.id,
-            _status(execution),
+            f"{_status(execution)} {_took(execution)}".rstrip(),
+            _when(execution.created_at, ""),
             execution.started_by,
-            _when(execution.created_at),
-            _took(execution),
-            execution.version[:12],
-            escape(execution.reason or ""),
-        )
+        ]
+        table.add_row(*cells, *([escape(execution.reason or "")] if reasons else []))
     return table
 
 
