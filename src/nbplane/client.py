@@ -259,37 +259,34 @@ class NbplaneClient:
         return DescribeJobExecution.model_validate(data)
 
     def read_logs(self, team: str, job: str, execution: str, offset: int = 0) -> tuple[str, int]:
-        """The log from byte ``offset`` as written so far, and the offset to ask next."""
-        content, next_offset = self._log_bytes(team, job, execution, offset)
-        return content.decode("utf-8", errors="replace"), next_offset
-
-    def _log_bytes(self, team: str, job: str, execution: str, offset: int) -> tuple[bytes, int]:
+        """The log from character ``offset`` as written so far, and the offset to ask next."""
         response = self._request(
             "GET",
             f"{_execution(team, job, execution)}/logs",
             params={"offset": offset, "follow": "false"},
         )
         following = response.headers.get("X-Log-Offset")
-        return response.content, int(following) if following else offset + len(response.content)
+        return response.text, int(following) if following else offset + len(response.text)
 
     def follow_logs(self, team: str, job: str, execution: str, offset: int = 0) -> Iterator[str]:
-        """The log from byte ``offset`` as it is written, until the execution is final; a
+        """The log from character ``offset`` as it is written, until the execution is final; a
         dropped stream is resumed where it broke off."""
         path = f"{_execution(team, job, execution)}/logs"
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while True:
+            decoder.reset()  # a character cut by a broken stream is asked for again
             with self._stream("GET", path, params={"offset": offset, "follow": "true"}) as chunks:
                 try:
                     for chunk in chunks:
-                        offset += len(chunk)
                         if text := decoder.decode(chunk):
+                            offset += len(text)
                             yield text
                 except httpx.TransportError:
                     time.sleep(RESUME_DELAY)  # the stream broke: resume at the offset reached
             if self.get_execution(team, job, execution).status.final:
-                rest, _ = self._log_bytes(team, job, execution, offset)
-                if text := decoder.decode(rest, final=True):
-                    yield text
+                rest, _ = self.read_logs(team, job, execution, offset)
+                if rest:
+                    yield rest
                 return
 
     # -- properties and secrets

@@ -221,16 +221,16 @@ def test_deploy_execute_wait_logs_list_show(control: Control) -> None:
     assert "deployed analytics/hello version" in deployed.stdout
     assert "nbplane job execute hello" in deployed.stdout, "no schedule: how to run it"
 
-    ran = alice.run("job", "execute", "hello", "--arguments", '{"who": "tests"}', "--wait")
-    assert "hello, tests" in ran.stdout, "the log is followed"
+    ran = alice.run("job", "execute", "hello", "--arguments", '{"who": "tësts"}', "--wait")
+    assert "hello, tësts" in ran.stdout, "the log is followed"
     assert "completed" in ran.stdout.strip().splitlines()[-1]
 
-    assert "hello, tests" in alice.run("job", "logs", "hello").stdout, "latest execution"
+    assert "hello, tësts" in alice.run("job", "logs", "hello").stdout, "latest execution"
     page = alice.json("job", "executions", "hello")
     assert page["total"] == 1 and page["items"][0]["status"] == "completed"
     execution = page["items"][0]["id"]
-    assert "hello, tests" in alice.run("job", "logs", "hello", execution).stdout
-    assert "hello, tests" in alice.run("job", "logs", "hello", execution, "--follow").stdout
+    assert "hello, tësts" in alice.run("job", "logs", "hello", execution).stdout
+    assert "hello, tësts" in alice.run("job", "logs", "hello", execution, "--follow").stdout
 
     jobs = {j["name"]: j for j in alice.json("job", "list")}
     assert jobs["hello"]["deployment"]["version"]
@@ -257,7 +257,7 @@ def test_schedule_is_kept_on_redeploy_until_changed(control: Control) -> None:
     alice = control.alice
     first = alice.run("job", "deploy", str(directory), "--schedule", "0 6 * * *",
                       "--timezone", "Europe/Berlin", "--reason", "first")
-    assert "next run" in first.stdout
+    assert "next run" in first.stdout and "Europe/Berlin" in first.stdout
     version = alice.json("job", "show", "nightly")["deployment"]["version"]
     (directory / "20_more.sql").write_text("SELECT 1", encoding="utf-8")
     alice.run("job", "deploy", str(directory), "--arguments", '{"who": "cron"}')

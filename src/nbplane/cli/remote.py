@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from nbplane.client import NbplaneClient
-    from nbplane.control.models import DescribeJobExecution
+    from nbplane.control.models import DescribeDeployment, DescribeJobExecution
 
 POLL_SECONDS = 1.0
 """How often ``job execute --wait`` asks for the execution's status while its log streams."""
@@ -87,6 +87,17 @@ def _only_team(client: NbplaneClient) -> str:
 
 def _when(moment: datetime | None, zone: str = " UTC") -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}{zone}" if moment is not None else ""
+
+
+def _next_run(deployment: DescribeDeployment) -> str:
+    """In the schedule's own time zone too, as that is how its cron expression reads."""
+    from zoneinfo import ZoneInfo
+
+    moment = deployment.next_run_at
+    if moment is None or deployment.timezone == "UTC":
+        return _when(moment)
+    local = moment.astimezone(ZoneInfo(deployment.timezone))
+    return f"{_when(local, ' ' + deployment.timezone)} ({_when(moment)})"
 
 
 def _took(execution: DescribeJobExecution) -> str:
@@ -214,7 +225,7 @@ def deploy(
     else:
         console.print(
             f"schedule {escape(deployment.schedule)} ({escape(deployment.timezone)}); "
-            f"next run {_when(deployment.next_run_at)}",
+            f"next run {_next_run(deployment)}",
             highlight=False,
         )
 
@@ -407,7 +418,7 @@ def show(name: str, team: str | None, output: str) -> None:
             + (f" by {deployment.deployed_by}" if deployment.deployed_by else ""),
             "reason": deployment.reason or "",
             "schedule": schedule,
-            "next run": _when(deployment.next_run_at) or "-",
+            "next run": _next_run(deployment) or "-",
             "arguments": json.dumps(deployment.arguments),
             "executor": deployment.executor,
             "timeout": f"{deployment.timeout:g}s",
