@@ -154,6 +154,8 @@ def test_login_checks_the_token_and_saves_it_for_the_owner_only(control: Control
     one_line_error(refused, "unknown or revoked")
     assert not (cli.home / "credentials.json").exists()
 
+    one_line_error(cli.run("login", "--url", control.server.url, stdin="\n", check=None),
+                   "no token")
     unreachable = cli.run("login", "--url", "http://127.0.0.1:9", "--token", "x", check=None)
     one_line_error(unreachable, "cannot reach", "http://127.0.0.1:9")
 
@@ -161,6 +163,7 @@ def test_login_checks_the_token_and_saves_it_for_the_owner_only(control: Control
     logged_in = cli.run("login", "--url", control.server.url + "/", stdin=token + "\n")
     assert "alice" in logged_in.stdout and "analytics" in logged_in.stdout
     assert token not in logged_in.stdout + logged_in.stderr
+    assert not logged_in.stderr, "a piped token is read without a prompt or warning"
     saved = cli.home / "credentials.json"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert json.loads(saved.read_text()) == {"url": control.server.url, "token": token}

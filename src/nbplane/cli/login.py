@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from nbplane.cli.commands import DocumentedCommand
+from nbplane.errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:5050"
 
@@ -19,8 +22,8 @@ DEFAULT_URL = "http://127.0.0.1:5050"
 )
 @click.option(
     "--token",
-    help="A bearer token from `nbplane token create` (default: asked for, without echo, so it "
-    "stays out of the shell history).",
+    help="A bearer token from `nbplane token create` (default: the first line of stdin when it "
+    "is not a terminal, else asked for without echo; both keep it out of the shell history).",
 )
 def login(url: str | None, token: str | None) -> None:
     """Log in to an nbplane server for the remote `nbplane job` commands.
@@ -36,9 +39,15 @@ def login(url: str | None, token: str | None) -> None:
         saved = load_login()
         url = get_settings().url or (saved.url if saved else DEFAULT_URL)
     url = normalize_url(url)
+    if token is None and not sys.stdin.isatty():
+        token = sys.stdin.readline()  # piped in: `nbplane login < token.txt`
     if token is None:
         token = click.prompt(f"token for {url}", hide_input=True, err=True)
     token = token.strip()
+    if not token:
+        raise ConfigError(
+            "no token given: pass --token, or create one with `nbplane token create`", field="token"
+        )
     with NbplaneClient(url, token) as client:
         caller = client.me()
     path = save_login(SaveLogin(url=url, token=token))
