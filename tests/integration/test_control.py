@@ -106,6 +106,14 @@ def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> N
     assert [e["id"] for e in job["last_executions"]] == [other["id"], record["id"]]
     back = server.client.get(f"{JOB}/versions/{deployment['version'][:10]}/archive")
     assert back.status_code == 200 and back.content == archive
+    from nbplane.jobs.scaffold import export_job
+
+    export_job(tmp_path / "job", tmp_path / "again.zip")
+    again = (tmp_path / "again.zip").read_bytes()
+    assert again == archive, "an unchanged job exports to the same bytes"
+    same = server.client.post(f"{JOB}/versions", content=again,
+                              headers={"content-type": "application/zip"})
+    assert same.status_code == 200 and same.json()["id"] == deployment["version"]
 
 
 def test_failed_step_names_the_cell(server: Server, tmp_path: Path) -> None:

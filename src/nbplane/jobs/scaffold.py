@@ -81,10 +81,12 @@ def export_job(directory: Path, output: Path) -> list[str]:
                 or path.suffix == ".pyc"
             ):
                 continue
-            if path.suffix == ".ipynb":
-                archive.writestr(str(relative), _cleared(path))
-            else:
-                archive.write(path, str(relative))
+            content = _cleared(path).encode() if path.suffix == ".ipynb" else path.read_bytes()
+            # A fixed time and mode: the same job always zips to the same bytes, so uploading
+            # an unchanged job again is the same version.
+            member = zipfile.ZipInfo(str(relative), date_time=(1980, 1, 1, 0, 0, 0))
+            member.external_attr = 0o644 << 16
+            archive.writestr(member, content, compress_type=zipfile.ZIP_DEFLATED)
             written.append(str(relative))
     return written
 
