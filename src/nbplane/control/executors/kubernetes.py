@@ -1,0 +1,376 @@
+"""The Kubernetes job executor: each execution is a ``batch/v1`` Job of one pod.
+
+The settings the command needs (nbplane's database URL and secrets key) travel in a Secret the
+pod reads with ``envFrom``, never as plain values in the pod spec, which anyone allowed to read
+Jobs or Pods could see. The Secret is owned by the Job, so deleting the Job (a cancel, a timeout,
+``ttlSecondsAfterFinished``) takes the Secret and the pod with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
+from nbplane.errors import ConfigError
+
+log = logging.getLogger("nbplane.control")
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "nbplane"}
+CONTAINER = "job"
+REQUEST_TIMEOUT = 30.0
+"""Seconds any one API call may take, so a hung API server cannot stall the monitor."""
+FINISHED_TTL_SECONDS = 24 * 3600
+"""Finished Jobs (and their pods and Secrets) stay this long for ``kubectl logs``, then go;
+the execution's own log and record stay in nbplane's database."""
+LOG_TAIL_LINES = 2000
+"""The monitor keeps only the end of a pod's log; no need to read a huge one whole."""
+GENERIC_REASONS = {"Error", "Completed", "BackoffLimitExceeded"}
+"""Reasons that say no more than the exit code does."""
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+_NOT_LABEL_EDGE = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
+
+
+class KubernetesExecutor(JobExecutor):
+    name: ClassVar[str] = "kubernetes"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._api: client.ApiClient | None = None
+        self._api_lock = asyncio.Lock()
+
+    async def _client(self) -> client.ApiClient:
+        """Loaded on first use, so a broken kubeconfig fails executions in words rather than
+        the server's start (which also serves notebooks and sessions)."""
+        async with self._api_lock:
+            if self._api is None:
+                self._api = await asyncio.to_thread(_load_client, self.settings.kubeconfig)
+            return self._api
+
+    async def _call(
+        self,
+        doing: str,
+        namespace: str,
+        call: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a blocking client call in a thread; API errors become ConfigErrors in words.
+        With ``missing_ok``, a 404 returns None."""
+        try:
+            return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            raise _api_error(exc, doing, namespace) from None
+        except urllib3.exceptions.HTTPError as exc:
+            host = self._api.configuration.host if self._api else "?"
+            raise ConfigError(
+                f"cannot reach the Kubernetes API at {host} to {doing}: {exc}", field="kubeconfig"
+            ) from None
+
+    async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
+        api = await self._client()
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        namespace = self.settings.kubernetes_namespace
+        name = job_name(ticket)
+        labels = {**MANAGED_BY, **execution_labels(ticket)}
+        environment = dict(ticket.environment)
+        if self.settings.db_url:  # what local executions inherit from the server's environment
+            environment["NBPLANE_DB_URL"] = self.settings.db_url
+        secret = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            type="Opaque",
+            string_data=environment,
+        )
+        # The Secret comes first so the pod finds it at once; it is owned by the Job just after.
+        await self._call(
+            "create a Secret", namespace, core.create_namespaced_secret, namespace, secret
+        )
+        try:
+            job = await self._call(
+                "create a Job",
+                namespace,
+                batch.create_namespaced_job,
+                namespace,
+                self.job(ticket, name, labels),
+            )
+            owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job.metadata.uid}
+            await self._call(
+                "make the Job own its Secret",
+                namespace,
+                core.patch_namespaced_secret,
+                name,
+                namespace,
+                {"metadata": {"ownerReferences": [owner]}},
+                _content_type="application/merge-patch+json",
+            )
+        except ConfigError:
+            with contextlib.suppress(ConfigError):  # the first error is the one to tell
+                await self._delete(namespace, name)
+            raise
+        return {"namespace": namespace, "job": name, "secret": name}
+
+    def job(self, ticket: ExecutionTicket, name: str, labels: dict[str, str]) -> client.V1Job:
+        """The Job of one execution: one pod, no retries (a rerun is a new execution), limited
+        to the execution's timeout even when no server is watching."""
+        resources = (
+            client.V1ResourceRequirements(
+                requests=dict(ticket.resources), limits=dict(ticket.resources)
+            )
+            if ticket.resources
+            else None
+        )
+        container = client.V1Container(
+            name=CONTAINER,
+            image=self.settings.kubernetes_image,
+            command=list(ticket.command),
+            env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))],
+            env=[
+                client.V1EnvVar(name="NBPLANE_EXECUTION_ID", value=ticket.execution_id),
+                client.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
+            ],
+            resources=resources,
+        )
+        return client.V1Job(
+            metadata=client.V1ObjectMeta(
+                name=name, labels=labels, annotations={"nbplane.io/version": ticket.version}
+            ),
+            spec=client.V1JobSpec(
+                backoff_limit=0,
+                active_deadline_seconds=max(1, math.ceil(ticket.timeout)),
+                ttl_seconds_after_finished=FINISHED_TTL_SECONDS,
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        restart_policy="Never",
+                        containers=[container],
+                        automount_service_account_token=False,  # jobs need no API access
+                    ),
+                ),
+            ),
+        )
+
+    async def poll(self, state: dict[str, Any]) -> ExecutorStatus:
+        api = await self._client()
+        namespace, name = state["namespace"], state["job"]
+        try:
+            job = await self._call(
+                "read the Job",
+                namespace,
+                client.BatchV1Api(api).read_namespaced_job,
+                name,
+                namespace,
+                missing_ok=True,
+            )
+        except ConfigError as exc:  # an API hiccup must not fail a running execution
+            log.warning(
+                "cannot tell how Kubernetes Job %s/%s is doing: %s", namespace, name, exc.message
+            )
+            return ExecutorStatus(running=True)
+        if job is None:
+            return ExecutorStatus(running=False, reason="the Kubernetes Job is gone")
+        status = job.status or client.V1JobStatus()
+        failed = [c for c in status.conditions or [] if c.type == "Failed" and c.status == "True"]
+        if status.succeeded:
+            return ExecutorStatus(running=False, exit_code=0)
+        if not (failed or status.failed):
+            return ExecutorStatus(running=True)
+        condition = failed[0] if failed else None
+        terminated = await self._terminated(api, namespace, name)
+        reason = None
+        if terminated is not None and terminated.reason not in (None, *GENERIC_REASONS):
+            reason = terminated.reason  # e.g. OOMKilled
+        elif condition is not None and (
+            terminated is None or condition.reason not in GENERIC_REASONS
+        ):
+            reason = ": ".join(part for part in (condition.reason, condition.message) if part)
+        return ExecutorStatus(
+            running=False,
+            exit_code=terminated.exit_code if terminated else None,
+            reason=reason or None,
+        )
+
+    async def _terminated(
+        self, api: client.ApiClient, namespace: str, name: str
+    ) -> client.V1ContainerStateTerminated | None:
+        """How the Job's newest pod's container ended, if it has and the pod is still there."""
+        pod = await self._pod(api, namespace, name)
+        statuses = (pod.status.container_statuses if pod and pod.status else None) or []
+        for status in statuses:
+            if status.state and status.state.terminated:
+                terminated: client.V1ContainerStateTerminated = status.state.terminated
+                return terminated
+        return None
+
+    async def _pod(self, api: client.ApiClient, namespace: str, name: str) -> client.V1Pod | None:
+        try:
+            pods = await self._call(
+                "list the Job's pods",
+                namespace,
+                client.CoreV1Api(api).list_namespaced_pod,
+                namespace,
+                label_selector=f"job-name={name}",
+            )
+        except ConfigError as exc:
+            log.warning(
+                "cannot list the pods of Kubernetes Job %s/%s: %s", namespace, name, exc.message
+            )
+            return None
+        newest: list[client.V1Pod] = sorted(pods.items, key=_created, reverse=True)
+        return newest[0] if newest else None
+
+    async def stop(self, state: dict[str, Any]) -> None:
+        await self._delete(state["namespace"], state["job"])
+
+    async def _delete(self, namespace: str, name: str) -> None:
+        """Delete the Job; the garbage collector removes its pods (which stops them) and its
+        Secret. A Secret whose Job was never made goes too."""
+        api = await self._client()
+        options = client.V1DeleteOptions(propagation_policy="Background")
+        await self._call(
+            "delete the Job",
+            namespace,
+            client.BatchV1Api(api).delete_namespaced_job,
+            name,
+            namespace,
+            body=options,
+            missing_ok=True,
+        )
+        await self._call(
+            "delete the Secret",
+            namespace,
+            client.CoreV1Api(api).delete_namespaced_secret,
+            name,
+            namespace,
+            missing_ok=True,
+        )
+
+    async def logs(self, state: dict[str, Any]) -> str | None:
+        api = await self._client()
+        namespace, name = state["namespace"], state["job"]
+        pod = await self._pod(api, namespace, name)
+        if pod is None or pod.metadata is None:
+            return None
+        try:
+            text: str | None = await self._call(
+                "read the pod's log",
+                namespace,
+                client.CoreV1Api(api).read_namespaced_pod_log,
+                pod.metadata.name,
+                namespace,
+                container=CONTAINER,
+                tail_lines=LOG_TAIL_LINES,
+                missing_ok=True,
+            )
+        except ConfigError as exc:
+            log.warning(
+                "cannot read the log of Kubernetes pod %s/%s: %s",
+                namespace,
+                pod.metadata.name,
+                exc.message,
+            )
+            return None
+        return text
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await asyncio.to_thread(self._api.close)
+            self._api = None
+
+
+def _created(pod: client.V1Pod) -> datetime:
+    return (pod.metadata.creation_timestamp if pod.metadata else None) or datetime.min.replace(
+        tzinfo=UTC
+    )
+
+
+def _load_client(kubeconfig: Path | None) -> client.ApiClient:
+    """A client of its own configuration (the library's global default stays untouched):
+    ``NBPLANE_KUBECONFIG``, else the pod's service account, else ``~/.kube/config``."""
+    configuration = client.Configuration()
+    where = f"kubeconfig {kubeconfig}" if kubeconfig else "the service account or ~/.kube/config"
+    try:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
+                return client.ApiClient(configuration)
+            except config.ConfigException:
+                pass  # not in a pod: the default kubeconfig
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (config.ConfigException, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load the Kubernetes configuration from {where}: {exc}", field="kubeconfig"
+        ) from None
+    return client.ApiClient(configuration)
+
+
+def job_name(ticket: ExecutionTicket) -> str:
+    """``nbplane-<team, 8 characters>-<job>-<execution id, 8 characters>``, made a DNS-1123
+    label of at most 63 characters (the Job controller puts it in its pods' labels)."""
+    suffix = _dns(ticket.execution_id.replace("-", ""))[:8]
+    prefix = _dns(f"nbplane-{ticket.team[:8]}-{ticket.job}")[: 62 - len(suffix)].strip("-")
+    return f"{prefix}-{suffix}"
+
+
+def execution_labels(ticket: ExecutionTicket) -> dict[str, str]:
+    return {
+        "nbplane.io/team": _label(ticket.team),
+        "nbplane.io/job": _label(ticket.job),
+        "nbplane.io/execution": _label(ticket.execution_id),
+    }
+
+
+def _dns(text: str) -> str:
+    return re.sub(r"-{2,}", "-", _NOT_DNS.sub("-", text.lower())).strip("-")
+
+
+def _label(text: str) -> str:
+    """A label value: at most 63 characters, starting and ending with a letter or digit
+    (nbplane's names may end with '.', '_' or '-')."""
+    return _NOT_LABEL_EDGE.sub("", text.lower()[:63])
+
+
+def _api_error(exc: ApiException, doing: str, namespace: str) -> ConfigError:
+    """Kubernetes' answer in words: which namespace, what was refused, and its own message."""
+    try:
+        status = json.loads(exc.body or "{}")
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    said = status.get("message") or exc.reason or f"HTTP {exc.status}"
+    details = status.get("details") or {}
+    if exc.status == 404 and details.get("kind") == "namespaces":
+        return ConfigError(
+            f"Kubernetes namespace {namespace!r} not found (NBPLANE_KUBERNETES_NAMESPACE)",
+            field="kubernetes_namespace",
+        )
+    if exc.status == 403:
+        return ConfigError(
+            f"forbidden: the Kubernetes credentials may not {doing} in namespace "
+            f"{namespace!r} ({said})",
+            field="kubeconfig",
+        )
+    if exc.status == 401:
+        return ConfigError(
+            f"the Kubernetes API did not accept the credentials ({said})", field="kubeconfig"
+        )
+    return ConfigError(f"Kubernetes could not {doing} in namespace {namespace!r}: {said}")
