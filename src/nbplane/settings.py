@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         default="nbplane:latest",
         description="Image the Kubernetes job executor runs; it must have nbplane installed.",
     )
+    kubernetes_python: str = Field(
+        default="python",
+        description="The image's Python, which runs `-m nbplane job run-execution` in each Job.",
+    )
     kubeconfig: Path | None = Field(
         default=None,
         description="Kubeconfig for the Kubernetes executor (default: in-cluster, then "

@@ -236,6 +236,7 @@ def server(kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path) -> It
     environment = {"NBPLANE_JOB_EXECUTOR": "kubernetes",
                    "NBPLANE_KUBECONFIG": str(kube_cluster.kubeconfig),
                    "NBPLANE_KUBERNETES_NAMESPACE": kube_namespace,
+                   "NBPLANE_KUBERNETES_PYTHON": sys.executable,
                    "NBPLANE_DB_URL": f"sqlite:///{tmp_path / 'warehouse.sqlite'}"}
     with running_server(notebooks, tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}",
                         environment=environment) as running:

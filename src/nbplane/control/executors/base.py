@@ -52,6 +52,12 @@ class JobExecutor(ABC):
 
     def ticket(self, row: dict[str, Any]) -> ExecutionTicket:
         """The ticket of an execution row, with the command every executor runs."""
+        environment = {
+            "NBPLANE_STORE_URL": self.settings.resolved_store_url,
+            "NBPLANE_SECRET_KEY": SecretBox(self.settings).key.decode(),
+        }
+        if self.settings.db_url:  # the jobs' database, when the server names one
+            environment["NBPLANE_DB_URL"] = self.settings.db_url
         return ExecutionTicket(
             execution_id=row["id"],
             team=row["team"],
@@ -59,15 +65,13 @@ class JobExecutor(ABC):
             version=row["version"],
             resources=dict(row["resources"] or {}),
             timeout=float(row["timeout"]),
-            command=self.command(row["id"]),
-            environment={
-                "NBPLANE_STORE_URL": self.settings.resolved_store_url,
-                "NBPLANE_SECRET_KEY": SecretBox(self.settings).key.decode(),
-            },
+            command=[self.python(), "-m", "nbplane", "job", "run-execution", row["id"]],
+            environment=environment,
         )
 
-    def command(self, execution_id: str) -> list[str]:
-        return [sys.executable, "-m", "nbplane", "job", "run-execution", execution_id]
+    def python(self) -> str:
+        """The Python that runs the command where the executor starts it."""
+        return sys.executable
 
     @abstractmethod
     async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:

@@ -82,6 +82,9 @@ class KubernetesExecutor(JobExecutor):
                 f"cannot reach the Kubernetes API at {host} to {doing}: {exc}", field="kubeconfig"
             ) from None
 
+    def python(self) -> str:
+        return self.settings.kubernetes_python
+
     async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
         api = await self._client()
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
@@ -89,8 +92,6 @@ class KubernetesExecutor(JobExecutor):
         name = job_name(ticket)
         labels = {**MANAGED_BY, **execution_labels(ticket)}
         environment = dict(ticket.environment)
-        if self.settings.db_url:  # what local executions inherit from the server's environment
-            environment["NBPLANE_DB_URL"] = self.settings.db_url
         secret = client.V1Secret(
             metadata=client.V1ObjectMeta(name=name, labels=labels),
             type="Opaque",
