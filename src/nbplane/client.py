@@ -36,6 +36,7 @@ from nbplane.control.models import (
     SetValues,
     UpdateDeployment,
 )
+from nbplane.control.oauth import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
 from nbplane.executions.models import ExecutionStatus
 from nbplane.settings import get_settings
 
@@ -169,6 +170,17 @@ class NbplaneClient:
 
     def me(self) -> DescribeCaller:
         return DescribeCaller.model_validate(self._json("GET", "/api/v1/me"))
+
+    # -- logging in without a token yet
+
+    def oauth_config(self) -> DescribeOAuth:
+        return DescribeOAuth.model_validate(self._json("GET", "/api/v1/auth/oauth"))
+
+    def oauth_login(self, access_token: str) -> DescribeOAuthLogin:
+        """A new nbplane token for the OAuth provider's user that ``access_token`` is of."""
+        body = ExchangeOAuthToken(access_token=access_token).model_dump(mode="json")
+        data = self._json("POST", "/api/v1/auth/oauth/token", json=body)
+        return DescribeOAuthLogin.model_validate(data)
 
     # -- jobs
 

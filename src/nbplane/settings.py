@@ -83,6 +83,41 @@ class Settings(BaseSettings):
         "due within this many seconds; older misses are skipped and recorded.",
     )
 
+    oauth_authorize_url: str | None = Field(
+        default=None,
+        description="The OAuth2 provider's authorization endpoint, where `nbplane login --oauth` "
+        "sends the browser; OAuth login is on when this, the token and userinfo URLs and the "
+        "client id are set.",
+    )
+    oauth_token_url: str | None = Field(
+        default=None,
+        description="The provider's token endpoint, where the CLI trades the code for an access "
+        "token.",
+    )
+    oauth_userinfo_url: str | None = Field(
+        default=None,
+        description="The provider's userinfo endpoint, which the server asks who an access "
+        "token belongs to.",
+    )
+    oauth_client_id: str | None = Field(
+        default=None,
+        description="nbplane's client id at the provider: a public client (no secret) allowed "
+        "to redirect to http://127.0.0.1 on any port, path /callback.",
+    )
+    oauth_scopes: str = Field(
+        default="openid profile", description="Scopes the CLI asks for, space-separated."
+    )
+    oauth_username_claim: str = Field(
+        default="preferred_username",
+        description="Userinfo claim naming the nbplane user (falling back to 'sub'); the user is "
+        "created, not an admin, on first login.",
+    )
+    oauth_groups_claim: str = Field(
+        default="groups",
+        description="Userinfo claim listing the user's teams; when present it replaces their "
+        "memberships at each login (names that are not valid team names are skipped).",
+    )
+
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'nbplane.db'}"

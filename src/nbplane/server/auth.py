@@ -1,4 +1,5 @@
-"""Bearer tokens: every endpoint but health needs one, unless the server runs with --no-auth."""
+"""Bearer tokens: every endpoint but health and the logins of ``/api/v1/auth`` needs one,
+unless the server runs with --no-auth."""
 
 from __future__ import annotations
 

@@ -1,0 +1,210 @@
+"""A real OAuth2 authorization server on loopback for the login tests, built from authlib's
+server components: the authorization code grant with PKCE required of its one public client,
+and a userinfo endpoint behind a bearer token. It approves every login as ``user`` at once, so
+a test's "browser" only has to follow its redirect."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector, current_token
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin, grants
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import Flask, jsonify
+from werkzeug.serving import make_server
+
+CLIENT_ID = "nbplane-cli"
+
+
+@dataclass
+class User:
+    """Who the provider says logged in: ``preferred_username`` and, unless None, ``groups``."""
+
+    name: str
+    groups: list[str] | None = None
+
+
+@dataclass
+class Client(ClientMixin):
+    """A public client (no secret) that may redirect to any loopback port, as RFC 8252 asks."""
+
+    client_id: str
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return scope
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        parts = urlsplit(redirect_uri)
+        return parts.scheme == "http" and parts.hostname == "127.0.0.1" and (
+            parts.path == "/callback")
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == "none"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "authorization_code"
+
+
+@dataclass
+class Code(AuthorizationCodeMixin):
+    code: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    user: User
+    code_challenge: str | None
+    code_challenge_method: str | None
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+@dataclass
+class Token(TokenMixin):
+    access_token: str
+    client_id: str
+    scope: str
+    user: User
+    expires_at: float
+
+    def check_client(self, client: Client) -> bool:
+        return client.client_id == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int(self.expires_at - time.time())
+
+    def is_expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        return False
+
+    def get_user(self) -> User:
+        return self.user
+
+
+@dataclass
+class Provider:
+    """The running provider: its endpoints, who it logs in, and what it issued."""
+
+    url: str = ""
+    user: User = field(default_factory=lambda: User("carol"))
+    codes: dict[str, Code] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The ``NBPLANE_OAUTH_*`` settings of an nbplane server that logs in here."""
+        return {"NBPLANE_OAUTH_AUTHORIZE_URL": f"{self.url}/authorize",
+                "NBPLANE_OAUTH_TOKEN_URL": f"{self.url}/token",
+                "NBPLANE_OAUTH_USERINFO_URL": f"{self.url}/userinfo",
+                "NBPLANE_OAUTH_CLIENT_ID": CLIENT_ID}
+
+
+def create_app(provider: Provider) -> Flask:
+    class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ("none",)
+
+        def save_authorization_code(self, code: str, request: Any) -> None:
+            payload = request.payload.data
+            with provider.lock:
+                provider.codes[code] = Code(
+                    code, request.client.client_id, payload["redirect_uri"], request.payload.scope,
+                    request.user, payload.get("code_challenge"),
+                    payload.get("code_challenge_method"))
+
+        def query_authorization_code(self, code: str, client: Client) -> Code | None:
+            with provider.lock:
+                found = provider.codes.get(code)
+            return found if found and found.client_id == client.client_id else None
+
+        def delete_authorization_code(self, authorization_code: Code) -> None:
+            with provider.lock:
+                provider.codes.pop(authorization_code.code, None)
+
+        def authenticate_user(self, authorization_code: Code) -> User:
+            return authorization_code.user
+
+    def query_client(client_id: str) -> Client | None:
+        return Client(client_id) if client_id == CLIENT_ID else None
+
+    def save_token(token: dict[str, Any], request: Any) -> None:
+        with provider.lock:
+            provider.tokens[token["access_token"]] = Token(
+                token["access_token"], request.client.client_id, token.get("scope", ""),
+                request.user, time.time() + token["expires_in"])
+
+    class Validator(BearerTokenValidator):
+        def authenticate_token(self, token_string: str) -> Token | None:
+            with provider.lock:
+                return provider.tokens.get(token_string)
+
+    app = Flask(__name__)
+    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True)])
+    require_oauth = ResourceProtector()
+    require_oauth.register_token_validator(Validator())
+
+    @app.get("/authorize")
+    def authorize() -> Any:
+        try:
+            grant = server.get_consent_grant(end_user=provider.user)
+        except OAuth2Error as error:
+            return server.handle_error_response(None, error)
+        return server.create_authorization_response(grant=grant, grant_user=provider.user)
+
+    @app.post("/token")
+    def token() -> Any:
+        return server.create_token_response()
+
+    @app.get("/userinfo")
+    @require_oauth()
+    def userinfo() -> Any:
+        user: User = current_token.user
+        claims: dict[str, Any] = {"sub": f"id-{user.name}", "preferred_username": user.name}
+        if user.groups is not None:
+            claims["groups"] = user.groups
+        return jsonify(claims)
+
+    return app
+
+
+@contextmanager
+def running_provider() -> Iterator[Provider]:
+    provider = Provider()
+    server = make_server("127.0.0.1", 0, create_app(provider), threaded=True)
+    provider.url = f"http://127.0.0.1:{server.port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        server.shutdown()
+        thread.join()
