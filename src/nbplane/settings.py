@@ -118,6 +118,73 @@ class Settings(BaseSettings):
         "memberships at each login (names that are not valid team names are skipped).",
     )
 
+    session_launcher: str = Field(
+        default="local",
+        description="Where sessions' Jupyter servers run: 'local' (a process each, on "
+        "loopback) or 'kubernetes' (a StatefulSet and Service each).",
+    )
+    session_public_url: str | None = Field(
+        default=None,
+        description="The nbplane server's URL as sessions reach it; sessions get it as "
+        "NBPLANE_URL (default: the address the server listens on).",
+    )
+    session_pool_size: int = Field(
+        default=2,
+        ge=0,
+        description="Local launcher: Jupyter servers started ahead of time and handed out on "
+        "create, so a session is ready in about a second; 0 starts each on demand.",
+    )
+    session_command: str = Field(
+        default="jupyter-lab",
+        description="The Jupyter server a session runs: 'jupyter-lab' or 'jupyter-server' "
+        "(local launcher: found beside nbplane's Python; Kubernetes: in the image).",
+    )
+    session_resource_classes: Path | None = Field(
+        default=None,
+        description="JSON file listing the resource classes users may choose (name, cpu, "
+        "memory, description, default, teams); default: small (1 CPU, 2Gi) and large (2 CPU, "
+        "8Gi).",
+    )
+    session_idle_hibernate_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A running session whose server saw no activity for this long is "
+        "hibernated; 0 never.",
+    )
+    session_hibernated_delete_seconds: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="A hibernated session untouched for this long is deleted (its workspace "
+        "kept); 0 never.",
+    )
+    session_start_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A session not ready this long after create or resume fails with its logs.",
+    )
+    session_anonymous: bool = Field(
+        default=False,
+        description="Allow sessions without a token (anonymous), limited and short-lived.",
+    )
+    session_anonymous_max: int = Field(
+        default=5, ge=0, description="Anonymous sessions allowed at once, server-wide."
+    )
+    session_anonymous_lifetime_seconds: float = Field(
+        default=1800.0, gt=0, description="An anonymous session is deleted this long after create."
+    )
+    kubernetes_session_image: str = Field(
+        default="jupyter/base-notebook:latest",
+        description="Kubernetes launcher: the image a session runs when the user names none.",
+    )
+    kubernetes_session_storage: str = Field(
+        default="1Gi", description="Kubernetes launcher: size of each session's workspace volume."
+    )
+    kubernetes_session_storage_class: str | None = Field(
+        default=None,
+        description="Kubernetes launcher: storage class of workspace volumes (default: the "
+        "cluster's).",
+    )
+
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'nbplane.db'}"

@@ -1,0 +1,1 @@
+"""Notebook sessions: per-user Jupyter servers started, hibernated and stopped by the server."""
