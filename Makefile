@@ -43,6 +43,8 @@ kubernetes:
 bench: $(VENV)/.installed
 	$(BIN)/python bench/job_vs_vdk.py
 	$(BIN)/python bench/resume.py
+	$(BIN)/python bench/api_vs_jupyrest.py
+	$(BIN)/python bench/control_plane.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
