@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres
 EXAMPLE ?= examples/daily_sales
 
-.PHONY: run test lint typecheck pytest postgres kubernetes bench clean
+.PHONY: run test lint typecheck pytest postgres kubernetes browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(VENV)/.installed
 
 ## Set up and run the whole suite: lint, types, tests on SQLite, a real PostgreSQL and a real
 ## Kubernetes API server (built once from Debian's source package, cached in ~/.cache).
-test: $(VENV)/.installed postgres kubernetes lint typecheck pytest
+test: $(VENV)/.installed postgres kubernetes browser lint typecheck pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
@@ -32,13 +32,17 @@ typecheck: $(VENV)/.installed
 
 pytest: $(VENV)/.installed
 	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \
-		NBPLANE_TEST_REQUIRE_KUBERNETES=1 $(BIN)/pytest
+		NBPLANE_TEST_REQUIRE_KUBERNETES=1 NBPLANE_TEST_REQUIRE_BROWSER=1 $(BIN)/pytest
 
 postgres:
 	bash scripts/postgres.sh
 
 kubernetes:
 	bash scripts/kubernetes.sh
+
+## Chromium for the browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	bash scripts/browser.sh
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/job_vs_vdk.py
