@@ -8,30 +8,21 @@ Jobs or Pods could see. The Secret is owned by the Job, so deleting the Job (a c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import math
-import re
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
-import urllib3
-from kubernetes import client, config
-from kubernetes.client import ApiException
+from kubernetes import client
 
 from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
 from nbplane.errors import ConfigError
+from nbplane.kube import MANAGED_BY, KubeClient, dns_label, label_value
 
 log = logging.getLogger("nbplane.control")
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "nbplane"}
 CONTAINER = "job"
-REQUEST_TIMEOUT = 30.0
-"""Seconds any one API call may take, so a hung API server cannot stall the monitor."""
 FINISHED_TTL_SECONDS = 24 * 3600
 """Finished Jobs (and their pods and Secrets) stay this long for ``kubectl logs``, then go;
 the execution's own log and record stay in nbplane's database."""
@@ -39,8 +30,6 @@ LOG_TAIL_LINES = 2000
 """The monitor keeps only the end of a pod's log; no need to read a huge one whole."""
 GENERIC_REASONS = {"Error", "Completed", "BackoffLimitExceeded"}
 """Reasons that say no more than the exit code does."""
-_NOT_DNS = re.compile(r"[^a-z0-9-]+")
-_NOT_LABEL_EDGE = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
 
 
 class KubernetesExecutor(JobExecutor):
@@ -48,45 +37,13 @@ class KubernetesExecutor(JobExecutor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._api: client.ApiClient | None = None
-        self._api_lock = asyncio.Lock()
-
-    async def _client(self) -> client.ApiClient:
-        """Loaded on first use, so a broken kubeconfig fails executions in words rather than
-        the server's start (which also serves notebooks and sessions)."""
-        async with self._api_lock:
-            if self._api is None:
-                self._api = await asyncio.to_thread(_load_client, self.settings.kubeconfig)
-            return self._api
-
-    async def _call(
-        self,
-        doing: str,
-        namespace: str,
-        call: Callable[..., Any],
-        *args: Any,
-        missing_ok: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        """Run a blocking client call in a thread; API errors become ConfigErrors in words.
-        With ``missing_ok``, a 404 returns None."""
-        try:
-            return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise _api_error(exc, doing, namespace) from None
-        except urllib3.exceptions.HTTPError as exc:
-            host = self._api.configuration.host if self._api else "?"
-            raise ConfigError(
-                f"cannot reach the Kubernetes API at {host} to {doing}: {exc}", field="kubeconfig"
-            ) from None
+        self.kube = KubeClient(self.settings.kubeconfig)
 
     def python(self) -> str:
         return self.settings.kubernetes_python
 
     async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
-        api = await self._client()
+        api = await self.kube.api()
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
         namespace = self.settings.kubernetes_namespace
         name = job_name(ticket)
@@ -98,11 +55,11 @@ class KubernetesExecutor(JobExecutor):
             string_data=environment,
         )
         # The Secret comes first so the pod finds it at once; it is owned by the Job just after.
-        await self._call(
+        await self.kube.call(
             "create a Secret", namespace, core.create_namespaced_secret, namespace, secret
         )
         try:
-            job = await self._call(
+            job = await self.kube.call(
                 "create a Job",
                 namespace,
                 batch.create_namespaced_job,
@@ -110,7 +67,7 @@ class KubernetesExecutor(JobExecutor):
                 self.job(ticket, name, labels),
             )
             owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job.metadata.uid}
-            await self._call(
+            await self.kube.call(
                 "make the Job own its Secret",
                 namespace,
                 core.patch_namespaced_secret,
@@ -166,10 +123,10 @@ class KubernetesExecutor(JobExecutor):
         )
 
     async def poll(self, state: dict[str, Any]) -> ExecutorStatus:
-        api = await self._client()
+        api = await self.kube.api()
         namespace, name = state["namespace"], state["job"]
         try:
-            job = await self._call(
+            job = await self.kube.call(
                 "read the Job",
                 namespace,
                 client.BatchV1Api(api).read_namespaced_job,
@@ -219,7 +176,7 @@ class KubernetesExecutor(JobExecutor):
 
     async def _pod(self, api: client.ApiClient, namespace: str, name: str) -> client.V1Pod | None:
         try:
-            pods = await self._call(
+            pods = await self.kube.call(
                 "list the Job's pods",
                 namespace,
                 client.CoreV1Api(api).list_namespaced_pod,
@@ -240,9 +197,9 @@ class KubernetesExecutor(JobExecutor):
     async def _delete(self, namespace: str, name: str) -> None:
         """Delete the Job; the garbage collector removes its pods (which stops them) and its
         Secret. A Secret whose Job was never made goes too."""
-        api = await self._client()
+        api = await self.kube.api()
         options = client.V1DeleteOptions(propagation_policy="Background")
-        await self._call(
+        await self.kube.call(
             "delete the Job",
             namespace,
             client.BatchV1Api(api).delete_namespaced_job,
@@ -251,7 +208,7 @@ class KubernetesExecutor(JobExecutor):
             body=options,
             missing_ok=True,
         )
-        await self._call(
+        await self.kube.call(
             "delete the Secret",
             namespace,
             client.CoreV1Api(api).delete_namespaced_secret,
@@ -261,13 +218,13 @@ class KubernetesExecutor(JobExecutor):
         )
 
     async def logs(self, state: dict[str, Any]) -> str | None:
-        api = await self._client()
+        api = await self.kube.api()
         namespace, name = state["namespace"], state["job"]
         pod = await self._pod(api, namespace, name)
         if pod is None or pod.metadata is None:
             return None
         try:
-            text: str | None = await self._call(
+            text: str | None = await self.kube.call(
                 "read the pod's log",
                 namespace,
                 client.CoreV1Api(api).read_namespaced_pod_log,
@@ -288,9 +245,7 @@ class KubernetesExecutor(JobExecutor):
         return text
 
     async def close(self) -> None:
-        if self._api is not None:
-            await asyncio.to_thread(self._api.close)
-            self._api = None
+        await self.kube.close()
 
 
 def _created(pod: client.V1Pod) -> datetime:
@@ -299,79 +254,17 @@ def _created(pod: client.V1Pod) -> datetime:
     )
 
 
-def _load_client(kubeconfig: Path | None) -> client.ApiClient:
-    """A client of its own configuration (the library's global default stays untouched):
-    ``NBPLANE_KUBECONFIG``, else the pod's service account, else ``~/.kube/config``."""
-    configuration = client.Configuration()
-    where = f"kubeconfig {kubeconfig}" if kubeconfig else "the service account or ~/.kube/config"
-    try:
-        if kubeconfig is None:
-            try:
-                config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
-                return client.ApiClient(configuration)
-            except config.ConfigException:
-                pass  # not in a pod: the default kubeconfig
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    except (config.ConfigException, OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot load the Kubernetes configuration from {where}: {exc}", field="kubeconfig"
-        ) from None
-    return client.ApiClient(configuration)
-
-
 def job_name(ticket: ExecutionTicket) -> str:
     """``nbplane-<team, 8 characters>-<job>-<execution id, 8 characters>``, made a DNS-1123
     label of at most 63 characters (the Job controller puts it in its pods' labels)."""
-    suffix = _dns(ticket.execution_id.replace("-", ""))[:8]
-    prefix = _dns(f"nbplane-{ticket.team[:8]}-{ticket.job}")[: 62 - len(suffix)].strip("-")
+    suffix = dns_label(ticket.execution_id.replace("-", ""))[:8]
+    prefix = dns_label(f"nbplane-{ticket.team[:8]}-{ticket.job}")[: 62 - len(suffix)].strip("-")
     return f"{prefix}-{suffix}"
 
 
 def execution_labels(ticket: ExecutionTicket) -> dict[str, str]:
     return {
-        "nbplane.io/team": _label(ticket.team),
-        "nbplane.io/job": _label(ticket.job),
-        "nbplane.io/execution": _label(ticket.execution_id),
+        "nbplane.io/team": label_value(ticket.team),
+        "nbplane.io/job": label_value(ticket.job),
+        "nbplane.io/execution": label_value(ticket.execution_id),
     }
-
-
-def _dns(text: str) -> str:
-    return re.sub(r"-{2,}", "-", _NOT_DNS.sub("-", text.lower())).strip("-")
-
-
-def _label(text: str) -> str:
-    """A label value: at most 63 characters, starting and ending with a letter or digit
-    (nbplane's names may end with '.', '_' or '-')."""
-    return _NOT_LABEL_EDGE.sub("", text.lower()[:63])
-
-
-def _api_error(exc: ApiException, doing: str, namespace: str) -> ConfigError:
-    """Kubernetes' answer in words: which namespace, what was refused, and its own message."""
-    try:
-        status = json.loads(exc.body or "{}")
-    except ValueError:
-        status = {}
-    if not isinstance(status, dict):
-        status = {}
-    said = status.get("message") or exc.reason or f"HTTP {exc.status}"
-    details = status.get("details") or {}
-    if exc.status == 404 and details.get("kind") == "namespaces":
-        return ConfigError(
-            f"Kubernetes namespace {namespace!r} not found (NBPLANE_KUBERNETES_NAMESPACE)",
-            field="kubernetes_namespace",
-        )
-    if exc.status == 403:
-        return ConfigError(
-            f"forbidden: the Kubernetes credentials may not {doing} in namespace "
-            f"{namespace!r} ({said})",
-            field="kubeconfig",
-        )
-    if exc.status == 401:
-        return ConfigError(
-            f"the Kubernetes API did not accept the credentials ({said})", field="kubeconfig"
-        )
-    return ConfigError(f"Kubernetes could not {doing} in namespace {namespace!r}: {said}")

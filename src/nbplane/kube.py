@@ -1,0 +1,132 @@
+"""What nbplane's Kubernetes parts share (the job executor, the session launcher): a client
+loaded on first use, blocking calls run in threads with API errors in words, and Kubernetes'
+naming rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from nbplane.errors import ConfigError
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "nbplane"}
+REQUEST_TIMEOUT = 30.0
+"""Seconds any one API call may take, so a hung API server cannot stall a monitor loop."""
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+_NOT_LABEL = re.compile(r"[^a-z0-9._-]+")
+_NOT_LABEL_EDGE = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
+
+
+class KubeClient:
+    """One API client per nbplane part, loaded on first use, so a broken kubeconfig fails that
+    part's work in words rather than the server's start (which serves much else)."""
+
+    def __init__(self, kubeconfig: Path | None) -> None:
+        self.kubeconfig = kubeconfig
+        self._api: client.ApiClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def api(self) -> client.ApiClient:
+        async with self._lock:
+            if self._api is None:
+                self._api = await asyncio.to_thread(load_client, self.kubeconfig)
+            return self._api
+
+    async def call(
+        self,
+        doing: str,
+        namespace: str,
+        call: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a blocking client call in a thread; API errors become ConfigErrors in words.
+        With ``missing_ok``, a 404 returns None."""
+        try:
+            return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            raise api_error(exc, doing, namespace) from None
+        except urllib3.exceptions.HTTPError as exc:
+            host = self._api.configuration.host if self._api else "?"
+            raise ConfigError(
+                f"cannot reach the Kubernetes API at {host} to {doing}: {exc}", field="kubeconfig"
+            ) from None
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await asyncio.to_thread(self._api.close)
+            self._api = None
+
+
+def load_client(kubeconfig: Path | None) -> client.ApiClient:
+    """A client of its own configuration (the library's global default stays untouched):
+    ``NBPLANE_KUBECONFIG``, else the pod's service account, else ``~/.kube/config``."""
+    configuration = client.Configuration()
+    where = f"kubeconfig {kubeconfig}" if kubeconfig else "the service account or ~/.kube/config"
+    try:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(configuration)  # type: ignore[no-untyped-call]
+                return client.ApiClient(configuration)
+            except config.ConfigException:
+                pass  # not in a pod: the default kubeconfig
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (config.ConfigException, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load the Kubernetes configuration from {where}: {exc}", field="kubeconfig"
+        ) from None
+    return client.ApiClient(configuration)
+
+
+def dns_label(text: str) -> str:
+    """Lower case letters, digits and single dashes (the caller cuts it to length)."""
+    return re.sub(r"-{2,}", "-", _NOT_DNS.sub("-", text.lower())).strip("-")
+
+
+def label_value(text: str) -> str:
+    """A label value: at most 63 letters, digits, '.', '_' or '-', starting and ending with a
+    letter or digit (nbplane's names may end with '.', '_' or '-'; user names may hold '@')."""
+    return _NOT_LABEL_EDGE.sub("", _NOT_LABEL.sub("-", text.lower())[:63])
+
+
+def api_error(exc: ApiException, doing: str, namespace: str) -> ConfigError:
+    """Kubernetes' answer in words: which namespace, what was refused, and its own message."""
+    try:
+        status = json.loads(exc.body or "{}")
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    said = status.get("message") or exc.reason or f"HTTP {exc.status}"
+    details = status.get("details") or {}
+    if exc.status == 404 and details.get("kind") == "namespaces":
+        return ConfigError(
+            f"Kubernetes namespace {namespace!r} not found (NBPLANE_KUBERNETES_NAMESPACE)",
+            field="kubernetes_namespace",
+        )
+    if exc.status == 403:
+        return ConfigError(
+            f"forbidden: the Kubernetes credentials may not {doing} in namespace "
+            f"{namespace!r} ({said})",
+            field="kubeconfig",
+        )
+    if exc.status == 401:
+        return ConfigError(
+            f"the Kubernetes API did not accept the credentials ({said})", field="kubeconfig"
+        )
+    return ConfigError(f"Kubernetes could not {doing} in namespace {namespace!r}: {said}")
