@@ -16,7 +16,8 @@ to an exit code or HTTP status in one place each::
     │   └── ContractError      a notebook API's contract or nbschema model cannot be used
     ├── InvalidInput           parameters do not match the input contract (422); ``errors``
     ├── InvalidOutput          a saved output does not match the output contract; ``errors``
-    └── Unauthorized           no valid bearer token (401)
+    ├── Unauthorized           no valid bearer token (401)
+    └── Forbidden              known caller, refused request, e.g. no CSRF header (403)
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class Conflict(NbplaneError):
 
 class Unauthorized(NbplaneError):
     """No valid bearer token came with a request that needs one."""
+
+
+class Forbidden(NbplaneError):
+    """The caller is known but this request is refused: a signed-in browser's change without
+    the header only the page's own script sends."""
 
 
 class ContractError(Conflict):

@@ -218,6 +218,12 @@ class ControlService:
     ) -> JobExecutionPage:
         return self.control.page_executions(self._job_id(caller, team, job), query)
 
+    def recent_executions(
+        self, caller: DescribeCaller, query: ListJobExecutionsQuery
+    ) -> JobExecutionPage:
+        """Executions of the jobs of all the caller's teams (an admin's: of every team)."""
+        return self.control.page_team_executions(None if caller.admin else caller.teams, query)
+
     def execution(
         self, caller: DescribeCaller, team: str, job: str, execution_id: str
     ) -> DescribeJobExecution:

@@ -18,7 +18,7 @@ from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
-from nbplane.server.routes import auth, executions, jobs, jupyrest
+from nbplane.server.routes import auth, executions, jobs, jupyrest, web
 from nbplane.settings import get_settings
 from nbplane.store import open_store
 
@@ -85,6 +85,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(jobs.router, tags=["jobs"])
     app.include_router(auth.router, tags=["auth"])
     app.include_router(jupyrest.router)
+    web.install(app)
     app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
     return app
 

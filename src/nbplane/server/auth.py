@@ -1,5 +1,11 @@
 """Bearer tokens: every endpoint but health and the logins of ``/api/v1/auth`` needs one,
-unless the server runs with --no-auth."""
+unless the server runs with --no-auth.
+
+A browser signs in once (``POST /api/v1/auth/sign-in``, see routes/web.py): the token then
+travels in an HttpOnly, SameSite=Strict cookie that the page's script cannot read. A request
+that changes something with that cookie must also carry the ``X-Nbplane-Csrf`` header, which
+only a script of the same origin can add (a cross-site form or link cannot), so the cookie is
+never enough on its own."""
 
 from __future__ import annotations
 
@@ -7,38 +13,71 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane.control.models import DescribeCaller
-from nbplane.errors import Unauthorized
+from nbplane.errors import Forbidden, Unauthorized
 
 CACHE_SECONDS = 5.0
 """A token checked within this time is not looked up again; a revoke takes effect after it."""
 
+COOKIE = "nbplane_token"
+"""The signed-in browser's token (HttpOnly, SameSite=Strict, Secure over https)."""
+CSRF_HEADER = "X-Nbplane-Csrf"
+"""Any non-empty value: a cookie-authenticated request that changes something needs it."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 NO_AUTH_CALLER = DescribeCaller(user="local", admin=True, teams=[], token=None)
 """Who calls a server started with ``--no-auth`` (loopback only): everyone, as an admin."""
 
 
+class SignIn(BaseModel):
+    """Body of ``POST /api/v1/auth/sign-in``: the token a browser keeps in its cookie."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(
+        min_length=1, max_length=512, description="An nbplane token (`nbplane token create`)."
+    )
+
+
 def caller(request: Request) -> DescribeCaller:
-    """Who the bearer token speaks for (user, admin, teams)."""
-    state = request.app.state
-    if not state.auth:
+    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams)."""
+    if not request.app.state.auth:
         return NO_AUTH_CALLER
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "bearer" and token.strip():
+        return authenticate(request, token.strip(), "authorization")
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
         raise Unauthorized(
-            "this endpoint needs a bearer token (Authorization: Bearer <token>); "
-            "create one with `nbplane token create NAME`",
+            "this endpoint needs a bearer token (Authorization: Bearer <token>) or a signed-in "
+            "browser; create a token with `nbplane token create NAME`",
             field="authorization",
         )
-    token = token.strip()
+    found = authenticate(request, cookie, "cookie")
+    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER, "").strip():
+        raise Forbidden(
+            f"a signed-in browser's {request.method} needs the {CSRF_HEADER} header that the "
+            "nbplane page sends; a request from another site cannot use the sign-in",
+            field=CSRF_HEADER.lower(),
+        )
+    return found
+
+
+def authenticate(request: Request, token: str, field: str) -> DescribeCaller:
+    """The live token's caller, looked up at most every ``CACHE_SECONDS``."""
+    state = request.app.state
     cached = state.token_cache.get(token)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]  # type: ignore[no-any-return]
     found: DescribeCaller | None = state.store.tokens.authenticate(token)
     if found is None:
-        raise Unauthorized("the bearer token is unknown or revoked", field="authorization")
+        what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
+            field, "the token"
+        )
+        raise Unauthorized(f"{what} is unknown or revoked", field=field)
     if len(state.token_cache) > 1024:  # bounded: old entries go, they are only a shortcut
         state.token_cache.clear()
     state.token_cache[token] = (found, time.monotonic() + CACHE_SECONDS)

@@ -19,6 +19,7 @@ STATUS_BY_ERROR: dict[type[errors.NbplaneError], int] = {
     errors.InvalidInput: 422,
     errors.Conflict: 409,
     errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.ConfigError: 400,
     errors.StoreError: 503,
 }

@@ -343,12 +343,24 @@ class ControlStore:
     def page_executions(
         self, job_id: int, query: ListJobExecutionsQuery, steps: bool = True
     ) -> JobExecutionPage:
-        where: list[Any] = [job_executions.c.job_id == job_id]
+        return self._page([job_executions.c.job_id == job_id], query, steps)
+
+    def page_team_executions(
+        self, teams: list[str] | None, query: ListJobExecutionsQuery
+    ) -> JobExecutionPage:
+        """Executions of every job of ``teams`` (None: of all teams), newest first."""
+        return self._page([] if teams is None else [jobs.c.team.in_(teams)], query, True)
+
+    def _page(
+        self, where: list[Any], query: ListJobExecutionsQuery, steps: bool
+    ) -> JobExecutionPage:
         if query.status:
-            where.append(job_executions.c.status == query.status)
+            where = [*where, job_executions.c.status == query.status]
         with self.engine.connect() as connection:
             total = connection.execute(
-                select(func.count()).select_from(job_executions).where(*where)
+                select(func.count())
+                .select_from(job_executions.join(jobs, jobs.c.id == job_executions.c.job_id))
+                .where(*where)
             ).scalar_one()
         items = self._executions(tuple(where), query.limit, query.offset, steps)
         return JobExecutionPage(items=items, total=total, limit=query.limit, offset=query.offset)

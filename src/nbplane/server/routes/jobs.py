@@ -154,6 +154,21 @@ def executions(
     return control(request).executions(caller, team, job, query)
 
 
+@router.get(
+    "/job-executions",
+    summary="Executions of the jobs of all the caller's teams (an admin: all), newest first",
+)
+def recent_executions(
+    request: Request,
+    caller: Caller,
+    status: ExecutionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobExecutionPage:
+    query = ListJobExecutionsQuery(status=status, limit=limit, offset=offset)
+    return control(request).recent_executions(caller, query)
+
+
 @router.get(JOB + "/executions/{execution_id}", summary="One execution, with its steps")
 async def execution(
     request: Request, team: str, job: str, execution_id: str, caller: Caller, wait: Wait = 0
