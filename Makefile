@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres
 EXAMPLE ?= examples/daily_sales
 
-.PHONY: run test lint typecheck pytest postgres kubernetes browser bench clean
+.PHONY: run test lint typecheck pytest postgres kubernetes browser labextension-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The install also builds the JupyterLab extension (labextension/, with jlpm) into the package.
+LABEXTENSION_SOURCES := labextension/package.json labextension/yarn.lock \
+	labextension/schema/plugin.json $(wildcard labextension/src/*.ts labextension/style/*)
+
+$(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -21,7 +25,7 @@ run: $(VENV)/.installed
 
 ## Set up and run the whole suite: lint, types, tests on SQLite, a real PostgreSQL and a real
 ## Kubernetes API server (built once from Debian's source package, cached in ~/.cache).
-test: $(VENV)/.installed postgres kubernetes browser lint typecheck pytest
+test: $(VENV)/.installed postgres kubernetes browser lint typecheck labextension-test pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
@@ -29,6 +33,10 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
+
+## Unit tests of the JupyterLab extension's logic (validation, step numbers, failing cells).
+labextension-test: $(VENV)/.installed
+	cd labextension && $(abspath $(BIN))/jlpm install && $(abspath $(BIN))/jlpm test
 
 pytest: $(VENV)/.installed
 	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \

@@ -1,0 +1,43 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+
+import { checkArguments, checkDirectory, checkName, checkSchedule } from '../validation';
+
+test('names: lowercase, digits, _ . -, 1-63 characters', () => {
+  assert.deepEqual(checkName(' daily-sales.v2 '), { ok: true, value: 'daily-sales.v2' });
+  for (const bad of ['', 'Daily', '-x', 'a b', 'x'.repeat(64), 'job/1']) {
+    const checked = checkName(bad, 'job');
+    assert.equal(checked.ok, false, bad);
+    assert.equal(!checked.ok && checked.field, 'job');
+  }
+  assert.equal(checkName('x'.repeat(63)).ok, true);
+});
+
+test('arguments: a JSON object, empty is none', () => {
+  assert.deepEqual(checkArguments(''), { ok: true, value: {} });
+  assert.deepEqual(checkArguments('{"days": 7}'), { ok: true, value: { days: 7 } });
+  const broken = checkArguments('{days: 7}');
+  assert.equal(broken.ok, false);
+  assert.match(!broken.ok ? broken.message : '', /not valid JSON/);
+  for (const notObject of ['[1]', '7', 'null', '"x"']) {
+    const checked = checkArguments(notObject);
+    assert.match(!checked.ok ? checked.message : '', /must be a JSON object/, notObject);
+  }
+});
+
+test('schedule: 5 or 6 cron fields; empty only when not required', () => {
+  assert.deepEqual(checkSchedule(' 0  6 * * * ', true), { ok: true, value: '0 6 * * *' });
+  assert.deepEqual(checkSchedule('0 0 6 * * *', true), { ok: true, value: '0 0 6 * * *' });
+  assert.deepEqual(checkSchedule('@daily', true), { ok: true, value: '@daily' });
+  assert.deepEqual(checkSchedule('', false), { ok: true, value: null });
+  const empty = checkSchedule('  ', true);
+  assert.match(!empty.ok ? empty.message : '', /required/);
+  const short = checkSchedule('0 6 *', false);
+  assert.match(!short.ok ? short.message : '', /has 3 fields/);
+});
+
+test('directory: relative to the root, never above it', () => {
+  assert.deepEqual(checkDirectory('/jobs/daily/'), { ok: true, value: 'jobs/daily' });
+  assert.deepEqual(checkDirectory(''), { ok: true, value: '' });
+  assert.equal(checkDirectory('jobs/../../etc').ok, false);
+});

@@ -1,0 +1,136 @@
+/**
+ * One deployed job: its deployment and schedule, its executions, the log of the one chosen
+ * (the latest at first) and its properties.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { Execution, LogChunk, RemoteJobDetails, jobPath, request } from './api';
+import { statusBadge } from './panel';
+
+function section(title: string, ...content: Node[]): HTMLElement {
+  const element = document.createElement('section');
+  const heading = document.createElement('h3');
+  heading.textContent = title;
+  element.append(heading, ...content);
+  return element;
+}
+
+function definitions(entries: [string, string][]): HTMLElement {
+  const list = document.createElement('dl');
+  for (const [term, value] of entries) {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+  return list;
+}
+
+export class JobDetails extends Widget {
+  private readonly log = document.createElement('pre');
+  private readonly logTitle = document.createElement('div');
+
+  constructor(
+    readonly team: string,
+    readonly name: string
+  ) {
+    super();
+    this.id = `nbplane-job-${team}-${name}`;
+    this.addClass('nbplane-details');
+    this.title.label = `${team}/${name}`;
+    this.title.closable = true;
+    this.log.className = 'nbplane-run-log';
+    void this.load();
+  }
+
+  async load(): Promise<void> {
+    let job: RemoteJobDetails;
+    try {
+      job = await request<RemoteJobDetails>(jobPath(this.team, this.name));
+    } catch (error) {
+      this.node.textContent = `Cannot show ${this.team}/${this.name}: ${(error as Error).message}`;
+      return;
+    }
+    const deployment = job.deployment;
+    const deployed = deployment
+      ? definitions([
+          ['version', deployment.version.slice(0, 12)],
+          ['schedule', deployment.schedule ? `${deployment.schedule} (${deployment.timezone})` : 'none: runs on demand'],
+          ['enabled', deployment.enabled ? 'yes' : 'no'],
+          ['next run', deployment.next_run_at ?? '—'],
+          ['arguments', JSON.stringify(deployment.arguments)],
+          ['executor', deployment.executor],
+          ['deployed', `${deployment.deployed_at} by ${deployment.deployed_by ?? '?'}`],
+          ['reason', deployment.reason ?? '—']
+        ])
+      : document.createTextNode('Not deployed.');
+    const refresh = document.createElement('button');
+    refresh.className = 'jp-mod-styled';
+    refresh.textContent = 'Refresh';
+    refresh.onclick = () => void this.load();
+    const properties = document.createElement('pre');
+    properties.textContent = JSON.stringify(job.properties, null, 2);
+    this.node.replaceChildren(
+      refresh,
+      section('Deployment', deployed),
+      section(`Executions (${job.executions.length} of ${job.executions_total})`, this.executions(job.executions)),
+      section('Log', this.logTitle, this.log),
+      section('Properties', properties)
+    );
+    if (job.executions.length) {
+      void this.showLog(job.executions[0]);
+    } else {
+      this.logTitle.textContent = 'No executions yet.';
+    }
+  }
+
+  private executions(executions: Execution[]): HTMLElement {
+    const table = document.createElement('table');
+    table.className = 'nbplane-executions';
+    const head = document.createElement('tr');
+    for (const title of ['id', 'status', 'started by', 'created', 'finished']) {
+      const th = document.createElement('th');
+      th.textContent = title;
+      head.appendChild(th);
+    }
+    table.appendChild(head);
+    for (const execution of executions) {
+      const row = document.createElement('tr');
+      row.title = 'Show its log';
+      row.onclick = () => void this.showLog(execution);
+      const status = document.createElement('td');
+      status.appendChild(statusBadge(execution.status));
+      const cells = [execution.id, execution.started_by ?? '', execution.created_at, execution.finished_at ?? ''].map(
+        text => {
+          const td = document.createElement('td');
+          td.textContent = text;
+          return td;
+        }
+      );
+      row.append(cells[0], status, ...cells.slice(1));
+      table.appendChild(row);
+    }
+    return table;
+  }
+
+  private async showLog(execution: Execution): Promise<void> {
+    this.logTitle.textContent = `Execution ${execution.id} (${execution.status})${execution.reason ? `: ${execution.reason}` : ''}`;
+    this.log.textContent = '';
+    let offset = 0;
+    try {
+      for (;;) {
+        const chunk = await request<LogChunk>(jobPath(this.team, this.name, 'executions', execution.id, 'logs'), {
+          query: { offset: String(offset) }
+        });
+        if (chunk.offset === offset) {
+          break;
+        }
+        this.log.textContent += chunk.text;
+        offset = chunk.offset;
+      }
+    } catch (error) {
+      this.log.textContent = `Cannot read the log: ${(error as Error).message}`;
+    }
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The side panel: the user's deployed jobs with their latest execution's status, refreshed
+ * while the panel is visible.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { LoginStatus, RemoteJob, RemoteJobs, request } from './api';
+
+const REFRESH_MS = 10000;
+
+function cell(text: string, className = ''): HTMLTableCellElement {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) {
+    td.className = className;
+  }
+  return td;
+}
+
+export function statusBadge(status: string): HTMLElement {
+  const badge = document.createElement('span');
+  badge.className = `nbplane-badge nbplane-status-${status.replace(/\s+/g, '-')}`;
+  badge.textContent = status;
+  return badge;
+}
+
+export class JobsPanel extends Widget {
+  private timer = 0;
+  private readonly header = document.createElement('div');
+  private readonly message = document.createElement('div');
+  private readonly table = document.createElement('table');
+
+  constructor(
+    private readonly openDetails: (team: string, name: string) => void,
+    private readonly login: () => void
+  ) {
+    super();
+    this.id = 'nbplane-jobs-panel';
+    this.addClass('nbplane-panel');
+    this.title.caption = 'nbplane jobs';
+    this.header.className = 'nbplane-panel-header';
+    this.message.className = 'nbplane-panel-message';
+    this.table.className = 'nbplane-jobs-table';
+    const title = document.createElement('h2');
+    title.textContent = 'nbplane jobs';
+    const refresh = document.createElement('button');
+    refresh.className = 'jp-mod-styled';
+    refresh.textContent = 'Refresh';
+    refresh.onclick = () => void this.refresh();
+    this.node.append(title, this.header, refresh, this.message, this.table);
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  protected onAfterHide(): void {
+    window.clearTimeout(this.timer);
+    this.timer = 0;
+  }
+
+  dispose(): void {
+    window.clearTimeout(this.timer);
+    super.dispose();
+  }
+
+  /** Read the jobs now, and again in a while if still visible. */
+  async refresh(): Promise<void> {
+    window.clearTimeout(this.timer);
+    this.timer = 0;
+    try {
+      const status = await request<LoginStatus>('status');
+      this.showStatus(status);
+      if (status.logged_in) {
+        this.showJobs(await request<RemoteJobs>('jobs'));
+      } else {
+        this.table.replaceChildren();
+      }
+    } catch (error) {
+      this.message.textContent = (error as Error).message;
+    }
+    if (this.isVisible && !this.isDisposed) {
+      this.timer = window.setTimeout(() => void this.refresh(), REFRESH_MS);
+    }
+  }
+
+  private showStatus(status: LoginStatus): void {
+    this.header.replaceChildren();
+    if (status.logged_in) {
+      this.header.textContent = `${status.user} at ${status.server_url}`;
+      this.message.textContent = '';
+      return;
+    }
+    this.message.textContent = status.message ?? 'Not logged in to an nbplane server.';
+    const button = document.createElement('button');
+    button.className = 'jp-mod-styled jp-mod-accept';
+    button.textContent = 'Log in';
+    button.onclick = () => this.login();
+    this.header.appendChild(button);
+  }
+
+  private showJobs(answer: RemoteJobs): void {
+    const head = document.createElement('tr');
+    for (const title of ['job', 'schedule', 'latest']) {
+      const th = document.createElement('th');
+      th.textContent = title;
+      head.appendChild(th);
+    }
+    const rows = answer.jobs.map(job => this.row(job));
+    this.table.replaceChildren(head, ...rows);
+    if (!answer.jobs.length) {
+      this.message.textContent = `No jobs yet in ${answer.teams.join(', ') || 'your teams'}: deploy one (nbplane → Deploy).`;
+    }
+  }
+
+  private row(job: RemoteJob): HTMLTableRowElement {
+    const row = document.createElement('tr');
+    row.className = 'nbplane-job-row';
+    row.dataset.job = `${job.team}/${job.name}`;
+    row.title = 'Open the job details';
+    row.onclick = () => this.openDetails(job.team, job.name);
+    const deployment = job.deployment;
+    const schedule = !deployment
+      ? 'not deployed'
+      : !deployment.schedule
+        ? 'on demand'
+        : `${deployment.schedule}${deployment.enabled ? '' : ' (disabled)'}`;
+    const latest = document.createElement('td');
+    const last = job.last_executions[0];
+    latest.appendChild(statusBadge(last ? last.status : 'no runs'));
+    row.append(cell(`${job.team}/${job.name}`, 'nbplane-job-name'), cell(schedule), latest);
+    return row;
+  }
+}

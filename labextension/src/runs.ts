@@ -1,0 +1,138 @@
+/**
+ * What the front end makes of a run the server describes: progress, and where a failed run
+ * failed (which notebook and cell, with the error to show there). Pure functions: unit-tested
+ * without JupyterLab.
+ */
+
+/** One step of a run, in run order (the server's `steps` entries). */
+export interface RunStep {
+  order: number;
+  name: string;
+  file: string;
+  kind: string;
+  cell_index: number | null;
+  cell_id: string | null;
+  sql: boolean;
+  status: string;
+  reason?: string | null;
+  started_at?: string | null;
+  finished_at?: string | null;
+}
+
+/** Where and why a run failed (the server's `error`). */
+export interface RunError {
+  step?: string | null;
+  file?: string | null;
+  cell_index?: number | null;
+  cell_id?: string | null;
+  line?: number | null;
+  message?: string | null;
+  summary?: string | null;
+  traceback?: string | null;
+}
+
+/** A run as `runs/{id}` describes it. */
+export interface RunState {
+  id: string;
+  directory: string;
+  status: string;
+  steps: RunStep[];
+  error: RunError | null;
+  log_size?: number;
+}
+
+export const FINAL_STATUSES = ['succeeded', 'failed', 'cancelled', 'skipped'];
+
+export function isFinal(status: string): boolean {
+  return FINAL_STATUSES.includes(status);
+}
+
+/** "2 of 5 steps done" and the share done, for a progress bar. */
+export function progress(steps: readonly RunStep[]): { done: number; total: number; text: string } {
+  const done = steps.filter(step => ['succeeded', 'skipped'].includes(step.status)).length;
+  const total = steps.length;
+  return { done, total, text: `${done} of ${total} step${total === 1 ? '' : 's'} done` };
+}
+
+/** The failing cell: the notebook's path (relative to the Jupyter root) and the cell in it. */
+export interface Failure {
+  path: string;
+  cellId: string | null;
+  cellIndex: number | null;
+  line: number | null;
+  text: string;
+}
+
+function join(directory: string, file: string): string {
+  return directory ? `${directory.replace(/\/+$/, '')}/${file}` : file;
+}
+
+/**
+ * Where a failed run failed, when that is a notebook cell; null for a run that did not fail or
+ * failed outside a notebook (a .py or .sql step, or before the first step).
+ */
+export function failureOf(run: RunState): Failure | null {
+  if (run.status !== 'failed' || !run.error) {
+    return null;
+  }
+  const error = run.error;
+  const failed = run.steps.find(step => step.status === 'failed');
+  const file = error.file ?? failed?.file;
+  if (!file || !file.endsWith('.ipynb')) {
+    return null;
+  }
+  const cellId = error.cell_id ?? failed?.cell_id ?? null;
+  const cellIndex = error.cell_index ?? failed?.cell_index ?? null;
+  if (cellId === null && cellIndex === null) {
+    return null;
+  }
+  return {
+    path: join(run.directory, file),
+    cellId,
+    cellIndex,
+    line: error.line ?? null,
+    text: errorText(error)
+  };
+}
+
+/** The error in words: the summary or message, then the user's traceback when there is one. */
+export function errorText(error: RunError): string {
+  const head = error.summary || error.message || 'the step failed';
+  const where = error.line ? ` (line ${error.line})` : '';
+  return error.traceback ? `${head}${where}\n\n${error.traceback}` : `${head}${where}`;
+}
+
+/** The index of the failing cell among cells (ids in notebook order); -1 when it is gone. */
+export function failingCellIndex(cellIds: readonly string[], failure: Failure): number {
+  if (failure.cellId !== null) {
+    const index = cellIds.indexOf(failure.cellId);
+    if (index >= 0) {
+      return index;
+    }
+  }
+  if (failure.cellIndex !== null && failure.cellIndex < cellIds.length) {
+    return failure.cellIndex;
+  }
+  return -1;
+}
+
+/** A server error body in words: its message, and the field it names. */
+export function serverErrorText(status: number, body: unknown): string {
+  if (body && typeof body === 'object') {
+    const data = body as Record<string, unknown>;
+    const message = [data.message, data.detail, data.reason].find(
+      value => typeof value === 'string' && value
+    ) as string | undefined;
+    if (message) {
+      const field = typeof data.field === 'string' && !message.includes(data.field) ? ` (${data.field})` : '';
+      return `${message}${field}`;
+    }
+  }
+  if (typeof body === 'string' && body.trim()) {
+    return body.trim();
+  }
+  if (status === 403 || status === 401) {
+    return 'not allowed: log in to nbplane (nbplane → Login) or reload JupyterLab';
+  }
+  return `the server answered ${status || 'nothing'}`;
+}

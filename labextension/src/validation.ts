@@ -1,0 +1,92 @@
+/**
+ * Checks of dialog input, run before anything is sent, so a typo is named at its field instead
+ * of coming back as a server error. Pure functions: unit-tested without JupyterLab.
+ */
+
+/** Job and team names, as the control plane accepts them (directory names, URL segments). */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+/** A checked value, or the field that is wrong and why. */
+export type Checked<T> =
+  | { ok: true; value: T }
+  | { ok: false; field: string; message: string };
+
+function fail<T>(field: string, message: string): Checked<T> {
+  return { ok: false, field, message };
+}
+
+/** A job or team name. */
+export function checkName(value: string, field = 'name'): Checked<string> {
+  const name = value.trim();
+  if (!name) {
+    return fail(field, `${field} is required`);
+  }
+  if (!NAME_PATTERN.test(name)) {
+    return fail(
+      field,
+      `${field} "${name}" must be 1-63 characters of lowercase letters, digits, "_", ".", "-", ` +
+        'starting with a letter or digit'
+    );
+  }
+  return { ok: true, value: name };
+}
+
+/** A directory relative to the Jupyter root, as the file browser shows it ('' is the root). */
+export function checkDirectory(value: string, field = 'directory'): Checked<string> {
+  const path = value.trim().replace(/^\/+|\/+$/g, '');
+  if (path.split('/').some(part => part === '..')) {
+    return fail(field, `${field} "${value}" must stay inside the Jupyter root (no "..")`);
+  }
+  return { ok: true, value: path };
+}
+
+/** Job arguments: a JSON object; empty means none. */
+export function checkArguments(
+  text: string,
+  field = 'arguments'
+): Checked<Record<string, unknown>> {
+  const trimmed = text.trim();
+  if (!trimmed) {
+    return { ok: true, value: {} };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(trimmed);
+  } catch (error) {
+    return fail(field, `${field} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return fail(field, `${field} must be a JSON object, like {"days": 7}`);
+  }
+  return { ok: true, value: parsed as Record<string, unknown> };
+}
+
+const CRON_NICKNAMES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
+
+/**
+ * A cron schedule: 5 fields (minute hour day month weekday) or 6 with seconds first. The server
+ * checks the fields' values; this catches an empty or truncated expression. Empty is allowed
+ * only when `required` is false (a deployment without a schedule runs on demand).
+ */
+export function checkSchedule(
+  text: string,
+  required: boolean,
+  field = 'schedule'
+): Checked<string | null> {
+  const schedule = text.trim().replace(/\s+/g, ' ');
+  if (!schedule) {
+    return required ? fail(field, `${field} is required, e.g. "0 6 * * *"`) : { ok: true, value: null };
+  }
+  if (CRON_NICKNAMES.includes(schedule)) {
+    return { ok: true, value: schedule };
+  }
+  const fields = schedule.split(' ').length;
+  if (fields !== 5 && fields !== 6) {
+    return fail(
+      field,
+      `${field} "${schedule}" has ${fields} field${fields === 1 ? '' : 's'}; a cron expression ` +
+        'has 5 (minute hour day month weekday) or 6 with seconds first, e.g. "*/15 * * * *"'
+    );
+  }
+  return { ok: true, value: schedule };
+}
