@@ -124,20 +124,26 @@ function sessionAction(session, label, method, suffix, done) {
 }
 
 function sessionSteps(session) {
+  const parts = [];
   if (session.status === "running") {
-    return session.ready ? "ready" : "waiting for the server to answer";
+    parts.push(el("div", {}, session.ready ? "ready" : "waiting for the server to answer"));
   }
-  if (!session.steps || session.steps.length === 0) return session.status === "starting" ? "…" : "";
-  const done = session.steps.filter((step) => step.status === "done").length;
-  return el("div", {},
-    el("progress", {
-      max: session.steps.length,
-      value: done,
-      "aria-label": `Session ${short(session.id)}: ${done} of ${session.steps.length} steps done`,
-    }),
-    el("ol", { className: "steps" }, session.steps.map((step) =>
-      el("li", { className: `step-${step.status}` },
-        `${step.name}: ${step.status}`, step.detail ? ` — ${step.detail}` : ""))));
+  const steps = session.steps || [];
+  if (steps.length === 0) return parts;
+  const done = steps.filter((step) => step.status === "done").length;
+  const list = el("ol", { className: "steps" }, steps.map((step) =>
+    el("li", { className: `step-${step.status}` },
+      `${step.name}: ${step.status}`, step.detail ? ` — ${step.detail}` : "")));
+  const summary = `${done} of ${steps.length} steps done`;
+  if (session.status !== "running") {
+    parts.push(el("progress", {
+      max: steps.length, value: done, "aria-label": `Session ${short(session.id)}: ${summary}`,
+    }));
+  }
+  // Steps stay readable once running, folded away; while starting or failed they show.
+  parts.push(el("details", { open: session.status !== "running" },
+    el("summary", {}, summary), list));
+  return parts;
 }
 
 function sessionCulling(session) {
@@ -189,7 +195,7 @@ async function startSession(event) {
   clearError("sessions-error");
   try {
     const session = await api("POST", "/api/v1/sessions", { resource_class: $("resource-class").value });
-    say(`Session ${short(session.id)} is starting.`);
+    say(`Started session ${short(session.id)} (${session.resource_class}).`);
   } catch (error) {
     showError("sessions-error", error);
   } finally {
@@ -342,7 +348,7 @@ async function signIn(event) {
     await showSignedIn(me);
   } catch (error) {
     $("sign-in-error").textContent = error.status === 401
-      ? "This token is unknown or revoked. Check it, or make a new one with `nbplane token create`."
+      ? "This token is unknown or revoked. Check it, or make a new one with nbplane token create."
       : error.message;
     input.focus();
   } finally {

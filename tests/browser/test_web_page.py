@@ -1,0 +1,182 @@
+"""The web page at ``/`` in a real Chromium against a real server on loopback (SQLite): sign-in
+and its errors, the cookie's protections, executions of jobs and notebook APIs, and a real
+session started, opened, hibernated, resumed and stopped from the page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Screenshot
+from tests.integration.api_notebooks import write_all
+from tests.integration.server_fixture import Server, nbplane, running_server
+from tests.integration.test_control import job_archive
+
+SESSION_TIMEOUT_MS = 120_000
+"""A session's Jupyter server may take a while on a busy 2-core machine."""
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[Server]:
+    """A server with the notebook APIs of the API tests; sessions start on demand (no pool)."""
+    notebooks = tmp_path / "apis"
+    notebooks.mkdir()
+    write_all(notebooks)
+    with running_server(notebooks, tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}",
+                        environment={"NBPLANE_SESSION_POOL_SIZE": "0"}) as running:
+        yield running
+
+
+@pytest.fixture
+def alice(web_server: Server) -> str:
+    """A token of alice, a member of team sales."""
+    env = web_server.environment
+    nbplane("user", "create", "alice", "--team", "sales", environment=env)
+    return nbplane("token", "create", "alice-browser", "--user", "alice",
+                   environment=env).stdout.strip()
+
+
+def sign_in(page: Page, server: Server, token: str) -> None:
+    page.goto(server.url + "/")
+    page.get_by_label("nbplane token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#user-name")).to_have_text("alice")
+
+
+def test_sign_in_errors_cookie_and_sign_out(
+        page: Page, web_server: Server, alice: str, screenshot: Screenshot) -> None:
+    url = web_server.url
+    page.goto(url + "/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.request.get(url + "/api/v1/me").status == 401, "no cookie: 401"
+
+    page.get_by_label("nbplane token").fill("nbp_not-a-real-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_contain_text("unknown or revoked")
+    expect(page.get_by_role("heading", name="Sessions")).to_be_hidden()
+    screenshot("wrong-token")
+
+    page.get_by_label("nbplane token").fill(alice)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#user-name")).to_have_text("alice")
+    for heading in ("Sessions", "Recent job executions", "Recent notebook API executions"):
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    expect(page.get_by_label("Resource class")).to_contain_text("small")
+    expect(page.get_by_text("No sessions yet")).to_be_visible()
+
+    cookie, = page.context.cookies()
+    assert cookie["name"] == "nbplane_token" and cookie["value"] == alice
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
+    assert page.evaluate("document.cookie") == "", "the page's script cannot read the token"
+    forged = page.request.post(url + "/api/v1/sessions", data={})
+    assert forged.status == 403 and "X-Nbplane-Csrf" in forged.json()["message"]
+    assert page.request.get(url + "/api/v1/sessions").json() == [], "nothing was started"
+
+    page.reload()
+    expect(page.locator("#user-name")).to_have_text("alice")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.context.cookies() == []
+    page.reload()
+    expect(page.get_by_label("nbplane token")).to_be_visible()
+    assert page.request.get(url + "/api/v1/me").status == 401
+
+    sign_in(page, web_server, alice)
+    nbplane("token", "revoke", "alice-browser", environment=web_server.environment)
+    expect(page.locator("#sign-in-error")).to_contain_text("no longer valid", timeout=60_000)
+    expect(page.get_by_role("heading", name="Sessions")).to_be_hidden()
+
+
+def test_job_and_api_executions_with_status_and_links(
+        page: Page, web_server: Server, alice: str, tmp_path: Path) -> None:
+    client = web_server.client
+    job = "/api/v1/teams/sales/jobs/daily"
+    assert client.post("/api/v1/teams/sales/jobs", json={"name": "daily"}).status_code == 201
+    archive = job_archive(tmp_path, "print('daily job says hi')")
+    assert client.post(f"{job}/versions", content=archive,
+                       headers={"content-type": "application/zip"}).status_code == 201
+    assert client.put(f"{job}/deployment", json={}).status_code == 200
+    started = client.post(f"{job}/executions", json={}).json()
+    done = client.get(f"{job}/executions/{started['id']}", params={"wait": 60}).json()
+    assert done["status"] == "completed", done
+    assert web_server.execute("double", {"x": 21})["status"] == "completed"
+    failed = client.post("/api/v1/notebooks/boom/executions", params={"wait": 30},
+                         json={"parameters": {"x": 5}}).json()
+    assert failed["status"] == "failed", failed
+
+    sign_in(page, web_server, alice)
+    job_row = page.locator(f"#job-rows tr[data-execution='{started['id']}']")
+    expect(job_row).to_contain_text("sales/daily")
+    expect(job_row).to_contain_text("completed")
+    expect(job_row).to_contain_text("1 of 1 succeeded")
+    api_rows = page.locator("#api-rows tr")
+    expect(api_rows).to_have_count(2)
+    expect(api_rows.nth(0)).to_contain_text("boom")
+    expect(api_rows.nth(0)).to_contain_text("failed")
+    expect(api_rows.nth(0)).to_contain_text("bad x 5")
+    expect(api_rows.nth(1)).to_contain_text("double")
+    expect(api_rows.nth(1)).to_contain_text("completed")
+
+    with page.context.expect_page() as opened:
+        job_row.get_by_role("link", name=re.compile("^Log of")).click()
+    log = opened.value
+    expect(log.locator("body")).to_contain_text("daily job says hi")
+    log.close()
+    with page.context.expect_page() as opened:
+        api_rows.nth(1).get_by_role("link", name=re.compile("as HTML")).click()
+    html = opened.value
+    expect(html.locator("body")).to_contain_text("save_output")
+    html.close()
+    output = api_rows.nth(1).get_by_role("link", name=re.compile("^Output of"))
+    assert page.request.get(web_server.url + str(output.get_attribute("href"))).json() == \
+        {"y": 42}
+
+
+def test_session_start_open_hibernate_resume_stop(
+        page: Page, web_server: Server, alice: str, screenshot: Screenshot) -> None:
+    sign_in(page, web_server, alice)
+    page.get_by_label("Resource class").select_option("large")
+    page.get_by_role("button", name="Start session").click()
+    expect(page.locator("#message")).to_contain_text("Started session")
+    row = page.locator("#session-rows tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("large")
+    session_id = str(row.get_attribute("data-session"))
+    screenshot("starting")
+
+    expect(row).to_have_attribute("data-status", "running", timeout=SESSION_TIMEOUT_MS)
+    expect(row).to_contain_text("ready", timeout=SESSION_TIMEOUT_MS)
+    expect(row.locator("details summary")).to_contain_text("steps done")
+    open_link = row.get_by_role("link", name=re.compile("^Open session"))
+    assert open_link.get_attribute("target") == "_blank"
+    assert "noopener" in str(open_link.get_attribute("rel"))
+    described = page.request.get(f"{web_server.url}/api/v1/sessions/{session_id}").json()
+    assert open_link.get_attribute("href") == described["url"]
+    assert described["token"] in str(described["url"])
+    screenshot("running")
+
+    with page.context.expect_page() as opened:
+        open_link.click()
+    lab = opened.value
+    lab.wait_for_load_state()
+    assert lab.url.startswith(str(described["server_url"])), lab.url
+    expect(lab).to_have_title(re.compile("JupyterLab|Jupyter Server"), timeout=60_000)
+    lab.close()
+
+    row.get_by_role("button", name=re.compile("^Hibernate")).click()
+    expect(row).to_have_attribute("data-status", "hibernated", timeout=SESSION_TIMEOUT_MS)
+    expect(row.get_by_role("link", name=re.compile("^Open"))).to_have_count(0)
+    screenshot("hibernated")
+
+    row.get_by_role("button", name=re.compile("^Resume")).click()
+    expect(row).to_have_attribute("data-status", "running", timeout=SESSION_TIMEOUT_MS)
+    expect(row.get_by_role("link", name=re.compile("^Open session"))).to_be_visible(
+        timeout=SESSION_TIMEOUT_MS)
+
+    row.get_by_role("button", name=re.compile("^Stop")).click()
+    expect(page.get_by_text("No sessions yet")).to_be_visible(timeout=SESSION_TIMEOUT_MS)
+    assert page.request.get(f"{web_server.url}/api/v1/sessions").json() == []
