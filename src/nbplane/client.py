@@ -38,6 +38,14 @@ from nbplane.control.models import (
 )
 from nbplane.control.oauth import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
 from nbplane.executions.models import ExecutionStatus
+from nbplane.sessions.models import (
+    CreateConnection,
+    CreateSession,
+    DescribeConnection,
+    DescribeResourceClass,
+    DescribeSession,
+    GrantConnection,
+)
 from nbplane.settings import get_settings
 
 CREDENTIALS_FILE = "credentials.json"
@@ -287,9 +295,9 @@ class NbplaneClient:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while True:
             decoder.reset()  # a character cut by a broken stream is asked for again
-            with self._stream("GET", path, params={"offset": offset, "follow": "true"}) as chunks:
+            with self._stream("GET", path, params={"offset": offset, "follow": "true"}) as stream:
                 try:
-                    for chunk in chunks:
+                    for chunk in stream.iter_bytes():
                         if text := decoder.decode(chunk):
                             offset += len(text)
                             yield text
@@ -321,6 +329,68 @@ class NbplaneClient:
         data = self._json("PATCH", f"{_job(team, job)}/secrets", json=body)
         return DescribeSecrets.model_validate(data)
 
+    # -- sessions
+
+    def session_resource_classes(self) -> list[DescribeResourceClass]:
+        return _CLASSES.validate_python(self._json("GET", "/api/v1/sessions/resource-classes"))
+
+    def create_session(self, request: CreateSession) -> DescribeSession:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return DescribeSession.model_validate(self._json("POST", "/api/v1/sessions", json=body))
+
+    def list_sessions(self, *, everyone: bool = False) -> list[DescribeSession]:
+        """The caller's sessions; with ``everyone``, all users' (admins)."""
+        data = self._json("GET", "/api/v1/sessions", params={"all": _flag(everyone)})
+        return _SESSIONS.validate_python(data)
+
+    def get_session(self, session: str) -> DescribeSession:
+        return DescribeSession.model_validate(self._json("GET", _session(session)))
+
+    def follow_session(self, session: str) -> Iterator[DescribeSession]:
+        """The session each time it changes, until it is running, failed or hibernated."""
+        from httpx_sse import EventSource
+
+        with self._stream("GET", f"{_session(session)}/events") as response:
+            for event in EventSource(response).iter_sse():
+                if event.event == "session":
+                    yield DescribeSession.model_validate_json(event.data)
+
+    def session_logs(self, session: str, tail: int = 200) -> str:
+        return self._request("GET", f"{_session(session)}/logs", params={"tail": tail}).text
+
+    def hibernate_session(self, session: str) -> DescribeSession:
+        data = self._json("POST", f"{_session(session)}/hibernate")
+        return DescribeSession.model_validate(data)
+
+    def resume_session(self, session: str) -> DescribeSession:
+        return DescribeSession.model_validate(self._json("POST", f"{_session(session)}/resume"))
+
+    def delete_session(self, session: str, *, purge: bool = False) -> None:
+        """Stop it for good; with ``purge`` its workspace is deleted too."""
+        self._request("DELETE", _session(session), params={"purge": _flag(purge)})
+
+    # -- connections (admins)
+
+    def create_connection(self, connection: CreateConnection) -> DescribeConnection:
+        body = connection.model_dump(mode="json")
+        return DescribeConnection.model_validate(self._json("POST", CONNECTIONS, json=body))
+
+    def list_connections(self) -> list[DescribeConnection]:
+        return _CONNECTIONS.validate_python(self._json("GET", CONNECTIONS))
+
+    def delete_connection(self, name: str) -> None:
+        self._request("DELETE", f"{CONNECTIONS}/{_segment(name)}")
+
+    def grant_connection(self, name: str, grant: GrantConnection) -> DescribeConnection:
+        body = grant.model_dump(mode="json", exclude_none=True)
+        data = self._json("POST", f"{CONNECTIONS}/{_segment(name)}/grants", json=body)
+        return DescribeConnection.model_validate(data)
+
+    def revoke_connection(self, name: str, grant: GrantConnection) -> DescribeConnection:
+        body = grant.model_dump(mode="json", exclude_none=True)
+        data = self._json("DELETE", f"{CONNECTIONS}/{_segment(name)}/grants", json=body)
+        return DescribeConnection.model_validate(data)
+
     # -- transport
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -336,8 +406,9 @@ class NbplaneClient:
         return response
 
     @contextmanager
-    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[bytes]]:
-        """The body as it arrives; failures to connect and error responses become ours."""
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """The response, its body read as it arrives; failures to connect and error responses
+        become ours."""
         request = self._http.build_request(method, path, timeout=STREAM_TIMEOUT, **kwargs)
         try:
             response = self._http.send(request, stream=True)
@@ -347,7 +418,7 @@ class NbplaneClient:
             if response.is_error:
                 response.read()
                 raise self._error(response)
-            yield response.iter_bytes()
+            yield response
         finally:
             response.close()
 
@@ -400,6 +471,13 @@ def _execution(team: str, job: str, execution: str) -> str:
     return f"{_job(team, job)}/executions/{_segment(execution)}"
 
 
+CONNECTIONS = "/api/v1/connections"
+
+
+def _session(session: str) -> str:
+    return f"/api/v1/sessions/{_segment(session)}"
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -407,3 +485,6 @@ def _flag(value: bool) -> str:
 _JOBS = TypeAdapter(list[DescribeJob])
 _VERSIONS = TypeAdapter(list[DescribeVersion])
 _PROPERTIES = TypeAdapter(dict[str, Any])
+_CLASSES = TypeAdapter(list[DescribeResourceClass])
+_SESSIONS = TypeAdapter(list[DescribeSession])
+_CONNECTIONS = TypeAdapter(list[DescribeConnection])

@@ -13,6 +13,7 @@ from nbplane.cli.job import job
 from nbplane.cli.login import login, logout
 from nbplane.cli.remote import REMOTE_COMMANDS
 from nbplane.cli.serve import serve, worker
+from nbplane.cli.session import connection, session
 from nbplane.cli.token import token
 from nbplane.cli.user import user
 from nbplane.errors import NbplaneError
@@ -28,7 +29,7 @@ def nbplane() -> None:
     pass
 
 
-for command in (job, serve, worker, token, user, login, logout):
+for command in (job, session, connection, serve, worker, token, user, login, logout):
     nbplane.add_command(command)
 for command in REMOTE_COMMANDS:
     job.add_command(command)

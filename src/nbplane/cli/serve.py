@@ -43,6 +43,15 @@ db_option = click.option(
 )
 
 
+def _reachable(host: str) -> str:
+    """The address a session on this machine reaches the server at (any-address binds too)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def _store_url(db: str | None) -> str:
     from nbplane.settings import get_settings
 
@@ -119,6 +128,7 @@ def serve(
         concurrency=max(concurrency, 1),
         pool_size=pool_size,
         max_body_bytes=max_body,
+        public_url=f"http://{_reachable(host)}:{port}",
     )
     shown = f"[{host}]" if ":" in host else host
     console.print(

@@ -18,7 +18,10 @@ from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
-from nbplane.server.routes import auth, executions, jobs, jupyrest, web
+from nbplane.server.routes import auth, connections, executions, jobs, jupyrest, sessions, web
+from nbplane.sessions.launchers import launcher_named
+from nbplane.sessions.plane import SessionPlane
+from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
 from nbplane.store import open_store
 
@@ -35,6 +38,9 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 64 * 1_048_576
     run_control: bool = True
+    public_url: str | None = None
+    """Where sessions reach this server (NBPLANE_URL inside them), unless
+    NBPLANE_SESSION_PUBLIC_URL says otherwise."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -54,12 +60,24 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
         app.state.control = ControlService(store, settings, settings.job_executor)
+        app.state.sessions = SessionService(
+            store,
+            settings,
+            launcher_named(settings.session_launcher, settings),
+            config.public_url,
+            auth=config.auth,
+        )
         plane = ControlPlane(app.state.control) if config.run_control else None
         if plane is not None:
             await plane.start()
+        session_plane = SessionPlane(app.state.sessions) if config.run_control else None
+        if session_plane is not None:
+            await session_plane.start()
         try:
             yield
         finally:
+            if session_plane is not None:
+                await session_plane.stop()
             if plane is not None:
                 await plane.stop()
             if worker is not None:
@@ -85,6 +103,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(jobs.router, tags=["jobs"])
     app.include_router(auth.router, tags=["auth"])
     app.include_router(jupyrest.router)
+    app.include_router(sessions.router, tags=["sessions"])
+    app.include_router(connections.router, tags=["connections"])
     web.install(app)
     app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
     return app

@@ -29,6 +29,7 @@ from nbplane.errors import StoreError
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus
 from nbplane.store.control import ControlStore
 from nbplane.store.executions import ExecutionStore
+from nbplane.store.sessions import SessionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
 from nbplane.store.tokens import TokenStore
 
@@ -49,7 +50,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -110,6 +111,10 @@ class Store:
     @property
     def control(self) -> ControlStore:
         return ControlStore(self.engine)
+
+    @property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.engine)
 
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:

@@ -254,3 +254,67 @@ job_execution_logs = Table(
     Column("text", Text, nullable=False),
 )
 """A job execution's output in chunks, appended while it runs so it can be followed live."""
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(255), nullable=False, index=True),
+    Column("anonymous", Boolean, nullable=False),
+    Column("resource_class", String(63), nullable=False),
+    Column("image", String(1024)),
+    Column("directory", String(1024)),
+    Column("repository", String(1024)),
+    Column("commit", String(255)),
+    Column("secrets", LargeBinary, nullable=False),
+    Column("token_name", String(255)),
+    Column("connections", JSON, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("action", String(16)),
+    Column("reason", Text),
+    Column("launcher", String(32), nullable=False),
+    Column("launcher_state", JSON),
+    Column("steps", JSON, nullable=False),
+    Column("url", String(1024)),
+    Column("ready", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ready_at", DateTime(timezone=True)),
+    Column("last_activity_at", DateTime(timezone=True)),
+    Column("hibernated_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""Users' Jupyter servers. ``secrets`` is Fernet ciphertext of the server's token, the
+session's nbplane token and the user's environment; every status change is a conditional
+UPDATE, so replicas sharing the database never both start, hibernate or delete a session."""
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("description", Text),
+    Column("is_default", Boolean, nullable=False),
+    Column("keys", JSON, nullable=False),
+    Column("secret", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+)
+"""Named credentials an admin defines; ``secret`` is Fernet ciphertext of the values, ``keys``
+their names (what list responses show)."""
+
+connection_grants = Table(
+    "connection_grants",
+    metadata,
+    Column(
+        "connection_id",
+        Integer,
+        ForeignKey("connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("grantee_kind", String(8), primary_key=True),
+    Column("grantee", String(255), primary_key=True),
+)
+"""Who may use a connection: a user (``grantee_kind`` 'user') or a team ('team')."""

@@ -13,14 +13,20 @@ LAUNCHERS = {
 
 
 def launcher_named(name: str, settings: Settings) -> SessionLauncher:
-    """The launcher called ``name``, imported only when chosen (kubernetes is heavy)."""
+    """The launcher called ``name``, imported only when chosen (kubernetes is heavy); a
+    ``package.module:Class`` name loads a launcher of one's own."""
     import importlib
 
-    if name not in LAUNCHERS:
+    if name not in LAUNCHERS and ":" not in name:
         raise ConfigError(
             f"unknown session launcher {name!r}; choose one of {', '.join(LAUNCHERS)}",
             field="NBPLANE_SESSION_LAUNCHER",
         )
-    module, _, attribute = LAUNCHERS[name].partition(":")
-    launcher: type[SessionLauncher] = getattr(importlib.import_module(module), attribute)
+    module, _, attribute = LAUNCHERS.get(name, name).partition(":")
+    try:
+        launcher: type[SessionLauncher] = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load session launcher {name!r}: {exc}", field="NBPLANE_SESSION_LAUNCHER"
+        ) from None
     return launcher(settings)

@@ -1,0 +1,135 @@
+"""The sessions API: ``/api/v1/sessions``. Thin: every rule lives in SessionService.
+
+Without a token a request is anonymous when NBPLANE_SESSION_ANONYMOUS is on: it may create a
+session (within the anonymous limits) and act on an anonymous session whose id it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from nbplane.control.models import DescribeCaller
+from nbplane.errors import NotFound, Unauthorized
+from nbplane.server.auth import caller
+from nbplane.sessions.models import CreateSession, DescribeResourceClass, DescribeSession
+from nbplane.sessions.service import ANONYMOUS_CALLER, SessionService
+
+router = APIRouter(prefix="/api/v1/sessions")
+EVENTS_POLL_SECONDS = 0.2
+
+
+def sessions(request: Request) -> SessionService:
+    service: SessionService = request.app.state.sessions
+    return service
+
+
+def session_caller(request: Request) -> DescribeCaller:
+    """The token's caller; with no credentials at all, the anonymous caller if allowed."""
+    try:
+        return caller(request)
+    except Unauthorized:
+        credentials = request.headers.get("authorization") or request.cookies
+        if credentials or not sessions(request).settings.session_anonymous:
+            raise
+        return ANONYMOUS_CALLER
+
+
+SessionCaller = Annotated[DescribeCaller, Depends(session_caller)]
+
+
+async def visible_session(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
+    """The session, or 404 before any response starts (a stream cannot change its status)."""
+    return await sessions(request).get(who, session_id)
+
+
+@router.get("/resource-classes", summary="The resource classes the caller may choose")
+def resource_classes(request: Request, who: SessionCaller) -> list[DescribeResourceClass]:
+    return sessions(request).resource_classes(who)
+
+
+@router.post("", status_code=201, summary="Start a session: a Jupyter server of the caller's")
+async def create(request: Request, body: CreateSession, who: SessionCaller) -> DescribeSession:
+    return await sessions(request).create(who, body)
+
+
+@router.get("", summary="The caller's sessions; `all=true`: everyone's (admins)")
+async def list_sessions(
+    request: Request,
+    who: SessionCaller,
+    everyone: Annotated[bool, Query(alias="all", description="Everyone's (admins).")] = False,
+) -> list[DescribeSession]:
+    return await sessions(request).list_sessions(who, everyone)
+
+
+@router.get("/{session_id}", summary="A session: status, steps, URL, culling times")
+async def get(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions(request).get(who, session_id)
+
+
+@router.get(
+    "/{session_id}/events",
+    response_class=EventSourceResponse,
+    summary="Server-sent `session` events, each the session as it changes, until it is "
+    "running, failed or hibernated (or deleted)",
+)
+async def events(
+    request: Request,
+    session_id: str,
+    who: SessionCaller,
+    described: Annotated[DescribeSession, Depends(visible_session)],
+) -> AsyncIterator[ServerSentEvent]:
+    service = sessions(request)
+    sent = None
+    while True:
+        text = described.model_dump_json()
+        if text != sent:
+            yield ServerSentEvent(raw_data=text, event="session", id=str(described.status))
+            sent = text
+        if described.status.settled or await request.is_disconnected():
+            return
+        await asyncio.sleep(EVENTS_POLL_SECONDS)
+        try:
+            described = await service.get(who, session_id)
+        except NotFound:
+            return
+
+
+@router.get(
+    "/{session_id}/logs",
+    response_class=PlainTextResponse,
+    summary="The last lines of the session's server output",
+)
+async def logs(
+    request: Request,
+    session_id: str,
+    who: SessionCaller,
+    tail: Annotated[int, Query(ge=1, le=10000, description="How many lines.")] = 200,
+) -> PlainTextResponse:
+    return PlainTextResponse(await sessions(request).logs(who, session_id, tail))
+
+
+@router.post("/{session_id}/hibernate", summary="Stop the server, keep its files")
+async def hibernate(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions(request).hibernate(who, session_id)
+
+
+@router.post("/{session_id}/resume", summary="Start a hibernated or failed session again")
+async def resume(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions(request).resume(who, session_id)
+
+
+@router.delete("/{session_id}", status_code=204, summary="Stop and forget a session")
+async def delete(
+    request: Request,
+    session_id: str,
+    who: SessionCaller,
+    purge: Annotated[bool, Query(description="Delete its workspace (files) too.")] = False,
+) -> Response:
+    await sessions(request).delete(who, session_id, purge)
+    return Response(status_code=204)

@@ -1,0 +1,110 @@
+"""Named connections an admin defines and grants, and the variables a session gets from them.
+
+A session of a user receives every connection granted to that user or to one of their teams:
+
+- ``NBPLANE_CONNECTION_<NAME>_<KEY>`` for each key of each connection (name and key in upper
+  case), e.g. ``NBPLANE_CONNECTION_WAREHOUSE_URL``, ``NBPLANE_CONNECTION_LAKE_BUCKET``;
+- ``NBPLANE_DB_URL``: the ``url`` of a granted ``database`` connection (the one marked default,
+  else the first by name), so ``job_input`` in the session queries that database;
+- ``NBPLANE_CONNECTIONS``: the granted connections' names, comma-separated.
+
+Values are sealed with the job secrets' Fernet key (NBPLANE_SECRET_KEY) before they are stored;
+only key names ever leave the server in a response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbplane.control.models import DescribeCaller
+from nbplane.errors import NotFound
+from nbplane.jobs.secrets import SecretBox
+from nbplane.sessions.models import (
+    ConnectionKind,
+    CreateConnection,
+    DescribeConnection,
+    GrantConnection,
+)
+from nbplane.settings import Settings
+from nbplane.store import Store
+
+PREFIX = "NBPLANE_CONNECTION_"
+
+
+def _admin(caller: DescribeCaller) -> None:
+    """Connections are an admin's business; anyone else is told there is nothing here."""
+    if not caller.admin:
+        raise NotFound("connections are managed by admins", field="connection")
+
+
+def _describe(row: dict[str, Any]) -> DescribeConnection:
+    return DescribeConnection.model_validate({**row, "default": row["is_default"]})
+
+
+class ConnectionService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.sessions = store.sessions
+        self.box = SecretBox(settings)
+
+    def create(self, caller: DescribeCaller, body: CreateConnection) -> DescribeConnection:
+        _admin(caller)
+        self.sessions.create_connection(
+            {
+                "name": body.name,
+                "kind": str(body.kind),
+                "description": body.description,
+                "is_default": body.default,
+                "keys": sorted(body.values),
+                "secret": self.box.seal(body.values),
+                "created_by": caller.user,
+            }
+        )
+        return self.get(caller, body.name)
+
+    def list_connections(self, caller: DescribeCaller) -> list[DescribeConnection]:
+        _admin(caller)
+        return [_describe(row) for row in self.sessions.connections()]
+
+    def get(self, caller: DescribeCaller, name: str) -> DescribeConnection:
+        _admin(caller)
+        return _describe(self.sessions.connection(name))
+
+    def delete(self, caller: DescribeCaller, name: str) -> None:
+        _admin(caller)
+        self.sessions.delete_connection(name)
+
+    def grant(self, caller: DescribeCaller, name: str, body: GrantConnection) -> DescribeConnection:
+        _admin(caller)
+        kind, grantee = body.grantee
+        self.sessions.grant(name, kind, grantee)
+        return self.get(caller, name)
+
+    def revoke(
+        self, caller: DescribeCaller, name: str, body: GrantConnection
+    ) -> DescribeConnection:
+        _admin(caller)
+        kind, grantee = body.grantee
+        if not self.sessions.revoke(name, kind, grantee):
+            raise NotFound(
+                f"connection {name!r} is not granted to {kind} {grantee!r}", field=str(kind)
+            )
+        return self.get(caller, name)
+
+    def environment(self, user: str, teams: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The names of the connections granted to this user and the variables they make."""
+        granted = self.sessions.granted(user, teams)
+        variables: dict[str, str] = {}
+        database: str | None = None
+        defaults = [row for row in granted if row["is_default"]]
+        for row in defaults + [row for row in granted if not row["is_default"]]:
+            values = self.box.open(row["secret"])
+            for key, value in values.items():
+                variables[f"{PREFIX}{row['name'].upper()}_{key.upper()}"] = str(value)
+            if row["kind"] == ConnectionKind.DATABASE and database is None:
+                database = str(values["url"])
+        if database is not None:
+            variables["NBPLANE_DB_URL"] = database
+        names = [row["name"] for row in granted]
+        if names:
+            variables["NBPLANE_CONNECTIONS"] = ",".join(names)
+        return names, variables

@@ -1,0 +1,240 @@
+"""The sessions' loop, run by every server replica against the shared database.
+
+Each turn it looks at every session that is not settled for good: a starting one is polled
+through its launcher until its server is ready (or fails, or misses
+NBPLANE_SESSION_START_TIMEOUT_SECONDS: failed with the tail of its logs); a running one is
+polled every few seconds, its Jupyter server asked for its own ``last_activity``
+(``GET {url}api/status``), and hibernated once idle for NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS;
+a hibernated one is deleted after NBPLANE_SESSION_HIBERNATED_DELETE_SECONDS (its workspace kept),
+an anonymous one at the end of its lifetime. A session left ``stopping`` by a replica that
+died mid-way is stopped again.
+
+The first turn, when the server starts, reconciles the records with what really runs: a
+``running`` session whose server is gone becomes ``failed`` with the launcher's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus
+from nbplane.sessions.models import SessionRecord, SessionStatus
+from nbplane.sessions.service import SessionService, db
+
+log = logging.getLogger("nbplane.sessions")
+
+TICK_SECONDS = 0.2
+"""How often starting sessions are polled: a ready server is seen within about this long."""
+RUNNING_POLL_SECONDS = 2.0
+"""How often a running session's server is polled and asked for its last activity."""
+STUCK_SECONDS = 30.0
+"""A session ``stopping`` unchanged this long lost the replica stopping it: stop it again."""
+ACTIVITY_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def steps_of(status: LaunchStatus) -> list[dict[str, Any]]:
+    return [
+        {"name": step.name, "status": str(step.status), "detail": step.detail}
+        for step in status.steps
+    ]
+
+
+class SessionPlane:
+    def __init__(self, service: SessionService) -> None:
+        self.service = service
+        self.records = service.records
+        self.launcher = service.launcher
+        self.settings = service.settings
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._polled: dict[str, float] = {}
+        """When this replica last polled each running session (monotonic)."""
+        self._busy: set[str] = set()
+        self._http = httpx.AsyncClient(timeout=ACTIVITY_TIMEOUT)
+        self._loop = asyncio.get_running_loop()
+        service.on_change.append(self._poke)
+
+    def _poke(self) -> None:
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def start(self) -> None:
+        await self.launcher.prepare()
+        await self.turn()  # reconcile before the first request is answered
+        self._task = asyncio.create_task(self._forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._http.aclose()
+        await self.launcher.close()
+
+    async def _forever(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.turn()
+            except Exception:  # a loop that dies would stop every session's watch
+                log.exception("session loop failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+
+    async def turn(self) -> None:
+        watched = (
+            SessionStatus.STARTING,
+            SessionStatus.RUNNING,
+            SessionStatus.STOPPING,
+            SessionStatus.HIBERNATED,
+        )
+        records = await db(self.records.list_sessions, None, watched)
+        seen = {record.id for record in records}
+        self._polled = {key: value for key, value in self._polled.items() if key in seen}
+        await asyncio.gather(*(self._guarded(record) for record in records))
+
+    async def _guarded(self, record: SessionRecord) -> None:
+        if record.id in self._busy:
+            return  # still being handled by an earlier turn
+        self._busy.add(record.id)
+        try:
+            await self.watch(record)
+        except Exception as exc:  # one session's trouble must not stall the others
+            log.exception("watching session %s failed", record.id)
+            await self.service.fail(record, f"nbplane failed watching it: {exc!r}")
+        finally:
+            self._busy.discard(record.id)
+
+    async def watch(self, record: SessionRecord) -> None:
+        current = now()
+        expired = record.expires_at is not None and current >= record.expires_at
+        if expired and record.status != SessionStatus.STOPPING:
+            await self.service.delete_record(record, purge=True)
+            return
+        if record.status == SessionStatus.STARTING:
+            await self._starting(record, current)
+        elif record.status == SessionStatus.RUNNING:
+            await self._running(record, current)
+        elif record.status == SessionStatus.HIBERNATED:
+            after = self.settings.session_hibernated_delete_seconds
+            if (
+                after
+                and record.hibernated_at
+                and current - record.hibernated_at > timedelta(seconds=after)
+            ):
+                await self.service.delete_record(record, purge=False)
+        elif current - record.updated_at > timedelta(seconds=STUCK_SECONDS):
+            await self._restop(record)
+
+    async def _starting(self, record: SessionRecord, current: datetime) -> None:
+        timeout = self.settings.session_start_timeout_seconds
+        late = current - record.started_at > timedelta(seconds=timeout)
+        if record.launcher_state is None:  # the replica starting it has not said how yet
+            if late:
+                await self.service.fail(record, "lost while starting: its nbplane server stopped")
+            return
+        status = await self.launcher.poll(self.service.spec(record), record.launcher_state)
+        if status.phase == LaunchPhase.RUNNING and status.ready:
+            await db(
+                self.records.transition,
+                record.id,
+                (SessionStatus.STARTING,),
+                status=SessionStatus.RUNNING,
+                ready=True,
+                ready_at=current,
+                last_activity_at=current,
+                url=status.url,
+                steps=steps_of(status),
+                reason=None,
+            )
+            self._polled[record.id] = time.monotonic()
+            return
+        if status.phase in (LaunchPhase.FAILED, LaunchPhase.STOPPED):
+            words = status.reason or "its server stopped before it was ready"
+            await self.service.fail(record, f"could not start: {words}", steps=steps_of(status))
+            return
+        if late:
+            await self.service.fail(
+                record, f"not ready {timeout:g} s after it was started (start timeout)"
+            )
+            return
+        steps = steps_of(status)
+        if steps != record.steps or status.url != record.url:
+            await db(
+                self.records.transition,
+                record.id,
+                (SessionStatus.STARTING,),
+                steps=steps,
+                url=status.url,
+            )
+
+    async def _running(self, record: SessionRecord, current: datetime) -> None:
+        last = self._polled.get(record.id)
+        if last is not None and time.monotonic() - last < RUNNING_POLL_SECONDS:
+            await self._cull(record, current)
+            return
+        self._polled[record.id] = time.monotonic()
+        status = await self.launcher.poll(self.service.spec(record), record.launcher_state or {})
+        if status.phase != LaunchPhase.RUNNING:
+            words = status.reason or f"the launcher sees it {status.phase}"
+            await self.service.fail(record, f"its server is gone: {words}", steps=steps_of(status))
+            return
+        activity = await self._last_activity(record, status.url or record.url)
+        if activity is not None and (
+            record.last_activity_at is None or activity > record.last_activity_at
+        ):
+            updated = await db(
+                self.records.transition,
+                record.id,
+                (SessionStatus.RUNNING,),
+                last_activity_at=activity,
+            )
+            if updated:
+                record = record.model_copy(update={"last_activity_at": activity})
+        await self._cull(record, current)
+
+    async def _cull(self, record: SessionRecord, current: datetime) -> None:
+        due = self.service.hibernate_at(record)
+        if due is not None and current >= due:
+            idle = self.settings.session_idle_hibernate_seconds
+            await self.service.hibernate_record(record, f"idle for {idle:g} s: hibernated")
+
+    async def _last_activity(self, record: SessionRecord, url: str | None) -> datetime | None:
+        """The Jupyter server's own last activity (kernels, terminals, API calls)."""
+        if url is None:
+            return None
+        token = self.service.spec(record).token
+        try:
+            response = await self._http.get(
+                f"{url.rstrip('/')}/api/status", headers={"Authorization": f"token {token}"}
+            )
+            response.raise_for_status()
+            stamp = datetime.fromisoformat(str(response.json()["last_activity"]))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
+
+    async def _restop(self, record: SessionRecord) -> None:
+        """Finish what a replica that died left half done."""
+        claimed = await db(
+            self.records.transition,
+            record.id,
+            (SessionStatus.STOPPING,),
+            updated_at=record.updated_at,
+        )
+        if not claimed:
+            return
+        if record.action == "hibernate":
+            await self.service.finish_hibernate(record, "hibernated")
+        else:
+            await self.service.finish_delete(record, purge=record.action == "purge")

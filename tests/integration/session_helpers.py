@@ -1,0 +1,164 @@
+"""What the session tests share: a server with sessions on, waiting for a session, and running
+code in a kernel of a session's real Jupyter server (REST to start it, its websocket to talk)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import database_url
+from tests.integration.server_fixture import Server, nbplane, running_server
+
+SESSIONS = "/api/v1/sessions"
+QUIET = {"NBPLANE_SESSION_POOL_SIZE": "0"}
+"""Two cores are shared by every test: no servers started ahead unless a test wants them."""
+_opened: list[httpx.Client] = []
+"""Clients of users made during a test, closed when its server stops."""
+
+
+def backend_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """nbplane's own database on the test's backend (the body of each module's fixture)."""
+    with database_url(request.param, tmp_path) as url:
+        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
+
+
+@contextmanager
+def session_server(tmp_path: Path, store_url: str, **environment: str) -> Iterator[Server]:
+    """``nbplane serve`` with the local launcher; sessions it leaves are stopped afterwards."""
+    notebooks = tmp_path / "apis"
+    notebooks.mkdir(exist_ok=True)
+    with running_server(notebooks, tmp_path / "home", store_url,
+                        environment={**QUIET, **environment}) as server:
+        try:
+            yield server
+        finally:
+            stop_all(server)
+            while _opened:
+                _opened.pop().close()
+
+
+def stop_all(server: Server) -> None:
+    """Delete every session, so no Jupyter server outlives its test."""
+    try:
+        found = server.client.get(SESSIONS, params={"all": "true"})
+    except httpx.HTTPError:
+        return
+    if found.status_code != 200:
+        return
+    for session in found.json():
+        server.client.delete(f"{SESSIONS}/{session['id']}", params={"purge": "true"})
+
+
+def user_token(server: Server, name: str, *teams: str) -> str:
+    """A new user (unless they exist) and a new token of theirs."""
+    created = f"{name}-{uuid.uuid4().hex[:6]}"
+    listed = nbplane("user", "list", "--output", "json", environment=server.environment).stdout
+    if name not in [user["name"] for user in json.loads(listed)]:
+        nbplane("user", "create", name, *[f"--team={team}" for team in teams],
+                environment=server.environment)
+    return nbplane("token", "create", created, "--user", name,
+                   environment=server.environment).stdout.strip()
+
+
+def as_user(server: Server, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = httpx.Client(base_url=server.url, headers=headers, timeout=60)
+    _opened.append(client)
+    return client
+
+
+def create(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = client.post(SESSIONS, json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait_status(client: httpx.Client, session_id: str, *wanted: str,
+                timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"{SESSIONS}/{session_id}")
+        assert response.status_code == 200, response.text
+        record = response.json()
+        if record["status"] in wanted:
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"session {session_id} not {wanted} after {timeout}s: {record}")
+
+
+def wait_gone(client: httpx.Client, session_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get(f"{SESSIONS}/{session_id}").status_code == 404:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"session {session_id} still there after {timeout}s")
+
+
+def events(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
+    """Every ``session`` event of the progress stream, until the server ends it."""
+    from httpx_sse import connect_sse
+
+    found = []
+    with connect_sse(client, "GET", f"{SESSIONS}/{session_id}/events") as source:
+        for event in source.iter_sse():
+            assert event.event == "session"
+            found.append(json.loads(event.data))
+    return found
+
+
+def jupyter(session: dict[str, Any]) -> httpx.Client:
+    """A client of the session's own Jupyter server, with its token."""
+    return httpx.Client(base_url=session["server_url"], timeout=30,
+                        headers={"Authorization": f"token {session['token']}"})
+
+
+def run_in_kernel(session: dict[str, Any], code: str, timeout: float = 60) -> str:
+    """Start a kernel on the session's server, run ``code``, return what it printed (an
+    error's traceback included), and shut the kernel down."""
+    import websocket
+
+    with jupyter(session) as http:
+        kernel = http.post("api/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        kernel_id = kernel.json()["id"]
+        base = session["server_url"].replace("http://", "ws://", 1)
+        socket = websocket.create_connection(
+            f"{base}api/kernels/{kernel_id}/channels?token={session['token']}", timeout=timeout)
+        try:
+            message_id = uuid.uuid4().hex
+            socket.send(json.dumps({
+                "header": {"msg_id": message_id, "msg_type": "execute_request", "username": "t",
+                           "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                "content": {"code": code, "silent": False, "store_history": False,
+                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+            }))
+            output: list[str] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                message = json.loads(socket.recv())
+                if message.get("parent_header", {}).get("msg_id") != message_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream":
+                    output.append(content["text"])
+                elif kind == "error":
+                    output.append("\n".join(content["traceback"]))
+                elif kind in ("execute_result", "display_data"):
+                    output.append(content["data"].get("text/plain", ""))
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return "".join(output)
+            raise AssertionError(f"the kernel did not finish in {timeout}s: {''.join(output)}")
+        finally:
+            socket.close()
+            http.delete(f"api/kernels/{kernel_id}")
