@@ -1,0 +1,328 @@
+"""nbplane in a real JupyterLab, driven through a real Chromium: the nbplane menu, the step
+toggle in the cell toolbar, a run with its live steps, a failing cell marked with its error,
+resume, and a deploy to a real nbplane server on loopback whose status the side panel shows.
+
+JupyterLab runs ``jupyter lab`` on a loopback port with the installed extension (built by
+``pip install``) and nbplane's server extension, in a temporary root directory; every test
+opens its own workspace so no layout carries over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import Screenshot
+from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
+
+RUN_TIMEOUT_MS = 120_000
+"""A run starts a Python process per job on a busy 2-core machine."""
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "jupyterlab.png"
+"""The README's picture of the JupyterLab flow, refreshed by the deploy test when
+NBPLANE_UPDATE_DOCS_SCREENSHOT=1."""
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    environment: dict[str, str]
+
+    def open(self, page: Page, workspace: str) -> None:
+        """Open JupyterLab in a fresh workspace and wait for the nbplane menu."""
+        page.goto(f"{self.url}lab/workspaces/{workspace}?reset&token={self.token}")
+        expect(menu_bar_item(page, "nbplane")).to_be_visible(timeout=60_000)
+
+    def create_job(self, name: str, team: str = "analytics") -> Path:
+        """A job folder from the scaffold, made by the CLI in the Jupyter root."""
+        nbplane(
+            "job",
+            "create",
+            name,
+            "--team",
+            team,
+            "--directory",
+            str(self.root),
+            environment=self.environment,
+        )
+        return self.root / name
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """``jupyter lab`` on loopback with nbplane's extensions; its own nbplane home and store."""
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root = base / "root"
+    root.mkdir()
+    config = base / "config"
+    (config / "labconfig").mkdir(parents=True)
+    # No "Jupyter news" pop-up over the page.
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    settings = base / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    # The scaffold's notebooks name no kernel: start the default one instead of asking.
+    (settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True})
+    )
+    home = base / "home"
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("NBPLANE_URL", "NBPLANE_TOKEN", "JUPYTER_CONFIG_DIR")
+    }
+    environment.update(
+        {
+            "NBPLANE_HOME": str(home),
+            "NBPLANE_STORE_URL": f"sqlite:///{home / 'nbplane.db'}",
+            "NBPLANE_DB_URL": f"sqlite:///{home / 'warehouse.sqlite'}",
+            "JUPYTER_CONFIG_DIR": str(config),
+            "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+    )
+    token = secrets.token_hex(16)
+    port = free_port()
+    log = base / "jupyterlab.log"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+        f"--LabApp.user_settings_dir={base / 'settings'}",
+        f"--LabApp.workspaces_dir={base / 'workspaces'}",
+    ]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, cwd=root, env=environment, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, token, process, log)
+        yield Lab(url, token, root, environment)
+    finally:
+        stop(process)
+
+
+def wait_ready(url: str, token: str, process: subprocess.Popen[str], log: Path) -> None:
+    """Until the server answers, and its nbplane extension does too."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited:\n{log.read_text()}")
+        try:
+            answer = httpx.get(
+                f"{url}nbplane/status", timeout=2, headers={"Authorization": f"token {token}"}
+            )
+            if answer.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"jupyter lab not ready in 120 s:\n{log.read_text()}")
+
+
+def menu_bar_item(page: Page, label: str) -> Locator:
+    return page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text=re.compile(f"^{label}$"))
+
+
+def menu(page: Page, item: str) -> None:
+    """Choose ``item`` from the nbplane menu."""
+    menu_bar_item(page, "nbplane").click()
+    page.locator(".lm-Menu .lm-Menu-item:not(.lm-mod-hidden)", has_text=item).first.click()
+
+
+def dialog(page: Page) -> Locator:
+    return page.locator(".jp-Dialog-content")
+
+
+def cells(page: Page) -> Locator:
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+
+
+def open_notebook(lab: Lab, page: Page, path: str) -> None:
+    page.goto(f"{lab.url}lab/workspaces/{secrets.token_hex(4)}/tree/{path}?reset&token={lab.token}")
+    expect(cells(page).first).to_be_visible(timeout=60_000)
+
+
+def run_from_menu(page: Page, item: str, directory: str) -> Locator:
+    """Run (or resume) ``directory`` from the menu; the run's view."""
+    menu(page, item)
+    form = dialog(page)
+    form.locator("input[name=directory]").fill(directory)
+    form.get_by_role("button", name=re.compile("^(Run|Resume)$")).click()
+    view = page.locator(".nbplane-run").last
+    expect(view).to_be_visible()
+    return view
+
+
+def wait_run(view: Locator, status: str) -> None:
+    expect(view).to_have_attribute(
+        "data-status", re.compile("succeeded|failed|cancelled"), timeout=RUN_TIMEOUT_MS
+    )
+    expect(view).to_have_attribute("data-status", status)
+
+
+def test_create_job_tag_steps_and_run(lab: Lab, page: Page, screenshot: Screenshot) -> None:
+    lab.open(page, "create")
+    menu(page, "Create job…")
+    form = dialog(page)
+    form.locator("input[name=name]").fill("Hello World")
+    form.get_by_role("button", name="Create").click()
+    # Checked before sending: the name's rule, at the name field.
+    expect(form.locator(".nbplane-form-error")).to_contain_text("lowercase letters")
+    expect(form.locator("input[name=name]")).to_have_attribute("aria-invalid", "true")
+    form.locator("input[name=name]").fill("hello")
+    form.get_by_role("button", name="Create").click()
+
+    # The scaffold's notebook opens with its three step cells numbered, SQL ones marked.
+    notebook = cells(page)
+    expect(notebook).to_have_count(5, timeout=60_000)
+    badges = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .nbplane-step-badge")
+    expect(badges).to_have_text(["step 1 · SQL", "step 2", "step 3 · SQL"])
+
+    # The last cell is not a step; the cell toolbar's button makes it one, numbered 4.
+    last = notebook.nth(4)
+    last.locator(".jp-InputArea-editor").click()
+    toggle = last.locator(".jp-cell-toolbar [data-command='nbplane:toggle-step']")
+    toggle.click()
+    expect(last.locator(".nbplane-step-badge")).to_have_text("step 4")
+    screenshot("tagged")
+    # ...and again makes it an exploration cell.
+    toggle.click()
+    expect(last.locator(".nbplane-step-badge")).to_have_count(0)
+    toggle.click()
+    expect(badges).to_have_count(4)
+
+    view = run_from_menu(page, "Run job…", "hello")
+    wait_run(view, "succeeded")
+    expect(view.locator(".nbplane-run-step")).to_have_count(4)
+    expect(view.locator(".nbplane-run-step[data-status=succeeded]")).to_have_count(4)
+    expect(view.locator(".nbplane-run-summary")).to_contain_text("4 of 4 steps done")
+    expect(view.locator(".nbplane-run-log")).to_contain_text("hello, world")
+    # The tag was saved before the run: the run read the notebook as shown.
+    saved = json.loads((lab.root / "hello" / "10_hello.ipynb").read_text())
+    assert "step" in saved["cells"][4]["metadata"]["tags"]
+
+
+def test_failing_cell_shows_its_error_then_resume(
+    lab: Lab, page: Page, screenshot: Screenshot
+) -> None:
+    lab.create_job("broken")
+    open_notebook(lab, page, "broken/10_hello.ipynb")
+    # Break the second step: its last line divides by zero.
+    editor = cells(page).nth(2).locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n1/0")
+    expect(editor).to_contain_text("1/0")
+
+    view = run_from_menu(page, "Run job…", "broken")
+    wait_run(view, "failed")
+    expect(view.locator(".nbplane-run-step[data-status=failed]")).to_have_count(1)
+    expect(view.locator(".nbplane-run-error")).to_contain_text("ZeroDivisionError")
+
+    # The failing cell is highlighted with the error, in the notebook itself.
+    failed = page.locator(".jp-NotebookPanel .nbplane-failed-cell")
+    expect(failed).to_have_count(1)
+    expect(failed.locator(".nbplane-cell-error")).to_contain_text("ZeroDivisionError")
+    expect(failed.locator(".cm-content")).to_contain_text("1/0")
+    screenshot("failed-cell")
+
+    # Fix the cell (drop the last line), then resume: the first step is not run again.
+    editor = failed.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Shift+Home")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    expect(editor).not_to_contain_text("1/0")
+    view = run_from_menu(page, "Resume job…", "broken")
+    wait_run(view, "succeeded")
+    expect(view.locator(".nbplane-run-step").first).to_have_attribute("data-status", "skipped")
+    expect(view.locator(".nbplane-run-step[data-status=succeeded]")).to_have_count(2)
+    expect(page.locator(".jp-NotebookPanel .nbplane-failed-cell")).to_have_count(0)
+
+
+@pytest.fixture
+def nbplane_server(tmp_path: Path) -> Iterator[Server]:
+    notebooks = tmp_path / "apis"
+    notebooks.mkdir()
+    with running_server(
+        notebooks, tmp_path / "server-home", f"sqlite:///{tmp_path / 'server.db'}"
+    ) as server:
+        yield server
+
+
+def test_login_deploy_and_status_in_the_panel(
+    lab: Lab, page: Page, nbplane_server: Server, screenshot: Screenshot
+) -> None:
+    environment = nbplane_server.environment
+    nbplane("user", "create", "alice", "--team", "analytics", environment=environment)
+    token = nbplane(
+        "token", "create", "alice-lab", "--user", "alice", environment=environment
+    ).stdout.strip()
+    lab.create_job("daily")
+    open_notebook(lab, page, "daily/10_hello.ipynb")
+
+    menu(page, "Login…")
+    form = dialog(page)
+    form.locator("input[name=url]").fill(nbplane_server.url)
+    form.locator("input[name=token]").fill("nbp_not-a-real-token")
+    form.get_by_role("button", name="Log in with token").click()
+    # The server's refusal, in words, in the reopened dialog.
+    expect(form.locator(".nbplane-form-error")).to_be_visible()
+    form.locator("input[name=token]").fill(token)
+    form.get_by_role("button", name="Log in with token").click()
+    expect(dialog(page)).to_have_count(0)
+
+    menu(page, "Deploy job…")
+    form = dialog(page)
+    form.locator("input[name=directory]").fill("daily")
+    form.locator("input[name=schedule]").fill("*/5 *")
+    form.locator("input[name=reason]").fill("first deploy from JupyterLab")
+    form.locator("input[name=run_first]").check()
+    form.get_by_role("button", name="Deploy").click()
+    expect(form.locator(".nbplane-form-error")).to_contain_text("has 2 fields")
+    form.locator("input[name=schedule]").fill("*/5 * * * *")
+    form.get_by_role("button", name="Deploy").click()
+
+    # The side panel shows the job and its execution, until that execution ends.
+    panel = page.locator("#nbplane-jobs-panel")
+    expect(panel).to_be_visible()
+    expect(panel).to_contain_text("alice at")
+    row = panel.locator("tr[data-job='analytics/daily']")
+    expect(row).to_contain_text("*/5 * * * *")
+    # The panel reads the jobs again every few seconds while it is visible.
+    expect(row.locator(".nbplane-badge")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
+    screenshot("panel")
+    if os.environ.get("NBPLANE_UPDATE_DOCS_SCREENSHOT") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_SCREENSHOT))
+
+    # The job's details: deployment, executions and the log of the latest one.
+    row.click()
+    details = page.locator(".nbplane-details").last
+    expect(details).to_contain_text("first deploy from JupyterLab")
+    expect(details.locator(".nbplane-executions .nbplane-badge").first).to_have_text("completed")
+    expect(details.locator(".nbplane-run-log")).to_contain_text("hello, world")
