@@ -34,7 +34,8 @@ class User:
 
 @dataclass
 class Client(ClientMixin):
-    """A public client (no secret) that may redirect to any loopback port, as RFC 8252 asks."""
+    """A public client (no secret) that may redirect to any loopback port, as RFC 8252 asks;
+    the path is the CLI's ``/callback`` or the nbplane Jupyter extension's callback."""
 
     client_id: str
 
@@ -48,9 +49,9 @@ class Client(ClientMixin):
         return scope
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        parts = urlsplit(redirect_uri)
+        parts = urlsplit(redirect_uri)  # the CLI's callback, or a Jupyter server's
         return parts.scheme == "http" and parts.hostname == "127.0.0.1" and (
-            parts.path == "/callback")
+            parts.path == "/callback" or parts.path.endswith("/nbplane/oauth/callback"))
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False

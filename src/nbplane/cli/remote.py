@@ -23,6 +23,7 @@ from rich.table import Table
 from nbplane.cli.commands import DocumentedArgument, DocumentedCommand
 from nbplane.cli.job import job_directory, output_format, parse_arguments
 from nbplane.errors import ConfigError, Conflict, NotFound
+from nbplane.remote_jobs import checked_name, current_version, deploy_directory, only_team
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -50,39 +51,13 @@ team_option = click.option(
 )
 
 
-def checked_name(value: str, what: str, field: str) -> str:
-    """Names the server would refuse are refused here, before anything is sent."""
-    from nbplane.control.models import check_name
-
-    try:
-        return check_name(value, what)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=field) from None
-
-
 @contextmanager
 def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
     """The logged-in client and the team to act in."""
     from nbplane.client import NbplaneClient
 
     with NbplaneClient.from_credentials() as client:
-        yield client, checked_name(team, "team", "team") if team else _only_team(client)
-
-
-def _only_team(client: NbplaneClient) -> str:
-    caller = client.me()
-    if len(caller.teams) == 1:
-        return caller.teams[0]
-    if not caller.teams:
-        raise ConfigError(
-            f"{caller.user} is in no team on {client.url}: pass --team TEAM, or have an admin "
-            f"run `nbplane user join {caller.user} TEAM`",
-            field="team",
-        )
-    raise ConfigError(
-        f"{caller.user} is in teams {', '.join(caller.teams)}: pass --team to say which",
-        field="team",
-    )
+        yield client, checked_name(team, "team", "team") if team else only_team(client)
 
 
 def _when(moment: datetime | None, zone: str = " UTC") -> str:
@@ -113,18 +88,6 @@ def _status(execution: DescribeJobExecution) -> str:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
-
-
-def _export(directory: Path) -> bytes:
-    """The zip ``nbplane job export`` writes, as bytes."""
-    import tempfile
-
-    from nbplane.jobs.scaffold import export_job
-
-    with tempfile.TemporaryDirectory(prefix="nbplane-deploy-") as scratch:
-        path = Path(scratch) / "job.zip"
-        export_job(directory, path)
-        return path.read_bytes()
 
 
 @click.command(
@@ -173,12 +136,8 @@ def deploy(
     arguments: str | None,
     reason: str | None,
 ) -> None:
-    from nbplane.control.models import CreateJob, DeployJob, UpdateDeployment
-    from nbplane.jobs.definition import load_config
+    from nbplane.client import NbplaneClient
 
-    archive = _export(directory)
-    config = load_config(directory)
-    name = checked_name(name or config.name, "job name", "name")
     given: dict[str, Any] = {
         key: value
         for key, value in {
@@ -192,20 +151,12 @@ def deploy(
     if arguments is not None:
         given["arguments"] = parse_arguments(arguments)
     console = Console()
-    with _remote(team or config.team) as (client, team):
-        try:
-            client.create_job(team, CreateJob(name=name, description=config.description))
-            console.print(f"created job {escape(team)}/{escape(name)}", highlight=False)
-        except Conflict:
-            pass  # it exists: this is a redeploy
-        version = client.upload_version(team, name, archive)
-        changes = {"version": version.id, **given}
-        if client.get_job(team, name).deployment is None:
-            deployment = client.deploy(team, name, DeployJob.model_validate(changes))
-        else:
-            deployment = client.update_deployment(
-                team, name, UpdateDeployment.model_validate(changes)
-            )
+    with NbplaneClient.from_credentials() as client:
+        deployed = deploy_directory(client, directory, team=team, name=name, changes=given)
+    team, name = deployed.team, deployed.name
+    version, deployment = deployed.version, deployed.deployment
+    if deployed.created:
+        console.print(f"created job {escape(team)}/{escape(name)}", highlight=False)
     console.print(
         f"deployed {escape(team)}/{escape(name)} version [bold]{version.id[:12]}[/] "
         f"({len(version.steps)} steps, {version.size} bytes)",
@@ -647,7 +598,7 @@ def download(name: str, team: str | None, target: Path | None, version: str | No
         raise ConfigError(f"{target} is not empty; pick another with -o DIR", field="output")
     with _remote(team) as (client, team):
         if version is None:
-            version = _current_version(client, team, name)
+            version = current_version(client, team, name)
         archive = client.download_version(team, name, version)
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
@@ -660,16 +611,6 @@ def download(name: str, team: str | None, target: Path | None, version: str | No
         f"{escape(version[:12])} into {escape(str(target))}",
         highlight=False,
     )
-
-
-def _current_version(client: NbplaneClient, team: str, name: str) -> str:
-    deployment = client.get_job(team, name).deployment
-    if deployment is not None:
-        return deployment.version
-    versions = client.list_versions(team, name)
-    if not versions:
-        raise NotFound(f"job {team}/{name} has no versions yet", field="version")
-    return max(versions, key=lambda described: described.created_at).id
 
 
 @click.command(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nbplane.cli.commands import DocumentedArgument, NbplaneGroup
 from nbplane.cli.job import output_format
-from nbplane.cli.remote import checked_name
+from nbplane.remote_jobs import checked_name
 
 if TYPE_CHECKING:
     from nbplane.store import Store
