@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,16 @@ class KubeClient:
         call: Callable[..., Any],
         *args: Any,
         missing_ok: bool = False,
+        none_on: Collection[int] = (),
         **kwargs: Any,
     ) -> Any:
         """Run a blocking client call in a thread; API errors become ConfigErrors in words.
-        With ``missing_ok``, a 404 returns None."""
+        With ``missing_ok``, a 404 returns None; so does any status in ``none_on`` (409: it
+        exists already)."""
         try:
             return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as exc:
-            if missing_ok and exc.status == 404:
+            if (missing_ok and exc.status == 404) or exc.status in none_on:
                 return None
             raise api_error(exc, doing, namespace) from None
         except urllib3.exceptions.HTTPError as exc:
@@ -63,10 +65,26 @@ class KubeClient:
                 f"cannot reach the Kubernetes API at {host} to {doing}: {exc}", field="kubeconfig"
             ) from None
 
+    async def delete(
+        self, doing: str, namespace: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> None:
+        """A delete call, no error if it is gone. Its answer is not parsed: some API versions
+        answer a Status where the client expects the object (a Service on 1.20)."""
+        response = await self.call(
+            doing, namespace, call, *args, missing_ok=True, _preload_content=False, **kwargs
+        )
+        if response is not None:
+            await asyncio.to_thread(_drain, response)
+
     async def close(self) -> None:
         if self._api is not None:
             await asyncio.to_thread(self._api.close)
             self._api = None
+
+
+def _drain(response: urllib3.BaseHTTPResponse) -> None:
+    response.drain_conn()
+    response.release_conn()
 
 
 def load_client(kubeconfig: Path | None) -> client.ApiClient:

@@ -184,6 +184,34 @@ class Settings(BaseSettings):
         description="Kubernetes launcher: storage class of workspace volumes (default: the "
         "cluster's).",
     )
+    kubernetes_session_workspace: str = Field(
+        default="/home/jovyan",
+        pattern=r"^/",
+        description="Kubernetes launcher: where the workspace volume is mounted in the session's "
+        "container; it is the server's root directory and HOME, so files and settings survive "
+        "hibernation.",
+    )
+    kubernetes_session_ports: str = Field(
+        default="8888",
+        pattern=r"^\d{1,5}(-\d{1,5})?$",
+        description="Kubernetes launcher: the port sessions' servers listen on, or a range "
+        "LOW-HIGH from which each session gets its own. Pods have their own IP, so one port "
+        "does; a range is for clusters whose pods share the node's network (hostNetwork, the "
+        "loopback test cluster), where two sessions on one node would collide.",
+    )
+    kubernetes_session_url_template: str = Field(
+        default="http://{service}.{namespace}.svc:{port}/",
+        description="Kubernetes launcher: where nbplane and users reach a session's server; "
+        "placeholders {service}, {namespace}, {port}, {session}. Its path is the server's base "
+        "URL (e.g. https://hub.example.com/sessions/{session}/ behind an ingress).",
+    )
+    kubernetes_session_trusted_images: str = Field(
+        default="",
+        description="Kubernetes launcher: comma-separated patterns (fnmatch) of images used "
+        "without asking their registry whether they exist, e.g. 'registry.internal/*' for a "
+        "private registry; '*' turns the check off. Other images are looked up anonymously "
+        "(Docker Registry API v2) when a session is created; the default image is trusted.",
+    )
 
     @property
     def resolved_store_url(self) -> str:

@@ -4,7 +4,15 @@
 status so the controllers (Jobs, StatefulSets, Deployments) work, stops processes of deleted pods,
 and serves container logs to the apiserver like the kubelet (``/containerLogs``, CRI log files).
 
-Not emulated: images, volumes, resource limits, init containers, liveness and startup probes."""
+Volumes: the node provisions a directory for each PersistentVolumeClaim of a pod it binds (a
+hostPath PersistentVolume bound to the claim, as a dynamic provisioner would) and gives an emptyDir
+a directory of the pod. There are no mount namespaces, so a mount is emulated by translating the
+mount path where it appears in the container's command, args, env values and workingDir to that
+directory: a server started with ``--root-dir=/home/jovyan`` writes into the claim's directory,
+which outlives the pod.
+
+Not emulated: images, other volumes, resource limits, init containers, liveness and startup
+probes."""
 
 from __future__ import annotations
 
@@ -64,6 +72,11 @@ def log_timestamp(moment: datetime.datetime) -> str:
 
 class ConfigError(Exception):
     """A container's environment cannot be resolved (yet): CreateContainerConfigError."""
+
+
+class VolumeNotReady(Exception):
+    """A volume cannot be mounted yet (its claim is not bound): the container keeps waiting in
+    ContainerCreating, as with the kubelet."""
 
 
 @dataclass
@@ -151,12 +164,27 @@ class Container:
             resolved = self.runner.env_value(variable.name, variable.value_from)
             if resolved is not None:
                 env[variable.name] = resolved
-        command = [expand(part, env) for part in self.spec.command or []]
-        args = [expand(part, env) for part in self.spec.args or []]
+        mounts = self.mounts()
+        for variable in self.spec.env or []:
+            if variable.value_from is None:
+                env[variable.name] = translate(env[variable.name], mounts)
+        command = [translate(expand(part, env), mounts) for part in self.spec.command or []]
+        args = [translate(expand(part, env), mounts) for part in self.spec.args or []]
         self.argv = command + args
         self.env = env
         if self.spec.working_dir:
-            self.cwd = Path(self.spec.working_dir)
+            self.cwd = Path(translate(self.spec.working_dir, mounts))
+
+    def mounts(self) -> dict[str, Path]:
+        """Mount path -> the directory standing in for it, longest paths first."""
+        volumes = self.runner.volumes()
+        found: dict[str, Path] = {}
+        for mount in self.spec.volume_mounts or []:
+            if mount.name in volumes:
+                directory = volumes[mount.name] / (mount.sub_path or "")
+                directory.mkdir(parents=True, exist_ok=True)
+                found[mount.mount_path.rstrip("/") or "/"] = directory
+        return dict(sorted(found.items(), key=lambda item: -len(item[0])))
 
     def start(self) -> None:
         """Start a new instance: its own process group, output into a CRI-format log file."""
@@ -285,7 +313,9 @@ class Container:
         else:
             state = {"waiting": {"reason": "CrashLoopBackOff",
                                  "message": f"back-off restarting container {self.name}"}}
-        last = self.previous
+        # Waiting to restart, the run that ended is the last state (also before the runner
+        # has handled its exit).
+        last = self.previous if state.get("waiting") is None or instance is None else instance
         return {
             "name": self.name, "image": self.spec.image or "", "imageID": "",
             "containerID": f"nbplane://{self.runner.uid}/{self.name}/{self.restart_count}",
@@ -304,6 +334,14 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(match.group(1), match.group(0))
 
     return _REFERENCE.sub(replace, text)
+
+
+def translate(text: str, mounts: dict[str, Path]) -> str:
+    """``text`` with each mount path (as a whole path or its prefix) replaced by its directory."""
+    for path, directory in mounts.items():
+        text = re.sub(re.escape(path) + r"(?=/|$|[^-\w.])",
+                      lambda _, target=str(directory): target, text)
+    return text
 
 
 def _pump(stream: IO[bytes], kind: str, output: BinaryIO, lock: threading.Lock) -> None:
@@ -372,11 +410,13 @@ class PodRunner:
 
     def _run(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        retry = 0.05  # a claim binds in moments; a missing Secret may take long
         while errors := self._configure():
             log.info("%s: waiting for configuration: %s", self.key, errors)
             self._publish()
             try:
-                event = self.events.get(timeout=2)
+                event = self.events.get(timeout=retry)
+                retry = min(2.0, retry * 2)
             except queue.Empty:
                 continue
             if event[0] == "stop":
@@ -407,7 +447,38 @@ class PodRunner:
             except ConfigError as error:
                 container.waiting = ("CreateContainerConfigError", str(error))
                 errors.append(str(error))
+            except VolumeNotReady as error:
+                container.waiting = ("ContainerCreating", str(error))
+                errors.append(str(error))
         return errors
+
+    def volumes(self) -> dict[str, Path]:
+        """The pod's volumes the node can stand in for, by name: a claim's provisioned
+        directory (once the claim is bound), an emptyDir's directory in the pod's."""
+        assert self.pod.spec
+        found: dict[str, Path] = {}
+        for volume in self.pod.spec.volumes or []:
+            if volume.empty_dir is not None:
+                found[volume.name] = self.directory / "volumes" / volume.name
+            elif volume.persistent_volume_claim is not None:
+                found[volume.name] = self.claimed(volume.persistent_volume_claim.claim_name)
+        return found
+
+    def claimed(self, claim: str) -> Path:
+        try:
+            found = self.api.read_namespaced_persistent_volume_claim(claim, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise VolumeNotReady(f'persistentvolumeclaim "{claim}" not found') from None
+            raise
+        assert found.spec and found.status
+        if found.status.phase != "Bound" or not found.spec.volume_name:
+            raise VolumeNotReady(f'persistentvolumeclaim "{claim}" is not bound')
+        volume = self.api.read_persistent_volume(found.spec.volume_name)
+        assert volume.spec
+        if volume.spec.host_path is None:
+            raise ConfigError(f"volume {found.spec.volume_name} is not one the node provisioned")
+        return Path(volume.spec.host_path.path)
 
     def _exited(self, container: Container, instance: Instance) -> None:
         if instance is not container.instance:
@@ -625,6 +696,7 @@ class Node:
         phase = pod.status.phase if pod.status else None
         if not spec.node_name:
             if meta.deletion_timestamp is None and phase == "Pending":
+                self.provision(pod)
                 self.bind(pod)
             return
         if spec.node_name != self.name:
@@ -650,6 +722,48 @@ class Node:
             runner = self.runners.pop(uid, None)
         if runner is not None:
             runner.stop(0)
+
+    def provision(self, pod: client.V1Pod) -> None:
+        """Play a dynamic provisioner for the pod's claims that have no volume: a directory and
+        a hostPath PersistentVolume bound to the claim (the controller-manager binds the claim
+        to it). Retained on release; the directories go with the cluster's work dir."""
+        assert pod.metadata and pod.spec
+        namespace = pod.metadata.namespace or ""
+        for volume in pod.spec.volumes or []:
+            if volume.persistent_volume_claim is None:
+                continue
+            try:
+                claim = self.api.read_namespaced_persistent_volume_claim(
+                    volume.persistent_volume_claim.claim_name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    continue  # the pod waits in ContainerCreating
+                raise
+            assert claim.metadata and claim.spec
+            if claim.spec.volume_name:
+                continue
+            name = f"pvc-{claim.metadata.uid}"
+            directory = self.workdir / "volumes" / name
+            directory.mkdir(parents=True, exist_ok=True)
+            requests = claim.spec.resources.requests if claim.spec.resources else None
+            persistent = client.V1PersistentVolume(
+                metadata=client.V1ObjectMeta(name=name, labels={"nbplane.io/node": self.name}),
+                spec=client.V1PersistentVolumeSpec(
+                    capacity={"storage": (requests or {}).get("storage", "1Gi")},
+                    access_modes=claim.spec.access_modes or ["ReadWriteOnce"],
+                    storage_class_name=claim.spec.storage_class_name or "",
+                    persistent_volume_reclaim_policy="Retain",
+                    host_path=client.V1HostPathVolumeSource(path=str(directory)),
+                    claim_ref=client.V1ObjectReference(
+                        api_version="v1", kind="PersistentVolumeClaim", namespace=namespace,
+                        name=claim.metadata.name, uid=claim.metadata.uid)))
+            try:
+                self.api.create_persistent_volume(persistent)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                continue
+            log.info("provisioned %s for %s/%s", name, namespace, claim.metadata.name)
 
     def bind(self, pod: client.V1Pod) -> None:
         """Do the scheduler's job (there is only one node). The Status the API returns does not
