@@ -24,7 +24,9 @@ Login (the token is kept by the Jupyter server in ``NBPLANE_HOME/credentials.jso
 - ``GET oauth/start?url=SERVER`` -> ``{authorize_url, redirect_uri}``: open ``authorize_url`` in a
   new tab. The provider sends the browser back to ``redirect_uri``
   (``{base_url}nbplane/oauth/callback`` on this Jupyter server, as the browser reaches it, so
-  JupyterHub's ``/user/NAME/`` prefix is kept; the provider must allow it as a redirect URI);
+  JupyterHub's ``/user/NAME/`` prefix is kept; behind a proxy that ends TLS, Jupyter must
+  trust its X-Forwarded headers (``ServerApp.trust_xheaders``) to see https; the provider must
+  allow the callback as a redirect URI);
   the callback saves the login and shows "logged in, you can close this tab" (or the reason it
   failed, with a 4xx). Poll ``status`` to see the result.
 
