@@ -85,10 +85,12 @@ async def until(
     phase: LaunchPhase,
     timeout: float = 120,
 ) -> LaunchStatus:
-    """Poll as the session service does until the phase (or a failure) is reached."""
+    """Poll as the session service does until the phase (running: and ready) or a failure."""
     deadline = time.monotonic() + timeout
     status = await launcher.poll(spec, state)
-    while status.phase is not phase and status.phase is not LaunchPhase.FAILED:
+    while status.phase is not LaunchPhase.FAILED and (
+        status.phase is not phase or (phase is LaunchPhase.RUNNING and not status.ready)
+    ):
         if time.monotonic() > deadline:
             raise AssertionError(f"not {phase} after {timeout} s: {status}")
         await asyncio.sleep(0.2)
@@ -442,16 +444,13 @@ def test_server_that_fails_to_start_fails_with_its_exit_code_and_output(
     status, logs = run(scenario())
 
     assert status.phase is LaunchPhase.FAILED and not status.ready
-    assert status.reason is not None
-    assert status.reason.startswith("the server exited with code 3; its last output:\n")
-    assert "starting the lab" in status.reason
-    assert "error: no module named notebook_shim" in status.reason
+    assert status.reason == "the server exited with code 3"  # its output is in the logs
     steps = {step.name: step for step in status.steps}
     assert steps["volume"].status is steps["scheduled"].status is StepStatus.DONE
     assert steps["container"] == LaunchStep(
         "container", StepStatus.FAILED, "the server exited with code 3"
     )
-    assert "error: no module named notebook_shim" in logs
+    assert logs.splitlines()[-2:] == ["starting the lab", "error: no module named notebook_shim"]
 
 
 def test_missing_command_fails_in_words(settings: Settings, tmp_path: Path) -> None:

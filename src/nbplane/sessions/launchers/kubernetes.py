@@ -48,8 +48,6 @@ USERS_GROUP = 100
 volume is writable to it, as in KubeSpawner and Zero to JupyterHub."""
 STOP_GRACE_SECONDS = 15
 """Time Jupyter gets on SIGTERM to shut its kernels down."""
-REASON_LOG_LINES = 15
-"""Lines of the server's output quoted in the reason of a failure."""
 ANSWER_TIMEOUT = 2.0
 """Seconds a ready check of the server's API may take."""
 REGISTRY_TIMEOUT = 10.0
@@ -362,8 +360,12 @@ class KubernetesLauncher(SessionLauncher):
     # poll and logs
 
     async def poll(self, spec: SessionSpec, state: dict[str, Any]) -> LaunchStatus:
-        """From the StatefulSet, its pod, the volume claim and their events; API errors raise
-        (a ConfigError in words) rather than guess how the session is doing."""
+        """From the StatefulSet, its pod, the volume claim and their events. ``running`` once
+        the server's container runs, ``ready`` once the pod is Ready and the server answers
+        ``api/status`` with the token; a server that stops answering for a while (the
+        readiness probe failing) is still running. A failure's reason does not quote the
+        server's output: ``logs`` has it. API errors raise (a ConfigError in words) rather
+        than guess how the session is doing."""
         api = await self.kube.api()
         core = client.CoreV1Api(api)
         namespace, name = self._where(spec, state)
@@ -404,11 +406,6 @@ class KubernetesLauncher(SessionLauncher):
         )
         events = await self._events(core, namespace, pod, claim)
         status = describe(pod, claim, events)
-        if status.phase is LaunchPhase.FAILED and pod is not None and _crashed(pod):
-            output = await self._log(core, namespace, pod, REASON_LOG_LINES)
-            if output.strip():
-                reason = f"{status.reason}; its last output:\n{output.rstrip()}"
-                status = LaunchStatus(status.phase, steps=status.steps, reason=reason)
         return LaunchStatus(status.phase, url=url, steps=status.steps, reason=status.reason)
 
     async def _answers(self, url: str | None, token: str) -> bool:
@@ -535,8 +532,9 @@ def describe(
 ) -> LaunchStatus:
     """Steps, phase and reason of a session not (yet) ready, from its pod, volume claim and
     their events: the volume bound, the pod scheduled, the image pulled, the container
-    running, the server ready. A pull error, a crash, a container that cannot be created, an
-    unschedulable pod (unless the cluster is scaling up for it) or an evicted pod fail it."""
+    running (the phase is then ``running``, not ready), the server ready. A pull error, a
+    crash, a container that cannot be created, an unschedulable pod (unless the cluster is
+    scaling up for it) or an evicted pod fail it."""
     steps = [_volume_step(claim, events)]
     if pod is None:
         steps += [LaunchStep(name, StepStatus.PENDING) for name in STEPS[1:]]
@@ -547,19 +545,21 @@ def describe(
             _scheduled_step(pod, events),
             image,
             _container_step(pod, container, pulled=image.status is StepStatus.DONE),
-            LaunchStep(
-                "ready",
-                StepStatus.RUNNING
-                if container and container.state and container.state.running
-                else StepStatus.PENDING,
-            ),
         ]
+        started = steps[-1].status is StepStatus.DONE
+        steps.append(
+            LaunchStep("ready", StepStatus.RUNNING, "waiting for the server to answer")
+            if started
+            else LaunchStep("ready", StepStatus.PENDING)
+        )
     failures = [s.detail or s.name for s in steps if s.status is StepStatus.FAILED]
     if pod is not None and pod.status and pod.status.phase in ("Failed", "Succeeded"):
         said = ": ".join(part for part in (pod.status.reason, pod.status.message) if part)
         failures.append(said or f"its pod {pod.status.phase.lower()}")
     if failures:
         return LaunchStatus(LaunchPhase.FAILED, steps=steps, reason="; ".join(failures))
+    if steps[-1].status is StepStatus.RUNNING:
+        return LaunchStatus(LaunchPhase.RUNNING, steps=steps)
     return LaunchStatus(LaunchPhase.STARTING, steps=steps)
 
 
