@@ -23,7 +23,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         store_url = url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nb.db'}"
         notebooks = tmp_path / "apis"
         notebooks.mkdir()
-        with running_server(notebooks, tmp_path / "home", store_url) as running:
+        with running_server(notebooks, tmp_path / "home", store_url,
+                            environment={"NBPLANE_SESSION_POOL_SIZE": "0"}) as running:
             yield running
 
 
