@@ -93,6 +93,7 @@ from pydantic import BaseModel, ValidationError
 from nbplane import errors
 from nbplane.client import forget_login
 from nbplane.control.models import ExecuteJob
+from nbplane.jobs.definition import Job, load_job
 from nbplane.jupyter.login import OAuthLogins, describe_login, log_in, remote_client
 from nbplane.jupyter.models import CreateJobDirectory, DeployDirectory, LogIn, StartRun
 from nbplane.jupyter.runs import LocalRuns, describe_steps, inside_root
@@ -146,14 +147,14 @@ class NbplaneHandler(APIHandler):
         except ValidationError as exc:
             raise invalid(exc) from None
 
-    def query(self, name: str, *, required: bool = True) -> str | None:
+    def query(self, name: str) -> str:
         value = self.get_query_argument(name, None)
-        if value is None and required:
+        if value is None:
             raise errors.InvalidInput(f"the query parameter {name} is required", field=name)
         return value
 
     def offset(self) -> int:
-        text = self.query("offset", required=False) or "0"
+        text = self.get_query_argument("offset", None) or "0"
         if not text.isdigit():
             raise errors.InvalidInput(
                 f"offset must be a whole number >= 0, got {text!r}", field="offset"
@@ -201,7 +202,7 @@ class NbplaneHandler(APIHandler):
 class StatusHandler(NbplaneHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        url = self.query("url", required=False)
+        url = self.get_query_argument("url", None)
         self.reply(await self.call(lambda: describe_login(url)))
 
 
@@ -224,7 +225,6 @@ class OAuthStartHandler(NbplaneHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         url = self.query("url")
-        assert url is not None
         redirect_uri = callback_url(self)
         logins: OAuthLogins = self.settings["nbplane_oauth"]
         authorize_url = await self.call(lambda: logins.start(url, redirect_uri))
@@ -269,7 +269,6 @@ class JobsHandler(NbplaneHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        from nbplane.jobs.definition import load_job
         from nbplane.jobs.scaffold import create_job
 
         body = self.body(CreateJobDirectory)
@@ -298,7 +297,7 @@ class JobsHandler(NbplaneHandler):
         self.reply(await self.call(jobs))
 
 
-def describe_job(root: Path, job: Any) -> dict[str, Any]:
+def describe_job(root: Path, job: Job) -> dict[str, Any]:
     return {
         "directory": str(job.directory.relative_to(root)),
         "name": job.name,
@@ -310,10 +309,7 @@ def describe_job(root: Path, job: Any) -> dict[str, Any]:
 class JobHandler(NbplaneHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        from nbplane.jobs.definition import load_job
-
         path = self.query("directory")
-        assert path is not None
         directory = inside_root(self.root, path)
         self.reply(await self.call(lambda: describe_job(self.root, load_job(directory))))
 
@@ -336,7 +332,7 @@ class RunsHandler(NbplaneHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        path = self.query("directory", required=False)
+        path = self.get_query_argument("directory", None)
 
         def listed() -> dict[str, Any]:
             return {"runs": [self.runs.describe(run) for run in self.runs.find(path)]}
@@ -414,7 +410,7 @@ class RemoteJobHandler(NbplaneHandler):
 
     @tornado.web.authenticated
     async def delete(self, team: str, name: str) -> None:
-        force = self.query("force", required=False) in ("true", "1")
+        force = self.get_query_argument("force", None) in ("true", "1")
 
         def delete() -> None:
             with remote_client() as client:
@@ -453,7 +449,7 @@ class ExecutionLogHandler(NbplaneHandler):
 class DownloadHandler(NbplaneHandler):
     @tornado.web.authenticated
     async def get(self, team: str, name: str) -> None:
-        version = self.query("version", required=False)
+        version = self.get_query_argument("version", None)
 
         def download() -> bytes:
             with remote_client() as client:

@@ -93,6 +93,7 @@ class LocalRuns:
         self.logs = get_settings().home / "jupyter-runs"
         self._runs: dict[str, LocalRun] = {}
         self._lock = threading.Lock()
+        self._starting = threading.Lock()
         self._store: Store | None = None
 
     @property
@@ -115,12 +116,16 @@ class LocalRuns:
         job = load_job(directory)
         if from_step is not None:
             job.find_step(from_step)
-        with self._lock:
-            busy = [run for run in self._runs.values() if run.directory == job.directory]
-            if any(run.alive for run in busy):
+        with self._starting:  # two starts of one job at once: one of them is refused
+            if any(run.alive for run in self.find(path)):
                 raise Conflict(
                     f"{path} is running already; wait for it or cancel it", field="directory"
                 )
+            return self._start(job, arguments=arguments, resume=resume, from_step=from_step)
+
+    def _start(
+        self, job: Job, *, arguments: dict[str, Any], resume: bool, from_step: str | None
+    ) -> LocalRun:
         known = self.store.list_runs(str(job.directory), limit=1)
         command = [sys.executable, "-m", "nbplane", "job", "run", str(job.directory)]
         command += ["--arguments", json.dumps(arguments)]
@@ -208,7 +213,7 @@ class LocalRuns:
             "status": status,
             "run_id": record.id if record else None,
             "created_at": run.created_at.isoformat(),
-            "finished_at": _finished_at(record, status),
+            "finished_at": _finished_at(record),
             "steps": _steps(run, record, status),
             "error": _error(run, record, status),
             "log_size": run.log.stat().st_size if run.log.exists() else 0,
@@ -250,7 +255,7 @@ class LocalRuns:
         return record
 
 
-def _finished_at(record: DescribeRun | None, status: str) -> str | None:
+def _finished_at(record: DescribeRun | None) -> str | None:
     if record is not None and record.finished_at is not None:
         return record.finished_at.isoformat()
     return None
