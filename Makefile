@@ -57,6 +57,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/api_vs_jupyrest.py
 	$(BIN)/python bench/control_plane.py
+	$(BIN)/python bench/sessions_vs_jupyterhub.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

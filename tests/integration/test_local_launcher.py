@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ START_TIMEOUT = 90.0
 SECRET = "s3cr3t-value-42"
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(main())  # type: ignore[arg-type]
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())
 
 
 def settings(tmp_path: Path, pool: int = 0, **fields: Any) -> Settings:
@@ -125,7 +125,7 @@ def run_in_kernel(url: str, spec: SessionSpec, state: dict[str, Any], code: str)
     connection = Path(state["server_dir"]) / "runtime" / f"kernel-{answer.json()['id']}.json"
     client = BlockingKernelClient()
     client.load_connection_file(str(connection))
-    client.start_channels()
+    client.start_channels(hb=False)  # heartbeats miss on a busy machine: wait for the reply
     try:
         client.wait_for_ready(timeout=START_TIMEOUT)
         out: list[str] = []

@@ -239,11 +239,14 @@ class LocalLauncher(SessionLauncher):
             return LaunchStatus(LaunchPhase.STARTING, steps=steps)
         how = "started ahead of time, handed out" if state.get("pooled") else "started"
         steps.append(LaunchStep("server", StepStatus.DONE, f"{how}: pid {pid}, {url}"))
-        if await self._answers(url, spec.token):
-            steps.append(LaunchStep("ready", StepStatus.DONE, "answers api/status"))
-            return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=True, steps=steps)
-        steps.append(LaunchStep("ready", StepStatus.RUNNING, "waiting for api/status"))
-        return LaunchStatus(LaunchPhase.STARTING, url=url, steps=steps)
+        # A server that listens runs; one busy for a while (a kernel holding it) is not gone.
+        ready = await self._answers(url, spec.token)
+        steps.append(
+            LaunchStep("ready", StepStatus.DONE, "answers api/status")
+            if ready
+            else LaunchStep("ready", StepStatus.RUNNING, "waiting for api/status")
+        )
+        return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=ready, steps=steps)
 
     async def hibernate(self, spec: SessionSpec, state: dict[str, Any]) -> dict[str, Any]:
         await self._stop_process(state)
@@ -462,36 +465,12 @@ class LocalLauncher(SessionLauncher):
         next_spawn = loop.time()
         while True:
             self._pool_wake.clear()
-            for member in list(self._pool):
-                if member not in self._pool or member.url is not None:
-                    continue
-                ended, code = self._ended(member.pid, member.started)
-                if ended:
-                    self._pool.remove(member)
-                    failures += 1
-                    next_spawn = loop.time() + min(POOL_MAX_BACKOFF_SECONDS, 2.0**failures)
-                    log.warning(
-                        "a pooled Jupyter server exited with code %s: %s",
-                        code,
-                        _tail(member.directory / LOG_NAME, 5),
-                    )
-                    await self._discard(member)
-                    continue
-                url = _bound_url(member.directory, member.pid)
-                if url is not None and await self._answers(url, member.token):
-                    member.url = url
-                    failures = 0
-            for member in [m for m in self._pool if m.url is not None]:
-                if self._ended(member.pid, member.started)[0]:
-                    self._pool.remove(member)
-                    await self._discard(member)
-            while len(self._pool) < self.settings.session_pool_size and loop.time() >= next_spawn:
-                try:
-                    self._pool.append(await asyncio.to_thread(self._spawn_pooled))
-                except Exception:
-                    log.exception("could not start a pooled Jupyter server")
-                    failures += 1
-                    next_spawn = loop.time() + min(POOL_MAX_BACKOFF_SECONDS, 2.0**failures)
+            try:
+                failures, next_spawn = await self._pool_turn(failures, next_spawn)
+            except Exception:  # a pool task that dies would leave every create on demand
+                log.exception("keeping the pool of Jupyter servers failed; retrying")
+                failures += 1
+                next_spawn = loop.time() + min(POOL_MAX_BACKOFF_SECONDS, 2.0**failures)
             starting = any(member.url is None for member in self._pool)
             short = len(self._pool) < self.settings.session_pool_size
             wait = POOL_CHECK_SECONDS if starting else POOL_IDLE_SECONDS
@@ -499,6 +478,36 @@ class LocalLauncher(SessionLauncher):
                 wait = max(POOL_CHECK_SECONDS, next_spawn - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._pool_wake.wait(), wait)
+
+    async def _pool_turn(self, failures: int, next_spawn: float) -> tuple[int, float]:
+        """Drop servers that died, note the ones that answer, start the missing ones."""
+        loop = asyncio.get_running_loop()
+        for member in list(self._pool):
+            if member not in self._pool or member.url is not None:
+                continue
+            ended, code = self._ended(member.pid, member.started)
+            if ended:
+                self._pool.remove(member)
+                failures += 1
+                next_spawn = loop.time() + min(POOL_MAX_BACKOFF_SECONDS, 2.0**failures)
+                log.warning(
+                    "a pooled Jupyter server exited with code %s: %s",
+                    code,
+                    _tail(member.directory / LOG_NAME, 5),
+                )
+                await self._discard(member)
+                continue
+            url = _bound_url(member.directory, member.pid)
+            if url is not None and await self._answers(url, member.token):
+                member.url = url
+                failures = 0
+        for member in [m for m in self._pool if m.url is not None]:
+            if self._ended(member.pid, member.started)[0]:
+                self._pool.remove(member)
+                await self._discard(member)
+        while len(self._pool) < self.settings.session_pool_size and loop.time() >= next_spawn:
+            self._pool.append(await asyncio.to_thread(self._spawn_pooled))
+        return failures, next_spawn
 
     async def _stop_abandoned_pool(self) -> None:
         """Stop pooled servers that an nbplane server, now gone, left unassigned."""
