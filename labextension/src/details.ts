@@ -27,7 +27,11 @@ function definitions(entries: [string, string][]): HTMLElement {
   return list;
 }
 
+const REFRESH_MS = 3000;
+const FINAL_EXECUTION = ['completed', 'failed', 'timed_out', 'cancelled'];
+
 export class JobDetails extends Widget {
+  private timer = 0;
   private readonly log = document.createElement('pre');
   private readonly logTitle = document.createElement('div');
 
@@ -44,7 +48,14 @@ export class JobDetails extends Widget {
     void this.load();
   }
 
+  dispose(): void {
+    window.clearTimeout(this.timer);
+    super.dispose();
+  }
+
+  /** Read the job again; again in a while as long as an execution is still going. */
   async load(): Promise<void> {
+    window.clearTimeout(this.timer);
     let job: RemoteJobDetails;
     try {
       job = await request<RemoteJobDetails>(jobPath(this.team, this.name));
@@ -82,6 +93,9 @@ export class JobDetails extends Widget {
       void this.showLog(job.executions[0]);
     } else {
       this.logTitle.textContent = 'No executions yet.';
+    }
+    if (!this.isDisposed && job.executions.some(execution => !FINAL_EXECUTION.includes(execution.status))) {
+      this.timer = window.setTimeout(() => void this.load(), REFRESH_MS);
     }
   }
 

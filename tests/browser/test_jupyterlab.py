@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,13 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Screenshot
+from tests.conftest import BACKENDS, database_url
 from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
 
 RUN_TIMEOUT_MS = 120_000
 """A run starts a Python process per job on a busy 2-core machine."""
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "jupyterlab.png"
-"""The README's picture of the JupyterLab flow, refreshed by the deploy test when
+"""The README's picture of the JupyterLab flow (a failed run at its cell), refreshed when
 NBPLANE_UPDATE_DOCS_SCREENSHOT=1."""
 
 
@@ -156,6 +158,11 @@ def dialog(page: Page) -> Locator:
     return page.locator(".jp-Dialog-content")
 
 
+def notification(page: Page, text: str) -> Locator:
+    """A JupyterLab notification (toast) that contains ``text``."""
+    return page.locator(".Toastify__toast", has_text=text).first
+
+
 def cells(page: Page) -> Locator:
     return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
 
@@ -248,6 +255,9 @@ def test_failing_cell_shows_its_error_then_resume(
     expect(failed.locator(".nbplane-cell-error")).to_contain_text("ZeroDivisionError")
     expect(failed.locator(".cm-content")).to_contain_text("1/0")
     screenshot("failed-cell")
+    if os.environ.get("NBPLANE_UPDATE_DOCS_SCREENSHOT") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_SCREENSHOT))
 
     # Fix the cell (drop the last line), then resume: the first step is not run again.
     editor = failed.locator(".cm-content")
@@ -264,41 +274,54 @@ def test_failing_cell_shows_its_error_then_resume(
     expect(page.locator(".jp-NotebookPanel .nbplane-failed-cell")).to_have_count(0)
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-def nbplane_server(tmp_path: Path) -> Iterator[Server]:
+def nbplane_server(backend: str, tmp_path: Path) -> Iterator[Server]:
+    """A real nbplane server on loopback, its store on SQLite or PostgreSQL."""
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
-    with running_server(
-        notebooks, tmp_path / "server-home", f"sqlite:///{tmp_path / 'server.db'}"
-    ) as server:
+    with (
+        database_url(backend, tmp_path) as store_url,
+        running_server(notebooks, tmp_path / "server-home", store_url) as server,
+    ):
         yield server
 
 
-def test_login_deploy_and_status_in_the_panel(
-    lab: Lab, page: Page, nbplane_server: Server, screenshot: Screenshot
-) -> None:
-    environment = nbplane_server.environment
-    nbplane("user", "create", "alice", "--team", "analytics", environment=environment)
+def log_in(page: Page, server: Server, user: str, team: str) -> None:
+    """A new user of ``team`` on the server, logged in from the nbplane menu with a token."""
+    environment = server.environment
+    nbplane("user", "create", user, "--team", team, environment=environment)
     token = nbplane(
-        "token", "create", "alice-lab", "--user", "alice", environment=environment
+        "token", "create", f"{user}-lab", "--user", user, environment=environment
     ).stdout.strip()
-    lab.create_job("daily")
-    open_notebook(lab, page, "daily/10_hello.ipynb")
-
     menu(page, "Login…")
     form = dialog(page)
-    form.locator("input[name=url]").fill(nbplane_server.url)
+    form.locator("input[name=url]").fill(server.url)
     form.locator("input[name=token]").fill("nbp_not-a-real-token")
     form.get_by_role("button", name="Log in with token").click()
     # The server's refusal, in words, in the reopened dialog.
     expect(form.locator(".nbplane-form-error")).to_be_visible()
     form.locator("input[name=token]").fill(token)
     form.get_by_role("button", name="Log in with token").click()
-    expect(dialog(page)).to_have_count(0)
+    expect(notification(page, f"as {user}.")).to_be_visible()
+
+
+def test_login_deploy_and_status_in_the_panel(
+    lab: Lab, page: Page, nbplane_server: Server, backend: str, screenshot: Screenshot
+) -> None:
+    name = f"daily-{backend}"
+    lab.create_job(name)
+    open_notebook(lab, page, f"{name}/10_hello.ipynb")
+    log_in(page, nbplane_server, "alice", "analytics")
 
     menu(page, "Deploy job…")
     form = dialog(page)
-    form.locator("input[name=directory]").fill("daily")
+    form.locator("input[name=directory]").fill(name)
     form.locator("input[name=schedule]").fill("*/5 *")
     form.locator("input[name=reason]").fill("first deploy from JupyterLab")
     form.locator("input[name=run_first]").check()
@@ -311,14 +334,11 @@ def test_login_deploy_and_status_in_the_panel(
     panel = page.locator("#nbplane-jobs-panel")
     expect(panel).to_be_visible()
     expect(panel).to_contain_text("alice at")
-    row = panel.locator("tr[data-job='analytics/daily']")
+    row = panel.locator(f"tr[data-job='analytics/{name}']")
     expect(row).to_contain_text("*/5 * * * *")
     # The panel reads the jobs again every few seconds while it is visible.
     expect(row.locator(".nbplane-badge")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
     screenshot("panel")
-    if os.environ.get("NBPLANE_UPDATE_DOCS_SCREENSHOT") == "1":
-        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS_SCREENSHOT))
 
     # The job's details: deployment, executions and the log of the latest one.
     row.click()
@@ -326,3 +346,59 @@ def test_login_deploy_and_status_in_the_panel(
     expect(details).to_contain_text("first deploy from JupyterLab")
     expect(details.locator(".nbplane-executions .nbplane-badge").first).to_have_text("completed")
     expect(details.locator(".nbplane-run-log")).to_contain_text("hello, world")
+
+
+def test_execute_download_delete_and_logout(
+    lab: Lab, page: Page, nbplane_server: Server, backend: str, screenshot: Screenshot
+) -> None:
+    name = f"weekly-{backend}"
+    lab.create_job(name)
+    lab.open(page, name)
+    log_in(page, nbplane_server, "bob", "analytics")
+    deployed = httpx.post(
+        f"{lab.url}nbplane/deploy",
+        json={"directory": name},
+        headers={"Authorization": f"token {lab.token}"},
+        timeout=60,
+    )
+    assert deployed.status_code == 201, deployed.text
+
+    menu(page, "Execute deployed job…")
+    form = dialog(page)
+    form.locator("input[name=team]").fill("analytics")
+    form.locator("input[name=name]").fill(name)
+    form.locator("textarea[name=arguments]").fill('{"who": lab}')
+    form.get_by_role("button", name="Execute").click()
+    expect(form.locator(".nbplane-form-error")).to_contain_text("not valid JSON")
+    form.locator("textarea[name=arguments]").fill('{"who": "lab"}')
+    form.get_by_role("button", name="Execute").click()
+    # The job's details open and follow the execution until it ends.
+    details = page.locator(".nbplane-details").last
+    badge = details.locator(".nbplane-executions .nbplane-badge").first
+    expect(badge).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
+    expect(details.locator(".nbplane-run-log")).to_contain_text("hello, lab")
+
+    menu(page, "Download job…")
+    form = dialog(page)
+    expect(form.locator("input[name=name]")).to_have_value(name)
+    with page.expect_download() as download:
+        form.get_by_role("button", name="Download").click()
+    archive = Path(download.value.path())
+    with zipfile.ZipFile(archive) as job:
+        assert "10_hello.ipynb" in job.namelist()
+
+    menu(page, "Delete job…")
+    form = dialog(page)
+    form.locator("input[name=name]").fill(f"{name}-missing")
+    form.get_by_role("button", name="Delete").click()
+    expect(form.locator(".nbplane-form-error")).to_contain_text(f"{name}-missing")
+    form.locator("input[name=name]").fill(name)
+    form.get_by_role("button", name="Delete").click()
+    expect(notification(page, f"Deleted analytics/{name}.")).to_be_visible()
+    menu(page, "Jobs")
+    panel = page.locator("#nbplane-jobs-panel")
+    expect(panel.locator(f"tr[data-job='analytics/{name}']")).to_have_count(0)
+
+    menu(page, "Logout")
+    expect(panel.get_by_role("button", name="Log in")).to_be_visible()
+    screenshot("logged-out")
