@@ -294,7 +294,8 @@ async function refresh() {
     return;
   }
   const busy = results.some((result) => result.value);
-  refreshSoon(busy ? FAST_REFRESH_MS : SLOW_REFRESH_MS);
+  // A hidden tab asks less often; showing it again refreshes at once (see main).
+  refreshSoon(busy && !document.hidden ? FAST_REFRESH_MS : SLOW_REFRESH_MS * (document.hidden ? 6 : 1));
 }
 
 function refreshSoon(delay) {
@@ -346,6 +347,7 @@ async function signIn(event) {
     input.value = "";
     say("");
     await showSignedIn(me);
+    $("sessions-title").focus(); // the form is gone: keyboard and screen reader users land here
   } catch (error) {
     $("sign-in-error").textContent = error.status === 401
       ? "This token is unknown or revoked. Check it, or make a new one with nbplane token create."
@@ -370,6 +372,9 @@ async function main() {
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
   $("start-form").addEventListener("submit", startSession);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && signedIn) refreshSoon(0);
+  });
   try {
     await showSignedIn(await api("GET", "/api/v1/me"));
   } catch (error) {
