@@ -25,8 +25,6 @@ from tests.conftest import BACKENDS, Env, database_url
 from tests.integration.server_fixture import Server, nbplane, running_server
 from tests.oauth_provider import Provider, User, running_provider
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
-
 Fetch = Callable[..., Awaitable[HTTPResponse]]
 POLL_SECONDS = 0.1
 WAIT_SECONDS = 120.0
