@@ -2,14 +2,15 @@
 (``labextension/``) is built against. Changes to it are additive only.
 
 Every route is under ``{base_url}nbplane/``, answers JSON (except ``download`` and the OAuth
-callback page) and needs the Jupyter server's own authentication: a request without it gets
-403 (cookie or ``Authorization: token ...``; write requests carry ``X-XSRFToken`` as every
-Jupyter API call does). Errors are ``{"error": <kind>, "message": <words for people>,
-"field": <the input at fault>, ...}`` with a 4xx status: 400 bad value, 401 not logged in to an
-nbplane server (or the token was refused), 404 unknown id, 409 busy, 422 a field missing, of
-the wrong type or outside the Jupyter root (``errors`` then lists each problem as
-``{"pointer": "/field", "message": ...}``). Bodies are JSON objects; unknown fields are refused.
-Paths (``directory``) are relative to the Jupyter root directory, as the file browser shows them.
+callback page) and needs the Jupyter server's own authentication (cookie or ``Authorization: token
+...``; write requests carry ``X-XSRFToken`` as every Jupyter API call does): a request without it
+gets 403, the callback page a redirect to Jupyter's login. Errors are ``{"error": <kind>,
+"message": <words for people>, "field": <the input at fault>, ...}`` with a 4xx status: 400 bad
+value, 401 not logged in to an nbplane server (or the token was refused), 404 unknown id, 409 busy,
+422 a field missing, of the wrong type or outside the Jupyter root (``errors`` then lists each
+problem as ``{"pointer": "/field", "message": ...}``). Bodies are JSON objects; unknown fields are
+refused. Paths (``directory``) are relative to the Jupyter root directory, as the file browser
+shows them.
 
 Login (the token is kept by the Jupyter server in ``NBPLANE_HOME/credentials.json``, the file
 ``nbplane login`` writes, and never sent to the browser):

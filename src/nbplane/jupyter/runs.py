@@ -180,7 +180,6 @@ class LocalRuns:
         run = self.get(key)
         if not run.alive:
             return run
-        run.cancelled = True
         try:
             os.killpg(run.process.pid, signal.SIGTERM)
             run.process.wait(timeout=STOP_GRACE_SECONDS)
@@ -190,6 +189,7 @@ class LocalRuns:
         except ProcessLookupError:
             run.process.wait()
         killed = run.process.returncode is not None and run.process.returncode < 0
+        run.cancelled = killed  # not when it ended by itself just before
         record = self._record(run)  # may close it as "process died" first: it was cancelled
         if killed and record is not None:
             self.store.finish_run(record.id, RunStatus.CANCELLED, {"message": CANCEL_MESSAGE}, {})
@@ -230,10 +230,12 @@ class LocalRuns:
         return text, offset + len(data) - len(pending)
 
     def close(self) -> None:
-        """At server shutdown: stop the runs still going, so none is left behind."""
+        """At server shutdown: stop the runs still going, so none is left behind, and drop
+        their logs (the run records keep what happened)."""
         for run in self.find(None):
             if run.alive:
                 self.cancel(run.id)
+            run.log.unlink(missing_ok=True)
         with self._lock:
             if self._store is not None:
                 self._store.close()
