@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -15,6 +16,7 @@ from tests.browser.conftest import Screenshot
 from tests.integration.api_notebooks import write_all
 from tests.integration.server_fixture import Server, nbplane, running_server
 from tests.integration.test_control import job_archive
+from tests.oauth_provider import User, running_provider
 
 SESSION_TIMEOUT_MS = 120_000
 """A session's Jupyter server may take a while on a busy 2-core machine."""
@@ -180,3 +182,31 @@ def test_session_start_open_hibernate_resume_stop(
     row.get_by_role("button", name=re.compile("^Stop")).click()
     expect(page.get_by_text("No sessions yet")).to_be_visible(timeout=SESSION_TIMEOUT_MS)
     assert page.request.get(f"{web_server.url}/api/v1/sessions").json() == []
+
+
+def test_oauth_sign_in_and_sign_out_revokes_its_token(page: Page, tmp_path: Path) -> None:
+    (tmp_path / "apis").mkdir()
+    with running_provider() as provider, running_server(
+            tmp_path / "apis", tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}",
+            environment={**provider.settings, "NBPLANE_SESSION_POOL_SIZE": "0"}) as server:
+        provider.user = User("dana", ["analytics"])
+        page.goto(server.url + "/")
+        page.get_by_role("link", name=f"sign in with {provider.url.removeprefix('http://')}").click()
+        expect(page.locator("#user-name")).to_have_text("dana")
+        assert page.url == server.url + "/"
+        cookie, = page.context.cookies()
+        assert cookie["name"] == "nbplane_token" and cookie["httpOnly"]
+        as_dana = {"Authorization": f"Bearer {cookie['value']}"}
+        me = httpx.get(f"{server.url}/api/v1/me", headers=as_dana).json()
+        assert me["user"] == "dana" and me["teams"] == ["analytics"]
+        assert cookie["value"] not in provider.tokens, "nbplane's own token, not the provider's"
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert httpx.get(f"{server.url}/api/v1/me", headers=as_dana).status_code == 401, \
+            "signing out revokes the token the OAuth sign-in made"
+
+        page.goto(server.url + "/nbplane/oauth/callback?state=forged&code=forged")
+        expect(page.locator("#sign-in-error")).to_contain_text("started no OAuth sign-in")
+        assert page.url == server.url + "/", "the reason is shown, then dropped from the address"
+        expect(page.locator("#user-name")).to_be_hidden()

@@ -96,6 +96,9 @@ def test_page_and_its_files(server: Server) -> None:
         api = client.get("/api/v1/me")
         assert api.headers["content-security-policy"] == "sandbox"
         assert "http://" not in page.text and "https://" not in page.text, "nothing external"
+        no_oauth = client.get("/nbplane/oauth/login")
+        assert no_oauth.status_code == 303 and no_oauth.headers["location"].startswith("/#error=")
+        assert "NBPLANE_OAUTH_AUTHORIZE_URL" in no_oauth.headers["location"]
 
 
 def test_job_executions_of_the_callers_teams(server: Server, tmp_path: Path) -> None:

@@ -2,20 +2,27 @@
 
 The page is plain HTML with one script and one style sheet, served by this server, so it needs
 no build and no network beyond it. Signing in puts the pasted token into an HttpOnly cookie
-(see server/auth.py for how that cookie is checked and why changes also need a header)."""
+(see server/auth.py for how that cookie is checked and why changes also need a header). When the
+server has an OAuth provider, the browser may sign in there instead: the server runs the
+authorization code flow with PKCE itself and puts a new token of the user into the cookie."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from nbplane.control.models import DescribeCaller
-from nbplane.errors import Forbidden
+from nbplane.control.oauth import ExchangeOAuthToken, oauth_config, oauth_login
+from nbplane.errors import Forbidden, NbplaneError, Unauthorized
+from nbplane.oauth_pkce import PkceLogin
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn, authenticate
+from nbplane.settings import Settings
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 """The page's files, shipped inside the package."""
@@ -28,6 +35,16 @@ PAGE_POLICY = (
 API_POLICY = "sandbox"
 """API answers opened in a browser (an executed notebook's HTML, logs) run no script with the
 page's origin, so a notebook's output cannot act with the signed-in cookie."""
+
+OAUTH_CALLBACK = "/nbplane/oauth/callback"
+"""Where the OAuth provider sends the browser back: register ``<server URL>/nbplane/oauth/
+callback`` with it (the nbplane Jupyter extension's callback ends the same way)."""
+OAUTH_COOKIE = "nbplane_oauth"
+"""The login in progress (its state and PKCE verifier), readable only by the callback. Lax, not
+Strict: the provider's redirect back is a navigation from another site."""
+OAUTH_SECONDS = 600
+WEB_TOKEN_PREFIX = "web-sign-in-"
+"""Tokens made by a browser's OAuth sign-in: signing out revokes them (a pasted token stays)."""
 
 router = APIRouter()
 
@@ -48,22 +65,106 @@ def sign_in(request: Request, body: SignIn, response: Response) -> DescribeCalle
     if not request.app.state.auth:
         return NO_AUTH_CALLER
     found = authenticate(request, body.token.strip(), "token")
+    keep_signed_in(request, response, body.token.strip())
+    return found
+
+
+def keep_signed_in(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
         COOKIE,
-        body.token.strip(),
+        token,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
-    return found
 
 
-@router.post("/api/v1/auth/sign-out", status_code=204, tags=["auth"], summary="Browser sign-out")
+@router.post(
+    "/api/v1/auth/sign-out",
+    status_code=204,
+    tags=["auth"],
+    summary="Browser sign-out; a token made by the browser's OAuth sign-in is revoked",
+)
 def sign_out(request: Request) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token and request.app.state.auth:
+        found: DescribeCaller | None = request.app.state.store.tokens.authenticate(token)
+        if found is not None and (found.token or "").startswith(WEB_TOKEN_PREFIX):
+            request.app.state.store.tokens.revoke(found.token)
+            request.app.state.token_cache.pop(token, None)
     response = Response(status_code=204)
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+    )
+    return response
+
+
+def _settings(request: Request) -> Settings:
+    found: Settings = request.app.state.control.settings
+    return found
+
+
+def _callback_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + OAUTH_CALLBACK
+
+
+def _back_to_page(error: str | None = None) -> RedirectResponse:
+    """The page, which shows ``error`` (passed in the fragment, never sent to a server)."""
+    return RedirectResponse("/" + (f"#{urlencode({'error': error})}" if error else ""), 303)
+
+
+@router.get("/nbplane/oauth/login", include_in_schema=False)
+def oauth_start(request: Request) -> RedirectResponse:
+    """Send the browser to the provider, remembering this login's secrets in a cookie."""
+    try:
+        login = PkceLogin(oauth_config(_settings(request)), _callback_url(request))
+    except NbplaneError as exc:
+        return _back_to_page(exc.message)
+    response = RedirectResponse(login.authorize_url, 302)
+    response.set_cookie(
+        OAUTH_COOKIE,
+        f"{login.state}.{login.verifier}",
+        max_age=OAUTH_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=OAUTH_CALLBACK,
+    )
+    return response
+
+
+@router.get(OAUTH_CALLBACK, include_in_schema=False)
+def oauth_callback(request: Request) -> RedirectResponse:
+    """Finish the login: trade the code, make the user's token, sign the browser in."""
+    settings = _settings(request)
+    try:
+        state, _, verifier = request.cookies.get(OAUTH_COOKIE, "").partition(".")
+        if not verifier:
+            raise Unauthorized(
+                "this browser started no OAuth sign-in here, or took over "
+                f"{OAUTH_SECONDS // 60} minutes: sign in again",
+                field="state",
+            )
+        provider = oauth_config(settings)
+        login = PkceLogin(provider, _callback_url(request), verifier=verifier, state=state)
+        access_token = login.finish(dict(request.query_params))
+        name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
+        made = oauth_login(
+            request.app.state.store,
+            settings,
+            ExchangeOAuthToken(access_token=access_token, name=name),
+        )
+        response = _back_to_page()
+        keep_signed_in(request, response, made.token)
+    except NbplaneError as exc:
+        response = _back_to_page(exc.message)
+    response.delete_cookie(
+        OAUTH_COOKIE,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=OAUTH_CALLBACK,
     )
     return response
 

@@ -305,8 +305,19 @@ function refreshSoon(delay) {
 
 // Sign-in
 
+async function offerOAuth() {
+  try {
+    const provider = await api("GET", "/api/v1/auth/oauth");
+    $("oauth-link").textContent = `sign in with ${new URL(provider.authorize_url).host}`;
+    $("oauth").hidden = false;
+  } catch {
+    $("oauth").hidden = true; // no provider configured: the token is the way in
+  }
+}
+
 function showSignIn(reason) {
   signedIn = false;
+  offerOAuth();
   if (timer !== null) clearTimeout(timer);
   timer = null;
   drawn.clear();
@@ -375,10 +386,13 @@ async function main() {
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && signedIn) refreshSoon(0);
   });
+  // An OAuth sign-in that failed comes back with its reason in the fragment.
+  const returned = new URLSearchParams(location.hash.slice(1)).get("error");
+  if (location.hash) history.replaceState(null, "", location.pathname);
   try {
     await showSignedIn(await api("GET", "/api/v1/me"));
   } catch (error) {
-    if (error.status === 401) showSignIn();
+    if (error.status === 401) showSignIn(returned);
     else {
       $("loading").hidden = true;
       say(`The page cannot load: ${error.message}`);
