@@ -46,6 +46,10 @@ class FormBody extends Widget implements Dialog.IBodyWidget<Values> {
         input.type = field.kind ?? 'text';
       }
       input.name = field.name;
+      if (field.kind === 'password') {
+        // A token: never offered to the browser's password store.
+        input.autocomplete = 'off';
+      }
       if (field.placeholder) {
         input.placeholder = field.placeholder;
       }

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Screenshot
-from tests.conftest import BACKENDS, database_url
+from tests.conftest import BACKENDS, database_url, write_notebook
 from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
 
 RUN_TIMEOUT_MS = 120_000
@@ -272,6 +272,32 @@ def test_failing_cell_shows_its_error_then_resume(
     expect(view.locator(".nbplane-run-step").first).to_have_attribute("data-status", "skipped")
     expect(view.locator(".nbplane-run-step[data-status=succeeded]")).to_have_count(2)
     expect(page.locator(".jp-NotebookPanel .nbplane-failed-cell")).to_have_count(0)
+
+
+def test_cancel_a_running_run(lab: Lab, page: Page, screenshot: Screenshot) -> None:
+    job = lab.root / "slow"
+    job.mkdir()
+    write_notebook(
+        job / "10_slow.ipynb",
+        [
+            "print('started', flush=True)",
+            "import time\nprint('waiting', flush=True)\ntime.sleep(600)",
+            "print('never')",
+        ],
+    )
+    lab.open(page, "cancel")
+    view = run_from_menu(page, "Run job…", "slow")
+    # Live: the second step runs and its output is in the log while it runs.
+    expect(view.locator(".nbplane-run-step").nth(1)).to_have_attribute(
+        "data-status", "running", timeout=RUN_TIMEOUT_MS
+    )
+    expect(view.locator(".nbplane-run-log")).to_contain_text("waiting")
+    expect(view.locator(".nbplane-run-step").first).to_have_attribute("data-status", "succeeded")
+    screenshot("running")
+    view.get_by_role("button", name="Cancel run").click()
+    wait_run(view, "cancelled")
+    expect(view.get_by_role("button", name="Cancel run")).to_be_hidden()
+    expect(view.locator(".nbplane-run-log")).not_to_contain_text("never")
 
 
 @pytest.fixture(params=BACKENDS)
