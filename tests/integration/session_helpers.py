@@ -111,7 +111,7 @@ def events(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
     found = []
     with connect_sse(client, "GET", f"{SESSIONS}/{session_id}/events") as source:
         for event in source.iter_sse():
-            assert event.event == "session"
+            assert event.event == "session", (event.event, event.data)
             found.append(json.loads(event.data))
     return found
 

@@ -89,7 +89,7 @@ async def events(
     while True:
         text = described.model_dump_json()
         if text != sent:
-            yield ServerSentEvent(raw_data=text, event="session", id=str(described.status))
+            yield ServerSentEvent(raw_data=text, event="session")
             sent = text
         if described.status.settled or await request.is_disconnected():
             return
