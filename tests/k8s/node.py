@@ -11,8 +11,10 @@ mount path where it appears in the container's command, args, env values and wor
 directory: a server started with ``--root-dir=/home/jovyan`` writes into the claim's directory,
 which outlives the pod.
 
-Not emulated: images, other volumes, resource limits, init containers, liveness and startup
-probes."""
+Init containers run one after the other to completion before the containers start (a failing
+one is restarted, with back-off, unless the pod's restartPolicy is Never).
+
+Not emulated: images, other volumes, resource limits, liveness and startup probes."""
 
 from __future__ import annotations
 
@@ -386,7 +388,12 @@ class PodRunner:
         self.directory = node.workdir / "pods" / self.key
         self.log_dir = node.workdir / "logs" / self.key
         self.restart_policy = pod.spec.restart_policy or "Always"
+        self.init_containers = [Container(self, spec) for spec in pod.spec.init_containers or []]
         self.containers = [Container(self, spec) for spec in pod.spec.containers]
+        if self.init_containers:
+            for container in self.containers:
+                container.waiting = ("PodInitializing", "")
+        self.initialized = not self.init_containers
         self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.phase = "Pending"
         self.start_time: datetime.datetime | None = None
@@ -400,7 +407,7 @@ class PodRunner:
     def container(self, name: str | None) -> Container | None:
         if name is None and len(self.containers) == 1:
             return self.containers[0]
-        return next((c for c in self.containers if c.name == name), None)
+        return next((c for c in self.init_containers + self.containers if c.name == name), None)
 
     def run(self) -> None:
         try:
@@ -422,16 +429,17 @@ class PodRunner:
             if event[0] == "stop":
                 self._terminate(event[1])
                 return
-        self.phase, self.start_time = "Running", now()
-        for container in self.containers:
-            container.start()
+        self.start_time = now()
+        self._next_init()
         self._publish()
         while True:
             event = self.events.get()
             if event[0] == "stop":
                 self._terminate(event[1])
                 return
-            if event[0] == "exited":
+            if event[0] == "exited" and event[1] in self.init_containers:
+                self._init_exited(event[1], event[2])
+            elif event[0] == "exited":
                 self._exited(event[1], event[2])
             elif event[0] == "restart":
                 event[1].start()
@@ -439,9 +447,42 @@ class PodRunner:
                 event[1].ready = event[3]
             self._publish()
 
+    def _next_init(self) -> None:
+        """Start the next init container; when all have completed, the containers."""
+        pending = [c for c in self.init_containers if not c.done]
+        if pending:
+            pending[0].start()
+            return
+        self.initialized, self.phase = True, "Running"
+        for container in self.containers:
+            container.start()
+
+    def _init_exited(self, container: Container, instance: Instance) -> None:
+        if instance is not container.instance:
+            return
+        container.ready = False
+        if instance.exit_code == 0:
+            container.done = True
+            self._next_init()
+        elif self.restart_policy == "Never":
+            container.done = True
+            self.phase = "Failed"
+        else:
+            self._restart_later(container, instance)
+
+    def _restart_later(self, container: Container, instance: Instance) -> None:
+        container.previous = instance
+        container.restart_count += 1
+        delay = min(MAX_BACKOFF, 2 ** (container.restart_count - 1))
+        timer = threading.Timer(delay, self.events.put, args=[("restart", container)])
+        timer.daemon = True
+        timer.start()
+        self.record_event("BackOff", f"Back-off {delay}s restarting container {container.name}",
+                          "Warning")
+
     def _configure(self) -> list[str]:
         errors = []
-        for container in self.containers:
+        for container in self.init_containers + self.containers:
             try:
                 container.configure()
             except ConfigError as error:
@@ -486,14 +527,7 @@ class PodRunner:
         container.ready = False
         policy = self.restart_policy
         if policy == "Always" or (policy == "OnFailure" and instance.exit_code != 0):
-            container.previous = instance
-            container.restart_count += 1
-            delay = min(MAX_BACKOFF, 2 ** (container.restart_count - 1))
-            timer = threading.Timer(delay, self.events.put, args=[("restart", container)])
-            timer.daemon = True
-            timer.start()
-            self.record_event("BackOff", f"Back-off {delay}s restarting container {container.name}",
-                              "Warning")
+            self._restart_later(container, instance)
             return
         container.done = True
         if all(c.done for c in self.containers):
@@ -503,7 +537,7 @@ class PodRunner:
 
     def _terminate(self, grace: float) -> None:
         """Stop the containers (SIGTERM, SIGKILL after the grace period), then remove the pod."""
-        instances = [c.instance for c in self.containers if c.instance]
+        instances = [c.instance for c in self.init_containers + self.containers if c.instance]
         if any(i.process and not i.finished.is_set() for i in instances):
             self.record_event("Killing", "Stopping containers")
         kill(instances, grace)
@@ -521,13 +555,15 @@ class PodRunner:
         """Merge-patch the pod's status (lists replaced whole); the uid in the patch makes it
         fail rather than touch a new pod of the same name."""
         ready = self.phase == "Running" and all(c.ready for c in self.containers)
-        conditions = {"PodScheduled": "True", "Initialized": "True",
+        conditions = {"PodScheduled": "True", "Initialized": str(self.initialized),
                       "ContainersReady": str(ready), "Ready": str(ready)}
         status: dict[str, Any] = {
             "phase": self.phase, "hostIP": POD_IP, "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
             "conditions": [self._condition(kind, value) for kind, value in conditions.items()],
             "containerStatuses": [c.status() for c in self.containers],
         }
+        if self.init_containers:
+            status["initContainerStatuses"] = [c.status() for c in self.init_containers]
         if self.start_time:
             status["startTime"] = rfc3339(self.start_time)
         if status == self.published or self.node.stopping.is_set():
@@ -829,7 +865,8 @@ class Node:
         self.stopping.set()
         with self.lock:
             runners = list(self.runners.values())
-        kill([c.instance for r in runners for c in r.containers if c.instance], grace=3)
+        kill([c.instance for r in runners for c in r.init_containers + r.containers
+              if c.instance], grace=3)
 
 
 class LogServer(http.server.ThreadingHTTPServer):

@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -416,6 +417,105 @@ def test_two_sessions_on_one_node_get_their_own_ports(settings: Settings) -> Non
 
     assert first["port"] != second["port"] and first["name"] != second["name"]
     assert second["name"].startswith("nbplane-bob-")
+
+
+def git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def test_repository_is_cloned_at_its_commit_once(settings: Settings, tmp_path: Path) -> None:
+    """An init container clones the repository into the workspace at the commit; a resumed
+    session keeps the clone and the user's changes; a clone that fails fails the session with
+    git's words in the logs."""
+    origin = tmp_path / "origin"
+    (origin / "analysis").mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=origin)
+    (origin / "analysis" / "report.py").write_text("version = 1\n")
+    git("add", ".", cwd=origin)
+    git("commit", "-q", "-m", "first", cwd=origin)
+    first = git("rev-parse", "HEAD", cwd=origin)
+    (origin / "analysis" / "report.py").write_text("version = 2\n")
+    git("commit", "-q", "-am", "second", cwd=origin)
+    spec = session(repository=f"file://{origin}", commit=first, directory="analysis")
+
+    async def read(url: str, path: str) -> str:
+        async with httpx.AsyncClient(headers={"Authorization": f"token {spec.token}"}) as http:
+            response = await http.get(f"{url}api/contents/{path}")
+            response.raise_for_status()
+            content: str = response.json()["content"]
+            return content
+
+    async def scenario() -> tuple[LaunchStatus, str, str, str]:
+        launcher = kubernetes_launcher(settings)
+        try:
+            state = await launcher.start(spec)
+            status = await until(launcher, spec, state, LaunchPhase.RUNNING)
+            assert status.phase is LaunchPhase.RUNNING, status
+            cloned = await read(state["url"], "analysis/report.py")
+            async with httpx.AsyncClient(headers={"Authorization": f"token {spec.token}"}) as http:
+                response = await http.put(
+                    f"{state['url']}api/contents/analysis/report.py",
+                    json={"type": "file", "format": "text", "content": "version = 'mine'\n"},
+                )
+                response.raise_for_status()
+            await launcher.hibernate(spec, state)
+            await until(launcher, spec, state, LaunchPhase.STOPPED)
+            state = await launcher.start(spec)
+            resumed = await until(launcher, spec, state, LaunchPhase.RUNNING)
+            assert resumed.phase is LaunchPhase.RUNNING, resumed
+            kept = await read(state["url"], "analysis/report.py")
+            pod = f"{state['name']}-0"
+            core = client.CoreV1Api(await launcher.kube.api())
+            clone_log = await asyncio.to_thread(
+                core.read_namespaced_pod_log, pod, state["namespace"], container="repository"
+            )
+            await launcher.stop(spec, state, purge=True)
+            return status, cloned, kept, clone_log
+        finally:
+            await launcher.close()
+
+    status, cloned, kept, clone_log = run(scenario())
+
+    assert [step.name for step in status.steps] == [
+        "volume",
+        "scheduled",
+        "image",
+        "repository",
+        "container",
+        "ready",
+    ]
+    assert cloned == "version = 1\n"
+    assert kept == "version = 'mine'\n"
+    assert clone_log == "nbplane: the workspace has its repository already\n"
+
+    broken = session(repository=f"file://{tmp_path / 'nowhere'}")
+
+    async def failing() -> tuple[LaunchStatus, str]:
+        launcher = kubernetes_launcher(settings)
+        try:
+            state = await launcher.start(broken)
+            status = await until(launcher, broken, state, LaunchPhase.RUNNING)
+            logs = await launcher.logs(broken, state, 20)
+            await launcher.stop(broken, state, purge=True)
+            return status, logs
+        finally:
+            await launcher.close()
+
+    failed, logs = run(failing())
+
+    assert failed.phase is LaunchPhase.FAILED
+    assert failed.reason == "cloning the repository failed (exit code 128)"
+    steps = {step.name: step.status for step in failed.steps}
+    assert (steps["repository"], steps["container"]) == (StepStatus.FAILED, StepStatus.PENDING)
+    assert "nbplane: cloning the repository into the workspace" in logs
+    assert "does not appear to be a git repository" in logs or "nowhere" in logs
 
 
 def test_server_that_fails_to_start_fails_with_its_exit_code_and_output(

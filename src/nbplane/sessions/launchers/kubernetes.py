@@ -41,6 +41,26 @@ from nbplane.settings import Settings
 log = logging.getLogger("nbplane.sessions")
 
 CONTAINER = "notebook"
+REPOSITORY = "repository"
+"""The init container that clones a session's repository into its workspace."""
+CLONE_SCRIPT = """\
+if [ -e .git ]; then
+    echo "nbplane: the workspace has its repository already"
+    exit 0
+fi
+echo "nbplane: cloning the repository into the workspace"
+set -e
+# Cloned beside, then moved in: a fresh volume may hold lost+found, and git clones only into
+# an empty directory.
+git clone --quiet --no-checkout -- "$NBPLANE_SESSION_REPOSITORY" .nbplane-clone
+mv .nbplane-clone/.git .git
+rmdir .nbplane-clone
+git -c advice.detachedHead=false checkout --quiet --force ${NBPLANE_SESSION_COMMIT:-HEAD} --
+echo "nbplane: repository checked out"
+"""
+"""Run in the session's image (git needed) on the workspace, once: a resumed session keeps its
+clone and the user's changes. The URL (it may carry credentials) and commit come from the
+Secret."""
 VOLUME = "workspace"
 COMPONENT = {"app.kubernetes.io/component": "session"}
 USERS_GROUP = 100
@@ -173,7 +193,11 @@ class KubernetesLauncher(SessionLauncher):
         """The server's token and the session's environment, created or replaced whole."""
         data: dict[str, bytes | str] = {
             key: base64.b64encode(value.encode()).decode()
-            for key, value in {**spec.environment, "JUPYTER_TOKEN": spec.token}.items()
+            for key, value in {
+                **spec.environment,
+                **_repository(spec),
+                "JUPYTER_TOKEN": spec.token,
+            }.items()
         }
         secret = client.V1Secret(
             metadata=client.V1ObjectMeta(name=name, labels=labels), type="Opaque", data=data
@@ -259,6 +283,21 @@ class KubernetesLauncher(SessionLauncher):
         if spec.directory:  # opened by JupyterLab; the server starts also if it does not exist
             directory = urllib.parse.quote(spec.directory.strip("/"))
             command.append(f"--LabApp.default_url=/lab/tree/{directory}")
+        init_containers = []
+        if spec.repository:
+            init_containers.append(
+                client.V1Container(
+                    name=REPOSITORY,
+                    image=spec.image or self.settings.kubernetes_session_image,
+                    command=["sh", "-c", CLONE_SCRIPT],
+                    working_dir=workspace,
+                    env_from=[
+                        client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))
+                    ],
+                    env=[client.V1EnvVar(name="HOME", value=workspace)],
+                    volume_mounts=[client.V1VolumeMount(name=VOLUME, mount_path=workspace)],
+                )
+            )
         quantities = {
             key: value for key, value in (("cpu", spec.cpu), ("memory", spec.memory)) if value
         }
@@ -305,6 +344,7 @@ class KubernetesLauncher(SessionLauncher):
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=labels, annotations=annotations),
                     spec=client.V1PodSpec(
+                        init_containers=init_containers or None,
                         containers=[container],
                         security_context=client.V1PodSecurityContext(fs_group=USERS_GROUP),
                         automount_service_account_token=False,  # a session needs no API access
@@ -395,7 +435,9 @@ class KubernetesLauncher(SessionLauncher):
         if pod is not None and _ready(pod):
             answered = await self._answers(url, spec.token)
             if answered:
-                return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=True, steps=DONE_STEPS)
+                names = _step_names(bool(spec.repository))
+                steps = [LaunchStep(step, StepStatus.DONE) for step in names]
+                return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=True, steps=steps)
         claim = await self.kube.call(
             "read the session's volume claim",
             namespace,
@@ -405,7 +447,7 @@ class KubernetesLauncher(SessionLauncher):
             missing_ok=True,
         )
         events = await self._events(core, namespace, pod, claim)
-        status = describe(pod, claim, events)
+        status = describe(pod, claim, events, repository=bool(spec.repository))
         return LaunchStatus(status.phase, url=url, steps=status.steps, reason=status.reason)
 
     async def _answers(self, url: str | None, token: str) -> bool:
@@ -462,10 +504,14 @@ class KubernetesLauncher(SessionLauncher):
     async def _log(
         self, core: client.CoreV1Api, namespace: str, pod: client.V1Pod, tail: int
     ) -> str:
-        """The container's output; that of the run before when the current one, restarted
-        after a crash, is not ready (the crash is what a user needs to see). Empty while no
-        container has run."""
+        """The server's output, or the clone's while it has not succeeded; that of the run
+        before when the current one, restarted after a crash, is not ready (the crash is what
+        a user needs to see). Empty while no container has run."""
+        name = CONTAINER
         status = _container_status(pod)
+        clone = _container_status(pod, REPOSITORY)
+        if clone is not None and not _cloned(clone):
+            name, status = REPOSITORY, clone
         previous = bool(
             status is not None
             and not status.ready
@@ -480,7 +526,7 @@ class KubernetesLauncher(SessionLauncher):
             core.read_namespaced_pod_log,
             _name(pod),
             namespace,
-            container=CONTAINER,
+            container=name,
             tail_lines=tail,
             previous=previous,
             missing_ok=True,
@@ -522,13 +568,14 @@ class KubernetesLauncher(SessionLauncher):
 
 
 STEPS = ("volume", "scheduled", "image", "container", "ready")
-DONE_STEPS = [LaunchStep(name, StepStatus.DONE) for name in STEPS]
 
 
 def describe(
     pod: client.V1Pod | None,
     claim: client.V1PersistentVolumeClaim | None,
     events: list[client.CoreV1Event],
+    *,
+    repository: bool = False,
 ) -> LaunchStatus:
     """Steps, phase and reason of a session not (yet) ready, from its pod, volume claim and
     their events: the volume bound, the pod scheduled, the image pulled, the container
@@ -537,15 +584,15 @@ def describe(
     scaling up for it) or an evicted pod fail it."""
     steps = [_volume_step(claim, events)]
     if pod is None:
-        steps += [LaunchStep(name, StepStatus.PENDING) for name in STEPS[1:]]
+        names = _step_names(repository)[1:]
+        steps += [LaunchStep(name, StepStatus.PENDING) for name in names]
     else:
         container = _container_status(pod)
-        image = _image_step(pod, container, events)
-        steps += [
-            _scheduled_step(pod, events),
-            image,
-            _container_step(pod, container, pulled=image.status is StepStatus.DONE),
-        ]
+        clone = _container_status(pod, REPOSITORY)
+        steps += [_scheduled_step(pod, events), _image_step(pod, [clone, container], events)]
+        if _container_spec(pod, REPOSITORY).command:
+            steps.append(_repository_step(clone, pulled=steps[-1].status is StepStatus.DONE))
+        steps.append(_container_step(pod, container, pulled=steps[-1].status is StepStatus.DONE))
         started = steps[-1].status is StepStatus.DONE
         steps.append(
             LaunchStep("ready", StepStatus.RUNNING, "waiting for the server to answer")
@@ -561,6 +608,10 @@ def describe(
     if steps[-1].status is StepStatus.RUNNING:
         return LaunchStatus(LaunchPhase.RUNNING, steps=steps)
     return LaunchStatus(LaunchPhase.STARTING, steps=steps)
+
+
+def _step_names(repository: bool) -> tuple[str, ...]:
+    return STEPS[:3] + ((REPOSITORY,) if repository else ()) + STEPS[3:]
 
 
 def _volume_step(
@@ -594,20 +645,43 @@ def _scheduled_step(pod: client.V1Pod, events: list[client.CoreV1Event]) -> Laun
 
 def _image_step(
     pod: client.V1Pod,
-    container: client.V1ContainerStatus | None,
+    statuses: list[client.V1ContainerStatus | None],
     events: list[client.CoreV1Event],
 ) -> LaunchStep:
+    """Pulled once a container of the image (the clone's or the server's) has run."""
     image = _container_spec(pod).image
-    waiting = container.state.waiting if container and container.state else None
-    if waiting is not None and waiting.reason in IMAGE_ERRORS:
-        said = waiting.message or waiting.reason
-        return LaunchStep("image", StepStatus.FAILED, f"image {image} cannot be pulled: {said}")
-    if container is None or (waiting is not None and waiting.reason == "ContainerCreating"):
-        if not _scheduled(pod):
-            return LaunchStep("image", StepStatus.PENDING, image)
-        pulling = [e for e in events if e.reason == "Pulling"]
-        return LaunchStep("image", StepStatus.RUNNING, pulling[-1].message if pulling else image)
-    return LaunchStep("image", StepStatus.DONE, image)
+    for status in statuses:
+        if status is None or status.state is None:
+            continue
+        state = status.state
+        if state.waiting is not None and state.waiting.reason in IMAGE_ERRORS:
+            said = state.waiting.message or state.waiting.reason
+            return LaunchStep("image", StepStatus.FAILED, f"image {image} cannot be pulled: {said}")
+        if (
+            state.running
+            or state.terminated
+            or (status.last_state and status.last_state.terminated)
+        ):
+            return LaunchStep("image", StepStatus.DONE, image)
+    if not _scheduled(pod):
+        return LaunchStep("image", StepStatus.PENDING, image)
+    pulling = [e for e in events if e.reason == "Pulling"]
+    return LaunchStep("image", StepStatus.RUNNING, pulling[-1].message if pulling else image)
+
+
+def _repository_step(clone: client.V1ContainerStatus | None, *, pulled: bool) -> LaunchStep:
+    state = clone.state if clone else None
+    if clone is None or state is None or not pulled:
+        return LaunchStep(REPOSITORY, StepStatus.PENDING)
+    if _cloned(clone):
+        return LaunchStep(REPOSITORY, StepStatus.DONE)
+    ended = _failed_run(clone)
+    if ended is not None:
+        said = f"cloning the repository failed (exit code {ended.exit_code})"
+        return LaunchStep(REPOSITORY, StepStatus.FAILED, said)
+    if state.running is not None:
+        return LaunchStep(REPOSITORY, StepStatus.RUNNING, "git clone")
+    return LaunchStep(REPOSITORY, StepStatus.PENDING)
 
 
 def _container_step(
@@ -641,9 +715,30 @@ def _ready(pod: client.V1Pod) -> bool:
     return condition is not None and condition.status == "True"
 
 
-def _container_status(pod: client.V1Pod) -> client.V1ContainerStatus | None:
-    statuses = (pod.status.container_statuses if pod.status else None) or []
-    return next((s for s in statuses if s.name == CONTAINER), None)
+def _container_status(pod: client.V1Pod, name: str = CONTAINER) -> client.V1ContainerStatus | None:
+    """The status of the server's container, or of the init container ``name``."""
+    status = pod.status
+    found = (
+        (status.container_statuses or []) + (status.init_container_statuses or []) if status else []
+    )
+    return next((s for s in found if s.name == name), None)
+
+
+def _cloned(clone: client.V1ContainerStatus) -> bool:
+    terminated = clone.state.terminated if clone.state else None
+    return terminated is not None and terminated.exit_code == 0
+
+
+def _failed_run(status: client.V1ContainerStatus) -> client.V1ContainerStateTerminated | None:
+    """How the container's last run failed, if it did and has not been replaced by a run
+    that is ready."""
+    state = status.state
+    if state is None:
+        return None
+    ended = state.terminated or (status.last_state.terminated if status.last_state else None)
+    if ended is None or status.ready or ended.exit_code == 0:
+        return None
+    return ended
 
 
 def _crashed(pod: client.V1Pod) -> bool:
@@ -692,9 +787,11 @@ def _port_of(statefulset: client.V1StatefulSet) -> int:
     return next(p.container_port for c in containers for p in c.ports or [] if p.name == "http")
 
 
-def _container_spec(pod: client.V1Pod) -> client.V1Container:
-    containers = pod.spec.containers if pod.spec else []
-    return next((c for c in containers if c.name == CONTAINER), client.V1Container(name=CONTAINER))
+def _container_spec(pod: client.V1Pod, name: str = CONTAINER) -> client.V1Container:
+    """The server's container, or the init container ``name`` (empty if the pod has none)."""
+    spec = pod.spec
+    containers = spec.containers + (spec.init_containers or []) if spec else []
+    return next((c for c in containers if c.name == name), client.V1Container(name=name))
 
 
 def _name(item: Any) -> str:
@@ -720,6 +817,16 @@ def pod_name(name: str) -> str:
 def claim_name(name: str) -> str:
     """The claim the StatefulSet controller makes from its template for pod 0."""
     return f"{VOLUME}-{name}-0"
+
+
+def _repository(spec: SessionSpec) -> dict[str, str]:
+    """What the clone needs, for the Secret (a repository URL may carry credentials)."""
+    if not spec.repository:
+        return {}
+    return {
+        "NBPLANE_SESSION_REPOSITORY": spec.repository,
+        "NBPLANE_SESSION_COMMIT": spec.commit or "",
+    }
 
 
 def session_labels(spec: SessionSpec, name: str) -> dict[str, str]:
