@@ -159,6 +159,10 @@ def test_session_start_open_hibernate_resume_stop(
     described = page.request.get(f"{web_server.url}/api/v1/sessions/{session_id}").json()
     assert open_link.get_attribute("href") == described["url"]
     assert described["token"] in str(described["url"])
+    logs = row.get_by_role("link", name=re.compile("^Server log of session"))
+    answer = page.request.get(web_server.url + str(logs.get_attribute("href")))
+    assert answer.ok and answer.headers["content-type"].startswith("text/plain")
+    assert answer.text.strip(), "the server wrote something at its start"
     screenshot("running")
 
     with page.context.expect_page() as opened:

@@ -167,6 +167,8 @@ function sessionRow(session) {
   if (session.status !== "stopping") {
     actions.push(sessionAction(session, "Stop", "DELETE", "", "stopping"));
   }
+  actions.push(link(`/api/v1/sessions/${encodeURIComponent(session.id)}/logs`, "Logs",
+    `Server log of session ${short(session.id)}`));
   const resources = [session.resource_class, session.cpu && `${session.cpu} CPU`, session.memory]
     .filter(Boolean).join(", ");
   return el("tr", { "data-session": session.id, "data-status": session.status },
