@@ -162,7 +162,7 @@ def test_session_start_open_hibernate_resume_stop(
     logs = row.get_by_role("link", name=re.compile("^Server log of session"))
     answer = page.request.get(web_server.url + str(logs.get_attribute("href")))
     assert answer.ok and answer.headers["content-type"].startswith("text/plain")
-    assert answer.text.strip(), "the server wrote something at its start"
+    assert answer.text().strip(), "the server wrote something at its start"
     screenshot("running")
 
     with page.context.expect_page() as opened:
