@@ -9,4 +9,4 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_get update -qq
   DEBIAN_FRONTEND=noninteractive apt_get install -y -qq chromium >/dev/null
 fi
-echo "Chromium ready: $(/usr/bin/chromium --version)"
+echo "Chromium ready: $(/usr/bin/chromium --version 2>/dev/null)"
