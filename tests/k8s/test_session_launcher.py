@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.server
 import json
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +43,19 @@ from nbplane.sessions.launchers.base import (
 )
 from nbplane.sessions.launchers.kubernetes import KubernetesLauncher, describe
 from nbplane.settings import Settings
+from tests.conftest import BACKENDS
+from tests.integration.server_fixture import stop, wait_healthy
+from tests.integration.session_helpers import (
+    SESSIONS,
+    as_user,
+    backend_store_url,
+    create,
+    jupyter,
+    run_in_kernel,
+    session_server,
+    user_token,
+    wait_status,
+)
 from tests.k8s.cluster import KubeCluster, free_port, wait_deleted, wait_for
 
 JUPYTER_LAB = str(Path(sys.executable).with_name("jupyter-lab"))
@@ -911,3 +926,101 @@ def test_statefulset_pod_reaches_node_provisioned_volume(
         time.sleep(0.1)
     assert seen.read_text() == "x"
     apps.delete_namespaced_stateful_set("files", kube_namespace)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from backend_store_url(request, tmp_path)
+
+
+def test_sessions_api_on_kubernetes_survives_a_restart(
+    kube_cluster: KubeCluster,
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+    registry: str,
+    tmp_path: Path,
+    store_url: str,
+) -> None:
+    """Through ``nbplane serve`` with NBPLANE_SESSION_LAUNCHER=kubernetes: an unknown image is
+    refused, a session becomes ready with the resource class's resources and its variables,
+    outlives a killed nbplane server, hibernates to zero pods, resumes on its files, and a
+    purge leaves nothing behind."""
+    environment = {
+        "NBPLANE_SESSION_LAUNCHER": "kubernetes",
+        "NBPLANE_KUBECONFIG": str(kube_cluster.kubeconfig),
+        "NBPLANE_KUBERNETES_NAMESPACE": kube_namespace,
+        "NBPLANE_SESSION_COMMAND": JUPYTER_LAB,
+        "NBPLANE_KUBERNETES_SESSION_PORTS": "20000-29999",
+        "NBPLANE_KUBERNETES_SESSION_URL_TEMPLATE": "http://127.0.0.1:{port}/",
+    }
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    restarted: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as stack:
+        # Stopped last: the server's own cleanup (deleting sessions) needs it running.
+        stack.callback(lambda: [stop(process) for process in restarted])
+        server = stack.enter_context(session_server(tmp_path, store_url, **environment))
+        alice = as_user(server, user_token(server, "alice", "analytics"))
+        refused = alice.post(SESSIONS, json={"image": f"{registry}/team/notebook:2099.9"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "image"
+
+        created = create(alice, environment={"GREETING": "hi"})
+        running = wait_status(alice, created["id"], "running", "failed", timeout=180)
+        assert running["status"] == "running" and running["ready"], running
+        assert run_in_kernel(running, "import os; print(os.environ['GREETING'])") == "hi\n"
+        with jupyter(running) as http:
+            saved = http.put(
+                "api/contents/kept.txt",
+                json={"type": "file", "format": "text", "content": "still here"},
+            )
+            assert saved.status_code == 201, saved.text
+        (statefulset,) = apps.list_namespaced_stateful_set(
+            kube_namespace, label_selector=f"nbplane.io/session={created['id']}"
+        ).items
+        name = statefulset.metadata.name
+        (container,) = statefulset.spec.template.spec.containers
+        assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
+
+        server.process.send_signal(signal.SIGKILL)  # no chance to tidy up
+        server.process.wait()
+        with server.log.open("a") as output:
+            server.process = subprocess.Popen(
+                server.args,
+                env=server.environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        restarted.append(server.process)
+        wait_healthy(server)
+        alive = alice.get(f"{SESSIONS}/{created['id']}").json()
+        assert alive["status"] == "running" and alive["ready"], alive
+
+        hibernating = alice.post(f"{SESSIONS}/{created['id']}/hibernate")
+        assert hibernating.status_code == 200, hibernating.text
+        wait_status(alice, created["id"], "hibernated")
+        assert apps.read_namespaced_stateful_set(name, kube_namespace).spec.replicas == 0
+        wait_deleted(core.list_namespaced_pod, f"{name}-0", namespace=kube_namespace)
+
+        resuming = alice.post(f"{SESSIONS}/{created['id']}/resume")
+        assert resuming.status_code == 200, resuming.text
+        resumed = wait_status(alice, created["id"], "running", "failed", timeout=180)
+        assert resumed["status"] == "running", resumed
+        with jupyter(resumed) as http:
+            assert http.get("api/contents/kept.txt").json()["content"] == "still here"
+
+        assert (
+            alice.delete(f"{SESSIONS}/{created['id']}", params={"purge": "true"}).status_code == 204
+        )
+        wait_deleted(apps.list_namespaced_stateful_set, name, namespace=kube_namespace)
+        wait_deleted(
+            core.list_namespaced_persistent_volume_claim,
+            f"workspace-{name}-0",
+            namespace=kube_namespace,
+        )
+        assert (
+            core.list_namespaced_secret(
+                kube_namespace, label_selector=f"app.kubernetes.io/instance={name}"
+            ).items
+            == []
+        )
