@@ -94,6 +94,9 @@ export interface FormOptions<T, R> {
   /** Extra buttons; the chosen button's label is passed to `send`. */
   extraButtons?: string[];
   check: (values: Values, button: string) => Checked<T>;
+  /** Called when the dialog opens and as the user types (after a pause), with the dialog's
+   * footer, e.g. to show a button only when it applies. */
+  watch?: (values: Values, footer: HTMLElement) => void;
   send: (value: T, button: string) => Promise<R>;
 }
 
@@ -107,6 +110,21 @@ export async function submitForm<T, R>(options: FormOptions<T, R>): Promise<R | 
   for (;;) {
     const body = new FormBody(options.fields, values, error);
     const field = error?.field ?? null;
+    const watch = options.watch;
+    if (watch) {
+      let pause = 0;
+      const call = () => {
+        const footer = body.node.closest('.jp-Dialog-content')?.querySelector('.jp-Dialog-footer');
+        if (footer) {
+          watch(body.getValue(), footer as HTMLElement);
+        }
+      };
+      body.node.addEventListener('input', () => {
+        window.clearTimeout(pause);
+        pause = window.setTimeout(call, 300);
+      });
+      window.setTimeout(call, 0);
+    }
     const result = await showDialog({
       title: options.title,
       body,

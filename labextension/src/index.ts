@@ -439,7 +439,27 @@ function activate(
       const answer = await submitForm({
         title: 'Log in to nbplane',
         accept: 'Log in with token',
-        extraButtons: status.oauth_available ? [OAUTH] : [],
+        extraButtons: [OAUTH],
+        // The OAuth button shows only when the server at the URL typed offers OAuth login.
+        watch: (values, footer) => {
+          const button = Array.from(footer.querySelectorAll('button')).find(
+            candidate => candidate.textContent === OAUTH
+          );
+          if (!button) {
+            return;
+          }
+          button.style.display = 'none';
+          const url = text(values, 'url');
+          if (/^https?:\/\/\S+$/.test(url)) {
+            void request<LoginStatus>('status', { query: { url } })
+              .then(answer => {
+                if (answer.oauth_available) {
+                  button.style.display = '';
+                }
+              })
+              .catch(() => undefined);
+          }
+        },
         fields: [
           { name: 'url', label: 'nbplane server URL', placeholder: 'https://nbplane.example.com' },
           { name: 'token', label: 'Token (from `nbplane token create`)', kind: 'password' }

@@ -28,6 +28,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser.conftest import Screenshot
 from tests.conftest import BACKENDS, database_url, write_notebook
 from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
+from tests.oauth_provider import User, running_provider
 
 RUN_TIMEOUT_MS = 120_000
 """A run starts a Python process per job on a busy 2-core machine."""
@@ -428,3 +429,40 @@ def test_execute_download_delete_and_logout(
     menu(page, "Logout")
     expect(panel.get_by_role("button", name="Log in")).to_be_visible()
     screenshot("logged-out")
+
+
+def test_oauth_login_in_a_new_tab_keeps_the_token_out_of_the_browser(
+    lab: Lab, page: Page, tmp_path: Path, screenshot: Screenshot
+) -> None:
+    notebooks = tmp_path / "apis"
+    notebooks.mkdir()
+    with (
+        running_provider() as provider,
+        running_server(
+            notebooks,
+            tmp_path / "server-home",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            environment=provider.settings,
+        ) as server,
+    ):
+        provider.user = User("carol", ["analytics"])
+        lab.open(page, "oauth")
+        menu(page, "Login…")
+        form = dialog(page)
+        oauth = form.get_by_role("button", name="Log in with OAuth")
+        form.locator("input[name=url]").fill(server.url)
+        # Offered because this server says it takes OAuth logins.
+        expect(oauth).to_be_visible()
+        with page.expect_popup() as popup:
+            oauth.click()
+        # The provider approves at once and sends the tab back to the Jupyter server.
+        expect(popup.value.locator("body")).to_contain_text("Logged in to nbplane as carol")
+        expect(notification(page, "as carol.")).to_be_visible(timeout=60_000)
+        screenshot("logged-in")
+
+    saved = json.loads((Path(lab.environment["NBPLANE_HOME"]) / "credentials.json").read_text())
+    assert saved["url"] == server.url
+    storage = page.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])"
+    )
+    assert saved["token"] not in storage, "the nbplane token stays on the Jupyter server"
