@@ -21,6 +21,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, ClassVar
 
 import httpx
@@ -55,7 +56,7 @@ set -e
 git clone --quiet --no-checkout -- "$NBPLANE_SESSION_REPOSITORY" .nbplane-clone
 mv .nbplane-clone/.git .git
 rmdir .nbplane-clone
-git -c advice.detachedHead=false checkout --quiet --force ${NBPLANE_SESSION_COMMIT:-HEAD} --
+git -c advice.detachedHead=false checkout --quiet --force "${NBPLANE_SESSION_COMMIT:-HEAD}" --
 echo "nbplane: repository checked out"
 """
 """Run in the session's image (git needed) on the workspace, once: a resumed session keeps its
@@ -103,7 +104,13 @@ class KubernetesLauncher(SessionLauncher):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.kube = KubeClient(settings.kubeconfig)
-        self.http = httpx.AsyncClient(timeout=ANSWER_TIMEOUT)
+        # Sessions are reached directly (no proxies from the environment), and the servers'
+        # login cookies must not pile up in (or be sent on by) this client.
+        self.http = httpx.AsyncClient(
+            timeout=ANSWER_TIMEOUT,
+            trust_env=False,
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
 
     # start, hibernate, stop
 
@@ -143,21 +150,11 @@ class KubernetesLauncher(SessionLauncher):
                 namespace,
                 {"spec": {"replicas": 1}},
             )
-        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name}
-        owner["uid"] = existing.metadata.uid
+        owner = client.V1OwnerReference(
+            api_version="apps/v1", kind="StatefulSet", name=name, uid=existing.metadata.uid
+        )
         service = client.V1Service(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                labels=labels,
-                owner_references=[
-                    client.V1OwnerReference(
-                        api_version=owner["apiVersion"],
-                        kind=owner["kind"],
-                        name=name,
-                        uid=owner["uid"],
-                    )
-                ],
-            ),
+            metadata=client.V1ObjectMeta(name=name, labels=labels, owner_references=[owner]),
             spec=client.V1ServiceSpec(
                 selector=_selector(name),
                 ports=[client.V1ServicePort(name="http", port=port, target_port="http")],
@@ -177,7 +174,7 @@ class KubernetesLauncher(SessionLauncher):
             core.patch_namespaced_secret,
             name,
             namespace,
-            {"metadata": {"ownerReferences": [owner]}},
+            client.V1Secret(metadata=client.V1ObjectMeta(owner_references=[owner])),
             _content_type="application/merge-patch+json",
         )
         return {"namespace": namespace, "name": name, "port": port, "url": url}
