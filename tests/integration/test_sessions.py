@@ -246,3 +246,27 @@ def test_anonymous_sessions_are_limited_and_short_lived(tmp_path: Path, store_ur
         assert bob.get(f"{SESSIONS}/{session['id']}").status_code == 404
         wait_gone(nobody, session["id"], timeout=60)
         assert nobody.post(SESSIONS, json={}).status_code == 201, "its place is free again"
+
+
+def test_two_replicas_cull_a_session_once(tmp_path: Path, store_url: str) -> None:
+    """Both replicas watch every session; the idle one is hibernated once, not failed by the
+    replica that did not stop it, and either replica resumes it."""
+    notebooks = tmp_path / "apis"
+    notebooks.mkdir()
+    environment = {"NBPLANE_SESSION_POOL_SIZE": "0", "NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS": "3"}
+    with running_server(notebooks, tmp_path / "home", store_url,
+                        environment=environment) as first, \
+            running_server(notebooks, tmp_path / "home", store_url,
+                           environment=environment) as second:
+        try:
+            session = wait_status(first.client, create(first.client)["id"], "running")
+            hibernated = wait_status(second.client, session["id"], "hibernated", "failed")
+            assert hibernated["status"] == "hibernated" and "idle" in hibernated["reason"]
+            time.sleep(3)  # both replicas look at it again meanwhile
+            assert first.client.get(f"{SESSIONS}/{session['id']}").json()["status"] == \
+                "hibernated"
+            assert second.client.post(f"{SESSIONS}/{session['id']}/resume").status_code == 200
+            resumed = wait_status(first.client, session["id"], "running", "failed")
+            assert resumed["status"] == "running", resumed
+        finally:
+            stop_all(first)

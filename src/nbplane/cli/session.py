@@ -288,7 +288,8 @@ def show(session_id: str, output: str) -> None:
 def logs(session_id: str, tail: int) -> None:
     """Print the last lines of the session's server output (also after it failed)."""
     with _remote() as client:
-        sys.stdout.write(client.session_logs(session_id, tail))
+        text = client.session_logs(session_id, tail)
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
 
 
 @session.command()

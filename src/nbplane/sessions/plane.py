@@ -119,7 +119,7 @@ class SessionPlane:
         current = now()
         expired = record.expires_at is not None and current >= record.expires_at
         if expired and record.status != SessionStatus.STOPPING:
-            await self.service.delete_record(record, purge=True)
+            await self.service.delete_record(record, purge=True, expected=(record.status,))
             return
         if record.status == SessionStatus.STARTING:
             await self._starting(record, current)
@@ -132,7 +132,7 @@ class SessionPlane:
                 and record.hibernated_at
                 and current - record.hibernated_at > timedelta(seconds=after)
             ):
-                await self.service.delete_record(record, purge=False)
+                await self.service.delete_record(record, purge=False, expected=(record.status,))
         elif current - record.updated_at > timedelta(seconds=STUCK_SECONDS):
             await self._restop(record)
 
@@ -207,7 +207,9 @@ class SessionPlane:
         due = self.service.hibernate_at(record)
         if due is not None and current >= due:
             idle = self.settings.session_idle_hibernate_seconds
-            await self.service.hibernate_record(record, f"idle for {idle:g} s: hibernated")
+            await self.service.hibernate_record(
+                record, f"idle for {idle:g} s: hibernated", expected=(record.status,)
+            )
 
     async def _last_activity(self, record: SessionRecord, url: str | None) -> datetime | None:
         """The Jupyter server's own last activity (kernels, terminals, API calls)."""

@@ -316,12 +316,15 @@ class SessionService:
             )
         return self.describe(await db(self.records.get, session_id), caller)
 
-    async def hibernate_record(self, record: SessionRecord, reason: str) -> bool:
-        """Stop the server and keep its workspace; False if another caller got there first."""
+    async def hibernate_record(
+        self, record: SessionRecord, reason: str, expected: tuple[SessionStatus, ...] = ACTIVE
+    ) -> bool:
+        """Stop the server and keep its workspace, if its status is one of ``expected``; False
+        if another caller got there first."""
         claimed = await db(
             self.records.transition,
             record.id,
-            ACTIVE,
+            expected,
             status=SessionStatus.STOPPING,
             action="hibernate",
             ready=False,
@@ -366,13 +369,22 @@ class SessionService:
                 field="status",
             )
 
-    async def delete_record(self, record: SessionRecord, purge: bool) -> bool:
-        """Stop the server for good, revoke its token, forget it; False if another caller is
-        stopping it already."""
+    async def delete_record(
+        self,
+        record: SessionRecord,
+        purge: bool,
+        expected: tuple[SessionStatus, ...] = (
+            *ACTIVE,
+            SessionStatus.HIBERNATED,
+            SessionStatus.FAILED,
+        ),
+    ) -> bool:
+        """Stop the server for good, revoke its token, forget it, if its status is one of
+        ``expected``; False if another caller is stopping it already."""
         claimed = await db(
             self.records.transition,
             record.id,
-            (*ACTIVE, SessionStatus.HIBERNATED, SessionStatus.FAILED),
+            expected,
             status=SessionStatus.STOPPING,
             action="purge" if purge else "delete",
             ready=False,
@@ -406,7 +418,8 @@ class SessionService:
         steps: list[dict[str, Any]] | None = None,
     ) -> bool:
         """End the session ``failed``, the server's last words in the reason, and stop what is
-        left of it (the workspace is kept: resume starts it again)."""
+        left of it (the workspace is kept: resume starts it again). Only if its status is still
+        the record's: a session hibernated or resumed meanwhile is not failed by a stale look."""
         state = record.launcher_state or {}
         spec = self.spec(record)
         if logs and state:
@@ -419,7 +432,7 @@ class SessionService:
         failed = await db(
             self.records.transition,
             record.id,
-            (*ACTIVE, SessionStatus.STOPPING),
+            (record.status,),
             status=SessionStatus.FAILED,
             action=None,
             ready=False,
