@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from kubernetes import client
-from tornado.websocket import websocket_connect
 
 from nbplane.errors import InvalidInput
 from nbplane.sessions.launchers import launcher_named
@@ -127,60 +126,8 @@ async def api_status(url: str, token: str | None) -> int:
 
 
 async def kernel_output(url: str, token: str, code: str) -> str:
-    """Run ``code`` in a new kernel of the server (REST, then the kernel's websocket) and
-    return what it printed."""
-    headers = {"Authorization": f"token {token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-        response = await http.post(f"{url}api/kernels", json={"name": "python3"})
-        response.raise_for_status()
-        kernel = response.json()["id"]
-    socket_url = f"ws{url.removeprefix('http')}api/kernels/{kernel}/channels?token={token}"
-    connection = await websocket_connect(socket_url)
-    try:
-        message_id = uuid.uuid4().hex
-        header = {
-            "msg_id": message_id,
-            "msg_type": "execute_request",
-            "username": "test",
-            "session": uuid.uuid4().hex,
-            "date": "",
-            "version": "5.3",
-        }
-        connection.write_message(
-            json.dumps(
-                {
-                    "header": header,
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                    },
-                    "buffers": [],
-                }
-            )
-        )
-        printed = ""
-        while True:
-            raw = await asyncio.wait_for(connection.read_message(), 60)
-            assert raw is not None, "the kernel's websocket closed"
-            message = json.loads(raw)
-            if message.get("parent_header", {}).get("msg_id") != message_id:
-                continue
-            if message["msg_type"] == "stream":
-                printed += message["content"]["text"]
-            elif message["msg_type"] == "error":
-                raise AssertionError(message["content"])
-            elif (
-                message["msg_type"] == "status" and message["content"]["execution_state"] == "idle"
-            ):
-                return printed
-    finally:
-        connection.close()
+    """What ``code`` printed in a new kernel of the server (the session tests' helper)."""
+    return await asyncio.to_thread(run_in_kernel, {"server_url": url, "token": token}, code)
 
 
 def decoded(secret: client.V1Secret) -> dict[str, str]:
