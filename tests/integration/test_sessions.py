@@ -4,8 +4,11 @@ culling, restart reconciliation, servers that fail to start, bad input, anonymou
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +273,32 @@ def test_two_replicas_cull_a_session_once(tmp_path: Path, store_url: str) -> Non
             assert resumed["status"] == "running", resumed
         finally:
             stop_all(first)
+
+
+def test_resource_classes_from_settings_and_teams(tmp_path: Path) -> None:
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps([
+        {"name": "tiny", "cpu": "250m", "memory": "512Mi", "description": "for reading"},
+        {"name": "gpu", "cpu": "4", "memory": "16Gi", "default": True, "teams": ["ml"]},
+    ]))
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"name": "x", "cpu": 1}]')
+    refused = subprocess.run(
+        [sys.executable, "-m", "nbplane", "serve", "--port", "1"], capture_output=True,
+        text=True, timeout=60, env={**os.environ, "NBPLANE_HOME": str(tmp_path / "home"),
+                                    "NBPLANE_SESSION_RESOURCE_CLASSES": str(broken)})
+    assert refused.returncode == 2 and refused.stderr.startswith("error: "), refused.stderr
+    assert str(broken) in refused.stderr and "cpu" in refused.stderr
+    with session_server(tmp_path, f"sqlite:///{tmp_path / 'nbplane.db'}",
+                        NBPLANE_SESSION_RESOURCE_CLASSES=str(classes)) as server:
+        ada = as_user(server, user_token(server, "ada", "ml"))
+        bob = as_user(server, user_token(server, "bob", "ops"))
+        offered = ada.get(f"{SESSIONS}/resource-classes").json()
+        assert [(c["name"], c["default"]) for c in offered] == [("tiny", False), ("gpu", True)]
+        assert [c["name"] for c in bob.get(f"{SESSIONS}/resource-classes").json()] == ["tiny"]
+        refused_class = bob.post(SESSIONS, json={"resource_class": "gpu"})
+        assert refused_class.status_code == 422
+        assert refused_class.json()["field"] == "resource_class"
+        session = create(bob)
+        assert (session["resource_class"], session["cpu"]) == ("tiny", "250m"), \
+            "without the default class, the first one offered"

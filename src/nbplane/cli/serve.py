@@ -52,6 +52,17 @@ def _reachable(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _check_session_settings() -> None:
+    """Session settings that cannot be used stop ``serve`` with one line, before it listens."""
+    from nbplane.sessions.launchers import launcher_class
+    from nbplane.sessions.resource_classes import load_resource_classes
+    from nbplane.settings import get_settings
+
+    settings = get_settings()
+    load_resource_classes(settings.session_resource_classes)
+    launcher_class(settings.session_launcher)
+
+
 def _store_url(db: str | None) -> str:
     from nbplane.settings import get_settings
 
@@ -119,6 +130,7 @@ def serve(
         raise ConfigError(
             f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
         )
+    _check_session_settings()
     config = ServerConfig(
         notebooks_dir=notebooks_dir,
         store_url=_store_url(db),

@@ -13,8 +13,13 @@ LAUNCHERS = {
 
 
 def launcher_named(name: str, settings: Settings) -> SessionLauncher:
-    """The launcher called ``name``, imported only when chosen (kubernetes is heavy); a
-    ``package.module:Class`` name loads a launcher of one's own."""
+    """The launcher called ``name``, imported only when chosen (kubernetes is heavy)."""
+    return launcher_class(name)(settings)
+
+
+def launcher_class(name: str) -> type[SessionLauncher]:
+    """The class of the launcher called ``name``; a ``package.module:Class`` name loads a
+    launcher of one's own."""
     import importlib
 
     if name not in LAUNCHERS and ":" not in name:
@@ -29,4 +34,4 @@ def launcher_named(name: str, settings: Settings) -> SessionLauncher:
         raise ConfigError(
             f"cannot load session launcher {name!r}: {exc}", field="NBPLANE_SESSION_LAUNCHER"
         ) from None
-    return launcher(settings)
+    return launcher
