@@ -117,7 +117,10 @@ def test_users_see_and_touch_only_their_own(tmp_path: Path, store_url: str) -> N
         assert [s["id"] for s in alice.get(SESSIONS).json()] == [session["id"]]
         assert alice.get(path).json()["status"] in ("starting", "running")
         assert bob.delete(path).status_code == 404
+        workspace = Path(server.environment["NBPLANE_HOME"]) / "sessions" / "alice" / session["id"]
+        assert workspace.is_dir()
         assert alice.delete(path, params={"purge": "true"}).status_code == 204
+        assert not workspace.exists(), "purge deletes the files"
 
 
 def test_bad_input_gets_clear_errors(tmp_path: Path, store_url: str) -> None:
@@ -130,6 +133,9 @@ def test_bad_input_gets_clear_errors(tmp_path: Path, store_url: str) -> None:
             response = client.post(SESSIONS, json={"environment": environment})
             assert response.status_code == 422, response.text
             assert response.json()["errors"][0]["pointer"] == "/body/environment", response.text
+        option = client.post(SESSIONS, json={"repository": "https://example.invalid/r.git",
+                                             "commit": "--upload-pack=touch x"})
+        assert option.status_code == 422 and option.json()["field"] == "commit", option.text
         for body in ({"directory": "../elsewhere"}, {"commit": "main"},
                      {"repository": "not a url"}, {"surprise": 1}):
             assert client.post(SESSIONS, json=body).status_code == 422, body

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from nbplane.control.models import DescribeCaller
-from nbplane.errors import Conflict, NbplaneError, NotFound, Unauthorized
+from nbplane.errors import Conflict, InvalidInput, NbplaneError, NotFound, Unauthorized
 from nbplane.jobs.secrets import SecretBox
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher, SessionSpec
@@ -205,7 +205,11 @@ class SessionService:
                 "expires_at": expires_at,
             },
         )
-        record = await self._launch(record, caller.teams)
+        try:
+            record = await self._launch(record, caller.teams, refuse_bad_input=True)
+        except InvalidInput:  # the request was wrong, not the session: leave nothing behind
+            await self.delete_record(record, purge=False)
+            raise
         return self.describe(record, caller)
 
     def _session_token(
@@ -255,8 +259,11 @@ class SessionService:
         except NotFound:
             return []
 
-    async def _launch(self, record: SessionRecord, teams: list[str]) -> SessionRecord:
-        """Hand the session to the launcher; a start that fails ends the session ``failed``."""
+    async def _launch(
+        self, record: SessionRecord, teams: list[str], refuse_bad_input: bool = False
+    ) -> SessionRecord:
+        """Hand the session to the launcher; a start that fails ends the session ``failed``
+        (a launcher's ``InvalidInput`` is raised instead with ``refuse_bad_input``)."""
         if record.anonymous:
             names: list[str] = []
             granted: dict[str, str] = {}
@@ -266,6 +273,8 @@ class SessionService:
         try:
             state = await self.launcher.start(spec)
         except NbplaneError as exc:
+            if refuse_bad_input and isinstance(exc, InvalidInput):
+                raise
             await self.fail(record, f"could not start: {exc.message}", logs=False)
         except Exception as exc:
             log.exception("starting session %s failed", record.id)
