@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     session_command: str = Field(
         default="jupyter-lab",
         description="The Jupyter server a session runs: 'jupyter-lab' or 'jupyter-server' "
-        "(local launcher: found beside nbplane's Python; Kubernetes: in the image).",
+        "(local launcher: found beside nbplane's Python, else on PATH, or a path to it; "
+        "Kubernetes: in the image).",
     )
     session_resource_classes: Path | None = Field(
         default=None,
