@@ -167,6 +167,10 @@ def test_on_demand_server_needs_its_token_and_gives_kernels_the_environment(
             wrong = {"Authorization": "token not-the-token"}
             assert httpx.get(f"{status.url}api/status", headers=wrong).status_code == 403
             assert httpx.get(f"{status.url}api/status", headers=auth(spec)).status_code == 200
+            handout = httpx.post(
+                f"{status.url}nbplane/handout", headers=auth(spec), json={"token": "other"}
+            )
+            assert handout.status_code == 409, "a server started for a session is its own"
 
             workspace = tmp_path / "home" / "sessions" / "alice" / "s1"
             assert Path(state["workspace"]) == workspace.absolute()
@@ -184,8 +188,9 @@ def test_on_demand_server_needs_its_token_and_gives_kernels_the_environment(
             assert "Jupyter Server" in await launcher.logs(spec, state, 200)
             assert len((await launcher.logs(spec, state, 3)).splitlines()) == 3
 
+            family = _family(state["pid"])
             await launcher.stop(spec, state, purge=False)
-            assert gone(state["pid"])
+            assert all(gone(process.pid) for process in family), "the server and its kernel"
             assert workspace.is_dir(), "stop keeps the workspace"
             assert (await launcher.poll(spec, state)).phase == LaunchPhase.FAILED
 
@@ -243,6 +248,8 @@ def test_pooled_server_becomes_the_sessions_own(tmp_path: Path) -> None:
             assert refilled != pooled
             await launcher.stop(spec, state, purge=True)
             assert not workspace.exists()
+            await launcher.close()
+            assert gone(refilled), "close stops the servers nobody was given"
 
     run(main)
 

@@ -25,7 +25,8 @@ from tornado import web
 class _Session:
     """What the handout changed; one per server process."""
 
-    handed_out = False
+    handed_out = os.environ.pop("NBPLANE_SESSION_POOLED", "") != "1"
+    """A server started for one session is that session's from the start."""
     directory: str | None = os.environ.get("NBPLANE_SESSION_DIRECTORY") or None
     """Given at handout, or by the launcher in the environment of a server started on demand."""
 
@@ -37,16 +38,22 @@ class HandoutHandler(APIHandler):
     def post(self) -> None:
         if _Session.handed_out:
             raise web.HTTPError(409, "this server was already handed out")
-        body: dict[str, Any] = json.loads(self.request.body or b"{}")
+        try:
+            body: dict[str, Any] = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body must be a JSON object") from None
         token, environment = body.get("token"), body.get("environment", {})
+        directory = body.get("directory")
         if not isinstance(token, str) or not token:
             raise web.HTTPError(400, "token: a non-empty string is required")
         if not isinstance(environment, dict) or not all(
             isinstance(key, str) and isinstance(value, str) for key, value in environment.items()
         ):
             raise web.HTTPError(400, "environment: an object of strings is required")
+        if directory is not None and not isinstance(directory, str):
+            raise web.HTTPError(400, "directory: a string is required")
         _Session.handed_out = True
-        _Session.directory = body.get("directory") or None
+        _Session.directory = directory or None
         os.environ.update(environment)
         os.environ["JUPYTER_TOKEN"] = token
         # The root symlink now points at the workspace: kernels started without a path

@@ -447,7 +447,9 @@ class LocalLauncher(SessionLauncher):
         empty.mkdir(mode=0o700, parents=True)
         (directory / "root").symlink_to(empty, target_is_directory=True)
         token = secrets.token_urlsafe(32)
-        process = self._spawn(directory, directory / "root", {"JUPYTER_TOKEN": token})
+        process = self._spawn(
+            directory, directory / "root", {"JUPYTER_TOKEN": token, "NBPLANE_SESSION_POOLED": "1"}
+        )
         _write_json(
             directory / "server.json",
             {"owner": self._owner, "session": None, "pid": process.pid, "started": process.started},
