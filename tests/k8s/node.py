@@ -423,8 +423,8 @@ class PodRunner:
             self._publish()
             try:
                 event = self.events.get(timeout=retry)
-                retry = min(2.0, retry * 2)
             except queue.Empty:
+                retry = min(2.0, retry * 2)
                 continue
             if event[0] == "stop":
                 self._terminate(event[1])
