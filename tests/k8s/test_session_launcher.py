@@ -792,6 +792,34 @@ def test_image_check_can_be_turned_off(registry: str, tmp_path: Path) -> None:
     assert Registry.asked == []
 
 
+def test_option_like_commit_and_outside_directory_are_refused(
+    settings: Settings, kube_api: client.ApiClient, kube_namespace: str
+) -> None:
+    async def refused(spec: SessionSpec) -> InvalidInput:
+        launcher = kubernetes_launcher(settings)
+        try:
+            await launcher.start(spec)
+        except InvalidInput as error:
+            return error
+        finally:
+            await launcher.close()
+        raise AssertionError(f"{spec} started")
+
+    commit = run(refused(session(repository="file:///nowhere", commit="--orphan=x")))
+    assert commit.fields == {"field": "commit"}
+    directory = run(refused(session(directory="../../etc")))
+    assert directory.fields == {"field": "directory"}
+    assert client.AppsV1Api(kube_api).list_namespaced_stateful_set(kube_namespace).items == []
+    assert (
+        client.CoreV1Api(kube_api)
+        .list_namespaced_secret(
+            kube_namespace, label_selector="app.kubernetes.io/managed-by=nbplane"
+        )
+        .items
+        == []
+    )
+
+
 def test_bad_url_template_is_a_clear_error(settings: Settings) -> None:
     from nbplane.errors import ConfigError
 
