@@ -21,6 +21,10 @@ POSTGRES_URL = os.environ.get("NBPLANE_TEST_POSTGRES_URL")
 """Admin URL of a PostgreSQL server; each test gets a database of its own on it."""
 REQUIRE_POSTGRES = os.environ.get("NBPLANE_TEST_REQUIRE_POSTGRES") == "1"
 
+os.environ.setdefault("NBPLANE_SESSION_POOL_SIZE", "0")
+"""Servers started by tests warm no JupyterLab pool (two real servers each, on 2 cores) unless
+a test asks for one; the launcher and session tests that exercise the pool set it themselves."""
+
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
