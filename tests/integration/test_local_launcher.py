@@ -59,18 +59,20 @@ def make_spec(session_id: str = "s1", **fields: Any) -> SessionSpec:
 
 @asynccontextmanager
 async def launched(launcher: LocalLauncher) -> AsyncIterator[LocalLauncher]:
-    """A prepared launcher; closed at the end, and every server process it started killed."""
+    """A prepared launcher; closed at the end, and every process left of its servers (their
+    command lines name its home) killed."""
     await launcher.prepare()
     try:
         yield launcher
     finally:
-        children = list(launcher._children.values())
         await launcher.close()
-        for child in children:
-            for process in _family(child.pid):
-                process.kill()
-            child.kill()
-            child.wait()
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if str(launcher.home) in " ".join(process.cmdline()):
+                    process.kill()
+                    process.wait(10)
+            except psutil.Error:
+                continue
 
 
 def _family(pid: int) -> list[psutil.Process]:
@@ -315,6 +317,7 @@ def test_a_taken_port_does_not_fail_the_session(tmp_path: Path) -> None:
                 assert status.url != f"http://127.0.0.1:{launcher.taken}/"
                 assert "already in use" in await launcher.logs(spec, state, 500)
                 assert httpx.get(f"{status.url}api/status", headers=auth(spec)).status_code == 200
+                await launcher.stop(spec, state, purge=True)
 
     run(main)
 
@@ -390,6 +393,7 @@ def test_repository_is_cloned_at_its_commit_and_a_bad_one_fails_with_gits_messag
                 "ready",
             ]
             assert (Path(state["workspace"]) / "job.txt").read_text() == "first\n"
+            await launcher.stop(spec, state, purge=True)
 
             missing = make_spec("s2", repository=str(tmp_path / "no-such-repo"))
             state = await launcher.start(missing)
