@@ -30,6 +30,11 @@ output_format = click.option(
 )
 
 
+def print_json(value: object) -> None:
+    """What ``--output json`` prints: indented, for people reading it as well as scripts."""
+    print(json.dumps(value, indent=2))
+
+
 @click.group(
     cls=NbplaneGroup,
     help="Data jobs: a directory of notebooks, .py and .sql steps.",
@@ -125,7 +130,7 @@ def runs(directory: Path, limit: int, output: str) -> None:
 
     records = list_runs(directory, limit=limit)
     if output == "json":
-        print(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in records], indent=2))
+        print_json([r.model_dump(mode="json", exclude={"steps"}) for r in records])
         return
     table = Table(title=f"runs of {directory}", title_justify="left")
     for column in ("run", "started", "status", "duration", "steps", "arguments"):

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nbplane.cli.commands import DocumentedArgument, DocumentedCommand
-from nbplane.cli.job import job_directory, output_format, parse_arguments
+from nbplane.cli.job import job_directory, output_format, parse_arguments, print_json
 from nbplane.errors import ConfigError, Conflict, NotFound
 from nbplane.remote_jobs import checked_name, current_version, deploy_directory, only_team
 
@@ -84,10 +84,6 @@ def _took(execution: DescribeJobExecution) -> str:
 def _status(execution: DescribeJobExecution) -> str:
     style = {"completed": "green", "queued": "dim", "running": "cyan"}.get(execution.status, "red")
     return f"[{style}]{execution.status}[/]"
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
 
 
 @click.command(
@@ -311,7 +307,7 @@ def list_jobs(team: str | None, output: str) -> None:
     with _remote(team) as (client, team):
         jobs = client.list_jobs(team)
     if output == "json":
-        _print_json([described.model_dump(mode="json") for described in jobs])
+        print_json([described.model_dump(mode="json") for described in jobs])
         return
     table = Table(title=f"jobs of team {team}, times in UTC", title_justify="left")
     for column in ("job", "version", "schedule", "next run", "last execution"):
@@ -343,7 +339,7 @@ def show(name: str, team: str | None, output: str) -> None:
     with _remote(team) as (client, team):
         described = client.get_job(team, name)
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
         return
     console = Console()
     by = f" by {escape(described.created_by)}" if described.created_by else ""
@@ -428,7 +424,7 @@ def executions(
     with _remote(team) as (client, team):
         page = client.list_executions(team, name, status=wanted, limit=limit, offset=offset)
     if output == "json":
-        _print_json(page.model_dump(mode="json"))
+        print_json(page.model_dump(mode="json"))
         return
     shown = f"{offset + 1}-{offset + len(page.items)} of {page.total}" if page.items else "none"
     Console().print(_executions_table(page.items, f"executions of {team}/{name} ({shown})"))
@@ -527,7 +523,7 @@ def properties(
         else:
             current = client.get_properties(team, name)
     if output == "json":
-        _print_json(current)
+        print_json(current)
         return
     table = Table(title=f"properties of {team}/{name}", title_justify="left")
     table.add_column("key")
@@ -566,7 +562,7 @@ def secrets(
         else:
             described = client.list_secrets(team, name)
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
         return
     names = ", ".join(described.names) or "none"
     Console().print(f"secrets of {escape(team)}/{escape(name)}: {escape(names)}", highlight=False)

@@ -6,9 +6,8 @@ which a session's own terminal has, so these work inside a session without a log
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nbplane.cli.commands import DocumentedArgument, NbplaneGroup
-from nbplane.cli.job import output_format
+from nbplane.cli.job import output_format, print_json
 from nbplane.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,10 +51,6 @@ def _remote() -> Iterator[NbplaneClient]:
 
     with NbplaneClient.from_credentials() as client:
         yield client
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
 
 
 def _when(moment: datetime | None) -> str:
@@ -134,13 +129,21 @@ def start(
             f"{'/'.join(str(p) for p in problem['loc'])}: {problem['msg']}",
             field=str(problem["loc"][0]) if problem["loc"] else None,
         ) from None
+    _start_and_show(lambda client: client.create_session(request), no_wait, output)
+
+
+def _start_and_show(
+    begin: Callable[[NbplaneClient], DescribeSession], no_wait: bool, output: str
+) -> None:
+    """What ``start`` and ``resume`` share: begin, follow the steps unless ``no_wait``, show
+    the URL or why it failed; the exit code is 1 if it failed."""
     console = Console(stderr=output == "json")
     with _remote() as client:
-        described = client.create_session(request)
+        described = begin(client)
         if not no_wait:
             described = _follow(client, console, described)
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
     else:
         _report(console, described)
     if described.status == "failed":
@@ -195,7 +198,7 @@ def resource_classes(output: str) -> None:
     with _remote() as client:
         found = client.session_resource_classes()
     if output == "json":
-        _print_json([described.model_dump(mode="json") for described in found])
+        print_json([described.model_dump(mode="json") for described in found])
         return
     table = Table(title="resource classes", title_justify="left")
     for column in ("name", "cpu", "memory", "description"):
@@ -214,7 +217,7 @@ def list_sessions(everyone: bool, output: str) -> None:
     with _remote() as client:
         found = client.list_sessions(everyone=everyone)
     if output == "json":
-        _print_json([described.model_dump(mode="json") for described in found])
+        print_json([described.model_dump(mode="json") for described in found])
         return
     table = Table(title="sessions, times in UTC", title_justify="left")
     table.add_column("session", no_wrap=True)
@@ -243,7 +246,7 @@ def show(session_id: str, output: str) -> None:
     with _remote() as client:
         described = client.get_session(session_id)
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
         return
     console = Console()
     rows = {
@@ -300,7 +303,7 @@ def hibernate(session_id: str, output: str) -> None:
     with _remote() as client:
         described = client.hibernate_session(session_id)
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
         return
     Console().print(f"session {described.id} {_status(described)}", highlight=False)
 
@@ -311,17 +314,7 @@ def hibernate(session_id: str, output: str) -> None:
 @output_format
 def resume(session_id: str, no_wait: bool, output: str) -> None:
     """Start a hibernated (or failed) session again, with its files; prints the URL."""
-    console = Console(stderr=output == "json")
-    with _remote() as client:
-        described = client.resume_session(session_id)
-        if not no_wait:
-            described = _follow(client, console, described)
-    if output == "json":
-        _print_json(described.model_dump(mode="json"))
-    else:
-        _report(console, described)
-    if described.status == "failed":
-        raise click.exceptions.Exit(1)
+    _start_and_show(lambda client: client.resume_session(session_id), no_wait, output)
 
 
 @session.command()
@@ -404,7 +397,7 @@ def create_connection(
 
 def _show_connection(described: DescribeConnection, output: str) -> None:
     if output == "json":
-        _print_json(described.model_dump(mode="json"))
+        print_json(described.model_dump(mode="json"))
         return
     grants = ", ".join(f"{grant.kind} {grant.name}" for grant in described.grants) or "nobody"
     Console().print(
@@ -421,7 +414,7 @@ def list_connections(output: str) -> None:
     with _remote() as client:
         found = client.list_connections()
     if output == "json":
-        _print_json([described.model_dump(mode="json") for described in found])
+        print_json([described.model_dump(mode="json") for described in found])
         return
     table = Table(title="connections", title_justify="left")
     for column in ("name", "kind", "keys", "granted to", "description"):
