@@ -6,7 +6,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { RunState, serverErrorText } from './runs';
+import { RunState, StepLocation, serverErrorText } from './runs';
 
 /** A refused request, in words, with the input at fault when the server names it. */
 export class ApiError extends Error {
@@ -80,16 +80,6 @@ export interface LoginStatus {
   in_session: boolean;
   oauth_available: boolean;
   message: string | null;
-}
-
-export interface StepLocation {
-  order: number;
-  name: string;
-  file: string;
-  kind: string;
-  cell_index: number | null;
-  cell_id: string | null;
-  sql: boolean;
 }
 
 export interface LocalJob {

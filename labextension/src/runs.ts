@@ -4,8 +4,8 @@
  * without JupyterLab.
  */
 
-/** One step of a run, in run order (the server's `steps` entries). */
-export interface RunStep {
+/** Where a step of a job is: its notebook (or file) and cell, in run order. */
+export interface StepLocation {
   order: number;
   name: string;
   file: string;
@@ -13,6 +13,10 @@ export interface RunStep {
   cell_index: number | null;
   cell_id: string | null;
   sql: boolean;
+}
+
+/** One step of a run, in run order (the server's `steps` entries). */
+export interface RunStep extends StepLocation {
   status: string;
   reason?: string | null;
   started_at?: string | null;
