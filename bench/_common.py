@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmarks: notebook fixtures, locating nbplane, timed commands."""
+"""Helpers shared by the benchmarks: notebook fixtures, locating nbplane, timed commands, the
+loopback Kubernetes test cluster."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -12,11 +14,16 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parent.parent
 JOB_NOTEBOOK = "10_job.ipynb"
 JOB_CONFIG = "[owner]\nteam = bench\n"
 
@@ -339,3 +346,42 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(member, signal.SIGKILL)
         self._log_file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The loopback Kubernetes test cluster (tests/k8s/cluster.py) for the Kubernetes rows.
+
+
+def kubernetes_unavailable(left_out: bool, module: str, what: str) -> str | None:
+    """Why a Kubernetes row cannot run here, or None: left out (``--no-kubernetes``), ``module``
+    (``what`` the row measures) not in this checkout, or the cluster's binaries missing."""
+    if left_out:
+        return "left out with --no-kubernetes"
+    if importlib.util.find_spec(module) is None:
+        return f"{what} is not in this checkout"
+    sys.path.insert(0, str(REPO))  # tests/k8s/cluster.py: the loopback test cluster
+    try:
+        from tests.k8s.cluster import KubernetesUnavailable, binaries
+    except ImportError as exc:
+        return f"cannot import tests/k8s/cluster.py: {exc}"
+    try:
+        binaries()
+    except KubernetesUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@contextmanager
+def kubernetes_namespace(root: Path, console: Console) -> Iterator[tuple[Any, str]]:
+    """The loopback cluster, started under ``root``, and a fresh namespace in it."""
+    from kubernetes import client
+    from tests.k8s.cluster import running_cluster
+
+    console.print("[dim]starting the loopback Kubernetes cluster (etcd, kube-apiserver, "
+                  "kube-controller-manager, node stand-in)[/dim]")
+    with running_cluster(root / "kube") as cluster:
+        namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        with cluster.api_client() as api:
+            client.CoreV1Api(api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        yield cluster, namespace

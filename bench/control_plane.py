@@ -21,7 +21,6 @@ execution, a server that does not start, a duplicate or a missed due time exits 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -43,6 +42,8 @@ from _common import (
     Summary,
     code_cell,
     free_port,
+    kubernetes_namespace,
+    kubernetes_unavailable,
     nbplane_command,
     package_version,
     percentile,
@@ -53,7 +54,6 @@ from _common import (
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parent.parent
 TEAM = "bench"
 EVERY_SECOND = "* * * * * *"
 FINAL = ("completed", "failed", "timed_out", "cancelled")
@@ -376,38 +376,10 @@ def cli_runs(job: Path, home: Path, steps: int) -> dict[str, tuple[float, float]
 # Kubernetes
 
 
-def kubernetes_unavailable(args: argparse.Namespace) -> str | None:
-    """Why the Kubernetes row cannot run here, or None."""
-    if args.no_kubernetes:
-        return "left out with --no-kubernetes"
-    if importlib.util.find_spec("nbplane.control.executors.kubernetes") is None:
-        return ("the Kubernetes job executor (src/nbplane/control/executors/kubernetes.py) "
-                "is not in this checkout")
-    sys.path.insert(0, str(REPO))  # tests/k8s/cluster.py: the loopback test cluster
-    try:
-        from tests.k8s.cluster import KubernetesUnavailable, binaries
-    except ImportError as exc:
-        return f"cannot import tests/k8s/cluster.py: {exc}"
-    try:
-        binaries()
-    except KubernetesUnavailable as exc:
-        return str(exc)
-    return None
-
-
 @contextmanager
 def kubernetes_plane(root: Path, timeout: float, console: Console) -> Iterator[Plane]:
     """The loopback cluster, a fresh namespace, and a server using the Kubernetes executor."""
-    from kubernetes import client
-    from tests.k8s.cluster import running_cluster
-
-    console.print("[dim]starting the loopback Kubernetes cluster (etcd, kube-apiserver, "
-                  "kube-controller-manager, node stand-in)[/dim]")
-    with running_cluster(root / "kube") as cluster:
-        namespace = f"bench-{uuid.uuid4().hex[:8]}"
-        with cluster.api_client() as api:
-            client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    with kubernetes_namespace(root, console) as (cluster, namespace):
         plane = start_plane(root, "kubernetes", sqlite_url(root / "kubernetes.db"), 1, timeout, {
             "NBPLANE_JOB_EXECUTOR": "kubernetes",
             "NBPLANE_KUBECONFIG": str(cluster.kubeconfig),
@@ -804,7 +776,9 @@ def measure_on_demand(args: argparse.Namespace, root: Path, local: Plane, archiv
     with ExitStack() as phase:
         try:
             targets.append(PlaneTarget(rows[0], local, archive, args.steps, args.timeout))
-            rows[1].skipped = kubernetes_unavailable(args)
+            rows[1].skipped = kubernetes_unavailable(
+                args.no_kubernetes, "nbplane.control.executors.kubernetes",
+                "the Kubernetes job executor (src/nbplane/control/executors/kubernetes.py)")
             if rows[1].skipped is None:
                 kube = phase.enter_context(kubernetes_plane(root, args.start_timeout, console))
                 started.append(kube)

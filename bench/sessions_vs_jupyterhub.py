@@ -44,8 +44,17 @@ from typing import Any, TypeVar
 
 import httpx
 import psutil
-from _common import Server, Summary, ensure_venv, free_port, package_version, percentile
-from control_plane import REPO, BenchError, Plane, base_env, start_plane
+from _common import (
+    Server,
+    Summary,
+    ensure_venv,
+    free_port,
+    kubernetes_namespace,
+    kubernetes_unavailable,
+    package_version,
+    percentile,
+)
+from control_plane import BenchError, Plane, base_env, start_plane
 from rich.console import Console
 from rich.table import Table
 
@@ -384,38 +393,10 @@ def hub_environment(args: argparse.Namespace) -> tuple[Path, Path]:
 # Kubernetes
 
 
-def kubernetes_unavailable(args: argparse.Namespace) -> str | None:
-    if args.no_kubernetes:
-        return "left out with --no-kubernetes"
-    import importlib.util
-
-    if importlib.util.find_spec("nbplane.sessions.launchers.kubernetes") is None:
-        return "the Kubernetes session launcher is not in this checkout"
-    sys.path.insert(0, str(REPO))
-    try:
-        from tests.k8s.cluster import KubernetesUnavailable, binaries
-    except ImportError as exc:
-        return f"cannot import tests/k8s/cluster.py: {exc}"
-    try:
-        binaries()
-    except KubernetesUnavailable as exc:
-        return str(exc)
-    return None
-
-
 @contextmanager
 def kubernetes_env(root: Path, console: Console) -> Iterator[dict[str, str]]:
     """The loopback cluster, a namespace, and the settings of a server that launches there."""
-    from kubernetes import client
-    from tests.k8s.cluster import running_cluster
-
-    console.print("[dim]starting the loopback Kubernetes cluster (etcd, kube-apiserver, "
-                  "kube-controller-manager, node stand-in)[/dim]")
-    with running_cluster(root / "kube") as cluster:
-        namespace = f"bench-{uuid.uuid4().hex[:8]}"
-        with cluster.api_client() as api:
-            client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    with kubernetes_namespace(root, console) as (cluster, namespace):
         yield {
             "NBPLANE_SESSION_LAUNCHER": "kubernetes",
             "NBPLANE_KUBECONFIG": str(cluster.kubeconfig),
@@ -554,7 +535,9 @@ def main() -> int:
                                 (0, "launcher, local, no pool")):
                 add(label, lambda row, size=size: _launcher(row, root, size, loop, args))
         if not args.no_api:
-            why = kubernetes_unavailable(args)
+            why = kubernetes_unavailable(args.no_kubernetes,
+                                         "nbplane.sessions.launchers.kubernetes",
+                                         "the Kubernetes session launcher")
             if why is None:
                 try:
                     env = stack.enter_context(kubernetes_env(root, console))
