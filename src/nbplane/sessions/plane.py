@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from nbplane.sessions.jupyter_api import last_activity
 from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus
 from nbplane.sessions.models import SessionRecord, SessionStatus
 from nbplane.sessions.service import SessionService, db
@@ -189,7 +190,9 @@ class SessionPlane:
             words = status.reason or f"the launcher sees it {status.phase}"
             await self.service.fail(record, f"its server is gone: {words}", steps=steps_of(status))
             return
-        activity = await self._last_activity(record, status.url or record.url)
+        url = status.url or record.url
+        token = self.service.spec(record).token
+        activity = await last_activity(self._http, url, token) if url else None
         if activity is not None and (
             record.last_activity_at is None or activity > record.last_activity_at
         ):
@@ -210,21 +213,6 @@ class SessionPlane:
             await self.service.hibernate_record(
                 record, f"idle for {idle:g} s: hibernated", expected=(record.status,)
             )
-
-    async def _last_activity(self, record: SessionRecord, url: str | None) -> datetime | None:
-        """The Jupyter server's own last activity (kernels, terminals, API calls)."""
-        if url is None:
-            return None
-        token = self.service.spec(record).token
-        try:
-            response = await self._http.get(
-                f"{url.rstrip('/')}/api/status", headers={"Authorization": f"token {token}"}
-            )
-            response.raise_for_status()
-            stamp = datetime.fromisoformat(str(response.json()["last_activity"]))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return None
-        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
 
     async def _restop(self, record: SessionRecord) -> None:
         """Finish what a replica that died left half done."""

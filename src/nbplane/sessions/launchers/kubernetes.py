@@ -21,7 +21,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ from kubernetes import client
 
 from nbplane.errors import ConfigError, InvalidInput
 from nbplane.kube import MANAGED_BY, KubeClient, dns_label, label_value
+from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
     LaunchStatus,
@@ -105,13 +105,7 @@ class KubernetesLauncher(SessionLauncher):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.kube = KubeClient(settings.kubeconfig)
-        # Sessions are reached directly (no proxies from the environment), and the servers'
-        # login cookies must not pile up in (or be sent on by) this client.
-        self.http = httpx.AsyncClient(
-            timeout=ANSWER_TIMEOUT,
-            trust_env=False,
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
+        self.http = session_client(ANSWER_TIMEOUT)
 
     # start, hibernate, stop
 
@@ -431,12 +425,11 @@ class KubernetesLauncher(SessionLauncher):
         if pod is not None and pod.metadata.deletion_timestamp is not None:
             pod = None  # on its way out; the StatefulSet makes a new one
         url = state.get("url")
-        if pod is not None and _ready(pod):
-            answered = await self._answers(url, spec.token)
-            if answered:
-                names = _step_names(bool(spec.repository))
-                steps = [LaunchStep(step, StepStatus.DONE) for step in names]
-                return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=True, steps=steps)
+        # The server itself must answer with the token, not only the probe's /api.
+        if pod is not None and _ready(pod) and url and await answers(self.http, url, spec.token):
+            names = _step_names(bool(spec.repository))
+            steps = [LaunchStep(step, StepStatus.DONE) for step in names]
+            return LaunchStatus(LaunchPhase.RUNNING, url=url, ready=True, steps=steps)
         claim = await self.kube.call(
             "read the session's volume claim",
             namespace,
@@ -448,18 +441,6 @@ class KubernetesLauncher(SessionLauncher):
         events = await self._events(core, namespace, pod, claim)
         status = describe(pod, claim, events, repository=bool(spec.repository))
         return LaunchStatus(status.phase, url=url, steps=status.steps, reason=status.reason)
-
-    async def _answers(self, url: str | None, token: str) -> bool:
-        """The server itself answers its API with the token (not only the probe's /api)."""
-        if not url:
-            return False
-        try:
-            response = await self.http.get(
-                f"{url}api/status", headers={"Authorization": f"token {token}"}
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
 
     async def _events(
         self,

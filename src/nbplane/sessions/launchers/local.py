@@ -36,7 +36,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -44,6 +43,7 @@ import httpx
 import psutil
 
 from nbplane.errors import ConfigError, InvalidInput
+from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
     LaunchStatus,
@@ -125,12 +125,7 @@ class LocalLauncher(SessionLauncher):
         self._pool_task: asyncio.Task[None] | None = None
         self._pool_wake = asyncio.Event()
         self._owner = {"pid": os.getpid(), "started": psutil.Process().create_time()}
-        # The servers' login cookies must not pile up in (or authenticate) our client.
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(5.0, connect=1.0),
-            trust_env=False,
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
+        self._http = session_client(httpx.Timeout(5.0, connect=1.0))
 
     # hooks for tests and subclasses
 
@@ -240,7 +235,7 @@ class LocalLauncher(SessionLauncher):
         how = "started ahead of time, handed out" if state.get("pooled") else "started"
         steps.append(LaunchStep("server", StepStatus.DONE, f"{how}: pid {pid}, {url}"))
         # A server that listens runs; one busy for a while (a kernel holding it) is not gone.
-        ready = await self._answers(url, spec.token)
+        ready = await answers(self._http, url, spec.token)
         steps.append(
             LaunchStep("ready", StepStatus.DONE, "answers api/status")
             if ready
@@ -399,15 +394,6 @@ class LocalLauncher(SessionLauncher):
         elif path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
 
-    async def _answers(self, url: str, token: str) -> bool:
-        try:
-            response = await self._http.get(
-                f"{url}api/status", headers={"Authorization": f"token {token}"}
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
     # the warm pool
 
     def _take_ready(self) -> _Pooled | None:
@@ -500,7 +486,7 @@ class LocalLauncher(SessionLauncher):
                 await self._discard(member)
                 continue
             url = _bound_url(member.directory, member.pid)
-            if url is not None and await self._answers(url, member.token):
+            if url is not None and await answers(self._http, url, member.token):
                 member.url = url
                 failures = 0
         for member in [m for m in self._pool if m.url is not None]:
