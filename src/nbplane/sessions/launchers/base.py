@@ -13,8 +13,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
+from nbplane.errors import InvalidInput
 from nbplane.settings import Settings
 
 
@@ -44,6 +46,20 @@ class SessionSpec:
     """A git repository cloned into the workspace on first start."""
     commit: str | None = None
     """The commit (or branch, tag) of ``repository`` to check out."""
+
+
+def check_spec(spec: SessionSpec) -> None:
+    """Refuse, naming the field, what a launcher's server would take the wrong way: a commit
+    git reads as an option, a directory outside the workspace."""
+    if spec.commit is not None and spec.commit.startswith("-"):
+        raise InvalidInput("commit: must not start with '-'", field="commit")
+    if spec.directory is not None:
+        path = PurePosixPath(spec.directory)
+        if path.is_absolute() or ".." in path.parts:
+            raise InvalidInput(
+                f"directory: {spec.directory!r} must be a path inside the workspace",
+                field="directory",
+            )
 
 
 class StepStatus(StrEnum):

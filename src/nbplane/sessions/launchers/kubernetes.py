@@ -21,7 +21,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 import httpx
@@ -37,6 +36,7 @@ from nbplane.sessions.launchers.base import (
     SessionLauncher,
     SessionSpec,
     StepStatus,
+    check_spec,
 )
 from nbplane.settings import Settings
 
@@ -112,7 +112,7 @@ class KubernetesLauncher(SessionLauncher):
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
         """Create the Secret, StatefulSet and Service; or, for a hibernated session, refresh the
         Secret (grants may have changed) and scale back to one pod on the same volume."""
-        _check(spec)
+        check_spec(spec)
         api = await self.kube.api()
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         namespace, name = self.settings.kubernetes_namespace, session_name(spec)
@@ -797,20 +797,6 @@ def pod_name(name: str) -> str:
 def claim_name(name: str) -> str:
     """The claim the StatefulSet controller makes from its template for pod 0."""
     return f"{VOLUME}-{name}-0"
-
-
-def _check(spec: SessionSpec) -> None:
-    """What the pod would take the wrong way: a commit git reads as an option, a directory
-    outside the workspace."""
-    if spec.commit is not None and spec.commit.startswith("-"):
-        raise InvalidInput("commit: must not start with '-'", field="commit")
-    if spec.directory is not None:
-        path = PurePosixPath(spec.directory)
-        if path.is_absolute() or ".." in path.parts:
-            raise InvalidInput(
-                f"directory: {spec.directory!r} must be a path inside the workspace",
-                field="directory",
-            )
 
 
 def _repository(spec: SessionSpec) -> dict[str, str]:

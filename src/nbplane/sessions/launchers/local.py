@@ -51,6 +51,7 @@ from nbplane.sessions.launchers.base import (
     SessionLauncher,
     SessionSpec,
     StepStatus,
+    check_spec,
 )
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,8 @@ class LocalLauncher(SessionLauncher):
             self._pool_task = asyncio.create_task(self._keep_pool())
 
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
-        directory = _relative_directory(spec.directory)
-        if spec.commit is not None and spec.commit.startswith("-"):
-            raise InvalidInput("commit: must not start with '-'", field="commit")
+        check_spec(spec)
+        directory = str(PurePosixPath(spec.directory)) if spec.directory else None
         workspace = self._workspace(spec)
         await asyncio.to_thread(self._forget_server, spec.id)
         workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -520,17 +520,6 @@ def _process_state(process: _Process) -> dict[str, Any]:
         "server_dir": str(process.directory),
         "log": str(process.directory / LOG_NAME),
     }
-
-
-def _relative_directory(directory: str | None) -> str | None:
-    if not directory:
-        return None
-    path = PurePosixPath(directory)
-    if path.is_absolute() or ".." in path.parts:
-        raise InvalidInput(
-            f"directory: {directory!r} must be a path inside the workspace", field="directory"
-        )
-    return str(path)
 
 
 def _running(pid: int, started: float) -> psutil.Process | None:
