@@ -143,8 +143,16 @@ def run_in_kernel(url: str, spec: SessionSpec, state: dict[str, Any], code: str)
         client.stop_channels()
 
 
-def assert_secrets_off_command_lines(pid: int, spec: SessionSpec) -> None:
-    family = _family(pid)
+def assert_kernel_sees_the_session(
+    url: str, spec: SessionSpec, state: dict[str, Any], workspace: Path
+) -> None:
+    """A kernel of the server has the session's variables and runs in its workspace, and
+    neither the secret nor the token is on a command line of the server or the kernel."""
+    printed = run_in_kernel(
+        url, spec, state, "import os; print(os.environ['SESSION_SECRET']); print(os.getcwd())"
+    )
+    assert printed.split() == [SECRET, str(workspace.resolve())]
+    family = _family(state["pid"])
     assert len(family) >= 2, "the server and its kernel"
     for process in family:
         command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
@@ -176,14 +184,7 @@ def test_on_demand_server_needs_its_token_and_gives_kernels_the_environment(
 
             workspace = tmp_path / "home" / "sessions" / "alice" / "s1"
             assert Path(state["workspace"]) == workspace.absolute()
-            printed = run_in_kernel(
-                status.url,
-                spec,
-                state,
-                "import os; print(os.environ['SESSION_SECRET']); print(os.getcwd())",
-            )
-            assert printed.split() == [SECRET, str(workspace.resolve())]
-            assert_secrets_off_command_lines(state["pid"], spec)
+            assert_kernel_sees_the_session(status.url, spec, state, workspace)
 
             log = Path(state["log"])
             assert stat.S_IMODE(log.stat().st_mode) == 0o600
@@ -227,14 +228,7 @@ def test_pooled_server_becomes_the_sessions_own(tmp_path: Path) -> None:
             )
             assert put.status_code == 201, put.text
             assert (workspace / "hello.txt").read_text() == "hi"
-            printed = run_in_kernel(
-                status.url,
-                spec,
-                state,
-                "import os; print(os.environ['SESSION_SECRET']); print(os.getcwd())",
-            )
-            assert printed.split() == [SECRET, str(workspace.resolve())]
-            assert_secrets_off_command_lines(state["pid"], spec)
+            assert_kernel_sees_the_session(status.url, spec, state, workspace)
 
             opened = httpx.get(f"{status.url}?token={spec.token}", follow_redirects=True)
             assert opened.status_code == 200
