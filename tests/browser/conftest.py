@@ -43,9 +43,12 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole session; each test gets its own context and page."""
+    """One headless Chromium for the browser tests; each test gets its own context and page.
+
+    Package-scoped, not session-scoped: Playwright's sync API keeps an event loop running in the
+    main thread while it is open, and the other tests' ``asyncio.run`` refuses to run under it."""
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"{CHROMIUM} is missing (run scripts/browser.sh)")
     with sync_playwright() as playwright:
