@@ -76,6 +76,20 @@ class KubeClient:
         if response is not None:
             await asyncio.to_thread(_drain, response)
 
+    async def own_secret(self, namespace: str, name: str, owner: client.V1OwnerReference) -> None:
+        """Make ``owner`` (a Job, a StatefulSet) own the Secret ``name``, so that deleting it
+        takes the Secret along."""
+        api = await self.api()
+        await self.call(
+            f"make the {owner.kind} own its Secret",
+            namespace,
+            client.CoreV1Api(api).patch_namespaced_secret,
+            name,
+            namespace,
+            client.V1Secret(metadata=client.V1ObjectMeta(owner_references=[owner])),
+            _content_type="application/merge-patch+json",
+        )
+
     async def close(self) -> None:
         if self._api is not None:
             await asyncio.to_thread(self._api.close)
@@ -109,6 +123,19 @@ def load_client(kubeconfig: Path | None) -> client.ApiClient:
             f"cannot load the Kubernetes configuration from {where}: {exc}", field="kubeconfig"
         ) from None
     return client.ApiClient(configuration)
+
+
+def secret_env(name: str) -> list[client.V1EnvFromSource]:
+    """A container's variables from the Secret ``name`` (``envFrom``): credentials never stand
+    as values in the pod spec, which anyone allowed to read the pod could see."""
+    return [client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))]
+
+
+def requests_and_limits(quantities: dict[str, str]) -> client.V1ResourceRequirements | None:
+    """Requests and limits alike (``{"cpu": "500m", "memory": "1Gi"}``); None for none."""
+    if not quantities:
+        return None
+    return client.V1ResourceRequirements(requests=dict(quantities), limits=dict(quantities))
 
 
 def dns_label(text: str) -> str:

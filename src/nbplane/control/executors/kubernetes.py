@@ -18,7 +18,14 @@ from kubernetes import client
 
 from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
 from nbplane.errors import ConfigError
-from nbplane.kube import MANAGED_BY, KubeClient, dns_label, label_value
+from nbplane.kube import (
+    MANAGED_BY,
+    KubeClient,
+    dns_label,
+    label_value,
+    requests_and_limits,
+    secret_env,
+)
 
 log = logging.getLogger("nbplane.control")
 
@@ -66,16 +73,10 @@ class KubernetesExecutor(JobExecutor):
                 namespace,
                 self.job(ticket, name, labels),
             )
-            owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job.metadata.uid}
-            await self.kube.call(
-                "make the Job own its Secret",
-                namespace,
-                core.patch_namespaced_secret,
-                name,
-                namespace,
-                {"metadata": {"ownerReferences": [owner]}},
-                _content_type="application/merge-patch+json",
+            owner = client.V1OwnerReference(
+                api_version="batch/v1", kind="Job", name=name, uid=job.metadata.uid
             )
+            await self.kube.own_secret(namespace, name, owner)
         except ConfigError:
             with contextlib.suppress(ConfigError):  # the first error is the one to tell
                 await self._delete(namespace, name)
@@ -85,23 +86,16 @@ class KubernetesExecutor(JobExecutor):
     def job(self, ticket: ExecutionTicket, name: str, labels: dict[str, str]) -> client.V1Job:
         """The Job of one execution: one pod, no retries (a rerun is a new execution), limited
         to the execution's timeout even when no server is watching."""
-        resources = (
-            client.V1ResourceRequirements(
-                requests=dict(ticket.resources), limits=dict(ticket.resources)
-            )
-            if ticket.resources
-            else None
-        )
         container = client.V1Container(
             name=CONTAINER,
             image=self.settings.kubernetes_image,
             command=list(ticket.command),
-            env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))],
+            env_from=secret_env(name),
             env=[
                 client.V1EnvVar(name="NBPLANE_EXECUTION_ID", value=ticket.execution_id),
                 client.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
             ],
-            resources=resources,
+            resources=requests_and_limits(ticket.resources),
         )
         return client.V1Job(
             metadata=client.V1ObjectMeta(
@@ -199,22 +193,20 @@ class KubernetesExecutor(JobExecutor):
         Secret. A Secret whose Job was never made goes too."""
         api = await self.kube.api()
         options = client.V1DeleteOptions(propagation_policy="Background")
-        await self.kube.call(
+        await self.kube.delete(
             "delete the Job",
             namespace,
             client.BatchV1Api(api).delete_namespaced_job,
             name,
             namespace,
             body=options,
-            missing_ok=True,
         )
-        await self.kube.call(
+        await self.kube.delete(
             "delete the Secret",
             namespace,
             client.CoreV1Api(api).delete_namespaced_secret,
             name,
             namespace,
-            missing_ok=True,
         )
 
     async def logs(self, state: dict[str, Any]) -> str | None:

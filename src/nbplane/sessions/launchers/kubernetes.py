@@ -27,7 +27,14 @@ import httpx
 from kubernetes import client
 
 from nbplane.errors import ConfigError, InvalidInput
-from nbplane.kube import MANAGED_BY, KubeClient, dns_label, label_value
+from nbplane.kube import (
+    MANAGED_BY,
+    KubeClient,
+    dns_label,
+    label_value,
+    requests_and_limits,
+    secret_env,
+)
 from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
@@ -164,15 +171,7 @@ class KubernetesLauncher(SessionLauncher):
             service,
             none_on=(409,),
         )
-        await self.kube.call(
-            "make the StatefulSet own its Secret",
-            namespace,
-            core.patch_namespaced_secret,
-            name,
-            namespace,
-            client.V1Secret(metadata=client.V1ObjectMeta(owner_references=[owner])),
-            _content_type="application/merge-patch+json",
-        )
+        await self.kube.own_secret(namespace, name, owner)
         return {"namespace": namespace, "name": name, "port": port, "url": url}
 
     async def _put_secret(
@@ -284,9 +283,7 @@ class KubernetesLauncher(SessionLauncher):
                     image=spec.image or self.settings.kubernetes_session_image,
                     command=["sh", "-c", CLONE_SCRIPT],
                     working_dir=workspace,
-                    env_from=[
-                        client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))
-                    ],
+                    env_from=secret_env(name),
                     env=[client.V1EnvVar(name="HOME", value=workspace)],
                     volume_mounts=[client.V1VolumeMount(name=VOLUME, mount_path=workspace)],
                 )
@@ -300,14 +297,12 @@ class KubernetesLauncher(SessionLauncher):
             command=command,
             working_dir=workspace,
             ports=[client.V1ContainerPort(name="http", container_port=port)],
-            env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=name))],
+            env_from=secret_env(name),
             env=[
                 client.V1EnvVar(name="HOME", value=workspace),
                 client.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
             ],
-            resources=client.V1ResourceRequirements(requests=quantities, limits=quantities)
-            if quantities
-            else None,
+            resources=requests_and_limits(quantities),
             volume_mounts=[client.V1VolumeMount(name=VOLUME, mount_path=workspace)],
             readiness_probe=client.V1Probe(
                 # /api answers without a token; /api/status would need it in the pod spec.
