@@ -124,14 +124,7 @@ class KubernetesLauncher(SessionLauncher):
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         namespace, name = self.settings.kubernetes_namespace, session_name(spec)
         labels = session_labels(spec, name)
-        existing = await self.kube.call(
-            "read the session's StatefulSet",
-            namespace,
-            apps.read_namespaced_stateful_set,
-            name,
-            namespace,
-            missing_ok=True,
-        )
+        existing = await self._statefulset(apps, namespace, name)
         port = _port_of(existing) if existing is not None else await self._free_port(namespace)
         url = self._url(spec, name, namespace, port)
         await self._put_secret(core, namespace, name, labels, spec)
@@ -397,26 +390,12 @@ class KubernetesLauncher(SessionLauncher):
         api = await self.kube.api()
         core = client.CoreV1Api(api)
         namespace, name = self._where(spec, state)
-        statefulset = await self.kube.call(
-            "read the session's StatefulSet",
-            namespace,
-            client.AppsV1Api(api).read_namespaced_stateful_set,
-            name,
-            namespace,
-            missing_ok=True,
-        )
+        statefulset = await self._statefulset(client.AppsV1Api(api), namespace, name)
         if statefulset is None:
             return LaunchStatus(LaunchPhase.STOPPED, reason="its Kubernetes StatefulSet is gone")
         if not statefulset.spec.replicas:
             return LaunchStatus(LaunchPhase.STOPPED, reason="hibernated")
-        pod = await self.kube.call(
-            "read the session's pod",
-            namespace,
-            core.read_namespaced_pod,
-            pod_name(name),
-            namespace,
-            missing_ok=True,
-        )
+        pod = await self._pod(core, namespace, name)
         if pod is not None and pod.metadata.deletion_timestamp is not None:
             pod = None  # on its way out; the StatefulSet makes a new one
         url = state.get("url")
@@ -466,7 +445,23 @@ class KubernetesLauncher(SessionLauncher):
         api = await self.kube.api()
         core = client.CoreV1Api(api)
         namespace, name = self._where(spec, state)
-        pod = await self.kube.call(
+        pod = await self._pod(core, namespace, name)
+        return "" if pod is None else await self._log(core, namespace, pod, tail)
+
+    async def _statefulset(self, apps: client.AppsV1Api, namespace: str, name: str) -> Any:
+        """The session's StatefulSet, None if there is none."""
+        return await self.kube.call(
+            "read the session's StatefulSet",
+            namespace,
+            apps.read_namespaced_stateful_set,
+            name,
+            namespace,
+            missing_ok=True,
+        )
+
+    async def _pod(self, core: client.CoreV1Api, namespace: str, name: str) -> Any:
+        """The StatefulSet's one pod, None if there is none."""
+        return await self.kube.call(
             "read the session's pod",
             namespace,
             core.read_namespaced_pod,
@@ -474,7 +469,6 @@ class KubernetesLauncher(SessionLauncher):
             namespace,
             missing_ok=True,
         )
-        return "" if pod is None else await self._log(core, namespace, pod, tail)
 
     async def _log(
         self, core: client.CoreV1Api, namespace: str, pod: client.V1Pod, tail: int
