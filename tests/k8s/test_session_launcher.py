@@ -119,6 +119,22 @@ def kubernetes_launcher(settings: Settings) -> KubernetesLauncher:
     return launcher
 
 
+async def start_and_read_logs(
+    settings: Settings, spec: SessionSpec, tail: int
+) -> tuple[LaunchStatus, str]:
+    """Start the session and poll until it is ready or failed; that status and the last
+    ``tail`` lines of its logs. The session is purged after."""
+    launcher = kubernetes_launcher(settings)
+    try:
+        state = await launcher.start(spec)
+        status = await until(launcher, spec, state, LaunchPhase.RUNNING)
+        logs = await launcher.logs(spec, state, tail)
+        await launcher.stop(spec, state, purge=True)
+        return status, logs
+    finally:
+        await launcher.close()
+
+
 async def api_status(url: str, token: str | None) -> int:
     headers = {"Authorization": f"token {token}"} if token else {}
     async with httpx.AsyncClient() as http:
@@ -458,19 +474,7 @@ def test_repository_is_cloned_at_its_commit_once(settings: Settings, tmp_path: P
     assert clone_log == "nbplane: the workspace has its repository already\n"
 
     broken = session(repository=f"file://{tmp_path / 'nowhere'}")
-
-    async def failing() -> tuple[LaunchStatus, str]:
-        launcher = kubernetes_launcher(settings)
-        try:
-            state = await launcher.start(broken)
-            status = await until(launcher, broken, state, LaunchPhase.RUNNING)
-            logs = await launcher.logs(broken, state, 20)
-            await launcher.stop(broken, state, purge=True)
-            return status, logs
-        finally:
-            await launcher.close()
-
-    failed, logs = run(failing())
+    failed, logs = run(start_and_read_logs(settings, broken, 20))
 
     assert failed.phase is LaunchPhase.FAILED
     assert failed.reason == "cloning the repository failed (exit code 128)"
@@ -490,20 +494,7 @@ def test_server_that_fails_to_start_fails_with_its_exit_code_and_output(
     )
     script.chmod(0o755)
     settings = settings.model_copy(update={"session_command": str(script)})
-    spec = session()
-
-    async def scenario() -> tuple[LaunchStatus, str]:
-        launcher = kubernetes_launcher(settings)
-        try:
-            state = await launcher.start(spec)
-            status = await until(launcher, spec, state, LaunchPhase.RUNNING)
-            logs = await launcher.logs(spec, state, 50)
-            await launcher.stop(spec, state, purge=True)
-            return status, logs
-        finally:
-            await launcher.close()
-
-    status, logs = run(scenario())
+    status, logs = run(start_and_read_logs(settings, session(), 50))
 
     assert status.phase is LaunchPhase.FAILED and not status.ready
     assert status.reason == "the server exited with code 3"  # its output is in the logs
