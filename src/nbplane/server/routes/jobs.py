@@ -26,7 +26,6 @@ from nbplane.control.models import (
     UpdateDeployment,
 )
 from nbplane.control.service import ControlService
-from nbplane.executions.models import ExecutionStatus
 from nbplane.server.auth import Caller
 
 router = APIRouter(prefix="/api/v1")
@@ -37,6 +36,9 @@ Wait = Annotated[
     float,
     Query(ge=0, le=300, description="Seconds to wait for the execution to end before answering."),
 ]
+
+ExecutionsQuery = Annotated[ListJobExecutionsQuery, Query()]
+"""``status``, ``limit`` and ``offset`` as query parameters, checked by the model's own rules."""
 
 
 def control(request: Request) -> ControlService:
@@ -142,15 +144,8 @@ def execute(
 
 @router.get(JOB + "/executions", summary="The job's executions, newest first")
 def executions(
-    request: Request,
-    team: str,
-    job: str,
-    caller: Caller,
-    status: ExecutionStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, team: str, job: str, caller: Caller, query: ExecutionsQuery
 ) -> JobExecutionPage:
-    query = ListJobExecutionsQuery(status=status, limit=limit, offset=offset)
     return control(request).executions(caller, team, job, query)
 
 
@@ -158,14 +153,7 @@ def executions(
     "/job-executions",
     summary="Executions of the jobs of all the caller's teams (an admin: all), newest first",
 )
-def recent_executions(
-    request: Request,
-    caller: Caller,
-    status: ExecutionStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> JobExecutionPage:
-    query = ListJobExecutionsQuery(status=status, limit=limit, offset=offset)
+def recent_executions(request: Request, caller: Caller, query: ExecutionsQuery) -> JobExecutionPage:
     return control(request).recent_executions(caller, query)
 
 
