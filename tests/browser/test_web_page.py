@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import Screenshot
 from tests.integration.api_notebooks import write_all
 from tests.integration.server_fixture import Server, nbplane, running_server
-from tests.integration.test_control import job_archive
+from tests.integration.test_control import completed_execution, job_archive
 from tests.oauth_provider import User, running_provider
 
 SESSION_TIMEOUT_MS = 120_000
@@ -95,19 +95,11 @@ def test_sign_in_errors_cookie_and_sign_out(
 
 def test_job_and_api_executions_with_status_and_links(
         page: Page, web_server: Server, alice: str, tmp_path: Path) -> None:
-    client = web_server.client
-    job = "/api/v1/teams/sales/jobs/daily"
-    assert client.post("/api/v1/teams/sales/jobs", json={"name": "daily"}).status_code == 201
     archive = job_archive(tmp_path, "print('daily job says hi')")
-    assert client.post(f"{job}/versions", content=archive,
-                       headers={"content-type": "application/zip"}).status_code == 201
-    assert client.put(f"{job}/deployment", json={}).status_code == 200
-    started = client.post(f"{job}/executions", json={}).json()
-    done = client.get(f"{job}/executions/{started['id']}", params={"wait": 60}).json()
-    assert done["status"] == "completed", done
+    started = completed_execution(web_server, archive, "sales", "daily")
     assert web_server.execute("double", {"x": 21})["status"] == "completed"
-    failed = client.post("/api/v1/notebooks/boom/executions", params={"wait": 30},
-                         json={"parameters": {"x": 5}}).json()
+    failed = web_server.client.post("/api/v1/notebooks/boom/executions", params={"wait": 30},
+                                    json={"parameters": {"x": 5}}).json()
     assert failed["status"] == "failed", failed
 
     sign_in(page, web_server, alice)

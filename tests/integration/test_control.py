@@ -46,30 +46,41 @@ def job_archive(tmp_path: Path, *cells: Any, name: str = "job") -> bytes:
     return target.read_bytes()
 
 
-def deploy(server: Server, archive: bytes, **deployment: Any) -> dict[str, Any]:
+def deploy(server: Server, archive: bytes, team: str = TEAM, job: str = "daily",
+           **deployment: Any) -> dict[str, Any]:
     client = server.client
-    created = client.post(f"/api/v1/teams/{TEAM}/jobs", json={"name": "daily"})
+    created = client.post(f"/api/v1/teams/{team}/jobs", json={"name": job})
     assert created.status_code in (201, 409), created.text
-    uploaded = client.post(f"{JOB}/versions", content=archive,
+    path = f"/api/v1/teams/{team}/jobs/{job}"
+    uploaded = client.post(f"{path}/versions", content=archive,
                            headers={"content-type": "application/zip"})
     assert uploaded.status_code in (200, 201), uploaded.text
-    deployed = client.put(f"{JOB}/deployment", json=deployment)
+    deployed = client.put(f"{path}/deployment", json=deployment)
     assert deployed.status_code == 200, deployed.text
     return dict(deployed.json())
 
 
-def execute(server: Server, wait: float = 0, **body: Any) -> dict[str, Any]:
-    started = server.client.post(f"{JOB}/executions", json=body)
+def execute(server: Server, wait: float = 0, *, job: str = JOB, **body: Any) -> dict[str, Any]:
+    started = server.client.post(f"{job}/executions", json=body)
     assert started.status_code == 201, started.text
     if not wait:
         return dict(started.json())
-    return wait_for(server, started.json()["id"], wait)
+    return wait_for(server, started.json()["id"], wait, job=job)
 
 
-def wait_for(server: Server, execution_id: str, seconds: float = 60) -> dict[str, Any]:
-    found = server.client.get(f"{JOB}/executions/{execution_id}", params={"wait": seconds})
+def wait_for(server: Server, execution_id: str, seconds: float = 60, *,
+             job: str = JOB) -> dict[str, Any]:
+    found = server.client.get(f"{job}/executions/{execution_id}", params={"wait": seconds})
     assert found.status_code == 200, found.text
     return dict(found.json())
+
+
+def completed_execution(server: Server, archive: bytes, team: str, job: str) -> dict[str, Any]:
+    """Deploy the archive as the team's job and execute it once, to completion."""
+    deploy(server, archive, team, job)
+    done = execute(server, wait=60, job=f"/api/v1/teams/{team}/jobs/{job}")
+    assert done["status"] == "completed", done
+    return done
 
 
 def wait_running(server: Server, execution_id: str) -> None:

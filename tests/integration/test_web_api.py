@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import database_url
 from tests.integration.server_fixture import Server, nbplane, running_server
-from tests.integration.test_control import job_archive
+from tests.integration.test_control import completed_execution, job_archive
 
 CSRF = {"X-Nbplane-Csrf": "1"}
 
@@ -106,18 +106,8 @@ def test_job_executions_of_the_callers_teams(server: Server, tmp_path: Path) -> 
               "bob": user_token(server, "bob", "ops", "sales"),
               "carol": user_token(server, "carol")}
     archive = job_archive(tmp_path, "print('hi')")
-    started = {}
-    for team, job in (("sales", "daily"), ("ops", "nightly")):
-        client = server.client
-        path = f"/api/v1/teams/{team}/jobs/{job}"
-        assert client.post(f"/api/v1/teams/{team}/jobs", json={"name": job}).status_code == 201
-        assert client.post(f"{path}/versions", content=archive,
-                           headers={"content-type": "application/zip"}).status_code == 201
-        assert client.put(f"{path}/deployment", json={}).status_code == 200
-        execution = client.post(f"{path}/executions", json={}).json()
-        done = client.get(f"{path}/executions/{execution['id']}", params={"wait": 60}).json()
-        assert done["status"] == "completed", done
-        started[team] = execution["id"]
+    started = {team: completed_execution(server, archive, team, job)["id"]
+               for team, job in (("sales", "daily"), ("ops", "nightly"))}
 
     def listed(user: str, **params: object) -> Any:
         answer = httpx.get(f"{server.url}/api/v1/job-executions", params=params,
