@@ -83,29 +83,43 @@ def _family(pid: int) -> list[psutil.Process]:
         return []
 
 
-async def wait_ready(
-    launcher: LocalLauncher, spec: SessionSpec, state: dict[str, Any]
+async def poll_until(
+    launcher: LocalLauncher,
+    spec: SessionSpec,
+    state: dict[str, Any],
+    done: Callable[[LaunchStatus], bool],
+    waiting: str,
 ) -> LaunchStatus:
+    """Poll as the session service does until ``done``; ``waiting`` and the server's logs
+    fail the test after START_TIMEOUT."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         status = await launcher.poll(spec, state)
-        if status.phase == LaunchPhase.RUNNING and status.ready:
+        if done(status):
             return status
-        assert status.phase != LaunchPhase.FAILED, (status, await launcher.logs(spec, state, 40))
         await asyncio.sleep(0.1)
-    raise AssertionError(f"not ready: {await launcher.logs(spec, state, 40)}")
+    raise AssertionError(f"{waiting}: {await launcher.logs(spec, state, 40)}")
+
+
+async def wait_ready(
+    launcher: LocalLauncher, spec: SessionSpec, state: dict[str, Any]
+) -> LaunchStatus:
+    def done(status: LaunchStatus) -> bool:
+        ready = status.phase == LaunchPhase.RUNNING and status.ready
+        return ready or status.phase == LaunchPhase.FAILED
+
+    status = await poll_until(launcher, spec, state, done, "not ready")
+    assert status.phase != LaunchPhase.FAILED, (status, await launcher.logs(spec, state, 40))
+    return status
 
 
 async def wait_end(
     launcher: LocalLauncher, spec: SessionSpec, state: dict[str, Any]
 ) -> LaunchStatus:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        status = await launcher.poll(spec, state)
-        if status.phase in (LaunchPhase.FAILED, LaunchPhase.STOPPED):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"still running: {await launcher.logs(spec, state, 40)}")
+    def done(status: LaunchStatus) -> bool:
+        return status.phase in (LaunchPhase.FAILED, LaunchPhase.STOPPED)
+
+    return await poll_until(launcher, spec, state, done, "still running")
 
 
 def gone(pid: int) -> bool:
