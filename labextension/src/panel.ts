@@ -26,6 +26,8 @@ export function statusBadge(status: string): HTMLElement {
 
 export class JobsPanel extends Widget {
   private timer = 0;
+  /** Counts refreshes: an answer of an older refresh (e.g. from before a logout) is dropped. */
+  private generation = 0;
   private readonly header = document.createElement('div');
   private readonly message = document.createElement('div');
   private readonly table = document.createElement('table');
@@ -68,15 +70,27 @@ export class JobsPanel extends Widget {
   async refresh(): Promise<void> {
     window.clearTimeout(this.timer);
     this.timer = 0;
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
     try {
       const status = await request<LoginStatus>('status');
+      if (!current()) {
+        return;
+      }
       this.showStatus(status);
       if (status.logged_in) {
-        this.showJobs(await request<RemoteJobs>('jobs'));
+        const jobs = await request<RemoteJobs>('jobs');
+        if (!current()) {
+          return;
+        }
+        this.showJobs(jobs);
       } else {
         this.table.replaceChildren();
       }
     } catch (error) {
+      if (!current()) {
+        return;
+      }
       this.message.textContent = (error as Error).message;
     }
     if (this.isVisible && !this.isDisposed) {
