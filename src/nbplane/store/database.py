@@ -50,7 +50,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 """The newest migration; tests check it matches Alembic's head."""
 
 

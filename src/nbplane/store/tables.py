@@ -118,7 +118,11 @@ executions = Table(
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("cancel_requested", Boolean, nullable=False),
     Column("created_by", String(255)),
+    Column("owner", String(255), index=True),
+    Column("team", String(63)),
 )
+"""Notebook API executions; ``owner`` is the user who submitted one (only they and admins see
+it), ``team`` the team they submitted it for."""
 
 execution_artifacts = Table(
     "execution_artifacts",
@@ -144,6 +148,7 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
     Column(
         "user_id",
         Integer,
@@ -159,7 +164,9 @@ users = Table(
     Column("name", String(255), nullable=False, unique=True),
     Column("admin", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("max_sessions", Integer),
 )
+"""``max_sessions`` overrides NBPLANE_SESSION_MAX_PER_USER for one user (set by an admin)."""
 
 team_members = Table(
     "team_members",
@@ -235,6 +242,7 @@ job_executions = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("cancel_requested", Boolean, nullable=False),
     Column("run_id", Integer),
+    Column("token_hash", String(64), unique=True, index=True),
     UniqueConstraint("job_id", "scheduled_for", name="uq_job_executions_schedule"),
 )
 """Executions of deployed jobs; a schedule's run is unique per due time, so two replicas can
