@@ -77,3 +77,11 @@ class DescribeRun(BaseModel):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class DescribeGrantedConnection(BaseModel):
+    """A connection granted to the job's team, with its values: what ``job_input`` hands a step."""
+
+    name: str
+    kind: str
+    values: dict[str, str]

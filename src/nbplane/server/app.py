@@ -12,13 +12,23 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nbplane import __version__
+from nbplane.control.context import ExecutionContextService
 from nbplane.control.plane import ControlPlane
 from nbplane.control.service import ControlService
 from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
-from nbplane.server.routes import auth, connections, executions, jobs, jupyrest, sessions, web
+from nbplane.server.routes import (
+    auth,
+    connections,
+    execution,
+    executions,
+    jobs,
+    jupyrest,
+    sessions,
+    web,
+)
 from nbplane.sessions.launchers import launcher_named
 from nbplane.sessions.plane import SessionPlane
 from nbplane.sessions.service import SessionService
@@ -59,7 +69,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.token_cache = {}
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
-        app.state.control = ControlService(store, settings, settings.job_executor)
+        app.state.control = ControlService(
+            store, settings, settings.job_executor, config.public_url
+        )
+        app.state.execution_context = ExecutionContextService(store, settings)
         app.state.sessions = SessionService(
             store,
             settings,
@@ -101,6 +114,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(executions.router, tags=["executions"])
     app.include_router(jobs.router, tags=["jobs"])
+    app.include_router(execution.router, tags=["execution"])
     app.include_router(auth.router, tags=["auth"])
     app.include_router(jupyrest.router)
     app.include_router(sessions.router, tags=["sessions"])
