@@ -5,8 +5,9 @@ deployed version from the server, runs it, streams its log to the server and rec
 status itself, all through the server's execution API with the execution's own credential: the
 process never holds nbplane's database URL or key (``control/context.py``). An executor only
 has to start that command (a local process, a Kubernetes Job), say whether it still runs, stop
-it, and read back the logs where it ran. The monitor (:mod:`nbplane.control.monitor`) owns the lifecycle around those hooks: cancellation,
-timeouts, and a final status for an execution whose process ended without writing one.
+it, and read back the logs where it ran. The monitor (:mod:`nbplane.control.monitor`) owns the
+lifecycle around those hooks: cancellation, timeouts, and a final status for an execution whose
+process ended without writing one.
 """
 
 from __future__ import annotations
