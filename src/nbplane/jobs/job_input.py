@@ -157,7 +157,7 @@ class JobInput:
         fetching them early."""
         values = [str(v) for v in (self._secrets or {}).values()]
         for connection in self._connections or []:
-            values += connection.values.values()
+            values += connection.secret_values()
         return [value for value in values if len(value) >= 3]
 
     # arguments and job facts
