@@ -7,7 +7,6 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-
 SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")
 """Query parameters whose values are hidden too (``?password=...`` is valid in many drivers)."""
 

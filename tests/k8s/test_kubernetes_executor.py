@@ -26,8 +26,8 @@ from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, running_server
 from tests.k8s.cluster import KubeCluster, wait_deleted, wait_for
 
-SECRET_ENVIRONMENT = {"NBPLANE_STORE_URL": "sqlite:////nowhere/nbplane.db",
-                      "NBPLANE_SECRET_KEY": "not-a-real-key"}
+SECRET_ENVIRONMENT = {"NBPLANE_URL": "http://127.0.0.1:1",
+                      "NBPLANE_EXECUTION_TOKEN": "nbx_not-a-real-credential"}
 
 
 @pytest.fixture
@@ -120,16 +120,16 @@ def test_job_and_secret_it_creates(settings: Settings, kube_api: client.ApiClien
 
 def test_success_sees_the_secret_environment_and_reads_back_the_log(
         settings: Settings) -> None:
-    code = ("import os; print(os.environ['NBPLANE_STORE_URL'], os.environ['NBPLANE_SECRET_KEY'],"
+    code = ("import os; print(os.environ['NBPLANE_URL'], os.environ['NBPLANE_EXECUTION_TOKEN'],"
             " os.environ['NBPLANE_EXECUTION_ID'])")
 
     state, status, log = run(started_and_ended(settings, code))
 
     assert status == ExecutorStatus(running=False, exit_code=0)
     assert log is not None
-    store, key, execution = log.split()
-    assert (store, key) == (SECRET_ENVIRONMENT["NBPLANE_STORE_URL"],
-                            SECRET_ENVIRONMENT["NBPLANE_SECRET_KEY"])
+    url, credential, execution = log.split()
+    assert (url, credential) == (SECRET_ENVIRONMENT["NBPLANE_URL"],
+                                 SECRET_ENVIRONMENT["NBPLANE_EXECUTION_TOKEN"])
     assert state["job"].endswith(execution[:8])
 
 

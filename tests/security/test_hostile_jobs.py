@@ -111,8 +111,8 @@ def test_a_hostile_job_reaches_nothing_of_another_team(server: Server, tmp_path:
 
     # alice's job, with a secret, runs once on her team's database
     sales = "/api/v1/teams/sales/jobs/daily"
-    deploy(server, job_archive(tmp_path, "print(job_input.execute_query('SELECT count(*) FROM fruit'))",
-                               name="sales"), "sales", "daily")
+    counting = "print(job_input.execute_query('SELECT count(*) FROM fruit'))"
+    deploy(server, job_archive(tmp_path, counting, name="sales"), "sales", "daily")
     assert alice.patch(f"{sales}/secrets",
                        json={"values": {"token": ALICE_SECRET}}).status_code == 200
     alices = finished(alice, sales, execute(server, job=sales)["id"])
