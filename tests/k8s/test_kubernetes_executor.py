@@ -25,6 +25,7 @@ from nbplane.settings import Settings
 from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, running_server
 from tests.k8s.cluster import KubeCluster, wait_deleted, wait_for
+from tests.security.hostile import HOSTILE, attempts_that_succeeded
 
 SECRET_ENVIRONMENT = {"NBPLANE_URL": "http://127.0.0.1:1",
                       "NBPLANE_EXECUTION_TOKEN": "nbx_not-a-real-credential"}
@@ -349,3 +350,31 @@ def test_schedule_starts_executions_on_kubernetes(server: Server, tmp_path: Path
     assert all(item["started_by"] == "schedule" for item in done)
     assert len({item["scheduled_for"] for item in done}) == len(done)
     assert "tick" in server.client.get(f"{job}/executions/{done[0]['id']}/logs").text
+
+
+def test_a_hostile_job_on_kubernetes_holds_only_its_credential(
+        server: Server, tmp_path: Path, kube_api: client.ApiClient, kube_namespace: str) -> None:
+    """The pod gets the server's URL and its execution's credential in its Secret, no service
+    account token, and with them reaches nothing but its own job."""
+    first = deploy(server, "daily", created_job_archive(server, tmp_path))
+    done = server.client.get(f"{first}/executions/{execute(server, first)}",
+                             params={"wait": 60}).json()
+    assert done["status"] == "completed", done
+    job = deploy(server, "hostile", notebook_archive(tmp_path, "hostile", HOSTILE))
+    assert server.client.patch(f"{job}/secrets",
+                               json={"values": {"mine": "own-secret-42"}}).status_code == 200
+    started = server.client.post(f"{job}/executions", json={"arguments": {
+        "alice_run": done["steps"][0]["run_id"], "expected": "own-secret-42"}})
+    assert started.status_code == 201, started.text
+    execution = started.json()["id"]
+    kube_job = wait_for(client.BatchV1Api(kube_api).list_namespaced_job, lambda found: True,
+                          namespace=kube_namespace,
+                          label_selector=f"nbplane.io/execution={execution}")
+    assert kube_job.spec.template.spec.automount_service_account_token is False
+    secret = client.CoreV1Api(kube_api).read_namespaced_secret(kube_job.metadata.name,
+                                                               kube_namespace)
+    assert sorted(secret.data) == ["NBPLANE_EXECUTION_TOKEN", "NBPLANE_URL"]
+    record = server.client.get(f"{job}/executions/{execution}", params={"wait": 60}).json()
+    log = server.client.get(f"{job}/executions/{execution}/logs").text
+    assert record["status"] == "completed", log
+    assert attempts_that_succeeded(log) == {}
