@@ -25,7 +25,7 @@ from nbplane.settings import Settings
 from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, running_server
 from tests.k8s.cluster import KubeCluster, wait_deleted, wait_for
-from tests.security.hostile import HOSTILE, attempts_that_succeeded
+from tests.security.hostile import HOSTILE, attempts_that_succeeded, digest
 
 SECRET_ENVIRONMENT = {"NBPLANE_URL": "http://127.0.0.1:1",
                       "NBPLANE_EXECUTION_TOKEN": "nbx_not-a-real-credential"}
@@ -364,7 +364,7 @@ def test_a_hostile_job_on_kubernetes_holds_only_its_credential(
     assert server.client.patch(f"{job}/secrets",
                                json={"values": {"mine": "own-secret-42"}}).status_code == 200
     started = server.client.post(f"{job}/executions", json={"arguments": {
-        "alice_run": done["steps"][0]["run_id"], "expected": "own-secret-42"}})
+        "alice_run": done["steps"][0]["run_id"], "expected": digest("own-secret-42")}})
     assert started.status_code == 201, started.text
     execution = started.json()["id"]
     kube_job = wait_for(client.BatchV1Api(kube_api).list_namespaced_job, lambda found: True,

@@ -3,7 +3,9 @@ recorded as succeeded or failed, and ``attempts_that_succeeded`` reads them back
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 HOSTILE = r'''
 import json, os, pathlib, httpx
@@ -54,7 +56,8 @@ attempt("add a step to alice's run", lambda: api(
     json={"position": 9, "name": "x", "kind": "python", "file": "x", "status": "failed",
           "code_hash": "x", "chain_hash": "x"}))
 attempt("another team's connection", lambda: job_input.get_connection("warehouse"))
-if job_input.get_secret("mine") != facts["expected"]:
+import hashlib
+if hashlib.sha256(job_input.get_secret("mine", "").encode()).hexdigest() != facts["expected"]:
     results["read its own secret"] = "succeeded: wrongly, it could not"
 print("RESULTS " + json.dumps(results))
 print("CREDENTIAL " + token)
@@ -66,3 +69,19 @@ def attempts_that_succeeded(log: str) -> dict[str, str]:
     assert "RESULTS " in log, log
     results: dict[str, str] = json.loads(log.split("RESULTS ", 1)[1].splitlines()[0])
     return {name: value for name, value in results.items() if value.startswith("succeeded")}
+
+
+def files_holding(root: Path, secrets: list[str]) -> list[str]:
+    """Files under ``root`` (databases and logs included) holding one of ``secrets`` in clear."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            content = path.read_bytes()
+            found += [f"{path}: {s}" for s in secrets if s.encode() in content]
+    return found
+
+
+def digest(secret: str) -> str:
+    """What the hostile step compares its own secret with (the secret itself would be stored
+    with the execution's arguments)."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from tests.integration.server_fixture import Server, running_server
 from tests.integration.session_helpers import as_user, user_token
 from tests.integration.test_control import deploy, execute, job_archive
-from tests.security.hostile import HOSTILE, attempts_that_succeeded
+from tests.security.hostile import HOSTILE, attempts_that_succeeded, digest, files_holding
 
 ALICE_SECRET = "alice-job-secret-4711"
 ALICE_PASSWORD = "alice-warehouse-pw-0815"
@@ -84,7 +84,8 @@ def test_a_hostile_job_reaches_nothing_of_another_team(server: Server, tmp_path:
     assert bob.put(f"{ops}/deployment", json={}).status_code == 200
     assert bob.patch(f"{ops}/secrets", json={"values": {"mine": BOB_SECRET}}).status_code == 200
     facts = {"home": str(tmp_path / "home"), "store": str(tmp_path / "nbplane.db"),
-             "server_pid": server.process.pid, "alice_run": alice_run, "expected": BOB_SECRET}
+             "server_pid": server.process.pid, "alice_run": alice_run,
+             "expected": digest(BOB_SECRET)}
     started = bob.post(f"{ops}/executions", json={"arguments": facts})
     assert started.status_code == 201, started.text
     record = finished(bob, ops, started.json()["id"])
@@ -103,6 +104,8 @@ def test_a_hostile_job_reaches_nothing_of_another_team(server: Server, tmp_path:
         assert ended.get("/api/v1/execution").status_code == 401
         assert ended.get("/api/v1/execution/secrets").status_code == 401
         assert ended.get("/api/v1/me").status_code == 401
+    # nothing on disk (the database, the server's log, execution directories) holds them in clear
+    assert files_holding(tmp_path, [ALICE_SECRET, ALICE_PASSWORD, BOB_SECRET]) == []
 
 
 def test_connections_reach_the_teams_deployed_jobs(server: Server, tmp_path: Path) -> None:
@@ -136,6 +139,7 @@ def test_connections_reach_the_teams_deployed_jobs(server: Server, tmp_path: Pat
     assert "key [secret]" in log and "token [secret]" in log, "values are redacted like secrets"
     everything = log + json.dumps(record)
     assert ALICE_SECRET not in everything and ALICE_PASSWORD not in everything
+    assert files_holding(tmp_path / "home", [ALICE_SECRET, ALICE_PASSWORD]) == []
 
     # the same job in another team sees neither connection
     deploy(server, job, "ops", "daily")
