@@ -316,6 +316,36 @@ class Kernel:
             return
         run.current_cell = None
 
+    async def run_quietly(self, code: str, stopper: Stopper) -> bool:
+        """Run ``code`` as a silent request (no outputs, no history, no execution count): the
+        engine's own housekeeping. True when it ran without error; False when it raised, the
+        kernel died, or ``stopper`` fired first (the kernel is then in an unknown state)."""
+        if not self.alive or stopper.reason is not None:
+            return False
+        client = self.client
+        shell = client.shell_channel.socket
+        assert shell is not None
+        msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+
+        async def reply() -> dict[str, Any]:
+            while True:  # IOPub's busy and idle for it are skipped by the next run's filter
+                _, parent, content = await receive(shell, client.session)
+                if parent == msg_id:
+                    return content
+
+        work = asyncio.ensure_future(reply())
+        try:
+            await asyncio.wait(
+                (work, stopper.future, self.process.exited), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.wait((work,))
+        if work.cancelled() or work.exception() is not None:
+            return False
+        return work.result().get("status") == "ok"
+
     async def dispose(self) -> None:
         """Close the client's sockets and kill the kernel."""
         if self._disposed:
