@@ -261,17 +261,18 @@ def test_team_limited_notebook_apis_do_not_exist_for_other_teams(
 
 def test_a_stored_row_never_breaks_the_listing(
         server: Server, people: dict[str, httpx.Client]) -> None:
-    """Rows written straight through the store: a lone surrogate in the parameters, NaN in the
-    output, an error and a status the model does not know; with no owner, as rows from before
-    owners were recorded: admins see them, nobody else."""
+    """Rows written straight through the store: a lone surrogate in the parameters, NaN and a
+    lone surrogate in the output, an error and a status the model does not know; with no
+    owner, as rows from before owners were recorded: admins see them, nobody else."""
     store = open_store(server.environment["NBPLANE_STORE_URL"])
     try:
         odd = DescribeExecution(
             id=f"odd-{time.time_ns()}", notebook="echo", notebook_version="v",
-            parameters={"text": "\ud800", "\udfff": 1}, status=ExecutionStatus.COMPLETED,
-            output={"y": math.nan}, has_output=True, engine="isolated", timeout=1, retries=0,
-            attempts=1, created_at=datetime.now(UTC))
+            parameters={"text": "\ud800", "\udfff": 1}, status=ExecutionStatus.RUNNING,
+            engine="isolated", timeout=1, retries=0, attempts=1, created_at=datetime.now(UTC))
         store.executions.create(odd)
+        assert store.executions.finish(odd.id, None, ExecutionStatus.COMPLETED, datetime.now(UTC),
+                                       output={"y": math.nan, "z": "\ud800"}, has_output=True)
         from sqlalchemy import update
 
         from nbplane.store.tables import executions
@@ -285,7 +286,7 @@ def test_a_stored_row_never_breaks_the_listing(
     assert listed.status_code == 200, listed.text
     (item,) = [item for item in listed.json()["items"] if item["id"] == odd.id]
     assert item["parameters"] == {"text": "\ufffd", "\ufffd": 1}
-    assert item["output"] == {"y": None} and item["error"] is None
+    assert item["output"] == {"y": None, "z": "\ufffd"} and item["error"] is None
     assert item["status"] == "failed" and item["created_by"] is None
     assert server.client.get(f"/api/v1/executions/{odd.id}").json() == item
     assert people["alice"].get("/api/v1/executions").status_code == 200

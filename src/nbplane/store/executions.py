@@ -159,9 +159,10 @@ class ExecutionStore:
                 )
                 .values(
                     status=status,
+                    # what a notebook saved or raised may hold what JSON columns refuse
                     reason=sendable(reason),
-                    error=error,
-                    output=output,
+                    error=sendable(error),
+                    output=sendable(output),
                     has_output=has_output,
                     finished_at=now,
                 )
