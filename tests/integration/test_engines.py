@@ -335,10 +335,12 @@ def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
     assert [o["output_type"] for o in awaited.notebook["cells"][2]["outputs"]] == ["stream"]
 
 
-def test_reuse_requests_leave_nothing_to_the_next_caller() -> None:
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["together", "one-by-one"])
+def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> None:
     """On one warm kernel: A's parameter, the names A's cells bind (shadowing `len`, `str`),
     what A put into `builtins` and A's displayed value (`_`, `Out`) are gone for B; B shadows
-    `len` and `str` by its parameters and raises, and C finds none of it and runs."""
+    `len` and `str` by its parameters and raises, and C finds none of it and runs. Request
+    cells go as one kernel request, or (a cell that mentions async) one request each."""
     names = ("alice_api_key", "defined_by_cell", "leaked", "len", "str")
     nb = notebook(
         "import builtins, os, IPython.display",
@@ -348,7 +350,7 @@ def test_reuse_requests_leave_nothing_to_the_next_caller() -> None:
         "                                    *vars(builtins).values()])\n"
         f"IPython.display.display({{{OUTPUT_MIMETYPE!r}: "
         "{'leaked': leaked, 'seen': seen, 'pid': os.getpid()}}, raw=True)\nleaked",
-        "print(len('ab'), str(1), max(1, 2))",
+        "print(len('ab'), str(1), max(1, 2))" + ("  # not async" if one_by_one else ""),
         "if mode == 'shadow':\n    defined_by_cell = alice_api_key\n    len = 0\n"
         "    str = None\n    builtins.smuggled = alice_api_key\n"
         "alice_api_key if mode == 'shadow' else 0",

@@ -32,12 +32,15 @@ def keep() -> None:
     shell = get_ipython()
     history = shell.history_manager
     hook = shell.displayhook
+    # IPython adds these to builtins while a cell runs, and takes them away after
+    trapped = frozenset(getattr(shell.builtin_trap, "auto_builtins", {}))
     _saved.clear()
     _saved.update(
         shell=shell,
         namespace=dict(shell.user_ns),
         hidden=dict(shell.user_ns_hidden),
-        builtins=dict(vars(builtins)),
+        trapped=trapped,
+        builtins={name: value for name, value in vars(builtins).items() if name not in trapped},
         out=dict(history.output_hist),
         parsed=list(history.input_hist_parsed),
         raw=list(history.input_hist_raw),
@@ -52,7 +55,7 @@ def restore() -> None:
     history = shell.history_manager
     _put_back(shell.user_ns, _saved["namespace"])
     _put_back(shell.user_ns_hidden, _saved["hidden"])
-    _put_back(vars(builtins), _saved["builtins"])
+    _put_back(vars(builtins), _saved["builtins"], ignore=_saved["trapped"])
     _put_back(history.output_hist, _saved["out"])
     history.input_hist_parsed[:] = _saved["parsed"]
     history.input_hist_raw[:] = _saved["raw"]
@@ -66,8 +69,10 @@ def restore() -> None:
             setattr(sys, name, value)
 
 
-def _put_back(target: dict[str, Any], saved: dict[str, Any]) -> None:
-    for name in [name for name in target if name not in saved]:
+def _put_back(
+    target: dict[str, Any], saved: dict[str, Any], ignore: frozenset[str] = frozenset()
+) -> None:
+    for name in [name for name in target if name not in saved and name not in ignore]:
         del target[name]
     for name, value in saved.items():
         if target.get(name, _MISSING) is not value:

@@ -61,11 +61,9 @@ KEEP_STATE = (
     f"__import__({BASELINE_MODULE!r}).keep()\n"
 )
 """Run once after the setup cells: remembers the state every request starts from."""
-RESTORE_STATE = f"import {BASELINE_MODULE}\n{BASELINE_MODULE}.restore()\n"
-"""Run after every request. An import statement finds its module through the interpreter's
-own builtins, so no name a request bound can break it (the name it binds goes in restore)."""
-RESTORE_TIMEOUT = 10.0
-"""Seconds putting the state back may take before the kernel is discarded instead."""
+RESTORE_STATE = f"__import__({BASELINE_MODULE!r}).restore()"
+"""Evaluated after every request's cells (a parameter cannot shadow ``__import__``: names
+starting with ``__`` are refused); if it fails, the kernel is discarded."""
 
 
 @dataclass
@@ -203,25 +201,13 @@ class ReuseEngine(Engine):
                 for index, cell in enumerate(warm.setup_cells):
                     cells[index] = dict(cell)
             request_cells = run.code_cells(run.parameters_cell)
-            keep = await warm.kernel.run(run, request_cells, stopper, together=True)
-            if keep:
-                keep = await self._restore(warm)
+            keep = await warm.kernel.run(
+                run, request_cells, stopper, together=True, then=RESTORE_STATE
+            )
         finally:
             state.busy -= 1
             if holds_slot:
                 self._put_back(state, warm if keep else None, discard=warm)
-
-    @staticmethod
-    async def _restore(warm: WarmKernel) -> bool:
-        """Put the kernel's state back as the setup cells left it; False: it could not be."""
-        stopper = Stopper(RESTORE_TIMEOUT, None)
-        try:
-            restored = await warm.kernel.run_quietly(RESTORE_STATE, stopper)
-        finally:
-            stopper.close()
-        if not restored:
-            log.warning("a warm kernel's state could not be put back: it is discarded")
-        return restored
 
     def _put_back(
         self, state: KeyState, warm: WarmKernel | None, discard: WarmKernel | None
