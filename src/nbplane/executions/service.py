@@ -132,10 +132,11 @@ class ExecutionService:
 
     def html(self, execution_id: str, caller: DescribeCaller) -> str:
         """The executed notebook as HTML, rendered on first request and cached on disk."""
-        notebook = self.artifact(execution_id, "ipynb", caller)  # also: may the caller see it
+        self.get(execution_id, caller)  # the cache answers only whom the record would
         cached = self.cache_dir / f"{execution_id}.html"
         if cached.exists():
             return cached.read_text(encoding="utf-8")
+        notebook = self.artifact(execution_id, "ipynb", caller)
         import nbformat
         from nbconvert import HTMLExporter
 
