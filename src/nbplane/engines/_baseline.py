@@ -4,10 +4,10 @@ caller's request (a parameter, a name a cell assigned, a shadowed builtin) reach
 
 Put back: the user namespace (names a request added are removed, names it rebound get their
 setup value again, so ``len = 0`` or ``str = None`` go too), the ``builtins`` module's names,
-IPython's output caches (``_``, ``__``, ``___``, ``Out``, ``In``, its hidden names), and
-``sys.last_*`` (the last exception, whose traceback holds a request's frames). Not put back:
-objects changed in place (a list a request cell appended to), other modules' state, environment
-variables, files; those change only by what the notebook's own cells do.
+IPython's output caches (``_``, ``__``, ``___``, ``Out`` and its reprs, ``In``, its hidden
+names), and ``sys.last_*`` (the last exception, whose traceback holds a request's frames). Not
+put back: objects changed in place (a list a request cell appended to), other modules' state,
+environment variables, files; those change only by what the notebook's own cells do.
 
 The engine sends this file's source to the kernel, which may not be able to import nbplane, and
 runs it as the module ``__nbplane_baseline__``: it binds no name in the user's namespace.
@@ -42,6 +42,7 @@ def keep() -> None:
         trapped=trapped,
         builtins={name: value for name, value in vars(builtins).items() if name not in trapped},
         out=dict(history.output_hist),
+        out_reprs=dict(history.output_hist_reprs),
         parsed=list(history.input_hist_parsed),
         raw=list(history.input_hist_raw),
         unders=(hook._, hook.__, hook.___),
@@ -57,6 +58,7 @@ def restore() -> None:
     _put_back(shell.user_ns_hidden, _saved["hidden"])
     _put_back(vars(builtins), _saved["builtins"], ignore=_saved["trapped"])
     _put_back(history.output_hist, _saved["out"])
+    _put_back(history.output_hist_reprs, _saved["out_reprs"])
     history.input_hist_parsed[:] = _saved["parsed"]
     history.input_hist_raw[:] = _saved["raw"]
     hook = shell.displayhook
