@@ -125,7 +125,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with a path per notebook showing its own input and output."""
+    """The OpenAPI document, with a path per notebook open to everyone showing its own input
+    and output."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -133,8 +134,8 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
     )
     service: ExecutionService | None = getattr(app.state, "service", None)
     for api in service.catalog.all() if service else []:
-        if api.broken:
-            continue
+        if api.broken or api.contract is None or api.contract.teams:
+            continue  # the document is public: a team's API is not revealed to others
         schema["paths"][f"/api/v1/notebooks/{api.name}/executions"] = {
             "post": {
                 "tags": ["notebooks"],
