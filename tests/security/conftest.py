@@ -50,8 +50,13 @@ from tests.conftest import write_notebook
 from tests.integration.api_notebooks import write_api
 
 TEAM_A, TEAM_B = "team-a", "team-b"
-USERS = {"alice": (TEAM_A, False), "carol": (TEAM_A, False), "ann": (TEAM_A, True),
-         "bob": (TEAM_B, False), "ben": (TEAM_B, True)}
+USERS = {
+    "alice": (TEAM_A, False),
+    "carol": (TEAM_A, False),
+    "ann": (TEAM_A, True),
+    "bob": (TEAM_B, False),
+    "ben": (TEAM_B, True),
+}
 """Each user's team and whether they are an admin."""
 ANONYMOUS = "anonymous"
 NOTEBOOK = "echo"
@@ -68,12 +73,16 @@ class Secrets:
 
     @classmethod
     def new(cls) -> Secrets:
-        return cls(*(f"{kind}-secret-{secrets.token_hex(12)}"
-                     for kind in ("job", "connection", "session")))
+        return cls(
+            *(f"{kind}-secret-{secrets.token_hex(12)}" for kind in ("job", "connection", "session"))
+        )
 
     def named(self) -> dict[str, str]:
-        return {"job secret": self.job, "connection password": self.connection,
-                "session environment secret": self.session}
+        return {
+            "job secret": self.job,
+            "connection password": self.connection,
+            "session environment secret": self.session,
+        }
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,9 @@ class InProcess(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         async def send() -> httpx.Response:
             response = await self.asgi.handle_async_request(request)
-            return httpx.Response(response.status_code, headers=response.headers,
-                                  content=await response.aread())
+            return httpx.Response(
+                response.status_code, headers=response.headers, content=await response.aread()
+            )
 
         return self.portal.call(send)
 
@@ -124,19 +134,31 @@ class RecordingClient(httpx.Client):
     """A user's client of the suite's app (cookies of its own, redirects not followed) that
     records every answer in ``exchanges`` for the secret scan."""
 
-    def __init__(self, transport: InProcess, user: str, token: str | None,
-                 exchanges: list[Exchange]) -> None:
+    def __init__(
+        self, transport: InProcess, user: str, token: str | None, exchanges: list[Exchange]
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        super().__init__(transport=transport, base_url="http://testserver", headers=headers,
-                         follow_redirects=False)
+        super().__init__(
+            transport=transport,
+            base_url="http://testserver",
+            headers=headers,
+            follow_redirects=False,
+        )
         self.user, self.exchanges = user, exchanges
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         response = super().send(request, **kwargs)
         response.read()
-        self.exchanges.append(Exchange(self.user, request.method, request.url.path,
-                                       response.status_code, list(response.headers.items()),
-                                       response.content))
+        self.exchanges.append(
+            Exchange(
+                self.user,
+                request.method,
+                request.url.path,
+                response.status_code,
+                list(response.headers.items()),
+                response.content,
+            )
+        )
         return response
 
 
@@ -160,7 +182,8 @@ class LogCapture(logging.Handler):
 def expect(response: httpx.Response, status: int) -> Any:
     assert response.status_code == status, (
         f"{response.request.method} {response.request.url.path}: {response.status_code}, "
-        f"wanted {status}: {response.text}")
+        f"wanted {status}: {response.text}"
+    )
     return response.json() if response.content else None
 
 
@@ -197,8 +220,9 @@ class World:
     def client(self, user: str, token: str | None = None) -> RecordingClient:
         """A new recording client for ``user`` (their token unless another is given; the
         user ``anonymous`` has none)."""
-        made = RecordingClient(InProcess(self.app, self.portal), user,
-                               token or self.tokens.get(user), self.exchanges)
+        made = RecordingClient(
+            InProcess(self.app, self.portal), user, token or self.tokens.get(user), self.exchanges
+        )
         self._opened.append(made)
         return made
 
@@ -215,9 +239,14 @@ class World:
             return plane
 
         self.plane = self.portal.call(start_plane)
-        self.objects = Objects(team=TEAM_A, notebook=NOTEBOOK, execution=self.make_execution(),
-                               connection=self.make_connection("warehouse"),
-                               session=self.make_session(), **self.make_job("daily"))
+        self.objects = Objects(
+            team=TEAM_A,
+            notebook=NOTEBOOK,
+            execution=self.make_execution(),
+            connection=self.make_connection("warehouse"),
+            session=self.make_session(),
+            **self.make_job("daily"),
+        )
         bobs = self.make_job("nightly", "bob", TEAM_B, job_archive(self.home.parent, "nightly"))
         self.others = replace(self.objects, team=TEAM_B, **bobs)
 
@@ -239,19 +268,25 @@ class World:
             return replace(self.shared, connection=self.make_connection(f"doomed_{tag}"))
         raise AssertionError(f"no fresh {kind!r}")
 
-    def make_job(self, name: str, user: str = "alice", team: str = TEAM_A,
-                 archive: bytes | None = None) -> dict[str, str]:
+    def make_job(
+        self, name: str, user: str = "alice", team: str = TEAM_A, archive: bytes | None = None
+    ) -> dict[str, str]:
         """A job (alice's unless told), uploaded, deployed, with a secret, and one finished
         execution."""
         client = self.clients[user]
         path = f"/api/v1/teams/{team}/jobs/{name}"
         expect(client.post(f"/api/v1/teams/{team}/jobs", json={"name": name}), 201)
-        version = expect(client.post(f"{path}/versions", content=archive or self.archive,
-                                     headers={"content-type": "application/zip"}), 201)["id"]
+        version = expect(
+            client.post(
+                f"{path}/versions",
+                content=archive or self.archive,
+                headers={"content-type": "application/zip"},
+            ),
+            201,
+        )["id"]
         expect(client.put(f"{path}/deployment", json={"arguments": {"day": "2024-01-01"}}), 200)
         expect(client.patch(f"{path}/properties", json={"values": {"rows": 10}}), 200)
-        expect(client.patch(f"{path}/secrets", json={"values": {"api_key": self.secrets.job}}),
-               200)
+        expect(client.patch(f"{path}/secrets", json={"values": {"api_key": self.secrets.job}}), 200)
         execution = expect(client.post(f"{path}/executions", json={}), 201)["id"]
         self.store.control.append_log(execution, "10_main.ipynb: step 1 done\n")
         self.store.control.finish_execution(execution, ExecutionStatus.COMPLETED, None)
@@ -260,21 +295,35 @@ class World:
     def make_execution(self) -> str:
         """alice's notebook API execution, finished with an output, its notebook and logs."""
         alice = self.clients["alice"]
-        made = expect(alice.post(f"/api/v1/notebooks/{NOTEBOOK}/executions",
-                                 json={"parameters": {"text": "hello"}}), 201)
+        made = expect(
+            alice.post(
+                f"/api/v1/notebooks/{NOTEBOOK}/executions", json={"parameters": {"text": "hello"}}
+            ),
+            201,
+        )
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(text)")])
         self.store.executions.finish(
-            made["id"], None, ExecutionStatus.COMPLETED, datetime.now(UTC),
-            output={"text": "hello"}, has_output=True,
-            artifacts={"ipynb": nbformat.writes(notebook), "logs": "hello\n"})
+            made["id"],
+            None,
+            ExecutionStatus.COMPLETED,
+            datetime.now(UTC),
+            output={"text": "hello"},
+            has_output=True,
+            artifacts={"ipynb": nbformat.writes(notebook), "logs": "hello\n"},
+        )
         return str(made["id"])
 
     def make_connection(self, name: str) -> str:
         """A database connection (a password in its URL) granted to team A, by ann."""
         ann = self.clients["ann"]
         url = f"postgresql://warehouse:{self.secrets.connection}@db.internal:5432/warehouse"
-        expect(ann.post("/api/v1/connections",
-                        json={"name": name, "kind": "database", "values": {"url": url}}), 201)
+        expect(
+            ann.post(
+                "/api/v1/connections",
+                json={"name": name, "kind": "database", "values": {"url": url}},
+            ),
+            201,
+        )
         expect(ann.post(f"/api/v1/connections/{name}/grants", json={"team": TEAM_A}), 200)
         return name
 
@@ -282,8 +331,13 @@ class World:
         """alice's session with a secret in its environment, settled (failed: its server
         exits at once)."""
         alice = self.clients["alice"]
-        made = expect(alice.post("/api/v1/sessions", json={
-            "environment": {"WAREHOUSE_API_KEY": self.secrets.session}}), 201)
+        made = expect(
+            alice.post(
+                "/api/v1/sessions",
+                json={"environment": {"WAREHOUSE_API_KEY": self.secrets.session}},
+            ),
+            201,
+        )
         session = f"/api/v1/sessions/{made['id']}"
         deadline = time.monotonic() + 30
         while (status := expect(alice.get(session), 200)["status"]) not in SETTLED:
@@ -309,10 +363,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home, apis = root / "home", root / "apis"
     home.mkdir()
     apis.mkdir()
-    write_api(apis, NOTEBOOK, [("text = ''", ["parameters"]),
-                               "from nbplane import save_output\nsave_output({'text': text})"],
-              {"input": {"type": "object", "properties": {"text": {"type": "string"}}},
-               "output": {}})
+    write_api(
+        apis,
+        NOTEBOOK,
+        [
+            ("text = ''", ["parameters"]),
+            "from nbplane import save_output\nsave_output({'text': text})",
+        ],
+        {"input": {"type": "object", "properties": {"text": {"type": "string"}}}, "output": {}},
+    )
     archive = job_archive(root, "daily")
     failing = shutil.which("false")
     assert failing is not None, "the sessions' command: a program that exits at once"
@@ -329,13 +388,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         get_settings.cache_clear()
         root_logger.addHandler(capture)
         nbplane_logger.setLevel(logging.DEBUG)
-        app = create_app(ServerConfig(
-            notebooks_dir=apis, store_url=f"sqlite:///{home / 'nbplane.db'}",
-            cache_dir=home / "cache" / "executions", run_worker=False, run_control=False,
-            public_url="http://testserver"))
+        app = create_app(
+            ServerConfig(
+                notebooks_dir=apis,
+                store_url=f"sqlite:///{home / 'nbplane.db'}",
+                cache_dir=home / "cache" / "executions",
+                run_worker=False,
+                run_control=False,
+                public_url="http://testserver",
+            )
+        )
         try:
-            with (start_blocking_portal() as portal,
-                  portal.wrap_async_context_manager(app.router.lifespan_context(app))):
+            with (
+                start_blocking_portal() as portal,
+                portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+            ):
                 made = World(app, portal, home, archive, capture)
                 try:
                     made.start()

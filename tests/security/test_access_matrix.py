@@ -121,24 +121,31 @@ RULES: dict[str, Rule] = {
     "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
     "POST /api/v1/auth/oauth/token": public(
         "trades the provider's access token for an nbplane token: the login itself",
-        lambda objects, role: {"access_token": "not-a-provider-token"}),
+        lambda objects, role: {"access_token": "not-a-provider-token"},
+    ),
     "POST /api/v1/auth/sign-in": public(
         "checks the token in its body, then keeps it in the browser's cookie",
-        lambda objects, role: {"token": "nbp_not_a_token"}, headers={"X-Nbplane-Csrf": "1"}),
+        lambda objects, role: {"token": "nbp_not_a_token"},
+        headers={"X-Nbplane-Csrf": "1"},
+    ),
     "POST /api/v1/auth/sign-out": public("clears the caller's own cookie, acts on no one else"),
     "GET /nbplane/oauth/login": public("sends the browser to the OAuth provider"),
     "GET /nbplane/oauth/callback": public(
-        "where the OAuth provider sends the browser back; checks this browser's login cookie"),
+        "where the OAuth provider sends the browser back; checks this browser's login cookie"
+    ),
     "GET /api/v1/me": signed_in("who the caller is"),
     "GET /api/v1/notebooks": signed_in(CATALOG),
     "GET /api/v1/notebooks/{name}": signed_in(CATALOG),
     "POST /api/v1/notebooks/{name}/executions": signed_in(
-        RUN, lambda objects, role: {"parameters": {"text": f"from {role}"}}),
+        RUN, lambda objects, role: {"parameters": {"text": f"from {role}"}}
+    ),
     "POST /api/NotebookExecutions": signed_in(
-        RUN, lambda objects, role: {"notebook": objects.notebook, "parameters": {"text": role}}),
+        RUN, lambda objects, role: {"notebook": objects.notebook, "parameters": {"text": role}}
+    ),
     "GET /api/v1/sessions/resource-classes": signed_in("the resource classes the caller may use"),
     "POST /api/v1/sessions": signed_in(
-        "starts a session of the caller's own", lambda objects, role: {"environment": {}}),
+        "starts a session of the caller's own", lambda objects, role: {"environment": {}}
+    ),
     "GET /api/v1/executions": listing("execution", Access.OWNER),
     "GET /api/v1/job-executions": listing("job_execution", Access.TEAM),
     "GET /api/v1/sessions": listing("session", Access.OWNER),
@@ -175,8 +182,13 @@ RULES: dict[str, Rule] = {
     f"POST {SESSION}/hibernate": owner(fresh="session"),
     f"POST {SESSION}/resume": owner(fresh="session"),
     f"DELETE {SESSION}": owner(fresh="session"),
-    "POST /api/v1/connections": admin(lambda objects, role: {
-        "name": f"made_by_{role}", "kind": "database", "values": {"url": "sqlite://"}}),
+    "POST /api/v1/connections": admin(
+        lambda objects, role: {
+            "name": f"made_by_{role}",
+            "kind": "database",
+            "values": {"url": "sqlite://"},
+        }
+    ),
     "GET /api/v1/connections": admin(),
     f"GET {CONNECTION}": admin(),
     f"DELETE {CONNECTION}": admin(fresh="connection"),
@@ -220,8 +232,10 @@ def fill(path: str, objects: Objects) -> str:
 
 def send(world: World, role: str, route: str, rule: Rule, objects: Objects) -> httpx.Response:
     method, path = route.split(" ", 1)
-    options: dict[str, Any] = {"params": rule.query(objects) if rule.query else None,
-                               "headers": dict(rule.headers or {})}
+    options: dict[str, Any] = {
+        "params": rule.query(objects) if rule.query else None,
+        "headers": dict(rule.headers or {}),
+    }
     if rule.body is not None:
         options["json"] = rule.body(objects, role)
     if rule.archive:
@@ -262,8 +276,10 @@ def assert_untouched(world: World, kind: str, objects: Objects) -> None:
 def test_access(world: World, route: str, role: str) -> None:
     rule = RULES.get(route)
     if rule is None:
-        pytest.fail(f"{route} is not in the access matrix: add it to RULES, saying who may call "
-                    "it (and check that everyone else gets 404)")
+        pytest.fail(
+            f"{route} is not in the access matrix: add it to RULES, saying who may call "
+            "it (and check that everyone else gets 404)"
+        )
     objects = world.fresh(rule.fresh) if rule.fresh else world.shared
     answer = send(world, role, route, rule, objects)
     seen = f"{role}: {route} -> {answer.status_code} {answer.text[:300]}"
@@ -309,8 +325,11 @@ def test_every_route_is_in_the_matrix_and_fillable(world: World) -> None:
             assert rule.body or rule.archive, f"{route} needs a body: give its rule one"
 
 
-CROSSED = [route for route in ROUTES
-           if "{team}" in route and set(re.findall(r"\{(\w+)\}", route)) - {"team", "job"}]
+CROSSED = [
+    route
+    for route in ROUTES
+    if "{team}" in route and set(re.findall(r"\{(\w+)\}", route)) - {"team", "job"}
+]
 """Routes naming an object inside a team's job: its version or execution."""
 
 
