@@ -217,11 +217,18 @@ class World:
         assert self.objects is not None
         return self.objects
 
-    def client(self, user: str, token: str | None = None) -> RecordingClient:
-        """A new recording client for ``user`` (their token unless another is given; the
-        user ``anonymous`` has none)."""
+    def client(
+        self, user: str, token: str | None = None, exchanges: list[Exchange] | None = None
+    ) -> RecordingClient:
+        """A new recording client for ``user``, with their token unless another is given (the
+        user ``anonymous`` has none). Its answers go to ``exchanges``, the secret scan's list
+        unless told otherwise: a job execution's own client, whose answers may rightly hold
+        that job's secrets, keeps its own list."""
         made = RecordingClient(
-            InProcess(self.app, self.portal), user, token or self.tokens.get(user), self.exchanges
+            InProcess(self.app, self.portal),
+            user,
+            token or self.tokens.get(user),
+            self.exchanges if exchanges is None else exchanges,
         )
         self._opened.append(made)
         return made
