@@ -29,6 +29,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,17 +264,29 @@ class World:
         if self.plane is not None:
             self.portal.call(self.plane.stop)
 
-    def fresh(self, kind: str) -> Objects:
-        """alice's objects with a new one of ``kind`` (job, session or connection), for a
-        request that changes or removes it: each role gets its own."""
+    @contextmanager
+    def objects_for(self, kind: str | None) -> Iterator[Objects]:
+        """alice's objects; given a ``kind`` (job, session or connection), with a new one of
+        that kind for a request that changes or removes it, removed afterwards (so alice stays
+        within any per-user limit)."""
+        if kind is None:
+            yield self.shared
+            return
         tag = next(self._made)
         if kind == "job":
-            return replace(self.shared, **self.make_job(f"doomed-{tag}"))
-        if kind == "session":
-            return replace(self.shared, session=self.make_session())
-        if kind == "connection":
-            return replace(self.shared, connection=self.make_connection(f"doomed_{tag}"))
-        raise AssertionError(f"no fresh {kind!r}")
+            objects = replace(self.shared, **self.make_job(f"doomed-{tag}"))
+            remover, path = "alice", f"/api/v1/teams/{TEAM_A}/jobs/{objects.job}?force=true"
+        elif kind == "session":
+            objects = replace(self.shared, session=self.make_session())
+            remover, path = "alice", f"/api/v1/sessions/{objects.session}"
+        else:
+            objects = replace(self.shared, connection=self.make_connection(f"doomed_{tag}"))
+            remover, path = "ann", f"/api/v1/connections/{objects.connection}"
+        try:
+            yield objects
+        finally:
+            gone = self.clients[remover].delete(path)
+            assert gone.status_code in (204, 404), f"removing {path}: {gone.text}"
 
     def make_job(
         self, name: str, user: str = "alice", team: str = TEAM_A, archive: bytes | None = None

@@ -15,7 +15,7 @@ What each access level expects of each role ("ok": the caller reached the object
 
 A 404 (never 403) tells another team nothing about what exists. Admin-only routes answer 404 to
 everyone else too ("managed by admins"). A request that would change or remove its object gets
-a fresh one per role, and after a refusal the object is checked to be untouched.
+a fresh one per role (removed afterwards); after a refusal, the object is checked untouched.
 """
 
 from __future__ import annotations
@@ -280,8 +280,14 @@ def test_access(world: World, route: str, role: str) -> None:
             f"{route} is not in the access matrix: add it to RULES, saying who may call "
             "it (and check that everyone else gets 404)"
         )
-    objects = world.fresh(rule.fresh) if rule.fresh else world.shared
-    answer = send(world, role, route, rule, objects)
+    with world.objects_for(rule.fresh) as objects:
+        answer = send(world, role, route, rule, objects)
+        check(world, rule, role, route, objects, answer)
+
+
+def check(
+    world: World, rule: Rule, role: str, route: str, objects: Objects, answer: httpx.Response
+) -> None:
     seen = f"{role}: {route} -> {answer.status_code} {answer.text[:300]}"
     assert answer.status_code < 500, seen
     wanted = expected(rule, role)
@@ -339,9 +345,9 @@ def test_own_team_path_with_another_teams_id(world: World, route: str) -> None:
     the same route with his own ids reaches his (so the 404 is about the id)."""
     assert world.others is not None
     rule = RULES[route]
-    alices = world.fresh(rule.fresh) if rule.fresh else world.shared
-    crossed = replace(alices, team=world.others.team, job=world.others.job)
-    answer = send(world, "bob", route, rule, crossed)
+    with world.objects_for(rule.fresh) as alices:
+        crossed = replace(alices, team=world.others.team, job=world.others.job)
+        answer = send(world, "bob", route, rule, crossed)
     assert answer.status_code == 404, f"{route} -> {answer.status_code} {answer.text[:300]}"
     own = send(world, "bob", route, rule, world.others)
     assert reached(own.status_code), f"bob's own: {own.status_code} {own.text[:300]}"
