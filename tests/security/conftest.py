@@ -60,6 +60,8 @@ USERS = {
 }
 """Each user's team and whether they are an admin."""
 ANONYMOUS = "anonymous"
+FORGED = "forged"
+"""A caller with a bearer token nbplane never made."""
 NOTEBOOK = "echo"
 SETTLED = ("running", "failed", "hibernated")
 
@@ -240,6 +242,7 @@ class World:
             self.store.control.add_member(user, team)
             self.tokens[user] = self.store.tokens.create(f"{user}-security", user)[1]
         self.clients = {user: self.client(user) for user in [ANONYMOUS, *USERS]}
+        self.clients[FORGED] = self.client(FORGED, "nbp_" + secrets.token_urlsafe(32))
 
         async def start_plane() -> SessionPlane:
             plane = SessionPlane(self.app.state.sessions)
@@ -347,12 +350,12 @@ class World:
         expect(ann.post(f"/api/v1/connections/{name}/grants", json={"team": TEAM_A}), 200)
         return name
 
-    def make_session(self) -> str:
-        """alice's session with a secret in its environment, settled (failed: its server
-        exits at once)."""
-        alice = self.clients["alice"]
+    def make_session(self, user: str = "alice") -> str:
+        """A session (alice's unless told) with a secret in its environment, settled (failed:
+        its server exits at once)."""
+        client = self.clients[user]
         made = expect(
-            alice.post(
+            client.post(
                 "/api/v1/sessions",
                 json={"environment": {"WAREHOUSE_API_KEY": self.secrets.session}},
             ),
@@ -360,7 +363,7 @@ class World:
         )
         session = f"/api/v1/sessions/{made['id']}"
         deadline = time.monotonic() + 30
-        while (status := expect(alice.get(session), 200)["status"]) not in SETTLED:
+        while (status := expect(client.get(session), 200)["status"]) not in SETTLED:
             assert time.monotonic() < deadline, f"session {made['id']} is still {status}"
             time.sleep(0.05)
         assert status == "failed", f"session {made['id']} is {status}, not failed"

@@ -3,7 +3,8 @@ every role, against alice's objects (see conftest.py). A route missing from ``RU
 here by itself, so a new route cannot ship without saying who may call it.
 
 What each access level expects of each role ("ok": the caller reached the object, 2xx, 3xx or
-409, it exists but is in no state for that; "any": never a 5xx):
+409, it exists but is in no state for that; "any": never a 5xx; a forged token, one nbplane
+never made, is answered as anonymous):
 
     access     anonymous  bob (team B)  carol (team A)  alice (owner)  ben (admin, team B)
     public     any        any           any             any            any
@@ -34,9 +35,9 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
 from nbplane.server.app import ServerConfig, create_app
-from tests.security.conftest import ANONYMOUS, TEAM_A, Objects, World, expect
+from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
 
-ROLES = [ANONYMOUS, "bob", "carol", "alice", "ben"]
+ROLES = [ANONYMOUS, FORGED, "bob", "carol", "alice", "ben"]
 ADMIN = "ben"
 
 
@@ -247,7 +248,7 @@ def send(world: World, role: str, route: str, rule: Rule, objects: Objects) -> h
 def expected(rule: Rule, role: str) -> str:
     if rule.access == Access.PUBLIC:
         return "any"
-    if role == ANONYMOUS:
+    if role in (ANONYMOUS, FORGED):
         return "401"
     if rule.access in (Access.SIGNED_IN, Access.LISTING) or role == ADMIN:
         return "ok"
@@ -363,3 +364,12 @@ def test_another_teams_version_cannot_be_deployed(world: World, method: str) -> 
     assert answer.json()["field"] == "version"
     deployed = expect(world.clients["bob"].get(fill(JOB, world.others)), 200)["deployment"]
     assert deployed["version"] == world.others.version
+
+
+def test_a_teams_connection_reaches_only_its_members_sessions(world: World) -> None:
+    """The connection granted to team A is given to alice's session, not to bob's."""
+    alices = expect(world.clients["alice"].get(fill(SESSION, world.shared)), 200)
+    assert world.shared.connection in alices["connections"]
+    bobs = replace(world.shared, session=world.make_session("bob"))
+    assert expect(world.clients["bob"].get(fill(SESSION, bobs)), 200)["connections"] == []
+    expect(world.clients["bob"].delete(fill(SESSION, bobs)), 204)
