@@ -9,6 +9,7 @@ got; run alone, it first reads every GET route as alice and as an admin."""
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_the_secrets_are_stored_sealed(world: World) -> None:
 
 
 def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
+    logging.getLogger("nbplane.server").debug("secret scan: the log is captured")
+    assert "secret scan: the log is captured" in world.log.text
     for route in ROUTES:
         rule = RULES.get(route)
         if route.startswith("GET ") and rule is not None:
