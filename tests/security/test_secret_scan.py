@@ -1,7 +1,7 @@
 """The secret scan: the clear text of the secrets the suite set (a job secret, a connection
-password, a session's environment secret) and of the users' tokens is nowhere in NBPLANE_HOME
-(every file, the SQLite database and its WAL among them: they hold only ciphertext), in the
-server's log, or in any answer the suite's clients received.
+password, a session's environment secret) and of the users' tokens (a session's own among
+them) is nowhere in NBPLANE_HOME (every file, the SQLite database and its WAL among them: they
+hold only ciphertext), in the server's log, or in any answer the suite's clients received.
 
 It runs after the other security tests (files run in name order), so it sees every answer they
 got; run alone, it first reads every GET route as alice and as an admin."""
@@ -79,9 +79,12 @@ def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
         if route.startswith("GET ") and rule is not None:
             for role in ("alice", ADMIN):
                 send(world, role, route, rule, world.shared)
+    box = SecretBox(world.app.state.control.settings)
+    session = box.open(world.store.sessions.get(world.shared.session).secrets)
     secrets = {
         **world.secrets.named(),
         **{f"{user}'s token": token for user, token in world.tokens.items()},
+        "the token alice's session speaks for her with": session["nbplane_token"],
     }
     files = sorted(path for path in world.home.rglob("*") if path.is_file())
     assert files, "NBPLANE_HOME is empty: nothing was scanned"
