@@ -18,6 +18,10 @@ within a moment; the jobs' plane and the API worker do not run (no job process, 
 executions are finished in the store, as their runner would. Every client records each answer
 it receives and the server's log is captured, so test_secret_scan.py can look for the clear
 text of the secrets the suite set in all of them.
+
+The suite's NBPLANE_* environment holds only while the server starts (it keeps the settings it
+read then), so the package's other modules (test_fuzz.py, test_sandbox.py) see their own.
+Another module may adopt the recording clients: ``world.client(user)``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -400,17 +404,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert failing is not None, "the sessions' command: a program that exits at once"
     capture = LogCapture()
     root_logger, nbplane_logger = logging.getLogger(), logging.getLogger("nbplane")
-    level = nbplane_logger.level
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("NBPLANE_") and not name.startswith("NBPLANE_TEST_"):
-                patch.delenv(name)
-        patch.setenv("NBPLANE_HOME", str(home))
-        patch.setenv("NBPLANE_SESSION_COMMAND", failing)
-        patch.setenv("NBPLANE_SESSION_POOL_SIZE", "0")
-        get_settings.cache_clear()
+    with ExitStack() as stack:
         root_logger.addHandler(capture)
+        stack.callback(root_logger.removeHandler, capture)
+        stack.callback(nbplane_logger.setLevel, nbplane_logger.level)
         nbplane_logger.setLevel(logging.DEBUG)
+        portal = stack.enter_context(start_blocking_portal())
         app = create_app(
             ServerConfig(
                 notebooks_dir=apis,
@@ -421,18 +420,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 public_url="http://testserver",
             )
         )
-        try:
-            with (
-                start_blocking_portal() as portal,
-                portal.wrap_async_context_manager(app.router.lifespan_context(app)),
-            ):
-                made = World(app, portal, home, archive, capture)
-                try:
-                    made.start()
-                    yield made
-                finally:
-                    made.close()
-        finally:
-            nbplane_logger.setLevel(level)
-            root_logger.removeHandler(capture)
+        with pytest.MonkeyPatch.context() as patch:  # the server reads them as it starts
+            for name in list(os.environ):
+                if name.startswith("NBPLANE_") and not name.startswith("NBPLANE_TEST_"):
+                    patch.delenv(name)
+            patch.setenv("NBPLANE_HOME", str(home))
+            patch.setenv("NBPLANE_SESSION_COMMAND", failing)
+            patch.setenv("NBPLANE_SESSION_POOL_SIZE", "0")
             get_settings.cache_clear()
+            stack.enter_context(portal.wrap_async_context_manager(app.router.lifespan_context(app)))
+        get_settings.cache_clear()  # the other modules of the package see their own settings
+        made = World(app, portal, home, archive, capture)
+        stack.callback(made.close)
+        made.start()
+        yield made
