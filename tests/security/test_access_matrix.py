@@ -1,0 +1,375 @@
+"""The access matrix: every route of the app (every method, from the app's own route table) as
+every role, against alice's objects (see conftest.py). A route missing from ``RULES`` fails
+here by itself, so a new route cannot ship without saying who may call it.
+
+What each access level expects of each role ("ok": the caller reached the object, 2xx, 3xx or
+409, it exists but is in no state for that; "any": never a 5xx; a forged token, one nbplane
+never made, is answered as anonymous):
+
+    access     anonymous  bob (team B)  carol (team A)  alice (owner)  ben (admin, team B)
+    public     any        any           any             any            any
+    signed-in  401        ok            ok              ok             ok
+    listing    401        ok, without alice's objects unless they may see them
+    team       401        404           ok              ok             ok
+    owner      401        404           404             ok             ok
+    admin      401        404           404             404            ok
+
+A 404 (never 403) tells another team nothing about what exists. Admin-only routes answer 404 to
+everyone else too ("managed by admins"). A request that would change or remove its object gets
+a fresh one per role (removed afterwards); after a refusal, the object is checked untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount
+
+from nbplane.server.app import ServerConfig, create_app
+from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
+
+ROLES = [ANONYMOUS, FORGED, "bob", "carol", "alice", "ben"]
+ADMIN = "ben"
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    SIGNED_IN = "signed-in"
+    LISTING = "listing"
+    TEAM = "team"
+    OWNER = "owner"
+    ADMIN = "admin"
+
+
+SEES = {Access.TEAM: {"carol", "alice"}, Access.OWNER: {"alice"}, Access.ADMIN: set[str]()}
+"""Who, besides admins, reaches an object of each access level."""
+
+Body = Callable[[Objects, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    access: Access
+    why: str = ""
+    """Public and signed-in routes: why that is enough."""
+    body: Body | None = None
+    """The JSON body, from alice's objects and the caller's role."""
+    archive: bool = False
+    """The body is the job's zip."""
+    headers: dict[str, str] | None = None
+    query: Callable[[Objects], dict[str, str]] | None = None
+    fresh: str | None = None
+    """The request changes or removes this kind of object: each role gets a new one."""
+    lists: tuple[str, Access] | None = None
+    """A listing: which of alice's objects (an ``Objects`` field) it shows, and to whom."""
+
+
+def public(why: str, body: Body | None = None, **options: Any) -> Rule:
+    return Rule(Access.PUBLIC, why, body, **options)
+
+
+def signed_in(why: str, body: Body | None = None) -> Rule:
+    return Rule(Access.SIGNED_IN, why, body)
+
+
+def listing(what: str, seen: Access) -> Rule:
+    return Rule(Access.LISTING, lists=(what, seen))
+
+
+def team(body: Body | None = None, **options: Any) -> Rule:
+    return Rule(Access.TEAM, body=body, **options)
+
+
+def owner(**options: Any) -> Rule:
+    return Rule(Access.OWNER, **options)
+
+
+def admin(body: Body | None = None, **options: Any) -> Rule:
+    return Rule(Access.ADMIN, body=body, **options)
+
+
+DOCS = public("API documentation page: static, it loads /openapi.json")
+SPEC = public("the API's description, no records (it names the notebook APIs and contracts)")
+CATALOG = "the notebook APIs are the server's catalog, shared by every signed-in user"
+RUN = "runs a notebook API of the shared catalog as an execution of the caller's own"
+JOB = "/api/v1/teams/{team}/jobs/{job}"
+EXECUTION = "/api/v1/executions/{execution_id}"
+SESSION = "/api/v1/sessions/{session_id}"
+CONNECTION = "/api/v1/connections/{name}"
+GRANT_A: Body = lambda objects, role: {"team": TEAM_A}  # noqa: E731
+
+RULES: dict[str, Rule] = {
+    "GET /openapi.json": SPEC,
+    "HEAD /openapi.json": SPEC,
+    "GET /docs": DOCS,
+    "HEAD /docs": DOCS,
+    "GET /docs/oauth2-redirect": DOCS,
+    "HEAD /docs/oauth2-redirect": DOCS,
+    "GET /redoc": DOCS,
+    "HEAD /redoc": DOCS,
+    "GET /health": public("liveness probe of load balancers and Kubernetes; says only 'ok'"),
+    "GET /": public("the web page: static HTML that asks for a token to sign in"),
+    "GET /web/{path}": public("the web page's script and style sheet"),
+    "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
+    "POST /api/v1/auth/oauth/token": public(
+        "trades the provider's access token for an nbplane token: the login itself",
+        lambda objects, role: {"access_token": "not-a-provider-token"},
+    ),
+    "POST /api/v1/auth/sign-in": public(
+        "checks the token in its body, then keeps it in the browser's cookie",
+        lambda objects, role: {"token": "nbp_not_a_token"},
+        headers={"X-Nbplane-Csrf": "1"},
+    ),
+    "POST /api/v1/auth/sign-out": public("clears the caller's own cookie, acts on no one else"),
+    "GET /nbplane/oauth/login": public("sends the browser to the OAuth provider"),
+    "GET /nbplane/oauth/callback": public(
+        "where the OAuth provider sends the browser back; checks this browser's login cookie"
+    ),
+    "GET /api/v1/me": signed_in("who the caller is"),
+    "GET /api/v1/notebooks": signed_in(CATALOG),
+    "GET /api/v1/notebooks/{name}": signed_in(CATALOG),
+    "POST /api/v1/notebooks/{name}/executions": signed_in(
+        RUN, lambda objects, role: {"parameters": {"text": f"from {role}"}}
+    ),
+    "POST /api/NotebookExecutions": signed_in(
+        RUN, lambda objects, role: {"notebook": objects.notebook, "parameters": {"text": role}}
+    ),
+    "GET /api/v1/sessions/resource-classes": signed_in("the resource classes the caller may use"),
+    "POST /api/v1/sessions": signed_in(
+        "starts a session of the caller's own", lambda objects, role: {"environment": {}}
+    ),
+    "GET /api/v1/executions": listing("execution", Access.OWNER),
+    "GET /api/v1/job-executions": listing("job_execution", Access.TEAM),
+    "GET /api/v1/sessions": listing("session", Access.OWNER),
+    "GET /api/v1/teams/{team}/jobs": team(),
+    "POST /api/v1/teams/{team}/jobs": team(lambda objects, role: {"name": f"made-by-{role}"}),
+    f"GET {JOB}": team(),
+    f"DELETE {JOB}": team(fresh="job"),
+    f"POST {JOB}/versions": team(archive=True),
+    f"GET {JOB}/versions": team(),
+    f"GET {JOB}/versions/{{version}}/archive": team(),
+    f"PUT {JOB}/deployment": team(lambda objects, role: {"arguments": {"day": "2024-01-02"}}),
+    f"PATCH {JOB}/deployment": team(lambda objects, role: {"reason": f"changed by {role}"}),
+    f"DELETE {JOB}/deployment": team(fresh="job"),
+    f"POST {JOB}/executions": team(lambda objects, role: {"arguments": {"day": "2024-01-03"}}),
+    f"GET {JOB}/executions": team(),
+    f"GET {JOB}/executions/{{execution_id}}": team(),
+    f"POST {JOB}/executions/{{execution_id}}/cancel": team(),
+    f"GET {JOB}/executions/{{execution_id}}/logs": team(),
+    f"GET {JOB}/properties": team(),
+    f"PATCH {JOB}/properties": team(lambda objects, role: {"values": {"changed_by": role}}),
+    f"GET {JOB}/secrets": team(),
+    f"PATCH {JOB}/secrets": team(lambda objects, role: {"values": {"probe": "not a secret"}}),
+    f"GET {EXECUTION}": owner(),
+    f"POST {EXECUTION}/cancel": owner(),
+    f"GET {EXECUTION}/output": owner(),
+    f"GET {EXECUTION}/exception": owner(),
+    f"GET {EXECUTION}/notebook": owner(),
+    f"GET {EXECUTION}/html": owner(),
+    f"GET {EXECUTION}/logs": owner(),
+    "GET /api/NotebookExecutions": owner(query=lambda objects: {"executionId": objects.execution}),
+    f"GET {SESSION}": owner(),
+    f"GET {SESSION}/events": owner(),
+    f"GET {SESSION}/logs": owner(),
+    f"POST {SESSION}/hibernate": owner(fresh="session"),
+    f"POST {SESSION}/resume": owner(fresh="session"),
+    f"DELETE {SESSION}": owner(fresh="session"),
+    "POST /api/v1/connections": admin(
+        lambda objects, role: {
+            "name": f"made_by_{role}",
+            "kind": "database",
+            "values": {"url": "sqlite://"},
+        }
+    ),
+    "GET /api/v1/connections": admin(),
+    f"GET {CONNECTION}": admin(),
+    f"DELETE {CONNECTION}": admin(fresh="connection"),
+    f"POST {CONNECTION}/grants": admin(GRANT_A),
+    f"DELETE {CONNECTION}/grants": admin(GRANT_A, fresh="connection"),
+}
+
+
+def route_table(app: FastAPI) -> list[str]:
+    """``METHOD PATH`` of every route the app answers (a mount: GET of its files)."""
+    found = []
+    for route in iter_route_contexts(app.routes):
+        methods = {"GET"} if isinstance(route.original_route, Mount) else route.methods
+        found.extend(f"{method} {route.path_format}" for method in sorted(methods or {"?"}))
+    return found
+
+
+ROUTES = route_table(create_app(ServerConfig(Path(), "sqlite://", Path())))
+
+
+def fill(path: str, objects: Objects) -> str:
+    """The path with alice's objects in its parameters."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        values = {
+            "team": objects.team,
+            "job": objects.job,
+            "version": objects.version,
+            "execution_id": objects.job_execution if "/jobs/" in path else objects.execution,
+            "session_id": objects.session,
+            "name": objects.connection if "/connections/" in path else objects.notebook,
+            "path": "app.js",
+        }
+        if name not in values:
+            pytest.fail(f"the matrix cannot fill {{{name}}} of {path}: add it to fill()")
+        return values[name]
+
+    return re.sub(r"\{(\w+)\}", value, path)
+
+
+def send(world: World, role: str, route: str, rule: Rule, objects: Objects) -> httpx.Response:
+    method, path = route.split(" ", 1)
+    options: dict[str, Any] = {
+        "params": rule.query(objects) if rule.query else None,
+        "headers": dict(rule.headers or {}),
+    }
+    if rule.body is not None:
+        options["json"] = rule.body(objects, role)
+    if rule.archive:
+        options["content"] = world.archive
+        options["headers"]["content-type"] = "application/zip"
+    return world.clients[role].request(method, fill(path, objects), **options)
+
+
+def expected(rule: Rule, role: str) -> str:
+    if rule.access == Access.PUBLIC:
+        return "any"
+    if role in (ANONYMOUS, FORGED):
+        return "401"
+    if rule.access in (Access.SIGNED_IN, Access.LISTING) or role == ADMIN:
+        return "ok"
+    return "ok" if role in SEES[rule.access] else "404"
+
+
+def reached(status: int) -> bool:
+    return 200 <= status < 400 or status == 409
+
+
+def assert_untouched(world: World, kind: str, objects: Objects) -> None:
+    """A refused request left alice's object as it was."""
+    if kind == "job":
+        job = expect(world.clients["alice"].get(fill(JOB, objects)), 200)
+        assert job["deployment"] is not None, "the refused request undeployed the job"
+    elif kind == "session":
+        session = expect(world.clients["alice"].get(fill(SESSION, objects)), 200)
+        assert session["status"] == "failed", f"the refused request made it {session['status']}"
+    else:
+        connection = expect(world.clients["ann"].get(fill(CONNECTION, objects)), 200)
+        assert {"kind": "team", "name": TEAM_A} in connection["grants"], "its grant is gone"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES)
+def test_access(world: World, route: str, role: str) -> None:
+    rule = RULES.get(route)
+    if rule is None:
+        pytest.fail(
+            f"{route} is not in the access matrix: add it to RULES, saying who may call "
+            "it (and check that everyone else gets 404)"
+        )
+    with world.objects_for(rule.fresh) as objects:
+        answer = send(world, role, route, rule, objects)
+        check(world, rule, role, route, objects, answer)
+
+
+def check(
+    world: World, rule: Rule, role: str, route: str, objects: Objects, answer: httpx.Response
+) -> None:
+    seen = f"{role}: {route} -> {answer.status_code} {answer.text[:300]}"
+    assert answer.status_code < 500, seen
+    wanted = expected(rule, role)
+    if wanted == "401":
+        assert answer.status_code == 401, seen
+    elif wanted == "404":
+        assert answer.status_code == 404, seen
+    elif wanted == "ok":
+        assert reached(answer.status_code), seen
+    if rule.fresh and wanted in ("401", "404"):
+        assert_untouched(world, rule.fresh, objects)
+    if rule.lists and wanted == "ok":
+        field, seen_by = rule.lists
+        target = getattr(objects, field)
+        if role in SEES[seen_by]:
+            assert target in answer.text, f"{role}'s listing lacks their {field} {target}: {seen}"
+        elif role != ADMIN:
+            assert target not in answer.text, f"{role}'s listing shows alice's {field}: {seen}"
+
+
+def test_every_route_is_in_the_matrix_and_fillable(world: World) -> None:
+    """The rules match the running app's routes one to one, and each rule supplies what its
+    route requires (path and query parameters, a body), so no row passes by a 422."""
+    assert route_table(world.app) == ROUTES
+    missing = [route for route in ROUTES if route not in RULES]
+    stale = [route for route in RULES if route not in ROUTES]
+    assert not missing and not stale, f"not in RULES: {missing}; no longer routes: {stale}"
+    spec = world.app.openapi()["paths"]
+    for route, rule in RULES.items():
+        method, path = route.split(" ", 1)
+        operation = spec.get(path, {}).get(method.lower())
+        if operation is None:
+            continue  # outside the OpenAPI document: the page, its files, the docs
+        query = set(rule.query(world.shared)) if rule.query else set()
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "query" and parameter.get("required"):
+                assert parameter["name"] in query, f"{route} needs query {parameter['name']}"
+            if parameter["in"] == "path":
+                fill(path, world.shared)
+        if operation.get("requestBody", {}).get("required"):
+            assert rule.body or rule.archive, f"{route} needs a body: give its rule one"
+
+
+CROSSED = [
+    route
+    for route in ROUTES
+    if "{team}" in route and set(re.findall(r"\{(\w+)\}", route)) - {"team", "job"}
+]
+"""Routes naming an object inside a team's job: its version or execution."""
+
+
+@pytest.mark.parametrize("route", CROSSED)
+def test_own_team_path_with_another_teams_id(world: World, route: str) -> None:
+    """bob's own team and job in the path around alice's version or execution id: 404, while
+    the same route with his own ids reaches his (so the 404 is about the id)."""
+    assert world.others is not None
+    rule = RULES[route]
+    with world.objects_for(rule.fresh) as alices:
+        crossed = replace(alices, team=world.others.team, job=world.others.job)
+        answer = send(world, "bob", route, rule, crossed)
+    assert answer.status_code == 404, f"{route} -> {answer.status_code} {answer.text[:300]}"
+    own = send(world, "bob", route, rule, world.others)
+    assert reached(own.status_code), f"bob's own: {own.status_code} {own.text[:300]}"
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_another_teams_version_cannot_be_deployed(world: World, method: str) -> None:
+    """Naming alice's version in the body of bob's own deployment is a 404 too."""
+    assert world.others is not None
+    path = fill(f"{JOB}/deployment", world.others)
+    answer = world.clients["bob"].request(method, path, json={"version": world.shared.version})
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["field"] == "version"
+    deployed = expect(world.clients["bob"].get(fill(JOB, world.others)), 200)["deployment"]
+    assert deployed["version"] == world.others.version
+
+
+def test_a_teams_connection_reaches_only_its_members_sessions(world: World) -> None:
+    """The connection granted to team A is given to alice's session, not to bob's."""
+    alices = expect(world.clients["alice"].get(fill(SESSION, world.shared)), 200)
+    assert world.shared.connection in alices["connections"]
+    bobs = replace(world.shared, session=world.make_session("bob"))
+    assert expect(world.clients["bob"].get(fill(SESSION, bobs)), 200)["connections"] == []
+    expect(world.clients["bob"].delete(fill(SESSION, bobs)), 204)

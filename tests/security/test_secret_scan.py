@@ -1,0 +1,99 @@
+"""The secret scan: the clear text of the secrets the suite set (a job secret, a connection
+password, a session's environment secret) and of the users' tokens (a session's own among
+them) is nowhere in NBPLANE_HOME (every file, the SQLite database and its WAL among them: they
+hold only ciphertext), in the server's log, or in any answer the suite's clients received.
+
+It runs after the other security tests (files run in name order), so it sees every answer they
+got; run alone, it first reads every GET route as alice and as an admin."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+
+from nbplane.jobs.secrets import SecretBox
+from tests.security.conftest import TEAM_A, World
+from tests.security.test_access_matrix import ADMIN, ROUTES, RULES, send
+
+
+def encodings(secret: str) -> list[bytes]:
+    """The secret's bytes, its hex, and its base64 (standard and URL-safe) at each of the three
+    byte alignments, without the edge characters that depend on its neighbours, so an encoding
+    is no hiding place."""
+    raw = secret.encode()
+    found = [raw, raw.hex().encode()]
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw)
+        start, stop = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6
+        found += [encoded[start:stop], encoded[start:stop].translate(bytes.maketrans(b"+/", b"-_"))]
+    return found
+
+
+def findings(secrets: dict[str, str], places: list[tuple[str, bytes]]) -> list[str]:
+    """``what in where`` for each secret found in any encoding in any place."""
+    needles = {name: encodings(secret) for name, secret in secrets.items()}
+    return [
+        f"{name} in {where}"
+        for where, content in places
+        for name, forms in needles.items()
+        if any(form in content for form in forms)
+    ]
+
+
+@pytest.mark.parametrize("prefix", [b"", b"x", b"xy"])
+def test_the_scan_finds_each_encoding(prefix: bytes) -> None:
+    """The scan can fail: a secret planted clear, as hex or as base64 at any alignment is found,
+    and a blob without it is not."""
+    secret = "job-secret-0123456789abcdef"
+    planted = [
+        prefix + secret.encode() + b"tail",
+        prefix + secret.encode().hex().encode(),
+        base64.b64encode(prefix + secret.encode() + b"tail"),
+        base64.urlsafe_b64encode(prefix + b"\xfb\xff" + secret.encode()),
+    ]
+    for blob in planted:
+        assert findings({"it": secret}, [("blob", blob)]) == ["it in blob"], blob
+    assert findings({"it": secret}, [("blob", prefix + b"job-secret-0123456789abcdeX")]) == []
+
+
+def test_the_secrets_are_stored_sealed(world: World) -> None:
+    """The scanned database holds every secret, encrypted: the scan below is not vacuous."""
+    assert (world.home / "nbplane.db").is_file()
+    box = SecretBox(world.app.state.control.settings)
+    sealed = world.store.get_secrets_blob(f"{TEAM_A}/{world.shared.job}")
+    assert sealed is not None and box.open(sealed)["api_key"] == world.secrets.job
+    connection = world.store.sessions.connection(world.shared.connection)
+    assert world.secrets.connection in box.open(connection["secret"])["url"]
+    session = world.store.sessions.get(world.shared.session)
+    environment = box.open(session.secrets)["environment"]
+    assert environment == {"WAREHOUSE_API_KEY": world.secrets.session}
+
+
+def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
+    logging.getLogger("nbplane.server").debug("secret scan: the log is captured")
+    assert "secret scan: the log is captured" in world.log.text
+    for route in ROUTES:
+        rule = RULES.get(route)
+        if route.startswith("GET ") and rule is not None:
+            for role in ("alice", ADMIN):
+                send(world, role, route, rule, world.shared)
+    box = SecretBox(world.app.state.control.settings)
+    session = box.open(world.store.sessions.get(world.shared.session).secrets)
+    secrets = {
+        **world.secrets.named(),
+        **{f"{user}'s token": token for user, token in world.tokens.items()},
+        "the token alice's session speaks for her with": session["nbplane_token"],
+    }
+    files = sorted(path for path in world.home.rglob("*") if path.is_file())
+    assert files, "NBPLANE_HOME is empty: nothing was scanned"
+    places = [(f"NBPLANE_HOME/{path.relative_to(world.home)}", path.read_bytes()) for path in files]
+    places.append(("the server log", world.log.text.encode()))
+    for exchange in world.exchanges:
+        headers = "\n".join(f"{name}: {value}" for name, value in exchange.headers).encode()
+        where = f"{exchange.user}'s {exchange.method} {exchange.path} ({exchange.status})"
+        places.append((f"the answer to {where}", headers + b"\n\n" + exchange.body))
+    assert len(world.exchanges) > len(ROUTES), "too few answers recorded to mean anything"
+    leaked = findings(secrets, places)
+    assert not leaked, "clear-text secrets found:\n" + "\n".join(leaked)
