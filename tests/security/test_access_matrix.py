@@ -13,6 +13,10 @@ never made, is answered as anonymous):
     team       401        404           ok              ok             ok
     owner      401        404           404             ok             ok
     admin      401        404           404             404            ok
+    execution  401        401           401             401            401
+
+An ``execution`` route (``/api/v1/execution``) answers only the credential of a running job
+execution, and that credential is refused everywhere else (see the test at the end).
 
 A 404 (never 403) tells another team nothing about what exists. Admin-only routes answer 404 to
 everyone else too ("managed by admins"). A request that would change or remove its object gets
@@ -34,7 +38,9 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
+from nbplane.control.context import new_execution_token
 from nbplane.server.app import ServerConfig, create_app
+from nbplane.store.tokens import token_hash
 from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
 
 ROLES = [ANONYMOUS, FORGED, "bob", "carol", "alice", "ben"]
@@ -48,6 +54,7 @@ class Access(StrEnum):
     TEAM = "team"
     OWNER = "owner"
     ADMIN = "admin"
+    EXECUTION = "execution"
 
 
 SEES = {Access.TEAM: {"carol", "alice"}, Access.OWNER: {"alice"}, Access.ADMIN: set[str]()}
@@ -97,6 +104,10 @@ def admin(body: Body | None = None, **options: Any) -> Rule:
     return Rule(Access.ADMIN, body=body, **options)
 
 
+def execution(body: Body | None = None) -> Rule:
+    return Rule(Access.EXECUTION, body=body)
+
+
 DOCS = public("API documentation page: static, it loads /openapi.json")
 SPEC = public("the API's description, no records (it names the notebook APIs and contracts)")
 CATALOG = "the notebook APIs are the server's catalog, shared by every signed-in user"
@@ -106,6 +117,24 @@ EXECUTION = "/api/v1/executions/{execution_id}"
 SESSION = "/api/v1/sessions/{session_id}"
 CONNECTION = "/api/v1/connections/{name}"
 GRANT_A: Body = lambda objects, role: {"team": TEAM_A}  # noqa: E731
+OWN = "/api/v1/execution"
+STEP: Body = lambda objects, role: {  # noqa: E731
+    "position": 0,
+    "name": "10_main.ipynb#1",
+    "kind": "python",
+    "file": "10_main.ipynb",
+    "status": "failed",
+    "code_hash": "0",
+    "chain_hash": "0",
+}
+RUN_RECORD: Body = lambda objects, role: {  # noqa: E731
+    "job_dir": "/tmp/job",
+    "job_name": "job",
+    "arguments": {},
+    "db_url": "sqlite://",
+    "resumed": False,
+    "plan": [],
+}
 
 RULES: dict[str, Rule] = {
     "GET /openapi.json": SPEC,
@@ -195,6 +224,18 @@ RULES: dict[str, Rule] = {
     f"DELETE {CONNECTION}": admin(fresh="connection"),
     f"POST {CONNECTION}/grants": admin(GRANT_A),
     f"DELETE {CONNECTION}/grants": admin(GRANT_A, fresh="connection"),
+    f"GET {OWN}": execution(),
+    f"GET {OWN}/archive": execution(),
+    f"GET {OWN}/properties": execution(),
+    f"PUT {OWN}/properties": execution(lambda objects, role: {"changed_by": role}),
+    f"GET {OWN}/secrets": execution(),
+    f"PUT {OWN}/secrets": execution(lambda objects, role: {"probe": "not a secret"}),
+    f"GET {OWN}/connections": execution(),
+    f"POST {OWN}/log": execution(lambda objects, role: {"text": f"from {role}"}),
+    f"POST {OWN}/runs": execution(RUN_RECORD),
+    f"POST {OWN}/runs/{{run_id}}/steps": execution(STEP),
+    f"POST {OWN}/runs/{{run_id}}/finish": execution(lambda objects, role: {"status": "failed"}),
+    f"POST {OWN}/finish": execution(lambda objects, role: {"status": "failed"}),
 }
 
 
@@ -223,6 +264,7 @@ def fill(path: str, objects: Objects) -> str:
             "session_id": objects.session,
             "name": objects.connection if "/connections/" in path else objects.notebook,
             "path": "app.js",
+            "run_id": "1",
         }
         if name not in values:
             pytest.fail(f"the matrix cannot fill {{{name}}} of {path}: add it to fill()")
@@ -231,7 +273,15 @@ def fill(path: str, objects: Objects) -> str:
     return re.sub(r"\{(\w+)\}", value, path)
 
 
-def send(world: World, role: str, route: str, rule: Rule, objects: Objects) -> httpx.Response:
+def send(
+    world: World,
+    role: str,
+    route: str,
+    rule: Rule,
+    objects: Objects,
+    client: httpx.Client | None = None,
+) -> httpx.Response:
+    """The route's request as ``role`` (with that role's client unless one is given)."""
     method, path = route.split(" ", 1)
     options: dict[str, Any] = {
         "params": rule.query(objects) if rule.query else None,
@@ -242,13 +292,13 @@ def send(world: World, role: str, route: str, rule: Rule, objects: Objects) -> h
     if rule.archive:
         options["content"] = world.archive
         options["headers"]["content-type"] = "application/zip"
-    return world.clients[role].request(method, fill(path, objects), **options)
+    return (client or world.clients[role]).request(method, fill(path, objects), **options)
 
 
 def expected(rule: Rule, role: str) -> str:
     if rule.access == Access.PUBLIC:
         return "any"
-    if role in (ANONYMOUS, FORGED):
+    if role in (ANONYMOUS, FORGED) or rule.access == Access.EXECUTION:
         return "401"
     if rule.access in (Access.SIGNED_IN, Access.LISTING) or role == ADMIN:
         return "ok"
@@ -373,3 +423,41 @@ def test_a_teams_connection_reaches_only_its_members_sessions(world: World) -> N
     bobs = replace(world.shared, session=world.make_session("bob"))
     assert expect(world.clients["bob"].get(fill(SESSION, bobs)), 200)["connections"] == []
     expect(world.clients["bob"].delete(fill(SESSION, bobs)), 204)
+
+
+def test_an_execution_credential_reaches_only_its_own_execution(world: World) -> None:
+    """A running execution of bob's job, with its credential: its own job's state through
+    ``/api/v1/execution``; every other route 401; alice's run 404; nothing once it ended."""
+    assert world.others is not None
+    path = fill(JOB, world.others)
+    execution_id = expect(world.clients["bob"].post(f"{path}/executions", json={}), 201)["id"]
+    credential = new_execution_token()
+    assert world.store.control.mark_started(execution_id, {"test": True})
+    world.store.control.set_token(execution_id, token_hash(credential))
+    alices_run = world.store.create_run(
+        job_dir="/tmp/alice",
+        job_name=world.shared.job,
+        job_team=TEAM_A,
+        arguments={},
+        db_url="sqlite://",
+        resumed=False,
+        plan=[],
+        execution_id=world.shared.job_execution,
+    )
+    # its own answers hold its job's secret in clear: kept out of the secret scan
+    own = world.client("bob's execution", credential, exchanges=[])
+    context = expect(own.get(OWN), 200)
+    assert (context["team"], context["job"]) == (world.others.team, world.others.job)
+    assert expect(own.get(f"{OWN}/secrets"), 200) == {"api_key": world.secrets.job}
+    assert expect(own.get(f"{OWN}/connections"), 200) == [], "team B was granted none"
+    for route, rule in RULES.items():
+        if rule.access in (Access.PUBLIC, Access.EXECUTION):
+            continue
+        answer = send(world, "bob's execution", route, rule, world.shared, own)
+        assert answer.status_code == 401, f"{route} -> {answer.status_code} {answer.text[:200]}"
+    for action, body in (("steps", STEP(world.shared, "bob")), ("finish", {"status": "failed"})):
+        answer = own.post(f"{OWN}/runs/{alices_run.id}/{action}", json=body)
+        assert answer.status_code == 404, answer.text
+    expect(own.post(f"{OWN}/finish", json={"status": "completed"}), 204)
+    assert own.get(OWN).status_code == 401, "the credential ended with its execution"
+    assert own.get(f"{OWN}/secrets").status_code == 401
