@@ -89,3 +89,4 @@ class DescribeToken(BaseModel):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: UtcDatetime | None = None

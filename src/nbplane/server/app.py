@@ -18,6 +18,7 @@ from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
+from nbplane.server.door import Door
 from nbplane.server.routes import auth, connections, executions, jobs, jupyrest, sessions, web
 from nbplane.sessions.launchers import launcher_named
 from nbplane.sessions.plane import SessionPlane
@@ -91,9 +92,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(
-        errors.BodyLimit, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes
-    )
+    app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no token")
     def health() -> dict[str, str]:
@@ -111,12 +110,15 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with a path per notebook showing its own input and output."""
+    """The OpenAPI document, with a path per notebook showing its own input and output, and
+    every operation's error statuses (errors.document_errors)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    errors.document_errors(schema)
+    generic = schema["paths"]["/api/v1/notebooks/{name}/executions"]["post"]
     service: ExecutionService | None = getattr(app.state, "service", None)
     for api in service.catalog.all() if service else []:
         if api.broken:
@@ -126,16 +128,10 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
                 "tags": ["notebooks"],
                 "summary": f"Execute {api.name}",
                 "operationId": f"execute_{api.name}",
-                "parameters": [
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 300},
-                    }
-                ],
+                "security": generic.get("security", []),
+                "parameters": [p for p in generic["parameters"] if p["in"] != "path"],
                 "requestBody": {
-                    "required": True,
+                    "required": False,
                     "content": {
                         "application/json": {
                             "schema": {
@@ -147,17 +143,21 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
                     },
                 },
                 "responses": {
+                    **generic["responses"],
                     "201": {
-                        "description": "The execution; output follows the output schema",
+                        "description": "The execution; its output (null until it completes) "
+                        "follows the output schema",
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "allOf": [{"$ref": "#/components/schemas/DescribeExecution"}],
-                                    "properties": {"output": api.output_schema},
+                                    "properties": {
+                                        "output": {"anyOf": [api.output_schema, {"type": "null"}]}
+                                    },
                                 }
                             }
                         },
-                    }
+                    },
                 },
             }
         }

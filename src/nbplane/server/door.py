@@ -1,0 +1,128 @@
+"""Bad input refused at the door, for every route alike, before any route reads it: a body over
+the size limit (declared or streamed, chunked too) is a 413, and a JSON body holding a string
+that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``, which JSON's escapes
+can spell) is a 422 naming where it is. Such a string would otherwise reach the store, fail
+there as a 500, or be kept and break every later read of it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from nbplane.errors import InvalidInput, NbplaneError, PayloadTooLarge
+from nbplane.server.errors import dotted, response_for
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of a UTF-16 surrogate; only a body with one is parsed here (paired ones, as
+an emoji's, are fine and pass)."""
+JSON_TYPES = re.compile(r"^application/(json|[^;\s]+\+json)\b", re.IGNORECASE)
+
+
+class Door:
+    """ASGI middleware: reads the request body (at most ``limit`` bytes; job archive uploads,
+    paths ending in ``/versions``, up to ``upload_limit``), checks it, then hands it on."""
+
+    def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope.get("path", "").rstrip("/").endswith("/versions")
+        limit = self.upload_limit if upload else self.limit
+        headers = dict(scope.get("headers", []))
+        try:
+            body, ended = await read_body(receive, headers.get(b"content-length"), limit)
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            if not content_type or JSON_TYPES.match(content_type):
+                check_strings(body)
+        except NbplaneError as exc:
+            await response_for(exc)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            if ended is not None:
+                return ended
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def read_body(
+    receive: Any, declared: bytes | None, limit: int
+) -> tuple[bytes, dict[str, Any] | None]:
+    """The whole body, or PayloadTooLarge as soon as it is known to be over ``limit``; and the
+    disconnect message if the client left meanwhile."""
+    too_large = PayloadTooLarge(f"the request body is over {limit} bytes", field="body")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def check_strings(body: bytes) -> None:
+    """InvalidInput naming the first string (or key) of the JSON body that is not valid
+    Unicode text; a body that is not JSON is left to the route."""
+    if not SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return
+    location = unencodable(value, ["body"])
+    if location is not None:
+        field = dotted(location)
+        message = (
+            f"{field}: not valid Unicode text (a lone surrogate such as \\ud800 cannot be "
+            "stored); send the text as UTF-8"
+        )
+        raise InvalidInput(
+            message,
+            field=field,
+            errors=[{"pointer": "/" + "/".join(map(str, location)), "message": message}],
+        )
+
+
+def unencodable(value: Any, location: list[str | int]) -> list[str | int] | None:
+    """Where in ``value`` the first string that UTF-8 cannot encode is, or None."""
+    if isinstance(value, str):
+        return None if encodable(value) else location
+    if isinstance(value, list):
+        items: Any = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and not encodable(key):
+            return [*location, key.encode("utf-8", "backslashreplace").decode()]
+        found = unencodable(item, [*location, key])
+        if found is not None:
+            return found
+    return None
+
+
+def encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
