@@ -6,6 +6,7 @@ control plane; sessions run a command that fails at once."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from tests.conftest import Env
 from tests.integration.job_archives import RUNNABLE, broken_crc, job_archive
 
 TEAM, JOB = "analytics", "daily"
@@ -403,3 +405,37 @@ def test_openapi_lists_error_statuses_with_the_one_error_model(app: App) -> None
     patch = document["components"]["schemas"]["UpdateDeployment"]["properties"]
     assert patch["timezone"] == {"title": "Timezone", "type": "string"}
     assert {"type": "null"} in patch["schedule"]["anyOf"]
+
+
+# -- the CLI: token expiry, users' session limits
+
+
+def test_token_create_with_an_expiry_and_list_shows_it(env: Env) -> None:
+    created = env.run("token", "create", "laptop", "--expires-in", "90m")
+    assert "expires" in created.stderr and created.stdout.strip().startswith("nbp_")
+    env.run("token", "create", "forever")
+    listed = {t["name"]: t for t in json.loads(env.run("token", "list", "--output", "json").stdout)}
+    expires_at = datetime.fromisoformat(listed["laptop"]["expires_at"])
+    assert timedelta(minutes=89) < expires_at - datetime.now(UTC) <= timedelta(minutes=90)
+    assert listed["forever"]["expires_at"] is None
+    table = env.run("token", "list").stdout
+    assert "expires" in table and f"{expires_at:%Y-%m-%d %H:%M}" in table
+    wrong = env.run("token", "create", "other", "--expires-in", "5x", check=2)
+    assert "not a duration like 30d, 12h or 90m" in wrong.stderr
+
+
+def test_an_admin_sets_a_users_session_limit(env: Env) -> None:
+    env.run("user", "create", "alice", "--team", "analytics", "--max-sessions", "5")
+    env.run("user", "limit", "alice", "--max-sessions", "1")
+
+    def limit() -> Any:
+        users = json.loads(env.run("user", "list", "--output", "json").stdout)
+        return next(u for u in users if u["name"] == "alice")["max_sessions"]
+
+    assert limit() == 1
+    env.run("user", "limit", "alice", "--default")
+    assert limit() is None
+    assert (
+        "either --max-sessions N or --default" in env.run("user", "limit", "alice", check=2).stderr
+    )
+    assert "no user named 'bob'" in env.run("user", "limit", "bob", "--default", check=2).stderr
