@@ -19,7 +19,7 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from tests.conftest import Env
+from tests.conftest import BACKENDS, Env, database_url
 from tests.integration.job_archives import RUNNABLE, broken_crc, job_archive
 
 TEAM, JOB = "analytics", "daily"
@@ -75,7 +75,15 @@ class App:
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+def app(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[App]:
+    """The app on a SQLite store, or on the backend a test names (``indirect``)."""
+    with database_url(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield from serve(url, tmp_path, monkeypatch)
+
+
+def serve(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
     from nbplane.store import open_store
@@ -83,7 +91,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "notebooks").mkdir()
-    store_url = f"sqlite:///{home / 'nbplane.db'}"
+    store_url = url if url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
     for key, value in {
         "NBPLANE_HOME": str(home),
         "NBPLANE_STORE_URL": store_url,
@@ -197,6 +205,28 @@ def test_refused_strings_are_not_stored_and_listings_keep_working(app: App) -> N
         == 422
     )
     assert app.client.get("/api/v1/executions", headers=app.as_("alice")).status_code == 200
+    assert app.client.get(BASE, headers=app.as_("alice")).status_code == 200
+
+
+@pytest.mark.parametrize("app", BACKENDS, indirect=True)
+def test_nul_in_bodies_paths_and_queries_is_a_422_on_every_store(app: App) -> None:
+    """PostgreSQL's text cannot hold NUL: it used to be a 500 there."""
+    deployed(app)
+    for raw, field in [
+        ('{"name": "other", "description": "a\\u0000b"}', "body.description"),
+        ('{"name": "a\\u0000b"}', "body.name"),
+    ]:
+        answer = app.send("POST", BASE, raw)
+        assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    patched = app.send("PATCH", f"{BASE}/{JOB}/properties", '{"values": {"k\\u0000": 1}}')
+    assert patched.status_code == 422 and patched.json()["field"] == "body.values.k\\u0000"
+    for path, field in [
+        (f"{BASE}/a%00b", "path"),
+        ("/api/v1/sessions/a%00b", "path"),
+        ("/api/v1/executions?notebook=a%00b", "query.notebook"),
+    ]:
+        answer = app.client.get(path, headers=app.as_("alice"))
+        assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
     assert app.client.get(BASE, headers=app.as_("alice")).status_code == 200
 
 

@@ -1,21 +1,25 @@
 """Bad input refused at the door, for every route alike, before any route reads it: a body over
-the size limit (declared or streamed, chunked too) is a 413, and a JSON body holding a string
-that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``, which JSON's escapes
-can spell) is a 422 naming where it is. Such a string would otherwise reach the store, fail
-there as a 500, or be kept and break every later read of it."""
+the size limit (declared or streamed, chunked too) is a 413, and text that no database can keep
+is a 422 naming where it is: a JSON string (or key) that cannot be encoded as UTF-8 (a lone
+surrogate such as ``"\\ud800"``, which JSON's escapes can spell) or that holds NUL
+(``"\\u0000"``, which PostgreSQL's text refuses), and NUL in the path or the query. Such text
+would otherwise reach the store and fail there as a 500, or be kept and break every later read
+of it."""
 
 from __future__ import annotations
 
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from nbplane.errors import InvalidInput, NbplaneError, PayloadTooLarge
 from nbplane.server.errors import dotted, response_for
 
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-"""A JSON escape of a UTF-16 surrogate; only a body with one is parsed here (paired ones, as
-an emoji's, are fine and pass)."""
+UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+"""A JSON escape of a UTF-16 surrogate or of NUL; only a body with one is parsed here (paired
+surrogates, as an emoji's, are fine and pass)."""
+PROBLEM = "not text that can be stored (a lone surrogate such as \\ud800, or NUL)"
 JSON_TYPES = re.compile(r"^application/(json|[^;\s]+\+json)\b", re.IGNORECASE)
 
 
@@ -34,6 +38,7 @@ class Door:
         limit = self.upload_limit if upload else self.limit
         headers = dict(scope.get("headers", []))
         try:
+            check_address(scope)
             body, ended = await read_body(receive, headers.get(b"content-length"), limit)
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if not content_type or JSON_TYPES.match(content_type):
@@ -78,33 +83,45 @@ async def read_body(
             return b"".join(chunks), None
 
 
+def check_address(scope: Any) -> None:
+    """InvalidInput for NUL in the path or in a query parameter."""
+    if "\x00" in scope.get("path", ""):
+        refuse(["path"])
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "%00" in query or "\x00" in query:
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                refuse(["query", name.replace("\x00", "\\u0000")])
+
+
 def check_strings(body: bytes) -> None:
-    """InvalidInput naming the first string (or key) of the JSON body that is not valid
-    Unicode text; a body that is not JSON is left to the route."""
-    if not SURROGATE_ESCAPE.search(body):
+    """InvalidInput naming the first string (or key) of the JSON body that cannot be stored;
+    a body that is not JSON is left to the route."""
+    if not UNSTORABLE_ESCAPE.search(body):
         return
     try:
         value = json.loads(body)
     except ValueError:
         return
-    location = unencodable(value, ["body"])
+    location = unstorable(value, ["body"])
     if location is not None:
-        field = dotted(location)
-        message = (
-            f"{field}: not valid Unicode text (a lone surrogate such as \\ud800 cannot be "
-            "stored); send the text as UTF-8"
-        )
-        raise InvalidInput(
-            message,
-            field=field,
-            errors=[{"pointer": "/" + "/".join(map(str, location)), "message": message}],
-        )
+        refuse(location)
 
 
-def unencodable(value: Any, location: list[str | int]) -> list[str | int] | None:
-    """Where in ``value`` the first string that UTF-8 cannot encode is, or None."""
+def refuse(location: list[str | int]) -> None:
+    field = dotted(location)
+    message = f"{field}: {PROBLEM}; send UTF-8 text"
+    raise InvalidInput(
+        message,
+        field=field,
+        errors=[{"pointer": "/" + "/".join(map(str, location)), "message": message}],
+    )
+
+
+def unstorable(value: Any, location: list[str | int]) -> list[str | int] | None:
+    """Where in ``value`` the first string that cannot be stored is, or None."""
     if isinstance(value, str):
-        return None if encodable(value) else location
+        return None if storable(value) else location
     if isinstance(value, list):
         items: Any = enumerate(value)
     elif isinstance(value, dict):
@@ -112,15 +129,19 @@ def unencodable(value: Any, location: list[str | int]) -> list[str | int] | None
     else:
         return None
     for key, item in items:
-        if isinstance(key, str) and not encodable(key):
-            return [*location, key.encode("utf-8", "backslashreplace").decode()]
-        found = unencodable(item, [*location, key])
+        if isinstance(key, str) and not storable(key):
+            shown = key.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\u0000")
+            return [*location, shown]
+        found = unstorable(item, [*location, key])
         if found is not None:
             return found
     return None
 
 
-def encodable(text: str) -> bool:
+def storable(text: str) -> bool:
+    """UTF-8 can encode it and it holds no NUL."""
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
