@@ -116,6 +116,7 @@ def serve(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             run_worker=False,
             run_control=False,
             max_body_bytes=4096,
+            max_upload_bytes=65536,
         )
     )
     with (
@@ -313,7 +314,19 @@ def test_bodies_over_the_limit_are_413_declared_or_chunked(app: App) -> None:
             yield b"a" * 1000
         yield b'"}}'
 
+    async def archive_chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"PK" * 500
+
     deployed(app)
+    for upload in (archive_chunks(), b"PK" * 50_000):
+        answer = app.client.post(
+            f"{BASE}/{JOB}/versions",
+            content=upload,
+            headers={**app.as_("alice"), "Content-Type": "application/zip"},
+        )
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["error"] == "PayloadTooLarge" and "65536" in answer.json()["message"]
     for body in (chunks(), b'{"values": {"k": "' + b"a" * 10_000 + b'"}}'):
         answer = app.client.patch(
             f"{BASE}/{JOB}/properties",

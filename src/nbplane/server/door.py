@@ -24,8 +24,10 @@ JSON_TYPES = re.compile(r"^application/(json|[^;\s]+\+json)\b", re.IGNORECASE)
 
 
 class Door:
-    """ASGI middleware: reads the request body (at most ``limit`` bytes; job archive uploads,
-    paths ending in ``/versions``, up to ``upload_limit``), checks it, then hands it on."""
+    """ASGI middleware: reads the request body (at most ``limit`` bytes), checks it, then hands
+    it on. Job archive uploads (paths ending in ``/versions``) may be up to ``upload_limit``
+    and are not JSON: they stream through, counted, to the route, which reads them only after
+    the caller's token is checked."""
 
     def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
@@ -39,7 +41,13 @@ class Door:
         headers = dict(scope.get("headers", []))
         try:
             check_address(scope)
-            body, ended = await read_body(receive, headers.get(b"content-length"), limit)
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise too_large(limit)
+            if upload:
+                await self.app(scope, counted(receive, limit), send)
+                return
+            body, ended = await read_body(receive, limit)
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if not content_type or JSON_TYPES.match(content_type):
                 check_strings(body)
@@ -60,14 +68,30 @@ class Door:
         await self.app(scope, replay, send)
 
 
-async def read_body(
-    receive: Any, declared: bytes | None, limit: int
-) -> tuple[bytes, dict[str, Any] | None]:
-    """The whole body, or PayloadTooLarge as soon as it is known to be over ``limit``; and the
-    disconnect message if the client left meanwhile."""
-    too_large = PayloadTooLarge(f"the request body is over {limit} bytes", field="body")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is over {limit} bytes", field="body")
+
+
+def counted(receive: Any, limit: int) -> Any:
+    """``receive`` raising PayloadTooLarge once more than ``limit`` bytes came: a route reading
+    the body gets it as any error of ours (the one mapping makes it a 413)."""
+    size = 0
+
+    async def receive_counted() -> Any:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise too_large(limit)
+        return message
+
+    return receive_counted
+
+
+async def read_body(receive: Any, limit: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The whole body, or PayloadTooLarge as soon as it is over ``limit``; and the disconnect
+    message if the client left meanwhile."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -77,7 +101,7 @@ async def read_body(
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks), None
