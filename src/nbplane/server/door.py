@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 from nbplane.errors import InvalidInput, NbplaneError, PayloadTooLarge
@@ -119,20 +119,20 @@ def check_address(scope: Any) -> None:
 
 
 def check_strings(body: bytes) -> None:
-    """InvalidInput naming the first string (or key) of the JSON body that cannot be stored;
-    a body that is not JSON is left to the route."""
+    """InvalidInput naming a string (or key) of the JSON body that cannot be stored;
+    a body that is not JSON (or nested too deep to read) is left to the route."""
     if not UNSTORABLE_ESCAPE.search(body):
         return
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
-    location = unstorable(value, ["body"])
+    location = unstorable(value)
     if location is not None:
         refuse(location)
 
 
-def refuse(location: list[str | int]) -> None:
+def refuse(location: list[str | int]) -> NoReturn:
     field = dotted(location)
     message = f"{field}: {PROBLEM}; send UTF-8 text"
     raise InvalidInput(
@@ -142,23 +142,24 @@ def refuse(location: list[str | int]) -> None:
     )
 
 
-def unstorable(value: Any, location: list[str | int]) -> list[str | int] | None:
-    """Where in ``value`` the first string that cannot be stored is, or None."""
-    if isinstance(value, str):
-        return None if storable(value) else location
-    if isinstance(value, list):
-        items: Any = enumerate(value)
-    elif isinstance(value, dict):
-        items = value.items()
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and not storable(key):
-            shown = key.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\u0000")
-            return [*location, shown]
-        found = unstorable(item, [*location, key])
-        if found is not None:
-            return found
+def unstorable(body: Any) -> list[str | int] | None:
+    """Where in the JSON ``body`` a string (or key) that cannot be stored is, or None; walked
+    with a stack of its own, as deep as the JSON parser went."""
+    pending: list[tuple[Any, list[str | int]]] = [(body, ["body"])]
+    while pending:
+        value, location = pending.pop()
+        if isinstance(value, str) and not storable(value):
+            return location
+        items: Any = ()
+        if isinstance(value, list):
+            items = enumerate(value)
+        elif isinstance(value, dict):
+            items = value.items()
+        for key, item in items:
+            if isinstance(key, str) and not storable(key):
+                shown = key.encode("utf-8", "backslashreplace").decode()
+                return [*location, shown.replace("\x00", "\\u0000")]
+            pending.append((item, [*location, key]))
     return None
 
 
