@@ -228,6 +228,8 @@ def test_nul_in_bodies_paths_and_queries_is_a_422_on_every_store(app: App) -> No
     ]:
         answer = app.client.get(path, headers=app.as_("alice"))
         assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    deep = app.send("POST", BASE, "[" * 1900 + '"\\u0000"' + "]" * 1900)
+    assert deep.status_code == 400, "too deep to read: malformed, not a 500"
     assert app.client.get(BASE, headers=app.as_("alice")).status_code == 200
 
 
