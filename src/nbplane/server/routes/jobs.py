@@ -97,7 +97,10 @@ def delete_job(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/zip": {"schema": BINARY}},
+            "content": {
+                "application/zip": {"schema": BINARY},
+                "application/octet-stream": {"schema": BINARY},
+            },
         }
     },
 )
