@@ -233,6 +233,20 @@ def test_nul_in_bodies_paths_and_queries_is_a_422_on_every_store(app: App) -> No
     assert app.client.get(BASE, headers=app.as_("alice")).status_code == 200
 
 
+def test_offsets_past_64_bits_are_a_422_not_an_overflow(app: App) -> None:
+    deployed(app)
+    execution = app.client.post(f"{BASE}/{JOB}/executions", json={}, headers=app.as_("alice"))
+    huge = {"offset": str(2**70)}
+    for path in (
+        "/api/v1/executions",
+        "/api/v1/job-executions",
+        f"{BASE}/{JOB}/executions",
+        f"{BASE}/{JOB}/executions/{execution.json()['id']}/logs",
+    ):
+        answer = app.client.get(path, params=huge, headers=app.as_("alice"))
+        assert answer.status_code == 422 and answer.json()["field"] == "query.offset", answer.text
+
+
 # -- PATCH bodies, schedules, archives, sizes
 
 

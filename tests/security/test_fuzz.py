@@ -29,7 +29,7 @@ from tests.integration.job_archives import RUNNABLE, broken_crc
 schemathesis.serializer.alias("application/zip", "application/octet-stream")
 
 SEED = 20261206
-EXAMPLES = 12
+EXAMPLES = 25
 """Examples per operation in each phase: each field's boundaries and bad types, and more."""
 TEAM, JOB, CONNECTION = "analytics", "daily", "warehouse"
 PINNED = {"wait": 0, "follow": False, "force": False}

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from nbplane.executions.models import ExecutionStatus
-from nbplane.jobs.models import DescribeRunStep, UtcDatetime
+from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, UtcDatetime
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 """Job and team names: they become directory names, Kubernetes labels and URL segments."""
@@ -181,7 +181,7 @@ class JobExecutionPage(BaseModel):
 class ListJobExecutionsQuery(BaseModel):
     status: ExecutionStatus | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class SetValues(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.jobs.models import UtcDatetime
+from nbplane.jobs.models import MAX_OFFSET, UtcDatetime
 
 
 class ExecutionStatus(StrEnum):
@@ -72,7 +72,7 @@ class ListExecutionsQuery(BaseModel):
     notebook: str | None = None
     status: ExecutionStatus | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class ExecutionPage(BaseModel):

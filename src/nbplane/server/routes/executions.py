@@ -16,6 +16,7 @@ from nbplane.executions.models import (
     SubmitExecution,
 )
 from nbplane.executions.service import ExecutionService
+from nbplane.jobs.models import MAX_OFFSET
 from nbplane.server.auth import Caller
 from nbplane.server.errors import responses
 
@@ -86,7 +87,7 @@ def list_executions(
     notebook: str | None = None,
     status: ExecutionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ExecutionPage:
     query = ListExecutionsQuery(notebook=notebook, status=status, limit=limit, offset=offset)
     return service(request).page(query)

@@ -26,6 +26,7 @@ from nbplane.control.models import (
     UpdateDeployment,
 )
 from nbplane.control.service import ControlService
+from nbplane.jobs.models import MAX_OFFSET
 from nbplane.server.auth import Caller
 from nbplane.server.errors import responses
 
@@ -210,7 +211,9 @@ async def logs(
     job: str,
     execution_id: str,
     caller: Caller,
-    offset: Annotated[int, Query(ge=0, description="Character offset to read from.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Character offset to read from.")
+    ] = 0,
     follow: bool = False,
 ) -> Response:
     service = control(request)
