@@ -233,6 +233,32 @@ def test_nul_in_bodies_paths_and_queries_is_a_422_on_every_store(app: App) -> No
     assert app.client.get(BASE, headers=app.as_("alice")).status_code == 200
 
 
+@pytest.mark.parametrize("app", BACKENDS, indirect=True)
+def test_values_longer_than_their_column_are_a_422_on_every_store(app: App) -> None:
+    """PostgreSQL enforces column lengths (SQLite does not): these used to be a 500 there."""
+    deployed(app)
+    schedule = ",".join(["0"] * 150) + " * * * *"  # valid cron, 300 characters
+    patched = app.client.patch(
+        f"{BASE}/{JOB}/deployment", json={"schedule": schedule}, headers=app.as_("alice")
+    )
+    assert patched.status_code == 422 and patched.json()["field"] == "body.schedule"
+    for field in ("image", "directory", "repository"):
+        answer = app.client.post(
+            "/api/v1/sessions", json={field: "x" * 1025}, headers=app.as_("alice")
+        )
+        assert answer.status_code == 422 and answer.json()["field"] == f"body.{field}"
+    created = app.client.post(
+        "/api/v1/connections",
+        json={"name": "warehouse", "kind": "generic", "values": {}},
+        headers=app.as_("admin"),
+    )
+    assert created.status_code == 201, created.text
+    granted = app.client.post(
+        "/api/v1/connections/warehouse/grants", json={"user": "u" * 256}, headers=app.as_("admin")
+    )
+    assert granted.status_code == 422 and granted.json()["field"] == "body.user"
+
+
 def test_offsets_past_64_bits_are_a_422_not_an_overflow(app: App) -> None:
     deployed(app)
     execution = app.client.post(f"{BASE}/{JOB}/executions", json={}, headers=app.as_("alice"))

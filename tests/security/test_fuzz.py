@@ -23,6 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.python import asgi
+from tests.conftest import BACKENDS, database_url
 from tests.integration.api_notebooks import NUMBER_IN, write_api
 from tests.integration.job_archives import RUNNABLE, broken_crc
 
@@ -71,8 +72,10 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     from nbplane.executions.models import ExecutionStatus
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
@@ -88,8 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         [("x = 1", ["parameters"]), "y = 2 * x"],
         {"input": NUMBER_IN, "output": {"type": "object", "properties": {"y": {"type": "number"}}}},
     )
-    store_url = f"sqlite:///{home / 'nbplane.db'}"
-    with pytest.MonkeyPatch.context() as patch:
+    with database_url(request.param, root) as url, pytest.MonkeyPatch.context() as patch:
+        store_url = url if url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
         for key, value in {
             "NBPLANE_HOME": str(home),
             "NBPLANE_STORE_URL": store_url,

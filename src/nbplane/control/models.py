@@ -58,7 +58,9 @@ class DeployJob(BaseModel):
         default=None, description="Version id (or a unique prefix); default: the newest upload."
     )
     schedule: str | None = Field(
-        default=None, description="Cron expression (5 fields, or 6 with seconds first)."
+        default=None,
+        max_length=255,
+        description="Cron expression (5 fields, or 6 with seconds first, not every second).",
     )
     timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in.")
     enabled: bool = Field(default=True, description="A disabled deployment's schedule is off.")
@@ -98,7 +100,7 @@ class UpdateDeployment(BaseModel):
     CLEARABLE: ClassVar[frozenset[str]] = frozenset({"schedule", "reason"})
 
     version: str | None = None
-    schedule: str | None = None
+    schedule: str | None = Field(default=None, max_length=255)
     timezone: str | None = None
     enabled: bool | None = None
     arguments: dict[str, Any] | None = None
