@@ -60,6 +60,7 @@ class App:
     client: Client
     store: Any
     tokens: dict[str, str]
+    application: Any
 
     def as_(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -125,7 +126,7 @@ def serve(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     ):
         transport = httpx.ASGITransport(app=application)
         client = Client(portal, httpx.AsyncClient(transport=transport, base_url="http://test"))
-        found = App(client, store, tokens)
+        found = App(client, store, tokens, application)
         yield found
         for session in client.get(
             "/api/v1/sessions", params={"all": "true"}, headers=found.as_("admin")
@@ -323,6 +324,31 @@ def test_schedules_that_would_run_every_second_are_refused(
         assert answer.status_code == status, answer.text
         if status == 422:
             assert answer.json()["field"] == "schedule"
+
+
+def test_a_stored_schedule_that_is_refused_now_is_switched_off_not_a_failing_loop(
+    app: App,
+) -> None:
+    """Deployed before every-second schedules were refused: the scheduler turns it off."""
+    from sqlalchemy import update
+
+    from nbplane.control.plane import ControlPlane
+    from nbplane.store.tables import deployments
+
+    deployed(app)
+    with app.store.engine.begin() as connection:
+        connection.execute(
+            update(deployments).values(
+                schedule="* * * * * *", next_run_at=datetime.now(UTC) - timedelta(seconds=1)
+            )
+        )
+
+    async def one_scheduler_step() -> None:
+        await ControlPlane(app.application.state.control).schedule_due()
+
+    app.client.portal.call(one_scheduler_step)
+    job = app.client.get(f"{BASE}/{JOB}", headers=app.as_("alice")).json()
+    assert job["deployment"]["next_run_at"] is None and job["last_executions"] == []
 
 
 @pytest.mark.parametrize(
