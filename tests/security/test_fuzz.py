@@ -7,9 +7,11 @@ session, a notebook API, a connection), job archive uploads with real and damage
 answer must be a documented status with a body matching its schema, and never a 5xx; invalid
 input is refused, nothing answers without the token, a deleted thing stays gone.
 
-Nothing runs: no notebook worker, no control plane; sessions run a command that fails at once
-(``false``). So the whole module stays in-process and within its time budget. Schemathesis is
-driven through its engine (what its CLI runs), with a fixed seed and bounded examples."""
+On SQLite, and on PostgreSQL when NBPLANE_TEST_POSTGRES_URL is set (it refuses what SQLite
+keeps: NUL in text, values longer than their column). Nothing runs: no notebook worker, no
+control plane; sessions run a command that fails at once (``false``). So the whole module stays
+in-process and within its time budget. Schemathesis is driven through its engine (what its CLI
+runs; its pytest plugin does not work with pytest 9), with a fixed seed and bounded examples."""
 
 from __future__ import annotations
 
