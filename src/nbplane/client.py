@@ -60,8 +60,9 @@ ERROR_BY_STATUS: dict[int, type[errors.NbplaneError]] = {
     403: errors.Unauthorized,
     404: errors.NotFound,
     409: errors.Conflict,
-    413: errors.ConfigError,
+    413: errors.PayloadTooLarge,
     422: errors.InvalidInput,
+    429: errors.TooManyRequests,
     503: errors.StoreError,
 }
 

@@ -16,8 +16,10 @@ to an exit code or HTTP status in one place each::
     │   └── ContractError      a notebook API's contract or nbschema model cannot be used
     ├── InvalidInput           parameters do not match the input contract (422); ``errors``
     ├── InvalidOutput          a saved output does not match the output contract; ``errors``
-    ├── Unauthorized           no valid bearer token (401)
-    └── Forbidden              known caller, refused request, e.g. no CSRF header (403)
+    ├── Unauthorized           no valid bearer token, or an expired one (401)
+    ├── Forbidden              known caller, refused request, e.g. no CSRF header (403)
+    ├── PayloadTooLarge        a request body over the server's limit (413)
+    └── TooManyRequests        over a per-user limit, e.g. running sessions (429)
 """
 
 from __future__ import annotations
@@ -106,3 +108,11 @@ class InvalidOutput(NbplaneError):
     """The output a notebook saved does not match its output contract; ``errors`` as above."""
 
     exit_code = 1
+
+
+class PayloadTooLarge(NbplaneError):
+    """A request body is larger than the server accepts (``--max-body``, or the upload limit)."""
+
+
+class TooManyRequests(NbplaneError):
+    """The caller is at a limit (e.g. running sessions per user); the message says what to stop."""

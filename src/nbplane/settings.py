@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A session not ready this long after create or resume fails with its logs.",
     )
+    session_max_per_user: int = Field(
+        default=3,
+        ge=0,
+        description="Sessions (starting or running) a user may have at once; one more is "
+        "refused (429) naming the sessions to stop. An admin sets a user's own limit with "
+        "`nbplane user limit NAME --max-sessions N`.",
+    )
     session_anonymous: bool = Field(
         default=False,
         description="Allow sessions without a token (anonymous), limited and short-lived.",

@@ -44,12 +44,19 @@ def _store() -> Store:
     multiple=True,
     help="A team the user joins; repeat for several.",
 )
-def create(name: str, admin: bool, teams: tuple[str, ...]) -> None:
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Sessions the user may have starting or running at once (default: "
+    "NBPLANE_SESSION_MAX_PER_USER).",
+)
+def create(name: str, admin: bool, teams: tuple[str, ...], max_sessions: int | None) -> None:
     """Create a user; give them a token with `nbplane token create NAME --user USER`."""
     teams = tuple(checked_name(team, "team", "team") for team in teams)
     store = _store()
     try:
-        store.control.create_user(name, admin=admin)
+        store.control.create_user(name, admin=admin, max_sessions=max_sessions)
         for team in teams:
             store.control.add_member(name, team)
     finally:
@@ -74,16 +81,44 @@ def list_users(output: str) -> None:
         print(json.dumps([u.model_dump(mode="json") for u in users], indent=2))
         return
     table = Table(title="users", title_justify="left")
-    for column in ("name", "admin", "teams", "created"):
+    for column in ("name", "admin", "teams", "max sessions", "created"):
         table.add_column(column)
     for described in users:
         table.add_row(
             described.name,
             "yes" if described.admin else "",
             ", ".join(described.teams),
+            "default" if described.max_sessions is None else str(described.max_sessions),
             f"{described.created_at:%Y-%m-%d %H:%M}",
         )
     Console().print(table)
+
+
+@user.command()
+@user_name
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Sessions the user may have starting or running at once.",
+)
+@click.option(
+    "--default",
+    "use_default",
+    is_flag=True,
+    help="Back to the server's NBPLANE_SESSION_MAX_PER_USER.",
+)
+def limit(name: str, max_sessions: int | None, use_default: bool) -> None:
+    """Set how many sessions a user may run at once (above or below the server's default)."""
+    if (max_sessions is None) == (not use_default):
+        raise click.UsageError("give either --max-sessions N or --default")
+    store = _store()
+    try:
+        store.control.set_max_sessions(name, max_sessions)
+    finally:
+        store.close()
+    what = "the server's default" if max_sessions is None else str(max_sessions)
+    Console().print(f"{escape(name)} may run {what} session(s) at once", highlight=False)
 
 
 @user.command()

@@ -7,7 +7,9 @@ import hashlib
 import io
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from nbplane.errors import InvalidInput, NbplaneError
 from nbplane.jobs.definition import load_job
@@ -43,7 +45,30 @@ def unpack(archive: bytes, target: Path) -> None:
                 raise InvalidInput(
                     f"the archive unpacks to over {MAX_UNPACKED_BYTES} bytes", field="body"
                 )
-        bundle.extractall(target)
+        for member in bundle.infolist():
+            try:
+                bundle.extract(member, target)
+            except UNREADABLE as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise InvalidInput(
+                    f"archive member {member.filename!r} cannot be unpacked: {reason}; make the "
+                    "archive again with `nbplane job export DIR`",
+                    field="body",
+                    member=member.filename,
+                ) from None
+
+
+UNREADABLE = (
+    zipfile.BadZipFile,  # a wrong CRC or size
+    EOFError,  # data cut short
+    zlib.error,  # corrupt compressed data
+    NotImplementedError,  # a compression method zipfile lacks
+    RuntimeError,  # encrypted
+    OSError,  # a name the file system refuses (too long, a file where a directory goes)
+    ValueError,
+)
+"""What extracting a damaged or odd member raises; the user sent it, so it is a 422. An
+OSError's text names our directory, so only its reason is shown."""
 
 
 def inspect(archive: bytes) -> list[str]:
@@ -53,7 +78,20 @@ def inspect(archive: bytes) -> list[str]:
         try:
             job = load_job(Path(scratch))
         except NbplaneError as exc:
+            fields = {key: _inside(value, scratch) for key, value in exc.fields.items()}
             raise InvalidInput(
-                f"the archive is not a job: {exc.message}", field="body", **exc.fields
+                f"the archive is not a job: {_inside(exc.message, scratch)}",
+                **{**fields, "field": "body"},
             ) from None
         return [step.name for step in job.steps]
+
+
+def _inside(value: Any, scratch: str) -> Any:
+    """Text about the unpacked job with the scratch directory left out: paths in an answer
+    are the archive's own, never the server's."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        for root in {str(Path(scratch).resolve()), scratch}:
+            value = value.replace(root + "/", "").replace(root, "the archive")
+    return value

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from nbplane.executions.models import ExecutionStatus
-from nbplane.jobs.models import DescribeRunStep, RunStatus, UtcDatetime
+from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, RunStatus, UtcDatetime
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 """Job and team names: they become directory names, Kubernetes labels and URL segments."""
@@ -58,7 +58,9 @@ class DeployJob(BaseModel):
         default=None, description="Version id (or a unique prefix); default: the newest upload."
     )
     schedule: str | None = Field(
-        default=None, description="Cron expression (5 fields, or 6 with seconds first)."
+        default=None,
+        max_length=255,
+        description="Cron expression (5 fields, or 6 with seconds first, not every second).",
     )
     timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in.")
     enabled: bool = Field(default=True, description="A disabled deployment's schedule is off.")
@@ -74,19 +76,44 @@ class DeployJob(BaseModel):
     reason: str | None = Field(default=None, description="Why this deployment, for the record.")
 
 
-class UpdateDeployment(BaseModel):
-    """Body of ``PATCH .../deployment``: change some fields, keep the rest."""
+def _without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A PATCH model's JSON Schema: fields that may not be null are not nullable there either."""
+    clearable: frozenset[str] = getattr(model, "CLEARABLE", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        choices = prop.get("anyOf")
+        if name in clearable or not choices:
+            continue
+        kept = [choice for choice in choices if choice != {"type": "null"}]
+        prop.pop("anyOf")
+        prop.pop("default", None)
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
 
-    model_config = ConfigDict(extra="forbid")
+
+class UpdateDeployment(BaseModel):
+    """Body of ``PATCH .../deployment``: change some fields, keep the rest. A field left out
+    keeps its value; null clears ``schedule`` and ``reason`` and is refused (422) elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_null)
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset({"schedule", "reason"})
 
     version: str | None = None
-    schedule: str | None = None
+    schedule: str | None = Field(default=None, max_length=255)
     timezone: str | None = None
     enabled: bool | None = None
     arguments: dict[str, Any] | None = None
     resources: dict[str, str] | None = None
     timeout: float | None = Field(default=None, gt=0)
     reason: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _null_only_where_it_clears(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.CLEARABLE:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
 
 
 class DescribeDeployment(BaseModel):
@@ -156,7 +183,7 @@ class JobExecutionPage(BaseModel):
 class ListJobExecutionsQuery(BaseModel):
     status: ExecutionStatus | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class SetValues(BaseModel):
@@ -178,6 +205,11 @@ class DescribeUser(BaseModel):
     admin: bool
     teams: list[str]
     created_at: UtcDatetime
+    max_sessions: int | None = Field(
+        default=None,
+        description="Running sessions this user may have at once (None: "
+        "NBPLANE_SESSION_MAX_PER_USER).",
+    )
 
 
 class DescribeCaller(BaseModel):
@@ -187,6 +219,9 @@ class DescribeCaller(BaseModel):
     admin: bool
     teams: list[str]
     token: str | None = None
+    token_expires_at: UtcDatetime | None = Field(
+        default=None, description="When the token stops working (None: until revoked)."
+    )
 
     def can_use(self, team: str) -> bool:
         return self.admin or team in self.teams

@@ -28,7 +28,7 @@ from nbplane.control.executors import JobExecutor, executor_named
 from nbplane.control.models import DescribeDeployment
 from nbplane.control.schedule import next_fire
 from nbplane.control.service import ControlService
-from nbplane.errors import NbplaneError
+from nbplane.errors import InvalidInput, NbplaneError
 from nbplane.executions.models import ExecutionStatus
 from nbplane.store.tokens import token_hash
 
@@ -112,7 +112,18 @@ class ControlPlane:
 
     def _start_due(self, row: dict[str, Any], current: datetime) -> None:
         due = as_utc(row["next_run_at"])
-        following = next_fire(row["schedule"], row["timezone"], max(current, due))
+        try:
+            following = next_fire(row["schedule"], row["timezone"], max(current, due))
+        except InvalidInput as exc:  # stored before a rule that refuses it (e.g. every second)
+            log.warning(
+                "%s/%s: schedule %r is off until the job is deployed again: %s",
+                row["team"],
+                row["name"],
+                row["schedule"],
+                exc.message,
+            )
+            self.control.advance_schedule(row["job_id"], row["next_run_at"], None)
+            return
         if not self.control.advance_schedule(row["job_id"], row["next_run_at"], following):
             return  # another replica took this due time
         late = (current - due).total_seconds()

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.jobs.models import UtcDatetime
+from nbplane.jobs.models import MAX_OFFSET, UtcDatetime
 
 
 class ExecutionStatus(StrEnum):
@@ -85,7 +85,7 @@ class ListExecutionsQuery(BaseModel):
         "own, whatever this says.",
     )
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class ExecutionPage(BaseModel):
@@ -102,3 +102,4 @@ class DescribeToken(BaseModel):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: UtcDatetime | None = None

@@ -16,6 +16,10 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
+MAX_OFFSET = 2**53
+"""The largest offset a listing or a log read takes: within every store's 64-bit integers
+(a larger one is a 422, not an overflow in the database) and JavaScript's exact ones."""
+
 
 class RunStatus(StrEnum):
     RUNNING = "running"

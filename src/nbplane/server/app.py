@@ -19,6 +19,7 @@ from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
+from nbplane.server.door import Door
 from nbplane.server.routes import (
     auth,
     connections,
@@ -104,9 +105,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(
-        errors.BodyLimit, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes
-    )
+    app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no token")
     def health() -> dict[str, str]:
@@ -126,12 +125,14 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with a path per notebook open to everyone showing its own input
-    and output."""
+    and output, and every operation's error statuses (errors.document_errors)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    errors.document_errors(schema)
+    generic = schema["paths"]["/api/v1/notebooks/{name}/executions"]["post"]
     service: ExecutionService | None = getattr(app.state, "service", None)
     for api in service.catalog.all() if service else []:
         if api.broken or api.contract is None or api.contract.teams:
@@ -141,16 +142,10 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
                 "tags": ["notebooks"],
                 "summary": f"Execute {api.name}",
                 "operationId": f"execute_{api.name}",
-                "parameters": [
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 300},
-                    }
-                ],
+                "security": generic.get("security", []),
+                "parameters": [p for p in generic["parameters"] if p["in"] != "path"],
                 "requestBody": {
-                    "required": True,
+                    "required": False,
                     "content": {
                         "application/json": {
                             "schema": {
@@ -162,17 +157,21 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
                     },
                 },
                 "responses": {
+                    **generic["responses"],
                     "201": {
-                        "description": "The execution; output follows the output schema",
+                        "description": "The execution; its output (null until it completes) "
+                        "follows the output schema",
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "allOf": [{"$ref": "#/components/schemas/DescribeExecution"}],
-                                    "properties": {"output": api.output_schema},
+                                    "properties": {
+                                        "output": {"anyOf": [api.output_schema, {"type": "null"}]}
+                                    },
                                 }
                             }
                         },
-                    }
+                    },
                 },
             }
         }

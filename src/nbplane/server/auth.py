@@ -10,16 +10,19 @@ never enough on its own."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane.control.models import DescribeCaller
 from nbplane.errors import Forbidden, Unauthorized
 
 CACHE_SECONDS = 5.0
-"""A token checked within this time is not looked up again; a revoke takes effect after it."""
+"""A token checked within this time is not looked up again; a revoke takes effect after it (an
+expiry takes effect on time: a cached token is not kept past it)."""
 
 COOKIE = "nbplane_token"
 """The signed-in browser's token (HttpOnly, SameSite=Strict, Secure over https)."""
@@ -41,7 +44,21 @@ class SignIn(BaseModel):
     )
 
 
-def caller(request: Request) -> DescribeCaller:
+Bearer = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Security(
+        HTTPBearer(
+            auto_error=False,
+            description="An nbplane token (`nbplane token create`); a signed-in browser sends "
+            "its cookie instead.",
+        )
+    ),
+]
+"""Declares the bearer token in the OpenAPI document (``caller`` reads the header itself, so
+that the cookie is an alternative), which then lists 401 and 403 for the operation."""
+
+
+def caller(request: Request, _bearer: Bearer = None) -> DescribeCaller:
     """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams)."""
     if not request.app.state.auth:
         return NO_AUTH_CALLER
@@ -67,20 +84,31 @@ def caller(request: Request) -> DescribeCaller:
 
 
 def authenticate(request: Request, token: str, field: str) -> DescribeCaller:
-    """The live token's caller, looked up at most every ``CACHE_SECONDS``."""
+    """The live token's caller, looked up at most every ``CACHE_SECONDS`` and never trusted
+    from the cache past the token's expiry."""
     state = request.app.state
     cached = state.token_cache.get(token)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]  # type: ignore[no-any-return]
     found: DescribeCaller | None = state.store.tokens.authenticate(token)
+    what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
+        field, "the token"
+    )
     if found is None:
-        what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
-            field, "the token"
-        )
         raise Unauthorized(f"{what} is unknown or revoked", field=field)
+    keep = CACHE_SECONDS
+    if found.token_expires_at is not None:
+        left = (found.token_expires_at - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            raise Unauthorized(
+                f"{what} expired at {found.token_expires_at:%Y-%m-%d %H:%M:%S} UTC; create a "
+                "new one with `nbplane token create NAME --expires-in 30d`",
+                field=field,
+            )
+        keep = min(keep, left)
     if len(state.token_cache) > 1024:  # bounded: old entries go, they are only a shortcut
         state.token_cache.clear()
-    state.token_cache[token] = (found, time.monotonic() + CACHE_SECONDS)
+    state.token_cache[token] = (found, time.monotonic() + keep)
     return found
 
 

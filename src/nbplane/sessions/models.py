@@ -43,7 +43,9 @@ class CreateSession(BaseModel):
         "the one marked default).",
     )
     image: str | None = Field(
-        default=None, description="Container image (Kubernetes launcher; default: its image)."
+        default=None,
+        max_length=1024,
+        description="Container image (Kubernetes launcher; default: its image).",
     )
     environment: dict[str, str] = Field(
         default_factory=dict,
@@ -51,13 +53,19 @@ class CreateSession(BaseModel):
         "'_', not starting with NBPLANE_ or JUPYTER.",
     )
     directory: str | None = Field(
-        default=None, description="A directory of the workspace to open first (relative)."
+        default=None,
+        max_length=1024,
+        description="A directory of the workspace to open first (relative).",
     )
     repository: str | None = Field(
-        default=None, description="A git repository cloned into the workspace on first start."
+        default=None,
+        max_length=1024,
+        description="A git repository cloned into the workspace on first start.",
     )
     commit: str | None = Field(
-        default=None, description="Commit, branch or tag of `repository` to check out."
+        default=None,
+        max_length=255,
+        description="Commit, branch or tag of `repository` to check out.",
     )
 
     @field_validator("environment")
@@ -242,8 +250,8 @@ class GrantConnection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str | None = None
-    team: str | None = None
+    user: str | None = Field(default=None, max_length=255)
+    team: str | None = Field(default=None, max_length=63)
 
     @model_validator(mode="after")
     def _one(self) -> GrantConnection:

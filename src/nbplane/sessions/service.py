@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from nbplane.control.models import DescribeCaller
-from nbplane.errors import Conflict, InvalidInput, NbplaneError, NotFound, Unauthorized
+from nbplane.errors import (
+    Conflict,
+    InvalidInput,
+    NbplaneError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from nbplane.jobs.secrets import SecretBox
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher, SessionSpec
@@ -177,7 +184,9 @@ class SessionService:
         if body.image is not None:
             await self.launcher.check_image(body.image)
         session_id = secrets.token_hex(8)
-        token_name, nbplane_token = await db(self._session_token, caller, session_id)
+        if not anonymous:
+            await self.check_limit(caller.user, session_id)
+        token_name, nbplane_token = await db(self._session_token, caller, session_id, expires_at)
         record = await db(
             self.records.create,
             {
@@ -206,28 +215,62 @@ class SessionService:
             },
         )
         try:
+            if not anonymous:  # again: of concurrent creates, only the oldest within the limit
+                await self.check_limit(caller.user, session_id)
             record = await self._launch(record, caller.teams, refuse_bad_input=True)
-        except InvalidInput:  # the request was wrong, not the session: leave nothing behind
+        except (InvalidInput, TooManyRequests):  # the request was wrong: leave nothing behind
             await self.delete_record(record, purge=False)
             raise
         return self.describe(record, caller)
 
+    def max_sessions(self, user: str) -> int:
+        """How many sessions ``user`` may have starting or running: their own limit, set by an
+        admin, else NBPLANE_SESSION_MAX_PER_USER."""
+        try:
+            own = self.control.user(user).max_sessions
+        except NotFound:  # a caller with no user record (no auth)
+            own = None
+        return self.settings.session_max_per_user if own is None else own
+
+    async def check_limit(self, owner: str, session_id: str) -> None:
+        """TooManyRequests, naming the sessions to stop, unless ``session_id`` may be active:
+        it is among the owner's oldest active sessions within the limit, or it is not active
+        yet and there is room for one more."""
+        limit = await db(self.max_sessions, owner)
+        records = await db(self.records.list_sessions, owner, ACTIVE, False)
+        active = [record.id for record in records]
+        if session_id in active[:limit] or (session_id not in active and len(active) < limit):
+            return
+        others = [found for found in active if found != session_id]
+        raise TooManyRequests(
+            f"{owner} may have {limit} session(s) starting or running at once and has "
+            f"{len(others)}: {', '.join(others) or 'none'}. Stop one first with `nbplane session "
+            "stop ID` (or keep its files: `nbplane session hibernate ID`), i.e. DELETE "
+            "/api/v1/sessions/ID or POST /api/v1/sessions/ID/hibernate; an admin can raise the "
+            f"limit with `nbplane user limit {owner} --max-sessions N`",
+            field="sessions",
+            sessions=others,
+            limit=limit,
+        )
+
     def _session_token(
-        self, caller: DescribeCaller, session_id: str
+        self, caller: DescribeCaller, session_id: str, expires_at: datetime | None
     ) -> tuple[str | None, str | None]:
-        """A token of the caller for ``nbplane`` inside the session; none for anonymous
-        sessions and servers without auth."""
+        """A token of the caller for ``nbplane`` inside the session, expiring with it; none for
+        anonymous sessions and servers without auth."""
         if not self.auth or is_anonymous(caller):
             return None, None
         name = f"session-{session_id}"
         try:
-            _, token = self.tokens.create(name, caller.user)
+            _, token = self.tokens.create(name, caller.user, expires_at)
         except NotFound:  # a caller with no user record (no auth): nothing to speak for
             return None, None
         return name, token
 
     async def resume(self, caller: DescribeCaller, session_id: str) -> DescribeSession:
         record = await self.visible(caller, session_id)
+        if not record.anonymous and record.status not in ACTIVE:
+            await self.check_limit(record.owner, session_id)
         resumed = await db(
             self.records.transition,
             session_id,

@@ -55,10 +55,16 @@ class ControlStore:
         self.engine = engine
 
     # users and teams
-    def create_user(self, name: str, admin: bool = False) -> DescribeUser:
+    def create_user(
+        self, name: str, admin: bool = False, max_sessions: int | None = None
+    ) -> DescribeUser:
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(users).values(name=name, admin=admin, created_at=now()))
+                connection.execute(
+                    insert(users).values(
+                        name=name, admin=admin, created_at=now(), max_sessions=max_sessions
+                    )
+                )
         except IntegrityError:
             raise Conflict(f"a user named {name!r} exists already", field="name") from None
         return self.user(name)
@@ -70,8 +76,22 @@ class ControlStore:
                 raise NotFound(f"no user named {name!r}", field="user")
             teams = self._teams(connection, row["id"])
         return DescribeUser(
-            name=row["name"], admin=row["admin"], teams=teams, created_at=row["created_at"]
+            name=row["name"],
+            admin=row["admin"],
+            teams=teams,
+            created_at=row["created_at"],
+            max_sessions=row["max_sessions"],
         )
+
+    def set_max_sessions(self, name: str, max_sessions: int | None) -> DescribeUser:
+        """The user's own limit of running sessions (None: the server's default)."""
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(users).where(users.c.name == name).values(max_sessions=max_sessions)
+            ).rowcount
+        if not updated:
+            raise NotFound(f"no user named {name!r}", field="user")
+        return self.user(name)
 
     def list_users(self) -> list[DescribeUser]:
         with self.engine.connect() as connection:

@@ -26,8 +26,11 @@ class TokenStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, name: str, user: str = ADMIN) -> tuple[DescribeToken, str]:
-        """A new token of ``user``; the secret is returned once and never stored."""
+    def create(
+        self, name: str, user: str = ADMIN, expires_at: datetime | None = None
+    ) -> tuple[DescribeToken, str]:
+        """A new token of ``user``, working until ``expires_at`` (None: until revoked); the
+        secret is returned once and never stored."""
         user_id = ControlStore(self.engine).user_id(user, create_admin=True)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         prefix, created_at = token[:10], datetime.now(UTC)
@@ -37,6 +40,7 @@ class TokenStore:
             "token_hash": token_hash(token),
             "prefix": prefix,
             "created_at": created_at,
+            "expires_at": expires_at,
         }
         try:
             with self.engine.begin() as connection:
@@ -44,7 +48,10 @@ class TokenStore:
         except IntegrityError:
             raise ConfigError(f"a token named {name!r} exists already", field="name") from None
         assert key is not None
-        return DescribeToken(id=key[0], name=name, prefix=prefix, created_at=created_at), token
+        described = DescribeToken(
+            id=key[0], name=name, prefix=prefix, created_at=created_at, expires_at=expires_at
+        )
+        return described, token
 
     def all(self) -> list[DescribeToken]:
         with self.engine.connect() as connection:
@@ -57,6 +64,7 @@ class TokenStore:
                         api_tokens.c.created_at,
                         api_tokens.c.last_used_at,
                         api_tokens.c.revoked_at,
+                        api_tokens.c.expires_at,
                     ).order_by(api_tokens.c.id)
                 )
                 .mappings()
@@ -74,14 +82,18 @@ class TokenStore:
         return bool(updated)
 
     def authenticate(self, token: str) -> DescribeCaller | None:
-        """Who the live token with this secret speaks for, or None."""
+        """Who the unrevoked token with this secret speaks for, or None; its expiry is on the
+        caller (``token_expires_at``) for the server to refuse an expired one in words."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(api_tokens.c.name, api_tokens.c.user_id).where(
+                select(api_tokens.c.name, api_tokens.c.user_id, api_tokens.c.expires_at).where(
                     api_tokens.c.token_hash == token_hash(token),
                     api_tokens.c.revoked_at.is_(None),
                 )
             ).first()
         if row is None:
             return None
-        return ControlStore(self.engine).caller(row.user_id, row.name)
+        found = ControlStore(self.engine).caller(row.user_id, row.name)
+        return DescribeCaller.model_validate(
+            {**found.model_dump(), "token_expires_at": row.expires_at}
+        )

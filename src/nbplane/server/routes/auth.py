@@ -11,6 +11,7 @@ from nbplane.control.oauth import (
     oauth_config,
     oauth_login,
 )
+from nbplane.server.errors import responses
 from nbplane.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth")
@@ -22,7 +23,11 @@ def settings(request: Request) -> Settings:
     return found
 
 
-@router.get("/oauth", summary="The OAuth2 provider to log in with; needs no token")
+@router.get(
+    "/oauth",
+    summary="The OAuth2 provider to log in with; needs no token",
+    responses=responses(404),
+)
 def get_oauth(request: Request) -> DescribeOAuth:
     return oauth_config(settings(request))
 
@@ -31,6 +36,7 @@ def get_oauth(request: Request) -> DescribeOAuth:
     "/oauth/token",
     status_code=201,
     summary="Trade the provider's access token for a new nbplane token; needs no token",
+    responses=responses(401, 404),
 )
 def exchange_oauth_token(request: Request, body: ExchangeOAuthToken) -> DescribeOAuthLogin:
     return oauth_login(request.app.state.store, settings(request), body)

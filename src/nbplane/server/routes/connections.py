@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from nbplane.server.auth import Caller
+from nbplane.server.errors import responses
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.models import CreateConnection, DescribeConnection, GrantConnection
 
@@ -17,12 +18,19 @@ def connections(request: Request) -> ConnectionService:
     return service
 
 
-@router.post("", status_code=201, summary="Define a named connection (admins)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Define a named connection (admins)",
+    responses=responses(404, 409),
+)
 def create(request: Request, body: CreateConnection, who: Caller) -> DescribeConnection:
     return connections(request).create(who, body)
 
 
-@router.get("", summary="Connections with their key names and grants (admins)")
+@router.get(
+    "", summary="Connections with their key names and grants (admins)", responses=responses(404)
+)
 def list_connections(request: Request, who: Caller) -> list[DescribeConnection]:
     return connections(request).list_connections(who)
 

@@ -20,6 +20,7 @@ from nbplane.executions.models import (
 )
 from nbplane.executions.service import ExecutionService
 from nbplane.server.auth import Caller
+from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1")
 
@@ -63,6 +64,7 @@ def get_notebook(request: Request, name: str, caller: Caller) -> dict[str, Any]:
     "/notebooks/{name}/executions",
     status_code=201,
     summary="Execute a notebook with parameters; optionally wait for the result",
+    responses=responses(409),
 )
 async def submit(
     request: Request,
@@ -93,7 +95,11 @@ async def get_execution(
     return await asyncio.to_thread(svc.get, execution_id, caller)
 
 
-@router.post("/executions/{execution_id}/cancel", summary="Cancel a queued or running execution")
+@router.post(
+    "/executions/{execution_id}/cancel",
+    summary="Cancel a queued or running execution",
+    responses=responses(409),
+)
 async def cancel(request: Request, execution_id: str, caller: Caller) -> DescribeExecution:
     return await service(request).cancel(execution_id, caller)
 
@@ -116,17 +122,30 @@ def exception(request: Request, execution_id: str, caller: Caller) -> dict[str, 
     return {"status": record.status, "reason": record.reason, "error": record.error}
 
 
-@router.get("/executions/{execution_id}/notebook", summary="The executed notebook (.ipynb)")
+@router.get(
+    "/executions/{execution_id}/notebook",
+    summary="The executed notebook (.ipynb)",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ipynb+json": {"schema": {"type": "object"}}}}},
+)
 def notebook(request: Request, execution_id: str, caller: Caller) -> Response:
     content = service(request).artifact(execution_id, "ipynb", caller)
     return Response(content, media_type="application/x-ipynb+json")
 
 
-@router.get("/executions/{execution_id}/html", summary="The executed notebook as HTML")
+@router.get(
+    "/executions/{execution_id}/html",
+    summary="The executed notebook as HTML",
+    response_class=HTMLResponse,
+)
 async def html(request: Request, execution_id: str, caller: Caller) -> HTMLResponse:
     return HTMLResponse(await asyncio.to_thread(service(request).html, execution_id, caller))
 
 
-@router.get("/executions/{execution_id}/logs", summary="What the notebook printed")
+@router.get(
+    "/executions/{execution_id}/logs",
+    summary="What the notebook printed",
+    response_class=PlainTextResponse,
+)
 def logs(request: Request, execution_id: str, caller: Caller) -> PlainTextResponse:
     return PlainTextResponse(service(request).artifact(execution_id, "logs", caller))

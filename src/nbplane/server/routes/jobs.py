@@ -26,11 +26,14 @@ from nbplane.control.models import (
     UpdateDeployment,
 )
 from nbplane.control.service import ControlService
+from nbplane.jobs.models import MAX_OFFSET
 from nbplane.server.auth import Caller
+from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1")
 JOB = "/teams/{team}/jobs/{job}"
 FOLLOW_POLL_SECONDS = 0.2
+BINARY = {"type": "string", "format": "binary"}
 
 Wait = Annotated[
     float,
@@ -56,7 +59,9 @@ def list_jobs(request: Request, team: str, caller: Caller) -> list[DescribeJob]:
     return control(request).list_jobs(caller, team)
 
 
-@router.post("/teams/{team}/jobs", status_code=201, summary="Create a job")
+@router.post(
+    "/teams/{team}/jobs", status_code=201, summary="Create a job", responses=responses(409)
+)
 def create_job(request: Request, team: str, body: CreateJob, caller: Caller) -> DescribeJob:
     return control(request).create_job(caller, team, body)
 
@@ -66,7 +71,12 @@ def get_job(request: Request, team: str, job: str, caller: Caller) -> DescribeJo
     return control(request).job(caller, team, job)
 
 
-@router.delete(JOB, status_code=204, summary="Delete a job, its versions and executions")
+@router.delete(
+    JOB,
+    status_code=204,
+    summary="Delete a job, its versions and executions",
+    responses=responses(409),
+)
 def delete_job(
     request: Request,
     team: str,
@@ -84,10 +94,14 @@ def delete_job(
     JOB + "/versions",
     status_code=201,
     summary="Upload a version: the zip of `nbplane job export` as the request body",
+    responses={200: {"model": DescribeVersion, "description": "Uploaded before: the same bytes"}},
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/zip": {"schema": BINARY},
+                "application/octet-stream": {"schema": BINARY},
+            },
         }
     },
 )
@@ -105,7 +119,12 @@ def versions(request: Request, team: str, job: str, caller: Caller) -> list[Desc
     return control(request).versions(caller, team, job)
 
 
-@router.get(JOB + "/versions/{version}/archive", summary="Download a version's archive")
+@router.get(
+    JOB + "/versions/{version}/archive",
+    summary="Download a version's archive",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {"schema": BINARY}}}},
+)
 def archive(request: Request, team: str, job: str, version: str, caller: Caller) -> Response:
     content = control(request).archive(caller, team, job, version)
     return Response(
@@ -135,7 +154,12 @@ def undeploy(request: Request, team: str, job: str, caller: Caller) -> Response:
     return Response(status_code=204)
 
 
-@router.post(JOB + "/executions", status_code=201, summary="Execute the deployed version now")
+@router.post(
+    JOB + "/executions",
+    status_code=201,
+    summary="Execute the deployed version now",
+    responses=responses(409),
+)
 def execute(
     request: Request, team: str, job: str, caller: Caller, body: ExecuteJob | None = None
 ) -> DescribeJobExecution:
@@ -164,7 +188,11 @@ async def execution(
     return await asyncio.to_thread(control(request).wait, caller, team, job, execution_id, wait)
 
 
-@router.post(JOB + "/executions/{execution_id}/cancel", summary="Cancel an execution")
+@router.post(
+    JOB + "/executions/{execution_id}/cancel",
+    summary="Cancel an execution",
+    responses=responses(409),
+)
 async def cancel(
     request: Request, team: str, job: str, execution_id: str, caller: Caller
 ) -> DescribeJobExecution:
@@ -183,7 +211,9 @@ async def logs(
     job: str,
     execution_id: str,
     caller: Caller,
-    offset: Annotated[int, Query(ge=0, description="Character offset to read from.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Character offset to read from.")
+    ] = 0,
     follow: bool = False,
 ) -> Response:
     service = control(request)

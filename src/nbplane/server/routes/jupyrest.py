@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane.executions.models import DescribeExecution
 from nbplane.server.auth import Caller
+from nbplane.server.errors import responses
 from nbplane.server.routes.executions import Wait, service
 
 router = APIRouter(prefix="/api", tags=["jupyrest"])
@@ -37,7 +38,9 @@ def jupyrest_view(record: DescribeExecution, with_output: bool) -> dict[str, Any
     return view
 
 
-@router.post("/NotebookExecutions", summary="Execute a notebook (jupyrest)")
+@router.post(
+    "/NotebookExecutions", summary="Execute a notebook (jupyrest)", responses=responses(404, 409)
+)
 async def create(
     request: Request, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
 ) -> dict[str, Any]:
@@ -48,7 +51,14 @@ async def create(
     return jupyrest_view(record, with_output=False)
 
 
-@router.get("/NotebookExecutions", summary="An execution, its output or its HTML (jupyrest)")
+@router.get(
+    "/NotebookExecutions",
+    summary="An execution, its output or its HTML (jupyrest)",
+    responses={
+        **responses(404),
+        200: {"content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}}},
+    },
+)
 async def read(
     request: Request,
     caller: Caller,

@@ -16,7 +16,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from nbplane.control.models import DescribeCaller
 from nbplane.errors import NotFound, Unauthorized
-from nbplane.server.auth import caller
+from nbplane.server.auth import Bearer, caller
+from nbplane.server.errors import responses
 from nbplane.sessions.models import CreateSession, DescribeResourceClass, DescribeSession
 from nbplane.sessions.service import ANONYMOUS_CALLER, SessionService
 
@@ -29,7 +30,7 @@ def sessions(request: Request) -> SessionService:
     return service
 
 
-def session_caller(request: Request) -> DescribeCaller:
+def session_caller(request: Request, _bearer: Bearer = None) -> DescribeCaller:
     """The token's caller; with no credentials at all, the anonymous caller if allowed."""
     try:
         return caller(request)
@@ -53,12 +54,19 @@ def resource_classes(request: Request, who: SessionCaller) -> list[DescribeResou
     return sessions(request).resource_classes(who)
 
 
-@router.post("", status_code=201, summary="Start a session: a Jupyter server of the caller's")
+@router.post(
+    "",
+    status_code=201,
+    summary="Start a session: a Jupyter server of the caller's",
+    responses=responses(409, 429),
+)
 async def create(request: Request, body: CreateSession, who: SessionCaller) -> DescribeSession:
     return await sessions(request).create(who, body)
 
 
-@router.get("", summary="The caller's sessions; `all=true`: everyone's (admins)")
+@router.get(
+    "", summary="The caller's sessions; `all=true`: everyone's (admins)", responses=responses(404)
+)
 async def list_sessions(
     request: Request,
     who: SessionCaller,
@@ -114,17 +122,28 @@ async def logs(
     return PlainTextResponse(await sessions(request).logs(who, session_id, tail))
 
 
-@router.post("/{session_id}/hibernate", summary="Stop the server, keep its files")
+@router.post(
+    "/{session_id}/hibernate", summary="Stop the server, keep its files", responses=responses(409)
+)
 async def hibernate(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
     return await sessions(request).hibernate(who, session_id)
 
 
-@router.post("/{session_id}/resume", summary="Start a hibernated or failed session again")
+@router.post(
+    "/{session_id}/resume",
+    summary="Start a hibernated or failed session again",
+    responses=responses(409, 429),
+)
 async def resume(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
     return await sessions(request).resume(who, session_id)
 
 
-@router.delete("/{session_id}", status_code=204, summary="Stop and forget a session")
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    summary="Stop and forget a session",
+    responses=responses(409),
+)
 async def delete(
     request: Request,
     session_id: str,

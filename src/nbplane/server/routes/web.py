@@ -22,6 +22,7 @@ from nbplane.control.oauth import ExchangeOAuthToken, oauth_config, oauth_login
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
 from nbplane.oauth_pkce import PkceLogin
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn, authenticate
+from nbplane.server.errors import responses
 from nbplane.settings import Settings
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -58,6 +59,7 @@ def index() -> FileResponse:
     "/api/v1/auth/sign-in",
     tags=["auth"],
     summary="Browser sign-in: check a token and keep it in an HttpOnly cookie",
+    responses=responses(401, 403),
 )
 def sign_in(request: Request, body: SignIn, response: Response) -> DescribeCaller:
     if not request.headers.get(CSRF_HEADER, "").strip():
