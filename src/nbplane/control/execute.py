@@ -25,6 +25,7 @@ from nbplane.executions.models import ExecutionStatus
 from nbplane.jobs.backend import JobState
 from nbplane.jobs.models import DescribeGrantedConnection, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.settings import Settings
+from nbplane.storable import sendable
 
 FLUSH_SECONDS = 0.2
 UNREACHABLE_SECONDS = 120.0
@@ -44,6 +45,8 @@ class ExecutionChannel(JobState):
         """One call, tried again while the server is unreachable or restarting."""
         deadline = time.monotonic() + UNREACHABLE_SECONDS
         delay = 0.2
+        if "json" in kwargs:  # what a job printed may hold text no database keeps
+            kwargs["json"] = sendable(kwargs["json"])
         while True:
             try:
                 response = self.client.request(method, f"/api/v1/execution{path}", **kwargs)

@@ -20,6 +20,7 @@ UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 """A JSON escape of a UTF-16 surrogate or of NUL; only a body with one is parsed here (paired
 surrogates, as an emoji's, are fine and pass)."""
 PROBLEM = "not text that can be stored (a lone surrogate such as \\ud800, or NUL)"
+EXECUTION_API = "/api/v1/execution/"
 JSON_TYPES = re.compile(r"^application/(json|[^;\s]+\+json)\b", re.IGNORECASE)
 
 
@@ -27,7 +28,8 @@ class Door:
     """ASGI middleware: reads the request body (at most ``limit`` bytes), checks it, then hands
     it on. Job archive uploads (paths ending in ``/versions``) may be up to ``upload_limit``
     and are not JSON: they stream through, counted, to the route, which reads them only after
-    the caller's token is checked."""
+    the caller's token is checked. A job execution's records (``/api/v1/execution/...``: step
+    outputs, executed notebooks) may be as large, and are checked as JSON."""
 
     def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
@@ -36,8 +38,10 @@ class Door:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = scope.get("path", "").rstrip("/").endswith("/versions")
-        limit = self.upload_limit if upload else self.limit
+        path = scope.get("path", "").rstrip("/")
+        upload = path.endswith("/versions")
+        records = path.startswith(EXECUTION_API)  # a job's step outputs and executed notebooks
+        limit = self.upload_limit if upload or records else self.limit
         headers = dict(scope.get("headers", []))
         try:
             check_address(scope)

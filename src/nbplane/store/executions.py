@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +16,7 @@ from nbplane.executions.models import (
     ExecutionStatus,
     ListExecutionsQuery,
 )
+from nbplane.storable import sendable
 from nbplane.store.tables import execution_artifacts, executions
 
 log = logging.getLogger(__name__)
@@ -260,26 +259,3 @@ def describe(row: Mapping[Any, Any]) -> DescribeExecution:
             fallback = DescribeExecution.model_fields[name].get_default(call_default_factory=True)
         values[name] = fallback
     return DescribeExecution.model_validate(values)
-
-
-def sendable(value: Any) -> Any:
-    """``value`` if it can be sent as JSON in UTF-8, else a copy with each lone surrogate
-    replaced by U+FFFD and each NaN or infinity by null."""
-    if isinstance(value, str | float | dict | list):
-        try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except ValueError:  # UnicodeEncodeError is one
-            return _repaired(value)
-    return value
-
-
-def _repaired(value: Any) -> Any:
-    if isinstance(value, str):
-        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {_repaired(key): _repaired(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_repaired(item) for item in value]
-    return value

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from nbplane.control.context import ExecutionContextService, ExecutionIdentity
 from nbplane.control.models import (
@@ -28,14 +29,25 @@ def context(request: Request) -> ExecutionContextService:
     return service
 
 
-def identity(request: Request) -> ExecutionIdentity:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+Credential = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Security(
+        HTTPBearer(
+            auto_error=False,
+            scheme_name="ExecutionCredential",
+            description="A running job execution's own credential (NBPLANE_EXECUTION_TOKEN).",
+        )
+    ),
+]
+
+
+def identity(request: Request, credential: Credential = None) -> ExecutionIdentity:
+    if credential is None or not credential.credentials.strip():
         raise Unauthorized(
             "this endpoint needs a job execution's credential (Authorization: Bearer nbx_...)",
             field="authorization",
         )
-    return context(request).identify(token.strip())
+    return context(request).identify(credential.credentials.strip())
 
 
 Execution = Annotated[ExecutionIdentity, Depends(identity)]
