@@ -181,7 +181,7 @@ class Bubblewrap(Sandbox):
             *("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session"),
             # setpriv needs these three to become the unprivileged user; it drops them all.
             *("--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"),
-            *("--cap-add", "CAP_SETPCAP", "--chdir", str(cwd.resolve()), "--"),
+            *("--cap-add", "CAP_SETPCAP", "--"),
             _program("setpriv"),
             f"--reuid={uid}",
             f"--regid={uid}",
@@ -189,6 +189,11 @@ class Bubblewrap(Sandbox):
             "--inh-caps=-all",
             "--bounding-set=-all",
             "--no-new-privs",
+            "--",
+            # bwrap's own --chdir, still root without capabilities, cannot enter a 0700
+            # directory of the sandbox's user; the sandbox's user can.
+            _program("env"),
+            f"--chdir={cwd.resolve()}",
             "--",
             *argv,
         ]
