@@ -243,6 +243,38 @@ def test_a_hostile_kernel_in_bobs_session_reaches_nothing_of_alice_or_the_server
     asyncio.run(main())
 
 
+def test_the_launcher_reads_no_file_a_session_plants_in_its_runtime_directory(
+    tmp_path: Path,
+) -> None:
+    """The runtime directory is the sandbox's: where the server looks for the port its Jupyter
+    server bound, a pipe must not hang it and a symlink must not make it read its key."""
+    key = tmp_path / "secret.key"
+    key.write_text('{"port": 4242}')
+    server_dir = tmp_path / "home" / "session-servers" / "s1"
+    runtime = server_dir / "runtime"
+    runtime.mkdir(parents=True)
+    os.mkfifo(runtime / "jpserver-2.json")
+    (runtime / "jpserver-3.json").symlink_to(key)
+    state = {
+        "host": os.uname().nodename,
+        "workspace": str(tmp_path / "home" / "sessions" / "alice" / "s1"),
+        "pid": os.getpid(),  # alive: the launcher looks for its port
+        "started": psutil.Process().create_time(),
+        "server_dir": str(server_dir),
+        "log": str(server_dir / "server.log"),
+    }
+
+    async def main() -> None:
+        launcher = LocalLauncher(Settings(home=tmp_path / "home", session_pool_size=0))
+        try:
+            status = await asyncio.wait_for(launcher.poll(make_spec(), state), 10)
+        finally:
+            await launcher.close()
+        assert status.url is None and status.steps[-1].name == "ready"
+
+    asyncio.run(main())
+
+
 def test_serve_refuses_local_jobs_and_sessions_without_a_sandbox_unless_single_tenant(
     tmp_path: Path,
 ) -> None:

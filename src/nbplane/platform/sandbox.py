@@ -50,7 +50,7 @@ import psutil
 from nbplane.errors import ConfigError
 from nbplane.settings import Settings
 
-PASSED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
+PASSED_VARIABLES = ("PATH", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
 """The only variables of the server's environment a sandboxed command gets: where programs and
 code are, and how to print text."""
 
