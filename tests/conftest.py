@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +61,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The job's target database: a SQLite file, or a fresh PostgreSQL database."""
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory that sandboxed jobs and sessions can read (as the sandbox's user): outside
+    /tmp, which is private in the sandbox, and outside NBPLANE_HOME and the server user's home,
+    which it hides. For files a test hands to them, as a shared file system would."""
+    directory = Path(tempfile.mkdtemp(prefix="nbplane-test-", dir="/var/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
 
 
 @dataclass

@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +97,10 @@ def bubblewrap() -> None:
 
 
 @pytest.fixture
-def elsewhere(bubblewrap: None) -> Iterator[Path]:
+def elsewhere(bubblewrap: None, shared_dir: Path) -> Path:
     """A directory outside /tmp and the server user's home, which only the sandbox's own
     hiding (not its private /tmp) keeps out of sight."""
-    directory = Path(tempfile.mkdtemp(prefix="nbplane-sandbox-test-", dir="/var/tmp"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
+    return shared_dir
 
 
 def server_files(home: Path, elsewhere: Path) -> tuple[Settings, dict[str, str]]:
@@ -214,7 +206,8 @@ def test_stop_ends_a_sandboxed_job_and_its_children(tmp_path: Path, bubblewrap: 
             assert time.monotonic() < deadline, family
             await asyncio.sleep(0.05)
         await executor.stop(state)
-        assert all(_gone(process) for process in family), family
+        _, alive = psutil.wait_procs(family, timeout=30)  # a SIGKILL lands a moment later
+        assert not [process for process in alive if not _gone(process)], alive
         assert not (await executor.poll(state)).running
 
     asyncio.run(main())
