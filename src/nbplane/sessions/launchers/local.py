@@ -311,9 +311,10 @@ class LocalLauncher(SessionLauncher):
         runtime = directory / "runtime"
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = self.choose_port()
+        program = self._command()
         command = [
             *(prefix or []),
-            *self._command(),
+            *program,
             "--no-browser",
             f"--ServerApp.ip={LOOPBACK}",
             f"--ServerApp.port={port}",
@@ -342,7 +343,7 @@ class LocalLauncher(SessionLauncher):
                 environment=env,
                 output=descriptor,
                 writable=[root, runtime],
-                readable=[Path(program) for program in self._command()],
+                readable=[Path(path) for path in program],
             )
         finally:
             os.close(descriptor)
