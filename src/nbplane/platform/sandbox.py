@@ -255,13 +255,13 @@ class Bubblewrap(Sandbox):
 
     def _runtime(self) -> list[Path]:
         """Where the Python that runs nbplane lives, when it is inside a directory shown empty
-        (e.g. pyenv under /root); never inside nbplane's home."""
+        (e.g. pyenv under /root), never that directory itself; never inside nbplane's home."""
         hidden = [Path("/tmp"), *self._private_directories()]
         secret = self._secret_directory()
         return [
             path
             for path in _runtime_paths()
-            if any(path.is_relative_to(directory) for directory in hidden)
+            if any(path != place and path.is_relative_to(place) for place in hidden)
             and not (secret is not None and path.is_relative_to(secret))
         ]
 
@@ -349,13 +349,14 @@ def _program(name: str) -> str:
 
 @functools.cache
 def _runtime_paths() -> list[Path]:
-    """The installation of this Python and the places it imports from, outermost only."""
+    """The installation of this Python and the places it imports from, outermost only; not
+    ``sys.path[0]``, the directory the server was started from with ``python -m``."""
     candidates = {
         Path(sys.prefix),
         Path(sys.base_prefix),
         Path(sys.exec_prefix),
         Path(sys.executable).resolve().parent.parent,
-        *(Path(entry) for entry in sys.path if entry),
+        *(Path(entry) for entry in sys.path[1:] if entry),
     }
     existing = sorted({path.resolve() for path in candidates if path.exists()})
     return [
