@@ -1,7 +1,7 @@
 """What the sandbox keeps from users' code on the server's machine.
 
-A hostile job step (on the local executor) and a hostile kernel (in another user's local
-session, on a real JupyterLab server handed out from the pool) try to read the server's key,
+A hostile job step (on the local executor) and a hostile kernel and terminal (in another user's
+local session, on a real JupyterLab server handed out from the pool) try to read the server's key,
 its database, its environment and another user's workspace, and to change nbplane's code and
 files; each attempt fails, while each writes its own directory. Needs root and bwrap, which
 `make test` installs; where they are missing `nbplane serve` must refuse, which is tested too.
@@ -21,14 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
+from tornado.websocket import websocket_connect
 
 import nbplane
 from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus
 from nbplane.control.executors.local import LocalExecutor
 from nbplane.errors import ConfigError
 from nbplane.platform.sandbox import Bubblewrap, bubblewrap_problem, sandbox_named
+from nbplane.sessions.launchers.base import SessionSpec
 from nbplane.sessions.launchers.local import LocalLauncher
 from nbplane.settings import Settings
 from tests.integration.server_fixture import running_server
@@ -213,6 +216,28 @@ def test_stop_ends_a_sandboxed_job_and_its_children(tmp_path: Path, bubblewrap: 
     asyncio.run(main())
 
 
+async def in_terminal(url: str, spec: SessionSpec, command: str) -> str:
+    """Open a terminal of the session's server, type ``command``, return what it printed until
+    the line ``done`` (the terminal's own websocket protocol, as JupyterLab speaks it)."""
+    created = httpx.post(f"{url}api/terminals", headers={"Authorization": f"token {spec.token}"})
+    assert created.status_code == 200, created.text
+    socket_url = url.replace("http://", "ws://")
+    connection = await websocket_connect(
+        f"{socket_url}terminals/websocket/{created.json()['name']}?token={spec.token}"
+    )
+    try:
+        await connection.write_message(json.dumps(["stdin", f"{command}; echo do''ne\r"]))
+        printed = ""
+        while "\ndone" not in printed.replace("\r", ""):
+            message = await asyncio.wait_for(connection.read_message(), 60)
+            assert message is not None, printed
+            kind, *content = json.loads(message)
+            printed += content[0] if kind == "stdout" else ""
+        return printed
+    finally:
+        connection.close()
+
+
 def test_a_hostile_kernel_in_bobs_session_reaches_nothing_of_alice_or_the_server(
     tmp_path: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,6 +256,13 @@ def test_a_hostile_kernel_in_bobs_session_reaches_nothing_of_alice_or_the_server
             assert status.url is not None
             printed = run_in_kernel(status.url, spec, state, code)
             assert_contained(json.loads(printed), targets, Path(state["workspace"]))
+
+            typed = await in_terminal(
+                status.url, spec, f"id -u; cat {targets['key']} {targets['other']}"
+            )
+            assert f"{settings.sandbox_uid}\r\n" in typed, typed
+            assert "the-master-key" not in typed and "alice's notes" not in typed, typed
+            assert "No such file or directory" in typed, typed
             await launcher.stop(spec, state, purge=True)
 
     asyncio.run(main())
