@@ -63,16 +63,16 @@ def _check_session_settings() -> None:
     launcher_class(settings.session_launcher)
 
 
-def _check_isolation(single_tenant: bool) -> None:
+def _check_isolation(single_tenant: bool) -> str | None:
     """The local executor and launcher run users' code on this machine: without a sandbox it
     could read this server's key and database, so ``serve`` stops, in one line, unless told
-    that only one team of trusted users uses it."""
+    that only one team of trusted users uses it. Returns why, when it was told."""
     from nbplane.platform.sandbox import isolation_problem
     from nbplane.settings import get_settings
 
     settings = get_settings()
     if "local" not in (settings.job_executor, settings.session_launcher):
-        return
+        return None
     problem = isolation_problem(settings)
     if problem and not single_tenant:
         raise ConfigError(
@@ -81,6 +81,7 @@ def _check_isolation(single_tenant: bool) -> None:
             "users only)",
             field="single_tenant",
         )
+    return problem
 
 
 def _store_url(db: str | None) -> str:
@@ -159,7 +160,7 @@ def serve(
             f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
         )
     _check_session_settings()
-    _check_isolation(single_tenant)
+    unsandboxed = _check_isolation(single_tenant)
     config = ServerConfig(
         notebooks_dir=notebooks_dir,
         store_url=_store_url(db),
@@ -176,6 +177,12 @@ def serve(
         f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)",
         highlight=False,
     )
+    if unsandboxed:
+        console.print(
+            f"[yellow]warning: --single-tenant: local jobs and sessions run unsandboxed "
+            f"({unsandboxed})[/]",
+            highlight=False,
+        )
     if no_auth:
         console.print(
             "[yellow]warning: --no-auth: anyone on this machine can run these notebooks[/]"
