@@ -393,6 +393,10 @@ class NbplaneClient:
 
     # -- transport
 
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Any endpoint, its errors as ours (for APIs beside the user's, e.g. an execution's)."""
+        return self._request(method, path, **kwargs)
+
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 

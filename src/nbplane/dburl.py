@@ -7,12 +7,21 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")
+"""Query parameters whose values are hidden too (``?password=...`` is valid in many drivers)."""
+
 
 def redact_url(url: str) -> str:
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "(not a database URL)"
+    hidden = {
+        name: "***"
+        for name in parsed.query
+        if any(word in name.lower() for word in SECRET_QUERY_KEYS)
+    }
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 def ensure_sqlite_parent(url: str) -> None:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for that server (default: what `nbplane login` saved).",
     )
+    job_server_url: str | None = Field(
+        default=None,
+        description="The nbplane server's URL as deployed jobs reach it: their only way to "
+        "their properties, secrets, connections and records (default: "
+        "NBPLANE_SESSION_PUBLIC_URL, then the address the server listens on).",
+    )
     job_executor: str = Field(
         default="local",
         description="Where deployed jobs run: 'local' (a process each) or 'kubernetes' (a Job "

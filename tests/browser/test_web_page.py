@@ -97,10 +97,12 @@ def test_job_and_api_executions_with_status_and_links(
         page: Page, web_server: Server, alice: str, tmp_path: Path) -> None:
     archive = job_archive(tmp_path, "print('daily job says hi')")
     started = completed_execution(web_server, archive, "sales", "daily")
-    assert web_server.execute("double", {"x": 21})["status"] == "completed"
-    failed = web_server.client.post("/api/v1/notebooks/boom/executions", params={"wait": 30},
-                                    json={"parameters": {"x": 5}}).json()
-    assert failed["status"] == "failed", failed
+    assert web_server.execute("double", {"x": 1})["status"] == "completed"  # the admin's
+    as_alice = {"Authorization": f"Bearer {alice}"}
+    for notebook, x, status in (("double", 21, "completed"), ("boom", 5, "failed")):
+        ran = httpx.post(f"{web_server.url}/api/v1/notebooks/{notebook}/executions", timeout=60,
+                         params={"wait": 30}, json={"parameters": {"x": x}}, headers=as_alice)
+        assert ran.status_code == 201 and ran.json()["status"] == status, ran.text
 
     sign_in(page, web_server, alice)
     job_row = page.locator(f"#job-rows tr[data-execution='{started['id']}']")
@@ -108,12 +110,13 @@ def test_job_and_api_executions_with_status_and_links(
     expect(job_row).to_contain_text("completed")
     expect(job_row).to_contain_text("1 of 1 succeeded")
     api_rows = page.locator("#api-rows tr")
-    expect(api_rows).to_have_count(2)
+    expect(api_rows).to_have_count(2)  # hers, not the admin's
     expect(api_rows.nth(0)).to_contain_text("boom")
     expect(api_rows.nth(0)).to_contain_text("failed")
     expect(api_rows.nth(0)).to_contain_text("bad x 5")
     expect(api_rows.nth(1)).to_contain_text("double")
     expect(api_rows.nth(1)).to_contain_text("completed")
+    expect(api_rows.nth(1)).to_contain_text("alice")
 
     with page.context.expect_page() as opened:
         job_row.get_by_role("link", name=re.compile("^Log of")).click()

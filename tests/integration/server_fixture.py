@@ -50,11 +50,12 @@ def nbplane(*args: str, environment: dict[str, str]) -> subprocess.CompletedProc
 
 @contextmanager
 def running_server(notebooks: Path, home: Path, store_url: str, *extra: str,
-                   environment: dict[str, str] | None = None) -> Iterator[Server]:
+                   environment: dict[str, str] | None = None,
+                   port: int | None = None) -> Iterator[Server]:
     env = {**os.environ, "NBPLANE_HOME": str(home), "NBPLANE_STORE_URL": store_url,
            **(environment or {})}
     token = nbplane("token", "create", f"tests-{free_port()}", environment=env).stdout.strip()
-    port = free_port()
+    port = port or free_port()
     args = [sys.executable, "-m", "nbplane", "serve", "--notebooks-dir", str(notebooks),
             "--port", str(port), *extra]
     log = home / f"server-{port}.log"

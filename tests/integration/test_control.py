@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import database_url, write_notebook
-from tests.integration.server_fixture import Server, nbplane, running_server, stop
+from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
 
 TEAM = "sales"
 JOB = f"/api/v1/teams/{TEAM}/jobs/daily"
@@ -356,16 +356,18 @@ def test_teams_see_only_their_jobs(server: Server, tmp_path: Path) -> None:
 
 
 def test_execution_outlives_a_server_restart(tmp_path: Path, store_url: str) -> None:
-    """The job's process keeps running while the server restarts, and records its result."""
+    """The job's process keeps running while the server restarts at its address, and records
+    its result through it."""
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
-    with running_server(notebooks, tmp_path / "home", store_url) as server:
+    port = free_port()
+    with running_server(notebooks, tmp_path / "home", store_url, port=port) as server:
         deploy(server, job_archive(tmp_path, "import time\nprint('started', flush=True)\n"
                                              "time.sleep(2)\nprint('done')"))
         record = execute(server)
         wait_running(server, record["id"])
         stop(server.process)
-    with running_server(notebooks, tmp_path / "home", store_url) as server:
+    with running_server(notebooks, tmp_path / "home", store_url, port=port) as server:
         final = wait_for(server, record["id"], 30)
         assert final["status"] == "completed", final
         assert "done" in log(server, record["id"])

@@ -16,6 +16,7 @@ import pytest
 from nbplane.engines.base import OUTPUT_MIMETYPE, Engine, ExecutionOutcome, ExecutionRequest
 from nbplane.engines.isolated import IsolatedEngine
 from nbplane.engines.reuse import ReuseEngine
+from nbplane.notebooks.contracts import parameters_source
 
 T = TypeVar("T")
 
@@ -276,8 +277,8 @@ def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> N
     assert [o.status for o in outcomes] == ["completed"] * 3
     assert [o.output for o in outcomes] == [{"y": 2}, {"y": 4}, {"y": 6}]
     assert counter.read_text() == "x"  # the setup cell ran once
-    # request cells share the warm namespace: what they assign leaks to later requests
-    assert [o.logs.split("total ")[-1] for o in outcomes] == ["1\n", "3\n", "6\n"]
+    # each request starts from the setup's namespace: `total += x` does not add up
+    assert [o.logs.split("total ")[-1] for o in outcomes] == ["1\n", "2\n", "3\n"]
     assert len({pids_in(o)[0] for o in outcomes}) == 1
     for outcome in outcomes:  # the executed notebook shows the setup cells as they ran
         cells = outcome.notebook["cells"]
@@ -332,6 +333,44 @@ def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
     assert awaited.status == "completed", awaited.error  # sent one cell at a time instead
     assert awaited.output == {"y": 6} and awaited.logs == "awaited\n"
     assert [o["output_type"] for o in awaited.notebook["cells"][2]["outputs"]] == ["stream"]
+
+
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["together", "one-by-one"])
+def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> None:
+    """On one warm kernel: A's parameter, the names A's cells bind (shadowing `len`, `str`),
+    what A put into `builtins` and A's displayed value (`_`, `Out`) are gone for B; B shadows
+    `len` and `str` by its parameters and raises, and C finds none of it and runs. Request
+    cells go as one kernel request, or (a cell that mentions async) one request each."""
+    names = ("alice_api_key", "defined_by_cell", "leaked", "len", "str")
+    nb = notebook(
+        "import builtins, os, IPython.display",
+        ("mode = ''", ["parameters"]),
+        f"leaked = sorted(name for name in {names!r} if name in globals())\n"
+        "seen = any(v == 's3cret' for v in [*globals().values(), *Out.values(),\n"
+        "                                    *vars(builtins).values()])\n"
+        f"IPython.display.display({{{OUTPUT_MIMETYPE!r}: "
+        "{'leaked': leaked, 'seen': seen, 'pid': os.getpid()}}, raw=True)\nleaked",
+        "print(len('ab'), str(1), max(1, 2))" + ("  # not async" if one_by_one else ""),
+        "if mode == 'shadow':\n    defined_by_cell = alice_api_key\n    len = 0\n"
+        "    str = None\n    builtins.smuggled = alice_api_key\n"
+        "alice_api_key if mode == 'shadow' else 0",
+    )
+    callers = [{"alice_api_key": "s3cret", "mode": "shadow"}, {"len": 0, "str": None}, {}]
+
+    async def body(engine: Engine) -> list[ExecutionOutcome]:
+        return [await engine.execute(request(nb, parameters_source(parameters, {}),
+                                             inject_after=1)) for parameters in callers]
+
+    a, b, c = with_engine(ReuseEngine(), body)
+    assert a.status == "completed", a.error
+    assert a.output == {"leaked": ["alice_api_key"], "seen": True, "pid": a.output["pid"]}
+    assert a.logs == "2 1 2\n"
+    assert b.output["leaked"] == ["len", "str"], "only B's own parameters"
+    assert b.output["seen"] is False, "A's value is in no name, cache or Out of the kernel"
+    assert b.status == "failed" and b.error is not None and b.error["ename"] == "TypeError"
+    assert c.status == "completed", c.error
+    assert c.output["leaked"] == [] and c.output["seen"] is False and c.logs == "2 1 2\n"
+    assert len({o.output["pid"] for o in (a, b, c)}) == 1, "the same warm kernel served all"
 
 
 def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -> None:

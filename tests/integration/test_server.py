@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from nbplane.executions.models import DescribeExecution, ExecutionStatus
+from nbplane.store import open_store
 from tests.conftest import BACKENDS, database_url
-from tests.integration.api_notebooks import write_all
+from tests.integration.api_notebooks import NUMBER_IN, write_all, write_api
 from tests.integration.server_fixture import Server, running_server
+from tests.integration.session_helpers import user_token
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -21,10 +26,30 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     notebooks = root / "notebooks"
     notebooks.mkdir()
     write_all(notebooks)
+    write_api(notebooks, "sales_only", [("x = 1", ["parameters"]), "x"],
+              {"input": NUMBER_IN, "output": {}, "teams": ["sales"]})
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
         with running_server(notebooks, root / "home", store) as running:
             yield running
+
+
+@pytest.fixture(scope="module")
+def people(server: Server) -> Iterator[dict[str, httpx.Client]]:
+    """alice of team sales and bob of team ops, each with their own token."""
+    clients = {name: httpx.Client(base_url=server.url, timeout=60, headers={
+        "Authorization": f"Bearer {user_token(server, name, team)}"})
+        for name, team in (("alice", "sales"), ("bob", "ops"))}
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+def submit(client: httpx.Client, notebook: str, parameters: dict[str, object]) -> dict[str, str]:
+    answer = client.post(f"/api/v1/notebooks/{notebook}/executions", params={"wait": 30},
+                         json={"parameters": parameters})
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
 
 
 def test_health_needs_no_token_and_everything_else_does(server: Server) -> None:
@@ -152,14 +177,121 @@ def test_timeout_and_cancel(server: Server) -> None:
     assert again.status_code == 409
 
 
-def test_reuse_engine_keeps_setup_state_between_requests(server: Server) -> None:
+def test_reuse_engine_starts_every_request_from_the_setup_state(server: Server) -> None:
     first = server.execute("counter", {"x": 1, "label": "given"})
     second = server.execute("counter", {"x": 2})
     assert first["status"] == second["status"] == "completed", (first, second)
     assert first["output"]["label"] == "given"
     assert second["output"]["x"] == 2
     assert second["output"]["label"] == "default", "a left-out parameter gets its default again"
-    assert second["output"]["calls"] == first["output"]["calls"] + 1
+    assert first["output"]["calls"] == second["output"]["calls"] == 1, "`calls += 1` is undone"
+    secret = server.client.post("/api/v1/notebooks/counter/executions",
+                                json={"parameters": {"x": 1, "alice_api_key": "s3cret"}})
+    assert secret.status_code == 422 and secret.json()["field"] == "parameters.alice_api_key"
+    assert "s3cret" not in secret.text
+    jupyrest = server.client.post("/api/NotebookExecutions", json={
+        "notebook": "counter", "parameters": {"x": 1, "alice_api_key": "s3cret"}})
+    assert jupyrest.status_code == 422 and jupyrest.json()["field"] == "parameters.alice_api_key"
+
+
+def test_executions_are_seen_only_by_their_owner_and_admins(
+        server: Server, people: dict[str, httpx.Client]) -> None:
+    alice, bob = people["alice"], people["bob"]
+    mine = submit(alice, "double", {"x": 3})
+    theirs = submit(bob, "double", {"x": 4})
+    assert (mine["created_by"], mine["team"]) == ("alice", "sales")
+    assert (theirs["created_by"], theirs["team"]) == ("bob", "ops")
+    path = f"/api/v1/executions/{mine['id']}"
+    assert alice.get(f"{path}/html").status_code == 200  # rendered, and cached on disk
+    for client, seen in ((alice, [mine]), (bob, [theirs])):
+        listed = client.get("/api/v1/executions").json()
+        assert [item["id"] for item in listed["items"]] == [e["id"] for e in seen]
+        assert listed["total"] == 1
+    assert alice.get("/api/v1/executions", params={"owner": "bob"}).json()["total"] == 0
+    unknown = bob.get("/api/v1/executions/no-such-id").json()
+    for method, url, params in [
+        ("GET", path, {}), ("GET", path, {"wait": 1}), ("POST", f"{path}/cancel", {}),
+        *[("GET", f"{path}/{part}", {})
+          for part in ("output", "exception", "notebook", "html", "logs")],
+        ("GET", "/api/NotebookExecutions", {"executionId": mine["id"]}),
+        ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "output": "true"}),
+        ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "view_html": "true"}),
+    ]:
+        answer = bob.request(method, url, params=params)
+        assert answer.status_code == 404, (url, params, answer.text)
+        assert answer.json() == {**unknown, "message": f"no execution {mine['id']!r}"}
+    assert alice.post(f"{path}/cancel").status_code == 409, "hers: it exists, already ended"
+    assert alice.get(f"{path}/output").json() == {"y": 6}
+    everyone = server.client.get("/api/v1/executions", params={"limit": 500}).json()
+    assert {mine["id"], theirs["id"]} <= {item["id"] for item in everyone["items"]}
+    only_alice = server.client.get("/api/v1/executions", params={"owner": "alice"}).json()
+    assert [item["id"] for item in only_alice["items"]] == [mine["id"]]
+    assert server.client.get(f"{path}/logs").status_code == 200, "admins read anyone's"
+    with httpx.Client(base_url=server.url, timeout=60) as browser:  # the web page's list
+        signed = browser.post("/api/v1/auth/sign-in", headers={"X-Nbplane-Csrf": "1"},
+                              json={"token": bob.headers["Authorization"].split()[-1]})
+        assert signed.status_code == 200, signed.text
+        page = browser.get("/api/v1/executions", params={"limit": 20}).json()
+        assert [item["id"] for item in page["items"]] == [theirs["id"]]
+
+
+def test_team_limited_notebook_apis_do_not_exist_for_other_teams(
+        server: Server, people: dict[str, httpx.Client]) -> None:
+    alice, bob = people["alice"], people["bob"]
+    assert "sales_only" in {api["name"] for api in alice.get("/api/v1/notebooks").json()}
+    assert "sales_only" in {api["name"] for api in server.client.get("/api/v1/notebooks").json()}
+    names = {api["name"] for api in bob.get("/api/v1/notebooks").json()}
+    assert "sales_only" not in names and "double" in names
+    assert "broken" not in names, "an unreadable contract's teams are unknown: admins only"
+    for answer in (
+        bob.get("/api/v1/notebooks/sales_only"),
+        bob.post("/api/v1/notebooks/sales_only/executions", json={"parameters": {"x": 1}}),
+        bob.post("/api/NotebookExecutions",
+                 json={"notebook": "sales_only", "parameters": {"x": 1}}),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["message"] == "no notebook API named 'sales_only'"
+    assert bob.get("/api/v1/notebooks/nope").json()["message"] == "no notebook API named 'nope'"
+    assert alice.get("/api/v1/notebooks/sales_only").json()["input"] == NUMBER_IN
+    ran = submit(alice, "sales_only", {"x": 1})
+    assert ran["status"] == "completed" and ran["team"] == "sales"
+    document = bob.get("/openapi.json").json()
+    assert "/api/v1/notebooks/sales_only/executions" not in document["paths"]
+    assert "/api/v1/notebooks/double/executions" in document["paths"]
+
+
+def test_a_stored_row_never_breaks_the_listing(
+        server: Server, people: dict[str, httpx.Client]) -> None:
+    """Rows written straight through the store: a lone surrogate in the parameters, NaN and a
+    lone surrogate in the output, an error and a status the model does not know; with no
+    owner, as rows from before owners were recorded: admins see them, nobody else."""
+    store = open_store(server.environment["NBPLANE_STORE_URL"])
+    try:
+        odd = DescribeExecution(
+            id=f"odd-{time.time_ns()}", notebook="echo", notebook_version="v",
+            parameters={"text": "\ud800", "\udfff": 1}, status=ExecutionStatus.RUNNING,
+            engine="isolated", timeout=1, retries=0, attempts=1, created_at=datetime.now(UTC))
+        store.executions.create(odd)
+        assert store.executions.finish(odd.id, None, ExecutionStatus.COMPLETED, datetime.now(UTC),
+                                       output={"y": math.nan, "z": "\ud800"}, has_output=True)
+        from sqlalchemy import update
+
+        from nbplane.store.tables import executions
+
+        with store.engine.begin() as connection:
+            connection.execute(update(executions).where(executions.c.id == odd.id)
+                               .values(error=["not", "an", "object"], status="weird"))
+    finally:
+        store.close()
+    listed = server.client.get("/api/v1/executions", params={"limit": 500})
+    assert listed.status_code == 200, listed.text
+    (item,) = [item for item in listed.json()["items"] if item["id"] == odd.id]
+    assert item["parameters"] == {"text": "\ufffd", "\ufffd": 1}
+    assert item["output"] == {"y": None, "z": "\ufffd"} and item["error"] is None
+    assert item["status"] == "failed" and item["created_by"] is None
+    assert server.client.get(f"/api/v1/executions/{odd.id}").json() == item
+    assert people["alice"].get("/api/v1/executions").status_code == 200
+    assert people["alice"].get(f"/api/v1/executions/{odd.id}").status_code == 404
 
 
 def test_list_filters_and_pages(server: Server) -> None:

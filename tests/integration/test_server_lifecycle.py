@@ -17,6 +17,7 @@ from tests.conftest import database_url
 from tests.integration.api_notebooks import NUMBER_IN, write_all, write_api
 from tests.integration.server_fixture import nbplane, running_server, stop, wait_healthy
 
+SECONDS_IN = {"type": "object", "properties": {"seconds": {"type": "number"}}}
 FAST_RECOVERY = {"NBPLANE_WORKER_HEARTBEAT_SECONDS": "0.3", "NBPLANE_WORKER_STALE_SECONDS": "2"}
 
 
@@ -54,9 +55,9 @@ def test_killed_server_loses_or_retries_the_running_execution(
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
     sleep = [("seconds = 1", ["parameters"]), "import time\ntime.sleep(seconds)"]
-    write_api(notebooks, "sleepy", sleep, {"input": {"type": "object"}, "output": {},
+    write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {},
                                            "timeout": 60})
-    write_api(notebooks, "sleepy_retry", sleep, {"input": {"type": "object"}, "output": {},
+    write_api(notebooks, "sleepy_retry", sleep, {"input": SECONDS_IN, "output": {},
                                                  "timeout": 60, "retries": 1})
     home = tmp_path / "home"
     with running_server(notebooks, home, store_url, "--workers", "2",
@@ -124,7 +125,7 @@ def test_max_concurrency_keeps_the_rest_queued(tmp_path: Path, store_url: str) -
     notebooks.mkdir()
     write_api(notebooks, "single", [("seconds = 1", ["parameters"]),
                                     "import time\ntime.sleep(seconds)"],
-              {"input": {"type": "object"}, "output": {}, "max_concurrency": 1})
+              {"input": SECONDS_IN, "output": {}, "max_concurrency": 1})
     with running_server(notebooks, tmp_path / "home", store_url) as server:
         first = server.client.post("/api/v1/notebooks/single/executions",
                                    json={"parameters": {"seconds": 1.5}}).json()["id"]

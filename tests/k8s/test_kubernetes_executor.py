@@ -25,9 +25,10 @@ from nbplane.settings import Settings
 from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, running_server
 from tests.k8s.cluster import KubeCluster, wait_deleted, wait_for
+from tests.security.hostile import HOSTILE, attempts_that_succeeded, digest
 
-SECRET_ENVIRONMENT = {"NBPLANE_STORE_URL": "sqlite:////nowhere/nbplane.db",
-                      "NBPLANE_SECRET_KEY": "not-a-real-key"}
+SECRET_ENVIRONMENT = {"NBPLANE_URL": "http://127.0.0.1:1",
+                      "NBPLANE_EXECUTION_TOKEN": "nbx_not-a-real-credential"}
 
 
 @pytest.fixture
@@ -120,16 +121,16 @@ def test_job_and_secret_it_creates(settings: Settings, kube_api: client.ApiClien
 
 def test_success_sees_the_secret_environment_and_reads_back_the_log(
         settings: Settings) -> None:
-    code = ("import os; print(os.environ['NBPLANE_STORE_URL'], os.environ['NBPLANE_SECRET_KEY'],"
+    code = ("import os; print(os.environ['NBPLANE_URL'], os.environ['NBPLANE_EXECUTION_TOKEN'],"
             " os.environ['NBPLANE_EXECUTION_ID'])")
 
     state, status, log = run(started_and_ended(settings, code))
 
     assert status == ExecutorStatus(running=False, exit_code=0)
     assert log is not None
-    store, key, execution = log.split()
-    assert (store, key) == (SECRET_ENVIRONMENT["NBPLANE_STORE_URL"],
-                            SECRET_ENVIRONMENT["NBPLANE_SECRET_KEY"])
+    url, credential, execution = log.split()
+    assert (url, credential) == (SECRET_ENVIRONMENT["NBPLANE_URL"],
+                                 SECRET_ENVIRONMENT["NBPLANE_EXECUTION_TOKEN"])
     assert state["job"].endswith(execution[:8])
 
 
@@ -349,3 +350,31 @@ def test_schedule_starts_executions_on_kubernetes(server: Server, tmp_path: Path
     assert all(item["started_by"] == "schedule" for item in done)
     assert len({item["scheduled_for"] for item in done}) == len(done)
     assert "tick" in server.client.get(f"{job}/executions/{done[0]['id']}/logs").text
+
+
+def test_a_hostile_job_on_kubernetes_holds_only_its_credential(
+        server: Server, tmp_path: Path, kube_api: client.ApiClient, kube_namespace: str) -> None:
+    """The pod gets the server's URL and its execution's credential in its Secret, no service
+    account token, and with them reaches nothing but its own job."""
+    first = deploy(server, "daily", created_job_archive(server, tmp_path))
+    done = server.client.get(f"{first}/executions/{execute(server, first)}",
+                             params={"wait": 60}).json()
+    assert done["status"] == "completed", done
+    job = deploy(server, "hostile", notebook_archive(tmp_path, "hostile", HOSTILE))
+    assert server.client.patch(f"{job}/secrets",
+                               json={"values": {"mine": "own-secret-42"}}).status_code == 200
+    started = server.client.post(f"{job}/executions", json={"arguments": {
+        "alice_run": done["steps"][0]["run_id"], "expected": digest("own-secret-42")}})
+    assert started.status_code == 201, started.text
+    execution = started.json()["id"]
+    kube_job = wait_for(client.BatchV1Api(kube_api).list_namespaced_job, lambda found: True,
+                          namespace=kube_namespace,
+                          label_selector=f"nbplane.io/execution={execution}")
+    assert kube_job.spec.template.spec.automount_service_account_token is False
+    secret = client.CoreV1Api(kube_api).read_namespaced_secret(kube_job.metadata.name,
+                                                               kube_namespace)
+    assert sorted(secret.data) == ["NBPLANE_EXECUTION_TOKEN", "NBPLANE_URL"]
+    record = server.client.get(f"{job}/executions/{execution}", params={"wait": 60}).json()
+    log = server.client.get(f"{job}/executions/{execution}/logs").text
+    assert record["status"] == "completed", log
+    assert attempts_that_succeeded(log) == {}

@@ -125,10 +125,12 @@ def test_discovers_a_jupyrest_contract_with_defaults(tmp_path: Path) -> None:
 
 def test_nbplane_keys(tmp_path: Path) -> None:
     contract = {**ANALYSIS, "engine": "reuse", "timeout": 2.5, "retries": 3,
-                "max_concurrency": 2, "kernel": "python3"}
+                "max_concurrency": 2, "kernel": "python3", "teams": ["sales", "ops"]}
     api = api_for(tmp_path, contract)
     assert api.contract == Contract.model_validate(contract)
     assert api.contract is not None and api.contract.engine == "reuse"
+    assert api.contract.teams == ["sales", "ops"]
+    assert api_for(tmp_path, ANALYSIS).contract.teams is None  # type: ignore[union-attr]
 
 
 def test_version_follows_notebook_and_contract(tmp_path: Path) -> None:
@@ -154,6 +156,10 @@ BROKEN_CONTRACTS = [
     ({**ANALYSIS, "retries": True}, "a.config.json: retries: Input should be a valid integer"),
     ({**ANALYSIS, "max_concurrency": 0}, "a.config.json: max_concurrency: Input should be"),
     ({**ANALYSIS, "kernel": ""}, "a.config.json: kernel: String should have at least 1"),
+    ({**ANALYSIS, "teams": []}, "a.config.json: teams: List should have at least 1 item"),
+    ({**ANALYSIS, "teams": "sales"}, "a.config.json: teams: Input should be a valid list"),
+    ({**ANALYSIS, "teams": ["Sales Team"]},
+     "a.config.json: teams: Value error, team 'Sales Team' must be 1-63 characters"),
     ({"input": [], "output": {}}, "a.config.json: input: Input should be a valid dictionary"),
     ({"input": {"type": "strin"}, "output": {}},
      "a.config.json: input is not a valid JSON Schema: 'strin' is not valid under any of the "
@@ -483,13 +489,52 @@ def test_model_validators_run_before_queueing(tmp_path: Path) -> None:
 def test_parameter_names_must_be_plain_identifiers(
     tmp_path: Path, name: str, problem: str
 ) -> None:
-    api = api_for(tmp_path, {"input": {"type": "object"}, "output": {}})
+    api = api_for(tmp_path, {"input": {"type": "object", "properties": {"fine": {}}},
+                             "output": {}})
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {name: 1, "fine": 2})
     (error,) = caught.value.fields["errors"]
     assert error["pointer"] == "/" + name and problem in error["message"]
     with pytest.raises(InvalidInput):
         parameters_source({name: 1}, {})
+
+
+def test_undeclared_parameters_are_refused_by_name_never_echoing_values(
+        tmp_path: Path) -> None:
+    api = api_for(tmp_path, ANALYSIS)
+    with pytest.raises(InvalidInput) as caught:
+        validate_input(api, {"customer_name": "acme", "alice_api_key": "s3cret", "zz": 1})
+    error = caught.value
+    assert error.fields["field"] == "parameters.alice_api_key"
+    assert error.fields["errors"] == [
+        {"pointer": "/alice_api_key", "message": "not declared by the input contract"},
+        {"pointer": "/zz", "message": "not declared by the input contract"}]
+    assert "s3cret" not in json.dumps(error.to_dict())
+    assert validate_input(api, {"customer_name": "acme"}) == {"customer_name": "acme"}
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "additionalProperties": True},
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    {"type": "object", "unevaluatedProperties": {"type": "string"}},
+    {"type": "object", "patternProperties": {"^extra_": {"type": "string"}}},
+    {"allOf": [{"properties": {"extra_key": {"type": "string"}}}]},
+    {"$ref": "#/$defs/in", "$defs": {"in": {"properties": {"extra_key": {}}}}},
+], ids=["additional", "additional-schema", "unevaluated", "pattern", "allOf", "ref"])
+def test_schemas_may_declare_or_allow_more_names(tmp_path: Path, schema: dict[str, Any]) -> None:
+    api = api_for(tmp_path, {"input": schema, "output": {}})
+    assert validate_input(api, {"extra_key": "v"}) == {"extra_key": "v"}
+    closed = api_for(tmp_path, {"input": {"type": "object", "additionalProperties": False},
+                                "output": {}})
+    with pytest.raises(InvalidInput, match="extra_key: not declared"):
+        validate_input(closed, {"extra_key": "v"})
+
+
+def test_model_parameters_are_declared(tmp_path: Path) -> None:
+    api = api_for(tmp_path, {"input": {"$ref": "nbschema://point"}, "output": {}})
+    assert validate_input(api, {"x": 1, "y": 2}) == {"x": 1, "y": 2}
+    with pytest.raises(InvalidInput, match="/z: not declared"):
+        validate_input(api, {"x": 1, "z": 2})
 
 
 @pytest.mark.parametrize("parameters", [[], "x", None, 3])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nbplane.executions.models import ExecutionStatus
-from nbplane.jobs.models import DescribeRunStep, UtcDatetime
+from nbplane.jobs.models import DescribeRunStep, RunStatus, UtcDatetime
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 """Job and team names: they become directory names, Kubernetes labels and URL segments."""
@@ -190,3 +190,59 @@ class DescribeCaller(BaseModel):
 
     def can_use(self, team: str) -> bool:
         return self.admin or team in self.teams
+
+
+class DescribeExecutionContext(BaseModel):
+    """``GET /api/v1/execution``: what a deployed job's execution runs, seen from inside it."""
+
+    id: str
+    team: str
+    job: str
+    version: str
+    arguments: dict[str, Any]
+    db_url: str | None = Field(
+        default=None,
+        description="The database for a job that names none and whose team has no default "
+        "database connection (NBPLANE_DB_URL of the server, else the team's own SQLite file).",
+    )
+
+
+class CreateRun(BaseModel):
+    """Body of ``POST /api/v1/execution/runs``: the run record a deployed job starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_dir: str = Field(max_length=1024)
+    job_name: str = Field(max_length=255)
+    job_team: str | None = Field(default=None, max_length=255)
+    arguments: dict[str, Any]
+    db_url: str = Field(max_length=1024)
+    resumed: bool
+    plan: list[str]
+
+
+class FinishRun(BaseModel):
+    """Body of ``POST /api/v1/execution/runs/{run_id}/finish``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RunStatus
+    error: dict[str, Any] | None = None
+    notebooks: dict[str, str] = Field(default_factory=dict)
+
+
+class AppendLog(BaseModel):
+    """Body of ``POST /api/v1/execution/log``: output to add to the execution's log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=1_000_000)
+
+
+class FinishJobExecution(BaseModel):
+    """Body of ``POST /api/v1/execution/finish``: how the job's own process says it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal[ExecutionStatus.COMPLETED, ExecutionStatus.FAILED]
+    reason: str | None = Field(default=None, max_length=10_000)

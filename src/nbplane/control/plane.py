@@ -23,12 +23,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nbplane.control.context import new_execution_token
 from nbplane.control.executors import JobExecutor, executor_named
 from nbplane.control.models import DescribeDeployment
 from nbplane.control.schedule import next_fire
 from nbplane.control.service import ControlService
 from nbplane.errors import NbplaneError
 from nbplane.executions.models import ExecutionStatus
+from nbplane.store.tokens import token_hash
 
 log = logging.getLogger("nbplane.control")
 
@@ -154,8 +156,15 @@ class ControlPlane:
         if not claimed:
             return  # another replica started it
         executor = self.executor(row["executor"])
+        if not self.service.server_url:
+            await self._finish(
+                row, ExecutionStatus.FAILED, "could not start: NBPLANE_JOB_SERVER_URL is not set"
+            )
+            return
+        token = new_execution_token()
+        await asyncio.to_thread(self.control.set_token, row["id"], token_hash(token))
         try:
-            state = await executor.start(executor.ticket(row))
+            state = await executor.start(executor.ticket(row, self.service.server_url, token))
         except NbplaneError as exc:
             await self._finish(row, ExecutionStatus.FAILED, f"could not start: {exc.message}")
             return

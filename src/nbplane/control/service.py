@@ -26,7 +26,7 @@ from nbplane.control.models import (
 )
 from nbplane.control.schedule import next_fire, zone
 from nbplane.errors import Conflict, InvalidInput, NotFound
-from nbplane.jobs.secrets import SecretBox
+from nbplane.jobs.backend import StoreJobState
 from nbplane.settings import Settings
 from nbplane.store import Store
 
@@ -36,9 +36,14 @@ def now() -> datetime:
 
 
 class ControlService:
-    def __init__(self, store: Store, settings: Settings, executor: str) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, executor: str, server_url: str | None = None
+    ) -> None:
         self.store, self.settings, self.executor = store, settings, executor
+        self.server_url = settings.job_server_url or settings.session_public_url or server_url
+        """Where deployed jobs reach this server (their only channel to nbplane)."""
         self.control = store.control
+        self.state = StoreJobState(store, settings)
         self.on_change: list[Any] = []
         """Callbacks run after a deployment or execution changes (wake the scheduler, monitor)."""
 
@@ -263,32 +268,28 @@ class ControlService:
     # properties and secrets (the same records `job_input` reads)
     def properties(self, caller: DescribeCaller, team: str, job: str) -> dict[str, Any]:
         self._job_id(caller, team, job)
-        return self.store.get_properties(f"{team}/{job}")
+        return self.state.get_properties(f"{team}/{job}")
 
     def set_properties(
         self, caller: DescribeCaller, team: str, job: str, values: dict[str, Any]
     ) -> dict[str, Any]:
         current = self.properties(caller, team, job)
         merged = _merge(current, values)
-        self.store.set_properties(f"{team}/{job}", merged)
+        self.state.set_properties(f"{team}/{job}", merged)
         return merged
 
     def secrets(self, caller: DescribeCaller, team: str, job: str) -> DescribeSecrets:
         self._job_id(caller, team, job)
-        return DescribeSecrets(names=sorted(self._secrets(f"{team}/{job}")))
+        return DescribeSecrets(names=sorted(self.state.get_secrets(f"{team}/{job}")))
 
     def set_secrets(
         self, caller: DescribeCaller, team: str, job: str, values: dict[str, Any]
     ) -> DescribeSecrets:
         self._job_id(caller, team, job)
         key = f"{team}/{job}"
-        merged = _merge(self._secrets(key), values)
-        self.store.set_secrets_blob(key, SecretBox(self.settings).seal(merged))
+        merged = _merge(self.state.get_secrets(key), values)
+        self.state.set_secrets(key, merged)
         return DescribeSecrets(names=sorted(merged))
-
-    def _secrets(self, key: str) -> dict[str, Any]:
-        blob = self.store.get_secrets_blob(key)
-        return SecretBox(self.settings).open(blob) if blob else {}
 
 
 def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -162,14 +162,19 @@ class Kernel:
         *,
         store_history: bool = True,
         together: bool = False,
+        then: str | None = None,
     ) -> bool:
         """Run ``cells`` of ``run.notebook`` in order, stopping at the first error.
 
         ``together`` sends them as one execute request when the kernel can (see
         :mod:`nbplane.engines._incell`): same outputs, about 3 ms less per cell; those cells do
         not enter IPython's history (``store_history`` applies to cells sent one by one).
+        ``then``: an expression of the engine's own housekeeping, evaluated after the cells
+        whether they failed or not (as a user expression of the last request when it can be,
+        which costs no extra round trip; else as a silent request of its own).
         Returns whether the kernel can take more work: False after a timeout, a cancel (the
-        kernel was interrupted and must be killed) or its death, which are recorded in ``run``.
+        kernel was interrupted and must be killed) or its death, which are recorded in ``run``,
+        and when ``then`` raised.
         """
         metadata = run.notebook["metadata"]
         if "language_info" in self.info:
@@ -178,18 +183,23 @@ class Kernel:
             run.stopped(stopper.reason, None)
             return False
         if not cells:
-            return True
+            return then is None or await self.run_quietly(then, stopper)
         if together and self.can_run_together(run, cells):
-            work = asyncio.ensure_future(self._run_together(run, cells))
+            work = asyncio.ensure_future(self._run_together(run, cells, then))
         else:
-            work = asyncio.ensure_future(self._run_cells(run, cells, store_history))
+            work = asyncio.ensure_future(self._run_cells(run, cells, store_history, then))
         exited = self.process.exited
         try:
             await asyncio.wait((work, stopper.future, exited), return_when=asyncio.FIRST_COMPLETED)
             cell = run.current_cell
             if work.done():
                 if not work.cancelled() and work.exception() is None:
-                    return True
+                    evaluated = work.result()
+                    if then is None:
+                        return True
+                    if evaluated is None:  # a cell's request failed before it got there
+                        return await self.run_quietly(then, stopper)
+                    return evaluated
                 if not self._disposed and not exited.done():
                     work.result()  # raises: a bug of ours, not the user's
 
@@ -221,8 +231,11 @@ class Kernel:
         sources = (cell_source(run.notebook["cells"][index]) for index in cells)
         return not any("await" in source or "async" in source for source in sources)
 
-    async def _run_cells(self, run: Run, cells: list[int], store_history: bool) -> None:
-        """One execute request per cell, the next one sent when the previous one replied."""
+    async def _run_cells(
+        self, run: Run, cells: list[int], store_history: bool, then: str | None
+    ) -> bool | None:
+        """One execute request per cell, the next one sent when the previous one replied;
+        ``then`` goes with the last one. Returns how ``then`` went (None: not evaluated)."""
         client, session = self.client, self.client.session
         iopub, shell = client.iopub_channel.socket, client.shell_channel.socket
         assert iopub is not None and shell is not None
@@ -231,7 +244,10 @@ class Kernel:
             cell = notebook_cells[index]
             run.current_cell = index
             msg_id = client.execute(
-                cell_source(cell), store_history=store_history, allow_stdin=False
+                cell_source(cell),
+                store_history=store_history,
+                allow_stdin=False,
+                user_expressions=_expressions(then) if index == cells[-1] else None,
             )
             sink = _CellOutputs(run, cell)
             while True:  # IOPub up to the idle status, which follows every output of the cell
@@ -252,13 +268,14 @@ class Kernel:
             status = content.get("status")
             if status == "error":
                 run.fail_exception(index, content)
-                return
+                return None
             if status == "aborted":
                 run.fail("exception", "the kernel aborted the cell", index)
-                return
+                return None
         run.current_cell = None
+        return _evaluated(content, then)
 
-    async def _run_together(self, run: Run, cells: list[int]) -> None:
+    async def _run_together(self, run: Run, cells: list[int], then: str | None) -> bool | None:
         """All ``cells`` in one execute request; markers between cells split the outputs.
 
         The injected parameters cell, when it comes first, gets no marker unless it fails: it
@@ -275,7 +292,9 @@ class Kernel:
             f"__import__({INCELL_MODULE!r}, fromlist=['_'])"
             f".run_cells({sources!r}, quiet_first={quiet_first})"
         )
-        msg_id = client.execute(code, store_history=False, allow_stdin=False)
+        msg_id = client.execute(
+            code, store_history=False, allow_stdin=False, user_expressions=_expressions(then)
+        )
         position = 1 if quiet_first else 0
         run.current_cell = cells[position]
         sink = _CellOutputs(run, notebook_cells[cells[position]])
@@ -309,12 +328,43 @@ class Kernel:
                 break
         if content.get("status") != "ok":  # the driver itself raised (an interrupt between cells)
             run.fail_exception(run.current_cell or cells[position], content)
-            return
+            return None
         if failed is not None:
             error = sink.last_error or {"ename": "Error", "evalue": "the cell failed"}
             run.fail_exception(failed, error)
-            return
-        run.current_cell = None
+        else:
+            run.current_cell = None
+        return _evaluated(content, then)
+
+    async def run_quietly(self, code: str, stopper: Stopper) -> bool:
+        """Run ``code`` as a silent request (no outputs, no history, no execution count): the
+        engine's own housekeeping. True when it ran without error; False when it raised, the
+        kernel died, or ``stopper`` fired first (the kernel is then in an unknown state)."""
+        if not self.alive or stopper.reason is not None:
+            return False
+        client = self.client
+        shell = client.shell_channel.socket
+        assert shell is not None
+        msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+
+        async def reply() -> dict[str, Any]:
+            while True:  # IOPub's busy and idle for it are skipped by the next run's filter
+                _, parent, content = await receive(shell, client.session)
+                if parent == msg_id:
+                    return content
+
+        work = asyncio.ensure_future(reply())
+        try:
+            await asyncio.wait(
+                (work, stopper.future, self.process.exited), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.wait((work,))
+        if work.cancelled() or work.exception() is not None:
+            return False
+        return work.result().get("status") == "ok"
 
     async def dispose(self) -> None:
         """Close the client's sockets and kill the kernel."""
@@ -348,6 +398,18 @@ async def receive(
             log.warning("dropped a kernel message: %s", exc)
             continue
         return header["msg_type"], parent.get("msg_id"), content
+
+
+def _expressions(then: str | None) -> dict[str, str] | None:
+    return {"then": then} if then is not None else None
+
+
+def _evaluated(reply: dict[str, Any], then: str | None) -> bool | None:
+    """Whether the ``then`` expression sent with a request evaluated without error; None when
+    there was none or the request failed first (the kernel then evaluates no expression)."""
+    if then is None or reply.get("status") != "ok":
+        return None
+    return bool((reply.get("user_expressions") or {}).get("then", {}).get("status") == "ok")
 
 
 class _CellOutputs:

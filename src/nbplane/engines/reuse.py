@@ -6,26 +6,26 @@ model loading, the ``parameters`` cell with its defaults). A request then runs o
 parameters cell and the cells after it, in one of those kernels, one request at a time per kernel.
 The setup cells' outputs in the executed notebook are the ones from that first run.
 
-What persists between requests on the same warm kernel — the price of the speed:
-
-- the namespace built by the setup cells, *and whatever the request cells assign*: a request
-  cell that reassigns or mutates a name (``model = ...``, ``cache.append(x)``) changes it for every
-  later request on that kernel; the parameters cell rebinds the parameters each time, but a name
-  a request cell creates is still there for the next request;
-- everything else in the process: imported modules, open files and connections, environment
-  variables, the working directory, threads, memory.
+Every request starts from the state the setup cells left: after each request, whether it
+completed or raised, the kernel's namespace is put back as it was (see
+:mod:`nbplane.engines._baseline`): names the request added go, names it rebound (a parameter, a
+shadowed builtin such as ``len = 0``) get their setup value again, and IPython's output caches
+and last exception are reset. A kernel whose state cannot be put back is discarded. What does
+persist between requests on the same warm kernel — the price of the speed — is what the
+notebook's own cells do to objects in place (``cache.append(x)`` on a list the setup made) and
+to the process: imported modules, open files and connections, environment variables, the
+working directory, threads, memory. Use the isolated engine when that matters.
 
 The request cells go to the kernel as one execute request (see :mod:`nbplane.engines._incell`),
-which also keeps them out of IPython's history: ``In``, ``Out``, ``_`` and the execution counter
-stay as the setup cells left them. Cells with a top-level ``await``, or kernels that cannot
-import nbplane, get one request per cell instead, stored in the history like notebook cells (so
-``In``/``Out`` grow with every request there). Use the isolated engine when executions must not
-see each other.
+which keeps them out of IPython's history. Cells with a top-level ``await``, or kernels that
+cannot import nbplane, get one request per cell instead, entered in the history like notebook
+cells (IPython reads a trailing ``;`` from there); putting the state back empties ``In`` and
+``Out`` of them again, and only the execution counter keeps counting.
 
 A warm kernel is discarded, and rebuilt by the next request, when it dies, when a request on it
-times out or is cancelled (it was interrupted mid-cell, so its state is unknown), when a setup
-cell fails, or when the notebook's setup cells change under the same key. An exception in a
-request cell keeps the kernel (whatever the cell changed before raising stays, as above).
+times out or is cancelled (it was interrupted mid-cell, so its state is unknown), when its state
+cannot be put back, when a setup cell fails, or when the notebook's setup cells change under the
+same key.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from nbplane.engines._baseline import MODULE as BASELINE_MODULE
 from nbplane.engines.base import (
     Engine,
     ExecutionRequest,
@@ -50,6 +52,18 @@ from nbplane.engines.base import (
 from nbplane.engines.kernels import Kernel, KernelProvider
 
 log = logging.getLogger(__name__)
+
+_BASELINE_SOURCE = (Path(__file__).parent / "_baseline.py").read_text(encoding="utf-8")
+KEEP_STATE = (
+    f"exec(compile({_BASELINE_SOURCE!r}, '<nbplane baseline>', 'exec'), "
+    f"__import__('sys').modules.setdefault({BASELINE_MODULE!r}, "
+    f"__import__('types').ModuleType({BASELINE_MODULE!r})).__dict__)\n"
+    f"__import__({BASELINE_MODULE!r}).keep()\n"
+)
+"""Run once after the setup cells: remembers the state every request starts from."""
+RESTORE_STATE = f"__import__({BASELINE_MODULE!r}).restore()"
+"""Evaluated after every request's cells (a parameter cannot shadow ``__import__``: names
+starting with ``__`` are refused); if it fails, the kernel is discarded."""
 
 
 @dataclass
@@ -187,7 +201,9 @@ class ReuseEngine(Engine):
                 for index, cell in enumerate(warm.setup_cells):
                     cells[index] = dict(cell)
             request_cells = run.code_cells(run.parameters_cell)
-            keep = await warm.kernel.run(run, request_cells, stopper, together=True)
+            keep = await warm.kernel.run(
+                run, request_cells, stopper, together=True, then=RESTORE_STATE
+            )
         finally:
             state.busy -= 1
             if holds_slot:
@@ -228,6 +244,12 @@ class ReuseEngine(Engine):
         try:
             kernel = await stopper.guard(self.provider.start_kernel(request.kernel_name))
             usable = await kernel.run(setup, setup.code_cells(0, setup.parameters_cell), stopper)
+            if usable and not setup.failed and not await kernel.run_quietly(KEEP_STATE, stopper):
+                setup.fail(
+                    "unsupported_kernel",
+                    "the reuse engine could not keep the kernel's state after the setup cells "
+                    "(it needs an IPython kernel)",
+                )
             if usable and not setup.failed:
                 snapshot = [dict(cell) for cell in setup.notebook["cells"][: setup.parameters_cell]]
                 return WarmKernel(kernel, snapshot), setup

@@ -57,7 +57,15 @@ class DescribeExecution(BaseModel):
     finished_at: UtcDatetime | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
-    created_by: str | None = None
+    created_by: str | None = Field(
+        default=None,
+        description="The user who submitted it (its owner: only they and admins see it).",
+    )
+    team: str | None = Field(
+        default=None,
+        description="The submitter's team the notebook API was called for (the first of their "
+        "teams the API is open to), or null.",
+    )
 
     @property
     def duration(self) -> float | None:
@@ -71,6 +79,11 @@ class ListExecutionsQuery(BaseModel):
 
     notebook: str | None = None
     status: ExecutionStatus | None = None
+    owner: str | None = Field(
+        None,
+        description="Admins: only this user's executions. Everyone else always sees only their "
+        "own, whatever this says.",
+    )
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0)
 

@@ -25,7 +25,6 @@ from nbplane.errors import NbplaneError
 from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.models import DescribeExecution, ExecutionStatus
 from nbplane.notebooks.contracts import prepare, validate_output
-from nbplane.notebooks.reader import cell_source
 from nbplane.settings import get_settings
 from nbplane.store import Store
 
@@ -253,14 +252,9 @@ class Worker:
             self.wake()
 
     async def _run(self, record: DescribeExecution, cancel: asyncio.Event) -> dict[str, Any]:
-        api = self.catalog.usable(record.notebook)
+        api = self.catalog.usable(record.notebook, None)
         assert api.contract is not None
         source, inject_after = prepare(api, record.parameters)
-        if record.engine == "reuse" and inject_after >= 0:
-            # Rebind the parameters cell's defaults first, so a parameter one request leaves
-            # out does not keep the value an earlier request gave it on the warm kernel.
-            defaults = cell_source(api.notebook["cells"][inject_after])
-            source = f"{defaults}\n{source}"
         engine = await self.engines.get(record.engine)
         outcome = await engine.execute(
             ExecutionRequest(

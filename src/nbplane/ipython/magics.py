@@ -38,6 +38,7 @@ class JobMagics(Magics):
 
     def bind(self, line: str) -> JobInput:
         from nbplane.cli.job import parse_arguments
+        from nbplane.jobs.backend import StoreJobState, job_database
         from nbplane.store import open_store
 
         args = _parse(self.job, line)
@@ -46,12 +47,13 @@ class JobMagics(Magics):
             raise NbplaneError(f"{directory} is not a directory", field="path")
         settings = get_settings()
         job = Job(directory=directory, config=load_config(directory), steps=(), notebooks={})
-        db_url = args.db or job.config.db_url or settings.default_db_url
+        state = StoreJobState(open_store(settings.resolved_store_url), settings)
+        db_url = job_database(args.db, job, state, settings)
         if self.job_input is not None:
             self.job_input.close()
         self.job_input = JobInput(
             job,
-            store=open_store(settings.resolved_store_url),
+            state=state,
             settings=settings,
             db_url=db_url,
             arguments=parse_arguments(args.arguments),

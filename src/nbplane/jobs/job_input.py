@@ -1,4 +1,5 @@
-"""``job_input``: VDK's IJobInput method names, backed by SQLAlchemy and nbplane's store."""
+"""``job_input``: VDK's IJobInput method names, backed by SQLAlchemy and the job's state
+(nbplane's database on a user's machine, the server's execution API in a deployed job)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import ConfigError, QueryError
+from nbplane.jobs.backend import JobState, find_connection
 from nbplane.jobs.definition import Job
 from nbplane.jobs.ingestion import Ingester
-from nbplane.jobs.secrets import SecretBox
+from nbplane.jobs.models import DescribeGrantedConnection
 from nbplane.jobs.sql import QueryResult, Statement, split_statements, substitute
 from nbplane.settings import Settings
-from nbplane.store import Store
 
 TemplateRunner = Callable[[Path, dict[str, Any]], Any]
 
@@ -41,7 +42,7 @@ class JobInput:
         self,
         job: Job,
         *,
-        store: Store,
+        state: JobState,
         settings: Settings,
         db_url: str,
         arguments: dict[str, Any] | None = None,
@@ -49,8 +50,7 @@ class JobInput:
         template_runner: TemplateRunner | None = None,
     ) -> None:
         self._job = job
-        self._store = store
-        self._settings = settings
+        self._state = state
         self._arguments = dict(arguments or {})
         self.db_url = db_url
         self._engine = open_database(db_url)
@@ -61,6 +61,8 @@ class JobInput:
         self._temp_dir: Path | None = None
         self._secrets: dict[str, Any] | None = None
         self._properties: dict[str, Any] | None = None
+        self._connections: list[DescribeGrantedConnection] | None = None
+        self._engines: dict[str, Engine] = {}
         self.skip_requested = False
 
     def __repr__(self) -> str:
@@ -97,9 +99,27 @@ class JobInput:
                 f"{type(reason).__name__}: {reason}".strip(), statement=sql, line=statement.line
             ) from None
 
-    def get_managed_connection(self) -> Any:
-        """A PEP 249 connection to the job's database (returned to the pool when closed)."""
-        return self._engine.raw_connection()
+    def get_managed_connection(self, name: str | None = None) -> Any:
+        """A PEP 249 connection to the job's database (returned to the pool when closed), or to
+        the database connection ``name`` granted to the job's team."""
+        if name is None:
+            return self._engine.raw_connection()
+        connection = self.get_connection(name)
+        if "url" not in connection:
+            raise ConfigError(
+                f"connection {name!r} is not a database connection: it has no url",
+                field="connection",
+            )
+        if name not in self._engines:
+            self._engines[name] = open_database(connection["url"])
+        return self._engines[name].raw_connection()
+
+    def get_connection(self, name: str) -> dict[str, str]:
+        """The fields of connection ``name`` granted to the job's team (e.g. url, bucket, key);
+        its values are redacted from the step's output like secrets."""
+        if self._connections is None:
+            self._connections = self._state.connections(self._job.config.team)
+        return dict(find_connection(self._connections, name).values)
 
     def substitution_values(self) -> dict[str, Any]:
         """What ``{name}`` may refer to; arguments win over execution properties and properties."""
@@ -111,12 +131,12 @@ class JobInput:
 
     def get_all_properties(self) -> dict[str, Any]:
         if self._properties is None:
-            self._properties = self._store.get_properties(self._job.config.key)
+            self._properties = self._state.get_properties(self._job.config.key)
         return dict(self._properties)
 
     def set_all_properties(self, properties: dict[str, Any]) -> None:
         _check_mapping(properties, "set_all_properties")
-        self._store.set_properties(self._job.config.key, properties)
+        self._state.set_properties(self._job.config.key, properties)
         self._properties = dict(properties)
 
     def get_secret(self, name: str, default_value: Any = None) -> Any:
@@ -124,18 +144,21 @@ class JobInput:
 
     def get_all_secrets(self) -> dict[str, Any]:
         if self._secrets is None:
-            blob = self._store.get_secrets_blob(self._job.config.key)
-            self._secrets = SecretBox(self._settings).open(blob) if blob else {}
+            self._secrets = self._state.get_secrets(self._job.config.key)
         return dict(self._secrets)
 
     def set_all_secrets(self, secrets: dict[str, Any]) -> None:
         _check_mapping(secrets, "set_all_secrets")
-        self._store.set_secrets_blob(self._job.config.key, SecretBox(self._settings).seal(secrets))
+        self._state.set_secrets(self._job.config.key, secrets)
         self._secrets = dict(secrets)
 
     def secret_values(self) -> list[str]:
-        """Secret values loaded so far, so output can be redacted without decrypting early."""
-        return [str(v) for v in (self._secrets or {}).values() if len(str(v)) >= 3]
+        """Secret and connection values loaded so far, so output can be redacted without
+        fetching them early."""
+        values = [str(v) for v in (self._secrets or {}).values()]
+        for connection in self._connections or []:
+            values += connection.secret_values()
+        return [value for value in values if len(value) >= 3]
 
     # arguments and job facts
     def get_arguments(self) -> dict[str, Any]:
@@ -217,6 +240,8 @@ class JobInput:
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._engine.dispose()
+            for engine in self._engines.values():
+                engine.dispose()
 
 
 def _check_mapping(value: Any, method: str) -> None:

@@ -77,3 +77,35 @@ class DescribeRun(BaseModel):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class DescribeGrantedConnection(BaseModel):
+    """A connection granted to the job's team, with its values: what ``job_input`` hands a step."""
+
+    name: str
+    kind: str
+    values: dict[str, str]
+
+    def secret_values(self) -> list[str]:
+        """What must never show in output: every value but the few that locate a resource
+        (bucket, region, endpoint), and of a URL its password."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        found = []
+        for key, value in self.values.items():
+            if key in PUBLIC_CONNECTION_KEYS:
+                continue
+            if key == "url":
+                try:
+                    password = make_url(value).password
+                except ArgumentError:
+                    password = value
+                if password:
+                    found.append(str(password))
+                continue
+            found.append(value)
+        return found
+
+
+PUBLIC_CONNECTION_KEYS = frozenset({"bucket", "region", "endpoint_url"})

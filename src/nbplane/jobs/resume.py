@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbplane.jobs.backend import RunRecords
 from nbplane.jobs.definition import Job, Step, StepKind
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, StepStatus
-from nbplane.store import Store
 
 
 @dataclass
@@ -36,7 +36,7 @@ def chain_hashes(job: Job, arguments: dict[str, Any]) -> list[str]:
 
 
 def plan_run(
-    job: Job, store: Store, arguments: dict[str, Any], *, resume: bool, from_step: str | None
+    job: Job, store: RunRecords, arguments: dict[str, Any], *, resume: bool, from_step: str | None
 ) -> RunPlan:
     plan = RunPlan(chains=chain_hashes(job, arguments))
     if not resume and from_step is None:

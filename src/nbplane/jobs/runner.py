@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from nbplane.dburl import redact_url
-from nbplane.errors import NbplaneError, QueryError, StepFailed
+from nbplane.errors import ConfigError, NbplaneError, QueryError, StepFailed
+from nbplane.jobs.backend import JobState, RunRecords, StoreJobState, job_database
 from nbplane.jobs.capture import OutputCollector, plain_text
 from nbplane.jobs.checkpoints import (
     changed_names,
@@ -66,10 +67,13 @@ def run_job(
     from_step: str | None = None,
     reporter: Reporter | None = None,
     settings: Settings | None = None,
-    store: Store | None = None,
+    store: RunRecords | None = None,
+    state: JobState | None = None,
     deployed: DeployedIdentity | None = None,
 ) -> DescribeRun:
-    """Run the job in ``directory``; returns its record, which always has a final status."""
+    """Run the job in ``directory``; returns its record, which always has a final status.
+    Records and state default to nbplane's database (``NBPLANE_STORE_URL``); a deployed
+    execution passes the server's execution API for both."""
     settings = settings or get_settings()
     job = load_job(directory)
     if deployed is not None:  # properties and secrets are the deployed job's
@@ -77,15 +81,29 @@ def run_job(
         job = replace(job, config=config)
     arguments = dict(arguments or {})
     execution_id = deployed.execution_id if deployed else None
+    opened = None
     if store is None:
-        store = open_store(settings.resolved_store_url)
-        try:
-            return _run(
-                job, store, arguments, db_url, resume, from_step, reporter, settings, execution_id
-            )
-        finally:
-            store.close()
-    return _run(job, store, arguments, db_url, resume, from_step, reporter, settings, execution_id)
+        store = opened = open_store(settings.resolved_store_url)
+    try:
+        if state is None:
+            if not isinstance(store, Store):
+                raise ConfigError("run records outside nbplane's database need a job state")
+            state = StoreJobState(store, settings)
+        return _run(
+            job,
+            store,
+            state,
+            arguments,
+            db_url,
+            resume,
+            from_step,
+            reporter,
+            settings,
+            execution_id,
+        )
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,8 @@ class DeployedIdentity:
 
 def _run(
     job: Job,
-    store: Store,
+    store: RunRecords,
+    state: JobState,
     arguments: dict[str, Any],
     db_url: str | None,
     resume: bool,
@@ -109,7 +128,7 @@ def _run(
     execution_id: str | None = None,
 ) -> DescribeRun:
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
-    target_db = db_url or job.config.db_url or settings.default_db_url
+    target_db = job_database(db_url, job, state, settings)
     run = store.create_run(
         job_dir=str(job.directory),
         job_name=job.name,
@@ -125,6 +144,7 @@ def _run(
         run,
         plan,
         store=store,
+        state=state,
         settings=settings,
         db_url=target_db,
         arguments=arguments,
@@ -143,7 +163,8 @@ class JobExecution:
         run: DescribeRun,
         plan: RunPlan,
         *,
-        store: Store,
+        store: RunRecords,
+        state: JobState,
         settings: Settings,
         db_url: str,
         arguments: dict[str, Any],
@@ -152,7 +173,7 @@ class JobExecution:
     ) -> None:
         self.job, self.run, self.plan = job, run, plan
         self.execution_id = execution_id or f"{job.name}-run-{run.id}"
-        self.store, self.settings, self.db_url = store, settings, db_url
+        self.store, self.state, self.settings, self.db_url = store, state, settings, db_url
         self.arguments, self.reporter = arguments, reporter
         self.records: dict[int, DescribeRunStep] = {}
         self.shells: dict[str, StepShell] = {}
@@ -166,7 +187,7 @@ class JobExecution:
             with _inside(self.job.directory):
                 self.job_input = JobInput(
                     self.job,
-                    store=self.store,
+                    state=self.state,
                     settings=self.settings,
                     db_url=self.db_url,
                     arguments=self.arguments,
@@ -344,6 +365,7 @@ class JobExecution:
             reporter=self.reporter,
             settings=self.settings,
             store=self.store,
+            state=self.state,
         )
         if run.status != RunStatus.SUCCEEDED:
             message = (run.error or {}).get("message", run.status)

@@ -1,8 +1,9 @@
 """Notebook APIs: every ``<name>.ipynb`` with a ``<name>.config.json`` contract beside it.
 
 The contract is jupyrest's format, ``{"input": <JSON Schema>, "output": <JSON Schema>}``, plus
-optional nbplane keys (engine, timeout, retries, max_concurrency, kernel). Parameters are checked
-against the input schema (every problem reported with its JSON pointer), reach the kernel as
+optional nbplane keys (engine, timeout, retries, max_concurrency, kernel, teams). Parameters are
+checked against the input schema (every problem reported with its JSON pointer; a name the schema
+does not declare is refused unless it allows more), reach the kernel as
 JSON data decoded there (never as code built from names or values), and the saved output is
 checked against the output schema.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +23,10 @@ from typing import Any, Literal, cast
 
 import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
 import referencing.exceptions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from nbplane.control.models import check_name
 from nbplane.errors import ConfigError, ContractError, InvalidInput, InvalidOutput, NbplaneError
 from nbplane.notebooks import nbschema
 from nbplane.notebooks.nbschema import ModelRegistry, escape_pointer
@@ -69,6 +72,19 @@ class Contract(BaseModel):
         None, ge=1, description="Executions of this notebook at once per worker; null: no limit."
     )
     kernel: str = Field("python3", min_length=1, description="Kernelspec name to run it on.")
+    teams: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Only members of these teams (and admins) see and call this API; to "
+        "everyone else it does not exist. Absent: every signed-in user.",
+    )
+
+    @field_validator("teams")
+    @classmethod
+    def _teams(cls, value: list[str] | None) -> list[str] | None:
+        for team in value or []:
+            check_name(team, "team")
+        return value
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,74 @@ class _Checks:
     input: jsonschema.protocols.Validator
     output: jsonschema.protocols.Validator
     models: dict[str, type[BaseModel]]
+    declared: _Declared
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """The parameter names an input schema declares (``properties``, ``patternProperties``, in
+    it or in its ``allOf``/``anyOf``/``oneOf`` parts), and whether it explicitly allows others
+    (``additionalProperties`` or ``unevaluatedProperties`` present and not false)."""
+
+    names: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+    open: bool
+
+    @classmethod
+    def of(cls, schema: dict[str, Any]) -> _Declared:
+        names: set[str] = set()
+        patterns: list[re.Pattern[str]] = []
+        open_ = False
+        seen: set[int] = set()
+        todo: list[Any] = [schema]
+        while todo:
+            node = todo.pop()
+            if not isinstance(node, dict) or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node.get("properties"), dict):
+                names.update(node["properties"])
+            for pattern in node.get("patternProperties") or {}:
+                try:
+                    patterns.append(re.compile(pattern))
+                except re.error:
+                    continue  # a pattern Python cannot read declares nothing here
+            for key in ("additionalProperties", "unevaluatedProperties"):
+                open_ = open_ or (key in node and node[key] is not False)
+            for key in ("allOf", "anyOf", "oneOf"):
+                if isinstance(node.get(key), list):
+                    todo.extend(node[key])
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/"):
+                todo.append(_local(schema, ref))
+        return cls(frozenset(names), tuple(patterns), open_)
+
+    def undeclared(self, parameters: Iterable[object]) -> list[str]:
+        """The names among ``parameters`` not declared (names that are not strings aside:
+        :func:`check_parameter_names` refuses those)."""
+        if self.open:
+            return []
+        return [
+            name
+            for name in parameters
+            if isinstance(name, str)
+            and name not in self.names
+            and not any(pattern.search(name) for pattern in self.patterns)
+        ]
+
+
+def _local(schema: dict[str, Any], ref: str) -> Any:
+    """The node a local ``$ref`` (``#/...``) points at, or None."""
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
 
 
 @dataclass(frozen=True)
@@ -164,7 +248,10 @@ def load_api(directory: Path, name: str, registry: ModelRegistry) -> NotebookApi
         aliases = sorted(used_in | used_out)
         targets = {alias: registry.target(alias) for alias in aliases}
         checks = _Checks(
-            input_validator, output_validator, {alias: registry.get(alias) for alias in aliases}
+            input_validator,
+            output_validator,
+            {alias: registry.get(alias) for alias in aliases},
+            _Declared.of(input_schema),
         )
     except OSError as exc:
         problems.append(f"{contract_path.name}: cannot read the contract ({exc})")
@@ -274,17 +361,8 @@ def _dangling_ref(schema: dict[str, Any]) -> str | None:
     if any(ref == "$id" for ref in _keys(schema, skip_root=True)):
         return None
     for path, ref in nbschema.iter_refs(schema):
-        if not ref.startswith("#/"):
-            continue
-        node: Any = schema
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return f"$ref {ref!r} at {path or '/'} points nowhere"
+        if ref.startswith("#/") and _local(schema, ref) is None:
+            return f"$ref {ref!r} at {path or '/'} points nowhere"
     return None
 
 
@@ -380,6 +458,25 @@ def validate_input(api: NotebookApi, parameters: Any) -> dict[str, Any]:
             field="parameters",
         )
     errors = check_parameter_names(parameters)
+    named = {error["pointer"] for error in errors}
+    undeclared = [
+        name
+        for name in checks.declared.undeclared(parameters)
+        if "/" + escape_pointer(name) not in named
+    ]
+    if undeclared:
+        # Refused before the values are checked: a name the contract does not declare would
+        # otherwise reach the notebook's namespace (and a warm kernel's next caller).
+        errors += [
+            {"pointer": "/" + escape_pointer(name), "message": "not declared by the input contract"}
+            for name in undeclared
+        ]
+        raise InvalidInput(
+            f"invalid parameters: {_summary(errors)}",
+            errors=errors,
+            notebook=api.name,
+            field=f"parameters.{undeclared[0]}",
+        )
     errors += _schema_errors(api, checks.input, parameters)
     if not errors:
         errors += _model_errors(api, checks, parameters)

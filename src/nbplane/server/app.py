@@ -12,13 +12,23 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nbplane import __version__
+from nbplane.control.context import ExecutionContextService
 from nbplane.control.plane import ControlPlane
 from nbplane.control.service import ControlService
 from nbplane.executions.catalog import ApiCatalog
 from nbplane.executions.service import ExecutionService
 from nbplane.executions.worker import Worker
 from nbplane.server import errors
-from nbplane.server.routes import auth, connections, executions, jobs, jupyrest, sessions, web
+from nbplane.server.routes import (
+    auth,
+    connections,
+    execution,
+    executions,
+    jobs,
+    jupyrest,
+    sessions,
+    web,
+)
 from nbplane.sessions.launchers import launcher_named
 from nbplane.sessions.plane import SessionPlane
 from nbplane.sessions.service import SessionService
@@ -59,7 +69,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.token_cache = {}
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
-        app.state.control = ControlService(store, settings, settings.job_executor)
+        app.state.control = ControlService(
+            store, settings, settings.job_executor, config.public_url
+        )
+        app.state.execution_context = ExecutionContextService(store, settings)
         app.state.sessions = SessionService(
             store,
             settings,
@@ -101,6 +114,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(executions.router, tags=["executions"])
     app.include_router(jobs.router, tags=["jobs"])
+    app.include_router(execution.router, tags=["execution"])
     app.include_router(auth.router, tags=["auth"])
     app.include_router(jupyrest.router)
     app.include_router(sessions.router, tags=["sessions"])
@@ -111,7 +125,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with a path per notebook showing its own input and output."""
+    """The OpenAPI document, with a path per notebook open to everyone showing its own input
+    and output."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -119,8 +134,8 @@ def notebook_openapi(app: FastAPI) -> dict[str, Any]:
     )
     service: ExecutionService | None = getattr(app.state, "service", None)
     for api in service.catalog.all() if service else []:
-        if api.broken:
-            continue
+        if api.broken or api.contract is None or api.contract.teams:
+            continue  # the document is public: a team's API is not revealed to others
         schema["paths"][f"/api/v1/notebooks/{api.name}/executions"] = {
             "post": {
                 "tags": ["notebooks"],

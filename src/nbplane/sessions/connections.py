@@ -18,9 +18,10 @@ from typing import Any
 
 from nbplane.control.models import DescribeCaller
 from nbplane.errors import NotFound
+from nbplane.jobs.backend import default_database
+from nbplane.jobs.models import DescribeGrantedConnection
 from nbplane.jobs.secrets import SecretBox
 from nbplane.sessions.models import (
-    ConnectionKind,
     CreateConnection,
     DescribeConnection,
     GrantConnection,
@@ -90,21 +91,31 @@ class ConnectionService:
             )
         return self.get(caller, name)
 
+    def granted(self, user: str, teams: list[str]) -> list[DescribeGrantedConnection]:
+        """The connections granted to this user or their teams, with their values; the default
+        ones first (a job's or a session's database is the first database among them)."""
+        rows = self.sessions.granted(user, teams)
+        rows.sort(key=lambda row: (not row["is_default"], row["name"]))
+        return [
+            DescribeGrantedConnection(
+                name=row["name"],
+                kind=row["kind"],
+                values={key: str(value) for key, value in self.box.open(row["secret"]).items()},
+            )
+            for row in rows
+        ]
+
     def environment(self, user: str, teams: list[str]) -> tuple[list[str], dict[str, str]]:
         """The names of the connections granted to this user and the variables they make."""
-        granted = self.sessions.granted(user, teams)
+        granted = self.granted(user, teams)
         variables: dict[str, str] = {}
-        database: str | None = None
-        defaults = [row for row in granted if row["is_default"]]
-        for row in defaults + [row for row in granted if not row["is_default"]]:
-            values = self.box.open(row["secret"])
-            for key, value in values.items():
-                variables[f"{PREFIX}{row['name'].upper()}_{key.upper()}"] = str(value)
-            if row["kind"] == ConnectionKind.DATABASE and database is None:
-                database = str(values["url"])
+        for connection in granted:
+            for key, value in connection.values.items():
+                variables[f"{PREFIX}{connection.name.upper()}_{key.upper()}"] = value
+        database = default_database(granted)
         if database is not None:
             variables["NBPLANE_DB_URL"] = database
-        names = [row["name"] for row in granted]
+        names = sorted(connection.name for connection in granted)
         if names:
             variables["NBPLANE_CONNECTIONS"] = ",".join(names)
         return names, variables

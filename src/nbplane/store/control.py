@@ -441,6 +441,33 @@ class ControlStore:
                 ).rowcount
             )
 
+    def set_token(self, execution_id: str, token_hash: str) -> None:
+        """The hash of the execution's own credential (see ``execution_by_token``)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(job_executions)
+                .where(job_executions.c.id == execution_id)
+                .values(token_hash=token_hash)
+            )
+
+    def execution_by_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The running execution whose credential has this hash; a credential ends with its
+        execution, so a final one is never returned."""
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    select(job_executions, jobs.c.team, jobs.c.name)
+                    .join(jobs, jobs.c.id == job_executions.c.job_id)
+                    .where(
+                        job_executions.c.token_hash == token_hash,
+                        job_executions.c.status == ExecutionStatus.RUNNING,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
     def set_executor_state(self, execution_id: str, state: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
             connection.execute(

@@ -243,6 +243,14 @@ class Store:
             DescribeRun.model_validate({**run, "steps": by_run.get(run["id"], [])}) for run in runs
         ]
 
+    def run_execution_id(self, run_id: int) -> str | None:
+        """Which job execution recorded this run (None for a run on a user's machine)."""
+        with self.engine.connect() as connection:
+            found: str | None = connection.execute(
+                select(job_runs.c.execution_id).where(job_runs.c.id == run_id)
+            ).scalar()
+        return found
+
     def run_notebooks(self, run_id: int) -> dict[str, str]:
         with self.engine.connect() as connection:
             rows = connection.execute(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from nbplane.executions.models import (
@@ -15,7 +20,15 @@ from nbplane.executions.models import (
 )
 from nbplane.store.tables import execution_artifacts, executions
 
-DESCRIBE_COLUMNS = [executions.c[name] for name in DescribeExecution.model_fields]
+log = logging.getLogger(__name__)
+
+DESCRIBE_COLUMNS = [
+    # created_by is the owner column: rows from before owners existed named a token there
+    executions.c.owner.label(name) if name == "created_by" else executions.c[name]
+    for name in DescribeExecution.model_fields
+]
+FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
+"""What a stored field that no longer fits the model is shown as (else: the field's default)."""
 
 
 class ExecutionStore:
@@ -29,7 +42,9 @@ class ExecutionStore:
         """Store a new execution: queued, or already running when its worker took it directly."""
         with self.engine.begin() as connection:
             connection.execute(
-                insert(executions).values(**record.model_dump(), heartbeat_at=record.started_at)
+                insert(executions).values(
+                    **record.model_dump(), owner=record.created_by, heartbeat_at=record.started_at
+                )
             )
 
     def get(self, execution_id: str) -> DescribeExecution | None:
@@ -39,10 +54,15 @@ class ExecutionStore:
                 .mappings()
                 .first()
             )
-        return DescribeExecution.model_validate(row) if row else None
+        return describe(row) if row else None
 
-    def page(self, query: ListExecutionsQuery) -> ExecutionPage:
+    def page(self, query: ListExecutionsQuery, only_owner: str | None) -> ExecutionPage:
+        """A page of executions, newest first; ``only_owner``: that user's alone (the query's
+        ``owner`` narrows further, so asking for someone else's finds nothing)."""
         conditions = []
+        for owner in (only_owner, query.owner):
+            if owner is not None:
+                conditions.append(executions.c.owner == owner)
         if query.notebook:
             conditions.append(executions.c.notebook == query.notebook)
         if query.status:
@@ -63,7 +83,7 @@ class ExecutionStore:
                 .all()
             )
         return ExecutionPage(
-            items=[DescribeExecution.model_validate(row) for row in rows],
+            items=[describe(row) for row in rows],
             total=total,
             limit=query.limit,
             offset=query.offset,
@@ -99,7 +119,7 @@ class ExecutionStore:
                 .mappings()
                 .first()
             )
-        return DescribeExecution.model_validate(row) if row else None
+        return describe(row) if row else None
 
     def heartbeat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
         """Keep a running execution ours; True when its cancellation was asked for."""
@@ -139,9 +159,10 @@ class ExecutionStore:
                 )
                 .values(
                     status=status,
-                    reason=reason,
-                    error=error,
-                    output=output,
+                    # what a notebook saved or raised may hold what JSON columns refuse
+                    reason=sendable(reason),
+                    error=sendable(error),
+                    output=sendable(output),
                     has_output=has_output,
                     finished_at=now,
                 )
@@ -221,3 +242,44 @@ class ExecutionStore:
                 )
             ).scalar()
         return content
+
+
+def describe(row: Mapping[Any, Any]) -> DescribeExecution:
+    """A stored row as the API shows it, whatever the row holds: a value that cannot be sent
+    as JSON text (a lone surrogate, NaN) is repaired, and a field that does not fit the model
+    is shown as its fallback, so one odd row never fails a listing."""
+    values = {key: sendable(value) for key, value in row.items()}
+    try:
+        return DescribeExecution.model_validate(values)
+    except ValidationError as exc:
+        unfit = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+    log.warning("execution %s: stored %s do not fit; shown as defaults", values.get("id"), unfit)
+    for name in unfit:
+        fallback = FALLBACKS.get(name)
+        if fallback is None:
+            fallback = DescribeExecution.model_fields[name].get_default(call_default_factory=True)
+        values[name] = fallback
+    return DescribeExecution.model_validate(values)
+
+
+def sendable(value: Any) -> Any:
+    """``value`` if it can be sent as JSON in UTF-8, else a copy with each lone surrogate
+    replaced by U+FFFD and each NaN or infinity by null."""
+    if isinstance(value, str | float | dict | list):
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except ValueError:  # UnicodeEncodeError is one
+            return _repaired(value)
+    return value
+
+
+def _repaired(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_repaired(key): _repaired(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_repaired(item) for item in value]
+    return value

@@ -1,11 +1,13 @@
 """The job executor extension point: start an execution somewhere, watch it, stop it.
 
 Every executor runs the same command, ``nbplane job run-execution ID``, which reads the
-deployed version from nbplane's database, runs it, streams its log into the database and
-records the final status itself. An executor only has to start that command (a local process, a
-Kubernetes Job), say whether it still runs, stop it, and read back the logs where it ran. The
-monitor (:mod:`nbplane.control.monitor`) owns the lifecycle around those hooks: cancellation,
-timeouts, and a final status for an execution whose process ended without writing one.
+deployed version from the server, runs it, streams its log to the server and records the final
+status itself, all through the server's execution API with the execution's own credential: the
+process never holds nbplane's database URL or key (``control/context.py``). An executor only
+has to start that command (a local process, a Kubernetes Job), say whether it still runs, stop
+it, and read back the logs where it ran. The monitor (:mod:`nbplane.control.monitor`) owns the
+lifecycle around those hooks: cancellation, timeouts, and a final status for an execution whose
+process ended without writing one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from nbplane.jobs.secrets import SecretBox
+from nbplane.control.context import team_directory
 from nbplane.settings import Settings
 
 
@@ -31,7 +33,10 @@ class ExecutionTicket:
     timeout: float
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
-    """Settings the command needs (nbplane's database and secrets key); pass them secretly."""
+    """What the command needs: the server's URL and the execution's credential; pass it
+    secretly (not on a command line, not in a pod spec)."""
+    data_directory: str | None = None
+    """The team's own directory (its default SQLite database), where the executor can offer it."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,9 @@ class JobExecutor(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def ticket(self, row: dict[str, Any]) -> ExecutionTicket:
-        """The ticket of an execution row, with the command every executor runs."""
-        environment = {
-            "NBPLANE_STORE_URL": self.settings.resolved_store_url,
-            "NBPLANE_SECRET_KEY": SecretBox(self.settings).key.decode(),
-        }
-        if self.settings.db_url:  # the jobs' database, when the server names one
-            environment["NBPLANE_DB_URL"] = self.settings.db_url
+    def ticket(self, row: dict[str, Any], server_url: str, token: str) -> ExecutionTicket:
+        """The ticket of an execution row, with the command every executor runs and the only
+        credential it gets: the execution's own."""
         return ExecutionTicket(
             execution_id=row["id"],
             team=row["team"],
@@ -66,7 +66,8 @@ class JobExecutor(ABC):
             resources=dict(row["resources"] or {}),
             timeout=float(row["timeout"]),
             command=[self.python(), "-m", "nbplane", "job", "run-execution", row["id"]],
-            environment=environment,
+            environment={"NBPLANE_URL": server_url, "NBPLANE_EXECUTION_TOKEN": token},
+            data_directory=str(team_directory(self.settings, row["team"])),
         )
 
     def python(self) -> str:

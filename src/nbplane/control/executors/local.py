@@ -29,10 +29,15 @@ class LocalExecutor(JobExecutor):
 
     async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
         """Run the command in the sandbox: it writes only ``work/`` of its execution's
-        directory, and its log beside it is opened here, where it cannot replace it."""
+        directory and its team's data directory; its log beside ``work/`` is opened here,
+        where it cannot replace it."""
         directory = self._directory(ticket.execution_id)
         work = directory / "work"
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        writable = [work]
+        if ticket.data_directory:
+            writable.append(Path(ticket.data_directory))
+            writable[-1].mkdir(mode=0o700, parents=True, exist_ok=True)
         environment = self.sandbox.environment(
             work,
             {**ticket.environment, "NBPLANE_WORK_DIR": str(work), "PYTHONUNBUFFERED": "1"},
@@ -43,7 +48,7 @@ class LocalExecutor(JobExecutor):
                 cwd=work,
                 environment=environment,
                 output=log.fileno(),
-                writable=[work],
+                writable=writable,
             )
         self._children[child.pid] = child
         return {"pid": child.pid, "host": os.uname().nodename, "directory": str(directory)}

@@ -1,4 +1,7 @@
-"""nbplane's own API: ``/api/v1`` notebooks and executions."""
+"""nbplane's own API: ``/api/v1`` notebooks and executions.
+
+A caller sees the notebook APIs open to their teams and only their own executions (admins:
+all); anything else answers 404, as if it did not exist."""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from nbplane.errors import NotFound
 from nbplane.executions.models import (
     DescribeExecution,
     ExecutionPage,
-    ExecutionStatus,
     ListExecutionsQuery,
     SubmitExecution,
 )
@@ -24,6 +27,8 @@ Wait = Annotated[
     float,
     Query(ge=0, le=300, description="Seconds to wait for the execution to end before answering."),
 ]
+ExecutionsQuery = Annotated[ListExecutionsQuery, Query()]
+"""``notebook``, ``status``, ``owner``, ``limit`` and ``offset`` as query parameters."""
 
 
 def service(request: Request) -> ExecutionService:
@@ -45,17 +50,13 @@ def describe_api(api: Any) -> dict[str, Any]:
 
 
 @router.get("/notebooks", summary="List the notebook APIs, broken ones with the reason")
-def list_notebooks(request: Request, _: Caller) -> list[dict[str, Any]]:
-    return [describe_api(api) for api in service(request).catalog.all()]
+def list_notebooks(request: Request, caller: Caller) -> list[dict[str, Any]]:
+    return [describe_api(api) for api in service(request).catalog.offered(caller)]
 
 
 @router.get("/notebooks/{name}", summary="One notebook API and its contract")
-def get_notebook(request: Request, name: str, _: Caller) -> dict[str, Any]:
-    catalog = service(request).catalog
-    api = catalog.find(name)
-    if api is None:
-        catalog.usable(name)  # raises the 404
-    return describe_api(api)
+def get_notebook(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    return describe_api(service(request).catalog.visible(name, caller))
 
 
 @router.post(
@@ -71,46 +72,36 @@ async def submit(
     wait: Wait = 0,
 ) -> DescribeExecution:
     svc = service(request)
-    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller.token)
+    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller)
     if wait:
-        record = await svc.wait(record.id, wait)
+        record = await svc.wait(record.id, wait, caller)
     return record
 
 
-@router.get("/executions", summary="List executions, newest first")
-def list_executions(
-    request: Request,
-    _: Caller,
-    notebook: str | None = None,
-    status: ExecutionStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> ExecutionPage:
-    query = ListExecutionsQuery(notebook=notebook, status=status, limit=limit, offset=offset)
-    return service(request).page(query)
+@router.get("/executions", summary="List your executions (admins: everyone's), newest first")
+def list_executions(request: Request, caller: Caller, query: ExecutionsQuery) -> ExecutionPage:
+    return service(request).page(query, caller)
 
 
 @router.get("/executions/{execution_id}", summary="One execution")
 async def get_execution(
-    request: Request, execution_id: str, _: Caller, wait: Wait = 0
+    request: Request, execution_id: str, caller: Caller, wait: Wait = 0
 ) -> DescribeExecution:
     svc = service(request)
     if wait:
-        return await svc.wait(execution_id, wait)
-    return await asyncio.to_thread(svc.get, execution_id)
+        return await svc.wait(execution_id, wait, caller)
+    return await asyncio.to_thread(svc.get, execution_id, caller)
 
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel a queued or running execution")
-async def cancel(request: Request, execution_id: str, _: Caller) -> DescribeExecution:
-    return await service(request).cancel(execution_id)
+async def cancel(request: Request, execution_id: str, caller: Caller) -> DescribeExecution:
+    return await service(request).cancel(execution_id, caller)
 
 
 @router.get("/executions/{execution_id}/output", summary="The output the notebook saved")
-def output(request: Request, execution_id: str, _: Caller) -> Response:
-    record = service(request).get(execution_id)
+def output(request: Request, execution_id: str, caller: Caller) -> Response:
+    record = service(request).get(execution_id, caller)
     if not record.has_output:
-        from nbplane.errors import NotFound
-
         raise NotFound(
             f"execution {execution_id} has no output ({record.status}"
             + (f": {record.reason})" if record.reason else ")"),
@@ -120,22 +111,22 @@ def output(request: Request, execution_id: str, _: Caller) -> Response:
 
 
 @router.get("/executions/{execution_id}/exception", summary="Why the execution failed")
-def exception(request: Request, execution_id: str, _: Caller) -> dict[str, Any]:
-    record = service(request).get(execution_id)
+def exception(request: Request, execution_id: str, caller: Caller) -> dict[str, Any]:
+    record = service(request).get(execution_id, caller)
     return {"status": record.status, "reason": record.reason, "error": record.error}
 
 
 @router.get("/executions/{execution_id}/notebook", summary="The executed notebook (.ipynb)")
-def notebook(request: Request, execution_id: str, _: Caller) -> Response:
-    content = service(request).artifact(execution_id, "ipynb")
+def notebook(request: Request, execution_id: str, caller: Caller) -> Response:
+    content = service(request).artifact(execution_id, "ipynb", caller)
     return Response(content, media_type="application/x-ipynb+json")
 
 
 @router.get("/executions/{execution_id}/html", summary="The executed notebook as HTML")
-async def html(request: Request, execution_id: str, _: Caller) -> HTMLResponse:
-    return HTMLResponse(await asyncio.to_thread(service(request).html, execution_id))
+async def html(request: Request, execution_id: str, caller: Caller) -> HTMLResponse:
+    return HTMLResponse(await asyncio.to_thread(service(request).html, execution_id, caller))
 
 
 @router.get("/executions/{execution_id}/logs", summary="What the notebook printed")
-def logs(request: Request, execution_id: str, _: Caller) -> PlainTextResponse:
-    return PlainTextResponse(service(request).artifact(execution_id, "logs"))
+def logs(request: Request, execution_id: str, caller: Caller) -> PlainTextResponse:
+    return PlainTextResponse(service(request).artifact(execution_id, "logs", caller))

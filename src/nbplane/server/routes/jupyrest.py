@@ -1,4 +1,5 @@
-"""jupyrest's API, unchanged, so its clients keep working against nbplane."""
+"""jupyrest's API, unchanged, so its clients keep working against nbplane; the same owners and
+teams as ``/api/v1`` decide who sees what."""
 
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ async def create(
     request: Request, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
 ) -> dict[str, Any]:
     svc = service(request)
-    record = await svc.submit(body.notebook, body.parameters, caller.token)
+    record = await svc.submit(body.notebook, body.parameters, caller)
     if wait:
-        record = await svc.wait(record.id, wait)
+        record = await svc.wait(record.id, wait, caller)
     return jupyrest_view(record, with_output=False)
 
 
@@ -57,6 +58,6 @@ async def read(
 ) -> Any:
     svc = service(request)
     if view_html:
-        return HTMLResponse(await asyncio.to_thread(svc.html, executionId))
-    record = await asyncio.to_thread(svc.get, executionId)
+        return HTMLResponse(await asyncio.to_thread(svc.html, executionId, caller))
+    record = await asyncio.to_thread(svc.get, executionId, caller)
     return jupyrest_view(record, with_output=output)

@@ -239,6 +239,7 @@ function apiRow(execution) {
   return el("tr", { "data-execution": execution.id, "data-status": execution.status },
     el("td", {}, execution.notebook),
     el("td", {}, badge(execution.status)),
+    el("td", {}, execution.created_by || ""),
     el("td", {}, when(execution.created_at)),
     el("td", {}, when(execution.finished_at)),
     el("td", { className: "reason" }, execution.reason || ""),
