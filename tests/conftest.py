@@ -34,8 +34,9 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 @contextmanager
 def database_url(kind: str, directory: Path) -> Iterator[str]:
     """A SQLite file in ``directory``, or a fresh PostgreSQL database dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{directory / 'warehouse.sqlite'}"
+    if kind == "sqlite":  # in a directory of its own, which a sandboxed job may be given
+        (directory / "warehouse").mkdir(exist_ok=True)
+        yield f"sqlite:///{directory / 'warehouse' / 'warehouse.sqlite'}"
         return
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:

@@ -75,8 +75,7 @@ def probe(targets):
         "read the key file": attempt(lambda: read(targets["key"])),
         "read the database file": attempt(lambda: read(targets["database"])),
         "read another user's workspace": attempt(lambda: read(targets["other"])),
-        "list the users' workspaces": attempt(
-            lambda: os.listdir(pathlib.Path(targets["home"], "sessions"))),
+        "list nbplane's home": attempt(lambda: os.listdir(targets["home"])),
         "find the server's secret in an environment": attempt(
             lambda: environments_with(targets["secret"])),
         "write the venv's site-packages": attempt(lambda: write(targets["site_packages"])),

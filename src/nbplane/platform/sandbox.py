@@ -6,8 +6,8 @@ wrote (job steps, kernels, terminals). A :class:`Sandbox` decides what those pro
 
 - ``bubblewrap`` (``bwrap``, Debian package ``bubblewrap``; the server runs as root): the
   machine read-only; its own /tmp; nbplane's home and the server user's home replaced by empty
-  directories, and SQLite files of nbplane's that live elsewhere (its database, the jobs'
-  default database) and the kubeconfig by /dev/null; the Python that runs nbplane shown again,
+  directories, and nbplane's database file and the kubeconfig, where they live elsewhere, by
+  /dev/null; the Python that runs nbplane shown again,
   read-only; only the directories the caller names are writable (even inside nbplane's home);
   new PID, IPC and UTS namespaces with their own /proc (the server's ``/proc/<pid>/environ`` is
   out of reach); no capabilities, no new privileges, and the unprivileged user
@@ -157,7 +157,7 @@ class Bubblewrap(Sandbox):
         for path in shown:
             if secret is not None and secret.is_relative_to(path):
                 raise ConfigError(
-                    f"a sandbox cannot be given {path}: it holds nbplane's home",
+                    "a sandbox cannot be given a directory that holds nbplane's home",
                     field="NBPLANE_HOME",
                 )
         emptied = [Path("/tmp"), *self._private_directories()]
@@ -167,14 +167,14 @@ class Bubblewrap(Sandbox):
         for hidden in emptied[1:]:
             args += ["--perms", "0755", "--tmpfs", str(hidden)]
         for path in [*self._runtime(), *(path.resolve() for path in readable)]:
-            args += [*_passable(path, emptied), "--ro-bind", str(path), str(path)]
+            args += [*_passable(path, emptied, secret), "--ro-bind", str(path), str(path)]
         if secret is not None:  # after the binds above, so none of them shows it again
-            args += [*_passable(secret, emptied), "--perms", "0755", "--tmpfs", str(secret)]
+            args += [*_passable(secret, emptied, secret), "--perms", "0711", "--tmpfs", str(secret)]
             emptied.append(secret)
         for hidden_file in self._secret_files():
             args += ["--ro-bind", "/dev/null", str(hidden_file)]
         for path in shown:
-            args += [*_passable(path, emptied), "--bind", str(path), str(path)]
+            args += [*_passable(path, emptied, secret), "--bind", str(path), str(path)]
         uid = str(self.settings.sandbox_uid)
         return [
             *args,
@@ -266,14 +266,13 @@ class Bubblewrap(Sandbox):
         ]
 
     def _secret_files(self) -> list[Path]:
-        """SQLite files of nbplane's database and the jobs' default one, their journals, and
-        the kubeconfig, where they exist outside nbplane's home."""
+        """The SQLite file of nbplane's database, its journals, and the kubeconfig, where they
+        exist outside nbplane's home."""
         candidates: list[Path] = []
-        for url in (self.settings.resolved_store_url, self.settings.default_db_url):
-            database = _sqlite_file(url)
-            if database is not None:
-                suffixes = ("", "-wal", "-shm", "-journal")
-                candidates += [database.with_name(database.name + end) for end in suffixes]
+        database = sqlite_file(self.settings.resolved_store_url)
+        if database is not None:
+            suffixes = ("", "-wal", "-shm", "-journal")
+            candidates += [database.with_name(database.name + end) for end in suffixes]
         if self.settings.kubeconfig is not None:
             candidates.append(self.settings.kubeconfig)
         hidden = [Path("/tmp"), *self._private_directories()]
@@ -330,13 +329,15 @@ def _bubblewrap_problem(uid: int) -> str | None:
     return None
 
 
-def _passable(path: Path, emptied: Sequence[Path]) -> list[str]:
+def _passable(path: Path, emptied: Sequence[Path], secret: Path | None) -> list[str]:
     """Arguments that create the directories leading to ``path`` inside an emptied directory
-    so the sandbox's user can pass through them (bwrap would make them 0700, root's)."""
+    so the sandbox's user can pass through them (bwrap would make them 0700, root's); inside
+    nbplane's home without reading them, so it cannot even list which directories it holds."""
     args: list[str] = []
     for parent in reversed(path.parents):
         if any(parent != top and parent.is_relative_to(top) for top in emptied):
-            args += ["--perms", "0755", "--dir", str(parent)]
+            inside = secret is not None and parent.is_relative_to(secret)
+            args += ["--perms", "0711" if inside else "0755", "--dir", str(parent)]
     return args
 
 
@@ -366,7 +367,8 @@ def _runtime_paths() -> list[Path]:
     ]
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for another database or an in-memory one."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
-from nbplane.platform.sandbox import sandbox_named
+from nbplane.errors import ConfigError
+from nbplane.platform.sandbox import sandbox_named, sqlite_file
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -34,10 +35,7 @@ class LocalExecutor(JobExecutor):
         directory = self._directory(ticket.execution_id)
         work = directory / "work"
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
-        writable = [work]
-        if ticket.data_directory:
-            writable.append(Path(ticket.data_directory))
-            writable[-1].mkdir(mode=0o700, parents=True, exist_ok=True)
+        writable = [work, *self._data_directories(ticket)]
         environment = self.sandbox.environment(
             work,
             {**ticket.environment, "NBPLANE_WORK_DIR": str(work), "PYTHONUNBUFFERED": "1"},
@@ -52,6 +50,29 @@ class LocalExecutor(JobExecutor):
             )
         self._children[child.pid] = child
         return {"pid": child.pid, "host": os.uname().nodename, "directory": str(directory)}
+
+    def _data_directories(self, ticket: ExecutionTicket) -> list[Path]:
+        """Where the job's database lives on this machine: its team's directory, and the
+        directory of the SQLite file NBPLANE_DB_URL names for every team's jobs (the server's
+        choice), which must then hold nothing of nbplane's own."""
+        directories = []
+        if ticket.data_directory:
+            directories.append(Path(ticket.data_directory))
+            directories[0].mkdir(mode=0o700, parents=True, exist_ok=True)
+        database = sqlite_file(self.settings.db_url) if self.settings.db_url else None
+        if database is not None and self.sandbox.isolates:
+            store = sqlite_file(self.settings.resolved_store_url)
+            home = self.settings.home.resolve()
+            place = database.parent.resolve()
+            if home.is_relative_to(place) or (store is not None and store.is_relative_to(place)):
+                raise ConfigError(
+                    "NBPLANE_DB_URL names a SQLite file beside nbplane's own files; sandboxed "
+                    "jobs can use it only in a directory of its own",
+                    field="NBPLANE_DB_URL",
+                )
+            place.mkdir(parents=True, exist_ok=True)
+            directories.append(place)
+        return directories
 
     async def poll(self, state: dict[str, Any]) -> ExecutorStatus:
         pid = int(state["pid"])
