@@ -339,6 +339,20 @@ def test_sandbox_names_are_checked(bubblewrap: None) -> None:
     assert isinstance(sandbox_named(Settings(sandbox="auto")), Bubblewrap)
 
 
+def test_a_sandbox_is_never_given_nbplanes_home_or_database(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    settings, _ = server_files(tmp_path / "home", elsewhere)
+    sandbox = Bubblewrap(settings)
+    for given in (tmp_path, elsewhere):
+        with pytest.raises(ConfigError) as refused:
+            sandbox.command(["true"], cwd=given, writable=[given], readable=[])
+        assert str(given) not in refused.value.message
+    allowed = tmp_path / "home" / "executions" / "e1"
+    allowed.mkdir(parents=True)
+    assert sandbox.command(["true"], cwd=allowed, writable=[allowed], readable=[])
+
+
 def _family(pid: int) -> list[psutil.Process]:
     try:
         leader = psutil.Process(pid)

@@ -152,12 +152,13 @@ class Bubblewrap(Sandbox):
     def command(
         self, argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], readable: Sequence[Path]
     ) -> list[str]:
-        secret = self._secret_directory()
+        secret, secret_files = self._secret_directory(), self._secret_files()
         shown = [path.resolve() for path in writable]
         for path in shown:
-            if secret is not None and secret.is_relative_to(path):
+            held = [*secret_files, *([secret] if secret is not None else [])]
+            if any(place.is_relative_to(path) for place in held):
                 raise ConfigError(
-                    "a sandbox cannot be given a directory that holds nbplane's home",
+                    "a sandbox cannot be given a directory that holds nbplane's home or database",
                     field="NBPLANE_HOME",
                 )
         emptied = [Path("/tmp"), *self._private_directories()]
@@ -171,7 +172,7 @@ class Bubblewrap(Sandbox):
         if secret is not None:  # after the binds above, so none of them shows it again
             args += [*_passable(secret, emptied, secret), "--perms", "0711", "--tmpfs", str(secret)]
             emptied.append(secret)
-        for hidden_file in self._secret_files():
+        for hidden_file in secret_files:
             args += ["--ro-bind", "/dev/null", str(hidden_file)]
         for path in shown:
             args += [*_passable(path, emptied, secret), "--bind", str(path), str(path)]
