@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_ADMIN_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres
 EXAMPLE ?= examples/daily_sales
 
-.PHONY: run test lint typecheck pytest postgres kubernetes browser labextension-test bench clean
+.PHONY: run test lint typecheck pytest postgres kubernetes browser sandbox labextension-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ run: $(VENV)/.installed
 
 ## Set up and run the whole suite: lint, types, tests on SQLite, a real PostgreSQL and a real
 ## Kubernetes API server (built once from Debian's source package, cached in ~/.cache).
-test: $(VENV)/.installed postgres kubernetes browser lint typecheck labextension-test pytest
+test: $(VENV)/.installed postgres kubernetes browser sandbox lint typecheck labextension-test pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
@@ -40,7 +40,8 @@ labextension-test: $(VENV)/.installed
 
 pytest: $(VENV)/.installed
 	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \
-		NBPLANE_TEST_REQUIRE_KUBERNETES=1 NBPLANE_TEST_REQUIRE_BROWSER=1 $(BIN)/pytest
+		NBPLANE_TEST_REQUIRE_KUBERNETES=1 NBPLANE_TEST_REQUIRE_BROWSER=1 \
+		NBPLANE_TEST_REQUIRE_SANDBOX=1 $(BIN)/pytest
 
 postgres:
 	bash scripts/postgres.sh
@@ -51,6 +52,10 @@ kubernetes:
 ## Chromium for the browser tests (Playwright drives /usr/bin/chromium).
 browser:
 	bash scripts/browser.sh
+
+## bubblewrap, the sandbox of local jobs and sessions (tests/security/test_sandbox.py).
+sandbox:
+	bash scripts/sandbox.sh
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/job_vs_vdk.py

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +34,9 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 @contextmanager
 def database_url(kind: str, directory: Path) -> Iterator[str]:
     """A SQLite file in ``directory``, or a fresh PostgreSQL database dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{directory / 'warehouse.sqlite'}"
+    if kind == "sqlite":  # in a directory of its own, which a sandboxed job may be given
+        (directory / "warehouse").mkdir(exist_ok=True)
+        yield f"sqlite:///{directory / 'warehouse' / 'warehouse.sqlite'}"
         return
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:
@@ -59,6 +62,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The job's target database: a SQLite file, or a fresh PostgreSQL database."""
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory that sandboxed jobs and sessions can read (as the sandbox's user): outside
+    /tmp, which is private in the sandbox, and outside NBPLANE_HOME and the server user's home,
+    which it hides. For files a test hands to them, as a shared file system would."""
+    directory = Path(tempfile.mkdtemp(prefix="nbplane-test-", dir="/var/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
 
 
 @dataclass

@@ -124,6 +124,23 @@ class Settings(BaseSettings):
         "memberships at each login (names that are not valid team names are skipped).",
     )
 
+    sandbox: str = Field(
+        default="auto",
+        description="How the local job executor and local session launcher isolate the code "
+        "they start (job steps, kernels, terminals): 'bubblewrap' (a read-only view of the "
+        "machine without nbplane's home, database file or the server user's home, its own "
+        "writable directories only, new PID/IPC/UTS namespaces, no capabilities, run as "
+        "NBPLANE_SANDBOX_UID; needs root and the bwrap command), 'none' (as the server's own "
+        "user: one team of trusted users only, see `nbplane serve --single-tenant`), or 'auto' "
+        "(bubblewrap when it works here, else none).",
+    )
+    sandbox_uid: int = Field(
+        default=65534,
+        ge=1,
+        description="bubblewrap: the unprivileged user and group id sandboxed processes run as "
+        "(default: nobody), so they cannot read root's files that a read-only view still shows.",
+    )
+
     session_launcher: str = Field(
         default="local",
         description="Where sessions' Jupyter servers run: 'local' (a process each, on "

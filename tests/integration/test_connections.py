@@ -32,9 +32,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from backend_store_url(request, tmp_path)
 
 
-def warehouse(tmp_path: Path) -> str:
-    """A database with a table, whose URL also carries a (fake) password."""
-    path = tmp_path / "warehouse.sqlite"
+def warehouse(directory: Path) -> str:
+    """A database with a table, whose URL also carries a (fake) password; in a directory a
+    sandboxed session can read."""
+    path = directory / "warehouse.sqlite"
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE fruit (name TEXT)"))
@@ -44,13 +45,13 @@ def warehouse(tmp_path: Path) -> str:
 
 
 def test_connections_are_secret_and_reach_granted_sessions(
-        tmp_path: Path, store_url: str) -> None:
+        tmp_path: Path, store_url: str, shared_dir: Path) -> None:
     with session_server(tmp_path, store_url) as server:
         admin = server.client
         alice = as_user(server, user_token(server, "alice", "analytics"))
         bob = as_user(server, user_token(server, "bob", "ops"))
         bodies = [
-            {"name": "warehouse", "kind": "database", "values": {"url": warehouse(tmp_path)},
+            {"name": "warehouse", "kind": "database", "values": {"url": warehouse(shared_dir)},
              "description": "the sales warehouse"},
             {"name": "lake", "kind": "s3", "values": {
                 "bucket": "raw-data", "access_key_id": "AKIA1", "secret_access_key": SECRETS[0]}},
@@ -87,7 +88,7 @@ def test_connections_are_secret_and_reach_granted_sessions(
         assert rows and not any(secret.encode() in raw for secret in SECRETS), \
             "values are encrypted at rest"
 
-        session = create(alice, environment={"HOME": str(tmp_path / "alice-home")})
+        session = create(alice)
         assert session["connections"] == ["lake", "warehouse"]
         session = wait_status(alice, session["id"], "running", "failed")
         assert session["status"] == "running", session

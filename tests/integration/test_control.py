@@ -144,12 +144,15 @@ def test_process_dying_mid_step_ends_failed_with_its_exit_code(
 
 
 def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
-    marker = tmp_path / "still-running"
-    deploy(server, job_archive(
-        tmp_path, f"import time, pathlib\nprint('started', flush=True)\n"
-        f"for _ in range(600):\n    pathlib.Path({str(marker)!r}).touch()\n    time.sleep(0.1)"))
+    deploy(server, job_archive(  # its work directory: the one place a sandboxed job may write
+        tmp_path, "import os, time, pathlib\n"
+        "marker = pathlib.Path(os.environ['NBPLANE_WORK_DIR'], 'still-running')\n"
+        "marker.touch()\nprint('started', flush=True)\n"
+        "for _ in range(600):\n    marker.touch()\n    time.sleep(0.1)"))
     record = execute(server)
+    marker = tmp_path / "home" / "executions" / record["id"] / "work" / "still-running"
     wait_running(server, record["id"])
+    assert marker.exists(), "the job's process runs"
     cancelled = server.client.post(f"{JOB}/executions/{record['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"

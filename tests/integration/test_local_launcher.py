@@ -7,6 +7,7 @@ back; the sessions API tests cover the records.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import socket
@@ -14,9 +15,10 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,9 @@ def make_spec(session_id: str = "s1", **fields: Any) -> SessionSpec:
 
 @asynccontextmanager
 async def launched(launcher: LocalLauncher) -> AsyncIterator[LocalLauncher]:
-    """A prepared launcher; closed at the end, and every process left of its servers (their
-    command lines name its home) killed."""
+    """A prepared launcher; closed at the end, every process left of its servers (their
+    command lines name its home) killed, and the root slots of pooled servers a failing test
+    left handed out emptied (a sandbox's are mounts)."""
     await launcher.prepare()
     try:
         yield launcher
@@ -73,6 +76,8 @@ async def launched(launcher: LocalLauncher) -> AsyncIterator[LocalLauncher]:
                     process.wait(10)
             except psutil.Error:
                 continue
+        for slot in launcher.servers.glob("pool-*/root"):
+            launcher.sandbox.clear_slot(slot)
 
 
 def _family(pid: int) -> list[psutil.Process]:
@@ -160,12 +165,15 @@ def run_in_kernel(url: str, spec: SessionSpec, state: dict[str, Any], code: str)
 def assert_kernel_sees_the_session(
     url: str, spec: SessionSpec, state: dict[str, Any], workspace: Path
 ) -> None:
-    """A kernel of the server has the session's variables and runs in its workspace, and
-    neither the secret nor the token is on a command line of the server or the kernel."""
+    """A kernel of the server has the session's variables and runs in its workspace (a file
+    it writes in its directory lands there: a sandbox may show the workspace at another path),
+    and neither the secret nor the token is on a command line of the server or the kernel."""
+    marker = f"cwd-{os.urandom(4).hex()}"
     printed = run_in_kernel(
-        url, spec, state, "import os; print(os.environ['SESSION_SECRET']); print(os.getcwd())"
+        url, spec, state, f"import os; print(os.environ['SESSION_SECRET']); open('{marker}', 'w')"
     )
-    assert printed.split() == [SECRET, str(workspace.resolve())]
+    assert printed.split() == [SECRET]
+    assert (workspace / marker).is_file()
     family = _family(state["pid"])
     assert len(family) >= 2, "the server and its kernel"
     for process in family:
@@ -375,6 +383,27 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
+@contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """``directory`` over HTTP on loopback (git's dumb protocol): a sandboxed session sees
+    none of the test's files, but it shares the network."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_repository_is_cloned_at_its_commit_and_a_bad_one_fails_with_gits_message(
     tmp_path: Path,
 ) -> None:
@@ -387,10 +416,12 @@ def test_repository_is_cloned_at_its_commit_and_a_bad_one_fails_with_gits_messag
     first = git("rev-parse", "HEAD", cwd=origin)
     (origin / "job.txt").write_text("second\n")
     git("commit", "--quiet", "-am", "second", cwd=origin)
+    git("clone", "--quiet", "--bare", str(origin), str(tmp_path / "origin.git"), cwd=tmp_path)
+    git("update-server-info", cwd=tmp_path / "origin.git")
 
-    async def main() -> None:
+    async def main(url: str) -> None:
         async with launched(LocalLauncher(settings(tmp_path, pool=1))) as launcher:
-            spec = make_spec(repository=str(origin), commit=first)
+            spec = make_spec(repository=f"{url}/origin.git", commit=first)
             state = await launcher.start(spec)
             assert state["pooled"] is False, "a clone starts on demand"
             status = await wait_ready(launcher, spec, state)
@@ -403,7 +434,7 @@ def test_repository_is_cloned_at_its_commit_and_a_bad_one_fails_with_gits_messag
             assert (Path(state["workspace"]) / "job.txt").read_text() == "first\n"
             await launcher.stop(spec, state, purge=True)
 
-            missing = make_spec("s2", repository=str(tmp_path / "no-such-repo"))
+            missing = make_spec("s2", repository=f"{url}/no-such-repo")
             state = await launcher.start(missing)
             status = await wait_end(launcher, missing, state)
             assert status.phase == LaunchPhase.FAILED and status.reason is not None
@@ -416,7 +447,8 @@ def test_repository_is_cloned_at_its_commit_and_a_bad_one_fails_with_gits_messag
                 await launcher.start(make_spec("s3", directory="../elsewhere"))
             assert bad.value.fields["field"] == "directory"
 
-    run(main)
+    with served(tmp_path) as url:
+        asyncio.run(main(url))
 
 
 RESTARTED_SERVER = textwrap.dedent(

@@ -224,6 +224,12 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
     pod_spec = statefulset.spec.template.spec
     assert labels.items() <= statefulset.spec.template.metadata.labels.items()
     assert pod_spec.automount_service_account_token is False
+    assert pod_spec.enable_service_links is False
+    (pod,) = core.list_namespaced_pod(
+        kube_namespace, label_selector=f"nbplane.io/session={spec.id}"
+    ).items
+    assert pod.spec.automount_service_account_token is False, "as the API server stored it"
+    assert not [volume for volume in pod.spec.volumes or [] if volume.secret or volume.projected]
     (container,) = pod_spec.containers
     assert container.image == settings.kubernetes_session_image
     assert (

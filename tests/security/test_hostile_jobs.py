@@ -35,9 +35,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
-def warehouse(tmp_path: Path) -> str:
-    """A database of team sales."""
-    path = tmp_path / "sales.sqlite"
+def warehouse(directory: Path) -> str:
+    """A database of team sales, where a sandboxed job can read it (not in /tmp)."""
+    path = directory / "sales.sqlite"
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE fruit (name TEXT)"))
@@ -54,13 +54,14 @@ def finished(client: httpx.Client, path: str, execution_id: str) -> dict[str, An
     return record
 
 
-def test_a_hostile_job_reaches_nothing_of_another_team(server: Server, tmp_path: Path) -> None:
+def test_a_hostile_job_reaches_nothing_of_another_team(
+        server: Server, tmp_path: Path, shared_dir: Path) -> None:
     admin = server.client
     alice = as_user(server, user_token(server, "alice", "sales"))
     bob = as_user(server, user_token(server, "bob", "ops"))
     granted = admin.post("/api/v1/connections", json={
         "name": "warehouse", "kind": "database", "default": True,
-        "values": {"url": warehouse(tmp_path)}})
+        "values": {"url": warehouse(shared_dir)}})
     assert granted.status_code == 201, granted.text
     assert admin.post("/api/v1/connections/warehouse/grants",
                       json={"team": "sales"}).status_code in (200, 201)
@@ -108,11 +109,12 @@ def test_a_hostile_job_reaches_nothing_of_another_team(server: Server, tmp_path:
     assert files_holding(tmp_path, [ALICE_SECRET, ALICE_PASSWORD, BOB_SECRET]) == []
 
 
-def test_connections_reach_the_teams_deployed_jobs(server: Server, tmp_path: Path) -> None:
+def test_connections_reach_the_teams_deployed_jobs(
+        server: Server, tmp_path: Path, shared_dir: Path) -> None:
     admin = server.client
     for body in (
         {"name": "warehouse", "kind": "database", "default": True,
-         "values": {"url": warehouse(tmp_path)}},
+         "values": {"url": warehouse(shared_dir)}},
         {"name": "lake", "kind": "s3",
          "values": {"bucket": "raw-data", "secret_access_key": ALICE_SECRET}},
         {"name": "api", "kind": "generic", "values": {"token": ALICE_PASSWORD}},

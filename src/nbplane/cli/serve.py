@@ -63,6 +63,27 @@ def _check_session_settings() -> None:
     launcher_class(settings.session_launcher)
 
 
+def _check_isolation(single_tenant: bool) -> str | None:
+    """The local executor and launcher run users' code on this machine: without a sandbox it
+    could read this server's key and database, so ``serve`` stops, in one line, unless told
+    that only one team of trusted users uses it. Returns why, when it was told."""
+    from nbplane.platform.sandbox import isolation_problem
+    from nbplane.settings import get_settings
+
+    settings = get_settings()
+    if "local" not in (settings.job_executor, settings.session_launcher):
+        return None
+    problem = isolation_problem(settings)
+    if problem and not single_tenant:
+        raise ConfigError(
+            f"local jobs and sessions would run unsandboxed ({problem}) and could read this "
+            "server's key and database; --single-tenant accepts that (one team of trusted "
+            "users only)",
+            field="single_tenant",
+        )
+    return problem
+
+
 def _store_url(db: str | None) -> str:
     from nbplane.settings import get_settings
 
@@ -107,6 +128,13 @@ def _store_url(db: str | None) -> str:
     type=click.IntRange(1),
     help="Largest request body accepted, in bytes (larger: 413).",
 )
+@click.option(
+    "--single-tenant",
+    is_flag=True,
+    help="Serve even when the local job executor or session launcher has no sandbox (not "
+    "root, no bwrap, NBPLANE_SANDBOX=none): jobs and sessions then run as this server's user "
+    "and can read its key and database. For one team of trusted users only.",
+)
 def serve(
     notebooks_dir: Path | None,
     host: str,
@@ -116,6 +144,7 @@ def serve(
     concurrency: int,
     pool_size: int,
     max_body: int,
+    single_tenant: bool,
 ) -> None:
     """Serve every notebook with a contract in --notebooks-dir as a REST API, and the control
     plane: deployed jobs, their schedules and executions (NBPLANE_JOB_EXECUTOR runs them)."""
@@ -131,6 +160,7 @@ def serve(
             f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
         )
     _check_session_settings()
+    unsandboxed = _check_isolation(single_tenant)
     config = ServerConfig(
         notebooks_dir=notebooks_dir,
         store_url=_store_url(db),
@@ -147,6 +177,12 @@ def serve(
         f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)",
         highlight=False,
     )
+    if unsandboxed:
+        console.print(
+            f"[yellow]warning: --single-tenant: local jobs and sessions run unsandboxed "
+            f"({unsandboxed})[/]",
+            highlight=False,
+        )
     if no_auth:
         console.print(
             "[yellow]warning: --no-auth: anyone on this machine can run these notebooks[/]"

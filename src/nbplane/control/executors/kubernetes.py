@@ -111,6 +111,7 @@ class KubernetesExecutor(JobExecutor):
                         restart_policy="Never",
                         containers=[container],
                         automount_service_account_token=False,  # jobs need no API access
+                        enable_service_links=False,  # no variables about others' Services
                     ),
                 ),
             ),

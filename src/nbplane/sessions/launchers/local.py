@@ -5,21 +5,28 @@ beside nbplane's Python, listening on 127.0.0.1 on a port of its own, with the s
 and its own workspace, ``NBPLANE_HOME/sessions/<user>/<session id>``, which hibernate and stop
 keep and only a purge deletes. Servers run in their own process session, so they outlive a
 restart of the nbplane server; the state a start returns (pid and start time, port, workspace,
-log) lets a restarted server find, poll and stop them. This launcher does not isolate users
-from each other: every server runs as the nbplane server's own system user. It runs no images
-(``image`` is ignored) and does not enforce CPU or memory.
+log) lets a restarted server find, poll and stop them. Each server runs in the sandbox
+NBPLANE_SANDBOX chooses (:mod:`nbplane.platform.sandbox`), with the session's variables and no
+other of the server's: with bubblewrap, it and its kernels and terminals write only its
+workspace (also its HOME) and its runtime directory, and see neither nbplane's home, key and
+database nor another session's workspace; with none, every server runs as the nbplane server's
+own user and sees all of that. It runs no images (``image`` is ignored) and does not enforce CPU
+or memory.
 
 Starting JupyterLab takes seconds, so NBPLANE_SESSION_POOL_SIZE servers are started ahead of
-time and handed out on create: a pooled server serves a ``root`` symlink that the handout
-points at the session's workspace, and ``POST /nbplane/handout`` (our server extension,
-:mod:`nbplane.sessions.launchers._jupyter`) gives it the session's token and environment. A
-session that asks for a repository clone starts on demand.
+time and handed out on create: a pooled server serves a ``root`` slot (an empty directory,
+:meth:`~nbplane.platform.sandbox.Sandbox.make_slot`) that the handout fills with the session's
+workspace, and ``POST /nbplane/handout`` (our server extension,
+:mod:`nbplane.sessions.launchers._jupyter`) gives it the session's token and environment. Until
+then a pooled server sees no workspace. A session that asks for a repository clone starts on
+demand.
 
 Every server's own files live in ``NBPLANE_HOME/session-servers/<name>/``: ``server.log``
 (mode 0600), ``runtime/`` (the server's JUPYTER_RUNTIME_DIR, where it writes the port it really
-bound), and for pooled servers ``root`` and ``server.json`` (who owns it, for a restarted
-nbplane to stop pooled servers left behind). ``<name>`` is the session id, or for a pooled
-server ``pool-<random>`` and a symlink named by the session id once it is handed out.
+bound; the only one of them it can write), and for pooled servers ``root`` and ``server.json``
+(who owns it, for a restarted nbplane to stop pooled servers left behind). ``<name>`` is the
+session id, or for a pooled server ``pool-<random>`` and a symlink named by the session id once
+it is handed out.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,6 +51,7 @@ import httpx
 import psutil
 
 from nbplane.errors import ConfigError, InvalidInput
+from nbplane.platform.sandbox import sandbox_named
 from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
@@ -120,6 +129,7 @@ class LocalLauncher(SessionLauncher):
         super().__init__(*args, **kwargs)
         self.home = self.settings.home.absolute()
         self.servers = self.home / "session-servers"
+        self.sandbox = sandbox_named(self.settings)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         """The processes this launcher started itself: it alone learns their exit codes."""
         self._pool: list[_Pooled] = []
@@ -156,6 +166,7 @@ class LocalLauncher(SessionLauncher):
         workspace = self._workspace(spec)
         await asyncio.to_thread(self._forget_server, spec.id)
         workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.sandbox.give(workspace)
         state = {"host": os.uname().nodename, "workspace": str(workspace)}
         if spec.repository is None:
             while (member := self._take_ready()) is not None:
@@ -171,12 +182,12 @@ class LocalLauncher(SessionLauncher):
         prefix: list[str] = []
         clone = spec.repository is not None and not (workspace / ".git").exists()
         if clone:
-            (server_dir / READY_MARKER).unlink(missing_ok=True)
+            (server_dir / "runtime" / READY_MARKER).unlink(missing_ok=True)
             prefix = ["/bin/sh", "-c", CLONE_SCRIPT, "nbplane-clone"]
             environment |= {
                 "NBPLANE_SESSION_REPOSITORY": spec.repository or "",
                 "NBPLANE_SESSION_COMMIT": spec.commit or "",
-                "NBPLANE_SESSION_CLONED": str(server_dir / READY_MARKER),
+                "NBPLANE_SESSION_CLONED": str(server_dir / "runtime" / READY_MARKER),
                 "GIT_TERMINAL_PROMPT": "0",
             }
         process = self._spawn(server_dir, workspace, environment, prefix)
@@ -201,7 +212,7 @@ class LocalLauncher(SessionLauncher):
         steps = [workspace]
         cloning = False
         if state.get("repository"):
-            cloning = not (directory / READY_MARKER).exists()
+            cloning = not (directory / "runtime" / READY_MARKER).exists()
             steps.append(
                 LaunchStep(
                     "repository",
@@ -221,7 +232,7 @@ class LocalLauncher(SessionLauncher):
             return LaunchStatus(
                 LaunchPhase.FAILED, steps=steps, reason=f"{words}: {last}" if last else words
             )
-        url = _bound_url(directory, pid)
+        url = _bound_url(directory)
         if cloning or url is None:
             steps.append(
                 LaunchStep(
@@ -253,7 +264,7 @@ class LocalLauncher(SessionLauncher):
             await asyncio.to_thread(self._forget_server, spec.id)
             await asyncio.to_thread(shutil.rmtree, self._workspace(spec), ignore_errors=True)
             if state.get("server_dir"):
-                await asyncio.to_thread(shutil.rmtree, state["server_dir"], ignore_errors=True)
+                await asyncio.to_thread(self._remove_server_dir, Path(state["server_dir"]))
 
     async def logs(self, spec: SessionSpec, state: dict[str, Any], tail: int) -> str:
         path = Path(state["log"]) if state.get("log") else self.servers / spec.id / LOG_NAME
@@ -300,9 +311,10 @@ class LocalLauncher(SessionLauncher):
         runtime = directory / "runtime"
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = self.choose_port()
+        program = self._command()
         command = [
             *(prefix or []),
-            *self._command(),
+            *program,
             "--no-browser",
             f"--ServerApp.ip={LOOPBACK}",
             f"--ServerApp.port={port}",
@@ -311,31 +323,27 @@ class LocalLauncher(SessionLauncher):
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")
-        inherited = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("NBPLANE_", "JUPYTER_TOKEN"))  # the server's, not theirs
-        }
         config_path = os.pathsep.join(
             filter(None, [str(CONFIG_PATH), os.environ.get("JUPYTER_CONFIG_PATH")])
         )
-        env = {
-            **inherited,
-            **environment,
-            "JUPYTER_CONFIG_PATH": config_path,
-            "JUPYTER_RUNTIME_DIR": str(runtime),
-        }
+        env = self.sandbox.environment(
+            root,  # HOME: settings and history live with the files, as on Kubernetes
+            {
+                **environment,
+                "JUPYTER_CONFIG_PATH": config_path,
+                "JUPYTER_RUNTIME_DIR": str(runtime),
+            },
+        )
         descriptor = os.open(directory / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.fchmod(descriptor, 0o600)
-            child = subprocess.Popen(
+            child = self.sandbox.start(
                 command,
                 cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=descriptor,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives an nbplane restart; stop ends its group
+                environment=env,
+                output=descriptor,
+                writable=[root, runtime],
+                readable=[Path(path) for path in program],
             )
         finally:
             os.close(descriptor)
@@ -347,7 +355,7 @@ class LocalLauncher(SessionLauncher):
         child = self._children.get(pid)
         if child is not None:
             code = child.poll()
-            return code is not None, code
+            return code is not None, None if code is None else self.sandbox.exit_code(code)
         return _running(pid, started) is None, None
 
     async def _terminate(self, pid: int, started: float) -> None:
@@ -359,7 +367,7 @@ class LocalLauncher(SessionLauncher):
         family = [leader]
         with contextlib.suppress(psutil.Error):
             family += leader.children(recursive=True)
-        _signal_group(pid, signal.SIGTERM)
+        self.sandbox.signal(pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_GRACE_SECONDS
         while loop.time() < deadline:
@@ -368,7 +376,7 @@ class LocalLauncher(SessionLauncher):
                 break
             await asyncio.sleep(0.05)
         else:
-            _signal_group(pid, signal.SIGKILL)
+            self.sandbox.signal(pid, signal.SIGKILL)
             for member in family:
                 with contextlib.suppress(psutil.Error):
                     member.kill()
@@ -384,15 +392,23 @@ class LocalLauncher(SessionLauncher):
     async def _stop_process(self, state: dict[str, Any]) -> None:
         if "pid" in state and state.get("host") == os.uname().nodename:
             await self._terminate(int(state["pid"]), float(state["started"]))
+            if state.get("server_dir"):
+                await asyncio.to_thread(self.sandbox.clear_slot, Path(state["server_dir"]) / "root")
 
     def _forget_server(self, session_id: str) -> None:
         """Remove an earlier server's directory of this session (its process is stopped)."""
         path = self.servers / session_id
         if path.is_symlink():
-            shutil.rmtree(path.resolve(), ignore_errors=True)
+            self._remove_server_dir(path.resolve())
             path.unlink(missing_ok=True)
         elif path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+            self._remove_server_dir(path)
+
+    def _remove_server_dir(self, path: Path) -> None:
+        """Delete a server's directory; a pooled one's root slot is emptied first, so the
+        workspace it showed is never deleted with it."""
+        self.sandbox.clear_slot(path / "root")
+        shutil.rmtree(path, ignore_errors=True)
 
     # the warm pool
 
@@ -410,11 +426,7 @@ class LocalLauncher(SessionLauncher):
         """Point the pooled server's root at the workspace, give it the session's token and
         environment; the pooled server is the session's from then on."""
         assert member.url is not None
-        link = member.directory / "root"
-        fresh = member.directory / "root.new"
-        fresh.unlink(missing_ok=True)
-        fresh.symlink_to(workspace, target_is_directory=True)
-        fresh.replace(link)  # atomic: the server never sees the root missing
+        self.sandbox.fill_slot(member.directory / "root", workspace)
         response = await self._http.post(
             f"{member.url}nbplane/handout",
             headers={"Authorization": f"token {member.token}"},
@@ -429,9 +441,8 @@ class LocalLauncher(SessionLauncher):
 
     def _spawn_pooled(self) -> _Pooled:
         directory = self.servers / f"pool-{secrets.token_hex(8)}"
-        empty = directory / "empty"
-        empty.mkdir(mode=0o700, parents=True)
-        (directory / "root").symlink_to(empty, target_is_directory=True)
+        directory.mkdir(mode=0o700, parents=True)
+        self.sandbox.make_slot(directory / "root")
         token = secrets.token_urlsafe(32)
         process = self._spawn(
             directory, directory / "root", {"JUPYTER_TOKEN": token, "NBPLANE_SESSION_POOLED": "1"}
@@ -444,7 +455,7 @@ class LocalLauncher(SessionLauncher):
 
     async def _discard(self, member: _Pooled) -> None:
         await self._terminate(member.pid, member.started)
-        await asyncio.to_thread(shutil.rmtree, member.directory, ignore_errors=True)
+        await asyncio.to_thread(self._remove_server_dir, member.directory)
 
     async def _keep_pool(self) -> None:
         """Keep NBPLANE_SESSION_POOL_SIZE servers started; back off while they keep failing."""
@@ -485,7 +496,7 @@ class LocalLauncher(SessionLauncher):
                 )
                 await self._discard(member)
                 continue
-            url = _bound_url(member.directory, member.pid)
+            url = _bound_url(member.directory)
             if url is not None and await answers(self._http, url, member.token):
                 member.url = url
                 failures = 0
@@ -509,7 +520,7 @@ class LocalLauncher(SessionLauncher):
                 continue
             if "pid" in info:
                 await self._terminate(int(info["pid"]), float(info["started"]))
-            await asyncio.to_thread(shutil.rmtree, server_json.parent, ignore_errors=True)
+            await asyncio.to_thread(self._remove_server_dir, server_json.parent)
 
 
 def _process_state(process: _Process) -> dict[str, Any]:
@@ -540,18 +551,25 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
-def _signal_group(pid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, number)
-
-
-def _bound_url(directory: Path, pid: int) -> str | None:
-    """Where the server really listens, from the file it writes once it bound its port."""
-    try:
-        info = json.loads((directory / "runtime" / f"jpserver-{pid}.json").read_text("utf-8"))
-        return f"http://{LOOPBACK}:{int(info['port'])}/"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _bound_url(directory: Path) -> str | None:
+    """Where the server really listens, from the file it writes once it bound its port (named
+    by its pid as it sees it, which a sandbox's namespace changes). The sandbox owns that
+    directory: only a small regular file is read, never what a symlink or a pipe offers."""
+    for path in (directory / "runtime").glob("jpserver-*.json"):
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                continue
+            info = json.loads(os.read(descriptor, 65536))
+            return f"http://{LOOPBACK}:{int(info['port'])}/"
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        finally:
+            os.close(descriptor)
+    return None
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""What nbplane needs of the machine it runs on: isolating the processes it starts for users."""

@@ -1,0 +1,71 @@
+"""What a job's or a session's pod on Kubernetes is given: no service-account token (no API
+access), no variables about the namespace's other Services, and no Secret but its own, read as
+``envFrom``. Checked on the manifests the executor and launcher build, without a cluster (the
+test cluster runs no ServiceAccount admission, so it would show no more than these)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes import client
+
+from nbplane.control.executors.base import ExecutionTicket
+from nbplane.control.executors.kubernetes import KubernetesExecutor
+from nbplane.sessions.launchers.base import SessionSpec
+from nbplane.sessions.launchers.kubernetes import KubernetesLauncher
+from nbplane.settings import Settings
+
+
+def assert_alone(pod: client.V1PodSpec, own_secret: str) -> None:
+    assert pod.automount_service_account_token is False
+    assert pod.service_account_name is None, "no account of its own to hold a token either"
+    assert pod.enable_service_links is False
+    secrets: list[Any] = []
+    for volume in pod.volumes or []:
+        secrets += [volume.secret, volume.projected]
+    assert not any(secrets), "no Secret or projected token as a volume"
+    for container in [*(pod.init_containers or []), *pod.containers]:
+        assert [source.secret_ref.name for source in container.env_from or []] == [own_secret]
+        assert not [variable for variable in container.env or [] if variable.value_from]
+
+
+def test_a_job_pod_gets_no_token_and_only_its_own_secret() -> None:
+    ticket = ExecutionTicket(
+        execution_id="0123456789abcdef",
+        team="sales",
+        job="daily",
+        version="1",
+        resources={},
+        timeout=60.0,
+        command=["python", "-m", "nbplane", "job", "run-execution", "0123456789abcdef"],
+        environment={"NBPLANE_EXECUTION_TOKEN": "credential"},
+    )
+    job = KubernetesExecutor(Settings()).job(ticket, "nbplane-sales-daily-01234567", {})
+    assert_alone(job.spec.template.spec, "nbplane-sales-daily-01234567")
+
+
+def test_a_session_pod_gets_no_token_and_only_its_own_secret() -> None:
+    spec = SessionSpec(
+        id="s1",
+        user="alice",
+        resource_class="small",
+        cpu=None,
+        memory=None,
+        image=None,
+        token="token",
+        environment={"WAREHOUSE_PASSWORD": "pw"},
+        repository="https://example.com/repo.git",
+    )
+
+    async def build() -> client.V1StatefulSet:
+        launcher = KubernetesLauncher(Settings())
+        try:
+            return launcher.statefulset(spec, "nbplane-alice-s1", {}, 8888, "http://x:8888/")
+        finally:
+            await launcher.http.aclose()
+
+    statefulset = asyncio.run(build())
+    pod = statefulset.spec.template.spec
+    assert pod.init_containers, "the clone runs with the same Secret and nothing more"
+    assert_alone(pod, "nbplane-alice-s1")
