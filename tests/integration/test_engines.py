@@ -429,3 +429,16 @@ def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:
     assert failed.error["reason"] == "exception" and failed.error["cell"] == 0
     assert failed.error["evalue"] == "setup failed"
     assert retried.status == "completed" and retried.output == {"y": 4}
+
+
+@pytest.mark.parametrize("forked", KINDS)
+def test_api_kernels_get_none_of_the_servers_settings(forked: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook API's kernel does not inherit the server's key, database URL or token."""
+    monkeypatch.setenv("NBPLANE_SECRET_KEY", "server-key-not-for-notebooks")
+    monkeypatch.setenv("NBPLANE_STORE_URL", "postgresql://nbplane:pw@db/nbplane")
+    leaky = notebook(("x = 1", ["parameters"]),
+                     "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE')))")
+    outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(leaky))
+    assert outcome.status == "completed", outcome.error
+    assert outcome.logs == "[]\n"

@@ -40,5 +40,7 @@ def main() -> None:
     try:
         nbplane.main()
     except NbplaneError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(  # one line, for terminals and log readers
+            f"[bold red]error:[/] {escape(exc.message)}", highlight=False
+        )
         sys.exit(exc.exit_code)

@@ -39,6 +39,7 @@ from nbplane.engines.kernels import (
     same_python,
     wait_ready,
 )
+from nbplane.platform.sandbox import without_nbplane_settings
 
 TEMPLATE_START_TIMEOUT = 60.0
 
@@ -124,7 +125,10 @@ class ForkedKernelFactory(KernelFactory):
                     "nbplane.engines._forkserver",
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
-                    env={**os.environ, "JPY_PARENT_PID": str(os.getpid())},  # as jupyter_client
+                    env={  # as jupyter_client, less the server's own settings
+                        **without_nbplane_settings(os.environ),
+                        "JPY_PARENT_PID": str(os.getpid()),
+                    },
                     start_new_session=True,  # a Ctrl-C of nbplane's terminal is ours to handle
                 )
             except OSError as exc:

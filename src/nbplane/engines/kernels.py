@@ -48,6 +48,7 @@ from nbplane.engines.base import (
     Stopper,
     cell_source,
 )
+from nbplane.platform.sandbox import without_nbplane_settings
 
 log = logging.getLogger(__name__)
 
@@ -627,7 +628,9 @@ class StockKernelFactory(KernelFactory):
             manager.ip = os.path.join(self._directory, f"k{next(self._ids)}")
             extra = KERNEL_ARGS
         try:
-            await manager.start_kernel(extra_arguments=extra)
+            await manager.start_kernel(
+                extra_arguments=extra, env=without_nbplane_settings(os.environ)
+            )
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await manager.cleanup_resources()

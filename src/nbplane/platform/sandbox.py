@@ -55,6 +55,12 @@ PASSED_VARIABLES = ("PATH", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHON
 code are, and how to print text."""
 
 
+def without_nbplane_settings(environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment less every ``NBPLANE_*`` variable (the server's key, database URL,
+    tokens): for processes of the server that run notebook code outside a sandbox."""
+    return {key: value for key, value in environment.items() if not key.startswith("NBPLANE_")}
+
+
 class Sandbox(ABC):
     name: ClassVar[str]
     isolates: ClassVar[bool]
