@@ -39,6 +39,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
 from nbplane.control.context import new_execution_token
+from nbplane.jobs.models import CreateRun
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.store.tokens import token_hash
 from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
@@ -435,14 +436,16 @@ def test_an_execution_credential_reaches_only_its_own_execution(world: World) ->
     assert world.store.control.mark_started(execution_id, {"test": True})
     world.store.control.set_token(execution_id, token_hash(credential))
     alices_run = world.store.create_run(
-        job_dir="/tmp/alice",
-        job_name=world.shared.job,
-        job_team=TEAM_A,
-        arguments={},
-        db_url="sqlite://",
-        resumed=False,
-        plan=[],
-        execution_id=world.shared.job_execution,
+        CreateRun(
+            job_dir="/tmp/alice",
+            job_name=world.shared.job,
+            job_team=TEAM_A,
+            arguments={},
+            db_url="sqlite://",
+            resumed=False,
+            plan=[],
+        ),
+        world.shared.job_execution,
     )
     # its own answers hold its job's secret in clear: kept out of the secret scan
     own = world.client("bob's execution", credential, exchanges=[])

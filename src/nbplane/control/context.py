@@ -17,14 +17,18 @@ from typing import Any
 
 from nbplane.control.models import (
     AppendLog,
-    CreateRun,
     DescribeExecutionContext,
     FinishJobExecution,
     FinishRun,
 )
 from nbplane.errors import NotFound, Unauthorized
 from nbplane.jobs.backend import StoreJobState
-from nbplane.jobs.models import DescribeGrantedConnection, DescribeRun, DescribeRunStep
+from nbplane.jobs.models import (
+    CreateRun,
+    DescribeGrantedConnection,
+    DescribeRun,
+    DescribeRunStep,
+)
 from nbplane.settings import Settings
 from nbplane.store import Store
 from nbplane.store.tokens import token_hash
@@ -113,10 +117,8 @@ class ExecutionContextService:
     def create_run(self, identity: ExecutionIdentity, body: CreateRun) -> DescribeRun:
         """The execution's run record, named after the deployed job whatever the archive says."""
         run = self.store.create_run(
-            **body.model_dump(exclude={"job_name", "job_team"}),
-            job_name=identity.job,
-            job_team=identity.team,
-            execution_id=identity.id,
+            body.model_copy(update={"job_name": identity.job, "job_team": identity.team}),
+            identity.id,
         )
         self.control.set_run(identity.id, run.id)
         return run

@@ -23,7 +23,13 @@ from nbplane.control.models import DescribeExecutionContext
 from nbplane.errors import ConfigError, NbplaneError, StoreError
 from nbplane.executions.models import ExecutionStatus
 from nbplane.jobs.backend import JobState
-from nbplane.jobs.models import DescribeGrantedConnection, DescribeRun, DescribeRunStep, RunStatus
+from nbplane.jobs.models import (
+    CreateRun,
+    DescribeGrantedConnection,
+    DescribeRun,
+    DescribeRunStep,
+    RunStatus,
+)
 from nbplane.settings import Settings
 from nbplane.storable import sendable
 
@@ -82,28 +88,8 @@ class ExecutionChannel(JobState):
         self.call("POST", "/finish", json={"status": str(status), "reason": reason})
 
     # run records (RunRecords)
-    def create_run(
-        self,
-        *,
-        job_dir: str,
-        job_name: str,
-        job_team: str | None,
-        arguments: dict[str, Any],
-        db_url: str,
-        resumed: bool,
-        plan: list[str],
-        execution_id: str | None = None,
-    ) -> DescribeRun:
-        body = {
-            "job_dir": job_dir,
-            "job_name": job_name,
-            "job_team": job_team,
-            "arguments": arguments,
-            "db_url": db_url,
-            "resumed": resumed,
-            "plan": plan,
-        }
-        return DescribeRun.model_validate(self.call("POST", "/runs", json=body))
+    def create_run(self, run: CreateRun, execution_id: str | None = None) -> DescribeRun:
+        return DescribeRun.model_validate(self.call("POST", "/runs", json=run.model_dump()))
 
     def add_step(self, run_id: int, step: DescribeRunStep, checkpoint: bytes | None) -> None:
         self.call("POST", f"/runs/{run_id}/steps", json=step.model_dump(mode="json"))

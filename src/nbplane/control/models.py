@@ -242,20 +242,6 @@ class DescribeExecutionContext(BaseModel):
     )
 
 
-class CreateRun(BaseModel):
-    """Body of ``POST /api/v1/execution/runs``: the run record a deployed job starts."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job_dir: str = Field(max_length=1024)
-    job_name: str = Field(max_length=255)
-    job_team: str | None = Field(default=None, max_length=255)
-    arguments: dict[str, Any]
-    db_url: str = Field(max_length=1024)
-    resumed: bool
-    plan: list[str]
-
-
 class FinishRun(BaseModel):
     """Body of ``POST /api/v1/execution/runs/{run_id}/finish``."""
 

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 from nbplane.errors import NotFound
 from nbplane.jobs.definition import Job
-from nbplane.jobs.models import DescribeGrantedConnection, DescribeRun, DescribeRunStep, RunStatus
+from nbplane.jobs.models import (
+    CreateRun,
+    DescribeGrantedConnection,
+    DescribeRun,
+    DescribeRunStep,
+    RunStatus,
+)
 from nbplane.settings import Settings
 from nbplane.store import Store
 
@@ -22,18 +28,7 @@ from nbplane.store import Store
 class RunRecords(Protocol):
     """Run records as the runner writes and resume reads them (``Store`` is one)."""
 
-    def create_run(
-        self,
-        *,
-        job_dir: str,
-        job_name: str,
-        job_team: str | None,
-        arguments: dict[str, Any],
-        db_url: str,
-        resumed: bool,
-        plan: list[str],
-        execution_id: str | None = None,
-    ) -> DescribeRun: ...
+    def create_run(self, run: CreateRun, execution_id: str | None = None) -> DescribeRun: ...
 
     def add_step(self, run_id: int, step: DescribeRunStep, checkpoint: bytes | None) -> None: ...
 

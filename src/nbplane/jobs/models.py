@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -57,6 +57,20 @@ class DescribeRunStep(BaseModel):
     unpicklable: dict[str, str] = Field(default_factory=dict)
     outputs: list[dict[str, Any]] = Field(default_factory=list)
     has_checkpoint: bool = False
+
+
+class CreateRun(BaseModel):
+    """A run record as it starts (and the body of ``POST /api/v1/execution/runs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_dir: str = Field(max_length=1024)
+    job_name: str = Field(max_length=255)
+    job_team: str | None = Field(default=None, max_length=255)
+    arguments: dict[str, Any]
+    db_url: str = Field(max_length=1024)
+    resumed: bool
+    plan: list[str]
 
 
 class DescribeRun(BaseModel):

@@ -27,7 +27,7 @@ from nbplane.jobs.checkpoints import (
 )
 from nbplane.jobs.definition import Job, Step, StepKind, load_job
 from nbplane.jobs.job_input import JobInput
-from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus, StepStatus
+from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus, StepStatus
 from nbplane.jobs.resume import RunPlan, plan_run
 from nbplane.jobs.shell import StepShell, redirect_output
 from nbplane.jobs.sql import split_statements
@@ -130,14 +130,16 @@ def _run(
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
     target_db = job_database(db_url, job, state, settings)
     run = store.create_run(
-        job_dir=str(job.directory),
-        job_name=job.name,
-        job_team=job.config.team,
-        arguments=arguments,
-        db_url=redact_url(target_db),
-        resumed=resume or bool(from_step),
-        plan=plan.notes,
-        execution_id=execution_id,
+        CreateRun(
+            job_dir=str(job.directory),
+            job_name=job.name,
+            job_team=job.config.team,
+            arguments=arguments,
+            db_url=redact_url(target_db),
+            resumed=resume or bool(from_step),
+            plan=plan.notes,
+        ),
+        execution_id,
     )
     execution = JobExecution(
         job,

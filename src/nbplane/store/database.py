@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import StoreError
-from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus
+from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.store.control import ControlStore
 from nbplane.store.executions import ExecutionStore
 from nbplane.store.sessions import SessionStore
@@ -146,28 +146,11 @@ class Store:
                 )
 
     # runs
-    def create_run(
-        self,
-        *,
-        job_dir: str,
-        job_name: str,
-        job_team: str | None,
-        arguments: dict[str, Any],
-        db_url: str,
-        resumed: bool,
-        plan: list[str],
-        execution_id: str | None = None,
-    ) -> DescribeRun:
+    def create_run(self, run: CreateRun, execution_id: str | None = None) -> DescribeRun:
         values = {
-            "job_dir": job_dir,
-            "job_name": job_name,
-            "job_team": job_team,
+            **run.model_dump(),
             "status": RunStatus.RUNNING,
             "started_at": now(),
-            "arguments": arguments,
-            "db_url": db_url,
-            "resumed": resumed,
-            "plan": plan,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "execution_id": execution_id,

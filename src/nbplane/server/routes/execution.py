@@ -13,13 +13,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nbplane.control.context import ExecutionContextService, ExecutionIdentity
 from nbplane.control.models import (
     AppendLog,
-    CreateRun,
     DescribeExecutionContext,
     FinishJobExecution,
     FinishRun,
 )
 from nbplane.errors import Unauthorized
-from nbplane.jobs.models import DescribeGrantedConnection, DescribeRun, DescribeRunStep
+from nbplane.jobs.models import CreateRun, DescribeGrantedConnection, DescribeRun, DescribeRunStep
 
 router = APIRouter(prefix="/api/v1/execution")
 
