@@ -9,8 +9,9 @@ a credential that reaches only that execution's job (``control/execute.py``).
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nbplane.errors import NotFound
 from nbplane.jobs.definition import Job
@@ -23,6 +24,9 @@ from nbplane.jobs.models import (
 )
 from nbplane.settings import Settings
 from nbplane.store import Store
+
+if TYPE_CHECKING:
+    from nbplane.jobs.secrets import SecretBox
 
 
 class RunRecords(Protocol):
@@ -71,10 +75,14 @@ class StoreJobState(JobState):
     """State in nbplane's database, secrets sealed with this machine's key."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    @functools.cached_property
+    def box(self) -> SecretBox:
+        """The key, read only when a run touches its secrets."""
         from nbplane.jobs.secrets import SecretBox
 
-        self.store, self.settings = store, settings
-        self.box = SecretBox(settings)
+        return SecretBox(self.settings)
 
     def get_properties(self, job_key: str) -> dict[str, Any]:
         return self.store.get_properties(job_key)

@@ -14,6 +14,7 @@ only key names ever leave the server in a response.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from nbplane.control.models import DescribeCaller
@@ -45,7 +46,12 @@ def _describe(row: dict[str, Any]) -> DescribeConnection:
 class ConnectionService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.sessions = store.sessions
-        self.box = SecretBox(settings)
+        self.settings = settings
+
+    @functools.cached_property
+    def box(self) -> SecretBox:
+        """The key, read when a value is sealed or opened (a job with no connection never)."""
+        return SecretBox(self.settings)
 
     def create(self, caller: DescribeCaller, body: CreateConnection) -> DescribeConnection:
         _admin(caller)
