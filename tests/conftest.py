@@ -57,6 +57,36 @@ def database_url(kind: str, directory: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def in_process_store(
+    patch: pytest.MonkeyPatch, url: str, home: Path, team: str, **settings: str
+) -> tuple[str, Any, dict[str, str]]:
+    """nbplane's settings pointed at ``home`` and the store at ``url`` (a PostgreSQL database,
+    else SQLite in ``home``) for an app built in this process, its sessions running a command
+    that fails at once: the store's URL, the store with alice in ``team``, and a token of alice
+    ("member") and of the admin ("admin")."""
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    store_url = url if url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
+    for key, value in {
+        "NBPLANE_HOME": str(home),
+        "NBPLANE_STORE_URL": store_url,
+        "NBPLANE_SESSION_COMMAND": "false",
+        "NBPLANE_SESSION_POOL_SIZE": "0",
+        **settings,
+    }.items():
+        patch.setenv(key, value)
+    get_settings.cache_clear()
+    store = open_store(store_url)
+    store.control.create_user("alice")
+    store.control.add_member("alice", team)
+    tokens = {
+        "member": store.tokens.create("alice-member", "alice")[1],
+        "admin": store.tokens.create("admin-of-tests")[1],
+    }
+    return store_url, store, tokens
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The job's target database: a SQLite file, or a fresh PostgreSQL database."""

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from tests.conftest import BACKENDS, Env, database_url
+from tests.conftest import BACKENDS, Env, database_url, in_process_store
 from tests.integration.job_archives import RUNNABLE, broken_crc, job_archive
 
 TEAM, JOB = "analytics", "daily"
@@ -87,28 +87,14 @@ def app(
 def serve(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
-    from nbplane.store import open_store
 
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "notebooks").mkdir()
-    store_url = url if url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
-    for key, value in {
-        "NBPLANE_HOME": str(home),
-        "NBPLANE_STORE_URL": store_url,
-        "NBPLANE_SESSION_COMMAND": "false",
-        "NBPLANE_SESSION_POOL_SIZE": "0",
-        "NBPLANE_SESSION_MAX_PER_USER": "2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    store = open_store(store_url)
-    store.control.create_user("alice")
-    store.control.add_member("alice", TEAM)
-    tokens = {
-        "alice": store.tokens.create("alice-test", "alice")[1],
-        "admin": store.tokens.create("admin-test")[1],
-    }
+    store_url, store, made = in_process_store(
+        monkeypatch, url, home, TEAM, NBPLANE_SESSION_MAX_PER_USER="2"
+    )
+    tokens = {"alice": made["member"], "admin": made["admin"]}
     application = create_app(
         ServerConfig(
             notebooks_dir=tmp_path / "notebooks",

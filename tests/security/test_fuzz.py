@@ -26,7 +26,7 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis.python import asgi
 
-from tests.conftest import BACKENDS, database_url
+from tests.conftest import BACKENDS, database_url, in_process_store
 from tests.integration.api_notebooks import NUMBER_IN, write_api
 from tests.integration.job_archives import RUNNABLE, broken_crc
 
@@ -82,7 +82,6 @@ def world(
     from nbplane.executions.models import ExecutionStatus
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
-    from nbplane.store import open_store
 
     root = tmp_path_factory.mktemp("fuzz")
     home, notebooks = root / "home", root / "notebooks"
@@ -95,22 +94,7 @@ def world(
         {"input": NUMBER_IN, "output": {"type": "object", "properties": {"y": {"type": "number"}}}},
     )
     with database_url(request.param, root) as url, pytest.MonkeyPatch.context() as patch:
-        store_url = url if url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
-        for key, value in {
-            "NBPLANE_HOME": str(home),
-            "NBPLANE_STORE_URL": store_url,
-            "NBPLANE_SESSION_COMMAND": "false",
-            "NBPLANE_SESSION_POOL_SIZE": "0",
-        }.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store = open_store(store_url)
-        store.control.create_user("alice")
-        store.control.add_member("alice", TEAM)
-        tokens = {
-            "member": store.tokens.create("alice-fuzz", "alice")[1],
-            "admin": store.tokens.create("admin-fuzz")[1],
-        }
+        store_url, store, tokens = in_process_store(patch, url, home, TEAM)
         app = create_app(
             ServerConfig(
                 notebooks_dir=notebooks,
