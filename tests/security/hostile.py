@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 HOSTILE = r'''
 import json, os, pathlib, httpx
@@ -69,16 +68,6 @@ def attempts_that_succeeded(log: str) -> dict[str, str]:
     assert "RESULTS " in log, log
     results: dict[str, str] = json.loads(log.split("RESULTS ", 1)[1].splitlines()[0])
     return {name: value for name, value in results.items() if value.startswith("succeeded")}
-
-
-def files_holding(root: Path, secrets: list[str]) -> list[str]:
-    """Files under ``root`` (databases and logs included) holding one of ``secrets`` in clear."""
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            content = path.read_bytes()
-            found += [f"{path}: {s}" for s in secrets if s.encode() in content]
-    return found
 
 
 def digest(secret: str) -> str:

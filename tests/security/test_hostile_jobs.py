@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, text
 from tests.integration.server_fixture import Server, running_server
 from tests.integration.session_helpers import as_user, user_token
 from tests.integration.test_control import deploy, execute, job_archive
-from tests.security.hostile import HOSTILE, attempts_that_succeeded, digest, files_holding
+from tests.security.hostile import HOSTILE, attempts_that_succeeded, digest
+from tests.security.scan import files_under, findings
 
 ALICE_SECRET = "alice-job-secret-4711"
 ALICE_PASSWORD = "alice-warehouse-pw-0815"
@@ -106,7 +107,8 @@ def test_a_hostile_job_reaches_nothing_of_another_team(
         assert ended.get("/api/v1/execution/secrets").status_code == 401
         assert ended.get("/api/v1/me").status_code == 401
     # nothing on disk (the database, the server's log, execution directories) holds them in clear
-    assert files_holding(tmp_path, [ALICE_SECRET, ALICE_PASSWORD, BOB_SECRET]) == []
+    secrets = {"alice's secret": ALICE_SECRET, "her password": ALICE_PASSWORD, "bob's": BOB_SECRET}
+    assert findings(secrets, files_under(tmp_path, "the test's files")) == []
 
 
 def test_connections_reach_the_teams_deployed_jobs(
@@ -141,7 +143,8 @@ def test_connections_reach_the_teams_deployed_jobs(
     assert "key [secret]" in log and "token [secret]" in log, "values are redacted like secrets"
     everything = log + json.dumps(record)
     assert ALICE_SECRET not in everything and ALICE_PASSWORD not in everything
-    assert files_holding(tmp_path / "home", [ALICE_SECRET, ALICE_PASSWORD]) == []
+    secrets = {"the lake key": ALICE_SECRET, "the api token": ALICE_PASSWORD}
+    assert findings(secrets, files_under(tmp_path / "home", "NBPLANE_HOME")) == []
 
     # the same job in another team sees neither connection
     deploy(server, job, "ops", "daily")

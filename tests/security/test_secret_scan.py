@@ -15,31 +15,8 @@ import pytest
 
 from nbplane.jobs.secrets import SecretBox
 from tests.security.conftest import TEAM_A, World
+from tests.security.scan import files_under, findings
 from tests.security.test_access_matrix import ADMIN, ROUTES, RULES, send
-
-
-def encodings(secret: str) -> list[bytes]:
-    """The secret's bytes, its hex, and its base64 (standard and URL-safe) at each of the three
-    byte alignments, without the edge characters that depend on its neighbours, so an encoding
-    is no hiding place."""
-    raw = secret.encode()
-    found = [raw, raw.hex().encode()]
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + raw)
-        start, stop = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6
-        found += [encoded[start:stop], encoded[start:stop].translate(bytes.maketrans(b"+/", b"-_"))]
-    return found
-
-
-def findings(secrets: dict[str, str], places: list[tuple[str, bytes]]) -> list[str]:
-    """``what in where`` for each secret found in any encoding in any place."""
-    needles = {name: encodings(secret) for name, secret in secrets.items()}
-    return [
-        f"{name} in {where}"
-        for where, content in places
-        for name, forms in needles.items()
-        if any(form in content for form in forms)
-    ]
 
 
 @pytest.mark.parametrize("prefix", [b"", b"x", b"xy"])
@@ -86,9 +63,8 @@ def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
         **{f"{user}'s token": token for user, token in world.tokens.items()},
         "the token alice's session speaks for her with": session["nbplane_token"],
     }
-    files = sorted(path for path in world.home.rglob("*") if path.is_file())
-    assert files, "NBPLANE_HOME is empty: nothing was scanned"
-    places = [(f"NBPLANE_HOME/{path.relative_to(world.home)}", path.read_bytes()) for path in files]
+    places = files_under(world.home, "NBPLANE_HOME")
+    assert places, "NBPLANE_HOME is empty: nothing was scanned"
     places.append(("the server log", world.log.text.encode()))
     for exchange in world.exchanges:
         headers = "\n".join(f"{name}: {value}" for name, value in exchange.headers).encode()
