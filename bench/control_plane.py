@@ -781,8 +781,8 @@ def measure_on_demand(args: argparse.Namespace, root: Path, local: Plane, archiv
         try:
             targets.append(PlaneTarget(rows[0], local, archive, args.steps, args.timeout))
             rows[1].skipped = kubernetes_unavailable(
-                args.no_kubernetes, "nbplane.control.executors.kubernetes",
-                "the Kubernetes job executor (src/nbplane/control/executors/kubernetes.py)")
+                args.no_kubernetes, "nbplane.deployments.executors.kubernetes",
+                "the Kubernetes job executor (src/nbplane/deployments/executors/kubernetes.py)")
             if rows[1].skipped is None:
                 kube = phase.enter_context(kubernetes_plane(root, args.start_timeout, console))
                 started.append(kube)

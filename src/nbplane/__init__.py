@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbplane.output import save_output
+from nbplane.apis.output import save_output
 
 __all__ = ["load_ipython_extension", "save_output"]
 

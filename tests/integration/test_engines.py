@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-from nbplane.engines.base import OUTPUT_MIMETYPE, Engine, ExecutionOutcome, ExecutionRequest
-from nbplane.engines.isolated import IsolatedEngine
-from nbplane.engines.reuse import ReuseEngine
-from nbplane.notebooks.contracts import parameters_source
+from nbplane.apis.contract import parameters_source
+from nbplane.apis.engines.base import OUTPUT_MIMETYPE, Engine, ExecutionOutcome, ExecutionRequest
+from nbplane.apis.engines.isolated import IsolatedEngine
+from nbplane.apis.engines.reuse import ReuseEngine
 
 T = TypeVar("T")
 
@@ -216,7 +216,7 @@ def test_a_killed_fork_server_is_replaced() -> None:
     me = psutil.Process()
 
     def fork_servers() -> list[psutil.Process]:
-        return [p for p in me.children() if "nbplane.engines._forkserver" in p.cmdline()]
+        return [p for p in me.children() if "nbplane.apis.engines._forkserver" in p.cmdline()]
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         [server] = fork_servers()

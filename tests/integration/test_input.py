@@ -318,7 +318,7 @@ def test_a_stored_schedule_that_is_refused_now_is_switched_off_not_a_failing_loo
     """Deployed before every-second schedules were refused: the scheduler turns it off."""
     from sqlalchemy import update
 
-    from nbplane.control.plane import ControlPlane
+    from nbplane.deployments.reconciler import ControlPlane
     from nbplane.store.tables import deployments
 
     deployed(app)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nbplane.executions.models import DescribeExecution, ExecutionStatus
+from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.store import open_store
 from tests.conftest import BACKENDS, database_url
 from tests.integration.api_notebooks import NUMBER_IN, write_all, write_api

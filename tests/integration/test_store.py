@@ -7,7 +7,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from nbplane.store import open_store
-from nbplane.store.database import MIGRATIONS, SCHEMA_HEAD, migrate
+from nbplane.store.engine import MIGRATIONS, SCHEMA_HEAD, migrate
 from nbplane.store.tables import metadata
 
 

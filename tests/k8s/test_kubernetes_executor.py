@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus
-from nbplane.control.executors.kubernetes import KubernetesExecutor
+from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus
+from nbplane.deployments.executors.kubernetes import KubernetesExecutor
 from nbplane.errors import ConfigError
 from nbplane.settings import Settings
 from tests.conftest import write_notebook

@@ -45,10 +45,10 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 
-from nbplane.executions.models import ExecutionStatus
+from nbplane.apis.models import ExecutionStatus
 from nbplane.jobs.scaffold import export_job
 from nbplane.server.app import ServerConfig, create_app
-from nbplane.sessions.plane import SessionPlane
+from nbplane.sessions.reconciler import SessionPlane
 from nbplane.settings import get_settings
 from nbplane.store import Store
 from tests.conftest import write_notebook

@@ -38,7 +38,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
-from nbplane.control.context import new_execution_token
+from nbplane.deployments.context import new_execution_token
 from nbplane.jobs.models import CreateRun
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.store.tokens import token_hash

@@ -79,7 +79,7 @@ class Report:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    from nbplane.executions.models import ExecutionStatus
+    from nbplane.apis.models import ExecutionStatus
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 

@@ -27,8 +27,8 @@ import pytest
 from tornado.websocket import websocket_connect
 
 import nbplane
-from nbplane.control.executors.base import ExecutionTicket, ExecutorStatus
-from nbplane.control.executors.local import LocalExecutor
+from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus
+from nbplane.deployments.executors.local import LocalExecutor
 from nbplane.errors import ConfigError
 from nbplane.platform.sandbox import Bubblewrap, bubblewrap_problem, sandbox_named
 from nbplane.sessions.launchers.base import SessionSpec

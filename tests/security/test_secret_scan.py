@@ -13,7 +13,7 @@ import logging
 
 import pytest
 
-from nbplane.jobs.secrets import SecretBox
+from nbplane.platform.secrets import SecretBox
 from tests.security.conftest import TEAM_A, World
 from tests.security.scan import files_under, findings
 from tests.security.test_access_matrix import ADMIN, ROUTES, RULES, send

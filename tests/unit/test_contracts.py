@@ -14,15 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, field_validator
 
-from nbplane.errors import (
-    ConfigError,
-    Conflict,
-    ContractError,
-    InvalidInput,
-    InvalidOutput,
-    NbplaneError,
-)
-from nbplane.notebooks.contracts import (
+from nbplane.apis.contract import (
     Contract,
     NotebookApi,
     discover_apis,
@@ -32,8 +24,16 @@ from nbplane.notebooks.contracts import (
     validate_input,
     validate_output,
 )
-from nbplane.notebooks.nbschema import ModelRegistry, load_model, model_schema
-from nbplane.output import OUTPUT_MIMETYPE, to_json_data
+from nbplane.apis.nbschema import ModelRegistry, load_model, model_schema
+from nbplane.apis.output import OUTPUT_MIMETYPE, to_json_data
+from nbplane.errors import (
+    ConfigError,
+    Conflict,
+    ContractError,
+    InvalidInput,
+    InvalidOutput,
+    NbplaneError,
+)
 from tests.conftest import write_notebook
 
 
@@ -696,7 +696,7 @@ def test_cyclic_outputs_are_refused() -> None:
 
 
 def test_importing_save_output_stays_light() -> None:
-    code = ("import sys; from nbplane import save_output; from nbplane.output import "
+    code = ("import sys; from nbplane import save_output; from nbplane.apis.output import "
             "OUTPUT_MIMETYPE; print(OUTPUT_MIMETYPE, sorted(m for m in ('IPython', 'sqlalchemy', "
             "'pydantic', 'jsonschema') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

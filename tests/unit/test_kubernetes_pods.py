@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes import client
 
-from nbplane.control.executors.base import ExecutionTicket
-from nbplane.control.executors.kubernetes import KubernetesExecutor
+from nbplane.deployments.executors.base import ExecutionTicket
+from nbplane.deployments.executors.kubernetes import KubernetesExecutor
 from nbplane.sessions.launchers.base import SessionSpec
 from nbplane.sessions.launchers.kubernetes import KubernetesLauncher
 from nbplane.settings import Settings

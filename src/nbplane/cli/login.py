@@ -9,12 +9,12 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from nbplane.cli.commands import DocumentedCommand
+from nbplane.cli._common import DocumentedCommand
 from nbplane.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nbplane.control.models import DescribeCaller
-    from nbplane.control.oauth import DescribeOAuthLogin
+    from nbplane.auth.oauth import DescribeOAuthLogin
+    from nbplane.deployments.models import DescribeCaller
 
 DEFAULT_URL = "http://127.0.0.1:5050"
 

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 from rich.console import Console
 from rich.markup import escape
 
-from nbplane.control.oauth import DescribeOAuth
+from nbplane.auth.oauth import DescribeOAuth
+from nbplane.auth.pkce import PkceLogin
 from nbplane.errors import Unauthorized
-from nbplane.oauth_pkce import PkceLogin
 
 CALLBACK_PATH = "/callback"
 PAGE = (

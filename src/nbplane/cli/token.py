@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from nbplane.cli.commands import NbplaneGroup
+from nbplane.cli._common import NbplaneGroup
 from nbplane.errors import NotFound
 
 if TYPE_CHECKING:

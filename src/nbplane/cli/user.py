@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nbplane.cli.commands import DocumentedArgument, NbplaneGroup
-from nbplane.cli.job import output_format
-from nbplane.remote_jobs import checked_name
+from nbplane.cli._common import DocumentedArgument, NbplaneGroup
+from nbplane.cli.jobs import output_format
+from nbplane.client.deploy import checked_name
 
 if TYPE_CHECKING:
     from nbplane.store import Store

@@ -37,7 +37,7 @@ class JobMagics(Magics):
         self.bind(line)
 
     def bind(self, line: str) -> JobInput:
-        from nbplane.cli.job import parse_arguments
+        from nbplane.cli.jobs import parse_arguments
         from nbplane.jobs.backend import StoreJobState, job_database
         from nbplane.store import open_store
 

@@ -26,7 +26,7 @@ from nbplane.settings import Settings
 from nbplane.store import Store
 
 if TYPE_CHECKING:
-    from nbplane.jobs.secrets import SecretBox
+    from nbplane.platform.secrets import SecretBox
 
 
 class RunRecords(Protocol):
@@ -80,7 +80,7 @@ class StoreJobState(JobState):
     @functools.cached_property
     def box(self) -> SecretBox:
         """The key, read only when a run touches its secrets."""
-        from nbplane.jobs.secrets import SecretBox
+        from nbplane.platform.secrets import SecretBox
 
         return SecretBox(self.settings)
 

@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from nbplane.dburl import ensure_sqlite_parent, redact_url
 from nbplane.errors import ConfigError, QueryError
 from nbplane.jobs.backend import JobState, find_connection
 from nbplane.jobs.definition import Job
 from nbplane.jobs.ingestion import Ingester
 from nbplane.jobs.models import DescribeGrantedConnection
 from nbplane.jobs.sql import QueryResult, Statement, split_statements, substitute
+from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
 from nbplane.settings import Settings
 
 TemplateRunner = Callable[[Path, dict[str, Any]], Any]

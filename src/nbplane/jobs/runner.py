@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nbplane.dburl import redact_url
 from nbplane.errors import ConfigError, NbplaneError, QueryError, StepFailed
 from nbplane.jobs.backend import JobState, RunRecords, StoreJobState, job_database
 from nbplane.jobs.capture import OutputCollector, plain_text
@@ -32,6 +31,7 @@ from nbplane.jobs.resume import RunPlan, plan_run
 from nbplane.jobs.shell import StepShell, redirect_output
 from nbplane.jobs.sql import split_statements
 from nbplane.notebooks.reader import notebook_json
+from nbplane.platform.dburl import redact_url
 from nbplane.settings import Settings, get_settings
 from nbplane.store import Store, open_store
 

@@ -93,12 +93,12 @@ from pydantic import BaseModel, ValidationError
 
 from nbplane import errors
 from nbplane.client import forget_login
-from nbplane.control.models import ExecuteJob
+from nbplane.client.deploy import checked_name, current_version, deploy_directory
+from nbplane.deployments.models import ExecuteJob
 from nbplane.jobs.definition import Job, load_job
 from nbplane.jupyter.login import OAuthLogins, describe_login, log_in, remote_client
 from nbplane.jupyter.models import CreateJobDirectory, DeployDirectory, LogIn, StartRun
 from nbplane.jupyter.runs import LocalRuns, describe_steps, inside_root
-from nbplane.remote_jobs import checked_name, current_version, deploy_directory
 from nbplane.server.errors import status_of
 
 T = TypeVar("T")

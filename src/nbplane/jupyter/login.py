@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbplane.auth.oauth import DescribeOAuthLogin
+from nbplane.auth.pkce import PkceLogin
 from nbplane.client import NbplaneClient, SaveLogin, load_login, normalize_url, save_login
-from nbplane.control.models import DescribeCaller
-from nbplane.control.oauth import DescribeOAuthLogin
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import ConfigError, NbplaneError, Unauthorized
-from nbplane.oauth_pkce import PkceLogin
 from nbplane.settings import get_settings
 
 LOGIN_FIRST = "log in to an nbplane server first (nbplane menu > Login)"

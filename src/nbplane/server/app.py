@@ -12,26 +12,26 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nbplane import __version__
-from nbplane.control.context import ExecutionContextService
-from nbplane.control.plane import ControlPlane
-from nbplane.control.service import ControlService
-from nbplane.executions.catalog import ApiCatalog
-from nbplane.executions.service import ExecutionService
-from nbplane.executions.worker import Worker
+from nbplane.apis.catalog import ApiCatalog
+from nbplane.apis.service import ExecutionService
+from nbplane.apis.worker import Worker
+from nbplane.deployments.context import ExecutionContextService
+from nbplane.deployments.reconciler import ControlPlane
+from nbplane.deployments.service import ControlService
 from nbplane.server import errors
 from nbplane.server.door import Door
 from nbplane.server.routes import (
+    apis,
     auth,
     connections,
-    execution,
-    executions,
-    jobs,
+    context,
+    deployments,
     jupyrest,
     sessions,
     web,
 )
 from nbplane.sessions.launchers import launcher_named
-from nbplane.sessions.plane import SessionPlane
+from nbplane.sessions.reconciler import SessionPlane
 from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
 from nbplane.store import open_store
@@ -111,9 +111,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(executions.router, tags=["executions"])
-    app.include_router(jobs.router, tags=["jobs"])
-    app.include_router(execution.router, tags=["execution"])
+    app.include_router(apis.router, tags=["executions"])
+    app.include_router(deployments.router, tags=["jobs"])
+    app.include_router(context.router, tags=["execution"])
     app.include_router(auth.router, tags=["auth"])
     app.include_router(jupyrest.router)
     app.include_router(sessions.router, tags=["sessions"])

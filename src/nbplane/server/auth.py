@@ -17,7 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.control.models import DescribeCaller
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Forbidden, Unauthorized
 
 CACHE_SECONDS = 5.0

@@ -17,11 +17,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from nbplane.control.models import DescribeCaller
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import NotFound
 from nbplane.jobs.backend import default_database
 from nbplane.jobs.models import DescribeGrantedConnection
-from nbplane.jobs.secrets import SecretBox
+from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.models import (
     CreateConnection,
     DescribeConnection,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from nbplane.control.models import DescribeCaller
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import (
     Conflict,
     InvalidInput,
@@ -27,7 +27,7 @@ from nbplane.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from nbplane.jobs.secrets import SecretBox
+from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher, SessionSpec
 from nbplane.sessions.models import (

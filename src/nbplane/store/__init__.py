@@ -1,5 +1,5 @@
 """nbplane's own database: the only code that touches SQL tables of ours."""
 
-from nbplane.store.database import Store, open_store
+from nbplane.store.engine import Store, open_store
 
 __all__ = ["Store", "open_store"]

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from nbplane.control.models import DescribeCaller
+from nbplane.apis.models import DescribeToken
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import ConfigError
-from nbplane.executions.models import DescribeToken
-from nbplane.store.control import ADMIN, ControlStore
+from nbplane.store.deployments import ADMIN, ControlStore
 from nbplane.store.tables import api_tokens
 
 TOKEN_PREFIX = "nbp_"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from nbplane.control.oauth import (
+from nbplane.auth.oauth import (
     DescribeOAuth,
     DescribeOAuthLogin,
     ExchangeOAuthToken,

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.executions.models import DescribeExecution
+from nbplane.apis.models import DescribeExecution
 from nbplane.server.auth import Caller
 from nbplane.server.errors import responses
-from nbplane.server.routes.executions import Wait, service
+from nbplane.server.routes.apis import Wait, service
 
 router = APIRouter(prefix="/api", tags=["jupyrest"])
 

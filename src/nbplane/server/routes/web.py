@@ -17,10 +17,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from nbplane.control.models import DescribeCaller
-from nbplane.control.oauth import ExchangeOAuthToken, oauth_config, oauth_login
+from nbplane.auth.oauth import ExchangeOAuthToken, oauth_config, oauth_login
+from nbplane.auth.pkce import PkceLogin
+from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
-from nbplane.oauth_pkce import PkceLogin
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn, authenticate
 from nbplane.server.errors import responses
 from nbplane.settings import Settings

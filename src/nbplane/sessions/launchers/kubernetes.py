@@ -27,7 +27,7 @@ import httpx
 from kubernetes import client
 
 from nbplane.errors import ConfigError, InvalidInput
-from nbplane.kube import (
+from nbplane.platform.kube import (
     MANAGED_BY,
     KubeClient,
     dns_label,

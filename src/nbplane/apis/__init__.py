@@ -1,0 +1,1 @@
+"""Notebook APIs: contracts, the catalog, executions and their queue, workers and engines."""

@@ -1,0 +1,149 @@
+"""The one entry to executions for the API: submit, wait, cancel, read artifacts.
+
+Every execution is owned by the user who submitted it: only they and admins see, read or cancel
+it, and to anyone else it does not exist (404, never 403). Rows from before owners were
+recorded have none, and show to admins alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nbplane.apis.catalog import ApiCatalog, team_for
+from nbplane.apis.contract import validate_input
+from nbplane.apis.models import (
+    DescribeExecution,
+    ExecutionPage,
+    ExecutionStatus,
+    ListExecutionsQuery,
+)
+from nbplane.apis.worker import Worker
+from nbplane.deployments.models import DescribeCaller
+from nbplane.errors import Conflict, NotFound
+from nbplane.store import Store
+
+
+def may_see(caller: DescribeCaller, record: DescribeExecution) -> bool:
+    """Its owner and admins; a row without owner (from before owners): admins alone."""
+    return caller.admin or (record.created_by is not None and record.created_by == caller.user)
+
+
+class ExecutionService:
+    def __init__(
+        self, store: Store, catalog: ApiCatalog, worker: Worker | None, cache_dir: Path
+    ) -> None:
+        self.store, self.catalog, self.worker = store, catalog, worker
+        self.cache_dir = cache_dir
+
+    async def submit(
+        self, notebook: str, parameters: Any, caller: DescribeCaller
+    ) -> DescribeExecution:
+        """Validate the input against the contract and queue the execution as the caller's."""
+        api = self.catalog.usable(notebook, caller)
+        assert api.contract is not None
+        checked = validate_input(api, parameters)
+        record = DescribeExecution(
+            id=str(uuid.uuid4()),
+            notebook=api.name,
+            notebook_version=api.version,
+            parameters=checked,
+            status=ExecutionStatus.QUEUED,
+            engine=api.contract.engine,
+            timeout=api.contract.timeout,
+            retries=api.contract.retries,
+            attempts=0,
+            created_at=datetime.now(UTC),
+            created_by=caller.user,
+            team=team_for(api, caller),
+        )
+        if self.worker is not None:
+            taken = await self.worker.run_now(record)
+            if taken is not None:
+                return taken
+        await asyncio.to_thread(self.store.executions.create, record)
+        if self.worker is not None:
+            self.worker.wake()
+        return record
+
+    async def wait(
+        self, execution_id: str, seconds: float, caller: DescribeCaller
+    ) -> DescribeExecution:
+        """The caller's execution once final, or as it is when ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        event = self.worker.finished_event(execution_id) if self.worker else None
+        try:
+            delay = 0.01
+            while True:
+                record = self.worker.result(execution_id) if self.worker else None
+                if record is None or not may_see(caller, record):
+                    record = await asyncio.to_thread(self.get, execution_id, caller)
+                left = deadline - time.monotonic()
+                if record.status.final or left <= 0:
+                    return record
+                if event is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), min(left, 1.0))
+                else:  # run by another process: poll, backing off
+                    await asyncio.sleep(min(delay, left))
+                    delay = min(delay * 2, 0.25)
+        finally:
+            if self.worker is not None:
+                self.worker.forget(execution_id)
+
+    def get(self, execution_id: str, caller: DescribeCaller) -> DescribeExecution:
+        """The execution if the caller owns it or is an admin; else "not found" either way."""
+        record = self.store.executions.get(execution_id)
+        if record is None or not may_see(caller, record):
+            raise NotFound(f"no execution {execution_id!r}", field="execution_id")
+        return record
+
+    def page(self, query: ListExecutionsQuery, caller: DescribeCaller) -> ExecutionPage:
+        """The caller's executions; an admin's query sees everyone's (``owner`` narrows it)."""
+        return self.store.executions.page(query, only_owner=None if caller.admin else caller.user)
+
+    async def cancel(self, execution_id: str, caller: DescribeCaller) -> DescribeExecution:
+        record = await asyncio.to_thread(self.get, execution_id, caller)
+        if record.status.final:
+            raise Conflict(
+                f"execution {execution_id} already ended as {record.status}",
+                field="execution_id",
+            )
+        await asyncio.to_thread(
+            self.store.executions.request_cancel, execution_id, datetime.now(UTC)
+        )
+        if self.worker is not None:
+            self.worker.cancel(execution_id)
+        return await self.wait(execution_id, 5.0, caller)
+
+    def artifact(self, execution_id: str, kind: str, caller: DescribeCaller) -> str:
+        record = self.get(execution_id, caller)
+        content = self.store.executions.artifact(execution_id, kind)
+        if content is None:
+            raise NotFound(
+                f"execution {execution_id} has no {kind} yet (it is {record.status})",
+                field="execution_id",
+            )
+        return content
+
+    def html(self, execution_id: str, caller: DescribeCaller) -> str:
+        """The executed notebook as HTML, rendered on first request and cached on disk."""
+        self.get(execution_id, caller)  # the cache answers only whom the record would
+        cached = self.cache_dir / f"{execution_id}.html"
+        if cached.exists():
+            return cached.read_text(encoding="utf-8")
+        notebook = self.artifact(execution_id, "ipynb", caller)
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        node = nbformat.reads(notebook, as_version=4)
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".tmp")
+        partial.write_text(body, encoding="utf-8")
+        partial.replace(cached)
+        return str(body)

@@ -1,0 +1,167 @@
+"""OAuth2 login: the server asks its configured provider's userinfo endpoint whom an access
+token belongs to, and answers with a token of nbplane's own, so every other request keeps
+using nbplane's revocable tokens and the provider is only needed at login."""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbplane.deployments.models import check_name
+from nbplane.errors import ConfigError, Conflict, NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    from nbplane.settings import Settings
+    from nbplane.store import Store
+
+USERINFO_TIMEOUT = httpx.Timeout(15.0, connect=10.0)
+FALLBACK_USERNAME_CLAIM = "sub"
+REQUIRED_SETTINGS = (
+    "oauth_authorize_url",
+    "oauth_token_url",
+    "oauth_userinfo_url",
+    "oauth_client_id",
+)
+
+
+class DescribeOAuth(BaseModel):
+    """``GET /api/v1/auth/oauth``: where ``nbplane login --oauth`` sends the person, as whom."""
+
+    authorize_url: str
+    token_url: str
+    client_id: str
+    scopes: str
+
+
+class ExchangeOAuthToken(BaseModel):
+    """Body of ``POST /api/v1/auth/oauth/token``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_token: str = Field(min_length=1, description="An access token from the provider.")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Name of the new nbplane token (default: oauth-USER-<random>).",
+    )
+
+
+class DescribeOAuthLogin(BaseModel):
+    """A new nbplane token for the provider's user; the secret is shown this once."""
+
+    token: str
+    user: str
+    admin: bool
+    teams: list[str]
+
+
+def oauth_config(settings: Settings) -> DescribeOAuth:
+    missing = [name for name in REQUIRED_SETTINGS if not getattr(settings, name)]
+    if missing:
+        variables = ", ".join(f"NBPLANE_{name.upper()}" for name in missing)
+        raise NotFound(
+            f"OAuth login is not configured on this server ({variables} not set); log in with "
+            "a token from `nbplane token create` instead",
+            field="oauth",
+        )
+    assert settings.oauth_authorize_url and settings.oauth_token_url and settings.oauth_client_id
+    return DescribeOAuth(
+        authorize_url=settings.oauth_authorize_url,
+        token_url=settings.oauth_token_url,
+        client_id=settings.oauth_client_id,
+        scopes=settings.oauth_scopes,
+    )
+
+
+def oauth_login(store: Store, settings: Settings, body: ExchangeOAuthToken) -> DescribeOAuthLogin:
+    """The provider's user as an nbplane user (made on first login), their teams set from the
+    groups claim when it is there, and a new token of theirs."""
+    oauth_config(settings)
+    assert settings.oauth_userinfo_url
+    claims = userinfo(settings.oauth_userinfo_url, body.access_token)
+    user = username(claims, settings.oauth_username_claim)
+    with suppress(Conflict):  # logged in before, or made by `nbplane user create`
+        store.control.create_user(user)
+    groups = claims.get(settings.oauth_groups_claim)
+    if groups is not None:
+        set_teams(store, user, teams_of(groups))
+    name = body.name or f"oauth-{user[:200]}-{secrets.token_hex(4)}"
+    _, token = store.tokens.create(name, user)
+    described = store.control.user(user)
+    return DescribeOAuthLogin(token=token, user=user, admin=described.admin, teams=described.teams)
+
+
+def userinfo(url: str, access_token: str) -> dict[str, Any]:
+    """The provider's claims about the token's owner; a token it refuses is ours to refuse."""
+    try:
+        response = httpx.get(
+            url, headers={"Authorization": f"Bearer {access_token}"}, timeout=USERINFO_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            f"cannot reach the OAuth provider's userinfo endpoint {url}: "
+            f"{str(exc) or type(exc).__name__}",
+            field="oauth_userinfo_url",
+        ) from None
+    if response.status_code in (401, 403):
+        raise Unauthorized(
+            f"the OAuth provider refused the access token ({response.status_code} from its "
+            "userinfo endpoint); log in again",
+            field="access_token",
+        )
+    try:
+        claims = response.raise_for_status().json()
+    except (httpx.HTTPStatusError, ValueError):
+        claims = None
+    if not isinstance(claims, dict):
+        raise ConfigError(
+            f"the OAuth provider's userinfo endpoint {url} answered {response.status_code} "
+            "without a JSON object of claims",
+            field="oauth_userinfo_url",
+        )
+    return claims
+
+
+def username(claims: dict[str, Any], claim: str) -> str:
+    from nbplane.store.deployments import ADMIN  # here: the client imports this module's models
+
+    value = claims.get(claim) or claims.get(FALLBACK_USERNAME_CLAIM)
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise Unauthorized(
+            f"the OAuth provider's userinfo has no usable {claim!r} or "
+            f"{FALLBACK_USERNAME_CLAIM!r} claim to name the nbplane user",
+            field="access_token",
+        )
+    if value == ADMIN:
+        raise Unauthorized(
+            f"the OAuth user {ADMIN!r} cannot log in: that is nbplane's built-in admin",
+            field="access_token",
+        )
+    return value
+
+
+def teams_of(groups: Any) -> set[str]:
+    """The groups that are valid team names; a provider's other groups are not teams."""
+    names = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
+    return {name for name in names if _is_team_name(name)}
+
+
+def _is_team_name(name: Any) -> bool:
+    try:
+        check_name(name, "team")
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def set_teams(store: Store, user: str, teams: set[str]) -> None:
+    current = set(store.control.user(user).teams)
+    for team in sorted(teams - current):
+        store.control.add_member(user, team)
+    for team in sorted(current - teams):
+        store.control.remove_member(user, team)

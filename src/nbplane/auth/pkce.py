@@ -1,0 +1,138 @@
+"""The client half of OAuth2's authorization code flow with PKCE (RFC 7636), shared by
+``nbplane login --oauth`` (redirect to a loopback port) and the Jupyter server extension
+(redirect to the Jupyter server itself): the login URL, the redirect's checks, the code trade."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from nbplane.auth.oauth import DescribeOAuth
+from nbplane.errors import ConfigError, Unauthorized
+
+TOKEN_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+VERIFIER_BYTES = 48
+"""Random bytes of the PKCE code verifier: 64 characters, within RFC 7636's 43 to 128."""
+
+
+@dataclass(frozen=True)
+class PkceLogin:
+    """One login in progress: the secrets only its initiator knows, and where it comes back."""
+
+    provider: DescribeOAuth
+    redirect_uri: str
+    verifier: str = field(default_factory=lambda: secrets.token_urlsafe(VERIFIER_BYTES))
+    state: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __post_init__(self) -> None:
+        for url in (self.provider.authorize_url, self.provider.token_url):
+            check_transport(url)
+
+    @property
+    def authorize_url(self) -> str:
+        """Where the person's browser logs in."""
+        digest = hashlib.sha256(self.verifier.encode("ascii")).digest()
+        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        url = httpx.URL(self.provider.authorize_url).copy_merge_params(
+            {
+                "response_type": "code",
+                "client_id": self.provider.client_id,
+                "redirect_uri": self.redirect_uri,
+                "scope": self.provider.scopes,
+                "state": self.state,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        return str(url)
+
+    def finish(self, redirect: dict[str, str]) -> str:
+        """The provider's access token for the browser's redirect back to ``redirect_uri``."""
+        code = check_redirect(redirect, self.state)
+        return exchange(self.provider, code, self.verifier, self.redirect_uri)
+
+
+def check_transport(url: str) -> None:
+    """Codes and tokens travel over HTTPS, or over plain HTTP to loopback only (RFC 8252)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and parts.hostname:
+        if parts.hostname == "localhost":
+            return
+        try:
+            if ipaddress.ip_address(parts.hostname).is_loopback:
+                return
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"the OAuth provider's endpoint {url} is not https; nbplane sends a login over plain "
+        "http only to loopback",
+        url=url,
+    )
+
+
+def check_redirect(redirect: dict[str, str], state: str) -> str:
+    """The code from the provider's redirect, if it is the answer to this login."""
+    if not secrets.compare_digest(redirect.get("state", ""), state):
+        raise Unauthorized(
+            "the browser came back with another login's state (a stale or forged redirect); "
+            "log in again",
+            field="state",
+        )
+    if "error" in redirect:
+        raise Unauthorized(f"the OAuth provider refused the login: {_reason(redirect)}")
+    code = redirect.get("code")
+    if not code:
+        raise Unauthorized("the browser came back without an authorization code", field="code")
+    return code
+
+
+def exchange(provider: DescribeOAuth, code: str, verifier: str, redirect_uri: str) -> str:
+    """Trade the code for an access token; only the login's initiator knows the verifier."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": provider.client_id,
+        "code_verifier": verifier,
+    }
+    try:
+        response = httpx.post(
+            provider.token_url,
+            data=form,
+            headers={"Accept": "application/json"},
+            timeout=TOKEN_TIMEOUT,
+        )
+        body = response.json()
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            f"cannot reach the OAuth provider's token endpoint {provider.token_url}: "
+            f"{str(exc) or type(exc).__name__}",
+            url=provider.token_url,
+        ) from None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        raise Unauthorized(f"the OAuth provider refused the login: {_reason(body)}")
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not response.is_success or not isinstance(token, str) or not token:
+        raise ConfigError(
+            f"the OAuth provider's token endpoint {provider.token_url} answered "
+            f"{response.status_code} without an access token",
+            url=provider.token_url,
+        )
+    return token
+
+
+def _reason(answer: dict[str, Any]) -> str:
+    """OAuth2's error code and, when given, its description."""
+    description = answer.get("error_description")
+    return f"{answer['error']}: {description}" if description else str(answer["error"])

@@ -1,0 +1,653 @@
+"""Remote ``nbplane job`` commands: deploy, execute and watch jobs on an nbplane server.
+
+They speak to the server that ``nbplane login`` saved (or ``NBPLANE_URL``/``NBPLANE_TOKEN``)
+through ``nbplane.client``; the local commands (``job run``, ``job runs``...) stay as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nbplane.cli._common import DocumentedArgument, DocumentedCommand
+from nbplane.cli.jobs import job_directory, output_format, parse_arguments, print_json
+from nbplane.client.deploy import checked_name, current_version, deploy_directory, only_team
+from nbplane.errors import ConfigError, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from nbplane.client import NbplaneClient
+    from nbplane.deployments.models import DescribeDeployment, DescribeJobExecution
+
+POLL_SECONDS = 1.0
+"""How often ``job execute --wait`` asks for the execution's status while its log streams."""
+EXIT_CODES = {"completed": 0, "cancelled": 130}
+"""Exit code of ``job execute --wait`` by final status (as ``job run``); anything else is 1."""
+
+job_name = click.argument(
+    "name", cls=DocumentedArgument, description="The job's name on the server."
+)
+execution_argument = click.argument(
+    "execution_id",
+    metavar="EXECUTION",
+    cls=DocumentedArgument,
+    description="The execution's id, as `nbplane job executions NAME` lists.",
+)
+team_option = click.option(
+    "--team",
+    help="The team that owns the job (default: your only team, as the server knows you).",
+)
+
+
+@contextmanager
+def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
+    """The logged-in client and the team to act in."""
+    from nbplane.client import NbplaneClient
+
+    with NbplaneClient.from_credentials() as client:
+        yield client, checked_name(team, "team", "team") if team else only_team(client)
+
+
+def _when(moment: datetime | None, zone: str = " UTC") -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}{zone}" if moment is not None else ""
+
+
+def _next_run(deployment: DescribeDeployment) -> str:
+    """In the schedule's own time zone too, as that is how its cron expression reads."""
+    from zoneinfo import ZoneInfo
+
+    moment = deployment.next_run_at
+    if moment is None or deployment.timezone == "UTC":
+        return _when(moment)
+    local = moment.astimezone(ZoneInfo(deployment.timezone))
+    return f"{_when(local, ' ' + deployment.timezone)} ({_when(moment)})"
+
+
+def _took(execution: DescribeJobExecution) -> str:
+    if execution.started_at is None or execution.finished_at is None:
+        return ""
+    return f"{(execution.finished_at - execution.started_at).total_seconds():.1f}s"
+
+
+def _status(execution: DescribeJobExecution) -> str:
+    style = {"completed": "green", "queued": "dim", "running": "cyan"}.get(execution.status, "red")
+    return f"[{style}]{execution.status}[/]"
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Deploy a job directory to the server. It is uploaded as a version and that version "
+    "deployed; the job is created on its first deploy. On a redeploy, options not given keep "
+    "their deployed values.",
+)
+@job_directory
+@click.option(
+    "--name",
+    help="The job's name on the server (default: [job] name in job.toml, else the directory's "
+    "name).",
+)
+@click.option(
+    "--team",
+    help="The team that owns the job (default: [job] team in job.toml or [owner] team in "
+    "config.ini, else your only team).",
+)
+@click.option(
+    "--schedule",
+    help="When to run it, a cron expression of 5 fields (or 6, seconds first), e.g. "
+    "'0 6 * * *'; '' removes it (default: none on the first deploy).",
+)
+@click.option(
+    "--timezone", help="IANA time zone the schedule is read in (default: UTC on the first deploy)."
+)
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="Turn the schedule on or off (default: on at the first deploy).",
+)
+@click.option(
+    "--arguments",
+    help="Arguments every execution gets unless it names its own, as a JSON object.",
+)
+@click.option("--reason", help="Why this deployment; kept with it for the record.")
+def deploy(
+    directory: Path,
+    name: str | None,
+    team: str | None,
+    schedule: str | None,
+    timezone: str | None,
+    enabled: bool | None,
+    arguments: str | None,
+    reason: str | None,
+) -> None:
+    from nbplane.client import NbplaneClient
+
+    given: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "schedule": schedule,
+            "timezone": timezone,
+            "enabled": enabled,
+            "reason": reason,
+        }.items()
+        if value is not None
+    }
+    if arguments is not None:
+        given["arguments"] = parse_arguments(arguments)
+    console = Console()
+    with NbplaneClient.from_credentials() as client:
+        deployed = deploy_directory(client, directory, team=team, name=name, changes=given)
+    team, name = deployed.team, deployed.name
+    version, deployment = deployed.version, deployed.deployment
+    if deployed.created:
+        console.print(f"created job {escape(team)}/{escape(name)}", highlight=False)
+    console.print(
+        f"deployed {escape(team)}/{escape(name)} version [bold]{version.id[:12]}[/] "
+        f"({len(version.steps)} steps, {version.size} bytes)",
+        highlight=False,
+    )
+    if deployment.schedule is None:
+        console.print(
+            f"no schedule; run it with [bold]nbplane job execute {escape(name)} "
+            f"--team {escape(team)}[/]",
+            highlight=False,
+        )
+    elif not deployment.enabled:
+        console.print(
+            f"schedule {escape(deployment.schedule)} ({escape(deployment.timezone)}) is disabled",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"schedule {escape(deployment.schedule)} ({escape(deployment.timezone)}); "
+            f"next run {_next_run(deployment)}",
+            highlight=False,
+        )
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Run a deployed job on the server now. With --wait, follow it to the end.",
+)
+@job_name
+@team_option
+@click.option(
+    "--arguments",
+    help="Arguments for this execution as a JSON object (default: the deployment's).",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Show progress and the log until the execution ends; the exit code is 0 only if it "
+    "completed (1 failed or timed out, 130 cancelled).",
+)
+def execute(name: str, team: str | None, arguments: str | None, wait: bool) -> None:
+    from nbplane.deployments.models import ExecuteJob
+
+    request = ExecuteJob(arguments=parse_arguments(arguments) if arguments is not None else None)
+    console = Console()
+    with _remote(team) as (client, team):
+        execution = client.execute(team, name, request)
+        console.print(
+            f"execution [bold]{execution.id}[/] of {escape(team)}/{escape(name)} "
+            f"version {execution.version[:12]}: {_status(execution)}",
+            highlight=False,
+        )
+        if not wait:
+            console.print(
+                f"[dim]follow it: nbplane job logs {escape(name)} {execution.id} --follow "
+                f"--team {escape(team)}[/]",
+                highlight=False,
+            )
+            return
+        try:
+            final = _watch(client, console, execution)
+        except KeyboardInterrupt:
+            console.print(
+                f"stopped watching; execution {execution.id} goes on (cancel it: nbplane job "
+                f"cancel {escape(name)} {execution.id} --team {escape(team)})",
+                highlight=False,
+            )
+            raise click.exceptions.Exit(130) from None
+    raise click.exceptions.Exit(EXIT_CODES.get(final.status, 1))
+
+
+def _watch(
+    client: NbplaneClient, console: Console, execution: DescribeJobExecution
+) -> DescribeJobExecution:
+    """Stream the log until the execution is final, under a live status line on a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    team, name, key = execution.team, execution.job, execution.id
+    progress = (
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        if console.is_terminal
+        else None
+    )
+    done = threading.Event()
+    with progress or nullcontext():
+        if progress is not None:
+            task = progress.add_task(f"{execution.id} {execution.status}", total=None)
+            threading.Thread(
+                target=_poll, args=(client, execution, progress, task, done), daemon=True
+            ).start()
+        try:
+            for chunk in client.follow_logs(team, name, key):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+        finally:
+            done.set()
+    final = client.get_execution(team, name, key)
+    reason = f": {escape(final.reason)}" if final.reason and final.reason != final.status else ""
+    console.print(
+        f"execution {final.id} {_status(final)}{reason} {_took(final)}".rstrip(),
+        highlight=False,
+    )
+    return final
+
+
+def _poll(
+    client: NbplaneClient,
+    execution: DescribeJobExecution,
+    progress: Progress,
+    task: TaskID,
+    done: threading.Event,
+) -> None:
+    """Keep the status line current: status and steps done, asked for every POLL_SECONDS."""
+    from nbplane.jobs.models import StepStatus
+
+    team, name = execution.team, execution.job
+    try:
+        versions = client.list_versions(team, name)
+        steps = next(len(v.steps) for v in versions if v.id == execution.version)
+        progress.update(task, total=steps)
+    except Exception:  # only a progress bar: without the count it pulses
+        pass
+    while not done.wait(POLL_SECONDS):
+        try:
+            current = client.get_execution(team, name, execution.id)
+        except Exception:  # only a status line: the log stream reports real failures
+            continue
+        finished = sum(step.status != StepStatus.NOT_RUN for step in current.steps)
+        progress.update(task, completed=finished, description=f"{current.id} {current.status}")
+
+
+@click.command("list", cls=DocumentedCommand, help="List a team's jobs on the server.")
+@team_option
+@output_format
+def list_jobs(team: str | None, output: str) -> None:
+    with _remote(team) as (client, team):
+        jobs = client.list_jobs(team)
+    if output == "json":
+        print_json([described.model_dump(mode="json") for described in jobs])
+        return
+    table = Table(title=f"jobs of team {team}, times in UTC", title_justify="left")
+    for column in ("job", "version", "schedule", "next run", "last execution"):
+        table.add_column(column)
+    for described in jobs:
+        deployment = described.deployment
+        schedule = ""
+        if deployment is not None and deployment.schedule:
+            schedule = deployment.schedule + ("" if deployment.enabled else " (disabled)")
+        last = described.last_executions[0] if described.last_executions else None
+        table.add_row(
+            described.name,
+            deployment.version[:12] if deployment else "not deployed",
+            schedule,
+            _when(deployment.next_run_at, "") if deployment else "",
+            f"{_status(last)} {_when(last.created_at, '')}" if last else "",
+        )
+    Console().print(table)
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Show a job on the server. Its deployment, schedule, next run and last executions.",
+)
+@job_name
+@team_option
+@output_format
+def show(name: str, team: str | None, output: str) -> None:
+    with _remote(team) as (client, team):
+        described = client.get_job(team, name)
+    if output == "json":
+        print_json(described.model_dump(mode="json"))
+        return
+    console = Console()
+    by = f" by {escape(described.created_by)}" if described.created_by else ""
+    console.print(
+        f"[bold]{escape(described.team)}/{escape(described.name)}[/]"
+        + (f" · {escape(described.description)}" if described.description else "")
+        + f" · created {_when(described.created_at)}{by}",
+        highlight=False,
+    )
+    deployment = described.deployment
+    if deployment is None:
+        console.print("not deployed; deploy it with `nbplane job deploy DIR`", highlight=False)
+    else:
+        schedule = (
+            f"{deployment.schedule} ({deployment.timezone})"
+            + ("" if deployment.enabled else ", disabled")
+            if deployment.schedule
+            else "none"
+        )
+        rows = {
+            "version": deployment.version,
+            "deployed": _when(deployment.deployed_at)
+            + (f" by {deployment.deployed_by}" if deployment.deployed_by else ""),
+            "reason": deployment.reason or "",
+            "schedule": schedule,
+            "next run": _next_run(deployment) or "-",
+            "arguments": json.dumps(deployment.arguments),
+            "executor": deployment.executor,
+            "timeout": f"{deployment.timeout:g}s",
+        }
+        table = Table(title="deployment", title_justify="left", show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in rows.items():
+            if value:
+                table.add_row(key, escape(value))
+        console.print(table)
+    console.print(_executions_table(described.last_executions, "last executions"))
+
+
+def _executions_table(executions: list[DescribeJobExecution], title: str) -> Table:
+    reasons = any(execution.reason for execution in executions)
+    table = Table(title=f"{title}, times in UTC", title_justify="left")
+    table.add_column("execution", no_wrap=True, min_width=36)  # whole: commands take it
+    table.add_column("status", min_width=9)
+    table.add_column("created", min_width=10)  # the date, at least, on a narrow terminal
+    table.add_column("started by")
+    if reasons:
+        table.add_column("reason")
+    for execution in executions:
+        cells = [
+            execution.id,
+            f"{_status(execution)} {_took(execution)}".rstrip(),
+            _when(execution.created_at, ""),
+            execution.started_by,
+        ]
+        table.add_row(*cells, *([escape(execution.reason or "")] if reasons else []))
+    return table
+
+
+@click.command(cls=DocumentedCommand, help="List a job's executions on the server, newest first.")
+@job_name
+@team_option
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "running", "completed", "failed", "timed_out", "cancelled"]),
+    help="Only executions with this status.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="How many."
+)
+@click.option(
+    "--offset", type=click.IntRange(0), default=0, show_default=True, help="How many to skip."
+)
+@output_format
+def executions(
+    name: str, team: str | None, status: str | None, limit: int, offset: int, output: str
+) -> None:
+    from nbplane.apis.models import ExecutionStatus
+
+    wanted = ExecutionStatus(status) if status else None
+    with _remote(team) as (client, team):
+        page = client.list_executions(team, name, status=wanted, limit=limit, offset=offset)
+    if output == "json":
+        print_json(page.model_dump(mode="json"))
+        return
+    shown = f"{offset + 1}-{offset + len(page.items)} of {page.total}" if page.items else "none"
+    Console().print(_executions_table(page.items, f"executions of {team}/{name} ({shown})"))
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Print an execution's log. The job's latest execution unless one is named.",
+)
+@job_name
+@click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    cls=DocumentedArgument,
+    description="The execution's id (default: the job's latest execution).",
+)
+@team_option
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the execution ends."
+)
+def logs(name: str, execution_id: str | None, team: str | None, follow: bool) -> None:
+    with _remote(team) as (client, team):
+        if execution_id is None:
+            latest = client.list_executions(team, name, limit=1).items
+            if not latest:
+                raise NotFound(f"job {team}/{name} has no executions yet", field="execution")
+            execution_id = latest[0].id
+        if not follow:
+            text, _ = client.read_logs(team, name, execution_id)
+            sys.stdout.write(text)
+            return
+        for chunk in client.follow_logs(team, name, execution_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+
+@click.command(cls=DocumentedCommand, help="Cancel a queued or running execution of a job.")
+@job_name
+@execution_argument
+@team_option
+def cancel(name: str, execution_id: str, team: str | None) -> None:
+    with _remote(team) as (client, team):
+        execution = client.cancel_execution(team, name, execution_id)
+    state = "cancel requested" if not execution.status.final else "now"
+    Console().print(f"execution {execution.id} {state}: {_status(execution)}", highlight=False)
+
+
+def _pairs(items: tuple[str, ...], option: str) -> list[tuple[str, str | None]]:
+    """``KEY=VALUE`` items; a bare ``KEY`` has no value (yet)."""
+    pairs: list[tuple[str, str | None]] = []
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not key.strip():
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE", field=option.lstrip("-"))
+        pairs.append((key.strip(), value if equals else None))
+    return pairs
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Show or change a job's properties on the server. Steps read them with "
+    "job_input.get_property().",
+)
+@job_name
+@team_option
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a property; VALUE is read as JSON when it parses (42, true, [1]), else as text. "
+    "Repeat for several.",
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove a property; repeatable.")
+@output_format
+def properties(
+    name: str, team: str | None, settings: tuple[str, ...], unset: tuple[str, ...], output: str
+) -> None:
+    values: dict[str, Any] = {}
+    for key, value in _pairs(settings, "--set"):
+        if value is None:
+            raise ConfigError(f"--set {key}: expected KEY=VALUE", field="set")
+        values[key] = _json_or_text(value)
+    values.update(dict.fromkeys(unset))
+    with _remote(team) as (client, team):
+        if values:
+            current = client.set_properties(team, name, values)
+        else:
+            current = client.get_properties(team, name)
+    if output == "json":
+        print_json(current)
+        return
+    table = Table(title=f"properties of {team}/{name}", title_justify="left")
+    table.add_column("key")
+    table.add_column("value (JSON)")
+    for key, value in sorted(current.items()):
+        table.add_row(escape(key), escape(json.dumps(value)))
+    Console().print(table)
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Set a job's secrets on the server, or list their names. Values are never shown.",
+)
+@job_name
+@team_option
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Set a secret to the text VALUE; with KEY alone the value is asked for without echo, "
+    "which keeps it out of the shell history. Repeatable.",
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove a secret; repeatable.")
+@output_format
+def secrets(
+    name: str, team: str | None, settings: tuple[str, ...], unset: tuple[str, ...], output: str
+) -> None:
+    values: dict[str, Any] = {}
+    for key, value in _pairs(settings, "--set"):
+        values[key] = value if value is not None else click.prompt(key, hide_input=True, err=True)
+    values.update(dict.fromkeys(unset))
+    with _remote(team) as (client, team):
+        if values:
+            described = client.set_secrets(team, name, values)
+        else:
+            described = client.list_secrets(team, name)
+    if output == "json":
+        print_json(described.model_dump(mode="json"))
+        return
+    names = ", ".join(described.names) or "none"
+    Console().print(f"secrets of {escape(team)}/{escape(name)}: {escape(names)}", highlight=False)
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Download a version of a job from the server into a directory.",
+)
+@job_name
+@team_option
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory to unpack into; it must not exist or be empty (default: ./NAME).",
+)
+@click.option(
+    "--version",
+    help="Version id or a unique prefix (default: the deployed version, else the newest upload).",
+)
+def download(name: str, team: str | None, target: Path | None, version: str | None) -> None:
+    import io
+    import zipfile
+
+    target = target if target is not None else Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise ConfigError(f"{target} is not empty; pick another with -o DIR", field="output")
+    with _remote(team) as (client, team):
+        if version is None:
+            version = current_version(client, team, name)
+        archive = client.download_version(team, name, version)
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
+            members = [info for info in unpacked.infolist() if not info.is_dir()]
+            unpacked.extractall(target)  # strips absolute paths and '..' parts
+    except zipfile.BadZipFile as exc:
+        raise ConfigError(f"the server sent no zip archive for version {version}: {exc}") from None
+    Console().print(
+        f"unpacked {len(members)} files of {escape(team)}/{escape(name)} version "
+        f"{escape(version[:12])} into {escape(str(target))}",
+        highlight=False,
+    )
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Delete a job from the server. Its versions, deployment, executions, properties and "
+    "secrets go with it.",
+)
+@job_name
+@team_option
+@click.option(
+    "--force", is_flag=True, help="Cancel its queued and running executions first, if any."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
+    with _remote(team) as (client, team):
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError("pass --yes to delete a job without being asked", field="yes")
+            click.confirm(f"delete job {team}/{name} and everything it has?", abort=True)
+        try:
+            client.delete_job(team, name, force=force)
+        except Conflict as exc:
+            if force:
+                raise
+            raise Conflict(
+                f"{exc.message}; pass --force to cancel them and delete", **exc.fields
+            ) from None
+    Console().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)
+
+
+REMOTE_COMMANDS: tuple[click.Command, ...] = (
+    deploy,
+    execute,
+    list_jobs,
+    show,
+    executions,
+    logs,
+    cancel,
+    properties,
+    secrets,
+    download,
+    delete,
+)
+"""The commands ``nbplane job`` gets beside its local ones."""

@@ -1,0 +1,246 @@
+"""``nbplane job``: run a job directory, look at its runs, create and export jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nbplane.cli._common import DocumentedArgument, NbplaneGroup
+from nbplane.errors import ConfigError
+
+job_directory = click.argument(
+    "directory",
+    cls=DocumentedArgument,
+    type=click.Path(path_type=Path),
+    description="The job directory.",
+)
+output_format = click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+
+
+def print_json(value: object) -> None:
+    """What ``--output json`` prints: indented, for people reading it as well as scripts."""
+    print(json.dumps(value, indent=2))
+
+
+@click.group(
+    cls=NbplaneGroup,
+    help="Data jobs: a directory of notebooks, .py and .sql steps.",
+    no_args_is_help=True,
+)
+def job() -> None:
+    pass
+
+
+def parse_arguments(text: str | None) -> dict[str, Any]:
+    """``--arguments`` must be a JSON object; say where it is not."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--arguments is not valid JSON: {exc.msg} at column {exc.colno}", field="arguments"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"--arguments must be a JSON object, got {type(value).__name__}", field="arguments"
+        )
+    return value
+
+
+@job.command(help="Run a job: its steps in order, with live progress and a summary.")
+@job_directory
+@click.option(
+    "--arguments",
+    help='Arguments as a JSON object, e.g. \'{"day": "2024-01-01"}\'; '
+    "steps read them with job_input.get_arguments() and SQL as {name}.",
+)
+@click.option(
+    "--db",
+    help="SQLAlchemy URL of the database the job queries and ingests into "
+    "(default: the job's config, then NBPLANE_DB_URL, then SQLite in NBPLANE_HOME).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=False,
+    help="Rerun only from the first step that failed in the last run or "
+    "changed since it last succeeded; earlier steps are skipped and "
+    "notebook namespaces restored from checkpoints.",
+)
+@click.option(
+    "--from-step",
+    help="Start at this step (name like 10_load.ipynb#3, file name, cell id or number), "
+    "skipping the ones before.",
+)
+def run(
+    directory: Path,
+    arguments: str | None,
+    db: str | None,
+    resume: bool,
+    from_step: str | None,
+) -> None:
+    from nbplane.jobs.models import RunStatus
+    from nbplane.jobs.progress import ConsoleReporter
+    from nbplane.jobs.runner import run_job
+
+    console = Console(file=sys.stdout)
+    record = run_job(
+        directory,
+        arguments=parse_arguments(arguments),
+        db_url=db,
+        resume=resume,
+        from_step=from_step,
+        reporter=ConsoleReporter(console),
+    )
+    console.print(
+        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.id} "
+        "--html run.html[/]",
+        highlight=False,
+    )
+    exit_codes = {RunStatus.SUCCEEDED: 0, RunStatus.CANCELLED: 130}
+    raise click.exceptions.Exit(exit_codes.get(record.status, 1))
+
+
+@job.command(help="List the runs of a job, newest first.")
+@job_directory
+@click.option(
+    "--limit",
+    type=int,
+    default=20,
+    show_default=True,
+    help="How many of the latest runs to list.",
+)
+@output_format
+def runs(directory: Path, limit: int, output: str) -> None:
+    from nbplane.jobs.history import list_runs
+
+    records = list_runs(directory, limit=limit)
+    if output == "json":
+        print_json([r.model_dump(mode="json", exclude={"steps"}) for r in records])
+        return
+    table = Table(title=f"runs of {directory}", title_justify="left")
+    for column in ("run", "started", "status", "duration", "steps", "arguments"):
+        table.add_column(column)
+    for record in records:
+        counts: dict[str, int] = {}
+        for step in record.steps:
+            counts[step.status] = counts.get(step.status, 0) + 1
+        steps = ", ".join(f"{n} {status}" for status, n in counts.items())
+        duration = f"{record.duration:.2f}s" if record.duration is not None else ""
+        style = "green" if record.status == "succeeded" else "red"
+        table.add_row(
+            str(record.id),
+            f"{record.started_at:%Y-%m-%d %H:%M:%S}",
+            f"[{style}]{record.status}[/]" + (" (resumed)" if record.resumed else ""),
+            duration,
+            steps,
+            json.dumps(record.arguments),
+        )
+    Console().print(table)
+
+
+@job.command(
+    "show-run", help="Show one run: its steps, statuses, timings, errors; optionally as HTML."
+)
+@job_directory
+@click.argument(
+    "run_id",
+    cls=DocumentedArgument,
+    type=int,
+    description="The run number, as `nbplane job runs` lists.",
+)
+@click.option(
+    "--html",
+    type=click.Path(path_type=Path),
+    help="Write the run with its executed notebooks as one HTML page to this file.",
+)
+@output_format
+def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> None:
+    from nbplane.jobs.history import get_run, render_run_html
+    from nbplane.jobs.progress import run_table
+
+    record = get_run(directory, run_id)
+    if html is not None:
+        html.write_text(render_run_html(directory, record), encoding="utf-8")
+    if output == "json":
+        print(record.model_dump_json(indent=2, exclude={"steps": {"__all__": {"outputs"}}}))
+        return
+    console = Console()
+    console.print(
+        f"[bold]run {record.id}[/] of {escape(record.job_name)} · {record.status} · "
+        f"started {record.started_at:%Y-%m-%d %H:%M:%S} · arguments "
+        f"{escape(json.dumps(record.arguments))} · database {escape(record.db_url)}",
+        highlight=False,
+    )
+    for note in record.plan:
+        console.print(f"[cyan]↷ {escape(note)}[/]", highlight=False)
+    console.print(run_table(record))
+    if record.error:
+        console.print(f"[red]{escape(record.error.get('message', ''))}[/]", highlight=False)
+    if html is not None:
+        console.print(f"wrote {escape(str(html))}", highlight=False)
+
+
+@job.command(help="Create a job directory with an example notebook of tagged step cells.")
+@click.argument(
+    "name", cls=DocumentedArgument, description="Name of the new job (and its directory)."
+)
+@click.option("--team", help="The team that owns the job.")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the job directory.",
+)
+def create(name: str, team: str | None, directory: Path) -> None:
+    from nbplane.jobs.scaffold import create_job
+
+    path = create_job(name, team=team, parent=directory)
+    Console().print(
+        f"created job [bold]{escape(name)}[/] in {escape(str(path))}; run it with "
+        f"[bold]nbplane job run {escape(str(path))}[/]",
+        highlight=False,
+    )
+
+
+@job.command(help="Pack a job into a deployable zip, notebook outputs cleared.")
+@job_directory
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The zip file to write.",
+)
+def export(directory: Path, output: Path) -> None:
+    from nbplane.jobs.scaffold import export_job
+
+    files = export_job(directory, output)
+    Console().print(f"wrote {escape(str(output))} ({len(files)} files)", highlight=False)
+
+
+@job.command(
+    "run-execution",
+    hidden=True,
+    help="Run an execution of a deployed job (what job executors start).",
+)
+@click.argument("execution_id")
+def run_execution_command(execution_id: str) -> None:
+    from nbplane.deployments.execute import run_execution
+
+    raise click.exceptions.Exit(run_execution(execution_id))

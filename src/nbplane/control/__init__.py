@@ -1,1 +1,0 @@
-"""Deployed jobs: registry, versions, deployments, schedules and job executors."""

@@ -1,0 +1,1 @@
+"""Jobs on the server: versions, deployments, schedules, job executions and their executors."""

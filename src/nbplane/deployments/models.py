@@ -1,0 +1,269 @@
+"""What the control plane API says about jobs, versions, deployments and job executions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from nbplane.apis.models import ExecutionStatus
+from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, RunStatus, UtcDatetime
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+"""Job and team names: they become directory names, Kubernetes labels and URL segments."""
+
+
+def check_name(value: str, what: str) -> str:
+    if not re.match(NAME_PATTERN, value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-63 characters of lowercase letters, digits, '_', "
+            "'.', '-', starting with a letter or digit"
+        )
+    return value
+
+
+class CreateJob(BaseModel):
+    """Body of ``POST /api/v1/teams/{team}/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The job's name, unique in its team.")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "job name")
+
+
+class DescribeVersion(BaseModel):
+    """An uploaded archive of a job: its id is the SHA-256 of the archive's bytes."""
+
+    id: str
+    job: str
+    team: str
+    size: int
+    steps: list[str]
+    created_at: UtcDatetime
+    created_by: str | None = None
+
+
+class DeployJob(BaseModel):
+    """Body of ``PUT /api/v1/teams/{team}/jobs/{job}/deployment``: what runs, and when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(
+        default=None, description="Version id (or a unique prefix); default: the newest upload."
+    )
+    schedule: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Cron expression (5 fields, or 6 with seconds first, not every second).",
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in.")
+    enabled: bool = Field(default=True, description="A disabled deployment's schedule is off.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments every execution gets, unless it names its own."
+    )
+    resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Resources of an execution, e.g. {'cpu': '500m', 'memory': '512Mi'} "
+        "(requests and limits of the Kubernetes executor; the local executor ignores them).",
+    )
+    timeout: float = Field(default=3600.0, gt=0, description="Seconds before an execution ends.")
+    reason: str | None = Field(default=None, description="Why this deployment, for the record.")
+
+
+def _without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A PATCH model's JSON Schema: fields that may not be null are not nullable there either."""
+    clearable: frozenset[str] = getattr(model, "CLEARABLE", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        choices = prop.get("anyOf")
+        if name in clearable or not choices:
+            continue
+        kept = [choice for choice in choices if choice != {"type": "null"}]
+        prop.pop("anyOf")
+        prop.pop("default", None)
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+
+
+class UpdateDeployment(BaseModel):
+    """Body of ``PATCH .../deployment``: change some fields, keep the rest. A field left out
+    keeps its value; null clears ``schedule`` and ``reason`` and is refused (422) elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_null)
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset({"schedule", "reason"})
+
+    version: str | None = None
+    schedule: str | None = Field(default=None, max_length=255)
+    timezone: str | None = None
+    enabled: bool | None = None
+    arguments: dict[str, Any] | None = None
+    resources: dict[str, str] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    reason: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _null_only_where_it_clears(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.CLEARABLE:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
+
+
+class DescribeDeployment(BaseModel):
+    version: str
+    schedule: str | None
+    timezone: str
+    enabled: bool
+    arguments: dict[str, Any]
+    resources: dict[str, str]
+    timeout: float
+    executor: str
+    reason: str | None = None
+    next_run_at: UtcDatetime | None = Field(
+        default=None, description="When the schedule runs it next (None: no schedule, disabled)."
+    )
+    deployed_at: UtcDatetime
+    deployed_by: str | None = None
+
+
+class ExecuteJob(BaseModel):
+    """Body of ``POST .../executions``: run the deployed version now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arguments: dict[str, Any] | None = Field(
+        default=None, description="Arguments for this execution (default: the deployment's)."
+    )
+
+
+class DescribeJobExecution(BaseModel):
+    """One execution of a deployed job: who started it, how it went, its steps."""
+
+    id: str
+    job: str
+    team: str
+    version: str
+    status: ExecutionStatus
+    reason: str | None = None
+    started_by: str = Field(description="'user:NAME' or 'schedule'.")
+    scheduled_for: UtcDatetime | None = None
+    arguments: dict[str, Any]
+    executor: str
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    cancel_requested: bool = False
+    steps: list[DescribeRunStep] = Field(default_factory=list)
+
+
+class DescribeJob(BaseModel):
+    name: str
+    team: str
+    description: str | None = None
+    created_at: UtcDatetime
+    created_by: str | None = None
+    deployment: DescribeDeployment | None = None
+    last_executions: list[DescribeJobExecution] = Field(default_factory=list)
+
+
+class JobExecutionPage(BaseModel):
+    items: list[DescribeJobExecution]
+    total: int
+    limit: int
+    offset: int
+
+
+class ListJobExecutionsQuery(BaseModel):
+    status: ExecutionStatus | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class SetValues(BaseModel):
+    """Body of ``PATCH .../properties`` and ``.../secrets``: a null value removes the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, Any]
+
+
+class DescribeSecrets(BaseModel):
+    """Secrets are write-only: only their names come back."""
+
+    names: list[str]
+
+
+class DescribeUser(BaseModel):
+    name: str
+    admin: bool
+    teams: list[str]
+    created_at: UtcDatetime
+    max_sessions: int | None = Field(
+        default=None,
+        description="Running sessions this user may have at once (None: "
+        "NBPLANE_SESSION_MAX_PER_USER).",
+    )
+
+
+class DescribeCaller(BaseModel):
+    """``GET /api/v1/me``: who a token belongs to."""
+
+    user: str
+    admin: bool
+    teams: list[str]
+    token: str | None = None
+    token_expires_at: UtcDatetime | None = Field(
+        default=None, description="When the token stops working (None: until revoked)."
+    )
+
+    def can_use(self, team: str) -> bool:
+        return self.admin or team in self.teams
+
+
+class DescribeExecutionContext(BaseModel):
+    """``GET /api/v1/execution``: what a deployed job's execution runs, seen from inside it."""
+
+    id: str
+    team: str
+    job: str
+    version: str
+    arguments: dict[str, Any]
+    db_url: str | None = Field(
+        default=None,
+        description="The database for a job that names none and whose team has no default "
+        "database connection (NBPLANE_DB_URL of the server, else the team's own SQLite file).",
+    )
+
+
+class FinishRun(BaseModel):
+    """Body of ``POST /api/v1/execution/runs/{run_id}/finish``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RunStatus
+    error: dict[str, Any] | None = None
+    notebooks: dict[str, str] = Field(default_factory=dict)
+
+
+class AppendLog(BaseModel):
+    """Body of ``POST /api/v1/execution/log``: output to add to the execution's log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=1_000_000)
+
+
+class FinishJobExecution(BaseModel):
+    """Body of ``POST /api/v1/execution/finish``: how the job's own process says it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal[ExecutionStatus.COMPLETED, ExecutionStatus.FAILED]
+    reason: str | None = Field(default=None, max_length=10_000)

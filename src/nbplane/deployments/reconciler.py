@@ -1,0 +1,248 @@
+"""The control plane's two loops, run by every server replica against the shared database.
+
+The scheduler starts a deployment's run when it is due. Replicas race for it with a
+compare-and-set on ``deployments.next_run_at`` (only the one that moves it on starts the run),
+and a unique (job, due time) on executions backs that up, so a due time runs exactly once.
+Missed runs (no server was up at the due time): when the latest missed due time is within
+``NBPLANE_SCHEDULE_MISSED_GRACE_SECONDS`` it runs once, late; older ones are skipped. Either
+way, several missed due times never pile up into several runs.
+
+The monitor starts queued executions on their executor, and watches running ones: a cancel
+request or a timeout stops them, and one whose process ended without recording a result fails
+with the exit code and the executor's last words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nbplane.apis.models import ExecutionStatus
+from nbplane.deployments.context import new_execution_token
+from nbplane.deployments.executors import JobExecutor, executor_named
+from nbplane.deployments.models import DescribeDeployment
+from nbplane.deployments.schedule import next_fire
+from nbplane.deployments.service import ControlService
+from nbplane.errors import InvalidInput, NbplaneError
+from nbplane.store.tokens import token_hash
+
+log = logging.getLogger("nbplane.deployments")
+
+MONITOR_SECONDS = 0.25
+SCHEDULER_MAX_SLEEP = 0.5
+"""Longest the scheduler sleeps before looking again, so another replica's new schedule is
+seen within about this long."""
+ORPHAN_SECONDS = 30.0
+"""A running execution with no executor state for this long lost its replica while starting."""
+LOG_TAIL_CHARACTERS = 4000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class ControlPlane:
+    def __init__(self, service: ControlService) -> None:
+        self.service = service
+        self.control = service.control
+        self.settings = service.settings
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._executors: dict[str, JobExecutor] = {}
+        self._wake_scheduler = asyncio.Event()
+        self._wake_monitor = asyncio.Event()
+        self._stopping: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        loop = asyncio.get_running_loop()
+        service.on_change.append(lambda: loop.call_soon_threadsafe(self._wake))
+
+    def _wake(self) -> None:
+        self._wake_scheduler.set()
+        self._wake_monitor.set()
+
+    def executor(self, name: str) -> JobExecutor:
+        if name not in self._executors:
+            self._executors[name] = executor_named(name, self.settings)
+        return self._executors[name]
+
+    async def start(self) -> None:
+        self.executor(self.service.executor)  # a bad NBPLANE_JOB_EXECUTOR fails the start
+        self._tasks = [
+            asyncio.create_task(self._forever(self.schedule_due, self._wake_scheduler, None)),
+            asyncio.create_task(self._forever(self.watch, self._wake_monitor, MONITOR_SECONDS)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for executor in self._executors.values():
+            await executor.close()
+
+    async def _forever(self, step: Any, wake: asyncio.Event, interval: float | None) -> None:
+        while True:
+            wake.clear()
+            try:
+                sleep = await step()
+            except Exception:  # a loop that dies would stop every schedule: log and go on
+                log.exception("control plane loop failed; retrying")
+                sleep = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval if interval is not None else sleep)
+
+    # the scheduler
+    async def schedule_due(self) -> float:
+        """Start what is due; returns how long to sleep until the next due time."""
+        current = now()
+        for row in await asyncio.to_thread(self.control.due, current):
+            await asyncio.to_thread(self._start_due, row, current)
+        following = await asyncio.to_thread(self.control.next_due)
+        if following is None:
+            return SCHEDULER_MAX_SLEEP
+        return max(0.0, min((as_utc(following) - now()).total_seconds(), SCHEDULER_MAX_SLEEP))
+
+    def _start_due(self, row: dict[str, Any], current: datetime) -> None:
+        due = as_utc(row["next_run_at"])
+        try:
+            following = next_fire(row["schedule"], row["timezone"], max(current, due))
+        except InvalidInput as exc:  # stored before a rule that refuses it (e.g. every second)
+            log.warning(
+                "%s/%s: schedule %r is off until the job is deployed again: %s",
+                row["team"],
+                row["name"],
+                row["schedule"],
+                exc.message,
+            )
+            self.control.advance_schedule(row["job_id"], row["next_run_at"], None)
+            return
+        if not self.control.advance_schedule(row["job_id"], row["next_run_at"], following):
+            return  # another replica took this due time
+        late = (current - due).total_seconds()
+        if late > self.settings.schedule_missed_grace_seconds:
+            log.warning(
+                "%s/%s: skipped the run due at %s, %.0f s ago (no server was running); next at %s",
+                row["team"],
+                row["name"],
+                due.isoformat(),
+                late,
+                following.isoformat(),
+            )
+            return
+        deployment = DescribeDeployment.model_validate(row)
+        self.service.start_execution(
+            row["job_id"], deployment, "schedule", deployment.arguments, scheduled_for=due
+        )
+
+    # the monitor
+    async def watch(self) -> float:
+        for row in await asyncio.to_thread(self.control.active_executions):
+            if row["id"] in self._stopping:
+                continue
+            try:
+                if row["status"] == ExecutionStatus.QUEUED:
+                    await self._launch(row)
+                else:
+                    await self._check(row)
+            except Exception as exc:  # one execution's trouble must not stall the others
+                log.exception("watching execution %s failed", row["id"])
+                await self._finish(row, ExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
+        return MONITOR_SECONDS
+
+    async def _launch(self, row: dict[str, Any]) -> None:
+        if row["cancel_requested"]:
+            await self._finish(row, ExecutionStatus.CANCELLED, "cancelled before it started")
+            return
+        claimed = await asyncio.to_thread(
+            self.control.mark_started, row["id"], {"replica": self.replica}
+        )
+        if not claimed:
+            return  # another replica started it
+        executor = self.executor(row["executor"])
+        if not self.service.server_url:
+            await self._finish(
+                row, ExecutionStatus.FAILED, "could not start: NBPLANE_JOB_SERVER_URL is not set"
+            )
+            return
+        token = new_execution_token()
+        await asyncio.to_thread(self.control.set_token, row["id"], token_hash(token))
+        try:
+            state = await executor.start(executor.ticket(row, self.service.server_url, token))
+        except NbplaneError as exc:
+            await self._finish(row, ExecutionStatus.FAILED, f"could not start: {exc.message}")
+            return
+        except Exception as exc:
+            await self._finish(row, ExecutionStatus.FAILED, f"could not start: {exc!r}")
+            return
+        await asyncio.to_thread(
+            self.control.set_executor_state, row["id"], {**state, "replica": self.replica}
+        )
+
+    async def _check(self, row: dict[str, Any]) -> None:
+        state = row["executor_state"] or {}
+        started = as_utc(row["started_at"]) if row["started_at"] else now()
+        if "replica" in state and len(state) == 1:  # still starting
+            if now() - started > timedelta(seconds=ORPHAN_SECONDS):
+                await self._finish(
+                    row, ExecutionStatus.FAILED, "lost: the server starting it stopped"
+                )
+            return
+        executor = self.executor(row["executor"])
+        if row["cancel_requested"]:
+            await self._stop(row, executor, ExecutionStatus.CANCELLED, "cancelled")
+        elif now() - started > timedelta(seconds=row["timeout"]):
+            await self._stop(
+                row, executor, ExecutionStatus.TIMED_OUT, f"timed out after {row['timeout']:g} s"
+            )
+        else:
+            status = await executor.poll(state)
+            if status.running:
+                return
+            await asyncio.sleep(0.5)  # the process may be recording its own result right now
+            fresh = await asyncio.to_thread(self.control.execution_row, row["id"])
+            if ExecutionStatus(fresh["status"]).final:
+                return
+            code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
+            words = ", ".join(part for part in (status.reason, code) if part)
+            await self._save_executor_logs(row, executor, state)
+            await self._finish(
+                row,
+                ExecutionStatus.FAILED,
+                f"the job's process ended ({words or 'gone'}) before it recorded a result",
+            )
+
+    async def _stop(
+        self, row: dict[str, Any], executor: JobExecutor, status: ExecutionStatus, reason: str
+    ) -> None:
+        self._stopping.add(row["id"])
+        try:
+            await executor.stop(row["executor_state"] or {})
+            await self._finish(row, status, reason)
+        finally:
+            self._stopping.discard(row["id"])
+
+    async def _save_executor_logs(
+        self, row: dict[str, Any], executor: JobExecutor, state: dict[str, Any]
+    ) -> None:
+        """When the job said nothing into our log, keep what its executor saw instead."""
+        ours, _ = await asyncio.to_thread(self.control.read_log, row["id"], 0)
+        if ours:
+            return
+        theirs = await executor.logs(state)
+        if theirs:
+            await asyncio.to_thread(
+                self.control.append_log, row["id"], theirs[-LOG_TAIL_CHARACTERS:]
+            )
+
+    async def _finish(self, row: dict[str, Any], status: ExecutionStatus, reason: str) -> None:
+        finished = await asyncio.to_thread(self.control.finish_execution, row["id"], status, reason)
+        if finished:
+            await asyncio.to_thread(self.control.append_log, row["id"], f"\n{status}: {reason}\n")

@@ -1,1 +1,0 @@
-"""Notebook API executions: records, the queue, and the workers that run them."""

@@ -1,0 +1,261 @@
+"""Executions in nbplane's database: the durable queue every server and worker shares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from nbplane.apis.models import (
+    DescribeExecution,
+    ExecutionPage,
+    ExecutionStatus,
+    ListExecutionsQuery,
+)
+from nbplane.platform.storable import sendable
+from nbplane.store.tables import execution_artifacts, executions
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_COLUMNS = [
+    # created_by is the owner column: rows from before owners existed named a token there
+    executions.c.owner.label(name) if name == "created_by" else executions.c[name]
+    for name in DescribeExecution.model_fields
+]
+FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
+"""What a stored field that no longer fits the model is shown as (else: the field's default)."""
+
+
+class ExecutionStore:
+    """Reads and writes executions; every status change is one conditional UPDATE, so two
+    workers never both take the same execution and a final status is never overwritten."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, record: DescribeExecution) -> None:
+        """Store a new execution: queued, or already running when its worker took it directly."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(executions).values(
+                    **record.model_dump(), owner=record.created_by, heartbeat_at=record.started_at
+                )
+            )
+
+    def get(self, execution_id: str) -> DescribeExecution | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(select(*DESCRIBE_COLUMNS).where(executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
+        return describe(row) if row else None
+
+    def page(self, query: ListExecutionsQuery, only_owner: str | None) -> ExecutionPage:
+        """A page of executions, newest first; ``only_owner``: that user's alone (the query's
+        ``owner`` narrows further, so asking for someone else's finds nothing)."""
+        conditions = []
+        for owner in (only_owner, query.owner):
+            if owner is not None:
+                conditions.append(executions.c.owner == owner)
+        if query.notebook:
+            conditions.append(executions.c.notebook == query.notebook)
+        if query.status:
+            conditions.append(executions.c.status == query.status)
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                select(func.count()).select_from(executions).where(*conditions)
+            ).scalar_one()
+            rows = (
+                connection.execute(
+                    select(*DESCRIBE_COLUMNS)
+                    .where(*conditions)
+                    .order_by(executions.c.created_at.desc(), executions.c.id)
+                    .limit(query.limit)
+                    .offset(query.offset)
+                )
+                .mappings()
+                .all()
+            )
+        return ExecutionPage(
+            items=[describe(row) for row in rows],
+            total=total,
+            limit=query.limit,
+            offset=query.offset,
+        )
+
+    def claim(
+        self, worker_id: str, now: datetime, notebooks: list[str] | None = None
+    ) -> DescribeExecution | None:
+        """Take the oldest queued execution (of these notebooks) for this worker, atomically."""
+        candidate = select(executions.c.id).where(executions.c.status == ExecutionStatus.QUEUED)
+        if notebooks is not None:
+            candidate = candidate.where(executions.c.notebook.in_(notebooks))
+        candidate = candidate.order_by(executions.c.created_at).limit(1)
+        if self.engine.dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
+        with self.engine.begin() as connection:
+            row = (
+                connection.execute(
+                    update(executions)
+                    .where(
+                        executions.c.id == candidate.scalar_subquery(),
+                        executions.c.status == ExecutionStatus.QUEUED,
+                    )
+                    .values(
+                        status=ExecutionStatus.RUNNING,
+                        worker_id=worker_id,
+                        started_at=now,
+                        heartbeat_at=now,
+                        attempts=executions.c.attempts + 1,
+                    )
+                    .returning(*DESCRIBE_COLUMNS)
+                )
+                .mappings()
+                .first()
+            )
+        return describe(row) if row else None
+
+    def heartbeat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
+        """Keep a running execution ours; True when its cancellation was asked for."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(executions)
+                .where(executions.c.id == execution_id, executions.c.worker_id == worker_id)
+                .values(heartbeat_at=now)
+            )
+            cancel = connection.execute(
+                select(executions.c.cancel_requested).where(executions.c.id == execution_id)
+            ).scalar()
+        return bool(cancel)
+
+    def finish(
+        self,
+        execution_id: str,
+        worker_id: str | None,
+        status: ExecutionStatus,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        error: dict[str, Any] | None = None,
+        output: Any = None,
+        has_output: bool = False,
+        artifacts: dict[str, str] | None = None,
+    ) -> bool:
+        """Give an execution its final status, unless something else already did."""
+        owned = executions.c.worker_id == worker_id if worker_id is not None else and_(True)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status.in_([ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]),
+                    owned,
+                )
+                .values(
+                    status=status,
+                    # what a notebook saved or raised may hold what JSON columns refuse
+                    reason=sendable(reason),
+                    error=sendable(error),
+                    output=sendable(output),
+                    has_output=has_output,
+                    finished_at=now,
+                )
+            ).rowcount
+            if updated and artifacts:
+                connection.execute(
+                    insert(execution_artifacts),
+                    [
+                        {"execution_id": execution_id, "kind": kind, "content": content}
+                        for kind, content in artifacts.items()
+                    ],
+                )
+        return bool(updated)
+
+    def request_cancel(self, execution_id: str, now: datetime) -> DescribeExecution | None:
+        """Cancel: a queued execution ends at once; a running one is told through its row."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.QUEUED,
+                )
+                .values(
+                    status=ExecutionStatus.CANCELLED,
+                    reason="cancelled before it started",
+                    finished_at=now,
+                    cancel_requested=True,
+                )
+            )
+            connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.RUNNING,
+                )
+                .values(cancel_requested=True)
+            )
+        return self.get(execution_id)
+
+    def recover_lost(self, now: datetime, stale_after: timedelta) -> list[str]:
+        """Executions whose worker stopped beating: retried when attempts remain, else ended
+        as "worker lost". Returns the ids retried."""
+        stale = and_(
+            executions.c.status == ExecutionStatus.RUNNING,
+            or_(executions.c.heartbeat_at.is_(None), executions.c.heartbeat_at < now - stale_after),
+        )
+        with self.engine.begin() as connection:
+            retried = (
+                connection.execute(
+                    update(executions)
+                    .where(stale, executions.c.attempts <= executions.c.retries)
+                    .values(status=ExecutionStatus.QUEUED, worker_id=None, heartbeat_at=None)
+                    .returning(executions.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            connection.execute(
+                update(executions)
+                .where(stale)
+                .values(
+                    status=ExecutionStatus.FAILED,
+                    reason="worker lost: the process running it stopped before it finished",
+                    error={"reason": "worker_lost"},
+                    finished_at=now,
+                )
+            )
+        return list(retried)
+
+    def artifact(self, execution_id: str, kind: str) -> str | None:
+        with self.engine.connect() as connection:
+            content: str | None = connection.execute(
+                select(execution_artifacts.c.content).where(
+                    execution_artifacts.c.execution_id == execution_id,
+                    execution_artifacts.c.kind == kind,
+                )
+            ).scalar()
+        return content
+
+
+def describe(row: Mapping[Any, Any]) -> DescribeExecution:
+    """A stored row as the API shows it, whatever the row holds: a value that cannot be sent
+    as JSON text (a lone surrogate, NaN) is repaired, and a field that does not fit the model
+    is shown as its fallback, so one odd row never fails a listing."""
+    values = {key: sendable(value) for key, value in row.items()}
+    try:
+        return DescribeExecution.model_validate(values)
+    except ValidationError as exc:
+        unfit = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+    log.warning("execution %s: stored %s do not fit; shown as defaults", values.get("id"), unfit)
+    for name in unfit:
+        fallback = FALLBACKS.get(name)
+        if fallback is None:
+            fallback = DescribeExecution.model_fields[name].get_default(call_default_factory=True)
+        values[name] = fallback
+    return DescribeExecution.model_validate(values)
