@@ -48,7 +48,7 @@ from fastapi import FastAPI
 from nbplane.apis.models import ExecutionStatus
 from nbplane.jobs.scaffold import export_job
 from nbplane.server.app import ServerConfig, create_app
-from nbplane.sessions.reconciler import SessionPlane
+from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.settings import get_settings
 from nbplane.store import Store
 from tests.conftest import write_notebook
@@ -210,7 +210,7 @@ class World:
     objects: Objects | None = None
     others: Objects | None = None
     """bob's job in team B (the rest as alice's): paths of his own team around alice's ids."""
-    plane: SessionPlane | None = None
+    plane: SessionReconciler | None = None
     _made: Iterator[int] = field(default_factory=itertools.count)
     _opened: list[RecordingClient] = field(default_factory=list)
 
@@ -248,8 +248,8 @@ class World:
         self.clients = {user: self.client(user) for user in [ANONYMOUS, *USERS]}
         self.clients[FORGED] = self.client(FORGED, "nbp_" + secrets.token_urlsafe(32))
 
-        async def start_plane() -> SessionPlane:
-            plane = SessionPlane(self.app.state.sessions)
+        async def start_plane() -> SessionReconciler:
+            plane = SessionReconciler(self.app.state.sessions.lifecycle)
             await plane.start()
             return plane
 

@@ -42,7 +42,7 @@ def test_the_secrets_are_stored_sealed(world: World) -> None:
     sealed = world.store.get_secrets_blob(f"{TEAM_A}/{world.shared.job}")
     assert sealed is not None and box.open(sealed)["api_key"] == world.secrets.job
     connection = world.store.sessions.connection(world.shared.connection)
-    assert world.secrets.connection in box.open(connection["secret"])["url"]
+    assert world.secrets.connection in box.open(connection.secret)["url"]
     session = world.store.sessions.get(world.shared.session)
     environment = box.open(session.secrets)["environment"]
     assert environment == {"WAREHOUSE_API_KEY": world.secrets.session}

@@ -31,7 +31,7 @@ from nbplane.server.routes import (
     web,
 )
 from nbplane.sessions.launchers import launcher_named
-from nbplane.sessions.reconciler import SessionPlane
+from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
 from nbplane.store import open_store
@@ -84,7 +84,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         plane = ControlPlane(app.state.control) if config.run_control else None
         if plane is not None:
             await plane.start()
-        session_plane = SessionPlane(app.state.sessions) if config.run_control else None
+        session_plane = (
+            SessionReconciler(app.state.sessions.lifecycle) if config.run_control else None
+        )
         if session_plane is not None:
             await session_plane.start()
         try:

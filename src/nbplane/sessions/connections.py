@@ -15,7 +15,6 @@ only key names ever leave the server in a response.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import NotFound
@@ -23,9 +22,11 @@ from nbplane.jobs.backend import default_database
 from nbplane.jobs.models import DescribeGrantedConnection
 from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.models import (
+    ConnectionRecord,
     CreateConnection,
     DescribeConnection,
     GrantConnection,
+    NewConnection,
 )
 from nbplane.settings import Settings
 from nbplane.store import Store
@@ -39,8 +40,17 @@ def _admin(caller: DescribeCaller) -> None:
         raise NotFound("connections are managed by admins", field="connection")
 
 
-def _describe(row: dict[str, Any]) -> DescribeConnection:
-    return DescribeConnection.model_validate({**row, "default": row["is_default"]})
+def _describe(record: ConnectionRecord) -> DescribeConnection:
+    return DescribeConnection(
+        name=record.name,
+        kind=record.kind,
+        description=record.description,
+        default=record.is_default,
+        keys=record.keys,
+        grants=record.grants,
+        created_at=record.created_at,
+        created_by=record.created_by,
+    )
 
 
 class ConnectionService:
@@ -56,15 +66,15 @@ class ConnectionService:
     def create(self, caller: DescribeCaller, body: CreateConnection) -> DescribeConnection:
         _admin(caller)
         self.sessions.create_connection(
-            {
-                "name": body.name,
-                "kind": str(body.kind),
-                "description": body.description,
-                "is_default": body.default,
-                "keys": sorted(body.values),
-                "secret": self.box.seal(body.values),
-                "created_by": caller.user,
-            }
+            NewConnection(
+                name=body.name,
+                kind=body.kind,
+                description=body.description,
+                is_default=body.default,
+                keys=sorted(body.values),
+                secret=self.box.seal(body.values),
+                created_by=caller.user,
+            )
         )
         return self.get(caller, body.name)
 
@@ -100,15 +110,15 @@ class ConnectionService:
     def granted(self, user: str, teams: list[str]) -> list[DescribeGrantedConnection]:
         """The connections granted to this user or their teams, with their values; the default
         ones first (a job's or a session's database is the first database among them)."""
-        rows = self.sessions.granted(user, teams)
-        rows.sort(key=lambda row: (not row["is_default"], row["name"]))
+        records = self.sessions.granted(user, teams)
+        records.sort(key=lambda record: (not record.is_default, record.name))
         return [
             DescribeGrantedConnection(
-                name=row["name"],
-                kind=row["kind"],
-                values={key: str(value) for key, value in self.box.open(row["secret"]).items()},
+                name=record.name,
+                kind=str(record.kind),
+                values={key: str(value) for key, value in self.box.open(record.secret).items()},
             )
-            for row in rows
+            for record in records
         ]
 
     def environment(self, user: str, teams: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -314,3 +316,52 @@ class SessionRecord(BaseModel):
     hibernated_at: UtcDatetime | None
     expires_at: UtcDatetime | None
     updated_at: UtcDatetime
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What a session's row starts with; the lifecycle gives its first status, the store the
+    rest (no launcher state, steps or connections yet; created, started and updated now)."""
+
+    id: str
+    owner: str
+    anonymous: bool
+    resource_class: str
+    image: str | None
+    directory: str | None
+    repository: str | None
+    commit: str | None
+    secrets: bytes
+    """Sealed: the server's token, the session's nbplane token and the user's environment."""
+    token_name: str | None
+    launcher: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    """A connection's row as an admin defines it; ``secret`` holds its values, sealed."""
+
+    name: str
+    kind: ConnectionKind
+    description: str | None
+    is_default: bool
+    keys: list[str]
+    secret: bytes
+    created_by: str | None
+
+
+class ConnectionRecord(BaseModel):
+    """A connection's whole row with its grants, as the store hands it to the service (never
+    sent out: ``secret`` holds its values, sealed)."""
+
+    id: int
+    name: str
+    kind: ConnectionKind
+    description: str | None
+    is_default: bool
+    keys: list[str]
+    secret: bytes
+    created_at: UtcDatetime
+    created_by: str | None
+    grants: list[DescribeGrant]

@@ -7,7 +7,8 @@ polled every few seconds, its Jupyter server asked for its own ``last_activity``
 (``GET {url}api/status``), and hibernated once idle for NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS;
 a hibernated one is deleted after NBPLANE_SESSION_HIBERNATED_DELETE_SECONDS (its workspace kept),
 an anonymous one at the end of its lifetime. A session left ``stopping`` by a replica that
-died mid-way is stopped again.
+died mid-way is stopped again. The loop only decides when: every change of status is made by
+:class:`~nbplane.sessions.lifecycle.SessionLifecycle`, which wakes the loop after each.
 
 The first turn, when the server starts, reconciles the records with what really runs: a
 ``running`` session whose server is gone becomes ``failed`` with the launcher's reason.
@@ -19,15 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import httpx
 
 from nbplane.sessions.jupyter_api import last_activity
-from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus
+from nbplane.sessions.launchers.base import LaunchPhase
+from nbplane.sessions.lifecycle import SessionLifecycle, db, now, steps_of
 from nbplane.sessions.models import SessionRecord, SessionStatus
-from nbplane.sessions.service import SessionService, db
 
 log = logging.getLogger("nbplane.sessions")
 
@@ -38,25 +38,23 @@ RUNNING_POLL_SECONDS = 2.0
 STUCK_SECONDS = 30.0
 """A session ``stopping`` unchanged this long lost the replica stopping it: stop it again."""
 ACTIVITY_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+WATCHED = (
+    SessionStatus.STARTING,
+    SessionStatus.RUNNING,
+    SessionStatus.STOPPING,
+    SessionStatus.HIBERNATED,
+)
+"""Every status that changes without anyone asking; failed ones wait for their user."""
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+class SessionReconciler:
+    """Watches the sessions and tells their lifecycle when a change is due; woken by it after
+    every change."""
 
-
-def steps_of(status: LaunchStatus) -> list[dict[str, Any]]:
-    return [
-        {"name": step.name, "status": str(step.status), "detail": step.detail}
-        for step in status.steps
-    ]
-
-
-class SessionPlane:
-    def __init__(self, service: SessionService) -> None:
-        self.service = service
-        self.records = service.records
-        self.launcher = service.launcher
-        self.settings = service.settings
+    def __init__(self, lifecycle: SessionLifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.records = lifecycle.records
+        self.settings = lifecycle.settings
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._polled: dict[str, float] = {}
@@ -64,13 +62,13 @@ class SessionPlane:
         self._busy: set[str] = set()
         self._http = httpx.AsyncClient(timeout=ACTIVITY_TIMEOUT)
         self._loop = asyncio.get_running_loop()
-        service.on_change.append(self._poke)
+        lifecycle.on_change.append(self._poke)
 
     def _poke(self) -> None:
         self._loop.call_soon_threadsafe(self._wake.set)
 
     async def start(self) -> None:
-        await self.launcher.prepare()
+        await self.lifecycle.launcher.prepare()
         await self.turn()  # reconcile before the first request is answered
         self._task = asyncio.create_task(self._forever())
 
@@ -80,7 +78,7 @@ class SessionPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._http.aclose()
-        await self.launcher.close()
+        await self.lifecycle.launcher.close()
 
     async def _forever(self) -> None:
         while True:
@@ -93,13 +91,7 @@ class SessionPlane:
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
 
     async def turn(self) -> None:
-        watched = (
-            SessionStatus.STARTING,
-            SessionStatus.RUNNING,
-            SessionStatus.STOPPING,
-            SessionStatus.HIBERNATED,
-        )
-        records = await db(self.records.list_sessions, None, watched)
+        records = await db(self.records.list_sessions, None, WATCHED)
         seen = {record.id for record in records}
         self._polled = {key: value for key, value in self._polled.items() if key in seen}
         await asyncio.gather(*(self._guarded(record) for record in records))
@@ -112,7 +104,7 @@ class SessionPlane:
             await self.watch(record)
         except Exception as exc:  # one session's trouble must not stall the others
             log.exception("watching session %s failed", record.id)
-            await self.service.fail(record, f"nbplane failed watching it: {exc!r}")
+            await self.lifecycle.fail(record, f"nbplane failed watching it: {exc!r}")
         finally:
             self._busy.discard(record.id)
 
@@ -120,7 +112,7 @@ class SessionPlane:
         current = now()
         expired = record.expires_at is not None and current >= record.expires_at
         if expired and record.status != SessionStatus.STOPPING:
-            await self.service.delete_record(record, purge=True, expected=(record.status,))
+            await self.lifecycle.delete(record, purge=True, expected=(record.status,))
             return
         if record.status == SessionStatus.STARTING:
             await self._starting(record, current)
@@ -133,51 +125,32 @@ class SessionPlane:
                 and record.hibernated_at
                 and current - record.hibernated_at > timedelta(seconds=after)
             ):
-                await self.service.delete_record(record, purge=False, expected=(record.status,))
+                await self.lifecycle.delete(record, purge=False, expected=(record.status,))
         elif current - record.updated_at > timedelta(seconds=STUCK_SECONDS):
-            await self._restop(record)
+            await self.lifecycle.stop_again(record)
 
     async def _starting(self, record: SessionRecord, current: datetime) -> None:
         timeout = self.settings.session_start_timeout_seconds
         late = current - record.started_at > timedelta(seconds=timeout)
         if record.launcher_state is None:  # the replica starting it has not said how yet
             if late:
-                await self.service.fail(record, "lost while starting: its nbplane server stopped")
+                await self.lifecycle.fail(record, "lost while starting: its nbplane server stopped")
             return
-        status = await self.launcher.poll(self.service.spec(record), record.launcher_state)
+        status = await self.lifecycle.poll(record)
         if status.phase == LaunchPhase.RUNNING and status.ready:
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STARTING,),
-                status=SessionStatus.RUNNING,
-                ready=True,
-                ready_at=current,
-                last_activity_at=current,
-                url=status.url,
-                steps=steps_of(status),
-                reason=None,
-            )
+            await self.lifecycle.ready(record, status)
             self._polled[record.id] = time.monotonic()
             return
         if status.phase in (LaunchPhase.FAILED, LaunchPhase.STOPPED):
             words = status.reason or "its server stopped before it was ready"
-            await self.service.fail(record, f"could not start: {words}", steps=steps_of(status))
+            await self.lifecycle.fail(record, f"could not start: {words}", steps=steps_of(status))
             return
         if late:
-            await self.service.fail(
+            await self.lifecycle.fail(
                 record, f"not ready {timeout:g} s after it was started (start timeout)"
             )
             return
-        steps = steps_of(status)
-        if steps != record.steps or status.url != record.url:
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STARTING,),
-                steps=steps,
-                url=status.url,
-            )
+        await self.lifecycle.progress(record, status)
 
     async def _running(self, record: SessionRecord, current: datetime) -> None:
         last = self._polled.get(record.id)
@@ -185,46 +158,24 @@ class SessionPlane:
             await self._cull(record, current)
             return
         self._polled[record.id] = time.monotonic()
-        status = await self.launcher.poll(self.service.spec(record), record.launcher_state or {})
+        status = await self.lifecycle.poll(record)
         if status.phase != LaunchPhase.RUNNING:
             words = status.reason or f"the launcher sees it {status.phase}"
-            await self.service.fail(record, f"its server is gone: {words}", steps=steps_of(status))
+            await self.lifecycle.fail(
+                record, f"its server is gone: {words}", steps=steps_of(status)
+            )
             return
         url = status.url or record.url
-        token = self.service.spec(record).token
+        token = self.lifecycle.spec(record).token
         activity = await last_activity(self._http, url, token) if url else None
-        if activity is not None and (
-            record.last_activity_at is None or activity > record.last_activity_at
-        ):
-            updated = await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.RUNNING,),
-                last_activity_at=activity,
-            )
-            if updated:
-                record = record.model_copy(update={"last_activity_at": activity})
+        if activity is not None:
+            record = await self.lifecycle.active(record, activity)
         await self._cull(record, current)
 
     async def _cull(self, record: SessionRecord, current: datetime) -> None:
-        due = self.service.hibernate_at(record)
+        due = self.lifecycle.hibernate_at(record)
         if due is not None and current >= due:
             idle = self.settings.session_idle_hibernate_seconds
-            await self.service.hibernate_record(
+            await self.lifecycle.hibernate(
                 record, f"idle for {idle:g} s: hibernated", expected=(record.status,)
             )
-
-    async def _restop(self, record: SessionRecord) -> None:
-        """Finish what a replica that died left half done."""
-        claimed = await db(
-            self.records.transition,
-            record.id,
-            (SessionStatus.STOPPING,),
-            updated_at=record.updated_at,
-        )
-        if not claimed:
-            return
-        if record.action == "hibernate":
-            await self.service.finish_hibernate(record, "hibernated")
-        else:
-            await self.service.finish_delete(record, purge=record.action == "purge")

@@ -53,6 +53,10 @@ class ResourceClasses:
     def __init__(self, classes: list[DescribeResourceClass]) -> None:
         self.classes = classes
 
+    def named(self, name: str) -> DescribeResourceClass | None:
+        """The class a session was started with; None if it is no longer configured."""
+        return next((described for described in self.classes if described.name == name), None)
+
     def offered(self, caller: DescribeCaller) -> list[DescribeResourceClass]:
         return [
             described

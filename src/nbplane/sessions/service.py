@@ -1,64 +1,37 @@
 """Sessions behind the API, with access checked on every call: a user sees and touches only their
 own sessions (another's is "not found"), admins may list and act on all of them.
 
-Every change of status is a conditional UPDATE of the record (``SessionStore.transition``), so
-an API call on one replica and the plane's culling on another never both hibernate or delete a
-session. A session hands the launcher a :class:`SessionSpec` rebuilt from its record: the
-server's token, the user's variables, and, at each start and resume, the connections granted
-to the user then, plus ``NBPLANE_URL`` and ``NBPLANE_TOKEN`` (a token of the user, made for
-this session and revoked when it is deleted) so ``nbplane`` inside the session needs no login.
+The service decides what a caller may do; :class:`~nbplane.sessions.lifecycle.SessionLifecycle`
+makes every change of status. A session's launch gets the user's variables and, at each start
+and resume, the connections granted to the user then, plus ``NBPLANE_URL`` and
+``NBPLANE_TOKEN`` (a token of the user, made for this session and revoked when it is deleted) so
+``nbplane`` inside the session needs no login.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
 
 from nbplane.deployments.models import DescribeCaller
-from nbplane.errors import (
-    Conflict,
-    InvalidInput,
-    NbplaneError,
-    NotFound,
-    TooManyRequests,
-    Unauthorized,
-)
-from nbplane.platform.secrets import SecretBox
+from nbplane.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from nbplane.sessions.connections import ConnectionService
-from nbplane.sessions.launchers.base import SessionLauncher, SessionSpec
+from nbplane.sessions.launchers.base import SessionLauncher
+from nbplane.sessions.lifecycle import ACTIVE, SessionLifecycle, db, now
 from nbplane.sessions.models import (
     CreateSession,
     DescribeResourceClass,
     DescribeSession,
+    NewSession,
     SessionRecord,
     SessionStatus,
 )
-from nbplane.sessions.resource_classes import ResourceClasses, load_resource_classes
 from nbplane.settings import Settings
 from nbplane.store import Store
-
-log = logging.getLogger("nbplane.sessions")
 
 ANONYMOUS = "(anonymous)"
 """The owner of anonymous sessions; no user can have this name with a token."""
 ANONYMOUS_CALLER = DescribeCaller(user=ANONYMOUS, admin=False, teams=[], token=None)
-LOG_TAIL_LINES = 20
-"""Lines of the server's output a failure's reason ends with."""
-ACTIVE = (SessionStatus.STARTING, SessionStatus.RUNNING)
-T = TypeVar("T")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a store call off the event loop."""
-    return await asyncio.to_thread(call, *args, **kwargs)
 
 
 def is_anonymous(caller: DescribeCaller) -> bool:
@@ -74,20 +47,13 @@ class SessionService:
         public_url: str | None,
         auth: bool = True,
     ) -> None:
-        self.settings, self.launcher, self.auth = settings, launcher, auth
+        self.settings, self.auth = settings, auth
+        self.lifecycle = SessionLifecycle(store, settings, launcher, public_url)
         self.records = store.sessions
         self.tokens = store.tokens
         self.control = store.control
-        self.box = SecretBox(settings)
-        self.classes = ResourceClasses(load_resource_classes(settings.session_resource_classes))
+        self.box, self.classes = self.lifecycle.box, self.lifecycle.classes
         self.connections = ConnectionService(store, settings)
-        self.public_url = (settings.session_public_url or public_url or "").rstrip("/") or None
-        self.on_change: list[Callable[[], None]] = []
-        """Callbacks run after a session changes (wake the plane)."""
-
-    def _changed(self) -> None:
-        for callback in self.on_change:
-            callback()
 
     # reading
     def resource_classes(self, caller: DescribeCaller) -> list[DescribeResourceClass]:
@@ -119,7 +85,7 @@ class SessionService:
     def describe(self, record: SessionRecord, viewer: DescribeCaller) -> DescribeSession:
         """The record in words; the server's token only for its owner."""
         sealed = self.box.open(record.secrets)
-        cls = next((c for c in self.classes.classes if c.name == record.resource_class), None)
+        cls = self.classes.named(record.resource_class)
         owner = record.owner == viewer.user
         live = record.status in ACTIVE and record.url is not None
         token = sealed["token"] if owner and live else None
@@ -149,23 +115,9 @@ class SessionService:
             ready_at=record.ready_at,
             last_activity_at=record.last_activity_at,
             hibernated_at=record.hibernated_at,
-            hibernate_at=self.hibernate_at(record),
-            delete_at=self.delete_at(record),
+            hibernate_at=self.lifecycle.hibernate_at(record),
+            delete_at=self.lifecycle.delete_at(record),
         )
-
-    def hibernate_at(self, record: SessionRecord) -> datetime | None:
-        idle = self.settings.session_idle_hibernate_seconds
-        if record.status != SessionStatus.RUNNING or not idle:
-            return None
-        active = max(record.last_activity_at or record.started_at, record.started_at)
-        return active + timedelta(seconds=idle)
-
-    def delete_at(self, record: SessionRecord) -> datetime | None:
-        after = self.settings.session_hibernated_delete_seconds
-        moments = [record.expires_at] if record.expires_at else []
-        if record.status == SessionStatus.HIBERNATED and after and record.hibernated_at:
-            moments.append(record.hibernated_at + timedelta(seconds=after))
-        return min(moments) if moments else None
 
     # creating and starting
     async def create(self, caller: DescribeCaller, body: CreateSession) -> DescribeSession:
@@ -182,44 +134,39 @@ class SessionService:
             expires_at = now() + timedelta(seconds=self.settings.session_anonymous_lifetime_seconds)
         chosen = self.classes.choose(caller, body.resource_class)
         if body.image is not None:
-            await self.launcher.check_image(body.image)
+            await self.lifecycle.launcher.check_image(body.image)
         session_id = secrets.token_hex(8)
         if not anonymous:
             await self.check_limit(caller.user, session_id)
         token_name, nbplane_token = await db(self._session_token, caller, session_id, expires_at)
-        record = await db(
-            self.records.create,
-            {
-                "id": session_id,
-                "owner": caller.user,
-                "anonymous": anonymous,
-                "resource_class": chosen.name,
-                "image": body.image,
-                "directory": body.directory,
-                "repository": body.repository,
-                "commit": body.commit,
-                "secrets": self.box.seal(
+        record = await self.lifecycle.create(
+            NewSession(
+                id=session_id,
+                owner=caller.user,
+                anonymous=anonymous,
+                resource_class=chosen.name,
+                image=body.image,
+                directory=body.directory,
+                repository=body.repository,
+                commit=body.commit,
+                secrets=self.box.seal(
                     {
                         "token": secrets.token_urlsafe(32),
                         "nbplane_token": nbplane_token,
                         "environment": body.environment,
                     }
                 ),
-                "token_name": token_name,
-                "connections": [],
-                "status": SessionStatus.STARTING,
-                "launcher": self.launcher.name,
-                "steps": [],
-                "ready": False,
-                "expires_at": expires_at,
-            },
+                token_name=token_name,
+                launcher=self.lifecycle.launcher.name,
+                expires_at=expires_at,
+            )
         )
         try:
             if not anonymous:  # again: of concurrent creates, only the oldest within the limit
                 await self.check_limit(caller.user, session_id)
             record = await self._launch(record, caller.teams, refuse_bad_input=True)
         except (InvalidInput, TooManyRequests):  # the request was wrong: leave nothing behind
-            await self.delete_record(record, purge=False)
+            await self.lifecycle.delete(record, purge=False)
             raise
         return self.describe(record, caller)
 
@@ -271,20 +218,7 @@ class SessionService:
         record = await self.visible(caller, session_id)
         if not record.anonymous and record.status not in ACTIVE:
             await self.check_limit(record.owner, session_id)
-        resumed = await db(
-            self.records.transition,
-            session_id,
-            (SessionStatus.HIBERNATED, SessionStatus.FAILED),
-            status=SessionStatus.STARTING,
-            started_at=now(),
-            ready=False,
-            ready_at=None,
-            reason=None,
-            launcher_state=None,
-            steps=[],
-            hibernated_at=None,
-        )
-        if not resumed:
+        if not await self.lifecycle.resume(session_id):
             raise Conflict(
                 f"session {session_id} is {record.status}; only a hibernated or failed session "
                 "can be resumed",
@@ -305,61 +239,18 @@ class SessionService:
     async def _launch(
         self, record: SessionRecord, teams: list[str], refuse_bad_input: bool = False
     ) -> SessionRecord:
-        """Hand the session to the launcher; a start that fails ends the session ``failed``
-        (a launcher's ``InvalidInput`` is raised instead with ``refuse_bad_input``)."""
+        """Launch the starting session with the connections granted to its owner now."""
         if record.anonymous:
             names: list[str] = []
             granted: dict[str, str] = {}
         else:
             names, granted = await db(self.connections.environment, record.owner, teams)
-        spec = self.spec(record, granted)
-        try:
-            state = await self.launcher.start(spec)
-        except NbplaneError as exc:
-            if refuse_bad_input and isinstance(exc, InvalidInput):
-                raise
-            await self.fail(record, f"could not start: {exc.message}", logs=False)
-        except Exception as exc:
-            log.exception("starting session %s failed", record.id)
-            await self.fail(record, f"could not start: {exc!r}", logs=False)
-        else:
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STARTING,),
-                launcher_state=state,
-                connections=names,
-            )
-        self._changed()
-        return await db(self.records.get, record.id)
-
-    def spec(self, record: SessionRecord, granted: dict[str, str] | None = None) -> SessionSpec:
-        """What the launcher needs; ``granted`` (connection variables) only when starting."""
-        sealed = self.box.open(record.secrets)
-        cls = next((c for c in self.classes.classes if c.name == record.resource_class), None)
-        environment = {**(granted or {}), **sealed["environment"]}
-        if self.public_url:
-            environment["NBPLANE_URL"] = self.public_url
-        if sealed.get("nbplane_token"):
-            environment["NBPLANE_TOKEN"] = sealed["nbplane_token"]
-        return SessionSpec(
-            id=record.id,
-            user=record.owner,
-            resource_class=record.resource_class,
-            cpu=cls.cpu if cls else None,
-            memory=cls.memory if cls else None,
-            image=record.image,
-            token=sealed["token"],
-            environment=environment,
-            directory=record.directory,
-            repository=record.repository,
-            commit=record.commit,
-        )
+        return await self.lifecycle.launch(record, names, granted, refuse_bad_input)
 
     # stopping
     async def hibernate(self, caller: DescribeCaller, session_id: str) -> DescribeSession:
         record = await self.visible(caller, session_id)
-        if not await self.hibernate_record(record, "hibernated by its user"):
+        if not await self.lifecycle.hibernate(record, "hibernated by its user"):
             current = await db(self.records.get, session_id)
             raise Conflict(
                 f"session {session_id} is {current.status}; only a starting or running session "
@@ -368,139 +259,13 @@ class SessionService:
             )
         return self.describe(await db(self.records.get, session_id), caller)
 
-    async def hibernate_record(
-        self, record: SessionRecord, reason: str, expected: tuple[SessionStatus, ...] = ACTIVE
-    ) -> bool:
-        """Stop the server and keep its workspace, if its status is one of ``expected``; False
-        if another caller got there first."""
-        claimed = await db(
-            self.records.transition,
-            record.id,
-            expected,
-            status=SessionStatus.STOPPING,
-            action="hibernate",
-            ready=False,
-        )
-        if not claimed:
-            return False
-        await self.finish_hibernate(record, reason)
-        return True
-
-    async def finish_hibernate(self, record: SessionRecord, reason: str) -> None:
-        try:
-            state = await self.launcher.hibernate(self.spec(record), record.launcher_state or {})
-        except Exception as exc:
-            log.exception("hibernating session %s failed", record.id)
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STOPPING,),
-                status=SessionStatus.FAILED,
-                action=None,
-                reason=f"could not hibernate: {getattr(exc, 'message', repr(exc))}",
-            )
-        else:
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STOPPING,),
-                status=SessionStatus.HIBERNATED,
-                action=None,
-                launcher_state=state,
-                hibernated_at=now(),
-                reason=reason,
-                steps=[],
-            )
-        self._changed()
-
     async def delete(self, caller: DescribeCaller, session_id: str, purge: bool) -> None:
         record = await self.visible(caller, session_id)
-        if not await self.delete_record(record, purge):
+        if not await self.lifecycle.delete(record, purge):
             raise Conflict(
                 f"session {session_id} is being stopped already; try again in a moment",
                 field="status",
             )
 
-    async def delete_record(
-        self,
-        record: SessionRecord,
-        purge: bool,
-        expected: tuple[SessionStatus, ...] = (
-            *ACTIVE,
-            SessionStatus.HIBERNATED,
-            SessionStatus.FAILED,
-        ),
-    ) -> bool:
-        """Stop the server for good, revoke its token, forget it, if its status is one of
-        ``expected``; False if another caller is stopping it already."""
-        claimed = await db(
-            self.records.transition,
-            record.id,
-            expected,
-            status=SessionStatus.STOPPING,
-            action="purge" if purge else "delete",
-            ready=False,
-        )
-        if claimed:
-            await self.finish_delete(record, purge)
-        return claimed
-
-    async def finish_delete(self, record: SessionRecord, purge: bool) -> None:
-        try:
-            await self.launcher.stop(self.spec(record), record.launcher_state or {}, purge=purge)
-        except Exception as exc:  # kept as stopping: the plane tries again
-            log.exception("stopping session %s failed", record.id)
-            await db(
-                self.records.transition,
-                record.id,
-                (SessionStatus.STOPPING,),
-                reason=f"could not stop yet: {getattr(exc, 'message', repr(exc))}; retrying",
-            )
-            return
-        if record.token_name:
-            await db(self.tokens.revoke, record.token_name)
-        await db(self.records.delete, record.id)
-        self._changed()
-
-    async def fail(
-        self,
-        record: SessionRecord,
-        reason: str,
-        logs: bool = True,
-        steps: list[dict[str, Any]] | None = None,
-    ) -> bool:
-        """End the session ``failed``, the server's last words in the reason, and stop what is
-        left of it (the workspace is kept: resume starts it again). Only if its status is still
-        the record's: a session hibernated or resumed meanwhile is not failed by a stale look."""
-        state = record.launcher_state or {}
-        spec = self.spec(record)
-        if logs and state:
-            try:
-                tail = (await self.launcher.logs(spec, state, LOG_TAIL_LINES)).strip()
-            except Exception as exc:
-                tail = f"(no logs: {exc!r})"
-            if tail:
-                reason = f"{reason}\n--- last lines of its output:\n{tail}"
-        failed = await db(
-            self.records.transition,
-            record.id,
-            (record.status,),
-            status=SessionStatus.FAILED,
-            action=None,
-            ready=False,
-            reason=reason,
-            steps=record.steps if steps is None else steps,
-        )
-        if failed and state:
-            try:
-                await self.launcher.stop(spec, state, purge=False)
-            except Exception:
-                log.exception("stopping failed session %s", record.id)
-        self._changed()
-        return failed
-
     async def logs(self, caller: DescribeCaller, session_id: str, tail: int) -> str:
-        record = await self.visible(caller, session_id)
-        if not record.launcher_state:
-            return ""
-        return await self.launcher.logs(self.spec(record), record.launcher_state, tail)
+        return await self.lifecycle.logs(await self.visible(caller, session_id), tail)

@@ -1,9 +1,12 @@
-"""Session records, connections and their grants. Every status change is a conditional UPDATE
-(``transition``): of several replicas acting on one session, exactly one wins."""
+"""Session records, connections and their grants, handed out as models (``SessionRecord``,
+``ConnectionRecord``). Every status change is a conditional UPDATE (``transition``): of several
+replicas acting on one session, exactly one wins; :mod:`nbplane.sessions.lifecycle` is its only
+caller."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +14,15 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbplane.errors import Conflict, NotFound
-from nbplane.sessions.models import GranteeKind, SessionRecord, SessionStatus
+from nbplane.sessions.models import (
+    ConnectionRecord,
+    DescribeGrant,
+    GranteeKind,
+    NewConnection,
+    NewSession,
+    SessionRecord,
+    SessionStatus,
+)
 from nbplane.store.tables import connection_grants, connections, sessions
 
 
@@ -24,15 +35,22 @@ class SessionStore:
         self.engine = engine
 
     # sessions
-    def create(self, values: dict[str, Any]) -> SessionRecord:
+    def create(self, new: NewSession, status: SessionStatus) -> SessionRecord:
         moment = now()
         with self.engine.begin() as connection:
             connection.execute(
                 insert(sessions).values(
-                    created_at=moment, started_at=moment, updated_at=moment, **values
+                    **asdict(new),
+                    status=str(status),
+                    connections=[],
+                    steps=[],
+                    ready=False,
+                    created_at=moment,
+                    started_at=moment,
+                    updated_at=moment,
                 )
             )
-        return self.get(values["id"])
+        return self.get(new.id)
 
     def find(self, session_id: str) -> SessionRecord | None:
         with self.engine.connect() as connection:
@@ -106,39 +124,45 @@ class SessionStore:
             connection.execute(delete(sessions).where(sessions.c.id == session_id))
 
     # connections
-    def create_connection(self, values: dict[str, Any]) -> None:
+    def create_connection(self, new: NewConnection) -> None:
+        values = {**asdict(new), "kind": str(new.kind)}
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(connections).values(created_at=now(), **values))
         except IntegrityError:
             raise Conflict(
-                f"a connection named {values['name']!r} exists already", field="name"
+                f"a connection named {new.name!r} exists already", field="name"
             ) from None
 
-    def connections(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def connections(self, names: Iterable[str] | None = None) -> list[ConnectionRecord]:
         """Connections (sealed values included) with their grants, by name."""
         where = [] if names is None else [connections.c.name.in_(list(names))]
         with self.engine.connect() as connection:
-            rows = [
-                dict(row)
-                for row in connection.execute(
-                    select(connections).where(*where).order_by(connections.c.name)
-                ).mappings()
-            ]
+            rows = (
+                connection.execute(select(connections).where(*where).order_by(connections.c.name))
+                .mappings()
+                .all()
+            )
             grants = connection.execute(
                 select(connection_grants).order_by(
                     connection_grants.c.grantee_kind, connection_grants.c.grantee
                 )
             ).all()
-        for row in rows:
-            row["grants"] = [
-                {"kind": grant.grantee_kind, "name": grant.grantee}
-                for grant in grants
-                if grant.connection_id == row["id"]
-            ]
-        return rows
+        return [
+            ConnectionRecord.model_validate(
+                {
+                    **row,
+                    "grants": [
+                        DescribeGrant(kind=GranteeKind(grant.grantee_kind), name=grant.grantee)
+                        for grant in grants
+                        if grant.connection_id == row["id"]
+                    ],
+                }
+            )
+            for row in rows
+        ]
 
-    def connection(self, name: str) -> dict[str, Any]:
+    def connection(self, name: str) -> ConnectionRecord:
         found = self.connections([name])
         if not found:
             raise NotFound(f"no connection named {name!r}", field="name")
@@ -153,7 +177,7 @@ class SessionStore:
             raise NotFound(f"no connection named {name!r}", field="name")
 
     def grant(self, name: str, kind: GranteeKind, grantee: str) -> None:
-        connection_id = self.connection(name)["id"]
+        connection_id = self.connection(name).id
         try:
             with self.engine.begin() as connection:
                 connection.execute(
@@ -165,7 +189,7 @@ class SessionStore:
             pass  # granted already
 
     def revoke(self, name: str, kind: GranteeKind, grantee: str) -> bool:
-        connection_id = self.connection(name)["id"]
+        connection_id = self.connection(name).id
         with self.engine.begin() as connection:
             return bool(
                 connection.execute(
@@ -177,7 +201,7 @@ class SessionStore:
                 ).rowcount
             )
 
-    def granted(self, user: str, teams: Iterable[str]) -> list[dict[str, Any]]:
+    def granted(self, user: str, teams: Iterable[str]) -> list[ConnectionRecord]:
         """The connections granted to this user or one of their teams, by name."""
         who = or_(
             and_(
