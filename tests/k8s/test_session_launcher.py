@@ -40,7 +40,8 @@ from nbplane.sessions.launchers.base import (
     SessionSpec,
     StepStatus,
 )
-from nbplane.sessions.launchers.kubernetes import KubernetesLauncher, describe
+from nbplane.sessions.launchers.kubernetes import KubernetesLauncher
+from nbplane.sessions.launchers.kubernetes.status import describe
 from nbplane.settings import Settings
 from tests.conftest import BACKENDS
 from tests.integration.server_fixture import stop, wait_healthy

@@ -5,7 +5,6 @@ test cluster runs no ServiceAccount admission, so it would show no more than the
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kubernetes import client
@@ -13,7 +12,7 @@ from kubernetes import client
 from nbplane.deployments.executors.base import ExecutionTicket
 from nbplane.deployments.executors.kubernetes import KubernetesExecutor
 from nbplane.sessions.launchers.base import SessionSpec
-from nbplane.sessions.launchers.kubernetes import KubernetesLauncher
+from nbplane.sessions.launchers.kubernetes.manifests import statefulset
 from nbplane.settings import Settings
 
 
@@ -58,14 +57,7 @@ def test_a_session_pod_gets_no_token_and_only_its_own_secret() -> None:
         repository="https://example.com/repo.git",
     )
 
-    async def build() -> client.V1StatefulSet:
-        launcher = KubernetesLauncher(Settings())
-        try:
-            return launcher.statefulset(spec, "nbplane-alice-s1", {}, 8888, "http://x:8888/")
-        finally:
-            await launcher.http.aclose()
-
-    statefulset = asyncio.run(build())
-    pod = statefulset.spec.template.spec
+    built = statefulset(Settings(), spec, "nbplane-alice-s1", {}, 8888, "http://x:8888/")
+    pod = built.spec.template.spec
     assert pod.init_containers, "the clone runs with the same Secret and nothing more"
     assert_alone(pod, "nbplane-alice-s1")
