@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client as client  # re-exported: the Kubernetes parts import it here
+from kubernetes import config
 from kubernetes.client import ApiException
 
 from nbplane.errors import ConfigError

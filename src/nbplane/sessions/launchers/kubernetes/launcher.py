@@ -6,10 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from kubernetes import client
-
 from nbplane.errors import ConfigError
-from nbplane.platform.kube import MANAGED_BY, KubeClient
+from nbplane.platform.kube import MANAGED_BY, KubeClient, client
 from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
     LaunchPhase,

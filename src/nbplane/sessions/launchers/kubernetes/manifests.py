@@ -8,11 +8,10 @@ import base64
 import hashlib
 import urllib.parse
 
-from kubernetes import client
-
 from nbplane.errors import ConfigError
 from nbplane.platform.kube import (
     MANAGED_BY,
+    client,
     dns_label,
     label_value,
     requests_and_limits,

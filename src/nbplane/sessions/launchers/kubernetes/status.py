@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-
+from nbplane.platform.kube import client
 from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus, LaunchStep, StepStatus
 from nbplane.sessions.launchers.kubernetes.manifests import CONTAINER, REPOSITORY
 
