@@ -14,17 +14,15 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.contract import prepare, validate_output
 from nbplane.apis.engines.base import Engine, ExecutionOutcome, ExecutionRequest
-from nbplane.apis.engines.isolated import IsolatedEngine
-from nbplane.apis.engines.reuse import ReuseEngine
 from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.errors import NbplaneError
+from nbplane.plugins import ExtensionPoint
 from nbplane.settings import get_settings
 from nbplane.store import Store
 
@@ -33,21 +31,21 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+ENGINES = ExtensionPoint[Engine]("nbplane.engines", Engine, "engine", "engine")
+
+
 class EngineSet:
-    """The engines a worker runs executions on, started on first use."""
+    """The engines a worker runs executions on, each made and started on first use."""
 
     def __init__(self, pool_size: int = 4) -> None:
-        self._factories: dict[str, Callable[[], Engine]] = {
-            "isolated": lambda: IsolatedEngine(pool_size=pool_size),
-            "reuse": ReuseEngine,
-        }
+        self.pool_size = pool_size
         self._engines: dict[str, Engine] = {}
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> Engine:
         async with self._lock:
             if name not in self._engines:
-                engine = self._factories[name]()
+                engine = ENGINES.load(name).for_worker(self.pool_size)
                 await engine.start()
                 self._engines[name] = engine
             return self._engines[name]

@@ -36,6 +36,10 @@ class IsolatedEngine(Engine):
         self.pool = KernelPool(self.provider, pool_size)
         self.kernel_names = tuple(kernel_names)
 
+    @classmethod
+    def for_worker(cls, pool_size: int) -> IsolatedEngine:
+        return cls(pool_size=pool_size)
+
     async def _start(self) -> None:
         await self.provider.start()
         for kernel_name in self.kernel_names:
