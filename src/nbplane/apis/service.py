@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from nbplane.apis.catalog import ApiCatalog, team_for
-from nbplane.apis.contract import validate_input
 from nbplane.apis.models import (
     DescribeExecution,
     ExecutionPage,
     ExecutionStatus,
     ListExecutionsQuery,
 )
+from nbplane.apis.validation import validate_input
 from nbplane.apis.worker import Worker
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound

@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nbplane.apis.catalog import ApiCatalog
-from nbplane.apis.contract import prepare, validate_output
 from nbplane.apis.engines.base import Engine, ExecutionOutcome, ExecutionRequest
 from nbplane.apis.engines.isolated import IsolatedEngine
 from nbplane.apis.engines.reuse import ReuseEngine
 from nbplane.apis.models import DescribeExecution, ExecutionStatus
+from nbplane.apis.validation import validate_output
 from nbplane.errors import NbplaneError
 from nbplane.settings import get_settings
 from nbplane.store import Store
@@ -254,7 +254,7 @@ class Worker:
     async def _run(self, record: DescribeExecution, cancel: asyncio.Event) -> dict[str, Any]:
         api = self.catalog.usable(record.notebook, None)
         assert api.contract is not None
-        source, inject_after = prepare(api, record.parameters)
+        source, inject_after = api.parameters_cell(record.parameters)
         engine = await self.engines.get(record.engine)
         outcome = await engine.execute(
             ExecutionRequest(
