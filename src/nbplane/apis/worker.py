@@ -4,6 +4,7 @@ A worker runs inside ``nbplane serve`` and, for scale, as ``nbplane worker`` pro
 host reaching the same database. Each running execution beats every few seconds; an execution
 whose worker stopped beating is retried when its contract allows retries, else it ends as
 "worker lost". Limits (``concurrency`` and a contract's ``max_concurrency``) are per worker.
+Every status change goes through :class:`~nbplane.apis.lifecycle.ExecutionLifecycle`.
 """
 
 from __future__ import annotations
