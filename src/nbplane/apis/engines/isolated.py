@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
-from nbplane.apis.engines.kernels import KernelPool, KernelProvider
+from nbplane.apis.engines.pool import KernelPool, KernelProvider
 
 
 class IsolatedEngine(Engine):
