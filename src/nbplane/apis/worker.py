@@ -15,9 +15,10 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from nbplane._time import now
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.contract import prepare, validate_output
 from nbplane.apis.engines.base import Engine, ExecutionOutcome, ExecutionRequest
@@ -27,10 +28,6 @@ from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.errors import NbplaneError
 from nbplane.settings import get_settings
 from nbplane.store import Store
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class EngineSet:

@@ -10,13 +10,13 @@ never enough on its own."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbplane._time import now
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Unauthorized
 from nbplane.store import Store
@@ -81,7 +81,7 @@ class Authenticator:
             raise Unauthorized(f"{what} is unknown or revoked", field=field)
         keep = CACHE_SECONDS
         if found.token_expires_at is not None:
-            left = (found.token_expires_at - datetime.now(UTC)).total_seconds()
+            left = (found.token_expires_at - now()).total_seconds()
             if left <= 0:
                 raise Unauthorized(
                     f"{what} expired at {found.token_expires_at:%Y-%m-%d %H:%M:%S} UTC; create a "
