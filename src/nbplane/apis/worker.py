@@ -14,8 +14,9 @@ import contextlib
 import os
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from nbplane._time import now
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.engines.base import Engine, ExecutionRequest
 from nbplane.apis.lifecycle import WORKER_STOPPED, Ending, ExecutionLifecycle
@@ -25,11 +26,6 @@ from nbplane.errors import NbplaneError
 from nbplane.plugins import ExtensionPoint
 from nbplane.settings import get_settings
 from nbplane.store import Store
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 ENGINES = ExtensionPoint[Engine]("nbplane.engines", Engine, "engine", "engine")
 

@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from nbplane._time import now
 from nbplane.sessions.jupyter_api import last_activity
 from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus
 from nbplane.sessions.models import SessionRecord, SessionStatus
@@ -38,10 +39,6 @@ RUNNING_POLL_SECONDS = 2.0
 STUCK_SECONDS = 30.0
 """A session ``stopping`` unchanged this long lost the replica stopping it: stop it again."""
 ACTIVITY_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def steps_of(status: LaunchStatus) -> list[dict[str, Any]]:

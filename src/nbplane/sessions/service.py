@@ -15,9 +15,10 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from nbplane._time import now
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import (
     Conflict,
@@ -50,10 +51,6 @@ LOG_TAIL_LINES = 20
 """Lines of the server's output a failure's reason ends with."""
 ACTIVE = (SessionStatus.STARTING, SessionStatus.RUNNING)
 T = TypeVar("T")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbplane._time import now
 from nbplane.errors import Conflict, NotFound
 from nbplane.sessions.models import GranteeKind, SessionRecord, SessionStatus
 from nbplane.store.tables import connection_grants, connections, sessions
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SessionStore:

@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from kubernetes import client
 
 from nbplane.errors import ConfigError, InvalidInput
 from nbplane.platform.kube import (
     MANAGED_BY,
     KubeClient,
+    client,
     dns_label,
     label_value,
     requests_and_limits,
