@@ -30,6 +30,7 @@ test: $(VENV)/.installed postgres kubernetes browser sandbox lint typecheck labe
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

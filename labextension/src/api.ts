@@ -51,7 +51,7 @@ async function send(
 }
 
 /** A JSON request; `body` is sent as JSON. */
-export async function request<T>(
+async function request<T>(
   path: string,
   options: { method?: string; body?: unknown; query?: Record<string, string> } = {}
 ): Promise<T> {
@@ -66,9 +66,106 @@ export async function request<T>(
   return (await response.json()) as T;
 }
 
-/** A file the server sends (the job's zip), as a blob. */
-export async function download(path: string): Promise<Blob> {
-  return (await send(path)).blob();
+function jobPath(team: string, name: string, ...rest: string[]): string {
+  return ['jobs', encodeURIComponent(team), encodeURIComponent(name), ...rest].join('/');
+}
+
+/** Read a log from `offset` until the server has nothing new (it answers the same offset). */
+async function followLog(path: string, offset: number, write: (chunk: LogChunk) => void): Promise<void> {
+  for (;;) {
+    const chunk = await request<LogChunk>(path, { query: { offset: String(offset) } });
+    if (chunk.offset === offset) {
+      return;
+    }
+    write(chunk);
+    offset = chunk.offset;
+  }
+}
+
+// Login: the token stays with the Jupyter server.
+
+/** The login, and whether the server at `url` (default: the one logged in to) offers OAuth. */
+export function loginStatus(url?: string): Promise<LoginStatus> {
+  return request<LoginStatus>('status', url === undefined ? {} : { query: { url } });
+}
+
+export function logIn(url: string, token: string): Promise<LoginStatus> {
+  return request<LoginStatus>('login', { method: 'POST', body: { url, token } });
+}
+
+export function logOut(): Promise<LoginStatus> {
+  return request<LoginStatus>('logout', { method: 'POST' });
+}
+
+/** An OAuth login at the server at `url`: the provider's page to open in another tab. */
+export function startOAuth(url: string): Promise<{ authorize_url: string }> {
+  return request<{ authorize_url: string }>('oauth/start', { query: { url } });
+}
+
+// Local jobs and their runs.
+
+export function createJob(job: CreateJobDirectory): Promise<LocalJob> {
+  return request<LocalJob>('jobs', { method: 'POST', body: job });
+}
+
+export function startRun(run: StartRun): Promise<{ id: string }> {
+  return request<{ id: string }>('runs', { method: 'POST', body: run });
+}
+
+export function describeRun(id: string): Promise<RunState> {
+  return request<RunState>(`runs/${id}`);
+}
+
+export function cancelRun(id: string): Promise<RunState> {
+  return request<RunState>(`runs/${id}`, { method: 'DELETE' });
+}
+
+/** The run's log from `offset` up to now, piece by piece. */
+export function followRunLog(id: string, offset: number, write: (chunk: LogChunk) => void): Promise<void> {
+  return followLog(`runs/${id}/log`, offset, write);
+}
+
+// Jobs on the nbplane server logged in to.
+
+export function deployDirectory(deploy: DeployDirectory): Promise<Deployed> {
+  return request<Deployed>('deploy', { method: 'POST', body: deploy });
+}
+
+/** The caller's deployed jobs, in all their teams. */
+export function listJobs(): Promise<RemoteJobs> {
+  return request<RemoteJobs>('jobs');
+}
+
+export function describeJob(team: string, name: string): Promise<RemoteJobDetails> {
+  return request<RemoteJobDetails>(jobPath(team, name));
+}
+
+/** Run the deployed version now; `args` null: the deployment's arguments. */
+export function executeJob(team: string, name: string, args: Record<string, unknown> | null): Promise<Execution> {
+  return request<Execution>(jobPath(team, name, 'executions'), {
+    method: 'POST',
+    body: args ? { arguments: args } : {}
+  });
+}
+
+/** An execution's log from the start up to now, piece by piece. */
+export function followExecutionLog(
+  team: string,
+  name: string,
+  execution: string,
+  write: (chunk: LogChunk) => void
+): Promise<void> {
+  return followLog(jobPath(team, name, 'executions', execution, 'logs'), 0, write);
+}
+
+/** The deployed version of a job, as a zip. */
+export async function downloadJob(team: string, name: string): Promise<Blob> {
+  return (await send(jobPath(team, name, 'download'))).blob();
+}
+
+/** `force`: cancel its running executions first. */
+export function deleteJob(team: string, name: string, force: boolean): Promise<void> {
+  return request<void>(jobPath(team, name), { method: 'DELETE', query: force ? { force: 'true' } : {} });
 }
 
 export interface LoginStatus {
@@ -82,11 +179,45 @@ export interface LoginStatus {
   message: string | null;
 }
 
+export interface CreateJobDirectory {
+  name: string;
+  /** The folder to create the job in; '' is the Jupyter root. */
+  directory: string;
+  team?: string;
+}
+
 export interface LocalJob {
   directory: string;
   name: string;
   team: string | null;
   steps: StepLocation[];
+}
+
+export interface StartRun {
+  directory: string;
+  arguments: Record<string, unknown>;
+  /** From the changed or failed step. */
+  resume: boolean;
+}
+
+/** What to deploy: the job folder, and the deployment's changes (absent: kept). */
+export interface DeployDirectory {
+  directory: string;
+  team?: string;
+  name?: string;
+  /** '' removes the schedule. */
+  schedule?: string;
+  enabled: boolean;
+  reason?: string;
+  /** Execute it once deployed. */
+  run_first: boolean;
+}
+
+export interface Deployed {
+  team: string;
+  name: string;
+  version: { id: string };
+  execution: Execution | null;
 }
 
 export interface Deployment {
@@ -136,10 +267,4 @@ export interface RemoteJobs {
 export interface LogChunk {
   text: string;
   offset: number;
-}
-
-export type { RunState };
-
-export function jobPath(team: string, name: string, ...rest: string[]): string {
-  return ['jobs', encodeURIComponent(team), encodeURIComponent(name), ...rest].join('/');
 }

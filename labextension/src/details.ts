@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { Execution, LogChunk, RemoteJobDetails, jobPath, request } from './api';
+import { Execution, RemoteJobDetails, describeJob, followExecutionLog } from './api';
 import { statusBadge } from './panel';
 
 function section(title: string, ...content: Node[]): HTMLElement {
@@ -58,7 +58,7 @@ export class JobDetails extends Widget {
     window.clearTimeout(this.timer);
     let job: RemoteJobDetails;
     try {
-      job = await request<RemoteJobDetails>(jobPath(this.team, this.name));
+      job = await describeJob(this.team, this.name);
     } catch (error) {
       this.node.textContent = `Cannot show ${this.team}/${this.name}: ${(error as Error).message}`;
       return;
@@ -131,18 +131,10 @@ export class JobDetails extends Widget {
   private async showLog(execution: Execution): Promise<void> {
     this.logTitle.textContent = `Execution ${execution.id} (${execution.status})${execution.reason ? `: ${execution.reason}` : ''}`;
     this.log.textContent = '';
-    let offset = 0;
     try {
-      for (;;) {
-        const chunk = await request<LogChunk>(jobPath(this.team, this.name, 'executions', execution.id, 'logs'), {
-          query: { offset: String(offset) }
-        });
-        if (chunk.offset === offset) {
-          break;
-        }
+      await followExecutionLog(this.team, this.name, execution.id, chunk => {
         this.log.textContent += chunk.text;
-        offset = chunk.offset;
-      }
+      });
     } catch (error) {
       this.log.textContent = `Cannot read the log: ${(error as Error).message}`;
     }

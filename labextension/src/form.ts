@@ -17,6 +17,11 @@ export interface Field {
 
 export type Values = Record<string, string | boolean>;
 
+/** A text field's value, trimmed. */
+export function textOf(values: Values, name: string): string {
+  return String(values[name] ?? '').trim();
+}
+
 class FormBody extends Widget implements Dialog.IBodyWidget<Values> {
   constructor(
     private readonly fields: Field[],

@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { LoginStatus, RemoteJob, RemoteJobs, request } from './api';
+import { LoginStatus, RemoteJob, RemoteJobs, listJobs, loginStatus } from './api';
 
 const REFRESH_MS = 10000;
 
@@ -73,13 +73,13 @@ export class JobsPanel extends Widget {
     const generation = ++this.generation;
     const current = () => generation === this.generation;
     try {
-      const status = await request<LoginStatus>('status');
+      const status = await loginStatus();
       if (!current()) {
         return;
       }
       this.showStatus(status);
       if (status.logged_in) {
-        const jobs = await request<RemoteJobs>('jobs');
+        const jobs = await listJobs();
         if (!current()) {
           return;
         }

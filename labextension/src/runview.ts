@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { LogChunk, request } from './api';
+import { cancelRun, describeRun, followRunLog } from './api';
 import { RunState, failureOf, isFinal, progress } from './runs';
 
 const POLL_MS = 1000;
@@ -69,7 +69,7 @@ export class RunView extends Widget {
       return;
     }
     try {
-      const run = await request<RunState>(`runs/${this.runId}`);
+      const run = await describeRun(this.runId);
       await this.readLog();
       this.render(run);
       if (isFinal(run.status)) {
@@ -83,21 +83,15 @@ export class RunView extends Widget {
     this.timer = window.setTimeout(() => void this.poll(), POLL_MS);
   }
 
-  private async readLog(): Promise<void> {
-    for (;;) {
-      const chunk = await request<LogChunk>(`runs/${this.runId}/log`, {
-        query: { offset: String(this.offset) }
-      });
-      if (chunk.offset === this.offset) {
-        return;
-      }
+  private readLog(): Promise<void> {
+    return followRunLog(this.runId, this.offset, chunk => {
       this.offset = chunk.offset;
       const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 4;
       this.log.textContent += chunk.text;
       if (atBottom) {
         this.log.scrollTop = this.log.scrollHeight;
       }
-    }
+    });
   }
 
   private render(run: RunState): void {
@@ -130,7 +124,7 @@ export class RunView extends Widget {
   private async cancel(): Promise<void> {
     this.cancelButton.disabled = true;
     try {
-      this.render(await request<RunState>(`runs/${this.runId}`, { method: 'DELETE' }));
+      this.render(await cancelRun(this.runId));
     } catch (error) {
       this.summary.textContent = `cancel failed: ${(error as Error).message}`;
     } finally {

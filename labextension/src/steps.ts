@@ -21,8 +21,13 @@ export interface StepLabel {
   sql: boolean;
 }
 
+/** Whether the tags make a code cell a step. */
+export function hasStepTag(tags: readonly string[]): boolean {
+  return tags.some(tag => STEP_TAGS.includes(tag));
+}
+
 export function isStep(cell: CellInfo): boolean {
-  return cell.type === 'code' && cell.tags.some(tag => STEP_TAGS.includes(tag));
+  return cell.type === 'code' && hasStepTag(cell.tags);
 }
 
 export function isSql(source: string): boolean {
@@ -43,7 +48,7 @@ export function numberSteps(cells: readonly CellInfo[]): Map<string, StepLabel> 
 
 /** The tags after toggling `step`: added when absent, removed (with `vdk`) when present. */
 export function toggleStepTag(tags: readonly string[]): string[] {
-  if (tags.some(tag => STEP_TAGS.includes(tag))) {
+  if (hasStepTag(tags)) {
     return tags.filter(tag => !STEP_TAGS.includes(tag));
   }
   return [...tags, STEP_TAG];

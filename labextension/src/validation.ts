@@ -31,6 +31,11 @@ export function checkName(value: string, field = 'name'): Checked<string> {
   return { ok: true, value: name };
 }
 
+/** A job or team name that may be left empty (null). */
+export function checkOptionalName(value: string, field = 'name'): Checked<string | null> {
+  return value.trim() ? checkName(value, field) : { ok: true, value: null };
+}
+
 /** A directory relative to the Jupyter root, as the file browser shows it ('' is the root). */
 export function checkDirectory(value: string, field = 'directory'): Checked<string> {
   const path = value.trim().replace(/^\/+|\/+$/g, '');

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-from nbplane.apis.contract import parameters_source
 from nbplane.apis.engines.base import OUTPUT_MIMETYPE, Engine, ExecutionOutcome, ExecutionRequest
 from nbplane.apis.engines.isolated import IsolatedEngine
 from nbplane.apis.engines.reuse import ReuseEngine
+from nbplane.apis.parameters import parameters_source
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 
-from nbplane.apis.contract import parameters_source
 from nbplane.apis.output import OUTPUT_MIMETYPE
+from nbplane.apis.parameters import parameters_source
 
 SHAPES = """
 from pydantic import BaseModel

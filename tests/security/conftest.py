@@ -329,9 +329,12 @@ class World:
             201,
         )
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(text)")])
+        # no worker runs here: play one, which takes the execution before it ends it
+        taken = self.store.executions.claim("security-worker", datetime.now(UTC))
+        assert taken is not None and taken.id == made["id"]
         self.store.executions.finish(
             made["id"],
-            None,
+            "security-worker",
             ExecutionStatus.COMPLETED,
             datetime.now(UTC),
             output={"text": "hello"},

@@ -14,18 +14,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, field_validator
 
-from nbplane.apis.contract import (
-    Contract,
-    NotebookApi,
-    discover_apis,
-    inject_position,
-    parameters_source,
-    prepare,
-    validate_input,
-    validate_output,
-)
+from nbplane.apis.contract import Contract, NotebookApi, discover_apis
 from nbplane.apis.nbschema import ModelRegistry, load_model, model_schema
 from nbplane.apis.output import OUTPUT_MIMETYPE, to_json_data
+from nbplane.apis.parameters import inject_position, parameters_source
+from nbplane.apis.validation import validate_input, validate_output
 from nbplane.errors import (
     ConfigError,
     Conflict,
@@ -203,7 +196,7 @@ def test_broken_contracts_are_listed_with_their_reason(
     with pytest.raises(Conflict, match=r"is broken: a\.config\.json"):
         validate_input(api, {})
     with pytest.raises(ContractError):
-        prepare(api, {})
+        api.parameters_cell({})
 
 
 def test_broken_notebooks_are_listed_with_their_reason(tmp_path: Path) -> None:
@@ -646,7 +639,7 @@ def test_model_parameters_are_rebuilt_in_the_kernel() -> None:
 def test_prepare_injects_after_the_parameters_cell(tmp_path: Path) -> None:
     api = api_for(tmp_path, {**ORDERS, "input": {**ORDERS["input"], "required": []}},
                   [("import math", []), ("customer_name = 'x'", ["parameters"]), ("y = 1", [])])
-    source, after = prepare(api, {"customer_name": "acme", "point": {"x": 2}})
+    source, after = api.parameters_cell({"customer_name": "acme", "point": {"x": 2}})
     assert after == 1
     assert bound(source) == {"customer_name": "acme", "point": Point(x=2)}
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { CellInfo, isSql, numberSteps, toggleStepTag } from '../steps';
+import { CellInfo, hasStepTag, isSql, numberSteps, toggleStepTag } from '../steps';
 
 const cell = (id: string, tags: string[], source = 'x = 1', type = 'code'): CellInfo => ({
   id,
@@ -36,4 +36,10 @@ test('toggling adds step, or removes step and vdk, keeping other tags', () => {
   assert.deepEqual(toggleStepTag(['parameters']), ['parameters', 'step']);
   assert.deepEqual(toggleStepTag(['step', 'parameters']), ['parameters']);
   assert.deepEqual(toggleStepTag(['vdk']), []);
+});
+
+test('step or vdk tags make a step', () => {
+  assert.equal(hasStepTag(['parameters', 'step']), true);
+  assert.equal(hasStepTag(['vdk']), true);
+  assert.equal(hasStepTag(['parameters', 'steps']), false);
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { checkArguments, checkDirectory, checkName, checkSchedule } from '../validation';
+import { checkArguments, checkDirectory, checkName, checkOptionalName, checkSchedule } from '../validation';
 
 test('names: lowercase, digits, _ . -, 1-63 characters', () => {
   assert.deepEqual(checkName(' daily-sales.v2 '), { ok: true, value: 'daily-sales.v2' });
@@ -11,6 +11,13 @@ test('names: lowercase, digits, _ . -, 1-63 characters', () => {
     assert.equal(!checked.ok && checked.field, 'job');
   }
   assert.equal(checkName('x'.repeat(63)).ok, true);
+});
+
+test('optional names: empty is none, anything else a name', () => {
+  assert.deepEqual(checkOptionalName('  '), { ok: true, value: null });
+  assert.deepEqual(checkOptionalName(' analytics ', 'team'), { ok: true, value: 'analytics' });
+  const bad = checkOptionalName('Analytics', 'team');
+  assert.equal(!bad.ok && bad.field, 'team');
 });
 
 test('arguments: a JSON object, empty is none', () => {

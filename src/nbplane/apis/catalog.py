@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from nbplane.apis.contract import ModelRegistry, NotebookApi, discover_apis
+from nbplane.apis.contract import NotebookApi, discover_apis
+from nbplane.apis.nbschema import ModelRegistry
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
 

@@ -1,57 +1,37 @@
 """Notebook APIs: every ``<name>.ipynb`` with a ``<name>.config.json`` contract beside it.
 
 The contract is jupyrest's format, ``{"input": <JSON Schema>, "output": <JSON Schema>}``, plus
-optional nbplane keys (engine, timeout, retries, max_concurrency, kernel, teams). Parameters are
-checked against the input schema (every problem reported with its JSON pointer; a name the schema
-does not declare is refused unless it allows more), reach the kernel as
-JSON data decoded there (never as code built from names or values), and the saved output is
-checked against the output schema.
+optional nbplane keys (engine, timeout, retries, max_concurrency, kernel, teams). Reading one
+checks the schemas themselves and compiles them once into the :class:`Checks` that
+:mod:`nbplane.apis.validation` applies to parameters and outputs; a notebook or contract that
+cannot be used still makes an API, ``broken`` with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import keyword
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
-import referencing.exceptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from nbplane.apis import nbschema
-from nbplane.apis.nbschema import ModelRegistry, escape_pointer
+from nbplane.apis.nbschema import ModelRegistry
+from nbplane.apis.parameters import inject_position, parameter_name_problem, parameters_source
+from nbplane.apis.problems import json_type, pointer, shorten
 from nbplane.deployments.models import check_name
-from nbplane.errors import ConfigError, ContractError, InvalidInput, InvalidOutput, NbplaneError
-from nbplane.notebooks.reader import cell_tags, read_notebook
-
-__all__ = [
-    "Contract",
-    "ModelRegistry",
-    "NotebookApi",
-    "check_parameter_names",
-    "discover_apis",
-    "inject_position",
-    "load_api",
-    "parameter_name_problem",
-    "parameters_source",
-    "prepare",
-    "validate_input",
-    "validate_output",
-]
+from nbplane.errors import ConfigError, ContractError, NbplaneError
+from nbplane.notebooks.reader import read_notebook
 
 NOTEBOOK_SUFFIX = ".ipynb"
 CONTRACT_SUFFIX = ".config.json"
-PARAMETERS_TAG = "parameters"
-_MESSAGE_LIMIT = 300
-_SUMMARY_ERRORS = 5
 
 
 class Contract(BaseModel):
@@ -88,17 +68,17 @@ class Contract(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Checks:
+class Checks:
     """What validating needs, built once per discovery."""
 
     input: jsonschema.protocols.Validator
     output: jsonschema.protocols.Validator
     models: dict[str, type[BaseModel]]
-    declared: _Declared
+    declared: Declared
 
 
 @dataclass(frozen=True)
-class _Declared:
+class Declared:
     """The parameter names an input schema declares (``properties``, ``patternProperties``, in
     it or in its ``allOf``/``anyOf``/``oneOf`` parts), and whether it explicitly allows others
     (``additionalProperties`` or ``unevaluatedProperties`` present and not false)."""
@@ -108,7 +88,7 @@ class _Declared:
     open: bool
 
     @classmethod
-    def of(cls, schema: dict[str, Any]) -> _Declared:
+    def of(cls, schema: dict[str, Any]) -> Declared:
         names: set[str] = set()
         patterns: list[re.Pattern[str]] = []
         open_ = False
@@ -183,10 +163,23 @@ class NotebookApi:
     """Top-level parameters that are models: name -> alias, or ``alias[]`` for an array of them."""
     model_targets: dict[str, str | None] = field(default_factory=dict)
     """alias -> ``module:qualname`` a kernel imports the model by (None: by entry point)."""
-    _checks: _Checks | None = field(default=None, repr=False, compare=False)
+    _checks: Checks | None = field(default=None, repr=False, compare=False)
 
+    def checks(self) -> Checks:
+        """The compiled checks of a usable API; ContractError when it is broken."""
+        if self.broken or self._checks is None:
+            raise ContractError(
+                f"notebook {self.name!r} is broken: {self.broken}",
+                field="notebook",
+                notebook=self.name,
+            )
+        return self._checks
 
-# --- discovery -------------------------------------------------------------------------------
+    def parameters_cell(self, parameters: dict[str, Any]) -> tuple[str, int]:
+        """The injected cell's source and the index of the cell it goes after (-1: first)."""
+        self.checks()
+        source = parameters_source(parameters, self.model_parameters, self.model_targets)
+        return source, inject_position(self.notebook)
 
 
 def discover_apis(directory: Path, registry: ModelRegistry | None = None) -> dict[str, NotebookApi]:
@@ -234,7 +227,7 @@ def load_api(directory: Path, name: str, registry: ModelRegistry) -> NotebookApi
     schemas: tuple[dict[str, Any], dict[str, Any]] | None = None
     model_parameters: dict[str, str] = {}
     targets: dict[str, str | None] = {}
-    checks: _Checks | None = None
+    checks: Checks | None = None
     try:
         raw = contract_path.read_bytes()
         digest.update(raw)
@@ -247,11 +240,11 @@ def load_api(directory: Path, name: str, registry: ModelRegistry) -> NotebookApi
         model_parameters = _model_parameters(contract.input)
         aliases = sorted(used_in | used_out)
         targets = {alias: registry.target(alias) for alias in aliases}
-        checks = _Checks(
+        checks = Checks(
             input_validator,
             output_validator,
             {alias: registry.get(alias) for alias in aliases},
-            _Declared.of(input_schema),
+            Declared.of(input_schema),
         )
     except OSError as exc:
         problems.append(f"{contract_path.name}: cannot read the contract ({exc})")
@@ -297,7 +290,7 @@ def _parse_contract(filename: str, raw: bytes) -> Contract:
     if not isinstance(document, dict):
         raise ContractError(
             f"{filename}: expected a JSON object with input and output, "
-            f"found {_json_type(document)}",
+            f"found {json_type(document)}",
             file=filename,
         )
     try:
@@ -336,9 +329,9 @@ def _validator(schema: dict[str, Any], which: str) -> jsonschema.protocols.Valid
     try:
         cls.check_schema(schema)
     except jsonschema.exceptions.SchemaError as exc:
-        where = _pointer(exc.absolute_path) or "/"
+        where = pointer(exc.absolute_path) or "/"
         raise ContractError(
-            f"{which} is not a valid JSON Schema: {_shorten(exc.message)} (at {where})",
+            f"{which} is not a valid JSON Schema: {shorten(exc.message)} (at {where})",
             field=which,
         ) from None
     dangling = _dangling_ref(schema)
@@ -410,284 +403,3 @@ def _model_parameters(input_schema: dict[str, Any]) -> dict[str, str]:
             if alias is not None:
                 found[name] = f"{alias}[]"
     return found
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-def parameter_name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be bound as a notebook variable, or None when it can."""
-    if not isinstance(name, str):
-        return f"names are strings, found {type(name).__name__}"
-    if not name.isidentifier():
-        return "not a Python identifier"
-    if keyword.iskeyword(name):
-        return "a Python keyword"
-    if name.startswith("__"):
-        return "names starting with '__' are reserved"
-    if unicodedata.normalize("NFKC", name) != name:
-        return "not in Unicode NFKC form (Python would read it as another name)"
-    return None
-
-
-def check_parameter_names(parameters: Mapping[Any, Any]) -> list[dict[str, str]]:
-    """One error per parameter name that cannot be a notebook variable."""
-    errors = []
-    for name in parameters:
-        problem = parameter_name_problem(name)
-        if problem is not None:
-            errors.append(
-                {
-                    "pointer": "/" + escape_pointer(str(name)),
-                    "message": f"parameter name {_shorten(repr(name))}: {problem}",
-                }
-            )
-    return errors
-
-
-def validate_input(api: NotebookApi, parameters: Any) -> dict[str, Any]:
-    """``parameters`` when they fit the input contract, else :class:`InvalidInput` listing
-    every problem as ``{"pointer", "message"}``."""
-    checks = _usable(api)
-    if not isinstance(parameters, dict):
-        message = f"parameters must be a JSON object, found {_json_type(parameters)}"
-        raise InvalidInput(
-            message,
-            errors=[{"pointer": "", "message": message}],
-            notebook=api.name,
-            field="parameters",
-        )
-    errors = check_parameter_names(parameters)
-    named = {error["pointer"] for error in errors}
-    undeclared = [
-        name
-        for name in checks.declared.undeclared(parameters)
-        if "/" + escape_pointer(name) not in named
-    ]
-    if undeclared:
-        # Refused before the values are checked: a name the contract does not declare would
-        # otherwise reach the notebook's namespace (and a warm kernel's next caller).
-        errors += [
-            {"pointer": "/" + escape_pointer(name), "message": "not declared by the input contract"}
-            for name in undeclared
-        ]
-        raise InvalidInput(
-            f"invalid parameters: {_summary(errors)}",
-            errors=errors,
-            notebook=api.name,
-            field=f"parameters.{undeclared[0]}",
-        )
-    errors += _schema_errors(api, checks.input, parameters)
-    if not errors:
-        errors += _model_errors(api, checks, parameters)
-    if errors:
-        raise InvalidInput(
-            f"invalid parameters: {_summary(errors)}",
-            errors=errors,
-            notebook=api.name,
-            field="parameters",
-        )
-    return dict(parameters)
-
-
-def validate_output(api: NotebookApi, output: Any) -> None:
-    """Raise :class:`InvalidOutput` listing every place where ``output`` breaks the output
-    contract; ``None`` stands for "nothing saved"."""
-    checks = _usable(api)
-    errors = _schema_errors(api, checks.output, output)
-    if errors:
-        hint = (
-            "no output was saved (call nbplane.save_output(...) in the notebook): "
-            if output is None
-            else ""
-        )
-        raise InvalidOutput(
-            f"{hint}{_summary(errors)}", errors=errors, notebook=api.name, field="output"
-        )
-
-
-def _usable(api: NotebookApi) -> _Checks:
-    if api.broken or api._checks is None:
-        raise ContractError(
-            f"notebook {api.name!r} is broken: {api.broken}", field="notebook", notebook=api.name
-        )
-    return api._checks
-
-
-def _schema_errors(
-    api: NotebookApi, validator: jsonschema.protocols.Validator, instance: Any
-) -> list[dict[str, str]]:
-    try:
-        found = list(validator.iter_errors(instance))
-    except referencing.exceptions.Unresolvable as exc:
-        raise ContractError(
-            f"notebook {api.name!r}: its contract has a $ref that cannot be resolved ({exc})",
-            field="notebook",
-            notebook=api.name,
-        ) from None
-    return [_error(error) for error in found]
-
-
-def _error(error: jsonschema.exceptions.ValidationError) -> dict[str, str]:
-    pointer = _pointer(error.absolute_path)
-    required = error.validator_value
-    if (
-        error.validator == "required"
-        and isinstance(error.instance, dict)
-        and isinstance(required, list)
-    ):
-        # jsonschema reports each missing property apart: point at the one missing
-        for name in required:
-            if name not in error.instance and error.message == f"{name!r} is a required property":
-                pointer = f"{pointer}/{escape_pointer(str(name))}"
-                break
-    return {"pointer": pointer, "message": _shorten(error.message)}
-
-
-def _model_errors(
-    api: NotebookApi, checks: _Checks, parameters: dict[str, Any]
-) -> list[dict[str, str]]:
-    """Parameters that are models are rebuilt by pydantic in the kernel: check them here so
-    what pydantic refuses (validators the schema cannot say) is a 422, not a failed run."""
-    errors: list[dict[str, str]] = []
-    for name, spec in api.model_parameters.items():
-        if name not in parameters or parameters[name] is None:
-            continue
-        alias, many = spec.removesuffix("[]"), spec.endswith("[]")
-        model = checks.models[alias]
-        value = parameters[name]
-        items = list(enumerate(value)) if many and isinstance(value, list) else [(None, value)]
-        for index, item in items:
-            base = "/" + escape_pointer(name) + (f"/{index}" if index is not None else "")
-            try:
-                model.model_validate(item)
-            except PydanticValidationError as exc:
-                errors += [
-                    {"pointer": base + _pointer(error["loc"]), "message": _shorten(error["msg"])}
-                    for error in exc.errors()
-                ]
-    return errors
-
-
-def _pointer(path: Iterable[Any]) -> str:
-    return "".join("/" + escape_pointer(str(part)) for part in path)
-
-
-def _summary(errors: list[dict[str, str]]) -> str:
-    shown = "; ".join(
-        f"{error['pointer'] or '(root)'}: {error['message']}" for error in errors[:_SUMMARY_ERRORS]
-    )
-    more = len(errors) - _SUMMARY_ERRORS
-    return shown + (f" (and {more} more)" if more > 0 else "")
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
-
-
-def _json_type(value: Any) -> str:
-    names = {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-# --- parameter injection ---------------------------------------------------------------------
-
-_SOURCE_HEAD = """\
-# Parameters injected by nbplane: JSON text decoded here, never run as code.
-def __nbplane_bind(text, namespace):
-    import json
-    import keyword
-    import unicodedata
-
-    payload = json.loads(text)
-    models = payload["models"]
-    for name, value in payload["parameters"].items():
-        if (
-            not name.isidentifier()
-            or keyword.iskeyword(name)
-            or name.startswith("__")
-            or unicodedata.normalize("NFKC", name) != name
-        ):
-            raise ValueError(f"nbplane: refused parameter name {name!r}")
-        if name in models and value is not None:
-            from nbplane.apis.nbschema import load_model
-
-            alias, target, many = models[name]
-            model = load_model(alias, target)
-            if many:
-                value = [model.model_validate(item) for item in value]
-            else:
-                value = model.model_validate(value)
-        namespace[name] = value
-
-
-try:
-    __nbplane_bind(
-        """
-_SOURCE_TAIL = """,
-        globals(),
-    )
-finally:
-    del __nbplane_bind
-"""
-
-
-def parameters_source(
-    parameters: dict[str, Any],
-    model_parameters: Mapping[str, str],
-    model_targets: Mapping[str, str | None] | None = None,
-) -> str:
-    """Source of the injected cell: the parameters' JSON embedded once as a string literal,
-    decoded in the kernel and bound with ``globals()[name] = value`` after the kernel checks
-    each name again. Model parameters are rebuilt with ``load_model(alias, target)``."""
-    if not isinstance(parameters, dict):
-        raise InvalidInput(
-            "parameters must be a JSON object", errors=[{"pointer": "", "message": "not an object"}]
-        )
-    errors = check_parameter_names(parameters)
-    if errors:
-        raise InvalidInput(
-            f"invalid parameters: {_summary(errors)}", errors=errors, field="parameters"
-        )
-    targets = model_targets or {}
-    models: dict[str, list[Any]] = {}
-    for name, spec in model_parameters.items():
-        if name in parameters:
-            alias = spec.removesuffix("[]")
-            models[name] = [alias, targets.get(alias), spec.endswith("[]")]
-    try:
-        text = json.dumps({"parameters": parameters, "models": models}, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"parameters are not JSON data: {exc}",
-            errors=[{"pointer": "", "message": str(exc)}],
-            field="parameters",
-        ) from None
-    # repr() of a str is a Python string literal of exactly that text (non-printable
-    # characters escaped), so no value can end the literal early.
-    return _SOURCE_HEAD + repr(text) + _SOURCE_TAIL
-
-
-def inject_position(notebook: Mapping[str, Any]) -> int:
-    """Index of the first cell tagged ``parameters`` (the injected cell goes right after it),
-    or -1: before the first cell. papermill's convention."""
-    cells = notebook.get("cells")
-    for index, cell in enumerate(cells if isinstance(cells, list) else []):
-        if isinstance(cell, dict) and PARAMETERS_TAG in cell_tags(cell):
-            return index
-    return -1
-
-
-def prepare(api: NotebookApi, parameters: dict[str, Any]) -> tuple[str, int]:
-    """The injected cell's source and the index of the cell it goes after (-1: first)."""
-    _usable(api)
-    source = parameters_source(parameters, api.model_parameters, api.model_targets)
-    return source, inject_position(api.notebook)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,7 +22,28 @@ class ExecutionStatus(StrEnum):
 
     @property
     def final(self) -> bool:
-        return self not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+        """Whether the execution ended: a final status changes no more."""
+        return self not in TRANSITIONS
+
+    def sources(self) -> list[ExecutionStatus]:
+        """The statuses an execution may move to this one from."""
+        return [source for source, targets in TRANSITIONS.items() if self in targets]
+
+
+TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    ExecutionStatus.QUEUED: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED}),
+    ExecutionStatus.RUNNING: frozenset(
+        {
+            ExecutionStatus.QUEUED,  # its worker was lost and a retry remains
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.TIMED_OUT,
+            ExecutionStatus.CANCELLED,
+        }
+    ),
+}
+"""Every status change an execution may make (see :mod:`nbplane.apis.lifecycle`, their one
+writer); the store's conditional UPDATEs take their "from" statuses from here."""
 
 
 class SubmitExecution(BaseModel):

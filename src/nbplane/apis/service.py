@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from nbplane.apis.catalog import ApiCatalog, team_for
-from nbplane.apis.contract import validate_input
+from nbplane.apis.lifecycle import ExecutionLifecycle
 from nbplane.apis.models import (
     DescribeExecution,
     ExecutionPage,
     ExecutionStatus,
     ListExecutionsQuery,
 )
+from nbplane.apis.validation import validate_input
 from nbplane.apis.worker import Worker
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
@@ -38,6 +39,7 @@ class ExecutionService:
         self, store: Store, catalog: ApiCatalog, worker: Worker | None, cache_dir: Path
     ) -> None:
         self.store, self.catalog, self.worker = store, catalog, worker
+        self.lifecycle = ExecutionLifecycle(store)
         self.cache_dir = cache_dir
 
     async def submit(
@@ -65,7 +67,7 @@ class ExecutionService:
             taken = await self.worker.run_now(record)
             if taken is not None:
                 return taken
-        await asyncio.to_thread(self.store.executions.create, record)
+        await asyncio.to_thread(self.lifecycle.queue, record)
         if self.worker is not None:
             self.worker.wake()
         return record
@@ -113,9 +115,7 @@ class ExecutionService:
                 f"execution {execution_id} already ended as {record.status}",
                 field="execution_id",
             )
-        await asyncio.to_thread(
-            self.store.executions.request_cancel, execution_id, datetime.now(UTC)
-        )
+        await asyncio.to_thread(self.lifecycle.cancel, execution_id, datetime.now(UTC))
         if self.worker is not None:
             self.worker.cancel(execution_id)
         return await self.wait(execution_id, 5.0, caller)

@@ -4,50 +4,44 @@ A worker runs inside ``nbplane serve`` and, for scale, as ``nbplane worker`` pro
 host reaching the same database. Each running execution beats every few seconds; an execution
 whose worker stopped beating is retried when its contract allows retries, else it ends as
 "worker lost". Limits (``concurrency`` and a contract's ``max_concurrency``) are per worker.
+Every status change goes through :class:`~nbplane.apis.lifecycle.ExecutionLifecycle`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
+from nbplane._time import now
 from nbplane.apis.catalog import ApiCatalog
-from nbplane.apis.contract import prepare, validate_output
-from nbplane.apis.engines.base import Engine, ExecutionOutcome, ExecutionRequest
-from nbplane.apis.engines.isolated import IsolatedEngine
-from nbplane.apis.engines.reuse import ReuseEngine
+from nbplane.apis.engines.base import Engine, ExecutionRequest
+from nbplane.apis.lifecycle import WORKER_STOPPED, Ending, ExecutionLifecycle
 from nbplane.apis.models import DescribeExecution, ExecutionStatus
+from nbplane.apis.validation import validate_output
 from nbplane.errors import NbplaneError
+from nbplane.plugins import ExtensionPoint
 from nbplane.settings import get_settings
 from nbplane.store import Store
 
-
-def now() -> datetime:
-    return datetime.now(UTC)
+ENGINES = ExtensionPoint[Engine]("nbplane.engines", Engine, "engine", "engine")
 
 
 class EngineSet:
-    """The engines a worker runs executions on, started on first use."""
+    """The engines a worker runs executions on, each made and started on first use."""
 
     def __init__(self, pool_size: int = 4) -> None:
-        self._factories: dict[str, Callable[[], Engine]] = {
-            "isolated": lambda: IsolatedEngine(pool_size=pool_size),
-            "reuse": ReuseEngine,
-        }
+        self.pool_size = pool_size
         self._engines: dict[str, Engine] = {}
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> Engine:
         async with self._lock:
             if name not in self._engines:
-                engine = self._factories[name]()
+                engine = ENGINES.load(name).for_worker(self.pool_size)
                 await engine.start()
                 self._engines[name] = engine
             return self._engines[name]
@@ -71,7 +65,8 @@ class Worker:
         stale_after: float | None = None,
     ) -> None:
         settings = get_settings()
-        self.store, self.catalog = store, catalog
+        self.catalog = catalog
+        self.lifecycle = ExecutionLifecycle(store)
         self.concurrency = concurrency
         self.engines = EngineSet(pool_size)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -123,17 +118,9 @@ class Worker:
         eligible = self._eligible()
         if eligible is not None and record.notebook not in eligible:
             return None
-        taken = record.model_copy(
-            update={
-                "status": ExecutionStatus.RUNNING,
-                "worker_id": self.worker_id,
-                "started_at": now(),
-                "attempts": 1,
-            }
-        )
         self._reserved += 1
         try:
-            await asyncio.to_thread(self.store.executions.create, taken)
+            taken = await asyncio.to_thread(self.lifecycle.take_now, record, self.worker_id, now())
         finally:
             self._reserved -= 1
         self.finished_event(taken.id)  # keeps its final record for a waiter
@@ -164,7 +151,7 @@ class Worker:
         while True:
             while self._busy() < self.concurrency:
                 record = await asyncio.to_thread(
-                    self.store.executions.claim, self.worker_id, now(), self._eligible()
+                    self.lifecycle.claim, self.worker_id, now(), self._eligible()
                 )
                 self._queue_drained = record is None
                 if record is None:
@@ -191,9 +178,7 @@ class Worker:
 
     async def _reap_loop(self) -> None:
         while True:
-            retried = await asyncio.to_thread(
-                self.store.executions.recover_lost, now(), self.stale_after
-            )
+            retried = await asyncio.to_thread(self.lifecycle.recover_lost, now(), self.stale_after)
             if retried:
                 self.wake()
             await asyncio.sleep(self.stale_after.total_seconds() / 3)
@@ -202,59 +187,35 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             asked = await asyncio.to_thread(
-                self.store.executions.heartbeat, execution_id, self.worker_id, now()
+                self.lifecycle.beat, execution_id, self.worker_id, now()
             )
             if asked:
                 cancel.set()
 
     async def _execute(self, record: DescribeExecution, cancel: asyncio.Event) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(record.id, cancel))
-        final: dict[str, Any] = {
-            "status": ExecutionStatus.FAILED,
-            "reason": "the worker stopped while the execution ran",
-            "error": {"reason": "worker_stopped"},
-        }
+        ending = WORKER_STOPPED
         try:
-            final = await self._run(record, cancel)
+            ending = await self._run(record, cancel)
         except asyncio.CancelledError:
             raise
-        except NbplaneError as exc:
-            final = {
-                "status": ExecutionStatus.FAILED,
-                "reason": exc.message,
-                "error": exc.to_dict(),
-            }
-        except Exception as exc:  # never leave an execution running because of our bug
-            final = {
-                "status": ExecutionStatus.FAILED,
-                "reason": f"nbplane failed: {exc!r}",
-                "error": {"reason": "internal", "message": repr(exc)},
-            }
+        except Exception as exc:
+            ending = Ending.of_error(exc)
         finally:
             heartbeat.cancel()
-            finished_at = now()
-            stored = await asyncio.shield(
-                asyncio.to_thread(
-                    self.store.executions.finish,
-                    record.id,
-                    self.worker_id,
-                    now=finished_at,
-                    **final,
-                )
+            final = await asyncio.shield(
+                asyncio.to_thread(self.lifecycle.end, record, self.worker_id, ending, now())
             )
             self._running.pop(record.id, None)
-            if stored and record.id in self._finished:
-                fields = {key: value for key, value in final.items() if key != "artifacts"}
-                self._results[record.id] = record.model_copy(
-                    update={**fields, "finished_at": finished_at}
-                )
+            if final is not None and record.id in self._finished:
+                self._results[record.id] = final
             self.finished_event(record.id).set()
             self.wake()
 
-    async def _run(self, record: DescribeExecution, cancel: asyncio.Event) -> dict[str, Any]:
+    async def _run(self, record: DescribeExecution, cancel: asyncio.Event) -> Ending:
         api = self.catalog.usable(record.notebook, None)
         assert api.contract is not None
-        source, inject_after = prepare(api, record.parameters)
+        source, inject_after = api.parameters_cell(record.parameters)
         engine = await self.engines.get(record.engine)
         outcome = await engine.execute(
             ExecutionRequest(
@@ -267,43 +228,10 @@ class Worker:
             ),
             cancel,
         )
-        final = _final_state(outcome)
-        if final["status"] == ExecutionStatus.COMPLETED:
+        ending = Ending.of_outcome(outcome)
+        if ending.status == ExecutionStatus.COMPLETED:
             try:
                 validate_output(api, outcome.output if outcome.has_output else None)
             except NbplaneError as exc:
-                final = {
-                    "status": ExecutionStatus.FAILED,
-                    "reason": f"output schema: {exc.message}",
-                    "error": exc.to_dict(),
-                }
-        return {
-            **final,
-            "output": outcome.output,
-            "has_output": outcome.has_output,
-            "artifacts": {"ipynb": json.dumps(outcome.notebook), "logs": outcome.logs},
-        }
-
-
-REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
-
-
-def _final_state(outcome: ExecutionOutcome) -> dict[str, Any]:
-    """The status and the reason in words, from what the engine saw."""
-    error = outcome.error or {}
-    kind = str(error.get("reason") or "")
-    message = error.get("message")
-    reason = None
-    if outcome.status == "failed":
-        if kind == "exception":
-            cell = error.get("cell")
-            where = f"in cell {cell}" if cell is not None else "in the notebook"
-            reason = f"exception {where}: {error.get('ename')}: {error.get('evalue')}"
-        else:
-            prefix = REASON_PREFIX.get(kind, kind or "failed")
-            reason = f"{prefix}: {message}" if message else prefix
-    elif outcome.status == "timed_out":
-        reason = message or "timed out"
-    elif outcome.status == "cancelled":
-        reason = "cancelled"
-    return {"status": ExecutionStatus(outcome.status), "reason": reason, "error": outcome.error}
+                return ending.output_refused(exc)
+        return ending

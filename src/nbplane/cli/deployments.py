@@ -21,9 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from nbplane.cli._common import DocumentedArgument, DocumentedCommand
-from nbplane.cli.jobs import job_directory, output_format, parse_arguments, print_json
+from nbplane.cli.jobs import job_directory, output_format, print_json
 from nbplane.client.deploy import checked_name, current_version, deploy_directory, only_team
 from nbplane.errors import ConfigError, Conflict, NotFound
+from nbplane.jobs.definition import parse_arguments
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

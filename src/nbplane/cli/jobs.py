@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -13,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nbplane.cli._common import DocumentedArgument, NbplaneGroup
-from nbplane.errors import ConfigError
+from nbplane.jobs.definition import parse_arguments
 
 job_directory = click.argument(
     "directory",
@@ -42,23 +41,6 @@ def print_json(value: object) -> None:
 )
 def job() -> None:
     pass
-
-
-def parse_arguments(text: str | None) -> dict[str, Any]:
-    """``--arguments`` must be a JSON object; say where it is not."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--arguments is not valid JSON: {exc.msg} at column {exc.colno}", field="arguments"
-        ) from None
-    if not isinstance(value, dict):
-        raise ConfigError(
-            f"--arguments must be a JSON object, got {type(value).__name__}", field="arguments"
-        )
-    return value
 
 
 @job.command(help="Run a job: its steps in order, with live progress and a summary.")

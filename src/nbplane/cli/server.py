@@ -54,13 +54,13 @@ def _reachable(host: str) -> str:
 
 def _check_session_settings() -> None:
     """Session settings that cannot be used stop ``serve`` with one line, before it listens."""
-    from nbplane.sessions.launchers import launcher_class
+    from nbplane.sessions.launchers import LAUNCHERS
     from nbplane.sessions.resource_classes import load_resource_classes
     from nbplane.settings import get_settings
 
     settings = get_settings()
     load_resource_classes(settings.session_resource_classes)
-    launcher_class(settings.session_launcher)
+    LAUNCHERS.load(settings.session_launcher)
 
 
 def _check_isolation(single_tenant: bool) -> str | None:

@@ -23,6 +23,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nbplane._time import now
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
@@ -41,10 +42,6 @@ seen within about this long."""
 ORPHAN_SECONDS = 30.0
 """A running execution with no executor state for this long lost its replica while starting."""
 LOG_TAIL_CHARACTERS = 4000
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def as_utc(value: datetime) -> datetime:

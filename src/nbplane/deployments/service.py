@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from nbplane._time import now
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
@@ -29,10 +30,6 @@ from nbplane.jobs.archive import inspect, version_id
 from nbplane.jobs.backend import StoreJobState
 from nbplane.settings import Settings
 from nbplane.store import Store
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ControlService:

@@ -37,8 +37,8 @@ class JobMagics(Magics):
         self.bind(line)
 
     def bind(self, line: str) -> JobInput:
-        from nbplane.cli.jobs import parse_arguments
         from nbplane.jobs.backend import StoreJobState, job_database
+        from nbplane.jobs.definition import parse_arguments
         from nbplane.store import open_store
 
         args = _parse(self.job, line)

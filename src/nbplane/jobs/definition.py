@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import configparser
 import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from nbplane.errors import JobDefinitionError
+from nbplane.errors import ConfigError, JobDefinitionError
 from nbplane.notebooks.reader import (
     NotebookFile,
     cell_source,
@@ -250,3 +251,20 @@ def load_config(directory: Path) -> JobConfig:
                 )
             values[known[key]] = value
     return JobConfig(vdk_options=vdk_options, **values)
+
+
+def parse_arguments(text: str | None) -> dict[str, Any]:
+    """``--arguments`` must be a JSON object; say where it is not."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--arguments is not valid JSON: {exc.msg} at column {exc.colno}", field="arguments"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"--arguments must be a JSON object, got {type(value).__name__}", field="arguments"
+        )
+    return value

@@ -13,19 +13,20 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from nbplane._time import now
 from nbplane.errors import Conflict, InvalidInput, NotFound
 from nbplane.jobs.definition import Job, Step, load_job
 from nbplane.jobs.models import DescribeRun, RunStatus, StepStatus
+from nbplane.platform import processes
 from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
 
@@ -76,7 +77,7 @@ class LocalRun:
     process: subprocess.Popen[bytes]
     log: Path
     baseline: int
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=now)
     record_id: int | None = None
     cancelled: bool = False
 
@@ -137,15 +138,9 @@ class LocalRuns:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{key}.log"
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "120"}
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a cancel stops the run and nothing of the server
+        with log.open("wb") as output:  # its own session: a cancel stops nothing of the server
+            process = processes.start(
+                command, cwd=self.root, environment=environment, output=output.fileno()
             )
         run = LocalRun(
             id=key,
@@ -180,14 +175,12 @@ class LocalRuns:
         run = self.get(key)
         if not run.alive:
             return run
-        try:
-            os.killpg(run.process.pid, signal.SIGTERM)
-            run.process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.process.pid, signal.SIGKILL)
-            run.process.wait()
-        except ProcessLookupError:
-            run.process.wait()
+        processes.terminate_blocking(
+            run.process.pid,
+            ended=lambda: run.process.poll() is not None,
+            grace=STOP_GRACE_SECONDS,
+        )
+        run.process.wait()
         killed = run.process.returncode is not None and run.process.returncode < 0
         run.cancelled = killed  # not when it ended by itself just before
         record = self._record(run)  # may close it as "process died" first: it was cancelled

@@ -1,6 +1,10 @@
 """What nbplane's Kubernetes parts share (the job executor, the session launcher): a client
 loaded on first use, blocking calls run in threads with API errors in words, and Kubernetes'
-naming rules."""
+naming rules.
+
+The Kubernetes client is the extra ``nbplane[kubernetes]``: those parts import it through this
+module (``from nbplane.platform.kube import client``), so choosing one without the extra is a
+ConfigError that says what to install."""
 
 from __future__ import annotations
 
@@ -11,12 +15,20 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-import urllib3
-from kubernetes import client as client  # re-exported: the Kubernetes parts import it here
-from kubernetes import config
-from kubernetes.client import ApiException
-
 from nbplane.errors import ConfigError
+
+INSTALL = "pip install 'nbplane[kubernetes]'"
+
+try:
+    import urllib3
+    from kubernetes import client as client
+    from kubernetes import config
+    from kubernetes.client import ApiException
+except ImportError as exc:  # the extra is optional: a laptop runs jobs without it
+    raise ConfigError(
+        f"the Kubernetes job executor and session launcher need the Kubernetes client: {INSTALL}",
+        field="kubernetes",
+    ) from exc
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "nbplane"}
 REQUEST_TIMEOUT = 30.0

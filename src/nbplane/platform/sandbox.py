@@ -48,6 +48,7 @@ from typing import ClassVar
 import psutil
 
 from nbplane.errors import ConfigError
+from nbplane.platform import processes
 from nbplane.settings import Settings
 
 PASSED_VARIABLES = ("PATH", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
@@ -90,14 +91,11 @@ class Sandbox(ABC):
         ``writable`` (given to it first) and read ``readable`` (its program, say)."""
         for directory in writable:
             self.give(directory)
-        return subprocess.Popen(
+        return processes.start(
             self.command(argv, cwd=cwd, writable=writable, readable=readable),
             cwd=cwd,
-            env=dict(environment),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            environment=environment,
+            output=output,
         )
 
     @abstractmethod
@@ -111,8 +109,7 @@ class Sandbox(ABC):
 
     def signal(self, pid: int, number: int) -> None:
         """Send ``number`` to the processes of the command started as ``pid``."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, number)
+        processes.signal_group(pid, number)
 
     def exit_code(self, code: int) -> int:
         """The command's exit code as Popen reports it (negative: killed by that signal)."""

@@ -19,6 +19,7 @@ from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.reconciler import ControlPlane
 from nbplane.deployments.service import ControlService
 from nbplane.server import errors
+from nbplane.server.auth import Authenticator
 from nbplane.server.door import Door
 from nbplane.server.routes import (
     apis,
@@ -66,8 +67,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             )
             await worker.start()
         app.state.store = store
-        app.state.auth = config.auth
-        app.state.token_cache = {}
+        app.state.authenticator = Authenticator(store, enabled=config.auth)
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
         app.state.control = ControlService(

@@ -10,15 +10,16 @@ never enough on its own."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbplane._time import now
 from nbplane.deployments.models import DescribeCaller
-from nbplane.errors import Forbidden, Unauthorized
+from nbplane.errors import Unauthorized
+from nbplane.store import Store
 
 CACHE_SECONDS = 5.0
 """A token checked within this time is not looked up again; a revoke takes effect after it (an
@@ -54,62 +55,50 @@ Bearer = Annotated[
         )
     ),
 ]
-"""Declares the bearer token in the OpenAPI document (``caller`` reads the header itself, so
+"""Declares the bearer token in the OpenAPI document (``deps.caller`` reads the header itself, so
 that the cookie is an alternative), which then lists 401 and 403 for the operation."""
 
 
-def caller(request: Request, _bearer: Bearer = None) -> DescribeCaller:
-    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams)."""
-    if not request.app.state.auth:
-        return NO_AUTH_CALLER
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return authenticate(request, token.strip(), "authorization")
-    cookie = request.cookies.get(COOKIE)
-    if not cookie:
-        raise Unauthorized(
-            "this endpoint needs a bearer token (Authorization: Bearer <token>) or a signed-in "
-            "browser; create a token with `nbplane token create NAME`",
-            field="authorization",
+class Authenticator:
+    """The server's token check: off with --no-auth, else each token looked up at most every
+    ``CACHE_SECONDS`` and never trusted from the cache past its expiry."""
+
+    def __init__(self, store: Store, *, enabled: bool) -> None:
+        self.store = store
+        self.enabled = enabled
+        self._cache: dict[str, tuple[DescribeCaller, float]] = {}
+
+    def authenticate(self, token: str, field: str) -> DescribeCaller:
+        """The live token's caller; ``field`` names where it came from in the error."""
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        found = self.store.tokens.authenticate(token)
+        what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
+            field, "the token"
         )
-    found = authenticate(request, cookie, "cookie")
-    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER, "").strip():
-        raise Forbidden(
-            f"a signed-in browser's {request.method} needs the {CSRF_HEADER} header that the "
-            "nbplane page sends; a request from another site cannot use the sign-in",
-            field=CSRF_HEADER.lower(),
-        )
-    return found
+        if found is None:
+            raise Unauthorized(f"{what} is unknown or revoked", field=field)
+        keep = CACHE_SECONDS
+        if found.token_expires_at is not None:
+            left = (found.token_expires_at - now()).total_seconds()
+            if left <= 0:
+                raise Unauthorized(
+                    f"{what} expired at {found.token_expires_at:%Y-%m-%d %H:%M:%S} UTC; create a "
+                    "new one with `nbplane token create NAME --expires-in 30d`",
+                    field=field,
+                )
+            keep = min(keep, left)
+        if len(self._cache) > 1024:  # bounded: old entries go, they are only a shortcut
+            self._cache.clear()
+        self._cache[token] = (found, time.monotonic() + keep)
+        return found
 
-
-def authenticate(request: Request, token: str, field: str) -> DescribeCaller:
-    """The live token's caller, looked up at most every ``CACHE_SECONDS`` and never trusted
-    from the cache past the token's expiry."""
-    state = request.app.state
-    cached = state.token_cache.get(token)
-    if cached is not None and cached[1] > time.monotonic():
-        return cached[0]  # type: ignore[no-any-return]
-    found: DescribeCaller | None = state.store.tokens.authenticate(token)
-    what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
-        field, "the token"
-    )
-    if found is None:
-        raise Unauthorized(f"{what} is unknown or revoked", field=field)
-    keep = CACHE_SECONDS
-    if found.token_expires_at is not None:
-        left = (found.token_expires_at - datetime.now(UTC)).total_seconds()
-        if left <= 0:
-            raise Unauthorized(
-                f"{what} expired at {found.token_expires_at:%Y-%m-%d %H:%M:%S} UTC; create a "
-                "new one with `nbplane token create NAME --expires-in 30d`",
-                field=field,
-            )
-        keep = min(keep, left)
-    if len(state.token_cache) > 1024:  # bounded: old entries go, they are only a shortcut
-        state.token_cache.clear()
-    state.token_cache[token] = (found, time.monotonic() + keep)
-    return found
-
-
-Caller = Annotated[DescribeCaller, Depends(caller)]
+    def revoke_when_named(self, token: str, name_prefix: str) -> None:
+        """Revoke ``token`` at once (cache included) when its name starts with
+        ``name_prefix``: the tokens a browser's sign-in made for itself."""
+        found = self.store.tokens.authenticate(token)
+        name = found.token if found is not None else None
+        if name is not None and name.startswith(name_prefix):
+            self.store.tokens.revoke(name)
+            self._cache.pop(token, None)

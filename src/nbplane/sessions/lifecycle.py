@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from nbplane._time import now
 from nbplane.errors import Conflict, InvalidInput, NbplaneError
 from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.launchers.base import LaunchStatus, SessionLauncher, SessionSpec
@@ -52,10 +53,6 @@ TRANSITIONS: Mapping[SessionStatus, frozenset[SessionStatus]] = {
 """Every status change allowed; a session leaves ``stopping`` also by being deleted."""
 LOG_TAIL_LINES = 20
 """Lines of the server's output a failure's reason ends with."""
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

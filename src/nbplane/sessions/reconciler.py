@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from nbplane._time import now
 from nbplane.sessions.jupyter_api import last_activity
 from nbplane.sessions.launchers.base import LaunchPhase
-from nbplane.sessions.lifecycle import SessionLifecycle, db, now, steps_of
+from nbplane.sessions.lifecycle import SessionLifecycle, db, steps_of
 from nbplane.sessions.models import SessionRecord, SessionStatus
 
 log = logging.getLogger("nbplane.sessions")

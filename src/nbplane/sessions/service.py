@@ -13,11 +13,12 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
+from nbplane._time import now
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher
-from nbplane.sessions.lifecycle import ACTIVE, SessionLifecycle, db, now
+from nbplane.sessions.lifecycle import ACTIVE, SessionLifecycle, db
 from nbplane.sessions.models import (
     CreateSession,
     DescribeResourceClass,

@@ -32,7 +32,8 @@ FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
 
 class ExecutionStore:
     """Reads and writes executions; every status change is one conditional UPDATE, so two
-    workers never both take the same execution and a final status is never overwritten."""
+    workers never both take the same execution and a final status is never overwritten.
+    Statuses are changed only by :class:`~nbplane.apis.lifecycle.ExecutionLifecycle`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -92,7 +93,8 @@ class ExecutionStore:
         self, worker_id: str, now: datetime, notebooks: list[str] | None = None
     ) -> DescribeExecution | None:
         """Take the oldest queued execution (of these notebooks) for this worker, atomically."""
-        candidate = select(executions.c.id).where(executions.c.status == ExecutionStatus.QUEUED)
+        taken_from = ExecutionStatus.RUNNING.sources()
+        candidate = select(executions.c.id).where(executions.c.status.in_(taken_from))
         if notebooks is not None:
             candidate = candidate.where(executions.c.notebook.in_(notebooks))
         candidate = candidate.order_by(executions.c.created_at).limit(1)
@@ -104,7 +106,7 @@ class ExecutionStore:
                     update(executions)
                     .where(
                         executions.c.id == candidate.scalar_subquery(),
-                        executions.c.status == ExecutionStatus.QUEUED,
+                        executions.c.status.in_(taken_from),
                     )
                     .values(
                         status=ExecutionStatus.RUNNING,
@@ -146,14 +148,14 @@ class ExecutionStore:
         has_output: bool = False,
         artifacts: dict[str, str] | None = None,
     ) -> bool:
-        """Give an execution its final status, unless something else already did."""
+        """Give a running execution its final status, unless something else already did."""
         owned = executions.c.worker_id == worker_id if worker_id is not None else and_(True)
         with self.engine.begin() as connection:
             updated = connection.execute(
                 update(executions)
                 .where(
                     executions.c.id == execution_id,
-                    executions.c.status.in_([ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]),
+                    executions.c.status.in_(status.sources()),
                     owned,
                 )
                 .values(

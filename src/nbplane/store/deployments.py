@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbplane._time import now
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.models import (
     DescribeCaller,
@@ -44,10 +45,6 @@ EXECUTION_COLUMNS = [
 DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_id"]
 VERSION_COLUMNS = [column for column in job_versions.c if column.name not in ("job_id", "archive")]
 ADMIN = "admin"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ControlStore:

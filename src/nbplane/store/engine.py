@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from nbplane._time import now
 from nbplane.errors import StoreError
 from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
@@ -34,10 +34,6 @@ from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job
 from nbplane.store.tokens import TokenStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbplane._time import now
 from nbplane.errors import Conflict, NotFound
 from nbplane.sessions.models import (
     ConnectionRecord,
@@ -24,10 +25,6 @@ from nbplane.sessions.models import (
     SessionStatus,
 )
 from nbplane.store.tables import connection_grants, connections, sessions
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SessionStore:

@@ -264,6 +264,12 @@ class Engine(ABC):
     def __init__(self) -> None:
         self._state: Literal["new", "started", "stopped"] = "new"
 
+    @classmethod
+    def for_worker(cls, pool_size: int) -> Engine:
+        """How a worker makes this engine (the one construction every engine offers):
+        ``pool_size`` is the worker's ``--pool-size``, kernels kept ready where that applies."""
+        return cls()
+
     @property
     def started(self) -> bool:
         return self._state == "started"

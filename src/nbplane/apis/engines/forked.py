@@ -31,14 +31,13 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 
 from nbplane.apis.engines.base import KernelStartError
-from nbplane.apis.engines.kernels import (
-    Kernel,
+from nbplane.apis.engines.factories import (
     KernelFactory,
-    KernelProcess,
     ipykernel_argv,
     same_python,
     wait_ready,
 )
+from nbplane.apis.engines.kernel import Kernel, KernelProcess
 from nbplane.platform.sandbox import without_nbplane_settings
 
 TEMPLATE_START_TIMEOUT = 60.0

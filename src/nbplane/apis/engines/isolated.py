@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
-from nbplane.apis.engines.kernels import KernelPool, KernelProvider
+from nbplane.apis.engines.pool import KernelPool, KernelProvider
 
 
 class IsolatedEngine(Engine):
@@ -35,6 +35,10 @@ class IsolatedEngine(Engine):
         self.provider = KernelProvider(forked=forked, start_timeout=start_timeout)
         self.pool = KernelPool(self.provider, pool_size)
         self.kernel_names = tuple(kernel_names)
+
+    @classmethod
+    def for_worker(cls, pool_size: int) -> IsolatedEngine:
+        return cls(pool_size=pool_size)
 
     async def _start(self) -> None:
         await self.provider.start()

@@ -49,7 +49,8 @@ from nbplane.apis.engines.base import (
     Stopper,
     cell_source,
 )
-from nbplane.apis.engines.kernels import Kernel, KernelProvider
+from nbplane.apis.engines.kernel import Kernel
+from nbplane.apis.engines.pool import KernelProvider
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,12 @@ import math
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from kubernetes import client
-
 from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
 from nbplane.errors import ConfigError
 from nbplane.platform.kube import (
     MANAGED_BY,
     KubeClient,
+    client,
     dns_label,
     label_value,
     requests_and_limits,

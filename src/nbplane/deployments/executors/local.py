@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
 from nbplane.errors import ConfigError
+from nbplane.platform import processes
 from nbplane.platform.sandbox import sandbox_named, sqlite_file
 
 STOP_GRACE_SECONDS = 5.0
@@ -75,6 +76,9 @@ class LocalExecutor(JobExecutor):
         return directories
 
     async def poll(self, state: dict[str, Any]) -> ExecutorStatus:
+        return self._status(state)
+
+    def _status(self, state: dict[str, Any]) -> ExecutorStatus:
         pid = int(state["pid"])
         child = self._children.get(pid)
         if child is not None:
@@ -98,14 +102,13 @@ class LocalExecutor(JobExecutor):
         pid = int(state["pid"])
         if state.get("host") != os.uname().nodename:
             return
-        self.sandbox.signal(pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_GRACE_SECONDS
-        while loop.time() < deadline:
-            if not (await self.poll(state)).running:
-                return
-            await asyncio.sleep(0.05)
-        self.sandbox.signal(pid, signal.SIGKILL)
+        if await processes.terminate(
+            pid,
+            ended=lambda: not self._status(state).running,
+            grace=STOP_GRACE_SECONDS,
+            send=self.sandbox.signal,
+        ):
+            return
         child = self._children.pop(pid, None)
         if child is not None:
             await asyncio.to_thread(child.wait)

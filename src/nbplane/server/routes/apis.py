@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from nbplane.apis.models import (
@@ -17,9 +17,8 @@ from nbplane.apis.models import (
     ListExecutionsQuery,
     SubmitExecution,
 )
-from nbplane.apis.service import ExecutionService
 from nbplane.errors import NotFound
-from nbplane.server.auth import Caller
+from nbplane.server.deps import Caller, Executions
 from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1")
@@ -30,11 +29,6 @@ Wait = Annotated[
 ]
 ExecutionsQuery = Annotated[ListExecutionsQuery, Query()]
 """``notebook``, ``status``, ``owner``, ``limit`` and ``offset`` as query parameters."""
-
-
-def service(request: Request) -> ExecutionService:
-    svc: ExecutionService = request.app.state.service
-    return svc
 
 
 def describe_api(api: Any) -> dict[str, Any]:
@@ -51,13 +45,13 @@ def describe_api(api: Any) -> dict[str, Any]:
 
 
 @router.get("/notebooks", summary="List the notebook APIs, broken ones with the reason")
-def list_notebooks(request: Request, caller: Caller) -> list[dict[str, Any]]:
-    return [describe_api(api) for api in service(request).catalog.offered(caller)]
+def list_notebooks(service: Executions, caller: Caller) -> list[dict[str, Any]]:
+    return [describe_api(api) for api in service.catalog.offered(caller)]
 
 
 @router.get("/notebooks/{name}", summary="One notebook API and its contract")
-def get_notebook(request: Request, name: str, caller: Caller) -> dict[str, Any]:
-    return describe_api(service(request).catalog.visible(name, caller))
+def get_notebook(service: Executions, name: str, caller: Caller) -> dict[str, Any]:
+    return describe_api(service.catalog.visible(name, caller))
 
 
 @router.post(
@@ -67,32 +61,30 @@ def get_notebook(request: Request, name: str, caller: Caller) -> dict[str, Any]:
     responses=responses(409),
 )
 async def submit(
-    request: Request,
+    service: Executions,
     name: str,
     caller: Caller,
     body: Annotated[SubmitExecution | None, Body()] = None,
     wait: Wait = 0,
 ) -> DescribeExecution:
-    svc = service(request)
-    record = await svc.submit(name, (body or SubmitExecution()).parameters, caller)
+    record = await service.submit(name, (body or SubmitExecution()).parameters, caller)
     if wait:
-        record = await svc.wait(record.id, wait, caller)
+        record = await service.wait(record.id, wait, caller)
     return record
 
 
 @router.get("/executions", summary="List your executions (admins: everyone's), newest first")
-def list_executions(request: Request, caller: Caller, query: ExecutionsQuery) -> ExecutionPage:
-    return service(request).page(query, caller)
+def list_executions(service: Executions, caller: Caller, query: ExecutionsQuery) -> ExecutionPage:
+    return service.page(query, caller)
 
 
 @router.get("/executions/{execution_id}", summary="One execution")
 async def get_execution(
-    request: Request, execution_id: str, caller: Caller, wait: Wait = 0
+    service: Executions, execution_id: str, caller: Caller, wait: Wait = 0
 ) -> DescribeExecution:
-    svc = service(request)
     if wait:
-        return await svc.wait(execution_id, wait, caller)
-    return await asyncio.to_thread(svc.get, execution_id, caller)
+        return await service.wait(execution_id, wait, caller)
+    return await asyncio.to_thread(service.get, execution_id, caller)
 
 
 @router.post(
@@ -100,13 +92,13 @@ async def get_execution(
     summary="Cancel a queued or running execution",
     responses=responses(409),
 )
-async def cancel(request: Request, execution_id: str, caller: Caller) -> DescribeExecution:
-    return await service(request).cancel(execution_id, caller)
+async def cancel(service: Executions, execution_id: str, caller: Caller) -> DescribeExecution:
+    return await service.cancel(execution_id, caller)
 
 
 @router.get("/executions/{execution_id}/output", summary="The output the notebook saved")
-def output(request: Request, execution_id: str, caller: Caller) -> Response:
-    record = service(request).get(execution_id, caller)
+def output(service: Executions, execution_id: str, caller: Caller) -> Response:
+    record = service.get(execution_id, caller)
     if not record.has_output:
         raise NotFound(
             f"execution {execution_id} has no output ({record.status}"
@@ -117,8 +109,8 @@ def output(request: Request, execution_id: str, caller: Caller) -> Response:
 
 
 @router.get("/executions/{execution_id}/exception", summary="Why the execution failed")
-def exception(request: Request, execution_id: str, caller: Caller) -> dict[str, Any]:
-    record = service(request).get(execution_id, caller)
+def exception(service: Executions, execution_id: str, caller: Caller) -> dict[str, Any]:
+    record = service.get(execution_id, caller)
     return {"status": record.status, "reason": record.reason, "error": record.error}
 
 
@@ -128,8 +120,8 @@ def exception(request: Request, execution_id: str, caller: Caller) -> dict[str, 
     response_class=Response,
     responses={200: {"content": {"application/x-ipynb+json": {"schema": {"type": "object"}}}}},
 )
-def notebook(request: Request, execution_id: str, caller: Caller) -> Response:
-    content = service(request).artifact(execution_id, "ipynb", caller)
+def notebook(service: Executions, execution_id: str, caller: Caller) -> Response:
+    content = service.artifact(execution_id, "ipynb", caller)
     return Response(content, media_type="application/x-ipynb+json")
 
 
@@ -138,8 +130,8 @@ def notebook(request: Request, execution_id: str, caller: Caller) -> Response:
     summary="The executed notebook as HTML",
     response_class=HTMLResponse,
 )
-async def html(request: Request, execution_id: str, caller: Caller) -> HTMLResponse:
-    return HTMLResponse(await asyncio.to_thread(service(request).html, execution_id, caller))
+async def html(service: Executions, execution_id: str, caller: Caller) -> HTMLResponse:
+    return HTMLResponse(await asyncio.to_thread(service.html, execution_id, caller))
 
 
 @router.get(
@@ -147,5 +139,5 @@ async def html(request: Request, execution_id: str, caller: Caller) -> HTMLRespo
     summary="What the notebook printed",
     response_class=PlainTextResponse,
 )
-def logs(request: Request, execution_id: str, caller: Caller) -> PlainTextResponse:
-    return PlainTextResponse(service(request).artifact(execution_id, "logs", caller))
+def logs(service: Executions, execution_id: str, caller: Caller) -> PlainTextResponse:
+    return PlainTextResponse(service.artifact(execution_id, "logs", caller))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from nbplane.auth.oauth import (
     DescribeOAuth,
@@ -11,16 +11,10 @@ from nbplane.auth.oauth import (
     oauth_config,
     oauth_login,
 )
+from nbplane.server.deps import ServerSettings, ServerStore
 from nbplane.server.errors import responses
-from nbplane.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth")
-
-
-def settings(request: Request) -> Settings:
-    """The settings the server started with."""
-    found: Settings = request.app.state.control.settings
-    return found
 
 
 @router.get(
@@ -28,8 +22,8 @@ def settings(request: Request) -> Settings:
     summary="The OAuth2 provider to log in with; needs no token",
     responses=responses(404),
 )
-def get_oauth(request: Request) -> DescribeOAuth:
-    return oauth_config(settings(request))
+def get_oauth(settings: ServerSettings) -> DescribeOAuth:
+    return oauth_config(settings)
 
 
 @router.post(
@@ -38,5 +32,7 @@ def get_oauth(request: Request) -> DescribeOAuth:
     summary="Trade the provider's access token for a new nbplane token; needs no token",
     responses=responses(401, 404),
 )
-def exchange_oauth_token(request: Request, body: ExchangeOAuthToken) -> DescribeOAuthLogin:
-    return oauth_login(request.app.state.store, settings(request), body)
+def exchange_oauth_token(
+    store: ServerStore, settings: ServerSettings, body: ExchangeOAuthToken
+) -> DescribeOAuthLogin:
+    return oauth_login(store, settings, body)

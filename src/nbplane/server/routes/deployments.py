@@ -25,9 +25,8 @@ from nbplane.deployments.models import (
     SetValues,
     UpdateDeployment,
 )
-from nbplane.deployments.service import ControlService
 from nbplane.jobs.models import MAX_OFFSET
-from nbplane.server.auth import Caller
+from nbplane.server.deps import Caller, Deployments
 from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1")
@@ -44,31 +43,26 @@ ExecutionsQuery = Annotated[ListJobExecutionsQuery, Query()]
 """``status``, ``limit`` and ``offset`` as query parameters, checked by the model's own rules."""
 
 
-def control(request: Request) -> ControlService:
-    service: ControlService = request.app.state.control
-    return service
-
-
 @router.get("/me", summary="Who the token belongs to: user, admin, teams")
 def me(caller: Caller) -> DescribeCaller:
     return caller
 
 
 @router.get("/teams/{team}/jobs", summary="The team's jobs, with deployment and last execution")
-def list_jobs(request: Request, team: str, caller: Caller) -> list[DescribeJob]:
-    return control(request).list_jobs(caller, team)
+def list_jobs(control: Deployments, team: str, caller: Caller) -> list[DescribeJob]:
+    return control.list_jobs(caller, team)
 
 
 @router.post(
     "/teams/{team}/jobs", status_code=201, summary="Create a job", responses=responses(409)
 )
-def create_job(request: Request, team: str, body: CreateJob, caller: Caller) -> DescribeJob:
-    return control(request).create_job(caller, team, body)
+def create_job(control: Deployments, team: str, body: CreateJob, caller: Caller) -> DescribeJob:
+    return control.create_job(caller, team, body)
 
 
 @router.get(JOB, summary="A job: its deployment, schedule and last executions")
-def get_job(request: Request, team: str, job: str, caller: Caller) -> DescribeJob:
-    return control(request).job(caller, team, job)
+def get_job(control: Deployments, team: str, job: str, caller: Caller) -> DescribeJob:
+    return control.job(caller, team, job)
 
 
 @router.delete(
@@ -78,7 +72,7 @@ def get_job(request: Request, team: str, job: str, caller: Caller) -> DescribeJo
     responses=responses(409),
 )
 def delete_job(
-    request: Request,
+    control: Deployments,
     team: str,
     job: str,
     caller: Caller,
@@ -86,7 +80,7 @@ def delete_job(
         bool, Query(description="Cancel queued and running executions first.")
     ] = False,
 ) -> Response:
-    control(request).delete_job(caller, team, job, force)
+    control.delete_job(caller, team, job, force)
     return Response(status_code=204)
 
 
@@ -106,17 +100,17 @@ def delete_job(
     },
 )
 async def upload(
-    request: Request, team: str, job: str, caller: Caller, response: Response
+    request: Request, control: Deployments, team: str, job: str, caller: Caller, response: Response
 ) -> DescribeVersion:
     archive = await request.body()
-    version, created = await asyncio.to_thread(control(request).upload, caller, team, job, archive)
+    version, created = await asyncio.to_thread(control.upload, caller, team, job, archive)
     response.status_code = 201 if created else 200
     return version
 
 
 @router.get(JOB + "/versions", summary="Uploaded versions, newest first")
-def versions(request: Request, team: str, job: str, caller: Caller) -> list[DescribeVersion]:
-    return control(request).versions(caller, team, job)
+def versions(control: Deployments, team: str, job: str, caller: Caller) -> list[DescribeVersion]:
+    return control.versions(caller, team, job)
 
 
 @router.get(
@@ -125,8 +119,8 @@ def versions(request: Request, team: str, job: str, caller: Caller) -> list[Desc
     response_class=Response,
     responses={200: {"content": {"application/zip": {"schema": BINARY}}}},
 )
-def archive(request: Request, team: str, job: str, version: str, caller: Caller) -> Response:
-    content = control(request).archive(caller, team, job, version)
+def archive(control: Deployments, team: str, job: str, version: str, caller: Caller) -> Response:
+    content = control.archive(caller, team, job, version)
     return Response(
         content,
         media_type="application/zip",
@@ -136,21 +130,21 @@ def archive(request: Request, team: str, job: str, version: str, caller: Caller)
 
 @router.put(JOB + "/deployment", summary="Deploy a version, with schedule and arguments")
 def deploy(
-    request: Request, team: str, job: str, body: DeployJob, caller: Caller
+    control: Deployments, team: str, job: str, body: DeployJob, caller: Caller
 ) -> DescribeDeployment:
-    return control(request).deploy(caller, team, job, body)
+    return control.deploy(caller, team, job, body)
 
 
 @router.patch(JOB + "/deployment", summary="Change a deployment (enable, disable, schedule...)")
 def update_deployment(
-    request: Request, team: str, job: str, body: UpdateDeployment, caller: Caller
+    control: Deployments, team: str, job: str, body: UpdateDeployment, caller: Caller
 ) -> DescribeDeployment:
-    return control(request).update_deployment(caller, team, job, body)
+    return control.update_deployment(caller, team, job, body)
 
 
 @router.delete(JOB + "/deployment", status_code=204, summary="Undeploy: no schedule, no runs")
-def undeploy(request: Request, team: str, job: str, caller: Caller) -> Response:
-    control(request).undeploy(caller, team, job)
+def undeploy(control: Deployments, team: str, job: str, caller: Caller) -> Response:
+    control.undeploy(caller, team, job)
     return Response(status_code=204)
 
 
@@ -161,31 +155,33 @@ def undeploy(request: Request, team: str, job: str, caller: Caller) -> Response:
     responses=responses(409),
 )
 def execute(
-    request: Request, team: str, job: str, caller: Caller, body: ExecuteJob | None = None
+    control: Deployments, team: str, job: str, caller: Caller, body: ExecuteJob | None = None
 ) -> DescribeJobExecution:
-    return control(request).execute(caller, team, job, body or ExecuteJob())
+    return control.execute(caller, team, job, body or ExecuteJob())
 
 
 @router.get(JOB + "/executions", summary="The job's executions, newest first")
 def executions(
-    request: Request, team: str, job: str, caller: Caller, query: ExecutionsQuery
+    control: Deployments, team: str, job: str, caller: Caller, query: ExecutionsQuery
 ) -> JobExecutionPage:
-    return control(request).executions(caller, team, job, query)
+    return control.executions(caller, team, job, query)
 
 
 @router.get(
     "/job-executions",
     summary="Executions of the jobs of all the caller's teams (an admin: all), newest first",
 )
-def recent_executions(request: Request, caller: Caller, query: ExecutionsQuery) -> JobExecutionPage:
-    return control(request).recent_executions(caller, query)
+def recent_executions(
+    control: Deployments, caller: Caller, query: ExecutionsQuery
+) -> JobExecutionPage:
+    return control.recent_executions(caller, query)
 
 
 @router.get(JOB + "/executions/{execution_id}", summary="One execution, with its steps")
 async def execution(
-    request: Request, team: str, job: str, execution_id: str, caller: Caller, wait: Wait = 0
+    control: Deployments, team: str, job: str, execution_id: str, caller: Caller, wait: Wait = 0
 ) -> DescribeJobExecution:
-    return await asyncio.to_thread(control(request).wait, caller, team, job, execution_id, wait)
+    return await asyncio.to_thread(control.wait, caller, team, job, execution_id, wait)
 
 
 @router.post(
@@ -194,9 +190,9 @@ async def execution(
     responses=responses(409),
 )
 async def cancel(
-    request: Request, team: str, job: str, execution_id: str, caller: Caller
+    control: Deployments, team: str, job: str, execution_id: str, caller: Caller
 ) -> DescribeJobExecution:
-    return await asyncio.to_thread(control(request).cancel, caller, team, job, execution_id)
+    return await asyncio.to_thread(control.cancel, caller, team, job, execution_id)
 
 
 @router.get(
@@ -207,6 +203,7 @@ async def cancel(
 )
 async def logs(
     request: Request,
+    control: Deployments,
     team: str,
     job: str,
     execution_id: str,
@@ -216,9 +213,8 @@ async def logs(
     ] = 0,
     follow: bool = False,
 ) -> Response:
-    service = control(request)
     text, following, ended = await asyncio.to_thread(
-        service.logs, caller, team, job, execution_id, offset
+        control.logs, caller, team, job, execution_id, offset
     )
     if not follow or ended:
         return Response(text, media_type="text/plain", headers={"X-Log-Offset": str(following)})
@@ -232,31 +228,31 @@ async def logs(
                 return
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
             chunk, position, done = await asyncio.to_thread(
-                service.logs, caller, team, job, execution_id, position
+                control.logs, caller, team, job, execution_id, position
             )
 
     return StreamingResponse(stream(), media_type="text/plain")
 
 
 @router.get(JOB + "/properties", summary="The job's properties")
-def properties(request: Request, team: str, job: str, caller: Caller) -> dict[str, Any]:
-    return control(request).properties(caller, team, job)
+def properties(control: Deployments, team: str, job: str, caller: Caller) -> dict[str, Any]:
+    return control.properties(caller, team, job)
 
 
 @router.patch(JOB + "/properties", summary="Set properties; a null value removes one")
 def set_properties(
-    request: Request, team: str, job: str, body: SetValues, caller: Caller
+    control: Deployments, team: str, job: str, body: SetValues, caller: Caller
 ) -> dict[str, Any]:
-    return control(request).set_properties(caller, team, job, body.values)
+    return control.set_properties(caller, team, job, body.values)
 
 
 @router.get(JOB + "/secrets", summary="The names of the job's secrets (values are write-only)")
-def secrets(request: Request, team: str, job: str, caller: Caller) -> DescribeSecrets:
-    return control(request).secrets(caller, team, job)
+def secrets(control: Deployments, team: str, job: str, caller: Caller) -> DescribeSecrets:
+    return control.secrets(caller, team, job)
 
 
 @router.patch(JOB + "/secrets", summary="Set secrets; a null value removes one")
 def set_secrets(
-    request: Request, team: str, job: str, body: SetValues, caller: Caller
+    control: Deployments, team: str, job: str, body: SetValues, caller: Caller
 ) -> DescribeSecrets:
-    return control(request).set_secrets(caller, team, job, body.values)
+    return control.set_secrets(caller, team, job, body.values)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane.apis.models import DescribeExecution
-from nbplane.server.auth import Caller
+from nbplane.server.deps import Caller, Executions
 from nbplane.server.errors import responses
-from nbplane.server.routes.apis import Wait, service
+from nbplane.server.routes.apis import Wait
 
 router = APIRouter(prefix="/api", tags=["jupyrest"])
 
@@ -42,12 +42,11 @@ def jupyrest_view(record: DescribeExecution, with_output: bool) -> dict[str, Any
     "/NotebookExecutions", summary="Execute a notebook (jupyrest)", responses=responses(404, 409)
 )
 async def create(
-    request: Request, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
+    service: Executions, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
 ) -> dict[str, Any]:
-    svc = service(request)
-    record = await svc.submit(body.notebook, body.parameters, caller)
+    record = await service.submit(body.notebook, body.parameters, caller)
     if wait:
-        record = await svc.wait(record.id, wait, caller)
+        record = await service.wait(record.id, wait, caller)
     return jupyrest_view(record, with_output=False)
 
 
@@ -60,14 +59,13 @@ async def create(
     },
 )
 async def read(
-    request: Request,
+    service: Executions,
     caller: Caller,
     executionId: str = Query(description="The id POST returned."),
     output: bool = False,
     view_html: bool = False,
 ) -> Any:
-    svc = service(request)
     if view_html:
-        return HTMLResponse(await asyncio.to_thread(svc.html, executionId, caller))
-    record = await asyncio.to_thread(svc.get, executionId, caller)
+        return HTMLResponse(await asyncio.to_thread(service.html, executionId, caller))
+    record = await asyncio.to_thread(service.get, executionId, caller)
     return jupyrest_view(record, with_output=output)

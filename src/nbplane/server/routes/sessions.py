@@ -16,27 +16,25 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import NotFound, Unauthorized
-from nbplane.server.auth import Bearer, caller
+from nbplane.server.auth import Bearer
+from nbplane.server.deps import Auth, Sessions, caller
 from nbplane.server.errors import responses
 from nbplane.sessions.models import CreateSession, DescribeResourceClass, DescribeSession
-from nbplane.sessions.service import ANONYMOUS_CALLER, SessionService
+from nbplane.sessions.service import ANONYMOUS_CALLER
 
 router = APIRouter(prefix="/api/v1/sessions")
 EVENTS_POLL_SECONDS = 0.2
 
 
-def sessions(request: Request) -> SessionService:
-    service: SessionService = request.app.state.sessions
-    return service
-
-
-def session_caller(request: Request, _bearer: Bearer = None) -> DescribeCaller:
+def session_caller(
+    request: Request, auth: Auth, sessions: Sessions, _bearer: Bearer = None
+) -> DescribeCaller:
     """The token's caller; with no credentials at all, the anonymous caller if allowed."""
     try:
-        return caller(request)
+        return caller(request, auth)
     except Unauthorized:
         credentials = request.headers.get("authorization") or request.cookies
-        if credentials or not sessions(request).settings.session_anonymous:
+        if credentials or not sessions.settings.session_anonymous:
             raise
         return ANONYMOUS_CALLER
 
@@ -44,14 +42,16 @@ def session_caller(request: Request, _bearer: Bearer = None) -> DescribeCaller:
 SessionCaller = Annotated[DescribeCaller, Depends(session_caller)]
 
 
-async def visible_session(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
+async def visible_session(
+    sessions: Sessions, session_id: str, who: SessionCaller
+) -> DescribeSession:
     """The session, or 404 before any response starts (a stream cannot change its status)."""
-    return await sessions(request).get(who, session_id)
+    return await sessions.get(who, session_id)
 
 
 @router.get("/resource-classes", summary="The resource classes the caller may choose")
-def resource_classes(request: Request, who: SessionCaller) -> list[DescribeResourceClass]:
-    return sessions(request).resource_classes(who)
+def resource_classes(sessions: Sessions, who: SessionCaller) -> list[DescribeResourceClass]:
+    return sessions.resource_classes(who)
 
 
 @router.post(
@@ -60,24 +60,24 @@ def resource_classes(request: Request, who: SessionCaller) -> list[DescribeResou
     summary="Start a session: a Jupyter server of the caller's",
     responses=responses(409, 429),
 )
-async def create(request: Request, body: CreateSession, who: SessionCaller) -> DescribeSession:
-    return await sessions(request).create(who, body)
+async def create(sessions: Sessions, body: CreateSession, who: SessionCaller) -> DescribeSession:
+    return await sessions.create(who, body)
 
 
 @router.get(
     "", summary="The caller's sessions; `all=true`: everyone's (admins)", responses=responses(404)
 )
 async def list_sessions(
-    request: Request,
+    sessions: Sessions,
     who: SessionCaller,
     everyone: Annotated[bool, Query(alias="all", description="Everyone's (admins).")] = False,
 ) -> list[DescribeSession]:
-    return await sessions(request).list_sessions(who, everyone)
+    return await sessions.list_sessions(who, everyone)
 
 
 @router.get("/{session_id}", summary="A session: status, steps, URL, culling times")
-async def get(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
-    return await sessions(request).get(who, session_id)
+async def get(sessions: Sessions, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions.get(who, session_id)
 
 
 @router.get(
@@ -88,11 +88,11 @@ async def get(request: Request, session_id: str, who: SessionCaller) -> Describe
 )
 async def events(
     request: Request,
+    sessions: Sessions,
     session_id: str,
     who: SessionCaller,
     described: Annotated[DescribeSession, Depends(visible_session)],
 ) -> AsyncIterator[ServerSentEvent]:
-    service = sessions(request)
     sent = None
     while True:
         text = described.model_dump_json()
@@ -103,7 +103,7 @@ async def events(
             return
         await asyncio.sleep(EVENTS_POLL_SECONDS)
         try:
-            described = await service.get(who, session_id)
+            described = await sessions.get(who, session_id)
         except NotFound:
             return
 
@@ -114,19 +114,19 @@ async def events(
     summary="The last lines of the session's server output",
 )
 async def logs(
-    request: Request,
+    sessions: Sessions,
     session_id: str,
     who: SessionCaller,
     tail: Annotated[int, Query(ge=1, le=10000, description="How many lines.")] = 200,
 ) -> PlainTextResponse:
-    return PlainTextResponse(await sessions(request).logs(who, session_id, tail))
+    return PlainTextResponse(await sessions.logs(who, session_id, tail))
 
 
 @router.post(
     "/{session_id}/hibernate", summary="Stop the server, keep its files", responses=responses(409)
 )
-async def hibernate(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
-    return await sessions(request).hibernate(who, session_id)
+async def hibernate(sessions: Sessions, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions.hibernate(who, session_id)
 
 
 @router.post(
@@ -134,8 +134,8 @@ async def hibernate(request: Request, session_id: str, who: SessionCaller) -> De
     summary="Start a hibernated or failed session again",
     responses=responses(409, 429),
 )
-async def resume(request: Request, session_id: str, who: SessionCaller) -> DescribeSession:
-    return await sessions(request).resume(who, session_id)
+async def resume(sessions: Sessions, session_id: str, who: SessionCaller) -> DescribeSession:
+    return await sessions.resume(who, session_id)
 
 
 @router.delete(
@@ -145,10 +145,10 @@ async def resume(request: Request, session_id: str, who: SessionCaller) -> Descr
     responses=responses(409),
 )
 async def delete(
-    request: Request,
+    sessions: Sessions,
     session_id: str,
     who: SessionCaller,
     purge: Annotated[bool, Query(description="Delete its workspace (files) too.")] = False,
 ) -> Response:
-    await sessions(request).delete(who, session_id, purge)
+    await sessions.delete(who, session_id, purge)
     return Response(status_code=204)

@@ -21,9 +21,9 @@ from nbplane.auth.oauth import ExchangeOAuthToken, oauth_config, oauth_login
 from nbplane.auth.pkce import PkceLogin
 from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
-from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn, authenticate
+from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn
+from nbplane.server.deps import Auth, ServerSettings, ServerStore
 from nbplane.server.errors import responses
-from nbplane.settings import Settings
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 """The page's files, shipped inside the package."""
@@ -61,12 +61,12 @@ def index() -> FileResponse:
     summary="Browser sign-in: check a token and keep it in an HttpOnly cookie",
     responses=responses(401, 403),
 )
-def sign_in(request: Request, body: SignIn, response: Response) -> DescribeCaller:
+def sign_in(request: Request, auth: Auth, body: SignIn, response: Response) -> DescribeCaller:
     if not request.headers.get(CSRF_HEADER, "").strip():
         raise Forbidden(f"sign-in needs the {CSRF_HEADER} header", field=CSRF_HEADER.lower())
-    if not request.app.state.auth:
+    if not auth.enabled:
         return NO_AUTH_CALLER
-    found = authenticate(request, body.token.strip(), "token")
+    found = auth.authenticate(body.token.strip(), "token")
     keep_signed_in(request, response, body.token.strip())
     return found
 
@@ -88,23 +88,15 @@ def keep_signed_in(request: Request, response: Response, token: str) -> None:
     tags=["auth"],
     summary="Browser sign-out; a token made by the browser's OAuth sign-in is revoked",
 )
-def sign_out(request: Request) -> Response:
+def sign_out(request: Request, auth: Auth) -> Response:
     token = request.cookies.get(COOKIE)
-    if token and request.app.state.auth:
-        found: DescribeCaller | None = request.app.state.store.tokens.authenticate(token)
-        if found is not None and (found.token or "").startswith(WEB_TOKEN_PREFIX):
-            request.app.state.store.tokens.revoke(found.token)
-            request.app.state.token_cache.pop(token, None)
+    if token and auth.enabled:
+        auth.revoke_when_named(token, WEB_TOKEN_PREFIX)
     response = Response(status_code=204)
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
     )
     return response
-
-
-def _settings(request: Request) -> Settings:
-    found: Settings = request.app.state.control.settings
-    return found
 
 
 def _callback_url(request: Request) -> str:
@@ -117,10 +109,10 @@ def _back_to_page(error: str | None = None) -> RedirectResponse:
 
 
 @router.get("/nbplane/oauth/login", include_in_schema=False)
-def oauth_start(request: Request) -> RedirectResponse:
+def oauth_start(request: Request, settings: ServerSettings) -> RedirectResponse:
     """Send the browser to the provider, remembering this login's secrets in a cookie."""
     try:
-        login = PkceLogin(oauth_config(_settings(request)), _callback_url(request))
+        login = PkceLogin(oauth_config(settings), _callback_url(request))
     except NbplaneError as exc:
         return _back_to_page(exc.message)
     response = RedirectResponse(login.authorize_url, 302)
@@ -137,9 +129,10 @@ def oauth_start(request: Request) -> RedirectResponse:
 
 
 @router.get(OAUTH_CALLBACK, include_in_schema=False)
-def oauth_callback(request: Request) -> RedirectResponse:
+def oauth_callback(
+    request: Request, store: ServerStore, settings: ServerSettings
+) -> RedirectResponse:
     """Finish the login: trade the code, make the user's token, sign the browser in."""
-    settings = _settings(request)
     try:
         state, _, verifier = request.cookies.get(OAUTH_COOKIE, "").partition(".")
         if not verifier:
@@ -153,7 +146,7 @@ def oauth_callback(request: Request) -> RedirectResponse:
         access_token = login.finish(dict(request.query_params))
         name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
         made = oauth_login(
-            request.app.state.store,
+            store,
             settings,
             ExchangeOAuthToken(access_token=access_token, name=name),
         )

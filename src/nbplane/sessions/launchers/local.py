@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -51,6 +50,8 @@ import httpx
 import psutil
 
 from nbplane.errors import ConfigError, InvalidInput
+from nbplane.platform import processes
+from nbplane.platform.processes import alive, running
 from nbplane.platform.sandbox import sandbox_named
 from nbplane.sessions.jupyter_api import answers, session_client
 from nbplane.sessions.launchers.base import (
@@ -83,8 +84,6 @@ LOG_NAME = "server.log"
 READY_MARKER = "repository-ready"
 DIRECTORY_VARIABLE = "NBPLANE_SESSION_DIRECTORY"
 """Tells a server started on demand which directory to open (read by our server extension)."""
-START_TIME_TOLERANCE = 0.05
-"""Seconds within which two readings of a process start time are the same process."""
 
 CLONE_SCRIPT = """\
 echo "nbplane: cloning the repository into the workspace"
@@ -356,27 +355,25 @@ class LocalLauncher(SessionLauncher):
         if child is not None:
             code = child.poll()
             return code is not None, None if code is None else self.sandbox.exit_code(code)
-        return _running(pid, started) is None, None
+        return running(pid, started) is None, None
 
     async def _terminate(self, pid: int, started: float) -> None:
         """SIGTERM the server (it shuts its kernels down), SIGKILL whatever is left later."""
-        leader = _running(pid, started)
+        leader = running(pid, started)
         if leader is None:
             self._reap(pid)
             return
         family = [leader]
         with contextlib.suppress(psutil.Error):
             family += leader.children(recursive=True)
-        self.sandbox.signal(pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_GRACE_SECONDS
-        while loop.time() < deadline:
+
+        def ended() -> bool:
             self._reap(pid)
-            if not any(_alive(member) for member in family):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            self.sandbox.signal(pid, signal.SIGKILL)
+            return not any(alive(member) for member in family)
+
+        if not await processes.terminate(
+            pid, ended=ended, grace=STOP_GRACE_SECONDS, send=self.sandbox.signal
+        ):
             for member in family:
                 with contextlib.suppress(psutil.Error):
                     member.kill()
@@ -516,7 +513,7 @@ class LocalLauncher(SessionLauncher):
             except (OSError, ValueError):
                 continue
             owner = info.get("owner", {})
-            if info.get("session") or _running(owner.get("pid", 0), owner.get("started", 0)):
+            if info.get("session") or running(owner.get("pid", 0), owner.get("started", 0)):
                 continue
             if "pid" in info:
                 await self._terminate(int(info["pid"]), float(info["started"]))
@@ -531,24 +528,6 @@ def _process_state(process: _Process) -> dict[str, Any]:
         "server_dir": str(process.directory),
         "log": str(process.directory / LOG_NAME),
     }
-
-
-def _running(pid: int, started: float) -> psutil.Process | None:
-    """The process ``pid`` if it is alive and is the one that started at ``started``."""
-    try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - started) > START_TIME_TOLERANCE:
-            return None  # the pid was reused
-    except (psutil.Error, ValueError):
-        return None
-    return process if _alive(process) else None
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def _bound_url(directory: Path) -> str | None:

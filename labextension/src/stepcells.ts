@@ -1,18 +1,39 @@
 /**
- * nbplane inside open notebooks: step cells numbered in run order (SQL cells marked), the step
- * tag toggled from the cell toolbar, and the failing cell of the last failed run highlighted
- * with its error.
+ * Step cells in open notebooks: numbered in run order at their top right (SQL cells marked),
+ * and the "Toggle step" command of the nbplane menu and the cell toolbar.
  */
 import { Cell } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
-import { Failure, failingCellIndex } from './runs';
-import { CellInfo, numberSteps, toggleStepTag } from './steps';
+import { CommandIDs } from './commands';
+import { stepIcon } from './icons';
+import { Lab } from './lab';
+import { CellInfo, hasStepTag, numberSteps, toggleStepTag } from './steps';
 
 const BADGE = 'nbplane-step-badge';
 const STEP_CELL = 'nbplane-step-cell';
-const FAILED_CELL = 'nbplane-failed-cell';
-const ERROR_BOX = 'nbplane-cell-error';
+
+export function activateStepCells(lab: Lab): void {
+  const { commands, tracker } = lab;
+  tracker.widgetAdded.connect((_, panel) => {
+    void panel.context.ready.then(() => new StepNumbering(panel));
+  });
+  commands.addCommand(CommandIDs.toggleStep, {
+    label: 'Toggle step',
+    caption: 'Make this cell a job step, or not',
+    icon: stepIcon,
+    isEnabled: () => tracker.activeCell?.model.type === 'code',
+    isToggled: () => !!tracker.activeCell && hasStepTag(tagsOf(tracker.activeCell)),
+    execute: () => {
+      const cell = tracker.activeCell;
+      if (cell && cell.model.type === 'code') {
+        toggleStep(cell);
+        commands.notifyCommandChanged(CommandIDs.toggleStep);
+      }
+    }
+  });
+  tracker.activeCellChanged.connect(() => commands.notifyCommandChanged(CommandIDs.toggleStep));
+}
 
 function tagsOf(cell: Cell): string[] {
   const tags = cell.model.getMetadata('tags');
@@ -20,7 +41,7 @@ function tagsOf(cell: Cell): string[] {
 }
 
 /** Toggle the `step` tag of a cell. */
-export function toggleStep(cell: Cell): void {
+function toggleStep(cell: Cell): void {
   const tags = toggleStepTag(tagsOf(cell));
   if (tags.length) {
     cell.model.setMetadata('tags', tags);
@@ -30,7 +51,7 @@ export function toggleStep(cell: Cell): void {
 }
 
 /** Keeps a notebook's step badges up to date while it is open. */
-export class StepNumbering {
+class StepNumbering {
   private readonly watched = new WeakSet<object>();
   private pending = 0;
 
@@ -91,38 +112,4 @@ export class StepNumbering {
       cell.addClass(STEP_CELL);
     }
   }
-}
-
-/** Remove the failure marks from a notebook. */
-export function clearFailure(panel: NotebookPanel): void {
-  for (const cell of panel.content.widgets) {
-    cell.removeClass(FAILED_CELL);
-    cell.node.querySelector(`:scope > .${ERROR_BOX}`)?.remove();
-  }
-}
-
-/**
- * Highlight the failing cell with its error and make it the active cell; false when the cell
- * is no longer in the notebook.
- */
-export function showFailure(panel: NotebookPanel, failure: Failure): boolean {
-  clearFailure(panel);
-  const notebook = panel.content;
-  const index = failingCellIndex(
-    notebook.widgets.map(cell => cell.model.id),
-    failure
-  );
-  if (index < 0) {
-    return false;
-  }
-  const cell = notebook.widgets[index];
-  cell.addClass(FAILED_CELL);
-  const box = document.createElement('pre');
-  box.className = ERROR_BOX;
-  box.setAttribute('role', 'alert');
-  box.textContent = failure.text;
-  cell.node.appendChild(box);
-  notebook.activeCellIndex = index;
-  void notebook.scrollToItem(index, 'center');
-  return true;
 }

@@ -1,0 +1,176 @@
+"""The notebook-API execution lifecycle: the one writer of an execution's status.
+
+::
+
+    queued ──▶ running ──▶ completed | failed | timed_out | cancelled
+      │           │
+      │           └──▶ queued (its worker was lost; a retry remains), else failed
+      └──▶ cancelled (before it started)
+
+:data:`~nbplane.apis.models.TRANSITIONS` lists these changes, and the store makes each one a
+conditional UPDATE from the statuses it allows, so two workers never take the same execution and
+a final status is never overwritten. The service (submit, cancel) and the worker (take, beat,
+end, recover) change an execution only through :class:`ExecutionLifecycle`, which also puts in
+words why an execution ended as it did (:class:`Ending`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from nbplane.apis.engines.base import ExecutionOutcome
+from nbplane.apis.models import DescribeExecution, ExecutionStatus
+from nbplane.errors import NbplaneError
+from nbplane.store import Store
+
+REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an execution ended: its final status, why, and what it left behind."""
+
+    status: ExecutionStatus
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+    output: Any = None
+    has_output: bool = False
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """``ipynb`` (the executed notebook) and ``logs``, when it ran."""
+
+    @classmethod
+    def of_outcome(cls, outcome: ExecutionOutcome) -> Ending:
+        """The status and the reason in words, from what the engine saw."""
+        error = outcome.error or {}
+        kind = str(error.get("reason") or "")
+        message = error.get("message")
+        reason = None
+        if outcome.status == "failed":
+            if kind == "exception":
+                cell = error.get("cell")
+                where = f"in cell {cell}" if cell is not None else "in the notebook"
+                reason = f"exception {where}: {error.get('ename')}: {error.get('evalue')}"
+            else:
+                prefix = REASON_PREFIX.get(kind, kind or "failed")
+                reason = f"{prefix}: {message}" if message else prefix
+        elif outcome.status == "timed_out":
+            reason = message or "timed out"
+        elif outcome.status == "cancelled":
+            reason = "cancelled"
+        return cls(
+            status=ExecutionStatus(outcome.status),
+            reason=reason,
+            error=outcome.error,
+            output=outcome.output,
+            has_output=outcome.has_output,
+            artifacts={"ipynb": json.dumps(outcome.notebook), "logs": outcome.logs},
+        )
+
+    @classmethod
+    def of_error(cls, exc: Exception) -> Ending:
+        """Failed before or around the engine: by a known error, or by a bug of ours (an
+        execution is never left running because of it)."""
+        if isinstance(exc, NbplaneError):
+            return cls(ExecutionStatus.FAILED, exc.message, exc.to_dict())
+        return cls(
+            ExecutionStatus.FAILED,
+            f"nbplane failed: {exc!r}",
+            {"reason": "internal", "message": repr(exc)},
+        )
+
+    def output_refused(self, exc: NbplaneError) -> Ending:
+        """A completed run whose saved output breaks the output contract: failed."""
+        return replace(
+            self,
+            status=ExecutionStatus.FAILED,
+            reason=f"output schema: {exc.message}",
+            error=exc.to_dict(),
+        )
+
+
+WORKER_STOPPED = Ending(
+    ExecutionStatus.FAILED,
+    "the worker stopped while the execution ran",
+    {"reason": "worker_stopped"},
+)
+
+
+class ExecutionLifecycle:
+    """Every status change of executions, as one conditional write each (blocking calls)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def queue(self, record: DescribeExecution) -> None:
+        """Store a new execution for any worker to take."""
+        assert record.status == ExecutionStatus.QUEUED
+        self.store.executions.create(record)
+
+    def take_now(
+        self, record: DescribeExecution, worker_id: str, now: datetime
+    ) -> DescribeExecution:
+        """Store a new execution as already running on ``worker_id`` (no trip through the
+        queue); returns the stored record."""
+        taken = record.model_copy(
+            update={
+                "status": ExecutionStatus.RUNNING,
+                "worker_id": worker_id,
+                "started_at": now,
+                "attempts": 1,
+            }
+        )
+        self.store.executions.create(taken)
+        return taken
+
+    def claim(
+        self, worker_id: str, now: datetime, notebooks: list[str] | None
+    ) -> DescribeExecution | None:
+        """The oldest queued execution (of these notebooks), now running on ``worker_id``."""
+        return self.store.executions.claim(worker_id, now, notebooks)
+
+    def beat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
+        """Keep a running execution ``worker_id``'s; True when its cancellation was asked for."""
+        return self.store.executions.heartbeat(execution_id, worker_id, now)
+
+    def end(
+        self, record: DescribeExecution, worker_id: str, ending: Ending, now: datetime
+    ) -> DescribeExecution | None:
+        """Give ``worker_id``'s running execution its final status; the final record, or None
+        when something else ended it first (a cancel before it started, a reaper)."""
+        assert ending.status.final
+        stored = self.store.executions.finish(
+            record.id,
+            worker_id,
+            ending.status,
+            now,
+            reason=ending.reason,
+            error=ending.error,
+            output=ending.output,
+            has_output=ending.has_output,
+            artifacts=ending.artifacts,
+        )
+        if not stored:
+            return None
+        return record.model_copy(
+            update={
+                "status": ending.status,
+                "reason": ending.reason,
+                "error": ending.error,
+                "output": ending.output,
+                "has_output": ending.has_output,
+                "finished_at": now,
+            }
+        )
+
+    def cancel(self, execution_id: str, now: datetime) -> DescribeExecution | None:
+        """A queued execution ends cancelled at once; a running one is asked to stop (its
+        worker sees it at its next beat and ends it)."""
+        return self.store.executions.request_cancel(execution_id, now)
+
+    def recover_lost(self, now: datetime, stale_after: timedelta) -> list[str]:
+        """Executions whose worker stopped beating: queued again when a retry remains, else
+        failed as "worker lost". Returns the ids queued again."""
+        return self.store.executions.recover_lost(now, stale_after)

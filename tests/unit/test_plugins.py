@@ -1,0 +1,40 @@
+"""One loader picks executors, launchers and engines by name, and says what is wrong if not."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbplane.apis.engines.reuse import ReuseEngine
+from nbplane.apis.worker import ENGINES
+from nbplane.deployments.executors import EXECUTORS, executor_named
+from nbplane.deployments.executors.local import LocalExecutor
+from nbplane.errors import ConfigError
+from nbplane.sessions.launchers import LAUNCHERS
+from nbplane.settings import Settings
+
+
+def test_registered_names_load_nbplane_own_classes(tmp_path) -> None:
+    assert EXECUTORS.names() == ["kubernetes", "local"]
+    assert LAUNCHERS.names() == ["kubernetes", "local"]
+    assert ENGINES.names() == ["isolated", "reuse"]
+    assert ENGINES.load("reuse") is ReuseEngine
+    assert isinstance(executor_named("local", Settings(home=tmp_path)), LocalExecutor)
+
+
+def test_a_class_path_loads_an_unregistered_implementation() -> None:
+    assert EXECUTORS.load("nbplane.deployments.executors.local:LocalExecutor") is LocalExecutor
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nope", "unknown session launcher 'nope'; choose one of kubernetes, local"),
+        ("nbplane.no_such_module:Launcher", "cannot load session launcher"),
+        ("nbplane.sessions.launchers.local:NoSuchClass", "cannot load session launcher"),
+        ("nbplane.apis.engines.reuse:ReuseEngine", "which is not a SessionLauncher"),
+    ],
+)
+def test_a_bad_name_is_a_config_error_naming_the_setting(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        LAUNCHERS.load(name)
+    assert caught.value.fields["field"] == "NBPLANE_SESSION_LAUNCHER"
