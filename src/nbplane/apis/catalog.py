@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from nbplane.apis.contract import ModelRegistry, NotebookApi, discover_apis
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
 
 

@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
-    DescribeCaller,
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,

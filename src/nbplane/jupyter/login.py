@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbplane.auth.oauth import DescribeOAuthLogin
+from nbplane.auth.models import DescribeCaller, DescribeOAuthLogin
 from nbplane.auth.pkce import PkceLogin
 from nbplane.client import NbplaneClient, SaveLogin, load_login, normalize_url, save_login
-from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import ConfigError, NbplaneError, Unauthorized
 from nbplane.settings import get_settings
 

@@ -17,7 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Forbidden, Unauthorized
 
 CACHE_SECONDS = 5.0
@@ -90,7 +90,7 @@ def authenticate(request: Request, token: str, field: str) -> DescribeCaller:
     cached = state.token_cache.get(token)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]  # type: ignore[no-any-return]
-    found: DescribeCaller | None = state.store.tokens.authenticate(token)
+    found: DescribeCaller | None = state.auth_service.authenticate(token)
     what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
         field, "the token"
     )

@@ -1,16 +1,11 @@
-"""``/api/v1/auth``: logging in without a token yet. Thin: the rules live in control.oauth."""
+"""``/api/v1/auth``: logging in without a token yet. Thin: the rules live in auth.oauth."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from nbplane.auth.oauth import (
-    DescribeOAuth,
-    DescribeOAuthLogin,
-    ExchangeOAuthToken,
-    oauth_config,
-    oauth_login,
-)
+from nbplane.auth.models import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
+from nbplane.auth.oauth import oauth_config, oauth_login
 from nbplane.server.errors import responses
 from nbplane.settings import Settings
 
@@ -39,4 +34,4 @@ def get_oauth(request: Request) -> DescribeOAuth:
     responses=responses(401, 404),
 )
 def exchange_oauth_token(request: Request, body: ExchangeOAuthToken) -> DescribeOAuthLogin:
-    return oauth_login(request.app.state.store, settings(request), body)
+    return oauth_login(request.app.state.auth_service, settings(request), body)

@@ -17,9 +17,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from nbplane.auth.oauth import ExchangeOAuthToken, oauth_config, oauth_login
+from nbplane.auth.models import DescribeCaller, ExchangeOAuthToken
+from nbplane.auth.oauth import oauth_config, oauth_login
 from nbplane.auth.pkce import PkceLogin
-from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn, authenticate
 from nbplane.server.errors import responses
@@ -91,9 +91,9 @@ def keep_signed_in(request: Request, response: Response, token: str) -> None:
 def sign_out(request: Request) -> Response:
     token = request.cookies.get(COOKIE)
     if token and request.app.state.auth:
-        found: DescribeCaller | None = request.app.state.store.tokens.authenticate(token)
+        found: DescribeCaller | None = request.app.state.auth_service.authenticate(token)
         if found is not None and (found.token or "").startswith(WEB_TOKEN_PREFIX):
-            request.app.state.store.tokens.revoke(found.token)
+            request.app.state.auth_service.revoke_token(found.token)
             request.app.state.token_cache.pop(token, None)
     response = Response(status_code=204)
     response.delete_cookie(
@@ -153,7 +153,7 @@ def oauth_callback(request: Request) -> RedirectResponse:
         access_token = login.finish(dict(request.query_params))
         name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
         made = oauth_login(
-            request.app.state.store,
+            request.app.state.auth_service,
             settings,
             ExchangeOAuthToken(access_token=access_token, name=name),
         )
