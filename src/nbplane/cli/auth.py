@@ -267,7 +267,7 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float) -> No
     NBPLANE_HOME/credentials.json, readable by you only; NBPLANE_URL and NBPLANE_TOKEN
     override them.
     """
-    from nbplane.client import NbplaneClient, SaveLogin, load_login, normalize_url, save_login
+    from nbplane.client import credentials_path, load_login, log_in, normalize_url
     from nbplane.settings import get_settings
 
     if url is None:
@@ -279,17 +279,13 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float) -> No
         if token is not None:
             raise ConfigError("pass --token or --oauth, not both", field="token")
         caller = _oauth_login(url, timeout)
-        token = caller.token
     else:
-        token = _read_token(url, token)
-        with NbplaneClient(url, token) as client:
-            caller = client.me()
-    path = save_login(SaveLogin(url=url, token=token))
+        caller = log_in(url, _read_token(url, token))
     teams = ", ".join(caller.teams) or "none yet"
     Console().print(
         f"logged in to {escape(url)} as [bold]{escape(caller.user)}[/]"
         + (" (admin)" if caller.admin else "")
-        + f"; teams: {escape(teams)}; saved in {escape(str(path))}",
+        + f"; teams: {escape(teams)}; saved in {escape(str(credentials_path()))}",
         highlight=False,
     )
 
@@ -310,12 +306,11 @@ def _read_token(url: str, token: str | None) -> str:
 def _oauth_login(url: str, timeout: float) -> DescribeOAuthLogin:
     """The person logs in at the server's provider; the server trades the provider's access
     token for one of its own."""
-    from nbplane.client import NbplaneClient
+    from nbplane.client import NbplaneClient, log_in_with_oauth
 
     with NbplaneClient(url, None) as client:
         provider = client.oauth_config()
-        access_token = _authorize(provider, timeout)
-        return client.oauth_login(access_token)
+    return log_in_with_oauth(url, _authorize(provider, timeout))
 
 
 @click.command(cls=DocumentedCommand)
