@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,10 +22,16 @@ from nbplane.cli.jobs import output_format, print_json
 from nbplane.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
-    from nbplane.auth.models import DescribeCaller, DescribeOAuth, DescribeOAuthLogin
+    from nbplane.auth.models import (
+        DescribeCaller,
+        DescribeOAuth,
+        DescribeOAuthLogin,
+        DescribeToken,
+    )
     from nbplane.auth.service import AuthService
 
 DEFAULT_URL = "http://127.0.0.1:5050"
+Shown = TypeVar("Shown", bound=BaseModel)
 
 
 @contextmanager
@@ -35,6 +42,21 @@ def _auth() -> Iterator[AuthService]:
 
     with open_auth(get_settings().resolved_store_url) as auth:
         yield auth
+
+
+def _show(
+    output: str, title: str, found: Sequence[Shown], columns: dict[str, Callable[[Shown], str]]
+) -> None:
+    """A listing as ``--output`` asks: the models as JSON, or a table with these columns."""
+    if output == "json":
+        print_json([described.model_dump(mode="json") for described in found])
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for described in found:
+        table.add_row(*(cell(described) for cell in columns.values()))
+    Console().print(table)
 
 
 # -- nbplane user
@@ -83,21 +105,20 @@ def list_users(output: str) -> None:
     """List users, whether they are admins, and their teams."""
     with _auth() as auth:
         users = auth.list_users()
-    if output == "json":
-        print_json([described.model_dump(mode="json") for described in users])
-        return
-    table = Table(title="users", title_justify="left")
-    for column in ("name", "admin", "teams", "max sessions", "created"):
-        table.add_column(column)
-    for described in users:
-        table.add_row(
-            described.name,
-            "yes" if described.admin else "",
-            ", ".join(described.teams),
-            "default" if described.max_sessions is None else str(described.max_sessions),
-            f"{described.created_at:%Y-%m-%d %H:%M}",
-        )
-    Console().print(table)
+    _show(
+        output,
+        "users",
+        users,
+        {
+            "name": lambda described: described.name,
+            "admin": lambda described: "yes" if described.admin else "",
+            "teams": lambda described: ", ".join(described.teams),
+            "max sessions": lambda described: (
+                "default" if described.max_sessions is None else str(described.max_sessions)
+            ),
+            "created": lambda described: f"{described.created_at:%Y-%m-%d %H:%M}",
+        },
+    )
 
 
 @user.command()
@@ -200,25 +221,28 @@ def list_tokens(output: str) -> None:
     """List tokens (their names and first characters, never the secrets)."""
     with _auth() as auth:
         tokens = auth.list_tokens()
-    if output == "json":
-        print_json([described.model_dump(mode="json") for described in tokens])
-        return
-    table = Table(title="API tokens", title_justify="left")
-    for column in ("name", "starts with", "created", "expires", "revoked"):
-        table.add_column(column)
     moment = datetime.now(UTC)
-    for described in tokens:
-        expires = f"{described.expires_at:%Y-%m-%d %H:%M}" if described.expires_at else ""
-        if described.expires_at and described.expires_at <= moment:
-            expires += " (expired)"
-        table.add_row(
-            described.name,
-            described.prefix + "…",
-            f"{described.created_at:%Y-%m-%d %H:%M}",
-            expires,
-            f"{described.revoked_at:%Y-%m-%d %H:%M}" if described.revoked_at else "",
-        )
-    Console().print(table)
+
+    def expires(described: DescribeToken) -> str:
+        if described.expires_at is None:
+            return ""
+        ended = " (expired)" if described.expires_at <= moment else ""
+        return f"{described.expires_at:%Y-%m-%d %H:%M}{ended}"
+
+    _show(
+        output,
+        "API tokens",
+        tokens,
+        {
+            "name": lambda described: described.name,
+            "starts with": lambda described: described.prefix + "…",
+            "created": lambda described: f"{described.created_at:%Y-%m-%d %H:%M}",
+            "expires": expires,
+            "revoked": lambda described: (
+                f"{described.revoked_at:%Y-%m-%d %H:%M}" if described.revoked_at else ""
+            ),
+        },
+    )
 
 
 @token.command()
