@@ -20,6 +20,8 @@ TOKEN_COLUMNS = [column for column in api_tokens.c if column.name in DescribeTok
 
 
 def token_hash(token: str) -> str:
+    """What is kept in place of a secret: of API tokens here, of job executions' credentials in
+    the deployments store."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
