@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from nbplane._time import now
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
+from nbplane.auth.service import AuthService
 from nbplane.errors import (
     Conflict,
     InvalidInput,
@@ -73,8 +74,7 @@ class SessionService:
     ) -> None:
         self.settings, self.launcher, self.auth = settings, launcher, auth
         self.records = store.sessions
-        self.tokens = store.tokens
-        self.control = store.control
+        self.users = AuthService(store)
         self.box = SecretBox(settings)
         self.classes = ResourceClasses(load_resource_classes(settings.session_resource_classes))
         self.connections = ConnectionService(store, settings)
@@ -224,7 +224,7 @@ class SessionService:
         """How many sessions ``user`` may have starting or running: their own limit, set by an
         admin, else NBPLANE_SESSION_MAX_PER_USER."""
         try:
-            own = self.control.user(user).max_sessions
+            own = self.users.user(user).max_sessions
         except NotFound:  # a caller with no user record (no auth)
             own = None
         return self.settings.session_max_per_user if own is None else own
@@ -259,7 +259,7 @@ class SessionService:
             return None, None
         name = f"session-{session_id}"
         try:
-            _, token = self.tokens.create(name, caller.user, expires_at)
+            _, token = self.users.create_token(name, caller.user, expires_at)
         except NotFound:  # a caller with no user record (no auth): nothing to speak for
             return None, None
         return name, token
@@ -295,7 +295,7 @@ class SessionService:
         if record.anonymous:
             return []
         try:
-            return self.control.user(record.owner).teams
+            return self.users.user(record.owner).teams
         except NotFound:
             return []
 
@@ -455,7 +455,7 @@ class SessionService:
             )
             return
         if record.token_name:
-            await db(self.tokens.revoke, record.token_name)
+            await db(self.users.revoke_token, record.token_name)
         await db(self.records.delete, record.id)
         self._changed()
 
