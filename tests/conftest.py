@@ -78,11 +78,11 @@ def in_process_store(
         patch.setenv(key, value)
     get_settings.cache_clear()
     store = open_store(store_url)
-    store.control.create_user("alice")
-    store.control.add_member("alice", team)
+    store.auth.create_user("alice")
+    store.auth.add_member("alice", team)
     tokens = {
-        "member": store.tokens.create("alice-member", "alice")[1],
-        "admin": store.tokens.create("admin-of-tests")[1],
+        "member": store.auth.create_token("alice-member", "alice")[1],
+        "admin": store.auth.create_token("admin-of-tests")[1],
     }
     return store_url, store, tokens
 

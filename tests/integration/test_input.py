@@ -409,9 +409,9 @@ def test_one_session_over_the_limit_is_a_429_naming_the_sessions_to_stop(app: Ap
     listed = app.client.get("/api/v1/sessions", headers=app.as_("alice")).json()
     assert [session["id"] for session in listed] == ids, "the refused one left nothing behind"
 
-    app.store.control.set_max_sessions("alice", 3)  # `nbplane user limit alice --max-sessions 3`
+    app.store.auth.set_max_sessions("alice", 3)  # `nbplane user limit alice --max-sessions 3`
     assert app.client.post("/api/v1/sessions", json={}, headers=app.as_("alice")).status_code == 201
-    app.store.control.set_max_sessions("alice", None)
+    app.store.auth.set_max_sessions("alice", None)
     assert (
         app.client.delete(f"/api/v1/sessions/{ids[0]}", headers=app.as_("alice")).status_code == 204
     )
@@ -441,7 +441,7 @@ def test_resuming_over_the_limit_is_a_429(app: App) -> None:
 
 
 def test_an_expired_token_is_a_401_that_says_so(app: App) -> None:
-    _, token = app.store.tokens.create("old", "alice", datetime.now(UTC) - timedelta(seconds=1))
+    _, token = app.store.auth.create_token("old", "alice", datetime.now(UTC) - timedelta(seconds=1))
     for path in ("/api/v1/me", BASE, "/api/v1/sessions", "/api/v1/executions"):
         answer = app.client.get(path, headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, answer.text
@@ -454,7 +454,7 @@ def test_an_expired_token_is_a_401_that_says_so(app: App) -> None:
 
 def test_a_cached_token_is_not_trusted_past_its_expiry(app: App) -> None:
     expires_at = datetime.now(UTC) + timedelta(seconds=1)
-    _, token = app.store.tokens.create("short", "alice", expires_at)
+    _, token = app.store.auth.create_token("short", "alice", expires_at)
     me = app.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200 and me.json()["token_expires_at"] is not None
     while datetime.now(UTC) <= expires_at:
@@ -466,13 +466,13 @@ def test_a_cached_token_is_not_trusted_past_its_expiry(app: App) -> None:
 def test_a_sessions_token_is_revoked_when_the_session_ends(app: App) -> None:
     session = app.client.post("/api/v1/sessions", json={}, headers=app.as_("alice")).json()
     name = f"session-{session['id']}"
-    tokens = {token.name: token for token in app.store.tokens.all()}
+    tokens = {token.name: token for token in app.store.auth.list_tokens()}
     assert tokens[name].revoked_at is None
     assert (
         app.client.delete(f"/api/v1/sessions/{session['id']}", headers=app.as_("alice")).status_code
         == 204
     )
-    tokens = {token.name: token for token in app.store.tokens.all()}
+    tokens = {token.name: token for token in app.store.auth.list_tokens()}
     assert tokens[name].revoked_at is not None
 
 

@@ -242,9 +242,9 @@ class World:
 
     def start(self) -> None:
         for user, (team, admin) in USERS.items():
-            self.store.control.create_user(user, admin=admin)
-            self.store.control.add_member(user, team)
-            self.tokens[user] = self.store.tokens.create(f"{user}-security", user)[1]
+            self.store.auth.create_user(user, admin=admin)
+            self.store.auth.add_member(user, team)
+            self.tokens[user] = self.store.auth.create_token(f"{user}-security", user)[1]
         self.clients = {user: self.client(user) for user in [ANONYMOUS, *USERS]}
         self.clients[FORGED] = self.client(FORGED, "nbp_" + secrets.token_urlsafe(32))
 

@@ -41,7 +41,7 @@ from starlette.routing import Mount
 from nbplane.deployments.context import new_execution_token
 from nbplane.jobs.models import CreateRun
 from nbplane.server.app import ServerConfig, create_app
-from nbplane.store.tokens import token_hash
+from nbplane.store.auth import token_hash
 from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
 
 ROLES = [ANONYMOUS, FORGED, "bob", "carol", "alice", "ben"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.server import deps
 from nbplane.server.app import ServerConfig, create_app
 

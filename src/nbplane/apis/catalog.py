@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nbplane.apis.contract import NotebookApi, discover_apis
 from nbplane.apis.nbschema import ModelRegistry
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -115,13 +114,3 @@ class ExecutionPage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class DescribeToken(BaseModel):
-    id: int
-    name: str
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
-    expires_at: UtcDatetime | None = None

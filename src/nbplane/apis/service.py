@@ -24,7 +24,7 @@ from nbplane.apis.models import (
 )
 from nbplane.apis.validation import validate_input
 from nbplane.apis.worker import Worker
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
 from nbplane.store import Store
 

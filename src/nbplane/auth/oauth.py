@@ -9,14 +9,13 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
-from nbplane.deployments.models import check_name
+from nbplane.auth.models import ADMIN, DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
+from nbplane.auth.service import AuthService, team_name
 from nbplane.errors import ConfigError, Conflict, NotFound, Unauthorized
 
 if TYPE_CHECKING:
     from nbplane.settings import Settings
-    from nbplane.store import Store
 
 USERINFO_TIMEOUT = httpx.Timeout(15.0, connect=10.0)
 FALLBACK_USERNAME_CLAIM = "sub"
@@ -26,38 +25,6 @@ REQUIRED_SETTINGS = (
     "oauth_userinfo_url",
     "oauth_client_id",
 )
-
-
-class DescribeOAuth(BaseModel):
-    """``GET /api/v1/auth/oauth``: where ``nbplane login --oauth`` sends the person, as whom."""
-
-    authorize_url: str
-    token_url: str
-    client_id: str
-    scopes: str
-
-
-class ExchangeOAuthToken(BaseModel):
-    """Body of ``POST /api/v1/auth/oauth/token``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    access_token: str = Field(min_length=1, description="An access token from the provider.")
-    name: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=255,
-        description="Name of the new nbplane token (default: oauth-USER-<random>).",
-    )
-
-
-class DescribeOAuthLogin(BaseModel):
-    """A new nbplane token for the provider's user; the secret is shown this once."""
-
-    token: str
-    user: str
-    admin: bool
-    teams: list[str]
 
 
 def oauth_config(settings: Settings) -> DescribeOAuth:
@@ -78,7 +45,9 @@ def oauth_config(settings: Settings) -> DescribeOAuth:
     )
 
 
-def oauth_login(store: Store, settings: Settings, body: ExchangeOAuthToken) -> DescribeOAuthLogin:
+def oauth_login(
+    auth: AuthService, settings: Settings, body: ExchangeOAuthToken
+) -> DescribeOAuthLogin:
     """The provider's user as an nbplane user (made on first login), their teams set from the
     groups claim when it is there, and a new token of theirs."""
     oauth_config(settings)
@@ -86,13 +55,11 @@ def oauth_login(store: Store, settings: Settings, body: ExchangeOAuthToken) -> D
     claims = userinfo(settings.oauth_userinfo_url, body.access_token)
     user = username(claims, settings.oauth_username_claim)
     with suppress(Conflict):  # logged in before, or made by `nbplane user create`
-        store.control.create_user(user)
+        auth.create_user(user)
     groups = claims.get(settings.oauth_groups_claim)
-    if groups is not None:
-        set_teams(store, user, teams_of(groups))
+    described = auth.set_teams(user, teams_of(groups)) if groups is not None else auth.user(user)
     name = body.name or f"oauth-{user[:200]}-{secrets.token_hex(4)}"
-    _, token = store.tokens.create(name, user)
-    described = store.control.user(user)
+    _, token = auth.create_token(name, user)
     return DescribeOAuthLogin(token=token, user=user, admin=described.admin, teams=described.teams)
 
 
@@ -128,8 +95,6 @@ def userinfo(url: str, access_token: str) -> dict[str, Any]:
 
 
 def username(claims: dict[str, Any], claim: str) -> str:
-    from nbplane.store.deployments import ADMIN  # here: the client imports this module's models
-
     value = claims.get(claim) or claims.get(FALLBACK_USERNAME_CLAIM)
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
         raise Unauthorized(
@@ -148,20 +113,12 @@ def username(claims: dict[str, Any], claim: str) -> str:
 def teams_of(groups: Any) -> set[str]:
     """The groups that are valid team names; a provider's other groups are not teams."""
     names = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
-    return {name for name in names if _is_team_name(name)}
+    return {name for name in names if isinstance(name, str) and _is_team_name(name)}
 
 
-def _is_team_name(name: Any) -> bool:
+def _is_team_name(name: str) -> bool:
     try:
-        check_name(name, "team")
-    except (TypeError, ValueError):
+        team_name(name)
+    except ConfigError:
         return False
     return True
-
-
-def set_teams(store: Store, user: str, teams: set[str]) -> None:
-    current = set(store.control.user(user).teams)
-    for team in sorted(teams - current):
-        store.control.add_member(user, team)
-    for team in sorted(current - teams):
-        store.control.remove_member(user, team)

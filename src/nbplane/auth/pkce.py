@@ -1,20 +1,25 @@
 """The client half of OAuth2's authorization code flow with PKCE (RFC 7636), shared by
-``nbplane login --oauth`` (redirect to a loopback port) and the Jupyter server extension
-(redirect to the Jupyter server itself): the login URL, the redirect's checks, the code trade."""
+``nbplane login --oauth`` (redirect to a loopback port, RFC 8252) and the Jupyter server
+extension (redirect to the Jupyter server itself): the login URL, the redirect's checks, the
+code trade."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import ipaddress
+import queue
 import secrets
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from nbplane.auth.oauth import DescribeOAuth
+from nbplane.auth.models import DescribeOAuth
 from nbplane.errors import ConfigError, Unauthorized
 
 TOKEN_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -136,3 +141,72 @@ def _reason(answer: dict[str, Any]) -> str:
     """OAuth2's error code and, when given, its description."""
     description = answer.get("error_description")
     return f"{answer['error']}: {description}" if description else str(answer["error"])
+
+
+CALLBACK_PATH = "/callback"
+PAGE = (
+    b"<!doctype html><title>nbplane login</title><p>nbplane received the login. You can close "
+    b"this tab; the terminal tells how it went.</p>"
+)
+
+
+class LoopbackRedirect:
+    """A listener on a loopback port for the provider's redirect back (a native app's
+    ``redirect_uri``), for as long as the ``with`` block lasts."""
+
+    def __init__(self) -> None:
+        self._server = _CallbackServer()
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{CALLBACK_PATH}"
+
+    def __enter__(self) -> LoopbackRedirect:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait(self, timeout: float) -> dict[str, str]:
+        """The redirect's query parameters, once the browser comes back."""
+        try:
+            return self._server.received.get(timeout=timeout)
+        except queue.Empty:
+            raise Unauthorized(
+                f"no login came back from the browser within {timeout:g} s; run `nbplane login "
+                "--oauth` again (--timeout gives more time)",
+                field="timeout",
+            ) from None
+
+
+class _CallbackServer(HTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Callback)
+        self.received: queue.Queue[dict[str, str]] = queue.Queue()
+
+
+class _Callback(BaseHTTPRequestHandler):
+    server: _CallbackServer
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != CALLBACK_PATH:
+            self.send_error(404)  # e.g. the browser asking for a favicon
+            return
+        query = parse_qs(parts.query)
+        self.server.received.put({key: values[0] for key, values in query.items()})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the terminal shows only the outcome."""

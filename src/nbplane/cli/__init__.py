@@ -9,13 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from nbplane.cli._common import NbplaneGroup
+from nbplane.cli.auth import login, logout, token, user
 from nbplane.cli.deployments import REMOTE_COMMANDS
 from nbplane.cli.jobs import job
-from nbplane.cli.login import login, logout
 from nbplane.cli.server import serve, worker
 from nbplane.cli.sessions import connection, session
-from nbplane.cli.token import token
-from nbplane.cli.user import user
 from nbplane.errors import NbplaneError
 
 

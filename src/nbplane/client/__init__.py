@@ -12,6 +12,7 @@ from nbplane.client.credentials import (
     normalize_url,
     save_login,
 )
+from nbplane.client.login import log_in, log_in_with_oauth
 
 __all__ = [
     "NbplaneClient",
@@ -19,6 +20,8 @@ __all__ = [
     "credentials_path",
     "forget_login",
     "load_login",
+    "log_in",
+    "log_in_with_oauth",
     "normalize_url",
     "save_login",
 ]

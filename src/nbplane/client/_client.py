@@ -21,12 +21,16 @@ from pydantic import TypeAdapter
 
 from nbplane import errors
 from nbplane.apis.models import ExecutionStatus
-from nbplane.auth.oauth import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
+from nbplane.auth.models import (
+    DescribeCaller,
+    DescribeOAuth,
+    DescribeOAuthLogin,
+    ExchangeOAuthToken,
+)
 from nbplane.client.credentials import load_login, normalize_url
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
-    DescribeCaller,
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,

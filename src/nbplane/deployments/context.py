@@ -31,7 +31,7 @@ from nbplane.jobs.models import (
 )
 from nbplane.settings import Settings
 from nbplane.store import Store
-from nbplane.store.tokens import token_hash
+from nbplane.store.auth import token_hash
 
 EXECUTION_TOKEN_PREFIX = "nbx_"
 

@@ -200,33 +200,6 @@ class DescribeSecrets(BaseModel):
     names: list[str]
 
 
-class DescribeUser(BaseModel):
-    name: str
-    admin: bool
-    teams: list[str]
-    created_at: UtcDatetime
-    max_sessions: int | None = Field(
-        default=None,
-        description="Running sessions this user may have at once (None: "
-        "NBPLANE_SESSION_MAX_PER_USER).",
-    )
-
-
-class DescribeCaller(BaseModel):
-    """``GET /api/v1/me``: who a token belongs to."""
-
-    user: str
-    admin: bool
-    teams: list[str]
-    token: str | None = None
-    token_expires_at: UtcDatetime | None = Field(
-        default=None, description="When the token stops working (None: until revoked)."
-    )
-
-    def can_use(self, team: str) -> bool:
-        return self.admin or team in self.teams
-
-
 class DescribeExecutionContext(BaseModel):
     """``GET /api/v1/execution``: what a deployed job's execution runs, seen from inside it."""
 

@@ -31,7 +31,7 @@ from nbplane.deployments.models import DescribeDeployment
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import ControlService
 from nbplane.errors import InvalidInput, NbplaneError
-from nbplane.store.tokens import token_hash
+from nbplane.store.auth import token_hash
 
 log = logging.getLogger("nbplane.deployments")
 

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from nbplane._time import now
+from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
-    DescribeCaller,
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbplane.auth.oauth import DescribeOAuthLogin
+from nbplane.auth.models import DescribeCaller, DescribeOAuthLogin
 from nbplane.auth.pkce import PkceLogin
-from nbplane.client import NbplaneClient, SaveLogin, load_login, normalize_url, save_login
-from nbplane.deployments.models import DescribeCaller
+from nbplane.client import NbplaneClient, load_login, log_in_with_oauth, normalize_url
+from nbplane.client import log_in as log_in_to_server
 from nbplane.errors import ConfigError, NbplaneError, Unauthorized
 from nbplane.settings import get_settings
 
@@ -80,15 +80,11 @@ def oauth_available(url: str) -> bool:
 def log_in(url: str, token: str) -> DescribeCaller:
     """Check the token with the server, then keep it where ``nbplane login`` does."""
     url = normalize_url(url)
-    token = token.strip()
-    if not token:
+    if not token.strip():
         raise ConfigError(
             "the token is empty: paste a token from `nbplane token create`", field="token"
         )
-    with NbplaneClient(url, token) as client:
-        caller = client.me()
-    save_login(SaveLogin(url=url, token=token))
-    return caller
+    return log_in_to_server(url, token)
 
 
 @dataclass
@@ -131,8 +127,4 @@ class OAuthLogins:
                 "this login is unknown or expired (a stale or forged redirect); log in again",
                 field="state",
             )
-        access_token = pending.login.finish(redirect)
-        with NbplaneClient(pending.url, None) as client:
-            answer = client.oauth_login(access_token)
-        save_login(SaveLogin(url=pending.url, token=answer.token))
-        return answer
+        return log_in_with_oauth(pending.url, pending.login.finish(redirect))

@@ -15,6 +15,7 @@ from nbplane import __version__
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
+from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.reconciler import ControlPlane
 from nbplane.deployments.service import ControlService
@@ -67,7 +68,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             )
             await worker.start()
         app.state.store = store
-        app.state.authenticator = Authenticator(store, enabled=config.auth)
+        app.state.auth_service = AuthService(store)
+        app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
         app.state.control = ControlService(

@@ -17,9 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane._time import now
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
+from nbplane.auth.service import AuthService
 from nbplane.errors import Unauthorized
-from nbplane.store import Store
 
 CACHE_SECONDS = 5.0
 """A token checked within this time is not looked up again; a revoke takes effect after it (an
@@ -63,8 +63,8 @@ class Authenticator:
     """The server's token check: off with --no-auth, else each token looked up at most every
     ``CACHE_SECONDS`` and never trusted from the cache past its expiry."""
 
-    def __init__(self, store: Store, *, enabled: bool) -> None:
-        self.store = store
+    def __init__(self, service: AuthService, *, enabled: bool) -> None:
+        self.service = service
         self.enabled = enabled
         self._cache: dict[str, tuple[DescribeCaller, float]] = {}
 
@@ -73,7 +73,7 @@ class Authenticator:
         cached = self._cache.get(token)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        found = self.store.tokens.authenticate(token)
+        found = self.service.authenticate(token)
         what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
             field, "the token"
         )
@@ -97,8 +97,8 @@ class Authenticator:
     def revoke_when_named(self, token: str, name_prefix: str) -> None:
         """Revoke ``token`` at once (cache included) when its name starts with
         ``name_prefix``: the tokens a browser's sign-in made for itself."""
-        found = self.store.tokens.authenticate(token)
+        found = self.service.authenticate(token)
         name = found.token if found is not None else None
         if name is not None and name.startswith(name_prefix):
-            self.store.tokens.revoke(name)
+            self.service.revoke_token(name)
             self._cache.pop(token, None)

@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from nbplane.apis.service import ExecutionService
+from nbplane.auth.models import DescribeCaller
+from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.models import DescribeCaller
 from nbplane.deployments.service import ControlService
 from nbplane.errors import Forbidden, Unauthorized
 from nbplane.server.auth import (
@@ -45,6 +46,14 @@ def authenticator(request: Request) -> Authenticator:
 
 
 Auth = Annotated[Authenticator, Depends(authenticator)]
+
+
+def auth_service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth_service
+    return service
+
+
+AuthUsers = Annotated[AuthService, Depends(auth_service)]
 
 
 def execution_service(request: Request) -> ExecutionService:

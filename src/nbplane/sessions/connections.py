@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import NotFound
 from nbplane.jobs.backend import default_database
 from nbplane.jobs.models import DescribeGrantedConnection

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from nbplane._time import now
+from nbplane.auth.service import AuthService
 from nbplane.errors import Conflict, InvalidInput, NbplaneError
 from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.launchers.base import LaunchStatus, SessionLauncher, SessionSpec
@@ -82,7 +83,7 @@ class SessionLifecycle:
         public_url: str | None,
     ) -> None:
         self.records = store.sessions
-        self.tokens = store.tokens
+        self.users = AuthService(store)
         self.settings, self.launcher = settings, launcher
         self.box = SecretBox(settings)
         self.classes = ResourceClasses(load_resource_classes(settings.session_resource_classes))
@@ -307,7 +308,7 @@ class SessionLifecycle:
             )
             return
         if record.token_name:
-            await db(self.tokens.revoke, record.token_name)
+            await db(self.users.revoke_token, record.token_name)
         await db(self.records.delete, record.id)
         self._changed()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
 from nbplane.errors import ConfigError, InvalidInput
 from nbplane.sessions.models import DescribeResourceClass
 

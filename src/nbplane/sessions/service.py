@@ -14,7 +14,8 @@ import secrets
 from datetime import datetime, timedelta
 
 from nbplane._time import now
-from nbplane.deployments.models import DescribeCaller
+from nbplane.auth.models import DescribeCaller
+from nbplane.auth.service import AuthService
 from nbplane.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher
@@ -51,8 +52,7 @@ class SessionService:
         self.settings, self.auth = settings, auth
         self.lifecycle = SessionLifecycle(store, settings, launcher, public_url)
         self.records = store.sessions
-        self.tokens = store.tokens
-        self.control = store.control
+        self.users = AuthService(store)
         self.box, self.classes = self.lifecycle.box, self.lifecycle.classes
         self.connections = ConnectionService(store, settings)
 
@@ -175,7 +175,7 @@ class SessionService:
         """How many sessions ``user`` may have starting or running: their own limit, set by an
         admin, else NBPLANE_SESSION_MAX_PER_USER."""
         try:
-            own = self.control.user(user).max_sessions
+            own = self.users.user(user).max_sessions
         except NotFound:  # a caller with no user record (no auth)
             own = None
         return self.settings.session_max_per_user if own is None else own
@@ -210,7 +210,7 @@ class SessionService:
             return None, None
         name = f"session-{session_id}"
         try:
-            _, token = self.tokens.create(name, caller.user, expires_at)
+            _, token = self.users.create_token(name, caller.user, expires_at)
         except NotFound:  # a caller with no user record (no auth): nothing to speak for
             return None, None
         return name, token
@@ -233,7 +233,7 @@ class SessionService:
         if record.anonymous:
             return []
         try:
-            return self.control.user(record.owner).teams
+            return self.users.user(record.owner).teams
         except NotFound:
             return []
 

@@ -1,6 +1,6 @@
-"""The control plane's records: users and teams, jobs, versions, deployments, job executions
-and their logs. Every status change is a conditional UPDATE, so replicas sharing the database
-never both start, finish or schedule the same thing."""
+"""The control plane's records: jobs, versions, deployments, job executions and their logs.
+Every status change is a conditional UPDATE, so replicas sharing the database never both start,
+finish or schedule the same thing."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from nbplane._time import now
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.models import (
-    DescribeCaller,
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,
-    DescribeUser,
     DescribeVersion,
     JobExecutionPage,
     ListJobExecutionsQuery,
@@ -32,8 +30,6 @@ from nbplane.store.tables import (
     job_runs,
     job_versions,
     jobs,
-    team_members,
-    users,
 )
 
 ACTIVE = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
@@ -44,106 +40,11 @@ EXECUTION_COLUMNS = [
 ]
 DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_id"]
 VERSION_COLUMNS = [column for column in job_versions.c if column.name not in ("job_id", "archive")]
-ADMIN = "admin"
 
 
 class ControlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    # users and teams
-    def create_user(
-        self, name: str, admin: bool = False, max_sessions: int | None = None
-    ) -> DescribeUser:
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    insert(users).values(
-                        name=name, admin=admin, created_at=now(), max_sessions=max_sessions
-                    )
-                )
-        except IntegrityError:
-            raise Conflict(f"a user named {name!r} exists already", field="name") from None
-        return self.user(name)
-
-    def user(self, name: str) -> DescribeUser:
-        with self.engine.connect() as connection:
-            row = connection.execute(select(users).where(users.c.name == name)).mappings().first()
-            if row is None:
-                raise NotFound(f"no user named {name!r}", field="user")
-            teams = self._teams(connection, row["id"])
-        return DescribeUser(
-            name=row["name"],
-            admin=row["admin"],
-            teams=teams,
-            created_at=row["created_at"],
-            max_sessions=row["max_sessions"],
-        )
-
-    def set_max_sessions(self, name: str, max_sessions: int | None) -> DescribeUser:
-        """The user's own limit of running sessions (None: the server's default)."""
-        with self.engine.begin() as connection:
-            updated = connection.execute(
-                update(users).where(users.c.name == name).values(max_sessions=max_sessions)
-            ).rowcount
-        if not updated:
-            raise NotFound(f"no user named {name!r}", field="user")
-        return self.user(name)
-
-    def list_users(self) -> list[DescribeUser]:
-        with self.engine.connect() as connection:
-            names = connection.execute(select(users.c.name).order_by(users.c.name)).scalars().all()
-        return [self.user(name) for name in names]
-
-    def user_id(self, name: str, create_admin: bool = False) -> int:
-        """The user's id; the built-in ``admin`` user is made on first use."""
-        with self.engine.connect() as connection:
-            found = connection.execute(select(users.c.id).where(users.c.name == name)).scalar()
-        if found is not None:
-            return int(found)
-        if create_admin and name == ADMIN:
-            self.create_user(ADMIN, admin=True)
-            return self.user_id(name)
-        raise NotFound(
-            f"no user named {name!r}; create it with `nbplane user create`", field="user"
-        )
-
-    def add_member(self, user: str, team: str) -> None:
-        user_id = self.user_id(user)
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(team_members).values(user_id=user_id, team=team))
-        except IntegrityError:
-            pass  # already a member
-
-    def remove_member(self, user: str, team: str) -> None:
-        user_id = self.user_id(user)
-        with self.engine.begin() as connection:
-            connection.execute(
-                delete(team_members).where(
-                    team_members.c.user_id == user_id, team_members.c.team == team
-                )
-            )
-
-    def caller(self, user_id: int | None, token: str) -> DescribeCaller:
-        """Who a token speaks for; a token without a user (made before users existed) is the
-        admin's."""
-        if user_id is None:
-            return DescribeCaller(user=ADMIN, admin=True, teams=[], token=token)
-        with self.engine.connect() as connection:
-            row = connection.execute(select(users).where(users.c.id == user_id)).mappings().one()
-            teams = self._teams(connection, user_id)
-        return DescribeCaller(user=row["name"], admin=row["admin"], teams=teams, token=token)
-
-    @staticmethod
-    def _teams(connection: Connection, user_id: int) -> list[str]:
-        return list(
-            connection.execute(
-                select(team_members.c.team)
-                .where(team_members.c.user_id == user_id)
-                .order_by(team_members.c.team)
-            ).scalars()
-        )
 
     # jobs
     def create_job(

@@ -28,10 +28,10 @@ from nbplane.errors import StoreError
 from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
 from nbplane.store.apis import ExecutionStore
+from nbplane.store.auth import AuthStore
 from nbplane.store.deployments import ControlStore
 from nbplane.store.sessions import SessionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
-from nbplane.store.tokens import TokenStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -101,8 +101,8 @@ class Store:
         return ExecutionStore(self.engine)
 
     @property
-    def tokens(self) -> TokenStore:
-        return TokenStore(self.engine)
+    def auth(self) -> AuthStore:
+        return AuthStore(self.engine)
 
     @property
     def control(self) -> ControlStore:

@@ -1,17 +1,12 @@
-"""``/api/v1/auth``: logging in without a token yet. Thin: the rules live in control.oauth."""
+"""``/api/v1/auth``: logging in without a token yet. Thin: the rules live in auth.oauth."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nbplane.auth.oauth import (
-    DescribeOAuth,
-    DescribeOAuthLogin,
-    ExchangeOAuthToken,
-    oauth_config,
-    oauth_login,
-)
-from nbplane.server.deps import ServerSettings, ServerStore
+from nbplane.auth.models import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
+from nbplane.auth.oauth import oauth_config, oauth_login
+from nbplane.server.deps import AuthUsers, ServerSettings
 from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1/auth")
@@ -33,6 +28,6 @@ def get_oauth(settings: ServerSettings) -> DescribeOAuth:
     responses=responses(401, 404),
 )
 def exchange_oauth_token(
-    store: ServerStore, settings: ServerSettings, body: ExchangeOAuthToken
+    users: AuthUsers, settings: ServerSettings, body: ExchangeOAuthToken
 ) -> DescribeOAuthLogin:
-    return oauth_login(store, settings, body)
+    return oauth_login(users, settings, body)

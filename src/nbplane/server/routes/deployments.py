@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
-    DescribeCaller,
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,

@@ -17,12 +17,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from nbplane.auth.oauth import ExchangeOAuthToken, oauth_config, oauth_login
+from nbplane.auth.models import DescribeCaller, ExchangeOAuthToken
+from nbplane.auth.oauth import oauth_config, oauth_login
 from nbplane.auth.pkce import PkceLogin
-from nbplane.deployments.models import DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn
-from nbplane.server.deps import Auth, ServerSettings, ServerStore
+from nbplane.server.deps import Auth, AuthUsers, ServerSettings
 from nbplane.server.errors import responses
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -130,7 +130,7 @@ def oauth_start(request: Request, settings: ServerSettings) -> RedirectResponse:
 
 @router.get(OAUTH_CALLBACK, include_in_schema=False)
 def oauth_callback(
-    request: Request, store: ServerStore, settings: ServerSettings
+    request: Request, users: AuthUsers, settings: ServerSettings
 ) -> RedirectResponse:
     """Finish the login: trade the code, make the user's token, sign the browser in."""
     try:
@@ -146,7 +146,7 @@ def oauth_callback(
         access_token = login.finish(dict(request.query_params))
         name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
         made = oauth_login(
-            store,
+            users,
             settings,
             ExchangeOAuthToken(access_token=access_token, name=name),
         )

@@ -1,0 +1,191 @@
+"""Users, their teams and their API tokens. Only a token's SHA-256 is stored, so a leaked
+database leaks no token."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nbplane.auth.models import ADMIN, DescribeCaller, DescribeToken, DescribeUser
+from nbplane.errors import ConfigError, Conflict, NotFound
+from nbplane.store.tables import api_tokens, team_members, users
+
+TOKEN_PREFIX = "nbp_"
+TOKEN_COLUMNS = [column for column in api_tokens.c if column.name in DescribeToken.model_fields]
+
+
+def token_hash(token: str) -> str:
+    """What is kept in place of a secret: of API tokens here, of job executions' credentials in
+    the deployments store."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AuthStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # users and teams
+    def create_user(
+        self, name: str, admin: bool = False, max_sessions: int | None = None
+    ) -> DescribeUser:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(users).values(
+                        name=name,
+                        admin=admin,
+                        created_at=datetime.now(UTC),
+                        max_sessions=max_sessions,
+                    )
+                )
+        except IntegrityError:
+            raise Conflict(f"a user named {name!r} exists already", field="name") from None
+        return self.user(name)
+
+    def user(self, name: str) -> DescribeUser:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(users).where(users.c.name == name)).mappings().first()
+            if row is None:
+                raise NotFound(f"no user named {name!r}", field="user")
+            return _describe_user(row, self._teams(connection, row["id"]))
+
+    def list_users(self) -> list[DescribeUser]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(users).order_by(users.c.name)).mappings().all()
+            members = connection.execute(
+                select(team_members.c.user_id, team_members.c.team).order_by(team_members.c.team)
+            ).all()
+        teams: dict[int, list[str]] = defaultdict(list)
+        for user_id, team in members:
+            teams[user_id].append(team)
+        return [_describe_user(row, teams[row["id"]]) for row in rows]
+
+    def set_max_sessions(self, name: str, max_sessions: int | None) -> DescribeUser:
+        """The user's own limit of running sessions (None: the server's default)."""
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(users).where(users.c.name == name).values(max_sessions=max_sessions)
+            ).rowcount
+        if not updated:
+            raise NotFound(f"no user named {name!r}", field="user")
+        return self.user(name)
+
+    def add_member(self, user: str, team: str) -> None:
+        user_id = self._user_id(user)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(team_members).values(user_id=user_id, team=team))
+        except IntegrityError:
+            pass  # already a member
+
+    def remove_member(self, user: str, team: str) -> None:
+        user_id = self._user_id(user)
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(team_members).where(
+                    team_members.c.user_id == user_id, team_members.c.team == team
+                )
+            )
+
+    def _user_id(self, name: str, create_admin: bool = False) -> int:
+        """The user's id; the built-in ``admin`` user is made on first use."""
+        with self.engine.connect() as connection:
+            found = connection.execute(select(users.c.id).where(users.c.name == name)).scalar()
+        if found is not None:
+            return int(found)
+        if create_admin and name == ADMIN:
+            self.create_user(ADMIN, admin=True)
+            return self._user_id(name)
+        raise NotFound(
+            f"no user named {name!r}; create it with `nbplane user create`", field="user"
+        )
+
+    @staticmethod
+    def _teams(connection: Connection, user_id: int) -> list[str]:
+        return list(
+            connection.execute(
+                select(team_members.c.team)
+                .where(team_members.c.user_id == user_id)
+                .order_by(team_members.c.team)
+            ).scalars()
+        )
+
+    # tokens
+    def create_token(
+        self, name: str, user: str = ADMIN, expires_at: datetime | None = None
+    ) -> tuple[DescribeToken, str]:
+        """A new token of ``user``, working until ``expires_at`` (None: until revoked); the
+        secret is returned once and never stored."""
+        user_id = self._user_id(user, create_admin=True)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        values = {
+            "name": name,
+            "prefix": token[:10],
+            "created_at": datetime.now(UTC),
+            "expires_at": expires_at,
+        }
+        try:
+            with self.engine.begin() as connection:
+                key = connection.execute(
+                    insert(api_tokens).values(
+                        user_id=user_id, token_hash=token_hash(token), **values
+                    )
+                ).inserted_primary_key
+        except IntegrityError:
+            raise ConfigError(f"a token named {name!r} exists already", field="name") from None
+        assert key is not None
+        return DescribeToken.model_validate({"id": key[0], **values}), token
+
+    def list_tokens(self) -> list[DescribeToken]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*TOKEN_COLUMNS).order_by(api_tokens.c.id)).mappings()
+            return [DescribeToken.model_validate(row) for row in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke the live token of this name; False when there is none."""
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(api_tokens)
+                .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            ).rowcount
+        return bool(updated)
+
+    def authenticate(self, token: str) -> DescribeCaller | None:
+        """Who the unrevoked token with this secret speaks for, or None; its expiry is on the
+        caller (``token_expires_at``) for the server to refuse an expired one in words. A token
+        without a user (made before users existed) is the admin's."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(
+                    api_tokens.c.name,
+                    api_tokens.c.expires_at,
+                    api_tokens.c.user_id,
+                    users.c.name.label("user"),
+                    users.c.admin,
+                )
+                .outerjoin(users, users.c.id == api_tokens.c.user_id)
+                .where(
+                    api_tokens.c.token_hash == token_hash(token),
+                    api_tokens.c.revoked_at.is_(None),
+                )
+            ).first()
+            if found is None:
+                return None
+            if found.user_id is None:
+                user, admin, teams = ADMIN, True, []
+            else:
+                user, admin = found.user, found.admin
+                teams = self._teams(connection, found.user_id)
+        return DescribeCaller(
+            user=user, admin=admin, teams=teams, token=found.name, token_expires_at=found.expires_at
+        )
+
+
+def _describe_user(row: RowMapping, teams: list[str]) -> DescribeUser:
+    return DescribeUser.model_validate({**row, "teams": teams})
