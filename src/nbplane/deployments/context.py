@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     AppendLog,
     DescribeExecutionContext,
@@ -61,25 +62,26 @@ class ExecutionContextService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.control = store.control
+        self.lifecycle = JobExecutionLifecycle(self.control)
         self.state = StoreJobState(store, settings)
 
     def identify(self, token: str) -> ExecutionIdentity:
-        row = (
+        execution = (
             self.control.execution_by_token(token_hash(token))
             if token.startswith(EXECUTION_TOKEN_PREFIX)
             else None
         )
-        if row is None:
+        if execution is None:
             raise Unauthorized(
                 "this endpoint needs the credential of a running job execution", field="token"
             )
         return ExecutionIdentity(
-            id=row["id"],
-            job_id=row["job_id"],
-            team=row["team"],
-            job=row["name"],
-            version=row["version"],
-            arguments=dict(row["arguments"] or {}),
+            id=execution.id,
+            job_id=execution.job_id,
+            team=execution.team,
+            job=execution.job,
+            version=execution.version,
+            arguments=execution.arguments,
         )
 
     def describe(self, identity: ExecutionIdentity) -> DescribeExecutionContext:
@@ -134,7 +136,7 @@ class ExecutionContextService:
         return self.store.finish_run(run_id, body.status, body.error, body.notebooks)
 
     def finish(self, identity: ExecutionIdentity, body: FinishJobExecution) -> None:
-        self.control.finish_execution(identity.id, body.status, body.reason)
+        self.lifecycle.finish(identity.id, body.status, body.reason)
 
     def _own_run(self, identity: ExecutionIdentity, run_id: int) -> None:
         if self.store.run_execution_id(run_id) != identity.id:

@@ -4,10 +4,10 @@ sees only their teams' jobs, and another team's job is "not found", never "forbi
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
@@ -43,6 +43,7 @@ class ControlService:
         self.server_url = settings.job_server_url or settings.session_public_url or server_url
         """Where deployed jobs reach this server (their only channel to nbplane)."""
         self.control = store.control
+        self.lifecycle = JobExecutionLifecycle(self.control)
         self.state = StoreJobState(store, settings)
         self.on_change: list[Any] = []
         """Callbacks run after a deployment or execution changes (wake the scheduler, monitor)."""
@@ -82,7 +83,7 @@ class ControlService:
         """Delete a job; running executions are cancelled first (with ``force``) and end with a
         final status before the job and its records go."""
         job_id = self._job_id(caller, team, job)
-        active = [row for row in self.control.active_executions() if row["job_id"] == job_id]
+        active = self._active(job_id)
         if active and not force:
             raise Conflict(
                 f"job {job!r} has {len(active)} execution(s) queued or running; cancel them, "
@@ -90,19 +91,27 @@ class ControlService:
                 field="force",
             )
         self.control.delete_deployment(job_id)
-        for row in active:
-            self.control.request_cancel(row["id"])
+        for execution_id in active:
+            self.lifecycle.request_cancel(execution_id)
         self._changed()
         deadline = time.monotonic() + 30
         while active and time.monotonic() < deadline:
             time.sleep(0.1)
-            active = [row for row in self.control.active_executions() if row["job_id"] == job_id]
+            active = self._active(job_id)
         if active:
             raise Conflict(
                 f"job {job!r}: {len(active)} execution(s) did not stop within 30 s; try again",
                 field="force",
             )
         self.control.delete_job(job_id)
+
+    def _active(self, job_id: int) -> list[str]:
+        """The ids of the job's queued and running executions."""
+        return [
+            execution.id
+            for execution in self.control.active_executions()
+            if execution.job_id == job_id
+        ]
 
     # versions
     def upload(
@@ -128,7 +137,7 @@ class ControlService:
         self, caller: DescribeCaller, team: str, job: str, body: DeployJob
     ) -> DescribeDeployment:
         job_id = self._job_id(caller, team, job)
-        return self._save(job_id, body.model_dump(), caller)
+        return self._save(job_id, body, caller)
 
     def update_deployment(
         self, caller: DescribeCaller, team: str, job: str, body: UpdateDeployment
@@ -137,37 +146,33 @@ class ControlService:
         current = self.control.deployment(job_id)
         if current is None:
             raise NotFound(f"job {job!r} is not deployed", field="deployment")
-        changes = body.model_dump(exclude_unset=True)
-        values = {**current.model_dump(), **changes}
-        if "version" not in changes:
-            values["version"] = current.version
-        return self._save(job_id, values, caller)
+        kept = current.model_dump(include=set(DeployJob.model_fields))
+        wanted = DeployJob.model_validate({**kept, **body.model_dump(exclude_unset=True)})
+        return self._save(job_id, wanted, caller)
 
-    def _save(
-        self, job_id: int, values: dict[str, Any], caller: DescribeCaller
-    ) -> DescribeDeployment:
-        version = self.control.version(job_id, values.get("version")).id
-        zone(values["timezone"])
-        schedule = values.get("schedule") or None
+    def _save(self, job_id: int, wanted: DeployJob, caller: DescribeCaller) -> DescribeDeployment:
+        version = self.control.version(job_id, wanted.version).id
+        zone(wanted.timezone)
+        schedule = wanted.schedule or None
         next_run_at = None
-        if schedule:
-            next_run_at = next_fire(schedule, values["timezone"], now())
+        if schedule:  # checked even when disabled: a bad expression is refused now
+            next_run_at = next_fire(schedule, wanted.timezone, now())
         saved = self.control.save_deployment(
             job_id,
-            {
-                "version": version,
-                "schedule": schedule,
-                "timezone": values["timezone"],
-                "enabled": values["enabled"],
-                "arguments": values["arguments"],
-                "resources": values["resources"],
-                "timeout": values["timeout"],
-                "reason": values.get("reason"),
-                "executor": self.executor,
-                "next_run_at": next_run_at if values["enabled"] else None,
-                "deployed_at": now(),
-                "deployed_by": caller.user,
-            },
+            DescribeDeployment(
+                version=version,
+                schedule=schedule,
+                timezone=wanted.timezone,
+                enabled=wanted.enabled,
+                arguments=wanted.arguments,
+                resources=wanted.resources,
+                timeout=wanted.timeout,
+                reason=wanted.reason,
+                executor=self.executor,
+                next_run_at=next_run_at if wanted.enabled else None,
+                deployed_at=now(),
+                deployed_by=caller.user,
+            ),
         )
         self._changed()
         return saved
@@ -202,19 +207,7 @@ class ControlService:
         scheduled_for: datetime | None = None,
     ) -> str | None:
         """Queue an execution of the deployed version; None if that schedule slot ran already."""
-        created = self.control.create_execution(
-            job_id,
-            {
-                "id": str(uuid.uuid4()),
-                "version": deployment.version,
-                "started_by": started_by,
-                "scheduled_for": scheduled_for,
-                "arguments": arguments,
-                "resources": deployment.resources,
-                "timeout": deployment.timeout,
-                "executor": deployment.executor,
-            },
-        )
+        created = self.lifecycle.queue(job_id, deployment, started_by, arguments, scheduled_for)
         self._changed()
         return created
 
@@ -253,7 +246,7 @@ class ControlService:
                 f"execution {execution_id} already ended as {record.status}",
                 field="execution_id",
             )
-        self.control.request_cancel(execution_id)
+        self.lifecycle.request_cancel(execution_id)
         self._changed()
         return self.wait(caller, team, job, execution_id, 10)
 
