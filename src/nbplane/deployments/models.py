@@ -1,4 +1,4 @@
-"""What the control plane API says about jobs, versions, deployments and job executions."""
+"""What the deployments API says about jobs, versions, deployments and job executions."""
 
 from __future__ import annotations
 

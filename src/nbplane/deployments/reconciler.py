@@ -1,4 +1,4 @@
-"""The control plane's two loops, run by every server replica against the shared database.
+"""The deployments' two loops, run by every server replica against the shared database.
 
 The scheduler starts a deployment's run when it is due. Replicas race for it with a
 compare-and-set on ``deployments.next_run_at`` (only the one that moves it on starts the run),
@@ -28,7 +28,7 @@ from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
 from nbplane.deployments.models import DueDeployment, JobExecutionRecord
 from nbplane.deployments.schedule import next_fire
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
 from nbplane.store.tokens import token_hash
 
@@ -51,8 +51,8 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-class ControlPlane:
-    def __init__(self, service: ControlService) -> None:
+class DeploymentReconciler:
+    def __init__(self, service: DeploymentService) -> None:
         self.service = service
         self.control = service.control
         self.lifecycle = service.lifecycle
@@ -95,7 +95,7 @@ class ControlPlane:
             try:
                 sleep = await step()
             except Exception:  # a loop that dies would stop every schedule: log and go on
-                log.exception("control plane loop failed; retrying")
+                log.exception("deployments loop failed; retrying")
                 sleep = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), interval if interval is not None else sleep)

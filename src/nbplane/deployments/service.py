@@ -1,4 +1,4 @@
-"""The control plane's operations behind the API, with access checked on every one: a caller
+"""The deployments' operations behind the API, with access checked on every one: a caller
 sees only their teams' jobs, and another team's job is "not found", never "forbidden"."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class ControlService:
+class DeploymentService:
     def __init__(
         self, store: Store, settings: Settings, executor: str, server_url: str | None = None
     ) -> None:

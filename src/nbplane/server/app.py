@@ -16,8 +16,8 @@ from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.reconciler import ControlPlane
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.reconciler import DeploymentReconciler
+from nbplane.deployments.service import DeploymentService
 from nbplane.server import errors
 from nbplane.server.door import Door
 from nbplane.server.routes import (
@@ -70,7 +70,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.token_cache = {}
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
-        app.state.control = ControlService(
+        app.state.control = DeploymentService(
             store, settings, settings.job_executor, config.public_url
         )
         app.state.execution_context = ExecutionContextService(store, settings)
@@ -81,7 +81,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             config.public_url,
             auth=config.auth,
         )
-        plane = ControlPlane(app.state.control) if config.run_control else None
+        plane = DeploymentReconciler(app.state.control) if config.run_control else None
         if plane is not None:
             await plane.start()
         session_plane = SessionPlane(app.state.sessions) if config.run_control else None

@@ -1,5 +1,5 @@
 """The control plane API: ``/api/v1/teams/{team}/jobs``, their versions, deployment,
-executions, logs, properties and secrets. Thin: every rule lives in ControlService."""
+executions, logs, properties and secrets. Thin: every rule lives in DeploymentService."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from nbplane.deployments.models import (
     SetValues,
     UpdateDeployment,
 )
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.service import DeploymentService
 from nbplane.jobs.models import MAX_OFFSET
 from nbplane.server.auth import Caller
 from nbplane.server.errors import responses
@@ -44,8 +44,8 @@ ExecutionsQuery = Annotated[ListJobExecutionsQuery, Query()]
 """``status``, ``limit`` and ``offset`` as query parameters, checked by the model's own rules."""
 
 
-def control(request: Request) -> ControlService:
-    service: ControlService = request.app.state.control
+def control(request: Request) -> DeploymentService:
+    service: DeploymentService = request.app.state.control
     return service
 
 
