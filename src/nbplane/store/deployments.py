@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbplane.apis.models import ExecutionStatus
@@ -473,7 +473,7 @@ class ControlStore:
                 .where(*where)
                 .order_by(job_executions.c.created_at)
             ).mappings()
-            return [_record(row) for row in rows]
+            return [JobExecutionRecord.model_validate({**row, "job": row["name"]}) for row in rows]
 
     def change_status(
         self,
@@ -563,7 +563,3 @@ class ControlStore:
             ).all()
         text = "".join(chunk[max(0, offset - start) :] for start, chunk in rows)
         return text, offset + len(text)
-
-
-def _record(row: RowMapping) -> JobExecutionRecord:
-    return JobExecutionRecord.model_validate({**row, "job": row["name"]})
