@@ -480,11 +480,24 @@ class ControlStore:
         execution_id: str,
         status: ExecutionStatus,
         allowed_from: Collection[ExecutionStatus],
-        **values: Any,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        reason: str | None = None,
+        error: dict[str, Any] | None = None,
+        executor_state: dict[str, Any] | None = None,
     ) -> bool:
-        """Set the status (and ``values`` of other columns with it), if the current one is in
-        ``allowed_from``: of replicas racing for the same change, exactly one wins. The rules
-        of which change is allowed are :mod:`nbplane.deployments.lifecycle`'s."""
+        """Set the status, and the other values given with it, if the current status is in
+        ``allowed_from``: of replicas racing for the same change, exactly one wins. Which
+        change is allowed is :mod:`nbplane.deployments.lifecycle`'s to say."""
+        given = {
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "reason": reason,
+            "error": error,
+            "executor_state": executor_state,
+        }
+        values = {column: value for column, value in given.items() if value is not None}
         with self.engine.begin() as connection:
             return bool(
                 connection.execute(
