@@ -318,7 +318,7 @@ def test_a_stored_schedule_that_is_refused_now_is_switched_off_not_a_failing_loo
     """Deployed before every-second schedules were refused: the scheduler turns it off."""
     from sqlalchemy import update
 
-    from nbplane.deployments.reconciler import ControlPlane
+    from nbplane.deployments.reconciler import DeploymentReconciler
     from nbplane.store.tables import deployments
 
     deployed(app)
@@ -330,7 +330,7 @@ def test_a_stored_schedule_that_is_refused_now_is_switched_off_not_a_failing_loo
         )
 
     async def one_scheduler_step() -> None:
-        await ControlPlane(app.application.state.control).schedule_due()
+        await DeploymentReconciler(app.application.state.deployments).schedule_due()
 
     app.client.portal.call(one_scheduler_step)
     job = app.client.get(f"{BASE}/{JOB}", headers=app.as_("alice")).json()

@@ -46,6 +46,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 
 from nbplane.apis.models import ExecutionStatus
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.jobs.scaffold import export_job
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.sessions.reconciler import SessionReconciler
@@ -315,8 +316,10 @@ class World:
         expect(client.patch(f"{path}/properties", json={"values": {"rows": 10}}), 200)
         expect(client.patch(f"{path}/secrets", json={"values": {"api_key": self.secrets.job}}), 200)
         execution = expect(client.post(f"{path}/executions", json={}), 201)["id"]
-        self.store.control.append_log(execution, "10_main.ipynb: step 1 done\n")
-        self.store.control.finish_execution(execution, ExecutionStatus.COMPLETED, None)
+        self.store.deployments.append_log(execution, "10_main.ipynb: step 1 done\n")
+        lifecycle = JobExecutionLifecycle(self.store.deployments)
+        lifecycle.start(execution, {})
+        lifecycle.finish(execution, ExecutionStatus.COMPLETED, None)
         return {"job": name, "version": version, "job_execution": execution}
 
     def make_execution(self) -> str:

@@ -39,6 +39,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
 from nbplane.deployments.context import new_execution_token
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.jobs.models import CreateRun
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.store.auth import token_hash
@@ -433,8 +434,8 @@ def test_an_execution_credential_reaches_only_its_own_execution(world: World) ->
     path = fill(JOB, world.others)
     execution_id = expect(world.clients["bob"].post(f"{path}/executions", json={}), 201)["id"]
     credential = new_execution_token()
-    assert world.store.control.mark_started(execution_id, {"test": True})
-    world.store.control.set_token(execution_id, token_hash(credential))
+    assert JobExecutionLifecycle(world.store.deployments).start(execution_id, {"test": True})
+    world.store.deployments.set_token(execution_id, token_hash(credential))
     alices_run = world.store.create_run(
         CreateRun(
             job_dir="/tmp/alice",

@@ -80,6 +80,7 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     from nbplane.apis.models import ExecutionStatus
+    from nbplane.deployments.lifecycle import JobExecutionLifecycle
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 
@@ -108,8 +109,10 @@ def world(
             with asgi.get_client(app) as client:
                 known = prepare(client, tokens)
             finished = known["execution_id"][0]
-            store.control.append_log(finished, "a log line\n")
-            store.control.finish_execution(finished, ExecutionStatus.FAILED, "ended by the setup")
+            store.deployments.append_log(finished, "a log line\n")
+            JobExecutionLifecycle(store.deployments).finish(
+                finished, ExecutionStatus.FAILED, "ended by the setup"
+            )
             yield World(app, tokens, known)
             with asgi.get_client(app) as client:
                 admin = {"Authorization": f"Bearer {tokens['admin']}"}

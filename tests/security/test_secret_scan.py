@@ -38,7 +38,7 @@ def test_the_scan_finds_each_encoding(prefix: bytes) -> None:
 def test_the_secrets_are_stored_sealed(world: World) -> None:
     """The scanned database holds every secret, encrypted: the scan below is not vacuous."""
     assert (world.home / "nbplane.db").is_file()
-    box = SecretBox(world.app.state.control.settings)
+    box = SecretBox(world.app.state.deployments.settings)
     sealed = world.store.get_secrets_blob(f"{TEAM_A}/{world.shared.job}")
     assert sealed is not None and box.open(sealed)["api_key"] == world.secrets.job
     connection = world.store.sessions.connection(world.shared.connection)
@@ -56,7 +56,7 @@ def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
         if route.startswith("GET ") and rule is not None:
             for role in ("alice", ADMIN):
                 send(world, role, route, rule, world.shared)
-    box = SecretBox(world.app.state.control.settings)
+    box = SecretBox(world.app.state.deployments.settings)
     session = box.open(world.store.sessions.get(world.shared.session).secrets)
     secrets = {
         **world.secrets.named(),

@@ -2,38 +2,43 @@
 
 They speak to the server that ``nbplane login`` saved (or ``NBPLANE_URL``/``NBPLANE_TOKEN``)
 through ``nbplane.client``; the local commands (``job run``, ``job runs``...) stay as they are.
+Thin on purpose: work of several requests (deploy a directory, follow an execution, download a
+version) is :mod:`nbplane.client.deploy`'s, shared with the JupyterLab extension, and how the
+results look on a terminal is :mod:`nbplane.cli._deployments_view`'s.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from nbplane.cli import _deployments_view as view
 from nbplane.cli._common import DocumentedArgument, DocumentedCommand
 from nbplane.cli.jobs import job_directory, output_format, print_json
-from nbplane.client.deploy import checked_name, current_version, deploy_directory, only_team
-from nbplane.errors import ConfigError, Conflict, NotFound
+from nbplane.client.deploy import (
+    checked_name,
+    deploy_directory,
+    download_directory,
+    follow_execution,
+    latest_execution,
+    only_team,
+    steps_done,
+)
+from nbplane.errors import ConfigError, Conflict
 from nbplane.jobs.definition import parse_arguments
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
-
     from nbplane.client import NbplaneClient
-    from nbplane.deployments.models import DescribeDeployment, DescribeJobExecution
+    from nbplane.deployments.models import DescribeJobExecution
 
-POLL_SECONDS = 1.0
-"""How often ``job execute --wait`` asks for the execution's status while its log streams."""
 EXIT_CODES = {"completed": 0, "cancelled": 130}
 """Exit code of ``job execute --wait`` by final status (as ``job run``); anything else is 1."""
 
@@ -59,32 +64,6 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
 
     with NbplaneClient.from_credentials() as client:
         yield client, checked_name(team, "team", "team") if team else only_team(client)
-
-
-def _when(moment: datetime | None, zone: str = " UTC") -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S}{zone}" if moment is not None else ""
-
-
-def _next_run(deployment: DescribeDeployment) -> str:
-    """In the schedule's own time zone too, as that is how its cron expression reads."""
-    from zoneinfo import ZoneInfo
-
-    moment = deployment.next_run_at
-    if moment is None or deployment.timezone == "UTC":
-        return _when(moment)
-    local = moment.astimezone(ZoneInfo(deployment.timezone))
-    return f"{_when(local, ' ' + deployment.timezone)} ({_when(moment)})"
-
-
-def _took(execution: DescribeJobExecution) -> str:
-    if execution.started_at is None or execution.finished_at is None:
-        return ""
-    return f"{(execution.finished_at - execution.started_at).total_seconds():.1f}s"
-
-
-def _status(execution: DescribeJobExecution) -> str:
-    style = {"completed": "green", "queued": "dim", "running": "cyan"}.get(execution.status, "red")
-    return f"[{style}]{execution.status}[/]"
 
 
 @click.command(
@@ -147,35 +126,9 @@ def deploy(
     }
     if arguments is not None:
         given["arguments"] = parse_arguments(arguments)
-    console = Console()
     with NbplaneClient.from_credentials() as client:
         deployed = deploy_directory(client, directory, team=team, name=name, changes=given)
-    team, name = deployed.team, deployed.name
-    version, deployment = deployed.version, deployed.deployment
-    if deployed.created:
-        console.print(f"created job {escape(team)}/{escape(name)}", highlight=False)
-    console.print(
-        f"deployed {escape(team)}/{escape(name)} version [bold]{version.id[:12]}[/] "
-        f"({len(version.steps)} steps, {version.size} bytes)",
-        highlight=False,
-    )
-    if deployment.schedule is None:
-        console.print(
-            f"no schedule; run it with [bold]nbplane job execute {escape(name)} "
-            f"--team {escape(team)}[/]",
-            highlight=False,
-        )
-    elif not deployment.enabled:
-        console.print(
-            f"schedule {escape(deployment.schedule)} ({escape(deployment.timezone)}) is disabled",
-            highlight=False,
-        )
-    else:
-        console.print(
-            f"schedule {escape(deployment.schedule)} ({escape(deployment.timezone)}); "
-            f"next run {_next_run(deployment)}",
-            highlight=False,
-        )
+    view.print_deployed(Console(), deployed)
 
 
 @click.command(
@@ -203,7 +156,7 @@ def execute(name: str, team: str | None, arguments: str | None, wait: bool) -> N
         execution = client.execute(team, name, request)
         console.print(
             f"execution [bold]{execution.id}[/] of {escape(team)}/{escape(name)} "
-            f"version {execution.version[:12]}: {_status(execution)}",
+            f"version {execution.version[:12]}: {view.status(execution)}",
             highlight=False,
         )
         if not wait:
@@ -229,76 +182,26 @@ def _watch(
     client: NbplaneClient, console: Console, execution: DescribeJobExecution
 ) -> DescribeJobExecution:
     """Stream the log until the execution is final, under a live status line on a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    bar = view.progress_bar(console) if console.is_terminal else None
+    with bar or nullcontext():
+        report = None
+        if bar is not None:
+            task = bar.add_task(f"{execution.id} {execution.status}", total=None)
 
-    team, name, key = execution.team, execution.job, execution.id
-    progress = (
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        if console.is_terminal
-        else None
-    )
-    done = threading.Event()
-    with progress or nullcontext():
-        if progress is not None:
-            task = progress.add_task(f"{execution.id} {execution.status}", total=None)
-            threading.Thread(
-                target=_poll, args=(client, execution, progress, task, done), daemon=True
-            ).start()
-        try:
-            for chunk in client.follow_logs(team, name, key):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-        finally:
-            done.set()
-    final = client.get_execution(team, name, key)
-    reason = f": {escape(final.reason)}" if final.reason and final.reason != final.status else ""
-    console.print(
-        f"execution {final.id} {_status(final)}{reason} {_took(final)}".rstrip(),
-        highlight=False,
-    )
+            def report(current: DescribeJobExecution, steps: int | None) -> None:
+                description = f"{current.id} {current.status}"
+                bar.update(
+                    task, total=steps, completed=steps_done(current), description=description
+                )
+
+        final = follow_execution(client, execution, _print_now, report)
+    view.print_ended(console, final)
     return final
 
 
-def _poll(
-    client: NbplaneClient,
-    execution: DescribeJobExecution,
-    progress: Progress,
-    task: TaskID,
-    done: threading.Event,
-) -> None:
-    """Keep the status line current: status and steps done, asked for every POLL_SECONDS."""
-    from nbplane.jobs.models import StepStatus
-
-    team, name = execution.team, execution.job
-    try:
-        versions = client.list_versions(team, name)
-        steps = next(len(v.steps) for v in versions if v.id == execution.version)
-        progress.update(task, total=steps)
-    except Exception:  # only a progress bar: without the count it pulses
-        pass
-    while not done.wait(POLL_SECONDS):
-        try:
-            current = client.get_execution(team, name, execution.id)
-        except Exception:  # only a status line: the log stream reports real failures
-            continue
-        finished = sum(step.status != StepStatus.NOT_RUN for step in current.steps)
-        progress.update(task, completed=finished, description=f"{current.id} {current.status}")
+def _print_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @click.command("list", cls=DocumentedCommand, help="List a team's jobs on the server.")
@@ -310,23 +213,7 @@ def list_jobs(team: str | None, output: str) -> None:
     if output == "json":
         print_json([described.model_dump(mode="json") for described in jobs])
         return
-    table = Table(title=f"jobs of team {team}, times in UTC", title_justify="left")
-    for column in ("job", "version", "schedule", "next run", "last execution"):
-        table.add_column(column)
-    for described in jobs:
-        deployment = described.deployment
-        schedule = ""
-        if deployment is not None and deployment.schedule:
-            schedule = deployment.schedule + ("" if deployment.enabled else " (disabled)")
-        last = described.last_executions[0] if described.last_executions else None
-        table.add_row(
-            described.name,
-            deployment.version[:12] if deployment else "not deployed",
-            schedule,
-            _when(deployment.next_run_at, "") if deployment else "",
-            f"{_status(last)} {_when(last.created_at, '')}" if last else "",
-        )
-    Console().print(table)
+    Console().print(view.jobs_table(team, jobs))
 
 
 @click.command(
@@ -342,63 +229,7 @@ def show(name: str, team: str | None, output: str) -> None:
     if output == "json":
         print_json(described.model_dump(mode="json"))
         return
-    console = Console()
-    by = f" by {escape(described.created_by)}" if described.created_by else ""
-    console.print(
-        f"[bold]{escape(described.team)}/{escape(described.name)}[/]"
-        + (f" · {escape(described.description)}" if described.description else "")
-        + f" · created {_when(described.created_at)}{by}",
-        highlight=False,
-    )
-    deployment = described.deployment
-    if deployment is None:
-        console.print("not deployed; deploy it with `nbplane job deploy DIR`", highlight=False)
-    else:
-        schedule = (
-            f"{deployment.schedule} ({deployment.timezone})"
-            + ("" if deployment.enabled else ", disabled")
-            if deployment.schedule
-            else "none"
-        )
-        rows = {
-            "version": deployment.version,
-            "deployed": _when(deployment.deployed_at)
-            + (f" by {deployment.deployed_by}" if deployment.deployed_by else ""),
-            "reason": deployment.reason or "",
-            "schedule": schedule,
-            "next run": _next_run(deployment) or "-",
-            "arguments": json.dumps(deployment.arguments),
-            "executor": deployment.executor,
-            "timeout": f"{deployment.timeout:g}s",
-        }
-        table = Table(title="deployment", title_justify="left", show_header=False)
-        table.add_column(style="bold")
-        table.add_column()
-        for key, value in rows.items():
-            if value:
-                table.add_row(key, escape(value))
-        console.print(table)
-    console.print(_executions_table(described.last_executions, "last executions"))
-
-
-def _executions_table(executions: list[DescribeJobExecution], title: str) -> Table:
-    reasons = any(execution.reason for execution in executions)
-    table = Table(title=f"{title}, times in UTC", title_justify="left")
-    table.add_column("execution", no_wrap=True, min_width=36)  # whole: commands take it
-    table.add_column("status", min_width=9)
-    table.add_column("created", min_width=10)  # the date, at least, on a narrow terminal
-    table.add_column("started by")
-    if reasons:
-        table.add_column("reason")
-    for execution in executions:
-        cells = [
-            execution.id,
-            f"{_status(execution)} {_took(execution)}".rstrip(),
-            _when(execution.created_at, ""),
-            execution.started_by,
-        ]
-        table.add_row(*cells, *([escape(execution.reason or "")] if reasons else []))
-    return table
+    view.print_job(Console(), described)
 
 
 @click.command(cls=DocumentedCommand, help="List a job's executions on the server, newest first.")
@@ -428,7 +259,7 @@ def executions(
         print_json(page.model_dump(mode="json"))
         return
     shown = f"{offset + 1}-{offset + len(page.items)} of {page.total}" if page.items else "none"
-    Console().print(_executions_table(page.items, f"executions of {team}/{name} ({shown})"))
+    Console().print(view.executions_table(page.items, f"executions of {team}/{name} ({shown})"))
 
 
 @click.command(
@@ -450,17 +281,13 @@ def executions(
 def logs(name: str, execution_id: str | None, team: str | None, follow: bool) -> None:
     with _remote(team) as (client, team):
         if execution_id is None:
-            latest = client.list_executions(team, name, limit=1).items
-            if not latest:
-                raise NotFound(f"job {team}/{name} has no executions yet", field="execution")
-            execution_id = latest[0].id
+            execution_id = latest_execution(client, team, name)
         if not follow:
             text, _ = client.read_logs(team, name, execution_id)
             sys.stdout.write(text)
             return
         for chunk in client.follow_logs(team, name, execution_id):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+            _print_now(chunk)
 
 
 @click.command(cls=DocumentedCommand, help="Cancel a queued or running execution of a job.")
@@ -471,7 +298,7 @@ def cancel(name: str, execution_id: str, team: str | None) -> None:
     with _remote(team) as (client, team):
         execution = client.cancel_execution(team, name, execution_id)
     state = "cancel requested" if not execution.status.final else "now"
-    Console().print(f"execution {execution.id} {state}: {_status(execution)}", highlight=False)
+    Console().print(f"execution {execution.id} {state}: {view.status(execution)}", highlight=False)
 
 
 def _pairs(items: tuple[str, ...], option: str) -> list[tuple[str, str | None]]:
@@ -526,12 +353,7 @@ def properties(
     if output == "json":
         print_json(current)
         return
-    table = Table(title=f"properties of {team}/{name}", title_justify="left")
-    table.add_column("key")
-    table.add_column("value (JSON)")
-    for key, value in sorted(current.items()):
-        table.add_row(escape(key), escape(json.dumps(value)))
-    Console().print(table)
+    Console().print(view.properties_table(team, name, current))
 
 
 @click.command(
@@ -587,24 +409,11 @@ def secrets(
     help="Version id or a unique prefix (default: the deployed version, else the newest upload).",
 )
 def download(name: str, team: str | None, target: Path | None, version: str | None) -> None:
-    import io
-    import zipfile
-
     target = target if target is not None else Path(name)
-    if target.exists() and any(target.iterdir()):
-        raise ConfigError(f"{target} is not empty; pick another with -o DIR", field="output")
     with _remote(team) as (client, team):
-        if version is None:
-            version = current_version(client, team, name)
-        archive = client.download_version(team, name, version)
-    try:
-        with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
-            members = [info for info in unpacked.infolist() if not info.is_dir()]
-            unpacked.extractall(target)  # strips absolute paths and '..' parts
-    except zipfile.BadZipFile as exc:
-        raise ConfigError(f"the server sent no zip archive for version {version}: {exc}") from None
+        version, files = download_directory(client, team, name, version, target)
     Console().print(
-        f"unpacked {len(members)} files of {escape(team)}/{escape(name)} version "
+        f"unpacked {files} files of {escape(team)}/{escape(name)} version "
         f"{escape(version[:12])} into {escape(str(target))}",
         highlight=False,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     AppendLog,
     DescribeExecutionContext,
@@ -60,26 +61,27 @@ class ExecutionIdentity:
 class ExecutionContextService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
-        self.control = store.control
+        self.deployments = store.deployments
+        self.lifecycle = JobExecutionLifecycle(self.deployments)
         self.state = StoreJobState(store, settings)
 
     def identify(self, token: str) -> ExecutionIdentity:
-        row = (
-            self.control.execution_by_token(token_hash(token))
+        execution = (
+            self.deployments.execution_by_token(token_hash(token))
             if token.startswith(EXECUTION_TOKEN_PREFIX)
             else None
         )
-        if row is None:
+        if execution is None:
             raise Unauthorized(
                 "this endpoint needs the credential of a running job execution", field="token"
             )
         return ExecutionIdentity(
-            id=row["id"],
-            job_id=row["job_id"],
-            team=row["team"],
-            job=row["name"],
-            version=row["version"],
-            arguments=dict(row["arguments"] or {}),
+            id=execution.id,
+            job_id=execution.job_id,
+            team=execution.team,
+            job=execution.job,
+            version=execution.version,
+            arguments=execution.arguments,
         )
 
     def describe(self, identity: ExecutionIdentity) -> DescribeExecutionContext:
@@ -94,7 +96,7 @@ class ExecutionContextService:
         )
 
     def archive(self, identity: ExecutionIdentity) -> bytes:
-        return self.control.archive(identity.job_id, identity.version)
+        return self.deployments.archive(identity.job_id, identity.version)
 
     def properties(self, identity: ExecutionIdentity) -> dict[str, Any]:
         return self.state.get_properties(identity.key)
@@ -112,7 +114,7 @@ class ExecutionContextService:
         return self.state.connections(identity.team)
 
     def append_log(self, identity: ExecutionIdentity, body: AppendLog) -> None:
-        self.control.append_log(identity.id, body.text)
+        self.deployments.append_log(identity.id, body.text)
 
     def create_run(self, identity: ExecutionIdentity, body: CreateRun) -> DescribeRun:
         """The execution's run record, named after the deployed job whatever the archive says."""
@@ -120,7 +122,7 @@ class ExecutionContextService:
             body.model_copy(update={"job_name": identity.job, "job_team": identity.team}),
             identity.id,
         )
-        self.control.set_run(identity.id, run.id)
+        self.deployments.set_run(identity.id, run.id)
         return run
 
     def add_step(self, identity: ExecutionIdentity, run_id: int, step: DescribeRunStep) -> None:
@@ -134,7 +136,7 @@ class ExecutionContextService:
         return self.store.finish_run(run_id, body.status, body.error, body.notebooks)
 
     def finish(self, identity: ExecutionIdentity, body: FinishJobExecution) -> None:
-        self.control.finish_execution(identity.id, body.status, body.reason)
+        self.lifecycle.finish(identity.id, body.status, body.reason)
 
     def _own_run(self, identity: ExecutionIdentity, run_id: int) -> None:
         if self.store.run_execution_id(run_id) != identity.id:

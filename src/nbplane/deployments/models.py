@@ -1,8 +1,9 @@
-"""What the control plane API says about jobs, versions, deployments and job executions."""
+"""What the deployments API says about jobs, versions, deployments and job executions."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -161,6 +162,26 @@ class DescribeJobExecution(BaseModel):
     finished_at: UtcDatetime | None = None
     cancel_requested: bool = False
     steps: list[DescribeRunStep] = Field(default_factory=list)
+
+
+class JobExecutionRecord(DescribeJobExecution):
+    """A job execution as the server keeps it: what the API shows, and what the monitor and
+    the executors need besides. Only the server reads it; no route answers with it."""
+
+    job_id: int
+    resources: dict[str, str]
+    timeout: float
+    executor_state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DueDeployment:
+    """A scheduled deployment whose next run is due, with the job it runs."""
+
+    job_id: int
+    team: str
+    job: str
+    deployment: DescribeDeployment
 
 
 class DescribeJob(BaseModel):

@@ -1,4 +1,4 @@
-"""The control plane's two loops, run by every server replica against the shared database.
+"""The deployments' two loops, run by every server replica against the shared database.
 
 The scheduler starts a deployment's run when it is due. Replicas race for it with a
 compare-and-set on ``deployments.next_run_at`` (only the one that moves it on starts the run),
@@ -27,9 +27,9 @@ from nbplane._time import now
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
-from nbplane.deployments.models import DescribeDeployment
+from nbplane.deployments.models import DueDeployment, JobExecutionRecord
 from nbplane.deployments.schedule import next_fire
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
 from nbplane.store.auth import token_hash
 
@@ -48,10 +48,11 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-class ControlPlane:
-    def __init__(self, service: ControlService) -> None:
+class DeploymentReconciler:
+    def __init__(self, service: DeploymentService) -> None:
         self.service = service
-        self.control = service.control
+        self.deployments = service.deployments
+        self.lifecycle = service.lifecycle
         self.settings = service.settings
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._executors: dict[str, JobExecutor] = {}
@@ -91,7 +92,7 @@ class ControlPlane:
             try:
                 sleep = await step()
             except Exception:  # a loop that dies would stop every schedule: log and go on
-                log.exception("control plane loop failed; retrying")
+                log.exception("deployments loop failed; retrying")
                 sleep = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), interval if interval is not None else sleep)
@@ -100,146 +101,160 @@ class ControlPlane:
     async def schedule_due(self) -> float:
         """Start what is due; returns how long to sleep until the next due time."""
         current = now()
-        for row in await asyncio.to_thread(self.control.due, current):
-            await asyncio.to_thread(self._start_due, row, current)
-        following = await asyncio.to_thread(self.control.next_due)
+        for due in await asyncio.to_thread(self.deployments.due, current):
+            await asyncio.to_thread(self._start_due, due, current)
+        following = await asyncio.to_thread(self.deployments.next_due)
         if following is None:
             return SCHEDULER_MAX_SLEEP
         return max(0.0, min((as_utc(following) - now()).total_seconds(), SCHEDULER_MAX_SLEEP))
 
-    def _start_due(self, row: dict[str, Any], current: datetime) -> None:
-        due = as_utc(row["next_run_at"])
+    def _start_due(self, due: DueDeployment, current: datetime) -> None:
+        deployment = due.deployment
+        assert deployment.schedule is not None and deployment.next_run_at is not None
+        due_at = deployment.next_run_at
         try:
-            following = next_fire(row["schedule"], row["timezone"], max(current, due))
+            following = next_fire(deployment.schedule, deployment.timezone, max(current, due_at))
         except InvalidInput as exc:  # stored before a rule that refuses it (e.g. every second)
             log.warning(
                 "%s/%s: schedule %r is off until the job is deployed again: %s",
-                row["team"],
-                row["name"],
-                row["schedule"],
+                due.team,
+                due.job,
+                deployment.schedule,
                 exc.message,
             )
-            self.control.advance_schedule(row["job_id"], row["next_run_at"], None)
+            self.deployments.advance_schedule(due.job_id, due_at, None)
             return
-        if not self.control.advance_schedule(row["job_id"], row["next_run_at"], following):
+        if not self.deployments.advance_schedule(due.job_id, due_at, following):
             return  # another replica took this due time
-        late = (current - due).total_seconds()
+        late = (current - due_at).total_seconds()
         if late > self.settings.schedule_missed_grace_seconds:
             log.warning(
                 "%s/%s: skipped the run due at %s, %.0f s ago (no server was running); next at %s",
-                row["team"],
-                row["name"],
-                due.isoformat(),
+                due.team,
+                due.job,
+                due_at.isoformat(),
                 late,
                 following.isoformat(),
             )
             return
-        deployment = DescribeDeployment.model_validate(row)
         self.service.start_execution(
-            row["job_id"], deployment, "schedule", deployment.arguments, scheduled_for=due
+            due.job_id, deployment, "schedule", deployment.arguments, scheduled_for=due_at
         )
 
     # the monitor
     async def watch(self) -> float:
-        for row in await asyncio.to_thread(self.control.active_executions):
-            if row["id"] in self._stopping:
+        for execution in await asyncio.to_thread(self.deployments.active_executions):
+            if execution.id in self._stopping:
                 continue
             try:
-                if row["status"] == ExecutionStatus.QUEUED:
-                    await self._launch(row)
+                if execution.status == ExecutionStatus.QUEUED:
+                    await self._launch(execution)
                 else:
-                    await self._check(row)
+                    await self._check(execution)
             except Exception as exc:  # one execution's trouble must not stall the others
-                log.exception("watching execution %s failed", row["id"])
-                await self._finish(row, ExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
+                log.exception("watching execution %s failed", execution.id)
+                await self._finish(execution, ExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
         return MONITOR_SECONDS
 
-    async def _launch(self, row: dict[str, Any]) -> None:
-        if row["cancel_requested"]:
-            await self._finish(row, ExecutionStatus.CANCELLED, "cancelled before it started")
+    async def _launch(self, execution: JobExecutionRecord) -> None:
+        if execution.cancel_requested:
+            await self._finish(execution, ExecutionStatus.CANCELLED, "cancelled before it started")
             return
         claimed = await asyncio.to_thread(
-            self.control.mark_started, row["id"], {"replica": self.replica}
+            self.lifecycle.start, execution.id, {"replica": self.replica}
         )
         if not claimed:
             return  # another replica started it
-        executor = self.executor(row["executor"])
+        executor = self.executor(execution.executor)
         if not self.service.server_url:
             await self._finish(
-                row, ExecutionStatus.FAILED, "could not start: NBPLANE_JOB_SERVER_URL is not set"
+                execution,
+                ExecutionStatus.FAILED,
+                "could not start: NBPLANE_JOB_SERVER_URL is not set",
             )
             return
         token = new_execution_token()
-        await asyncio.to_thread(self.control.set_token, row["id"], token_hash(token))
+        await asyncio.to_thread(self.deployments.set_token, execution.id, token_hash(token))
         try:
-            state = await executor.start(executor.ticket(row, self.service.server_url, token))
+            state = await executor.start(executor.ticket(execution, self.service.server_url, token))
         except NbplaneError as exc:
-            await self._finish(row, ExecutionStatus.FAILED, f"could not start: {exc.message}")
+            await self._finish(execution, ExecutionStatus.FAILED, f"could not start: {exc.message}")
             return
         except Exception as exc:
-            await self._finish(row, ExecutionStatus.FAILED, f"could not start: {exc!r}")
+            await self._finish(execution, ExecutionStatus.FAILED, f"could not start: {exc!r}")
             return
         await asyncio.to_thread(
-            self.control.set_executor_state, row["id"], {**state, "replica": self.replica}
+            self.deployments.set_executor_state, execution.id, {**state, "replica": self.replica}
         )
 
-    async def _check(self, row: dict[str, Any]) -> None:
-        state = row["executor_state"] or {}
-        started = as_utc(row["started_at"]) if row["started_at"] else now()
+    async def _check(self, execution: JobExecutionRecord) -> None:
+        state = execution.executor_state or {}
+        started = execution.started_at or now()
         if "replica" in state and len(state) == 1:  # still starting
             if now() - started > timedelta(seconds=ORPHAN_SECONDS):
                 await self._finish(
-                    row, ExecutionStatus.FAILED, "lost: the server starting it stopped"
+                    execution, ExecutionStatus.FAILED, "lost: the server starting it stopped"
                 )
             return
-        executor = self.executor(row["executor"])
-        if row["cancel_requested"]:
-            await self._stop(row, executor, ExecutionStatus.CANCELLED, "cancelled")
-        elif now() - started > timedelta(seconds=row["timeout"]):
+        executor = self.executor(execution.executor)
+        if execution.cancel_requested:
+            await self._stop(execution, executor, ExecutionStatus.CANCELLED, "cancelled")
+        elif now() - started > timedelta(seconds=execution.timeout):
             await self._stop(
-                row, executor, ExecutionStatus.TIMED_OUT, f"timed out after {row['timeout']:g} s"
+                execution,
+                executor,
+                ExecutionStatus.TIMED_OUT,
+                f"timed out after {execution.timeout:g} s",
             )
         else:
             status = await executor.poll(state)
             if status.running:
                 return
             await asyncio.sleep(0.5)  # the process may be recording its own result right now
-            fresh = await asyncio.to_thread(self.control.execution_row, row["id"])
-            if ExecutionStatus(fresh["status"]).final:
+            fresh = await asyncio.to_thread(self.deployments.execution_record, execution.id)
+            if fresh.status.final:
                 return
             code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
             words = ", ".join(part for part in (status.reason, code) if part)
-            await self._save_executor_logs(row, executor, state)
+            await self._save_executor_logs(execution, executor, state)
             await self._finish(
-                row,
+                execution,
                 ExecutionStatus.FAILED,
                 f"the job's process ended ({words or 'gone'}) before it recorded a result",
             )
 
     async def _stop(
-        self, row: dict[str, Any], executor: JobExecutor, status: ExecutionStatus, reason: str
+        self,
+        execution: JobExecutionRecord,
+        executor: JobExecutor,
+        status: ExecutionStatus,
+        reason: str,
     ) -> None:
-        self._stopping.add(row["id"])
+        self._stopping.add(execution.id)
         try:
-            await executor.stop(row["executor_state"] or {})
-            await self._finish(row, status, reason)
+            await executor.stop(execution.executor_state or {})
+            await self._finish(execution, status, reason)
         finally:
-            self._stopping.discard(row["id"])
+            self._stopping.discard(execution.id)
 
     async def _save_executor_logs(
-        self, row: dict[str, Any], executor: JobExecutor, state: dict[str, Any]
+        self, execution: JobExecutionRecord, executor: JobExecutor, state: dict[str, Any]
     ) -> None:
         """When the job said nothing into our log, keep what its executor saw instead."""
-        ours, _ = await asyncio.to_thread(self.control.read_log, row["id"], 0)
+        ours, _ = await asyncio.to_thread(self.deployments.read_log, execution.id, 0)
         if ours:
             return
         theirs = await executor.logs(state)
         if theirs:
             await asyncio.to_thread(
-                self.control.append_log, row["id"], theirs[-LOG_TAIL_CHARACTERS:]
+                self.deployments.append_log, execution.id, theirs[-LOG_TAIL_CHARACTERS:]
             )
 
-    async def _finish(self, row: dict[str, Any], status: ExecutionStatus, reason: str) -> None:
-        finished = await asyncio.to_thread(self.control.finish_execution, row["id"], status, reason)
+    async def _finish(
+        self, execution: JobExecutionRecord, status: ExecutionStatus, reason: str
+    ) -> None:
+        finished = await asyncio.to_thread(self.lifecycle.finish, execution.id, status, reason)
         if finished:
-            await asyncio.to_thread(self.control.append_log, row["id"], f"\n{status}: {reason}\n")
+            await asyncio.to_thread(
+                self.deployments.append_log, execution.id, f"\n{status}: {reason}\n"
+            )

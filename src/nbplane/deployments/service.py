@@ -1,15 +1,15 @@
-"""The control plane's operations behind the API, with access checked on every one: a caller
+"""The deployments' operations behind the API, with access checked on every one: a caller
 sees only their teams' jobs, and another team's job is "not found", never "forbidden"."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
 from nbplane._time import now
 from nbplane.auth.models import DescribeCaller
+from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     CreateJob,
     DeployJob,
@@ -32,14 +32,15 @@ from nbplane.settings import Settings
 from nbplane.store import Store
 
 
-class ControlService:
+class DeploymentService:
     def __init__(
         self, store: Store, settings: Settings, executor: str, server_url: str | None = None
     ) -> None:
         self.store, self.settings, self.executor = store, settings, executor
         self.server_url = settings.job_server_url or settings.session_public_url or server_url
         """Where deployed jobs reach this server (their only channel to nbplane)."""
-        self.control = store.control
+        self.deployments = store.deployments
+        self.lifecycle = JobExecutionLifecycle(self.deployments)
         self.state = StoreJobState(store, settings)
         self.on_change: list[Any] = []
         """Callbacks run after a deployment or execution changes (wake the scheduler, monitor)."""
@@ -51,7 +52,7 @@ class ControlService:
     def _job_id(self, caller: DescribeCaller, team: str, job: str) -> int:
         if not caller.can_use(team):
             raise NotFound(f"no job {job!r} in team {team}", field="job", team=team, job=job)
-        return self.control.job_id(team, job)
+        return self.deployments.job_id(team, job)
 
     def _team(self, caller: DescribeCaller, team: str) -> str:
         try:
@@ -64,42 +65,50 @@ class ControlService:
 
     # jobs
     def create_job(self, caller: DescribeCaller, team: str, body: CreateJob) -> DescribeJob:
-        return self.control.create_job(
+        return self.deployments.create_job(
             self._team(caller, team), body.name, body.description, caller.user
         )
 
     def list_jobs(self, caller: DescribeCaller, team: str) -> list[DescribeJob]:
-        return self.control.list_jobs(self._team(caller, team))
+        return self.deployments.list_jobs(self._team(caller, team))
 
     def job(self, caller: DescribeCaller, team: str, job: str) -> DescribeJob:
         self._job_id(caller, team, job)
-        return self.control.job(team, job)
+        return self.deployments.job(team, job)
 
     def delete_job(self, caller: DescribeCaller, team: str, job: str, force: bool) -> None:
         """Delete a job; running executions are cancelled first (with ``force``) and end with a
         final status before the job and its records go."""
         job_id = self._job_id(caller, team, job)
-        active = [row for row in self.control.active_executions() if row["job_id"] == job_id]
+        active = self._active(job_id)
         if active and not force:
             raise Conflict(
                 f"job {job!r} has {len(active)} execution(s) queued or running; cancel them, "
                 "or delete with force to cancel them first",
                 field="force",
             )
-        self.control.delete_deployment(job_id)
-        for row in active:
-            self.control.request_cancel(row["id"])
+        self.deployments.delete_deployment(job_id)
+        for execution_id in active:
+            self.lifecycle.request_cancel(execution_id)
         self._changed()
         deadline = time.monotonic() + 30
         while active and time.monotonic() < deadline:
             time.sleep(0.1)
-            active = [row for row in self.control.active_executions() if row["job_id"] == job_id]
+            active = self._active(job_id)
         if active:
             raise Conflict(
                 f"job {job!r}: {len(active)} execution(s) did not stop within 30 s; try again",
                 field="force",
             )
-        self.control.delete_job(job_id)
+        self.deployments.delete_job(job_id)
+
+    def _active(self, job_id: int) -> list[str]:
+        """The ids of the job's queued and running executions."""
+        return [
+            execution.id
+            for execution in self.deployments.active_executions()
+            if execution.job_id == job_id
+        ]
 
     # versions
     def upload(
@@ -111,66 +120,64 @@ class ControlService:
                 "the upload is empty; send the zip of `nbplane job export`", field="body"
             )
         steps = inspect(archive)
-        return self.control.add_version(job_id, version_id(archive), archive, steps, caller.user)
+        return self.deployments.add_version(
+            job_id, version_id(archive), archive, steps, caller.user
+        )
 
     def versions(self, caller: DescribeCaller, team: str, job: str) -> list[DescribeVersion]:
-        return self.control.versions(self._job_id(caller, team, job))
+        return self.deployments.versions(self._job_id(caller, team, job))
 
     def archive(self, caller: DescribeCaller, team: str, job: str, version: str) -> bytes:
         job_id = self._job_id(caller, team, job)
-        return self.control.archive(job_id, self.control.version(job_id, version).id)
+        return self.deployments.archive(job_id, self.deployments.version(job_id, version).id)
 
     # deployments
     def deploy(
         self, caller: DescribeCaller, team: str, job: str, body: DeployJob
     ) -> DescribeDeployment:
         job_id = self._job_id(caller, team, job)
-        return self._save(job_id, body.model_dump(), caller)
+        return self._save(job_id, body, caller)
 
     def update_deployment(
         self, caller: DescribeCaller, team: str, job: str, body: UpdateDeployment
     ) -> DescribeDeployment:
         job_id = self._job_id(caller, team, job)
-        current = self.control.deployment(job_id)
+        current = self.deployments.deployment(job_id)
         if current is None:
             raise NotFound(f"job {job!r} is not deployed", field="deployment")
-        changes = body.model_dump(exclude_unset=True)
-        values = {**current.model_dump(), **changes}
-        if "version" not in changes:
-            values["version"] = current.version
-        return self._save(job_id, values, caller)
+        kept = current.model_dump(include=set(DeployJob.model_fields))
+        wanted = DeployJob.model_validate({**kept, **body.model_dump(exclude_unset=True)})
+        return self._save(job_id, wanted, caller)
 
-    def _save(
-        self, job_id: int, values: dict[str, Any], caller: DescribeCaller
-    ) -> DescribeDeployment:
-        version = self.control.version(job_id, values.get("version")).id
-        zone(values["timezone"])
-        schedule = values.get("schedule") or None
+    def _save(self, job_id: int, wanted: DeployJob, caller: DescribeCaller) -> DescribeDeployment:
+        version = self.deployments.version(job_id, wanted.version).id
+        zone(wanted.timezone)
+        schedule = wanted.schedule or None
         next_run_at = None
-        if schedule:
-            next_run_at = next_fire(schedule, values["timezone"], now())
-        saved = self.control.save_deployment(
+        if schedule:  # checked even when disabled: a bad expression is refused now
+            next_run_at = next_fire(schedule, wanted.timezone, now())
+        saved = self.deployments.save_deployment(
             job_id,
-            {
-                "version": version,
-                "schedule": schedule,
-                "timezone": values["timezone"],
-                "enabled": values["enabled"],
-                "arguments": values["arguments"],
-                "resources": values["resources"],
-                "timeout": values["timeout"],
-                "reason": values.get("reason"),
-                "executor": self.executor,
-                "next_run_at": next_run_at if values["enabled"] else None,
-                "deployed_at": now(),
-                "deployed_by": caller.user,
-            },
+            DescribeDeployment(
+                version=version,
+                schedule=schedule,
+                timezone=wanted.timezone,
+                enabled=wanted.enabled,
+                arguments=wanted.arguments,
+                resources=wanted.resources,
+                timeout=wanted.timeout,
+                reason=wanted.reason,
+                executor=self.executor,
+                next_run_at=next_run_at if wanted.enabled else None,
+                deployed_at=now(),
+                deployed_by=caller.user,
+            ),
         )
         self._changed()
         return saved
 
     def undeploy(self, caller: DescribeCaller, team: str, job: str) -> None:
-        if not self.control.delete_deployment(self._job_id(caller, team, job)):
+        if not self.deployments.delete_deployment(self._job_id(caller, team, job)):
             raise NotFound(f"job {job!r} is not deployed", field="deployment")
         self._changed()
 
@@ -179,7 +186,7 @@ class ControlService:
         self, caller: DescribeCaller, team: str, job: str, body: ExecuteJob
     ) -> DescribeJobExecution:
         job_id = self._job_id(caller, team, job)
-        deployment = self.control.deployment(job_id)
+        deployment = self.deployments.deployment(job_id)
         if deployment is None:
             raise Conflict(
                 f"job {job!r} is not deployed; deploy it first (`nbplane job deploy DIR`)",
@@ -188,7 +195,7 @@ class ControlService:
         arguments = deployment.arguments if body.arguments is None else body.arguments
         execution_id = self.start_execution(job_id, deployment, f"user:{caller.user}", arguments)
         assert execution_id is not None
-        return self.control.execution(job_id, execution_id)
+        return self.deployments.execution(job_id, execution_id)
 
     def start_execution(
         self,
@@ -199,37 +206,25 @@ class ControlService:
         scheduled_for: datetime | None = None,
     ) -> str | None:
         """Queue an execution of the deployed version; None if that schedule slot ran already."""
-        created = self.control.create_execution(
-            job_id,
-            {
-                "id": str(uuid.uuid4()),
-                "version": deployment.version,
-                "started_by": started_by,
-                "scheduled_for": scheduled_for,
-                "arguments": arguments,
-                "resources": deployment.resources,
-                "timeout": deployment.timeout,
-                "executor": deployment.executor,
-            },
-        )
+        created = self.lifecycle.queue(job_id, deployment, started_by, arguments, scheduled_for)
         self._changed()
         return created
 
     def executions(
         self, caller: DescribeCaller, team: str, job: str, query: ListJobExecutionsQuery
     ) -> JobExecutionPage:
-        return self.control.page_executions(self._job_id(caller, team, job), query)
+        return self.deployments.page_executions(self._job_id(caller, team, job), query)
 
     def recent_executions(
         self, caller: DescribeCaller, query: ListJobExecutionsQuery
     ) -> JobExecutionPage:
         """Executions of the jobs of all the caller's teams (an admin's: of every team)."""
-        return self.control.page_team_executions(None if caller.admin else caller.teams, query)
+        return self.deployments.page_team_executions(None if caller.admin else caller.teams, query)
 
     def execution(
         self, caller: DescribeCaller, team: str, job: str, execution_id: str
     ) -> DescribeJobExecution:
-        return self.control.execution(self._job_id(caller, team, job), execution_id)
+        return self.deployments.execution(self._job_id(caller, team, job), execution_id)
 
     def wait(
         self, caller: DescribeCaller, team: str, job: str, execution_id: str, seconds: float
@@ -250,7 +245,7 @@ class ControlService:
                 f"execution {execution_id} already ended as {record.status}",
                 field="execution_id",
             )
-        self.control.request_cancel(execution_id)
+        self.lifecycle.request_cancel(execution_id)
         self._changed()
         return self.wait(caller, team, job, execution_id, 10)
 
@@ -259,7 +254,7 @@ class ControlService:
     ) -> tuple[str, int, bool]:
         """Log text from ``offset``, the next offset, and whether the execution has ended."""
         record = self.execution(caller, team, job, execution_id)
-        text, following = self.control.read_log(execution_id, offset)
+        text, following = self.deployments.read_log(execution_id, offset)
         return text, following, record.status.final
 
     # properties and secrets (the same records `job_input` reads)

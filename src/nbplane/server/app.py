@@ -17,8 +17,8 @@ from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.reconciler import ControlPlane
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.reconciler import DeploymentReconciler
+from nbplane.deployments.service import DeploymentService
 from nbplane.server import errors
 from nbplane.server.auth import Authenticator
 from nbplane.server.door import Door
@@ -72,7 +72,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
-        app.state.control = ControlService(
+        app.state.deployments = DeploymentService(
             store, settings, settings.job_executor, config.public_url
         )
         app.state.execution_context = ExecutionContextService(store, settings)
@@ -83,7 +83,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             config.public_url,
             auth=config.auth,
         )
-        plane = ControlPlane(app.state.control) if config.run_control else None
+        plane = DeploymentReconciler(app.state.deployments) if config.run_control else None
         if plane is not None:
             await plane.start()
         session_plane = (

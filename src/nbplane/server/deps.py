@@ -16,7 +16,7 @@ from nbplane.apis.service import ExecutionService
 from nbplane.auth.models import DescribeCaller
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.service import ControlService
+from nbplane.deployments.service import DeploymentService
 from nbplane.errors import Forbidden, Unauthorized
 from nbplane.server.auth import (
     COOKIE,
@@ -64,12 +64,12 @@ def execution_service(request: Request) -> ExecutionService:
 Executions = Annotated[ExecutionService, Depends(execution_service)]
 
 
-def control_service(request: Request) -> ControlService:
-    found: ControlService = request.app.state.control
+def deployment_service(request: Request) -> DeploymentService:
+    found: DeploymentService = request.app.state.deployments
     return found
 
 
-Deployments = Annotated[ControlService, Depends(control_service)]
+Deployments = Annotated[DeploymentService, Depends(deployment_service)]
 
 
 def execution_context(request: Request) -> ExecutionContextService:

@@ -4,6 +4,7 @@ finish or schedule the same thing."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,9 @@ from nbplane.deployments.models import (
     DescribeJob,
     DescribeJobExecution,
     DescribeVersion,
+    DueDeployment,
     JobExecutionPage,
+    JobExecutionRecord,
     ListJobExecutionsQuery,
 )
 from nbplane.errors import Conflict, NotFound
@@ -42,7 +45,7 @@ DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_
 VERSION_COLUMNS = [column for column in job_versions.c if column.name not in ("job_id", "archive")]
 
 
-class ControlStore:
+class DeploymentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -180,7 +183,8 @@ class ControlStore:
             )
         return DescribeDeployment.model_validate(row) if row else None
 
-    def save_deployment(self, job_id: int, values: dict[str, Any]) -> DescribeDeployment:
+    def save_deployment(self, job_id: int, deployment: DescribeDeployment) -> DescribeDeployment:
+        values = deployment.model_dump()
         with self.engine.begin() as connection:
             updated = connection.execute(
                 update(deployments).where(deployments.c.job_id == job_id).values(**values)
@@ -199,7 +203,7 @@ class ControlStore:
                 ).rowcount
             )
 
-    def due(self, until: datetime) -> list[dict[str, Any]]:
+    def due(self, until: datetime) -> list[DueDeployment]:
         """Enabled scheduled deployments due by ``until``."""
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -211,7 +215,15 @@ class ControlStore:
                     deployments.c.next_run_at <= until,
                 )
             ).mappings()
-            return [dict(row) for row in rows]
+            return [
+                DueDeployment(
+                    job_id=row["job_id"],
+                    team=row["team"],
+                    job=row["name"],
+                    deployment=DescribeDeployment.model_validate(row),
+                )
+                for row in rows
+            ]
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as connection:
@@ -233,22 +245,39 @@ class ControlStore:
             )
 
     # executions
-    def create_execution(self, job_id: int, values: dict[str, Any]) -> str | None:
-        """Insert a queued execution; None when its scheduled time already has one."""
+    def create_execution(
+        self,
+        job_id: int,
+        execution_id: str,
+        status: ExecutionStatus,
+        deployment: DescribeDeployment,
+        started_by: str,
+        arguments: dict[str, Any],
+        scheduled_for: datetime | None,
+    ) -> bool:
+        """Insert an execution of the deployed version; False when its scheduled time already
+        has one."""
         try:
             with self.engine.begin() as connection:
                 connection.execute(
                     insert(job_executions).values(
+                        id=execution_id,
                         job_id=job_id,
-                        status=ExecutionStatus.QUEUED,
+                        status=status,
+                        version=deployment.version,
+                        started_by=started_by,
+                        scheduled_for=scheduled_for,
+                        arguments=arguments,
+                        resources=deployment.resources,
+                        timeout=deployment.timeout,
+                        executor=deployment.executor,
                         created_at=now(),
                         cancel_requested=False,
-                        **values,
                     )
                 )
         except IntegrityError:
-            return None
-        return str(values["id"])
+            return False
+        return True
 
     def execution(self, job_id: int, execution_id: str) -> DescribeJobExecution:
         found = self._executions(
@@ -315,47 +344,67 @@ class ControlStore:
         ).mappings()
         return [DescribeRunStep.model_validate(row) for row in rows]
 
-    def active_executions(self) -> list[dict[str, Any]]:
+    def active_executions(self) -> list[JobExecutionRecord]:
         """Queued and running executions, with what the executors need to watch them."""
+        return self._records(job_executions.c.status.in_(ACTIVE))
+
+    def execution_record(self, execution_id: str) -> JobExecutionRecord:
+        found = self._records(job_executions.c.id == execution_id)
+        if not found:
+            raise NotFound(f"no job execution {execution_id!r}", field="execution_id")
+        return found[0]
+
+    def execution_by_token(self, token_hash: str) -> JobExecutionRecord | None:
+        """The running execution whose credential has this hash; a credential ends with its
+        execution, so a final one is never returned."""
+        found = self._records(
+            job_executions.c.token_hash == token_hash,
+            job_executions.c.status == ExecutionStatus.RUNNING,
+        )
+        return found[0] if found else None
+
+    def _records(self, *where: Any) -> list[JobExecutionRecord]:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(job_executions, jobs.c.team, jobs.c.name)
                 .join(jobs, jobs.c.id == job_executions.c.job_id)
-                .where(job_executions.c.status.in_(ACTIVE))
+                .where(*where)
                 .order_by(job_executions.c.created_at)
             ).mappings()
-            return [dict(row) for row in rows]
+            return [JobExecutionRecord.model_validate({**row, "job": row["name"]}) for row in rows]
 
-    def execution_row(self, execution_id: str) -> dict[str, Any]:
-        with self.engine.connect() as connection:
-            row = (
-                connection.execute(
-                    select(job_executions, jobs.c.team, jobs.c.name)
-                    .join(jobs, jobs.c.id == job_executions.c.job_id)
-                    .where(job_executions.c.id == execution_id)
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(f"no job execution {execution_id!r}", field="execution_id")
-        return dict(row)
-
-    def mark_started(self, execution_id: str, executor_state: dict[str, Any]) -> bool:
-        """Queued -> running, with what the executor needs to find it again."""
+    def change_status(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        allowed_from: Collection[ExecutionStatus],
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        reason: str | None = None,
+        error: dict[str, Any] | None = None,
+        executor_state: dict[str, Any] | None = None,
+    ) -> bool:
+        """Set the status, and the other values given with it, if the current status is in
+        ``allowed_from``: of replicas racing for the same change, exactly one wins. Which
+        change is allowed is :mod:`nbplane.deployments.lifecycle`'s to say."""
+        given = {
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "reason": reason,
+            "error": error,
+            "executor_state": executor_state,
+        }
+        values = {column: value for column, value in given.items() if value is not None}
         with self.engine.begin() as connection:
             return bool(
                 connection.execute(
                     update(job_executions)
                     .where(
                         job_executions.c.id == execution_id,
-                        job_executions.c.status == ExecutionStatus.QUEUED,
+                        job_executions.c.status.in_(allowed_from),
                     )
-                    .values(
-                        status=ExecutionStatus.RUNNING,
-                        started_at=now(),
-                        executor_state=executor_state,
-                    )
+                    .values(status=status, **values)
                 ).rowcount
             )
 
@@ -367,24 +416,6 @@ class ControlStore:
                 .where(job_executions.c.id == execution_id)
                 .values(token_hash=token_hash)
             )
-
-    def execution_by_token(self, token_hash: str) -> dict[str, Any] | None:
-        """The running execution whose credential has this hash; a credential ends with its
-        execution, so a final one is never returned."""
-        with self.engine.connect() as connection:
-            row = (
-                connection.execute(
-                    select(job_executions, jobs.c.team, jobs.c.name)
-                    .join(jobs, jobs.c.id == job_executions.c.job_id)
-                    .where(
-                        job_executions.c.token_hash == token_hash,
-                        job_executions.c.status == ExecutionStatus.RUNNING,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
 
     def set_executor_state(self, execution_id: str, state: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
@@ -402,42 +433,12 @@ class ControlStore:
                 .values(run_id=run_id)
             )
 
-    def finish_execution(
-        self,
-        execution_id: str,
-        status: ExecutionStatus,
-        reason: str | None,
-        error: dict[str, Any] | None = None,
-    ) -> bool:
-        """Give the execution its final status, unless it has one already."""
-        with self.engine.begin() as connection:
-            return bool(
-                connection.execute(
-                    update(job_executions)
-                    .where(
-                        job_executions.c.id == execution_id,
-                        job_executions.c.status.in_(ACTIVE),
-                    )
-                    .values(status=status, reason=reason, error=error, finished_at=now())
-                ).rowcount
-            )
-
     def request_cancel(self, execution_id: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(
                 update(job_executions)
                 .where(job_executions.c.id == execution_id, job_executions.c.status.in_(ACTIVE))
                 .values(cancel_requested=True)
-            )
-
-    def running_count(self, job_id: int) -> int:
-        with self.engine.connect() as connection:
-            return int(
-                connection.execute(
-                    select(func.count())
-                    .select_from(job_executions)
-                    .where(job_executions.c.job_id == job_id, job_executions.c.status.in_(ACTIVE))
-                ).scalar_one()
             )
 
     # logs

@@ -29,7 +29,7 @@ from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStat
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
 from nbplane.store.apis import ExecutionStore
 from nbplane.store.auth import AuthStore
-from nbplane.store.deployments import ControlStore
+from nbplane.store.deployments import DeploymentStore
 from nbplane.store.sessions import SessionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
 
@@ -105,8 +105,8 @@ class Store:
         return AuthStore(self.engine)
 
     @property
-    def control(self) -> ControlStore:
-        return ControlStore(self.engine)
+    def deployments(self) -> DeploymentStore:
+        return DeploymentStore(self.engine)
 
     @property
     def sessions(self) -> SessionStore:

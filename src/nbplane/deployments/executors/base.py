@@ -3,11 +3,12 @@
 Every executor runs the same command, ``nbplane job run-execution ID``, which reads the
 deployed version from the server, runs it, streams its log to the server and records the final
 status itself, all through the server's execution API with the execution's own credential: the
-process never holds nbplane's database URL or key (``control/context.py``). An executor only
-has to start that command (a local process, a Kubernetes Job), say whether it still runs, stop
-it, and read back the logs where it ran. The monitor (:mod:`nbplane.deployments.monitor`) owns the
-lifecycle around those hooks: cancellation, timeouts, and a final status for an execution whose
-process ended without writing one.
+process never holds nbplane's database URL or key (:mod:`nbplane.deployments.context`). An
+executor only has to start that command (a local process, a Kubernetes Job), say whether it
+still runs, stop it, and read back the logs where it ran. The monitor
+(:mod:`nbplane.deployments.reconciler`) owns the lifecycle around those hooks: cancellation,
+timeouts, and a final status for an execution whose process ended without writing one, each
+written through :mod:`nbplane.deployments.lifecycle`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from nbplane.deployments.context import team_directory
+from nbplane.deployments.models import JobExecutionRecord
 from nbplane.settings import Settings
 
 
@@ -55,19 +57,19 @@ class JobExecutor(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def ticket(self, row: dict[str, Any], server_url: str, token: str) -> ExecutionTicket:
-        """The ticket of an execution row, with the command every executor runs and the only
+    def ticket(self, execution: JobExecutionRecord, server_url: str, token: str) -> ExecutionTicket:
+        """The ticket of an execution, with the command every executor runs and the only
         credential it gets: the execution's own."""
         return ExecutionTicket(
-            execution_id=row["id"],
-            team=row["team"],
-            job=row["name"],
-            version=row["version"],
-            resources=dict(row["resources"] or {}),
-            timeout=float(row["timeout"]),
-            command=[self.python(), "-m", "nbplane", "job", "run-execution", row["id"]],
+            execution_id=execution.id,
+            team=execution.team,
+            job=execution.job,
+            version=execution.version,
+            resources=dict(execution.resources),
+            timeout=execution.timeout,
+            command=[self.python(), "-m", "nbplane", "job", "run-execution", execution.id],
             environment={"NBPLANE_URL": server_url, "NBPLANE_EXECUTION_TOKEN": token},
-            data_directory=str(team_directory(self.settings, row["team"])),
+            data_directory=str(team_directory(self.settings, execution.team)),
         )
 
     def python(self) -> str:

@@ -1,5 +1,5 @@
 """The control plane API: ``/api/v1/teams/{team}/jobs``, their versions, deployment,
-executions, logs, properties and secrets. Thin: every rule lives in ControlService."""
+executions, logs, properties and secrets. Thin: every rule lives in DeploymentService."""
 
 from __future__ import annotations
 
