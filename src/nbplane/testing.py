@@ -148,7 +148,8 @@ class FakeExecutor(_Planned, JobExecutor):
 
 class FakeLauncher(_Planned, SessionLauncher):
     """Starts no server: a started session is ready at once (default), fails with the planned
-    reason, or stays starting until stopped."""
+    reason, or stays starting until stopped. Its URL is one where nothing answers (port 9), so a
+    session's activity is never seen."""
 
     name: ClassVar[str] = "fake"
 
@@ -167,11 +168,18 @@ class FakeLauncher(_Planned, SessionLauncher):
         key, plan = self._next()
         self.specs.append(spec)
         self._status[key] = {
-            "succeed": LaunchStatus(LaunchPhase.RUNNING, url=f"http://fake/{key}/", ready=True),
+            "succeed": LaunchStatus(
+                LaunchPhase.RUNNING, url=f"http://127.0.0.1:9/{key}/", ready=True
+            ),
             "fail": LaunchStatus(LaunchPhase.FAILED, reason=plan.reason),
             "hang": LaunchStatus(LaunchPhase.STARTING),
         }[plan.ending]
         return {"fake": key}
+
+    def crash(self, session_id: str, reason: str) -> None:
+        """The server of the session's latest start fails now, for ``reason``."""
+        latest = max(i for i, spec in enumerate(self.specs) if spec.id == session_id)
+        self._status[f"fake-{latest + 1}"] = LaunchStatus(LaunchPhase.FAILED, reason=reason)
 
     async def poll(self, spec: SessionSpec, state: dict[str, Any]) -> LaunchStatus:
         return self._status.get(state.get("fake", ""), LaunchStatus(LaunchPhase.STOPPED))
