@@ -94,6 +94,57 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """nbplane's own database: a SQLite file in ``tmp_path``, or a fresh PostgreSQL database."""
+    with database_url(request.param, tmp_path) as url:
+        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
+
+
+@pytest.fixture(autouse=True)
+def own_nbplane_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test has an NBPLANE_HOME of its own (a test that needs one sets its own anyway):
+    none falls back to the shared ~/.nbplane, which parallel workers would race on."""
+    from nbplane.settings import get_settings
+
+    monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "nbplane-home"))
+    get_settings.cache_clear()
+
+
+SHARED_SCOPES = ("session", "package", "module")
+"""Fixture scopes, widest first, whose instances several tests share."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), the tests sharing one of our module-, package-
+    or session-scoped fixtures (a server, a Kubernetes API server, a browser) go to one worker,
+    so that each of those is started once rather than once per worker; one group per parameter
+    (backend) of such a fixture. Every other test goes wherever a worker is free."""
+    tests = Path(__file__).parent
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = []
+        for name in item.fixturenames:
+            definitions = info.name2fixturedefs.get(name)
+            fixture = definitions[-1] if definitions else None
+            if fixture is None or fixture.scope not in SHARED_SCOPES:
+                continue
+            if Path(fixture.func.__code__.co_filename).is_relative_to(tests):
+                shared.append(fixture)
+        if not shared:
+            continue
+        widest = min(shared, key=lambda fixture: SHARED_SCOPES.index(fixture.scope))
+        if widest.scope == "module":
+            group = item.nodeid.split("::")[0]
+        else:  # the directory of the conftest.py that defines it
+            group = str(Path(widest.func.__code__.co_filename).parent.relative_to(tests.parent))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        group += "".join(f"[{params[f.argname]}]" for f in shared if f.argname in params)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory that sandboxed jobs and sessions can read (as the sandbox's user): outside

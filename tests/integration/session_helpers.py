@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import database_url
 from tests.integration.server_fixture import Server, nbplane, running_server
 
 SESSIONS = "/api/v1/sessions"
@@ -22,12 +20,6 @@ QUIET = {"NBPLANE_SESSION_POOL_SIZE": "0"}
 """Two cores are shared by every test: no servers started ahead unless a test wants them."""
 _opened: list[httpx.Client] = []
 """Clients of users made during a test, closed when its server stops."""
-
-
-def backend_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """nbplane's own database on the test's backend (the body of each module's fixture)."""
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
 
 
 @contextmanager

@@ -5,17 +5,13 @@ and ``job_input`` on the granted database."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, select, text
 
-from tests.conftest import BACKENDS
 from tests.integration.session_helpers import (
     SESSIONS,
     as_user,
-    backend_store_url,
     create,
     run_in_kernel,
     session_server,
@@ -25,11 +21,6 @@ from tests.integration.session_helpers import (
 
 CONNECTIONS = "/api/v1/connections"
 SECRETS = ("s3cr3t-l4ke-key", "t0k-of-the-api", "wh-passw0rd")
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from backend_store_url(request, tmp_path)
 
 
 def warehouse(directory: Path) -> str:

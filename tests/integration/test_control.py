@@ -13,17 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import database_url, write_notebook
+from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
 
 TEAM = "sales"
 JOB = f"/api/v1/teams/{TEAM}/jobs/daily"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
 
 
 @pytest.fixture

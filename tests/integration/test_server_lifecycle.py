@@ -11,20 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import database_url
 from tests.integration.api_notebooks import NUMBER_IN, write_all, write_api
 from tests.integration.server_fixture import nbplane, running_server, stop, wait_healthy
 
 SECONDS_IN = {"type": "object", "properties": {"seconds": {"type": "number"}}}
 FAST_RECOVERY = {"NBPLANE_WORKER_HEARTBEAT_SECONDS": "0.3", "NBPLANE_WORKER_STALE_SECONDS": "2"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
 
 
 def test_tokens_create_list_revoke(tmp_path: Path, store_url: str) -> None:

@@ -10,18 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import BACKENDS
 from tests.integration.server_fixture import running_server, stop, wait_healthy
 from tests.integration.session_helpers import (
     SESSIONS,
     as_user,
-    backend_store_url,
     create,
     events,
     jupyter,
@@ -31,11 +27,6 @@ from tests.integration.session_helpers import (
     wait_gone,
     wait_status,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from backend_store_url(request, tmp_path)
 
 
 def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -> None:
