@@ -91,6 +91,18 @@ def log(server: Server, execution_id: str) -> str:
     return server.client.get(f"{JOB}/executions/{execution_id}/logs").text
 
 
+def wait_scheduled(server: Server, count: int, seconds: float = 30) -> None:
+    """Until the schedule has started ``count`` executions (rather than a fixed sleep)."""
+    deadline = time.monotonic() + seconds
+    items: list[Any] = []
+    while time.monotonic() < deadline:
+        items = server.client.get(f"{JOB}/executions", params={"limit": 100}).json()["items"]
+        if len(items) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{len(items)} scheduled executions in {seconds} s, wanted {count}")
+
+
 def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> None:
     archive = job_archive(tmp_path, "print('first step says hi')",
                           "n = len(job_input.get_arguments())\nprint(f'{n} arguments')")
@@ -181,7 +193,7 @@ def test_schedule_runs_each_due_time_once(server: Server, tmp_path: Path) -> Non
     deployment = deploy(server, job_archive(tmp_path, "print('scheduled')"),
                         schedule="*/2 * * * * *", timezone="Europe/Sofia")
     assert deployment["next_run_at"] is not None
-    time.sleep(5)
+    wait_scheduled(server, 2)
     server.client.patch(f"{JOB}/deployment", json={"enabled": False})
     time.sleep(1.5)
     items = server.client.get(f"{JOB}/executions").json()["items"]
@@ -198,7 +210,7 @@ def test_two_replicas_start_each_due_time_once(tmp_path: Path, store_url: str) -
     with running_server(notebooks, tmp_path / "home", store_url) as first, \
             running_server(notebooks, tmp_path / "home", store_url) as second:
         deploy(first, job_archive(tmp_path, "print('tick')"), schedule="*/2 * * * * *")
-        time.sleep(7)
+        wait_scheduled(second, 3)
         second.client.patch(f"{JOB}/deployment", json={"enabled": False})
         time.sleep(1)
         items = second.client.get(f"{JOB}/executions", params={"limit": 100}).json()["items"]
