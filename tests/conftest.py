@@ -122,12 +122,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (backend) of such a fixture. Every other test goes wherever a worker is free."""
     tests = Path(__file__).parent
     for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
+        if not isinstance(item, pytest.Function):
             continue
         shared = []
         for name in item.fixturenames:
-            definitions = info.name2fixturedefs.get(name)
+            definitions = item._fixtureinfo.name2fixturedefs.get(name)
             fixture = definitions[-1] if definitions else None
             if fixture is None or fixture.scope not in SHARED_SCOPES:
                 continue
@@ -140,7 +139,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             group = item.nodeid.split("::")[0]
         else:  # the directory of the conftest.py that defines it
             group = str(Path(widest.func.__code__.co_filename).parent.relative_to(tests.parent))
-        params = getattr(getattr(item, "callspec", None), "params", {})
+        params = item.callspec.params if hasattr(item, "callspec") else {}
         group += "".join(f"[{params[f.argname]}]" for f in shared if f.argname in params)
         item.add_marker(pytest.mark.xdist_group(group))
 
