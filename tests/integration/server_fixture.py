@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,13 +49,25 @@ def nbplane(*args: str, environment: dict[str, str]) -> subprocess.CompletedProc
                           capture_output=True, text=True, check=True, timeout=60)
 
 
+def admin_token(store_url: str, name: str) -> str:
+    """A new token of the admin user, as ``nbplane token create NAME`` makes it, but in this
+    process: a subprocess would cost an interpreter start for every server a test starts."""
+    from nbplane.store import open_store
+
+    store = open_store(store_url)
+    try:
+        return store.tokens.create(name, user="admin")[1]
+    finally:
+        store.close()
+
+
 @contextmanager
 def running_server(notebooks: Path, home: Path, store_url: str, *extra: str,
                    environment: dict[str, str] | None = None,
                    port: int | None = None) -> Iterator[Server]:
     env = {**os.environ, "NBPLANE_HOME": str(home), "NBPLANE_STORE_URL": store_url,
            **(environment or {})}
-    token = nbplane("token", "create", f"tests-{free_port()}", environment=env).stdout.strip()
+    token = admin_token(store_url, f"tests-{uuid.uuid4().hex[:8]}")
     port = port or free_port()
     args = [sys.executable, "-m", "nbplane", "serve", "--notebooks-dir", str(notebooks),
             "--port", str(port), *extra]
