@@ -85,7 +85,9 @@ def running_server(notebooks: Path, home: Path, store_url: str, *extra: str,
         stop(process)
 
 
-def wait_healthy(server: Server, timeout: float = 60) -> None:
+def wait_healthy(server: Server, timeout: float = 180) -> None:
+    """Until the server answers /health. The time allowed is generous: with several pytest
+    workers on two cores, servers starting side by side wait for each other's imports."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
