@@ -54,8 +54,8 @@ class Apis:
 
 
 @pytest.fixture
-def apis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Apis]:
-    """Two APIs on a SQLite store; every engine a worker asks for is one fake engine."""
+def apis(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Apis]:
+    """Two APIs on the store; every engine a worker asks for is one fake engine."""
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
     write_api(
@@ -74,7 +74,7 @@ def apis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Apis]:
     monkeypatch.setattr(worker_module, "IsolatedEngine", lambda pool_size: engine)
     monkeypatch.setattr(worker_module, "ReuseEngine", lambda: engine)
     monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "home"))
-    store = open_store(f"sqlite:///{tmp_path / 'nbplane.db'}")
+    store = open_store(store_url)
     yield Apis(store, ApiCatalog(notebooks), engine, tmp_path / "cache")
     store.engine.dispose()
 

@@ -44,10 +44,10 @@ class Deployed:
 
 
 @pytest.fixture
-def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
-    """A job deployed on a SQLite store, its executions run by a fake executor."""
+def deployed(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    """A job deployed on the store, its executions run by a fake executor."""
     settings = Settings(home=tmp_path / "home", job_server_url="http://127.0.0.1:9")
-    store = open_store(f"sqlite:///{tmp_path / 'nbplane.db'}")
+    store = open_store(store_url)
     executor = FakeExecutor(settings)
     monkeypatch.setattr(reconciler, "executor_named", lambda name, settings: executor)
     service = ControlService(store, settings, "local")

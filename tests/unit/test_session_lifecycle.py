@@ -44,9 +44,9 @@ class Sessions:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[Sessions]:
+def sessions(tmp_path: Path, store_url: str) -> Iterator[Sessions]:
     settings = Settings(home=tmp_path / "home", session_pool_size=0)
-    store = open_store(f"sqlite:///{tmp_path / 'nbplane.db'}")
+    store = open_store(store_url)
     store.control.create_user("alice")
     store.control.add_member("alice", "analytics")
     yield Sessions(store, settings, FakeLauncher(settings))
