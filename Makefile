@@ -40,7 +40,7 @@ labextension-test: $(VENV)/.installed
 
 ## The tests mostly wait (kernels, servers, processes), so more workers than cores pay; the tests
 ## sharing a server, the Kubernetes API server or the browser stay on one worker (loadgroup).
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 
 pytest: $(VENV)/.installed
 	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \
