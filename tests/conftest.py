@@ -94,6 +94,56 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """nbplane's own database: a SQLite file in ``tmp_path``, or a fresh PostgreSQL database."""
+    with database_url(request.param, tmp_path) as url:
+        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
+
+
+@pytest.fixture(autouse=True)
+def own_nbplane_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test has an NBPLANE_HOME of its own (a test that needs one sets its own anyway):
+    none falls back to the shared ~/.nbplane, which parallel workers would race on."""
+    from nbplane.settings import get_settings
+
+    monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "nbplane-home"))
+    get_settings.cache_clear()
+
+
+SHARED_SCOPES = ("session", "package", "module")
+"""Fixture scopes, widest first, whose instances several tests share."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), the tests sharing one of our module-, package-
+    or session-scoped fixtures (a server, a Kubernetes API server, a browser) go to one worker,
+    so that each of those is started once rather than once per worker; one group per parameter
+    (backend) of such a fixture. Every other test goes wherever a worker is free."""
+    tests = Path(__file__).parent
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        shared = []
+        for name in item.fixturenames:
+            definitions = item._fixtureinfo.name2fixturedefs.get(name)
+            fixture = definitions[-1] if definitions else None
+            if fixture is None or fixture.scope not in SHARED_SCOPES:
+                continue
+            if Path(fixture.func.__code__.co_filename).is_relative_to(tests):
+                shared.append(fixture)
+        if not shared:
+            continue
+        widest = min(shared, key=lambda fixture: SHARED_SCOPES.index(fixture.scope))
+        if widest.scope == "module":
+            group = item.nodeid.split("::")[0]
+        else:  # the directory of the conftest.py that defines it
+            group = str(Path(widest.func.__code__.co_filename).parent.relative_to(tests.parent))
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        group += "".join(f"[{params[f.argname]}]" for f in shared if f.argname in params)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory that sandboxed jobs and sessions can read (as the sandbox's user): outside
@@ -119,12 +169,18 @@ class Env:
         self, *args: str, check: int | None = 0, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run ``nbplane ARGS`` for real; asserts the exit code when ``check`` is not None."""
-        result = subprocess.run([sys.executable, "-m", "nbplane", *args], env=self.variables,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "nbplane", *args],
+            env=self.variables,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check is not None:
             assert result.returncode == check, (
                 f"exit {result.returncode}, wanted {check}\n--- stdout\n{result.stdout}"
-                f"\n--- stderr\n{result.stderr}")
+                f"\n--- stderr\n{result.stderr}"
+            )
         return result
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
@@ -144,8 +200,13 @@ def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     database, so the PostgreSQL variant exercises nbplane's own tables there too."""
     home = tmp_path / "home"
     store_url = db_url if db_url.startswith("postgresql") else f"sqlite:///{home / 'nbplane.db'}"
-    variables = {"NBPLANE_HOME": str(home), "NBPLANE_DB_URL": db_url,
-                 "NBPLANE_STORE_URL": store_url, "COLUMNS": "200", "NO_COLOR": "1"}
+    variables = {
+        "NBPLANE_HOME": str(home),
+        "NBPLANE_DB_URL": db_url,
+        "NBPLANE_STORE_URL": store_url,
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
     from nbplane.settings import get_settings
@@ -160,8 +221,9 @@ def write_notebook(path: Path, cells: list[Any], *, string_sources: bool = False
     notebook = nbformat.v4.new_notebook()
     for cell in cells:
         if isinstance(cell, tuple) and cell[0] in ("markdown", "raw"):
-            new = (nbformat.v4.new_markdown_cell if cell[0] == "markdown"
-                   else nbformat.v4.new_raw_cell)(cell[1])
+            new = (
+                nbformat.v4.new_markdown_cell if cell[0] == "markdown" else nbformat.v4.new_raw_cell
+            )(cell[1])
         else:
             source, tags = (cell, ["step"]) if isinstance(cell, str) else cell
             new = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})

@@ -50,8 +50,11 @@ class Client(ClientMixin):
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         parts = urlsplit(redirect_uri)  # the CLI's callback, or a Jupyter server's
-        return parts.scheme == "http" and parts.hostname == "127.0.0.1" and (
-            parts.path == "/callback" or parts.path.endswith("/nbplane/oauth/callback"))
+        return (
+            parts.scheme == "http"
+            and parts.hostname == "127.0.0.1"
+            and (parts.path == "/callback" or parts.path.endswith("/nbplane/oauth/callback"))
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False
@@ -123,10 +126,12 @@ class Provider:
     @property
     def settings(self) -> dict[str, str]:
         """The ``NBPLANE_OAUTH_*`` settings of an nbplane server that logs in here."""
-        return {"NBPLANE_OAUTH_AUTHORIZE_URL": f"{self.url}/authorize",
-                "NBPLANE_OAUTH_TOKEN_URL": f"{self.url}/token",
-                "NBPLANE_OAUTH_USERINFO_URL": f"{self.url}/userinfo",
-                "NBPLANE_OAUTH_CLIENT_ID": CLIENT_ID}
+        return {
+            "NBPLANE_OAUTH_AUTHORIZE_URL": f"{self.url}/authorize",
+            "NBPLANE_OAUTH_TOKEN_URL": f"{self.url}/token",
+            "NBPLANE_OAUTH_USERINFO_URL": f"{self.url}/userinfo",
+            "NBPLANE_OAUTH_CLIENT_ID": CLIENT_ID,
+        }
 
 
 def create_app(provider: Provider) -> Flask:
@@ -137,9 +142,14 @@ def create_app(provider: Provider) -> Flask:
             payload = request.payload.data
             with provider.lock:
                 provider.codes[code] = Code(
-                    code, request.client.client_id, payload["redirect_uri"], request.payload.scope,
-                    request.user, payload.get("code_challenge"),
-                    payload.get("code_challenge_method"))
+                    code,
+                    request.client.client_id,
+                    payload["redirect_uri"],
+                    request.payload.scope,
+                    request.user,
+                    payload.get("code_challenge"),
+                    payload.get("code_challenge_method"),
+                )
 
         def query_authorization_code(self, code: str, client: Client) -> Code | None:
             with provider.lock:
@@ -159,8 +169,12 @@ def create_app(provider: Provider) -> Flask:
     def save_token(token: dict[str, Any], request: Any) -> None:
         with provider.lock:
             provider.tokens[token["access_token"]] = Token(
-                token["access_token"], request.client.client_id, token.get("scope", ""),
-                request.user, time.time() + token["expires_in"])
+                token["access_token"],
+                request.client.client_id,
+                token.get("scope", ""),
+                request.user,
+                time.time() + token["expires_in"],
+            )
 
     class Validator(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Token | None:

@@ -28,8 +28,12 @@ def web_server(tmp_path: Path) -> Iterator[Server]:
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
     write_all(notebooks)
-    with running_server(notebooks, tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}",
-                        environment={"NBPLANE_SESSION_POOL_SIZE": "0"}) as running:
+    with running_server(
+        notebooks,
+        tmp_path / "home",
+        f"sqlite:///{tmp_path / 'nbplane.db'}",
+        environment={"NBPLANE_SESSION_POOL_SIZE": "0"},
+    ) as running:
         yield running
 
 
@@ -38,8 +42,9 @@ def alice(web_server: Server) -> str:
     """A token of alice, a member of team sales."""
     env = web_server.environment
     nbplane("user", "create", "alice", "--team", "sales", environment=env)
-    return nbplane("token", "create", "alice-browser", "--user", "alice",
-                   environment=env).stdout.strip()
+    return nbplane(
+        "token", "create", "alice-browser", "--user", "alice", environment=env
+    ).stdout.strip()
 
 
 def sign_in(page: Page, server: Server, token: str) -> None:
@@ -50,7 +55,8 @@ def sign_in(page: Page, server: Server, token: str) -> None:
 
 
 def test_sign_in_errors_cookie_and_sign_out(
-        page: Page, web_server: Server, alice: str, screenshot: Screenshot) -> None:
+    page: Page, web_server: Server, alice: str, screenshot: Screenshot
+) -> None:
     url = web_server.url
     page.goto(url + "/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -70,7 +76,7 @@ def test_sign_in_errors_cookie_and_sign_out(
     expect(page.get_by_label("Resource class")).to_contain_text("small")
     expect(page.get_by_text("No sessions yet")).to_be_visible()
 
-    cookie, = page.context.cookies()
+    (cookie,) = page.context.cookies()
     assert cookie["name"] == "nbplane_token" and cookie["value"] == alice
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
     assert page.evaluate("document.cookie") == "", "the page's script cannot read the token"
@@ -94,14 +100,20 @@ def test_sign_in_errors_cookie_and_sign_out(
 
 
 def test_job_and_api_executions_with_status_and_links(
-        page: Page, web_server: Server, alice: str, tmp_path: Path) -> None:
+    page: Page, web_server: Server, alice: str, tmp_path: Path
+) -> None:
     archive = job_archive(tmp_path, "print('daily job says hi')")
     started = completed_execution(web_server, archive, "sales", "daily")
     assert web_server.execute("double", {"x": 1})["status"] == "completed"  # the admin's
     as_alice = {"Authorization": f"Bearer {alice}"}
     for notebook, x, status in (("double", 21, "completed"), ("boom", 5, "failed")):
-        ran = httpx.post(f"{web_server.url}/api/v1/notebooks/{notebook}/executions", timeout=60,
-                         params={"wait": 30}, json={"parameters": {"x": x}}, headers=as_alice)
+        ran = httpx.post(
+            f"{web_server.url}/api/v1/notebooks/{notebook}/executions",
+            timeout=60,
+            params={"wait": 30},
+            json={"parameters": {"x": x}},
+            headers=as_alice,
+        )
         assert ran.status_code == 201 and ran.json()["status"] == status, ran.text
 
     sign_in(page, web_server, alice)
@@ -129,12 +141,12 @@ def test_job_and_api_executions_with_status_and_links(
     expect(html.locator("body")).to_contain_text("save_output")
     html.close()
     output = api_rows.nth(1).get_by_role("link", name=re.compile("^Output of"))
-    assert page.request.get(web_server.url + str(output.get_attribute("href"))).json() == \
-        {"y": 42}
+    assert page.request.get(web_server.url + str(output.get_attribute("href"))).json() == {"y": 42}
 
 
 def test_session_start_open_hibernate_resume_stop(
-        page: Page, web_server: Server, alice: str, screenshot: Screenshot) -> None:
+    page: Page, web_server: Server, alice: str, screenshot: Screenshot
+) -> None:
     sign_in(page, web_server, alice)
     page.get_by_label("Resource class").select_option("large")
     page.get_by_role("button", name="Start session").click()
@@ -176,7 +188,8 @@ def test_session_start_open_hibernate_resume_stop(
     row.get_by_role("button", name=re.compile("^Resume")).click()
     expect(row).to_have_attribute("data-status", "running", timeout=SESSION_TIMEOUT_MS)
     expect(row.get_by_role("link", name=re.compile("^Open session"))).to_be_visible(
-        timeout=SESSION_TIMEOUT_MS)
+        timeout=SESSION_TIMEOUT_MS
+    )
 
     row.get_by_role("button", name=re.compile("^Stop")).click()
     expect(page.get_by_text("No sessions yet")).to_be_visible(timeout=SESSION_TIMEOUT_MS)
@@ -185,15 +198,23 @@ def test_session_start_open_hibernate_resume_stop(
 
 def test_oauth_sign_in_and_sign_out_revokes_its_token(page: Page, tmp_path: Path) -> None:
     (tmp_path / "apis").mkdir()
-    with running_provider() as provider, running_server(
-            tmp_path / "apis", tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}",
-            environment={**provider.settings, "NBPLANE_SESSION_POOL_SIZE": "0"}) as server:
+    with (
+        running_provider() as provider,
+        running_server(
+            tmp_path / "apis",
+            tmp_path / "home",
+            f"sqlite:///{tmp_path / 'nbplane.db'}",
+            environment={**provider.settings, "NBPLANE_SESSION_POOL_SIZE": "0"},
+        ) as server,
+    ):
         provider.user = User("dana", ["analytics"])
         page.goto(server.url + "/")
-        page.get_by_role("link", name=f"sign in with {provider.url.removeprefix('http://')}").click()
+        page.get_by_role(
+            "link", name=f"sign in with {provider.url.removeprefix('http://')}"
+        ).click()
         expect(page.locator("#user-name")).to_have_text("dana")
         assert page.url == server.url + "/"
-        cookie, = page.context.cookies()
+        (cookie,) = page.context.cookies()
         assert cookie["name"] == "nbplane_token" and cookie["httpOnly"]
         as_dana = {"Authorization": f"Bearer {cookie['value']}"}
         me = httpx.get(f"{server.url}/api/v1/me", headers=as_dana).json()
@@ -202,8 +223,9 @@ def test_oauth_sign_in_and_sign_out_revokes_its_token(page: Page, tmp_path: Path
 
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-        assert httpx.get(f"{server.url}/api/v1/me", headers=as_dana).status_code == 401, \
+        assert httpx.get(f"{server.url}/api/v1/me", headers=as_dana).status_code == 401, (
             "signing out revokes the token the OAuth sign-in made"
+        )
 
         page.goto(server.url + "/nbplane/oauth/callback?state=forged&code=forged")
         expect(page.locator("#sign-in-error")).to_contain_text("started no OAuth sign-in")

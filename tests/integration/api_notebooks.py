@@ -8,16 +8,27 @@ from typing import Any
 
 import nbformat
 
-NUMBER_IN = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"],
-             "additionalProperties": False}
+NUMBER_IN = {
+    "type": "object",
+    "properties": {"x": {"type": "number"}},
+    "required": ["x"],
+    "additionalProperties": False,
+}
 
 
-def write_api(directory: Path, name: str, cells: list[str | tuple[str, list[str]]],
-              contract: dict[str, Any] | str) -> None:
+def write_api(
+    directory: Path,
+    name: str,
+    cells: list[str | tuple[str, list[str]]],
+    contract: dict[str, Any] | str,
+) -> None:
     """A notebook whose cells are sources (or (source, tags)) and its contract file."""
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for cell in cells:
         source, tags = (cell, []) if isinstance(cell, str) else cell
         notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
@@ -28,30 +39,77 @@ def write_api(directory: Path, name: str, cells: list[str | tuple[str, list[str]
 
 def write_all(directory: Path) -> None:
     save = "from nbplane import save_output\n"
-    write_api(directory, "double", [("x = 1", ["parameters"]), save + "save_output({'y': 2 * x})"],
-              {"input": NUMBER_IN, "output": {"type": "object", "required": ["y"],
-                                              "properties": {"y": {"type": "number"}}}})
+    write_api(
+        directory,
+        "double",
+        [("x = 1", ["parameters"]), save + "save_output({'y': 2 * x})"],
+        {
+            "input": NUMBER_IN,
+            "output": {
+                "type": "object",
+                "required": ["y"],
+                "properties": {"y": {"type": "number"}},
+            },
+        },
+    )
     echo = save + "save_output({'text': text, 'kind': type(text).__name__})"
-    write_api(directory, "echo", [("text = ''", ["parameters"]), echo],
-              {"input": {"type": "object", "properties": {"text": {"type": "string"}}},
-               "output": {}})
-    write_api(directory, "boom", [("x = 1", ["parameters"]), "y = 2",
-                                  "raise ValueError(f'bad x {x}')"], {"input": NUMBER_IN,
-                                                                      "output": {}})
-    write_api(directory, "die", [("x = 1", ["parameters"]), "import os\nos._exit(3)"],
-              {"input": NUMBER_IN, "output": {}})
-    write_api(directory, "slow", [("seconds = 30", ["parameters"]),
-                                  "import time\ntime.sleep(seconds)"],
-              {"input": {"type": "object", "properties": {"seconds": {"type": "number"}}},
-               "output": {}, "timeout": 2})
-    write_api(directory, "badout", [("x = 1", ["parameters"]),
-                                    save + "save_output({'y': 'not a number'})"],
-              {"input": NUMBER_IN, "output": {"type": "object", "required": ["y"],
-                                              "properties": {"y": {"type": "number"}}}})
-    write_api(directory, "counter", ["calls = 0", ("x = 1\nlabel = 'default'", ["parameters"]),
-                                     save + "calls += 1\n"
-                                     "save_output({'calls': calls, 'x': x, 'label': label})"],
-              {"input": {"type": "object", "properties": {"x": {"type": "number"},
-                                                         "label": {"type": "string"}},
-                         "required": ["x"]}, "output": {}, "engine": "reuse"})
+    write_api(
+        directory,
+        "echo",
+        [("text = ''", ["parameters"]), echo],
+        {"input": {"type": "object", "properties": {"text": {"type": "string"}}}, "output": {}},
+    )
+    write_api(
+        directory,
+        "boom",
+        [("x = 1", ["parameters"]), "y = 2", "raise ValueError(f'bad x {x}')"],
+        {"input": NUMBER_IN, "output": {}},
+    )
+    write_api(
+        directory,
+        "die",
+        [("x = 1", ["parameters"]), "import os\nos._exit(3)"],
+        {"input": NUMBER_IN, "output": {}},
+    )
+    write_api(
+        directory,
+        "slow",
+        [("seconds = 30", ["parameters"]), "import time\ntime.sleep(seconds)"],
+        {
+            "input": {"type": "object", "properties": {"seconds": {"type": "number"}}},
+            "output": {},
+            "timeout": 2,
+        },
+    )
+    write_api(
+        directory,
+        "badout",
+        [("x = 1", ["parameters"]), save + "save_output({'y': 'not a number'})"],
+        {
+            "input": NUMBER_IN,
+            "output": {
+                "type": "object",
+                "required": ["y"],
+                "properties": {"y": {"type": "number"}},
+            },
+        },
+    )
+    write_api(
+        directory,
+        "counter",
+        [
+            "calls = 0",
+            ("x = 1\nlabel = 'default'", ["parameters"]),
+            save + "calls += 1\nsave_output({'calls': calls, 'x': x, 'label': label})",
+        ],
+        {
+            "input": {
+                "type": "object",
+                "properties": {"x": {"type": "number"}, "label": {"type": "string"}},
+                "required": ["x"],
+            },
+            "output": {},
+            "engine": "reuse",
+        },
+    )
     write_api(directory, "broken", ["x = 1"], "{not json")

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import database_url
 from tests.integration.server_fixture import Server, nbplane, running_server
 
 SESSIONS = "/api/v1/sessions"
@@ -24,19 +22,14 @@ _opened: list[httpx.Client] = []
 """Clients of users made during a test, closed when its server stops."""
 
 
-def backend_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """nbplane's own database on the test's backend (the body of each module's fixture)."""
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
-
-
 @contextmanager
 def session_server(tmp_path: Path, store_url: str, **environment: str) -> Iterator[Server]:
     """``nbplane serve`` with the local launcher; sessions it leaves are stopped afterwards."""
     notebooks = tmp_path / "apis"
     notebooks.mkdir(exist_ok=True)
-    with running_server(notebooks, tmp_path / "home", store_url,
-                        environment={**QUIET, **environment}) as server:
+    with running_server(
+        notebooks, tmp_path / "home", store_url, environment={**QUIET, **environment}
+    ) as server:
         try:
             yield server
         finally:
@@ -62,10 +55,16 @@ def user_token(server: Server, name: str, *teams: str) -> str:
     created = f"{name}-{uuid.uuid4().hex[:6]}"
     listed = nbplane("user", "list", "--output", "json", environment=server.environment).stdout
     if name not in [user["name"] for user in json.loads(listed)]:
-        nbplane("user", "create", name, *[f"--team={team}" for team in teams],
-                environment=server.environment)
-    return nbplane("token", "create", created, "--user", name,
-                   environment=server.environment).stdout.strip()
+        nbplane(
+            "user",
+            "create",
+            name,
+            *[f"--team={team}" for team in teams],
+            environment=server.environment,
+        )
+    return nbplane(
+        "token", "create", created, "--user", name, environment=server.environment
+    ).stdout.strip()
 
 
 def as_user(server: Server, token: str | None) -> httpx.Client:
@@ -81,8 +80,9 @@ def create(client: httpx.Client, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def wait_status(client: httpx.Client, session_id: str, *wanted: str,
-                timeout: float = 90) -> dict[str, Any]:
+def wait_status(
+    client: httpx.Client, session_id: str, *wanted: str, timeout: float = 90
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     record: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -118,8 +118,11 @@ def events(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
 
 def jupyter(session: dict[str, Any]) -> httpx.Client:
     """A client of the session's own Jupyter server, with its token."""
-    return httpx.Client(base_url=session["server_url"], timeout=30,
-                        headers={"Authorization": f"token {session['token']}"})
+    return httpx.Client(
+        base_url=session["server_url"],
+        timeout=30,
+        headers={"Authorization": f"token {session['token']}"},
+    )
 
 
 def run_in_kernel(session: dict[str, Any], code: str, timeout: float = 60) -> str:
@@ -133,16 +136,36 @@ def run_in_kernel(session: dict[str, Any], code: str, timeout: float = 60) -> st
         kernel_id = kernel.json()["id"]
         base = session["server_url"].replace("http://", "ws://", 1)
         socket = websocket.create_connection(
-            f"{base}api/kernels/{kernel_id}/channels?token={session['token']}", timeout=timeout)
+            f"{base}api/kernels/{kernel_id}/channels?token={session['token']}", timeout=timeout
+        )
         try:
             message_id = uuid.uuid4().hex
-            socket.send(json.dumps({
-                "header": {"msg_id": message_id, "msg_type": "execute_request", "username": "t",
-                           "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-            }))
+            socket.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": message_id,
+                            "msg_type": "execute_request",
+                            "username": "t",
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             output: list[str] = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

@@ -33,16 +33,19 @@ def output_lines(stdout: str) -> list[str]:
 def test_cells_have_ipython_semantics(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "ipy"
     job.mkdir()
-    write_notebook(job / "1_magic.ipynb", [
-        "%time total = sum(range(10))\nprint('total', total)",
-        "!echo hi-from-the-shell\nfiles = !ls\nprint('ls sees', sorted(files))",
-        "class Shown:\n"
-        "    def __repr__(self):\n        return 'plain-repr-of-shown'\n"
-        "    def _repr_html_(self):\n        return '<b>html-repr-of-shown</b>'\n"
-        "display(Shown())\n"
-        "42 * 2",
-        "unique_int_name = 5\n%who int",
-    ])
+    write_notebook(
+        job / "1_magic.ipynb",
+        [
+            "%time total = sum(range(10))\nprint('total', total)",
+            "!echo hi-from-the-shell\nfiles = !ls\nprint('ls sees', sorted(files))",
+            "class Shown:\n"
+            "    def __repr__(self):\n        return 'plain-repr-of-shown'\n"
+            "    def _repr_html_(self):\n        return '<b>html-repr-of-shown</b>'\n"
+            "display(Shown())\n"
+            "42 * 2",
+            "unique_int_name = 5\n%who int",
+        ],
+    )
 
     result = env.run("job", "run", str(job))
 
@@ -66,50 +69,66 @@ def test_cells_have_ipython_semantics(env: Env, tmp_path: Path) -> None:
 def test_cells_with_string_sources_run_including_sql(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "strings"
     job.mkdir()
-    notebook = write_notebook(job / "1_strings.ipynb", [
-        "rows = [(1, 'one'), (2, 'two')]\nprint('python ran with', len(rows))",
-        "%%sql\nCREATE TABLE t (n INTEGER, word TEXT);\n"
-        "INSERT INTO t VALUES (1, 'one');\nINSERT INTO t VALUES (2, 'two');",
-        "%%vdksql\nINSERT INTO t VALUES (3, 'three')",
-        "job_input.send_tabular_data_for_ingestion(\n"
-        "    [(4, 'four')], column_names=['n', 'word'], destination_table='t')",
-    ], string_sources=True)
-    assert all(isinstance(cell["source"], str)
-               for cell in json.loads(notebook.read_text())["cells"])
+    notebook = write_notebook(
+        job / "1_strings.ipynb",
+        [
+            "rows = [(1, 'one'), (2, 'two')]\nprint('python ran with', len(rows))",
+            "%%sql\nCREATE TABLE t (n INTEGER, word TEXT);\n"
+            "INSERT INTO t VALUES (1, 'one');\nINSERT INTO t VALUES (2, 'two');",
+            "%%vdksql\nINSERT INTO t VALUES (3, 'three')",
+            "job_input.send_tabular_data_for_ingestion(\n"
+            "    [(4, 'four')], column_names=['n', 'word'], destination_table='t')",
+        ],
+        string_sources=True,
+    )
+    assert all(
+        isinstance(cell["source"], str) for cell in json.loads(notebook.read_text())["cells"]
+    )
 
     result = env.run("job", "run", str(job))
 
     assert "python ran with 2" in result.stdout
     assert sorted(env.query("SELECT n, word FROM t")) == [
-        (1, "one"), (2, "two"), (3, "three"), (4, "four")]
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+        (4, "four"),
+    ]
     assert [s["kind"] for s in run_record(env, job, result)["steps"]] == [
-        "python-cell", "sql-cell", "sql-cell", "python-cell"]
+        "python-cell",
+        "sql-cell",
+        "sql-cell",
+        "python-cell",
+    ]
 
 
 def test_several_sql_statements_in_a_cell_and_a_file(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "multi"
     job.mkdir()
-    write_notebook(job / "1_sql.ipynb", [
-        "%%sql\n"
-        "-- set up\n"
-        "CREATE TABLE t (x INTEGER, note TEXT);\n"
-        "INSERT INTO t VALUES (1, 'a;b');\n"
-        "\n"
-        "INSERT INTO t\n"
-        "VALUES (2, 'it''s; fine');\n"
-        "/* a comment; with a semicolon */\n"
-        "UPDATE t SET x = x * 10;\n"
-        "SELECT x, note FROM t ORDER BY x",
-    ])
+    write_notebook(
+        job / "1_sql.ipynb",
+        [
+            "%%sql\n"
+            "-- set up\n"
+            "CREATE TABLE t (x INTEGER, note TEXT);\n"
+            "INSERT INTO t VALUES (1, 'a;b');\n"
+            "\n"
+            "INSERT INTO t\n"
+            "VALUES (2, 'it''s; fine');\n"
+            "/* a comment; with a semicolon */\n"
+            "UPDATE t SET x = x * 10;\n"
+            "SELECT x, note FROM t ORDER BY x",
+        ],
+    )
     (job / "2_more.sql").write_text(
         "INSERT INTO t VALUES (3, 'from file');\n"
         "DELETE FROM t WHERE x = 10;\n"
-        "-- only a comment at the end;\n")
+        "-- only a comment at the end;\n"
+    )
 
     result = env.run("job", "run", str(job))
 
-    assert sorted(env.query("SELECT x, note FROM t")) == [
-        (3, "from file"), (20, "it's; fine")]
+    assert sorted(env.query("SELECT x, note FROM t")) == [(3, "from file"), (20, "it's; fine")]
     lines = output_lines(result.stdout)
     assert "20 | it's; fine" in lines  # the cell's last statement returned rows, shown
 
@@ -117,17 +136,22 @@ def test_several_sql_statements_in_a_cell_and_a_file(env: Env, tmp_path: Path) -
 def test_placeholders_come_from_arguments(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "args"
     job.mkdir()
-    write_notebook(job / "1_sql.ipynb", [
-        "%%sql\nCREATE TABLE t (day TEXT, n INTEGER, src TEXT);\n"
-        "INSERT INTO t VALUES ('{day}', {n}, 'cell')",
-        "print('rows', job_input.execute_query(\"SELECT n FROM t WHERE day = '{day}'\"))",
-    ])
+    write_notebook(
+        job / "1_sql.ipynb",
+        [
+            "%%sql\nCREATE TABLE t (day TEXT, n INTEGER, src TEXT);\n"
+            "INSERT INTO t VALUES ('{day}', {n}, 'cell')",
+            "print('rows', job_input.execute_query(\"SELECT n FROM t WHERE day = '{day}'\"))",
+        ],
+    )
     (job / "2_file.sql").write_text("INSERT INTO t VALUES ('{day}', {n} + 1, 'file');\n")
 
     result = env.run("job", "run", str(job), "--arguments", '{"day": "2024-01-02", "n": 7}')
 
     assert sorted(env.query("SELECT day, n, src FROM t")) == [
-        ("2024-01-02", 7, "cell"), ("2024-01-02", 8, "file")]
+        ("2024-01-02", 7, "cell"),
+        ("2024-01-02", 8, "file"),
+    ]
     assert "rows [(7,)]" in output_lines(result.stdout)
     assert run_record(env, job, result)["arguments"] == {"day": "2024-01-02", "n": 7}
 
@@ -135,17 +159,23 @@ def test_placeholders_come_from_arguments(env: Env, tmp_path: Path) -> None:
 def test_arguments_win_over_properties_set_in_an_earlier_run(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "props"
     job.mkdir()
-    setter = write_notebook(job / "1_set.ipynb", [
-        "job_input.set_all_properties({'day': 'from-properties', 'region': 'eu'})",
-    ])
+    setter = write_notebook(
+        job / "1_set.ipynb",
+        [
+            "job_input.set_all_properties({'day': 'from-properties', 'region': 'eu'})",
+        ],
+    )
     env.run("job", "run", str(job))
 
     setter.unlink()
-    write_notebook(job / "2_use.ipynb", [
-        "print('property day is', job_input.get_property('day'))",
-        "%%sql\nCREATE TABLE t (day TEXT, region TEXT);\n"
-        "INSERT INTO t VALUES ('{day}', '{region}')",
-    ])
+    write_notebook(
+        job / "2_use.ipynb",
+        [
+            "print('property day is', job_input.get_property('day'))",
+            "%%sql\nCREATE TABLE t (day TEXT, region TEXT);\n"
+            "INSERT INTO t VALUES ('{day}', '{region}')",
+        ],
+    )
     result = env.run("job", "run", str(job), "--arguments", '{"day": "from-arguments"}')
 
     assert "property day is from-properties" in output_lines(result.stdout)
@@ -155,26 +185,32 @@ def test_arguments_win_over_properties_set_in_an_earlier_run(env: Env, tmp_path:
 def test_unknown_placeholders_stay_as_written(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "placeholders"
     job.mkdir()
-    write_notebook(job / "1_sql.ipynb", [
-        "%%sql\nCREATE TABLE t (a TEXT, b TEXT, c TEXT, d TEXT);\n"
-        "INSERT INTO t VALUES ('{not_given}', '{n}', '{pa__job_name}', '{\"json\": 1}')",
-    ])
+    write_notebook(
+        job / "1_sql.ipynb",
+        [
+            "%%sql\nCREATE TABLE t (a TEXT, b TEXT, c TEXT, d TEXT);\n"
+            "INSERT INTO t VALUES ('{not_given}', '{n}', '{pa__job_name}', '{\"json\": 1}')",
+        ],
+    )
 
     env.run("job", "run", str(job), "--arguments", '{"n": 5}')
 
     assert env.query("SELECT a, b, c, d FROM t") == [
-        ("{not_given}", "5", "placeholders", '{"json": 1}')]
+        ("{not_given}", "5", "placeholders", '{"json": 1}')
+    ]
 
 
-def test_skip_remaining_steps_in_a_cell_ends_the_run_successfully(
-        env: Env, tmp_path: Path) -> None:
+def test_skip_remaining_steps_in_a_cell_ends_the_run_successfully(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "skipping"
     job.mkdir()
-    write_notebook(job / "1_nb.ipynb", [
-        "print('first step ran')",
-        "if True:\n    job_input.skip_remaining_steps()\nprint('rest of the cell ran')",
-        "print('third step ran')\nraise RuntimeError('must not run')",
-    ])
+    write_notebook(
+        job / "1_nb.ipynb",
+        [
+            "print('first step ran')",
+            "if True:\n    job_input.skip_remaining_steps()\nprint('rest of the cell ran')",
+            "print('third step ran')\nraise RuntimeError('must not run')",
+        ],
+    )
     (job / "2_after.sql").write_text("CREATE TABLE never_created (x INTEGER);\n")
     write_notebook(job / "3_other.ipynb", ["print('other notebook ran')"])
 
@@ -191,9 +227,12 @@ def test_skip_remaining_steps_in_a_cell_ends_the_run_successfully(
     assert run["status"] == "succeeded"
     assert run["error"] is None
     assert [(s["name"], s["status"]) for s in run["steps"]] == [
-        ("1_nb.ipynb#1", "succeeded"), ("1_nb.ipynb#2", "succeeded"),
-        ("1_nb.ipynb#3", "skipped"), ("2_after.sql", "skipped"),
-        ("3_other.ipynb#1", "skipped")]
+        ("1_nb.ipynb#1", "succeeded"),
+        ("1_nb.ipynb#2", "succeeded"),
+        ("1_nb.ipynb#3", "skipped"),
+        ("2_after.sql", "skipped"),
+        ("3_other.ipynb#1", "skipped"),
+    ]
     for step in run["steps"][2:]:
         assert "skip_remaining_steps()" in step["reason"]
         assert "step 2" in step["reason"]
@@ -203,21 +242,28 @@ def test_step_output_is_shown_while_the_step_runs(env: Env, tmp_path: Path) -> N
     """The step waits for a file the test creates only after it saw the step's first line."""
     job = tmp_path / "live"
     job.mkdir()
-    write_notebook(job / "1_live.ipynb", [
-        "import pathlib, time\n"
-        "print('waiting for go')\n"
-        "deadline = time.monotonic() + 20\n"
-        "while not pathlib.Path('go').exists():\n"
-        "    if time.monotonic() > deadline:\n"
-        "        raise RuntimeError('never released')\n"
-        "    time.sleep(0.02)\n"
-        "print('released')",
-    ])
+    write_notebook(
+        job / "1_live.ipynb",
+        [
+            "import pathlib, time\n"
+            "print('waiting for go')\n"
+            "deadline = time.monotonic() + 20\n"
+            "while not pathlib.Path('go').exists():\n"
+            "    if time.monotonic() > deadline:\n"
+            "        raise RuntimeError('never released')\n"
+            "    time.sleep(0.02)\n"
+            "print('released')",
+        ],
+    )
     lines: queue.Queue[str | None] = queue.Queue()
     seen: list[str] = []
-    with subprocess.Popen([sys.executable, "-m", "nbplane", "job", "run", str(job)],
-                          env=env.variables, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "nbplane", "job", "run", str(job)],
+        env=env.variables,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
 
         def read() -> None:
             assert process.stdout is not None

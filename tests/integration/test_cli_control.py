@@ -32,15 +32,27 @@ class Cli:
     home: Path
     variables: dict[str, str]
 
-    def run(self, *args: str, check: int | None = 0, stdin: str | None = None,
-            timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "nbplane", *args],
-                                env={**self.variables, **extra}, input=stdin,
-                                capture_output=True, text=True, timeout=timeout)
+    def run(
+        self,
+        *args: str,
+        check: int | None = 0,
+        stdin: str | None = None,
+        timeout: float = 120,
+        **extra: str,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "nbplane", *args],
+            env={**self.variables, **extra},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check is not None:
             assert result.returncode == check, (
                 f"nbplane {' '.join(args)}: exit {result.returncode}, wanted {check}"
-                f"\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+                f"\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
         return result
 
     def json(self, *args: str) -> Any:
@@ -84,20 +96,21 @@ class Control:
 
 def client(home: Path) -> Cli:
     variables = {key: value for key, value in os.environ.items() if key not in CLIENT_VARIABLES}
-    return Cli(home, {**variables, "NBPLANE_HOME": str(home), "COLUMNS": "1000",
-                      "NO_COLOR": "1"})
+    return Cli(home, {**variables, "NBPLANE_HOME": str(home), "COLUMNS": "1000", "NO_COLOR": "1"})
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def control(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Control]:
+def control(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Control]:
     root = tmp_path_factory.mktemp("control")
     notebooks = root / "notebooks"
     notebooks.mkdir()
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
-        with running_server(notebooks, root / "server-home", store,
-                            environment={"NBPLANE_DB_URL": url}) as server:
+        with running_server(
+            notebooks, root / "server-home", store, environment={"NBPLANE_DB_URL": url}
+        ) as server:
             control = Control(server, root)
             control.alice, control.bob  # noqa: B018  both exist before any test
             yield control
@@ -154,8 +167,9 @@ def test_login_checks_the_token_and_saves_it_for_the_owner_only(control: Control
     one_line_error(refused, "unknown or revoked")
     assert not (cli.home / "credentials.json").exists()
 
-    one_line_error(cli.run("login", "--url", control.server.url, stdin="\n", check=None),
-                   "no token")
+    one_line_error(
+        cli.run("login", "--url", control.server.url, stdin="\n", check=None), "no token"
+    )
     unreachable = cli.run("login", "--url", "http://127.0.0.1:9", "--token", "x", check=None)
     one_line_error(unreachable, "cannot reach", "http://127.0.0.1:9")
 
@@ -177,8 +191,9 @@ def test_login_checks_the_token_and_saves_it_for_the_owner_only(control: Control
 def test_url_and_token_from_the_environment_need_no_login(control: Control) -> None:
     token = control.admin("token", "create", "env-test", "--user", "alice").strip()
     cli = client(control.root / "home-env")
-    listed = cli.run("job", "list", "--output", "json", NBPLANE_URL=control.server.url,
-                     NBPLANE_TOKEN=token)
+    listed = cli.run(
+        "job", "list", "--output", "json", NBPLANE_URL=control.server.url, NBPLANE_TOKEN=token
+    )
     assert isinstance(json.loads(listed.stdout), list)
 
 
@@ -205,11 +220,19 @@ def test_users_and_teams(control: Control) -> None:
     carol = control.login("carol")
     assert isinstance(carol.json("job", "list"), list), "ops, the only team left"
 
-    duplicate = subprocess.run([sys.executable, "-m", "nbplane", "user", "create", "carol"],
-                               env=control.server.environment, capture_output=True, text=True)
+    duplicate = subprocess.run(
+        [sys.executable, "-m", "nbplane", "user", "create", "carol"],
+        env=control.server.environment,
+        capture_output=True,
+        text=True,
+    )
     assert duplicate.returncode == 2 and "exists already" in duplicate.stderr
-    unknown = subprocess.run([sys.executable, "-m", "nbplane", "user", "join", "nobody", "ops"],
-                             env=control.server.environment, capture_output=True, text=True)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "nbplane", "user", "join", "nobody", "ops"],
+        env=control.server.environment,
+        capture_output=True,
+        text=True,
+    )
     assert unknown.returncode == 2 and "no user named 'nobody'" in unknown.stderr
 
 
@@ -258,8 +281,17 @@ def test_execute_wait_exit_code_follows_the_status(control: Control) -> None:
 def test_schedule_is_kept_on_redeploy_until_changed(control: Control) -> None:
     directory = new_job(control, "nightly")
     alice = control.alice
-    first = alice.run("job", "deploy", str(directory), "--schedule", "0 6 * * *",
-                      "--timezone", "Europe/Berlin", "--reason", "first")
+    first = alice.run(
+        "job",
+        "deploy",
+        str(directory),
+        "--schedule",
+        "0 6 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--reason",
+        "first",
+    )
     assert "next run" in first.stdout and "Europe/Berlin" in first.stdout
     version = alice.json("job", "show", "nightly")["deployment"]["version"]
     (directory / "20_more.sql").write_text("SELECT 1", encoding="utf-8")
@@ -282,33 +314,50 @@ def test_schedule_is_kept_on_redeploy_until_changed(control: Control) -> None:
 
 def test_properties_and_secrets_never_show_secret_values(control: Control) -> None:
     directory = new_job(
-        control, "keeper",
+        control,
+        "keeper",
         "print('property', job_input.get_property('limit'))\n"
-        "print('secret', job_input.get_secret('password'))")
+        "print('secret', job_input.get_secret('password'))",
+    )
     alice = control.alice
     alice.run("job", "deploy", str(directory))
-    assert alice.json("job", "properties", "keeper", "--set", "limit=10", "--set",
-                      "label=plain text", "--set", "tags=[1, 2]") == {
-        "limit": 10, "label": "plain text", "tags": [1, 2]}
+    assert alice.json(
+        "job",
+        "properties",
+        "keeper",
+        "--set",
+        "limit=10",
+        "--set",
+        "label=plain text",
+        "--set",
+        "tags=[1, 2]",
+    ) == {"limit": 10, "label": "plain text", "tags": [1, 2]}
     assert alice.json("job", "properties", "keeper", "--unset", "tags") == {
-        "limit": 10, "label": "plain text"}
+        "limit": 10,
+        "label": "plain text",
+    }
     assert "plain text" in alice.run("job", "properties", "keeper").stdout
 
     value = "s3cr3t-value-42"
-    set_secret = alice.run("job", "secrets", "keeper", "--set", f"password={value}",
-                           "--output", "json")
+    set_secret = alice.run(
+        "job", "secrets", "keeper", "--set", f"password={value}", "--output", "json"
+    )
     assert json.loads(set_secret.stdout) == {"names": ["password"]}
     prompted = alice.run("job", "secrets", "keeper", "--set", "api_key", stdin="k3y-value\n")
     assert "api_key" in prompted.stdout and "password" in prompted.stdout
     ran = alice.run("job", "execute", "keeper", "--wait")
     assert "property 10" in ran.stdout
-    for output in (set_secret, prompted, ran, alice.run("job", "logs", "keeper"),
-                   alice.run("job", "secrets", "keeper"),
-                   alice.run("job", "show", "keeper", "--output", "json")):
+    for output in (
+        set_secret,
+        prompted,
+        ran,
+        alice.run("job", "logs", "keeper"),
+        alice.run("job", "secrets", "keeper"),
+        alice.run("job", "show", "keeper", "--output", "json"),
+    ):
         assert value not in output.stdout + output.stderr
         assert "k3y-value" not in output.stdout + output.stderr
-    assert alice.json("job", "secrets", "keeper", "--unset", "api_key") == {
-        "names": ["password"]}
+    assert alice.json("job", "secrets", "keeper", "--unset", "api_key") == {"names": ["password"]}
 
 
 def test_download_round_trip(control: Control, tmp_path: Path) -> None:
@@ -323,16 +372,19 @@ def test_download_round_trip(control: Control, tmp_path: Path) -> None:
     assert files == ["10_hello.ipynb", "config.ini", "helpers/util.py"]
     for name in ("config.ini", "helpers/util.py"):
         assert (target / name).read_bytes() == (directory / name).read_bytes()
-    sources = [[c.source for c in nbformat.read(d / "10_hello.ipynb", as_version=4).cells]
-               for d in (directory, target)]
+    sources = [
+        [c.source for c in nbformat.read(d / "10_hello.ipynb", as_version=4).cells]
+        for d in (directory, target)
+    ]
     assert sources[0] == sources[1]
     control.alice.run("job", "run", str(target))  # the download is a runnable job
 
     again = control.alice.run("job", "download", "roundtrip", "-o", str(target), check=None)
     one_line_error(again, "not empty")
     version = control.alice.json("job", "show", "roundtrip")["deployment"]["version"]
-    control.alice.run("job", "download", "roundtrip", "-o", str(tmp_path / "by-version"),
-                      "--version", version)
+    control.alice.run(
+        "job", "download", "roundtrip", "-o", str(tmp_path / "by-version"), "--version", version
+    )
     assert (tmp_path / "by-version" / "config.ini").is_file()
 
 
@@ -361,9 +413,13 @@ def test_execute_wait_on_a_cancelled_execution_exits_130(control: Control) -> No
     directory = new_job(control, "waited", SLEEPY)
     alice = control.alice
     alice.run("job", "deploy", str(directory))
-    waiting = subprocess.Popen([sys.executable, "-m", "nbplane", "job", "execute", "waited",
-                                "--wait"], env=alice.variables, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "nbplane", "job", "execute", "waited", "--wait"],
+        env=alice.variables,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         running = wait_for_status(alice, "waited", "running")
         wait_for_log(alice, "waited", "sleeping")
@@ -379,12 +435,19 @@ def test_execute_wait_on_a_cancelled_execution_exits_130(control: Control) -> No
 
 
 def test_unknown_job_is_a_one_line_error(control: Control) -> None:
-    for args in (("show", "nope"), ("execute", "nope"), ("logs", "nope"),
-                 ("properties", "nope"), ("download", "nope"), ("delete", "nope", "--yes")):
+    for args in (
+        ("show", "nope"),
+        ("execute", "nope"),
+        ("logs", "nope"),
+        ("properties", "nope"),
+        ("download", "nope"),
+        ("delete", "nope", "--yes"),
+    ):
         one_line_error(control.alice.run("job", *args, check=None), "nope")
     one_line_error(control.alice.run("job", "show", "Bad Name", check=None))
-    one_line_error(control.alice.run("job", "execute", "x", "--arguments", "[1]", check=None),
-                   "--arguments")
+    one_line_error(
+        control.alice.run("job", "execute", "x", "--arguments", "[1]", check=None), "--arguments"
+    )
 
 
 def test_another_teams_job_is_not_found(control: Control) -> None:
@@ -392,11 +455,14 @@ def test_another_teams_job_is_not_found(control: Control) -> None:
     control.alice.run("job", "deploy", str(directory))
     control.alice.run("job", "properties", "private", "--set", "a=1")
     bob = control.bob
-    for args in (("show", "private"), ("show", "private", "--team", "analytics"),
-                 ("execute", "private", "--team", "analytics"),
-                 ("properties", "private", "--team", "analytics"),
-                 ("download", "private", "--team", "analytics"),
-                 ("delete", "private", "--team", "analytics", "--yes", "--force")):
+    for args in (
+        ("show", "private"),
+        ("show", "private", "--team", "analytics"),
+        ("execute", "private", "--team", "analytics"),
+        ("properties", "private", "--team", "analytics"),
+        ("download", "private", "--team", "analytics"),
+        ("delete", "private", "--team", "analytics", "--yes", "--force"),
+    ):
         refused = bob.run("job", *args, check=None)
         one_line_error(refused)
         assert "no job 'private'" in refused.stderr or "no team 'analytics'" in refused.stderr

@@ -24,20 +24,28 @@ class Setup:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Setup]:
+def setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("cli-sessions")
     (root / "apis").mkdir()
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
-        with running_server(root / "apis", root / "server-home", store,
-                            environment=QUIET) as server:
+        with running_server(
+            root / "apis", root / "server-home", store, environment=QUIET
+        ) as server:
             clis = {}
             for name, admin in (("root", True), ("alice", False)):
-                nbplane("user", "create", name, *(["--admin"] if admin else ["--team=sales"]),
-                        environment=server.environment)
-                token = nbplane("token", "create", f"{name}-cli", "--user", name,
-                                environment=server.environment).stdout.strip()
+                nbplane(
+                    "user",
+                    "create",
+                    name,
+                    *(["--admin"] if admin else ["--team=sales"]),
+                    environment=server.environment,
+                )
+                token = nbplane(
+                    "token", "create", f"{name}-cli", "--user", name, environment=server.environment
+                ).stdout.strip()
                 clis[name] = client(root / f"home-{name}")
                 clis[name].run("login", "--url", server.url, "--token", token)
             try:
@@ -52,8 +60,7 @@ def test_session_start_to_stop(setup: Setup) -> None:
     assert [c["name"] for c in classes] == ["small", "large"]
     started = alice.run("session", "start", "--resource-class", "large", "--env", "A=1")
     assert "✓ ready" in started.stdout and "is ready" in started.stdout, started.stdout
-    url = next(line.split()[-1] for line in started.stdout.splitlines()
-               if line.startswith("open "))
+    url = next(line.split()[-1] for line in started.stdout.splitlines() if line.startswith("open "))
     assert "?token=" in url and httpx.get(url.replace("?", "api/status?")).status_code == 200
     [session] = alice.json("session", "list")
     assert session["status"] == "running" and session["environment"] == ["A"]
@@ -74,8 +81,11 @@ def test_session_start_to_stop(setup: Setup) -> None:
 
 def test_session_start_no_wait_and_bad_input(setup: Setup) -> None:
     alice = setup.alice
-    one_line_error(alice.run("session", "start", "--resource-class", "huge", check=None),
-                   "unknown resource class", "small")
+    one_line_error(
+        alice.run("session", "start", "--resource-class", "huge", check=None),
+        "unknown resource class",
+        "small",
+    )
     one_line_error(alice.run("session", "start", "--env", "NOEQUALS", check=None), "NAME=VALUE")
     one_line_error(alice.run("session", "start", "--env", "1X=2", check=None), "environment")
     quick = json.loads(alice.run("session", "start", "--no-wait", "--output", "json").stdout)
@@ -87,11 +97,20 @@ def test_session_start_no_wait_and_bad_input(setup: Setup) -> None:
 
 def test_connection_commands(setup: Setup) -> None:
     admin, alice = setup.admin, setup.alice
-    created = admin.run("connection", "create", "warehouse", "--kind", "database",
-                        "--set", "url=sqlite:///tmp/w.sqlite?password=hunter2", "--default")
+    created = admin.run(
+        "connection",
+        "create",
+        "warehouse",
+        "--kind",
+        "database",
+        "--set",
+        "url=sqlite:///tmp/w.sqlite?password=hunter2",
+        "--default",
+    )
     assert "keys url" in created.stdout and "hunter2" not in created.stdout
-    hidden = admin.run("connection", "create", "api", "--kind", "generic", "--set", "token",
-                       stdin="typed-secret\n")
+    hidden = admin.run(
+        "connection", "create", "api", "--kind", "generic", "--set", "token", stdin="typed-secret\n"
+    )
     assert "typed-secret" not in hidden.stdout + hidden.stderr
     granted = admin.json("connection", "grant", "warehouse", "--team", "sales")
     assert granted["grants"] == [{"kind": "team", "name": "sales"}]
@@ -100,8 +119,7 @@ def test_connection_commands(setup: Setup) -> None:
     assert "hunter2" not in listed.stdout and "typed-secret" not in listed.stdout
     one_line_error(alice.run("connection", "list", check=None), "admins")
     one_line_error(admin.run("connection", "grant", "api", check=None), "--user or --team")
-    one_line_error(admin.run("connection", "create", "x", "--kind", "database", check=None),
-                   "url")
+    one_line_error(admin.run("connection", "create", "x", "--kind", "database", check=None), "url")
     admin.run("connection", "revoke", "warehouse", "--team", "sales")
     admin.run("connection", "delete", "api")
     admin.run("connection", "delete", "warehouse")

@@ -5,17 +5,13 @@ and ``job_input`` on the granted database."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, select, text
 
-from tests.conftest import BACKENDS
 from tests.integration.session_helpers import (
     SESSIONS,
     as_user,
-    backend_store_url,
     create,
     run_in_kernel,
     session_server,
@@ -25,11 +21,6 @@ from tests.integration.session_helpers import (
 
 CONNECTIONS = "/api/v1/connections"
 SECRETS = ("s3cr3t-l4ke-key", "t0k-of-the-api", "wh-passw0rd")
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from backend_store_url(request, tmp_path)
 
 
 def warehouse(directory: Path) -> str:
@@ -45,16 +36,28 @@ def warehouse(directory: Path) -> str:
 
 
 def test_connections_are_secret_and_reach_granted_sessions(
-        tmp_path: Path, store_url: str, shared_dir: Path) -> None:
+    tmp_path: Path, store_url: str, shared_dir: Path
+) -> None:
     with session_server(tmp_path, store_url) as server:
         admin = server.client
         alice = as_user(server, user_token(server, "alice", "analytics"))
         bob = as_user(server, user_token(server, "bob", "ops"))
         bodies = [
-            {"name": "warehouse", "kind": "database", "values": {"url": warehouse(shared_dir)},
-             "description": "the sales warehouse"},
-            {"name": "lake", "kind": "s3", "values": {
-                "bucket": "raw-data", "access_key_id": "AKIA1", "secret_access_key": SECRETS[0]}},
+            {
+                "name": "warehouse",
+                "kind": "database",
+                "values": {"url": warehouse(shared_dir)},
+                "description": "the sales warehouse",
+            },
+            {
+                "name": "lake",
+                "kind": "s3",
+                "values": {
+                    "bucket": "raw-data",
+                    "access_key_id": "AKIA1",
+                    "secret_access_key": SECRETS[0],
+                },
+            },
             {"name": "api", "kind": "generic", "values": {"token": SECRETS[1]}},
         ]
         for body in bodies:
@@ -72,8 +75,10 @@ def test_connections_are_secret_and_reach_granted_sessions(
         granted = admin.post(f"{CONNECTIONS}/warehouse/grants", json={"user": "alice"})
         assert granted.json()["grants"] == [{"kind": "user", "name": "alice"}]
         admin.post(f"{CONNECTIONS}/lake/grants", json={"team": "analytics"})
-        assert admin.post(f"{CONNECTIONS}/lake/grants", json={"user": "a", "team": "b"}
-                          ).status_code == 422
+        assert (
+            admin.post(f"{CONNECTIONS}/lake/grants", json={"user": "a", "team": "b"}).status_code
+            == 422
+        )
 
         from nbplane.store import open_store
         from nbplane.store.tables import connections
@@ -85,21 +90,25 @@ def test_connections_are_secret_and_reach_granted_sessions(
         finally:
             store.close()
         raw = b"".join(bytes(row.secret) for row in rows) + repr(rows).encode()
-        assert rows and not any(secret.encode() in raw for secret in SECRETS), \
+        assert rows and not any(secret.encode() in raw for secret in SECRETS), (
             "values are encrypted at rest"
+        )
 
         session = create(alice)
         assert session["connections"] == ["lake", "warehouse"]
         session = wait_status(alice, session["id"], "running", "failed")
         assert session["status"] == "running", session
-        printed = run_in_kernel(session, """
+        printed = run_in_kernel(
+            session,
+            """
 import os
 for name in sorted(os.environ):
     if name.startswith("NBPLANE_"):
         print(name, "=", os.environ[name])
 from nbplane.client import NbplaneClient
 print("me:", NbplaneClient.from_credentials().me().user)
-""")
+""",
+        )
         variables = dict(line.split(" = ", 1) for line in printed.splitlines() if " = " in line)
         assert variables["NBPLANE_CONNECTION_WAREHOUSE_URL"] == bodies[0]["values"]["url"]
         assert variables["NBPLANE_DB_URL"] == bodies[0]["values"]["url"]
@@ -109,22 +118,28 @@ print("me:", NbplaneClient.from_credentials().me().user)
         assert "NBPLANE_CONNECTION_API_TOKEN" not in variables, "not granted to alice"
         assert variables["NBPLANE_URL"] == server.url
         assert "me: alice" in printed, "nbplane in the session speaks for its user, no login"
-        queried = run_in_kernel(session, "%load_ext nbplane\n%job\n"
-                                         "print(job_input.execute_query("
-                                         "'SELECT name FROM fruit ORDER BY name'))")
+        queried = run_in_kernel(
+            session,
+            "%load_ext nbplane\n%job\n"
+            "print(job_input.execute_query("
+            "'SELECT name FROM fruit ORDER BY name'))",
+        )
         assert "[('apple',), ('pear',)]" in queried, queried
 
         bob_session = wait_status(bob, create(bob)["id"], "running", "failed")
         assert bob_session["connections"] == []
-        bob_printed = run_in_kernel(bob_session, "import os\nprint(sorted(k for k in os.environ "
-                                                 "if k.startswith('NBPLANE_CONN')))")
+        bob_printed = run_in_kernel(
+            bob_session,
+            "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE_CONN')))",
+        )
         assert "[]" in bob_printed, bob_printed
 
         logs = alice.get(f"{SESSIONS}/{session['id']}/logs", params={"tail": 10000}).text
         assert not any(secret in logs for secret in SECRETS), "never in the session's logs"
         assert not any(secret in server.log.read_text() for secret in SECRETS)
-        assert not any(secret in alice.get(f"{SESSIONS}/{session['id']}").text
-                       for secret in SECRETS)
+        assert not any(
+            secret in alice.get(f"{SESSIONS}/{session['id']}").text for secret in SECRETS
+        )
 
         session_token = variables["NBPLANE_TOKEN"]
         assert alice.delete(f"{SESSIONS}/{session['id']}").status_code == 204

@@ -13,17 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import database_url, write_notebook
+from tests.conftest import write_notebook
 from tests.integration.server_fixture import Server, free_port, nbplane, running_server, stop
 
 TEAM = "sales"
 JOB = f"/api/v1/teams/{TEAM}/jobs/daily"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
 
 
 @pytest.fixture
@@ -46,14 +40,16 @@ def job_archive(tmp_path: Path, *cells: Any, name: str = "job") -> bytes:
     return target.read_bytes()
 
 
-def deploy(server: Server, archive: bytes, team: str = TEAM, job: str = "daily",
-           **deployment: Any) -> dict[str, Any]:
+def deploy(
+    server: Server, archive: bytes, team: str = TEAM, job: str = "daily", **deployment: Any
+) -> dict[str, Any]:
     client = server.client
     created = client.post(f"/api/v1/teams/{team}/jobs", json={"name": job})
     assert created.status_code in (201, 409), created.text
     path = f"/api/v1/teams/{team}/jobs/{job}"
-    uploaded = client.post(f"{path}/versions", content=archive,
-                           headers={"content-type": "application/zip"})
+    uploaded = client.post(
+        f"{path}/versions", content=archive, headers={"content-type": "application/zip"}
+    )
     assert uploaded.status_code in (200, 201), uploaded.text
     deployed = client.put(f"{path}/deployment", json=deployment)
     assert deployed.status_code == 200, deployed.text
@@ -68,8 +64,9 @@ def execute(server: Server, wait: float = 0, *, job: str = JOB, **body: Any) -> 
     return wait_for(server, started.json()["id"], wait, job=job)
 
 
-def wait_for(server: Server, execution_id: str, seconds: float = 60, *,
-             job: str = JOB) -> dict[str, Any]:
+def wait_for(
+    server: Server, execution_id: str, seconds: float = 60, *, job: str = JOB
+) -> dict[str, Any]:
     found = server.client.get(f"{job}/executions/{execution_id}", params={"wait": seconds})
     assert found.status_code == 200, found.text
     return dict(found.json())
@@ -97,9 +94,24 @@ def log(server: Server, execution_id: str) -> str:
     return server.client.get(f"{JOB}/executions/{execution_id}/logs").text
 
 
+def wait_scheduled(server: Server, count: int, seconds: float = 30) -> None:
+    """Until the schedule has started ``count`` executions (rather than a fixed sleep)."""
+    deadline = time.monotonic() + seconds
+    items: list[Any] = []
+    while time.monotonic() < deadline:
+        items = server.client.get(f"{JOB}/executions", params={"limit": 100}).json()["items"]
+        if len(items) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{len(items)} scheduled executions in {seconds} s, wanted {count}")
+
+
 def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> None:
-    archive = job_archive(tmp_path, "print('first step says hi')",
-                          "n = len(job_input.get_arguments())\nprint(f'{n} arguments')")
+    archive = job_archive(
+        tmp_path,
+        "print('first step says hi')",
+        "n = len(job_input.get_arguments())\nprint(f'{n} arguments')",
+    )
     deployment = deploy(server, archive, arguments={"day": "2024-01-01"})
     assert deployment["executor"] == "local" and deployment["next_run_at"] is None
     record = execute(server, wait=60)
@@ -122,8 +134,9 @@ def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> N
     export_job(tmp_path / "job", tmp_path / "again.zip")
     again = (tmp_path / "again.zip").read_bytes()
     assert again == archive, "an unchanged job exports to the same bytes"
-    same = server.client.post(f"{JOB}/versions", content=again,
-                              headers={"content-type": "application/zip"})
+    same = server.client.post(
+        f"{JOB}/versions", content=again, headers={"content-type": "application/zip"}
+    )
     assert same.status_code == 200 and same.json()["id"] == deployment["version"]
 
 
@@ -136,7 +149,8 @@ def test_failed_step_names_the_cell(server: Server, tmp_path: Path) -> None:
 
 
 def test_process_dying_mid_step_ends_failed_with_its_exit_code(
-        server: Server, tmp_path: Path) -> None:
+    server: Server, tmp_path: Path
+) -> None:
     deploy(server, job_archive(tmp_path, "import os\nos._exit(7)"))
     record = execute(server, wait=60)
     assert record["status"] == "failed"
@@ -144,11 +158,16 @@ def test_process_dying_mid_step_ends_failed_with_its_exit_code(
 
 
 def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
-    deploy(server, job_archive(  # its work directory: the one place a sandboxed job may write
-        tmp_path, "import os, time, pathlib\n"
-        "marker = pathlib.Path(os.environ['NBPLANE_WORK_DIR'], 'still-running')\n"
-        "marker.touch()\nprint('started', flush=True)\n"
-        "for _ in range(600):\n    marker.touch()\n    time.sleep(0.1)"))
+    deploy(
+        server,
+        job_archive(  # its work directory: the one place a sandboxed job may write
+            tmp_path,
+            "import os, time, pathlib\n"
+            "marker = pathlib.Path(os.environ['NBPLANE_WORK_DIR'], 'still-running')\n"
+            "marker.touch()\nprint('started', flush=True)\n"
+            "for _ in range(600):\n    marker.touch()\n    time.sleep(0.1)",
+        ),
+    )
     record = execute(server)
     marker = tmp_path / "home" / "executions" / record["id"] / "work" / "still-running"
     wait_running(server, record["id"])
@@ -170,12 +189,18 @@ def test_timeout_ends_the_execution(server: Server, tmp_path: Path) -> None:
 
 
 def test_follow_streams_the_log_until_the_end(server: Server, tmp_path: Path) -> None:
-    deploy(server, job_archive(
-        tmp_path, "import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n"
-        "    time.sleep(0.3)"))
+    deploy(
+        server,
+        job_archive(
+            tmp_path,
+            "import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n"
+            "    time.sleep(0.3)",
+        ),
+    )
     record = execute(server)
-    with server.client.stream("GET", f"{JOB}/executions/{record['id']}/logs",
-                              params={"follow": "true"}) as response:
+    with server.client.stream(
+        "GET", f"{JOB}/executions/{record['id']}/logs", params={"follow": "true"}
+    ) as response:
         text = "".join(response.iter_text())
     assert all(f"tick {i}" in text for i in range(3)) and "completed" in text
     assert wait_for(server, record["id"], 0)["status"] == "completed"
@@ -184,10 +209,14 @@ def test_follow_streams_the_log_until_the_end(server: Server, tmp_path: Path) ->
 
 
 def test_schedule_runs_each_due_time_once(server: Server, tmp_path: Path) -> None:
-    deployment = deploy(server, job_archive(tmp_path, "print('scheduled')"),
-                        schedule="*/2 * * * * *", timezone="Europe/Sofia")
+    deployment = deploy(
+        server,
+        job_archive(tmp_path, "print('scheduled')"),
+        schedule="*/2 * * * * *",
+        timezone="Europe/Sofia",
+    )
     assert deployment["next_run_at"] is not None
-    time.sleep(5)
+    wait_scheduled(server, 2)
     server.client.patch(f"{JOB}/deployment", json={"enabled": False})
     time.sleep(1.5)
     items = server.client.get(f"{JOB}/executions").json()["items"]
@@ -201,10 +230,12 @@ def test_schedule_runs_each_due_time_once(server: Server, tmp_path: Path) -> Non
 def test_two_replicas_start_each_due_time_once(tmp_path: Path, store_url: str) -> None:
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
-    with running_server(notebooks, tmp_path / "home", store_url) as first, \
-            running_server(notebooks, tmp_path / "home", store_url) as second:
+    with (
+        running_server(notebooks, tmp_path / "home", store_url) as first,
+        running_server(notebooks, tmp_path / "home", store_url) as second,
+    ):
         deploy(first, job_archive(tmp_path, "print('tick')"), schedule="*/2 * * * * *")
-        time.sleep(7)
+        wait_scheduled(second, 3)
         second.client.patch(f"{JOB}/deployment", json={"enabled": False})
         time.sleep(1)
         items = second.client.get(f"{JOB}/executions", params={"limit": 100}).json()["items"]
@@ -229,12 +260,17 @@ def test_missed_run_policy(tmp_path: Path, store_url: str, late: int, runs: int)
     store = open_store(store_url)
     try:  # as if the server had been down since before 03:00
         with store.engine.begin() as connection:
-            connection.execute(update(deployments).values(
-                next_run_at=datetime.now(UTC) - timedelta(seconds=late)))
+            connection.execute(
+                update(deployments).values(next_run_at=datetime.now(UTC) - timedelta(seconds=late))
+            )
     finally:
         store.close()
-    with running_server(notebooks, tmp_path / "home", store_url,
-                        environment={"NBPLANE_SCHEDULE_MISSED_GRACE_SECONDS": "300"}) as server:
+    with running_server(
+        notebooks,
+        tmp_path / "home",
+        store_url,
+        environment={"NBPLANE_SCHEDULE_MISSED_GRACE_SECONDS": "300"},
+    ) as server:
         time.sleep(2)
         items = server.client.get(f"{JOB}/executions").json()["items"]
         following = server.client.get(JOB).json()["deployment"]["next_run_at"]
@@ -243,10 +279,15 @@ def test_missed_run_policy(tmp_path: Path, store_url: str, late: int, runs: int)
 
 
 def test_properties_and_secrets_reach_the_job(server: Server, tmp_path: Path) -> None:
-    deploy(server, job_archive(
-        tmp_path, "print('target', job_input.get_property('target'))\n"
-        "print('secret length', len(job_input.get_secret('password')))\n"
-        "print(job_input.get_secret('password'))"))
+    deploy(
+        server,
+        job_archive(
+            tmp_path,
+            "print('target', job_input.get_property('target'))\n"
+            "print('secret length', len(job_input.get_secret('password')))\n"
+            "print(job_input.get_secret('password'))",
+        ),
+    )
     props = server.client.patch(f"{JOB}/properties", json={"values": {"target": "eu", "x": 1}})
     assert props.json() == {"target": "eu", "x": 1}
     props = server.client.patch(f"{JOB}/properties", json={"values": {"x": None}})
@@ -269,8 +310,9 @@ def test_bad_input_gets_clear_errors(server: Server, tmp_path: Path) -> None:
     assert duplicate.status_code == 409 and "already" in duplicate.json()["message"]
 
     def upload(content: bytes) -> httpx.Response:
-        return client.post(f"{JOB}/versions", content=content,
-                           headers={"content-type": "application/zip"})
+        return client.post(
+            f"{JOB}/versions", content=content, headers={"content-type": "application/zip"}
+        )
 
     not_zip = upload(b"hello")
     assert not_zip.status_code == 422 and "not a zip" in not_zip.json()["message"]
@@ -290,8 +332,9 @@ def test_bad_input_gets_clear_errors(server: Server, tmp_path: Path) -> None:
     assert upload(job_archive(tmp_path, "x = 1")).status_code == 201
     bad_cron = client.put(f"{JOB}/deployment", json={"schedule": "every day"})
     assert bad_cron.status_code == 422 and bad_cron.json()["field"] == "schedule"
-    bad_zone = client.put(f"{JOB}/deployment", json={"schedule": "0 3 * * *",
-                                                      "timezone": "Mars/Olympus"})
+    bad_zone = client.put(
+        f"{JOB}/deployment", json={"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}
+    )
     assert bad_zone.status_code == 422 and bad_zone.json()["field"] == "timezone"
     unknown = client.put(f"{JOB}/deployment", json={"version": "ffff"})
     assert unknown.status_code == 404 and unknown.json()["field"] == "version"
@@ -302,8 +345,9 @@ def test_bad_input_gets_clear_errors(server: Server, tmp_path: Path) -> None:
 
 
 def test_deleting_a_job_with_a_running_execution(server: Server, tmp_path: Path) -> None:
-    deploy(server, job_archive(tmp_path, "import time\nprint('started', flush=True)\n"
-                                         "time.sleep(60)"))
+    deploy(
+        server, job_archive(tmp_path, "import time\nprint('started', flush=True)\ntime.sleep(60)")
+    )
     record = execute(server)
     wait_running(server, record["id"])
     refused = server.client.delete(JOB)
@@ -319,12 +363,17 @@ def test_teams_see_only_their_jobs(server: Server, tmp_path: Path) -> None:
     env = server.environment
     for user, team in (("alice", "sales"), ("bob", "ops")):
         nbplane("user", "create", user, "--team", team, environment=env)
-    tokens = {user: nbplane("token", "create", f"{user}-token", "--user", user,
-                            environment=env).stdout.strip() for user in ("alice", "bob")}
+    tokens = {
+        user: nbplane(
+            "token", "create", f"{user}-token", "--user", user, environment=env
+        ).stdout.strip()
+        for user in ("alice", "bob")
+    }
 
     def as_user(user: str) -> httpx.Client:
-        return httpx.Client(base_url=server.url, timeout=60,
-                            headers={"Authorization": f"Bearer {tokens[user]}"})
+        return httpx.Client(
+            base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {tokens[user]}"}
+        )
 
     with as_user("alice") as alice, as_user("bob") as bob:
         assert alice.get("/api/v1/me").json()["teams"] == ["sales"]
@@ -344,15 +393,20 @@ def test_teams_see_only_their_jobs(server: Server, tmp_path: Path) -> None:
         }
         for (method, suffix), body in matrix.items():
             kwargs: dict[str, Any] = (
-                {"content": body} if isinstance(body, bytes)
-                else {"json": body} if body is not None else {})
+                {"content": body}
+                if isinstance(body, bytes)
+                else {"json": body}
+                if body is not None
+                else {}
+            )
             theirs = bob.request(method, f"/api/v1/teams/sales/jobs/daily{suffix}", **kwargs)
             assert theirs.status_code == 404, (method, suffix, theirs.status_code)
             assert "forbidden" not in theirs.text.lower()
         assert bob.get("/api/v1/teams/sales/jobs").status_code == 404
         assert [j["name"] for j in alice.get("/api/v1/teams/sales/jobs").json()] == ["daily"]
-        assert [j["name"] for j in server.client.get("/api/v1/teams/ops/jobs").json()] == \
-            ["nightly"], "an admin sees every team"
+        assert [j["name"] for j in server.client.get("/api/v1/teams/ops/jobs").json()] == [
+            "nightly"
+        ], "an admin sees every team"
         nbplane("user", "join", "bob", "sales", environment=env)
         time.sleep(5.2)  # the server's token cache forgets bob's old teams
         assert bob.get("/api/v1/teams/sales/jobs/daily").status_code == 200
@@ -365,8 +419,12 @@ def test_execution_outlives_a_server_restart(tmp_path: Path, store_url: str) -> 
     notebooks.mkdir()
     port = free_port()
     with running_server(notebooks, tmp_path / "home", store_url, port=port) as server:
-        deploy(server, job_archive(tmp_path, "import time\nprint('started', flush=True)\n"
-                                             "time.sleep(2)\nprint('done')"))
+        deploy(
+            server,
+            job_archive(
+                tmp_path, "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('done')"
+            ),
+        )
         record = execute(server)
         wait_running(server, record["id"])
         stop(server.process)

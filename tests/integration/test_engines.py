@@ -32,25 +32,49 @@ def notebook(*cells: str | tuple[str, list[str]]) -> dict[str, Any]:
     built = []
     for number, cell in enumerate(cells):
         source, tags = (cell, []) if isinstance(cell, str) else cell
-        built.append({"cell_type": "code", "id": f"cell-{number}", "metadata": {"tags": tags},
-                      "execution_count": None, "outputs": [], "source": source.splitlines(True)})
-    return {"nbformat": 4, "nbformat_minor": 5, "cells": built,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}}}
+        built.append(
+            {
+                "cell_type": "code",
+                "id": f"cell-{number}",
+                "metadata": {"tags": tags},
+                "execution_count": None,
+                "outputs": [],
+                "source": source.splitlines(True),
+            }
+        )
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "cells": built,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    }
 
 
 DOUBLE = notebook(("x = 1", ["parameters"]), "print('x is', x)\n" + SAVE)
 
 
-def request(nb: dict[str, Any], parameters: str = "x = 2", inject_after: int = 0,
-            timeout: float = 20.0, key: str = "test@1", kernel_name: str = "python3",
-            ) -> ExecutionRequest:
-    return ExecutionRequest(key=key, notebook=nb, parameters_source=parameters,
-                            inject_after=inject_after, kernel_name=kernel_name, timeout=timeout)
+def request(
+    nb: dict[str, Any],
+    parameters: str = "x = 2",
+    inject_after: int = 0,
+    timeout: float = 20.0,
+    key: str = "test@1",
+    kernel_name: str = "python3",
+) -> ExecutionRequest:
+    return ExecutionRequest(
+        key=key,
+        notebook=nb,
+        parameters_source=parameters,
+        inject_after=inject_after,
+        kernel_name=kernel_name,
+        timeout=timeout,
+    )
 
 
 def with_engine(engine: Engine, body: Callable[[Engine], Awaitable[T]]) -> T:
     """Start ``engine`` (with a full pool: timeouts should not count kernel start-up), run
     ``body`` with it, always stop it."""
+
     async def main() -> T:
         await engine.start()
         try:
@@ -59,6 +83,7 @@ def with_engine(engine: Engine, body: Callable[[Engine], Awaitable[T]]) -> T:
             return await body(engine)
         finally:
             await engine.stop()
+
     return asyncio.run(main())
 
 
@@ -96,8 +121,7 @@ def test_completed_with_output_and_injected_parameters(forked: bool) -> None:
     assert [c["metadata"]["tags"] for c in cells] == [["parameters"], ["injected-parameters"], []]
     assert cells[1]["source"] == "x = 2" and cells[1]["id"] == "injected-parameters"
     assert [c["execution_count"] for c in cells] == [1, 2, 3]
-    assert cells[2]["outputs"][0] == {"output_type": "stream", "name": "stdout",
-                                      "text": "x is 2\n"}
+    assert cells[2]["outputs"][0] == {"output_type": "stream", "name": "stdout", "text": "x is 2\n"}
     assert cells[2]["outputs"][1]["data"][OUTPUT_MIMETYPE] == {"y": 4}
     assert outcome.notebook["metadata"]["language_info"]["name"] == "python"
     assert outcome.notebook["metadata"]["kernelspec"]["name"] == "python3"
@@ -108,8 +132,10 @@ def test_parameters_cell_goes_after_inject_after() -> None:
     nb = notebook("print('a')", ("x = 1", ["parameters"]), "print('c', x)\n" + SAVE)
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
-        return [await engine.execute(request(nb, "x = 5", inject_after=position))
-                for position in (-1, 1)]
+        return [
+            await engine.execute(request(nb, "x = 5", inject_after=position))
+            for position in (-1, 1)
+        ]
 
     first, after = with_engine(IsolatedEngine(pool_size=2), body)
     # before the first cell: the parameters cell's defaults win
@@ -124,8 +150,9 @@ def test_parameters_cell_goes_after_inject_after() -> None:
 
 @pytest.mark.parametrize("forked", KINDS)
 def test_exception_names_the_cell_and_stops_there(forked: bool) -> None:
-    nb = notebook(("x = 1", ["parameters"]), "y = 2", "raise ValueError(f'bad x {x}')",
-                  "print('never')")
+    nb = notebook(
+        ("x = 1", ["parameters"]), "y = 2", "raise ValueError(f'bad x {x}')", "print('never')"
+    )
     outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(nb))
 
     assert outcome.status == "failed"
@@ -142,8 +169,12 @@ def test_exception_names_the_cell_and_stops_there(forked: bool) -> None:
 
 @pytest.mark.parametrize("forked", KINDS)
 def test_kernel_death_is_reported_quickly(forked: bool) -> None:
-    exits = notebook(("x = 1", ["parameters"]), "print('bye', flush=True)",
-                     "import os\nos._exit(3)", "print('never')")
+    exits = notebook(
+        ("x = 1", ["parameters"]),
+        "print('bye', flush=True)",
+        "import os\nos._exit(3)",
+        "print('never')",
+    )
     crashes = notebook(("x = 1", ["parameters"]), "import ctypes\nctypes.string_at(0)")
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
@@ -162,8 +193,12 @@ def test_kernel_death_is_reported_quickly(forked: bool) -> None:
 
 @pytest.mark.parametrize("forked", KINDS)
 def test_timeout_interrupts_then_kills_the_kernel(forked: bool) -> None:
-    nb = notebook(("x = 1", ["parameters"]), "import os\nprint(os.getpid(), flush=True)",
-                  "import time\ntime.sleep(60)", "print('never')")
+    nb = notebook(
+        ("x = 1", ["parameters"]),
+        "import os\nprint(os.getpid(), flush=True)",
+        "import time\ntime.sleep(60)",
+        "print('never')",
+    )
     outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(nb, timeout=1.0))
 
     assert outcome.status == "timed_out"
@@ -195,9 +230,11 @@ def test_cancel_stops_a_running_execution() -> None:
 
 
 def test_each_isolated_execution_gets_a_fresh_kernel() -> None:
-    nb = notebook(("x = 1", ["parameters"]),
-                  "import os, random\nprint(os.getpid(), 'leak' in globals())\nleak = 1\n"
-                  "print('random', random.random())")
+    nb = notebook(
+        ("x = 1", ["parameters"]),
+        "import os, random\nprint(os.getpid(), 'leak' in globals())\nleak = 1\n"
+        "print('random', random.random())",
+    )
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(nb)) for _ in range(3)]
@@ -231,8 +268,11 @@ def test_a_killed_fork_server_is_replaced() -> None:
     assert all(o.output == {"y": 4} for o in outcomes)
 
 
-@pytest.mark.parametrize("engine", [IsolatedEngine(pool_size=1, kernel_names=()), ReuseEngine()],
-                         ids=["isolated", "reuse"])
+@pytest.mark.parametrize(
+    "engine",
+    [IsolatedEngine(pool_size=1, kernel_names=()), ReuseEngine()],
+    ids=["isolated", "reuse"],
+)
 def test_unknown_kernel_fails_to_start_without_raising(engine: Engine) -> None:
     outcome = run_one(engine, request(DOUBLE, kernel_name="no-such-kernel"))
     assert outcome.status == "failed"
@@ -247,8 +287,10 @@ def test_stop_leaves_no_kernel_process_behind() -> None:
 
     async def body(engine: Engine) -> ExecutionOutcome:
         running = asyncio.ensure_future(
-            engine.execute(request(notebook(("x = 1", ["parameters"]),
-                                            "import time\ntime.sleep(60)"))))
+            engine.execute(
+                request(notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(60)"))
+            )
+        )
         await asyncio.sleep(0.3)
         seen.update(p.pid for p in me.children(recursive=True))
         await engine.stop()  # while an execution runs: it ends, it does not hang or raise
@@ -264,14 +306,15 @@ def test_stop_leaves_no_kernel_process_behind() -> None:
 
 def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
-    nb = notebook(f"import os\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')\n"
-                  "total = 0\nprint('setup', os.getpid())",
-                  ("x = 1", ["parameters"]),
-                  "total += x\nprint(os.getpid(), 'total', total)\n" + SAVE)
+    nb = notebook(
+        f"import os\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')\n"
+        "total = 0\nprint('setup', os.getpid())",
+        ("x = 1", ["parameters"]),
+        "total += x\nprint(os.getpid(), 'total', total)\n" + SAVE,
+    )
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
-        return [await engine.execute(request(nb, f"x = {n}", inject_after=1))
-                for n in (1, 2, 3)]
+        return [await engine.execute(request(nb, f"x = {n}", inject_after=1)) for n in (1, 2, 3)]
 
     outcomes = with_engine(ReuseEngine(), body)
     assert [o.status for o in outcomes] == ["completed"] * 3
@@ -358,8 +401,10 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> No
     callers = [{"alice_api_key": "s3cret", "mode": "shadow"}, {"len": 0, "str": None}, {}]
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
-        return [await engine.execute(request(nb, parameters_source(parameters, {}),
-                                             inject_after=1)) for parameters in callers]
+        return [
+            await engine.execute(request(nb, parameters_source(parameters, {}), inject_after=1))
+            for parameters in callers
+        ]
 
     a, b, c = with_engine(ReuseEngine(), body)
     assert a.status == "completed", a.error
@@ -375,15 +420,24 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> No
 
 def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
-    nb = notebook(f"import os, time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')",
-                  ("x = 1\nhow = ''", ["parameters"]),
-                  "if how == 'die': os._exit(1)\nif how == 'hang': time.sleep(60)\n"
-                  "print(os.getpid())\n" + SAVE)
+    nb = notebook(
+        f"import os, time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')",
+        ("x = 1\nhow = ''", ["parameters"]),
+        "if how == 'die': os._exit(1)\nif how == 'hang': time.sleep(60)\n"
+        "print(os.getpid())\n" + SAVE,
+    )
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
-        return [await engine.execute(request(nb, parameters, inject_after=1, timeout=timeout))
-                for parameters, timeout in (("x = 1", 20), ("how = 'die'", 20), ("x = 2", 20),
-                                            ("how = 'hang'", 1), ("x = 3", 20))]
+        return [
+            await engine.execute(request(nb, parameters, inject_after=1, timeout=timeout))
+            for parameters, timeout in (
+                ("x = 1", 20),
+                ("how = 'die'", 20),
+                ("x = 2", 20),
+                ("how = 'hang'", 1),
+                ("x = 3", 20),
+            )
+        ]
 
     ok1, died, ok2, hung, ok3 = with_engine(ReuseEngine(), body)
     assert died.status == "failed" and died.error is not None
@@ -417,9 +471,12 @@ def test_reuse_setup_outlives_a_request_that_timed_out(tmp_path: Path) -> None:
 def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:
     flag = tmp_path / "fail-once"
     flag.write_text("")
-    nb = notebook(f"import os\nif os.path.exists({str(flag)!r}):\n"
-                  f"    os.remove({str(flag)!r})\n    raise RuntimeError('setup failed')",
-                  ("x = 1", ["parameters"]), SAVE)
+    nb = notebook(
+        f"import os\nif os.path.exists({str(flag)!r}):\n"
+        f"    os.remove({str(flag)!r})\n    raise RuntimeError('setup failed')",
+        ("x = 1", ["parameters"]),
+        SAVE,
+    )
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(nb, inject_after=1)) for _ in range(2)]
@@ -432,13 +489,16 @@ def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("forked", KINDS)
-def test_api_kernels_get_none_of_the_servers_settings(forked: bool,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_kernels_get_none_of_the_servers_settings(
+    forked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A notebook API's kernel does not inherit the server's key, database URL or token."""
     monkeypatch.setenv("NBPLANE_SECRET_KEY", "server-key-not-for-notebooks")
     monkeypatch.setenv("NBPLANE_STORE_URL", "postgresql://nbplane:pw@db/nbplane")
-    leaky = notebook(("x = 1", ["parameters"]),
-                     "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE')))")
+    leaky = notebook(
+        ("x = 1", ["parameters"]),
+        "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE')))",
+    )
     outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(leaky))
     assert outcome.status == "completed", outcome.error
     assert outcome.logs == "[]\n"

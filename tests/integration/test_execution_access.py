@@ -16,16 +16,26 @@ def test_no_auth_callers_are_an_admin_that_owns_what_it_submits(tmp_path: Path) 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     write_all(notebooks)
-    config = ServerConfig(notebooks_dir=notebooks, store_url=f"sqlite:///{tmp_path / 'nb.db'}",
-                          cache_dir=tmp_path / "cache", auth=False, run_worker=False,
-                          run_control=False)
+    config = ServerConfig(
+        notebooks_dir=notebooks,
+        store_url=f"sqlite:///{tmp_path / 'nb.db'}",
+        cache_dir=tmp_path / "cache",
+        auth=False,
+        run_worker=False,
+        run_control=False,
+    )
     app = create_app(config)
 
     async def main() -> None:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://nbplane") as client:
-            queued = await client.post("/api/v1/notebooks/double/executions",
-                                       json={"parameters": {"x": 2}})
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://nbplane"
+            ) as client,
+        ):
+            queued = await client.post(
+                "/api/v1/notebooks/double/executions", json={"parameters": {"x": 2}}
+            )
             assert queued.status_code == 201, queued.text
             execution = queued.json()
             assert (execution["status"], execution["created_by"]) == ("queued", "local")

@@ -41,35 +41,63 @@ def test_files_run_in_natural_order_with_py_and_sql_interleaved(env: Env, tmp_pa
     (job / "1_setup.sql").write_text("CREATE TABLE log (pos INTEGER, name TEXT);\n")
     (job / "2_b.sql").write_text(log_step("2_b.sql") + ";\n")
     (job / "3_c.py").write_text(
-        "def run(job_input):\n"
-        f"    job_input.execute_query(\"{log_step('3_c.py')}\")\n")
-    write_notebook(job / "10_a.ipynb", [
-        f"%%sql\n{log_step('10_a.ipynb#1')}",
-        f"job_input.execute_query(\"{log_step('10_a.ipynb#2')}\")",
-    ])
+        f'def run(job_input):\n    job_input.execute_query("{log_step("3_c.py")}")\n'
+    )
+    write_notebook(
+        job / "10_a.ipynb",
+        [
+            f"%%sql\n{log_step('10_a.ipynb#1')}",
+            f'job_input.execute_query("{log_step("10_a.ipynb#2")}")',
+        ],
+    )
     (job / "11_d.sql").write_text(log_step("11_d.sql") + ";\n")
     (job / "20_e.py").write_text(
-        "def run(job_input):\n"
-        f"    job_input.execute_query(\"{log_step('20_e.py')}\")\n")
+        f'def run(job_input):\n    job_input.execute_query("{log_step("20_e.py")}")\n'
+    )
     (job / "README.md").write_text("not a step\n")
     (job / "notes.txt").write_text("DROP TABLE log;\n")
 
     result = env.run("job", "run", str(job))
 
-    expected = ["1_setup.sql", "2_b.sql", "3_c.py", "10_a.ipynb cell 1", "10_a.ipynb cell 2",
-                "11_d.sql", "20_e.py"]
-    assert step_lines(result.stdout) == [f"{n}/7 {label}" for n, label in
-                                         enumerate(expected, start=1)]
+    expected = [
+        "1_setup.sql",
+        "2_b.sql",
+        "3_c.py",
+        "10_a.ipynb cell 1",
+        "10_a.ipynb cell 2",
+        "11_d.sql",
+        "20_e.py",
+    ]
+    assert step_lines(result.stdout) == [
+        f"{n}/7 {label}" for n, label in enumerate(expected, start=1)
+    ]
     assert env.query("SELECT pos, name FROM log ORDER BY pos") == [
-        (1, "2_b.sql"), (2, "3_c.py"), (3, "10_a.ipynb#1"), (4, "10_a.ipynb#2"),
-        (5, "11_d.sql"), (6, "20_e.py")]
+        (1, "2_b.sql"),
+        (2, "3_c.py"),
+        (3, "10_a.ipynb#1"),
+        (4, "10_a.ipynb#2"),
+        (5, "11_d.sql"),
+        (6, "20_e.py"),
+    ]
     run = run_record(env, job, result)
     assert [(s["position"], s["name"]) for s in run["steps"]] == [
-        (0, "1_setup.sql"), (1, "2_b.sql"), (2, "3_c.py"), (3, "10_a.ipynb#1"),
-        (4, "10_a.ipynb#2"), (5, "11_d.sql"), (6, "20_e.py")]
+        (0, "1_setup.sql"),
+        (1, "2_b.sql"),
+        (2, "3_c.py"),
+        (3, "10_a.ipynb#1"),
+        (4, "10_a.ipynb#2"),
+        (5, "11_d.sql"),
+        (6, "20_e.py"),
+    ]
     assert [s["kind"] for s in run["steps"]] == [
-        "sql-file", "sql-file", "python-file", "sql-cell", "python-cell", "sql-file",
-        "python-file"]
+        "sql-file",
+        "sql-file",
+        "python-file",
+        "sql-cell",
+        "python-cell",
+        "sql-file",
+        "python-file",
+    ]
 
 
 def test_twelve_plus_tagged_cells_run_in_notebook_order(env: Env, tmp_path: Path) -> None:
@@ -84,8 +112,9 @@ def test_twelve_plus_tagged_cells_run_in_notebook_order(env: Env, tmp_path: Path
     assert f"order {list(range(2, 15))}" in result.stdout
     assert step_lines(result.stdout) == [f"{n}/15 1_many.ipynb cell {n}" for n in range(1, 16)]
     run = run_record(env, job, result)
-    assert [s["cell_number"] for s in sorted(run["steps"], key=lambda s: s["position"])] == \
-        list(range(1, 16))
+    assert [s["cell_number"] for s in sorted(run["steps"], key=lambda s: s["position"])] == list(
+        range(1, 16)
+    )
     assert {s["status"] for s in run["steps"]} == {"succeeded"}
 
 
@@ -93,18 +122,22 @@ def test_twelve_plus_tagged_cells_run_in_notebook_order(env: Env, tmp_path: Path
 
 
 def test_vdk_tag_is_a_step_and_untagged_markdown_raw_cells_never_run(
-        env: Env, tmp_path: Path) -> None:
+    env: Env, tmp_path: Path
+) -> None:
     job = tmp_path / "tags"
     job.mkdir()
-    write_notebook(job / "1_cells.ipynb", [
-        ("seen = ['step']", ["step"]),
-        ("markdown", "print('markdown ran')"),
-        ("raw", "raise SystemExit(3)"),
-        ("print('untagged ran')\nraise RuntimeError('untagged ran')", []),
-        ("print('parameters-only ran')", ["parameters"]),
-        ("seen.append('vdk')\nprint('seen', seen)", ["vdk"]),
-        ("seen.append('both')\nprint('seen', seen)", ["parameters", "vdk", "step"]),
-    ])
+    write_notebook(
+        job / "1_cells.ipynb",
+        [
+            ("seen = ['step']", ["step"]),
+            ("markdown", "print('markdown ran')"),
+            ("raw", "raise SystemExit(3)"),
+            ("print('untagged ran')\nraise RuntimeError('untagged ran')", []),
+            ("print('parameters-only ran')", ["parameters"]),
+            ("seen.append('vdk')\nprint('seen', seen)", ["vdk"]),
+            ("seen.append('both')\nprint('seen', seen)", ["parameters", "vdk", "step"]),
+        ],
+    )
 
     result = env.run("job", "run", str(job))
 
@@ -122,23 +155,33 @@ def test_vdk_tag_is_a_step_and_untagged_markdown_raw_cells_never_run(
 
 
 def test_notebooks_are_isolated_but_steps_of_one_notebook_share_a_namespace(
-        env: Env, tmp_path: Path) -> None:
+    env: Env, tmp_path: Path
+) -> None:
     job = tmp_path / "namespaces"
     job.mkdir()
-    write_notebook(job / "1_first.ipynb", [
-        "counter = 41\nimport math",
-        "counter += 1\nprint('first sees', counter, math.floor(2.5))",
-    ])
-    write_notebook(job / "2_second.ipynb", [
-        "print('second has counter:', 'counter' in globals())\n"
-        "print('second has math:', 'math' in globals())\n"
-        "print('second has job_input:', type(job_input).__name__)",
-        "counter = 'mine'",
-    ])
-    write_notebook(job / "3_third.ipynb", [
-        "try:\n    counter\nexcept NameError:\n    print('third: NameError')\n"
-        "print('third job_input:', job_input.get_name())",
-    ])
+    write_notebook(
+        job / "1_first.ipynb",
+        [
+            "counter = 41\nimport math",
+            "counter += 1\nprint('first sees', counter, math.floor(2.5))",
+        ],
+    )
+    write_notebook(
+        job / "2_second.ipynb",
+        [
+            "print('second has counter:', 'counter' in globals())\n"
+            "print('second has math:', 'math' in globals())\n"
+            "print('second has job_input:', type(job_input).__name__)",
+            "counter = 'mine'",
+        ],
+    )
+    write_notebook(
+        job / "3_third.ipynb",
+        [
+            "try:\n    counter\nexcept NameError:\n    print('third: NameError')\n"
+            "print('third job_input:', job_input.get_name())",
+        ],
+    )
 
     result = env.run("job", "run", str(job))
 
@@ -165,10 +208,12 @@ def test_python_file_step_gets_job_input(env: Env, tmp_path: Path) -> None:
         "    job_input.execute_query('CREATE TABLE numbers (n INTEGER)')\n"
         "    job_input.send_tabular_data_for_ingestion(\n"
         "        [(i,) for i in range(n)], column_names=['n'], destination_table='numbers')\n"
-        "    print('job', job_input.get_name(), 'n', n)\n")
+        "    print('job', job_input.get_name(), 'n', n)\n"
+    )
     (job / "2_check.py").write_text(
         "def run(job_input):\n"
-        "    print('total', job_input.execute_query('SELECT SUM(n) FROM numbers')[0][0])\n")
+        "    print('total', job_input.execute_query('SELECT SUM(n) FROM numbers')[0][0])\n"
+    )
 
     result = env.run("job", "run", str(job), "--arguments", '{"n": 4}')
 
@@ -185,12 +230,15 @@ def test_config_ini_owner_team_is_the_job_team(env: Env, tmp_path: Path) -> None
     job = tmp_path / "vdkjob"
     job.mkdir()
     (job / "config.ini").write_text(
-        "; a VDK data job config\n[owner]\nteam = data-eng\n\n"
-        "[job]\nschedule_cron = 11 23 5 8 1\n")
-    write_notebook(job / "1_a.ipynb", [
-        "print('team is', job_input.get_execution_properties()['pa__team_name'])",
-        "%%sql\nCREATE TABLE who (team TEXT);\nINSERT INTO who VALUES ('{pa__team_name}')",
-    ])
+        "; a VDK data job config\n[owner]\nteam = data-eng\n\n[job]\nschedule_cron = 11 23 5 8 1\n"
+    )
+    write_notebook(
+        job / "1_a.ipynb",
+        [
+            "print('team is', job_input.get_execution_properties()['pa__team_name'])",
+            "%%sql\nCREATE TABLE who (team TEXT);\nINSERT INTO who VALUES ('{pa__team_name}')",
+        ],
+    )
 
     result = env.run("job", "run", str(job))
 
@@ -209,12 +257,16 @@ def test_job_toml_settings_are_used_and_win_over_config_ini(env: Env, tmp_path: 
         'name = "nightly"\n'
         'team = "toml-team"\n'
         'description = "Loads the nightly numbers"\n'
-        f'db = "sqlite:///{toml_db}"\n')
-    write_notebook(job / "1_a.ipynb", [
-        "print('name', job_input.get_name(), 'team',\n"
-        "      job_input.get_execution_properties()['pa__team_name'])",
-        "%%sql\nCREATE TABLE landed (x INTEGER);\nINSERT INTO landed VALUES (7)",
-    ])
+        f'db = "sqlite:///{toml_db}"\n'
+    )
+    write_notebook(
+        job / "1_a.ipynb",
+        [
+            "print('name', job_input.get_name(), 'team',\n"
+            "      job_input.get_execution_properties()['pa__team_name'])",
+            "%%sql\nCREATE TABLE landed (x INTEGER);\nINSERT INTO landed VALUES (7)",
+        ],
+    )
 
     result = env.run("job", "run", str(job))
 
@@ -247,8 +299,7 @@ def test_unknown_job_toml_key_is_not_a_job(env: Env, tmp_path: Path) -> None:
         env.query("SELECT x FROM should_not_exist")
 
 
-def test_unknown_job_toml_key_message_shows_the_full_setting_name(
-        env: Env, tmp_path: Path) -> None:
+def test_unknown_job_toml_key_message_shows_the_full_setting_name(env: Env, tmp_path: Path) -> None:
     """The message names the setting as ``[job].schedule``, as written in job.toml."""
     job = tmp_path / "badtoml"
     job.mkdir()
@@ -262,53 +313,96 @@ def test_unknown_job_toml_key_message_shows_the_full_setting_name(
 
 # not a job
 
-NOTEBOOK_CELL = {"cell_type": "code", "id": "c1", "source": "print('ran')",
-                 "metadata": {"tags": ["step"]}, "outputs": [], "execution_count": None}
+NOTEBOOK_CELL = {
+    "cell_type": "code",
+    "id": "c1",
+    "source": "print('ran')",
+    "metadata": {"tags": ["step"]},
+    "outputs": [],
+    "execution_count": None,
+}
 
 
 def _write(files: dict[str, str]) -> Any:
     def make(job: Path) -> None:
         for name, text in files.items():
             (job / name).write_text(text)
+
     return make
 
 
 NOT_A_JOB = {
     "empty directory": (_write({}), [], ["no steps found"]),
     "only untagged cells and other files": (
-        lambda job: (write_notebook(job / "1_a.ipynb", [("print('x')", []), ("markdown", "m")]),
-                     (job / "notes.txt").write_text("x")),
-        [], ["no steps found", "tagged 'step'"]),
+        lambda job: (
+            write_notebook(job / "1_a.ipynb", [("print('x')", []), ("markdown", "m")]),
+            (job / "notes.txt").write_text("x"),
+        ),
+        [],
+        ["no steps found", "tagged 'step'"],
+    ),
     "invalid JSON notebook": (
         _write({"2_ok.sql": "SELECT 1;\n", "10_broken.ipynb": '{"cells": [\n'}),
-        [], ["10_broken.ipynb", "JSON", "line 2"]),
+        [],
+        ["10_broken.ipynb", "JSON", "line 2"],
+    ),
     "notebook without nbformat keys": (
-        _write({"1_nb.ipynb": json.dumps({"cells": [NOTEBOOK_CELL], "metadata": {}}),
-                "2_ok.sql": "SELECT 1;\n"}),
-        [], ["1_nb.ipynb", "nbformat"]),
+        _write(
+            {
+                "1_nb.ipynb": json.dumps({"cells": [NOTEBOOK_CELL], "metadata": {}}),
+                "2_ok.sql": "SELECT 1;\n",
+            }
+        ),
+        [],
+        ["1_nb.ipynb", "nbformat"],
+    ),
     "notebook without cells": (
-        _write({"1_nb.ipynb": json.dumps({"nbformat": 4, "nbformat_minor": 5,
-                                          "metadata": {}})}),
-        [], ["1_nb.ipynb", "cells"]),
+        _write({"1_nb.ipynb": json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}})}),
+        [],
+        ["1_nb.ipynb", "cells"],
+    ),
     "notebook cell without source": (
-        _write({"1_nb.ipynb": json.dumps({
-            "nbformat": 4, "nbformat_minor": 5, "metadata": {},
-            "cells": [{k: v for k, v in NOTEBOOK_CELL.items() if k != "source"}]})}),
-        [], ["1_nb.ipynb", "source"]),
+        _write(
+            {
+                "1_nb.ipynb": json.dumps(
+                    {
+                        "nbformat": 4,
+                        "nbformat_minor": 5,
+                        "metadata": {},
+                        "cells": [{k: v for k, v in NOTEBOOK_CELL.items() if k != "source"}],
+                    }
+                )
+            }
+        ),
+        [],
+        ["1_nb.ipynb", "source"],
+    ),
     ".py without run": (
-        _write({"1_ok.sql": "SELECT 1;\n",
+        _write(
+            {
+                "1_ok.sql": "SELECT 1;\n",
                 "2_step.py": "def main(job_input):\n    pass\n\nclass X:\n"
-                             "    def run(self, job_input):\n        pass\n"}),
-        [], ["2_step.py", "run(job_input)"]),
+                "    def run(self, job_input):\n        pass\n",
+            }
+        ),
+        [],
+        ["2_step.py", "run(job_input)"],
+    ),
     ".py with a syntax error": (
         _write({"3_step.py": "x = 1\n\ndef run(job_input)\n    pass\n"}),
-        [], ["3_step.py", "line 3", "syntax error"]),
+        [],
+        ["3_step.py", "line 3", "syntax error"],
+    ),
     "arguments not an object": (
-        _write({"1_ok.sql": "SELECT 1;\n"}), ["--arguments", "[1]"],
-        ["--arguments", "JSON object", "list"]),
+        _write({"1_ok.sql": "SELECT 1;\n"}),
+        ["--arguments", "[1]"],
+        ["--arguments", "JSON object", "list"],
+    ),
     "arguments not JSON": (
-        _write({"1_ok.sql": "SELECT 1;\n"}), ["--arguments", "{bad"],
-        ["--arguments", "not valid JSON"]),
+        _write({"1_ok.sql": "SELECT 1;\n"}),
+        ["--arguments", "{bad"],
+        ["--arguments", "not valid JSON"],
+    ),
 }
 
 

@@ -15,8 +15,13 @@ def execute(cells: list[str], cwd: Path, allow_errors: bool = False) -> list[Any
     """Run cells in a fresh ipykernel; returns the executed cells."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=allow_errors,
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
     return list(notebook.cells)
 
 
@@ -36,16 +41,19 @@ def test_job_binds_job_input_and_sql_returns_a_dataframe(env: Env, tmp_path: Pat
     job = tmp_path / "dev"
     job.mkdir()
     (job / "config.ini").write_text("[owner]\nteam = growth\n")
-    cells = execute([
-        "%load_ext nbplane",
-        f"%job --path {job} --arguments '{{\"limit\": 2}}'",
-        "%%sql\nCREATE TABLE n (v INTEGER);\nINSERT INTO n VALUES (1), (2), (3)",
-        "%%sql\nSELECT v FROM n ORDER BY v LIMIT {limit}",
-        "frame = _\ntype(frame).__name__, frame['v'].tolist()",
-        "job_input.send_object_for_ingestion({'v': 10}, destination_table='n')",
-        "%%vdksql\nSELECT max(v) AS top FROM n",
-        "job_input.set_all_properties({'seen': 'yes'}); job_input.get_name()",
-    ], cwd=tmp_path)
+    cells = execute(
+        [
+            "%load_ext nbplane",
+            f"%job --path {job} --arguments '{{\"limit\": 2}}'",
+            "%%sql\nCREATE TABLE n (v INTEGER);\nINSERT INTO n VALUES (1), (2), (3)",
+            "%%sql\nSELECT v FROM n ORDER BY v LIMIT {limit}",
+            "frame = _\ntype(frame).__name__, frame['v'].tolist()",
+            "job_input.send_object_for_ingestion({'v': 10}, destination_table='n')",
+            "%%vdksql\nSELECT max(v) AS top FROM n",
+            "job_input.set_all_properties({'seen': 'yes'}); job_input.get_name()",
+        ],
+        cwd=tmp_path,
+    )
     assert "job dev (team growth)" in text_of(cells[1])
     assert "('DataFrame', [1, 2])" in text_of(cells[4])
     assert "10" in text_of(cells[6]), "ingested rows are flushed when the cell ends"
@@ -56,9 +64,16 @@ def test_job_binds_job_input_and_sql_returns_a_dataframe(env: Env, tmp_path: Pat
 
 
 def test_sql_error_is_a_message_not_our_traceback(env: Env, tmp_path: Path) -> None:
-    cells = execute(["%load_ext nbplane", f"%job --path {tmp_path}",
-                     "%%sql\nSELECT * FROM no_such_table", "print('still alive')"],
-                    cwd=tmp_path, allow_errors=True)
+    cells = execute(
+        [
+            "%load_ext nbplane",
+            f"%job --path {tmp_path}",
+            "%%sql\nSELECT * FROM no_such_table",
+            "print('still alive')",
+        ],
+        cwd=tmp_path,
+        allow_errors=True,
+    )
     shown = text_of(cells[2])
     assert "no such table" in shown or "does not exist" in shown
     assert "nbplane/jobs" not in shown and "Traceback" not in shown
@@ -69,8 +84,10 @@ def test_job_run_streams_progress_from_the_notebook(env: Env, tmp_path: Path) ->
     job = tmp_path / "nbjob"
     job.mkdir()
     write_notebook(job / "10_a.ipynb", ["print('from step one')", "x = 1\nprint('x is', x)"])
-    cells = execute(["%load_ext nbplane", f"%job_run --path {job}",
-                     f"%job_run --path {job} --resume"], cwd=tmp_path)
+    cells = execute(
+        ["%load_ext nbplane", f"%job_run --path {job}", f"%job_run --path {job} --resume"],
+        cwd=tmp_path,
+    )
     first, resumed = text_of(cells[1]), text_of(cells[2])
     assert "from step one" in first and "succeeded" in first
     assert "nothing changed" in resumed and "skipped" in resumed

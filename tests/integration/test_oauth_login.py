@@ -40,12 +40,20 @@ class OAuth:
         cli.variables["BROWSER"] = str(script)
         return cli
 
-    def login(self, cli: Cli, *args: str, check: int | None = 0,
-              spoil: str = "") -> Any:
+    def login(self, cli: Cli, *args: str, check: int | None = 0, spoil: str = "") -> Any:
         """``nbplane login --oauth``; a browser that fails leaves the CLI waiting, for a
         minute here rather than the default five."""
-        return cli.run("login", "--oauth", "--url", self.server.url, "--timeout", "60", *args,
-                       check=check, NBPLANE_TEST_BROWSER=spoil)
+        return cli.run(
+            "login",
+            "--oauth",
+            "--url",
+            self.server.url,
+            "--timeout",
+            "60",
+            *args,
+            check=check,
+            NBPLANE_TEST_BROWSER=spoil,
+        )
 
     def users(self) -> dict[str, Any]:
         listed = nbplane("user", "list", "--output", "json", environment=self.server.environment)
@@ -53,15 +61,17 @@ class OAuth:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def oauth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[OAuth]:
+def oauth(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OAuth]:
     root = tmp_path_factory.mktemp("oauth")
     notebooks = root / "notebooks"
     notebooks.mkdir()
     with database_url(request.param, root) as url, running_provider() as provider:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
-        with running_server(notebooks, root / "server-home", store,
-                            environment=provider.settings) as server:
+        with running_server(
+            notebooks, root / "server-home", store, environment=provider.settings
+        ) as server:
             yield OAuth(provider, server, root, store)
 
 
@@ -109,11 +119,14 @@ def test_an_existing_user_logs_in_as_themselves(oauth: OAuth) -> None:
     assert "as erin (admin)" in oauth.login(oauth.cli("erin")).stdout
 
 
-@pytest.mark.parametrize(("spoil", "words"), [
-    ("state", ["another login's state"]),
-    ("code", ["refused the login", "invalid_grant"]),
-    ("challenge", ["refused the login", "invalid_grant", "Code challenge failed"]),
-])
+@pytest.mark.parametrize(
+    ("spoil", "words"),
+    [
+        ("state", ["another login's state"]),
+        ("code", ["refused the login", "invalid_grant"]),
+        ("challenge", ["refused the login", "invalid_grant", "Code challenge failed"]),
+    ],
+)
 def test_a_spoiled_login_fails_in_one_line(oauth: OAuth, spoil: str, words: list[str]) -> None:
     oauth.provider.user = User("frank", ["ops"])
     cli = oauth.cli(f"spoiled-{spoil}")
@@ -124,8 +137,9 @@ def test_a_spoiled_login_fails_in_one_line(oauth: OAuth, spoil: str, words: list
 
 def test_no_login_in_the_browser_times_out(oauth: OAuth) -> None:
     cli = oauth.cli("away")
-    one_line_error(oauth.login(cli, "--timeout", "1", check=None, spoil="away"),
-                   "within 1 s", "--timeout")
+    one_line_error(
+        oauth.login(cli, "--timeout", "1", check=None, spoil="away"), "within 1 s", "--timeout"
+    )
     assert not (cli.home / "credentials.json").exists()
 
 
@@ -135,8 +149,9 @@ def test_the_builtin_admin_cannot_log_in_through_the_provider(oauth: OAuth) -> N
 
 
 def test_token_and_oauth_together_are_refused(oauth: OAuth) -> None:
-    one_line_error(oauth.login(oauth.cli("both"), "--token", "nbp_x", check=None),
-                   "--token or --oauth")
+    one_line_error(
+        oauth.login(oauth.cli("both"), "--token", "nbp_x", check=None), "--token or --oauth"
+    )
 
 
 def test_api_needs_no_token_and_refuses_what_the_provider_refuses(oauth: OAuth) -> None:
@@ -148,8 +163,10 @@ def test_api_needs_no_token_and_refuses_what_the_provider_refuses(oauth: OAuth) 
         "client_id": "nbplane-cli",
         "scopes": "openid profile",
     }
-    refused = httpx.post(f"{oauth.server.url}/api/v1/auth/oauth/token",
-                         json={"access_token": "not-from-the-provider"})
+    refused = httpx.post(
+        f"{oauth.server.url}/api/v1/auth/oauth/token",
+        json={"access_token": "not-from-the-provider"},
+    )
     assert refused.status_code == 401
     assert "refused the access token" in refused.json()["message"]
     empty = httpx.post(f"{oauth.server.url}/api/v1/auth/oauth/token", json={"access_token": ""})
@@ -157,8 +174,9 @@ def test_api_needs_no_token_and_refuses_what_the_provider_refuses(oauth: OAuth) 
 
 
 def test_a_server_without_oauth_says_so(oauth: OAuth) -> None:
-    with running_server(oauth.root / "notebooks", oauth.root / "plain-home",
-                        oauth.store_url) as plain:
+    with running_server(
+        oauth.root / "notebooks", oauth.root / "plain-home", oauth.store_url
+    ) as plain:
         answer = httpx.get(f"{plain.url}/api/v1/auth/oauth")
         assert answer.status_code == 404
         assert "NBPLANE_OAUTH_AUTHORIZE_URL" in answer.json()["message"]

@@ -14,13 +14,15 @@ def make_job(tmp_path: Path, name: str = "recorded") -> Path:
     """A job that prints a marker, sleeps a little, and fails when asked to."""
     job = tmp_path / name
     job.mkdir()
-    write_notebook(job / "10_main.ipynb", [
-        "import time\nprint('MARKER-' + str(job_input.get_arguments().get('n', 0)))\n"
-        "time.sleep(0.2)",
-        "if job_input.get_arguments().get('fail'):\n"
-        "    raise ValueError('boom-77')",
-        "%%sql\nSELECT 'alpha' AS label, 1 AS num",
-    ])
+    write_notebook(
+        job / "10_main.ipynb",
+        [
+            "import time\nprint('MARKER-' + str(job_input.get_arguments().get('n', 0)))\n"
+            "time.sleep(0.2)",
+            "if job_input.get_arguments().get('fail'):\n    raise ValueError('boom-77')",
+            "%%sql\nSELECT 'alpha' AS label, 1 AS num",
+        ],
+    )
     return job
 
 
@@ -34,8 +36,11 @@ def show_json(env: Env, job: Path, run_id: int) -> dict[str, Any]:
 
 def table_rows(stdout: str) -> list[list[str]]:
     """The body rows of a rich table, as lists of stripped cells."""
-    return [[cell.strip() for cell in line.strip().strip("│").split("│")]
-            for line in stdout.splitlines() if line.startswith("│")]
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in stdout.splitlines()
+        if line.startswith("│")
+    ]
 
 
 def test_runs_lists_runs_newest_first_with_statuses(env: Env, tmp_path: Path) -> None:
@@ -93,8 +98,11 @@ def test_show_run_shows_steps_arguments_and_durations(env: Env, tmp_path: Path) 
     assert f"run {run_id} of recorded · succeeded" in shown
     assert '{"n": 5, "day": "2024-01-01"}' in shown
     rows = table_rows(shown)
-    assert [row[1] for row in rows] == ["10_main.ipynb cell 1", "10_main.ipynb cell 2",
-                                        "10_main.ipynb cell 3"]
+    assert [row[1] for row in rows] == [
+        "10_main.ipynb cell 1",
+        "10_main.ipynb cell 2",
+        "10_main.ipynb cell 3",
+    ]
     assert all("succeeded" in row[2] for row in rows)
     durations = [float(row[3].removesuffix("s")) for row in rows]
     assert durations[0] >= 0.2
@@ -177,8 +185,8 @@ def test_a_failed_sql_step_records_the_statement_and_line(env: Env, tmp_path: Pa
     job = tmp_path / "sqlfail"
     job.mkdir()
     (job / "10_load.sql").write_text(
-        "CREATE TABLE ok_table (x INTEGER);\n\nSELECT *\n  FROM missing_table_zz",
-        encoding="utf-8")
+        "CREATE TABLE ok_table (x INTEGER);\n\nSELECT *\n  FROM missing_table_zz", encoding="utf-8"
+    )
     result = env.run("job", "run", str(job), check=1)
     assert "missing_table_zz" in result.stdout
     (run_id,) = [r["id"] for r in runs_json(env, job)]
@@ -190,15 +198,15 @@ def test_a_failed_sql_step_records_the_statement_and_line(env: Env, tmp_path: Pa
     assert "10_load.sql, line 3" in error["message"]
 
 
-def test_a_failed_query_in_a_py_step_records_the_line_that_ran_it(env: Env,
-                                                                  tmp_path: Path) -> None:
+def test_a_failed_query_in_a_py_step_records_the_line_that_ran_it(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "pyfail"
     job.mkdir()
     (job / "10_load.py").write_text(
         "def run(job_input):\n"
         "    job_input.execute_query('SELECT 1')\n"
         "    job_input.execute_query('SELECT * FROM missing_from_py')\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result = env.run("job", "run", str(job), check=1)
     assert "missing_from_py" in result.stdout
     (run_id,) = [r["id"] for r in runs_json(env, job)]

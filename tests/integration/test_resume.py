@@ -22,13 +22,17 @@ def statuses(env: Env, job: Path, run_id: int) -> list[str]:
 def make_job(tmp_path: Path) -> Path:
     job = tmp_path / "etl"
     job.mkdir()
-    write_notebook(job / "10_extract.ipynb", [
-        "import os\nrows = [1, 2, 3]\nprint('extracting')",
-        "if os.path.exists('fail.flag'):\n    raise RuntimeError('source not ready')\n"
-        "total = sum(rows)\nprint('total', total)",
-    ])
+    write_notebook(
+        job / "10_extract.ipynb",
+        [
+            "import os\nrows = [1, 2, 3]\nprint('extracting')",
+            "if os.path.exists('fail.flag'):\n    raise RuntimeError('source not ready')\n"
+            "total = sum(rows)\nprint('total', total)",
+        ],
+    )
     (job / "20_load.py").write_text(
-        "def run(job_input):\n    print('loading', job_input.get_arguments().get('day'))\n")
+        "def run(job_input):\n    print('loading', job_input.get_arguments().get('day'))\n"
+    )
     write_notebook(job / "30_report.ipynb", ["print('report v1')"])
     return job
 
@@ -61,7 +65,8 @@ def test_editing_an_earlier_step_reruns_it_and_everything_after(env: Env, tmp_pa
     job = make_job(tmp_path)
     env.run("job", "run", str(job))
     (job / "20_load.py").write_text(
-        "def run(job_input):\n    print('loading v2', job_input.get_arguments().get('day'))\n")
+        "def run(job_input):\n    print('loading v2', job_input.get_arguments().get('day'))\n"
+    )
     resumed = env.run("job", "run", str(job), "--resume")
     assert "loading v2" in resumed.stdout and "report v1" in resumed.stdout
     assert statuses(env, job, 2) == ["skipped", "skipped", "succeeded", "succeeded"]
@@ -90,13 +95,14 @@ def test_resume_without_history_runs_everything(env: Env, tmp_path: Path) -> Non
     assert statuses(env, job, 1) == ["succeeded"] * 4
 
 
-def test_unpicklable_value_goes_back_to_the_step_that_defines_it(
-        env: Env, tmp_path: Path) -> None:
+def test_unpicklable_value_goes_back_to_the_step_that_defines_it(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "conn"
     job.mkdir()
-    cells = ["import sqlite3\nconn = sqlite3.connect(':memory:')\nprint('connected')",
-             "n = 5\nprint('n set')",
-             "print('uses', conn.execute('select 1').fetchone(), n)"]
+    cells = [
+        "import sqlite3\nconn = sqlite3.connect(':memory:')\nprint('connected')",
+        "n = 5\nprint('n set')",
+        "print('uses', conn.execute('select 1').fetchone(), n)",
+    ]
     write_notebook(job / "10_a.ipynb", cells)
     env.run("job", "run", str(job))
     write_notebook(job / "10_a.ipynb", [*cells[:2], cells[2].replace("uses", "USES")])
@@ -106,12 +112,13 @@ def test_unpicklable_value_goes_back_to_the_step_that_defines_it(
     assert "connected" in resumed.stdout and "USES (1,) 5" in resumed.stdout
 
 
-def test_unpicklable_value_not_used_later_does_not_move_the_start(
-        env: Env, tmp_path: Path) -> None:
+def test_unpicklable_value_not_used_later_does_not_move_the_start(env: Env, tmp_path: Path) -> None:
     job = tmp_path / "conn2"
     job.mkdir()
-    cells = ["import threading\nlock = threading.Lock()\nprint('made lock')",
-             "print('value', 41 + 1)"]
+    cells = [
+        "import threading\nlock = threading.Lock()\nprint('made lock')",
+        "print('value', 41 + 1)",
+    ]
     write_notebook(job / "10_a.ipynb", cells)
     env.run("job", "run", str(job))
     write_notebook(job / "10_a.ipynb", [cells[0], "print('value', 40 + 2)"])

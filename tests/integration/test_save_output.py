@@ -60,16 +60,22 @@ def test_parameters_and_output_round_trip_through_a_kernel(
     )
     reply, _ = run(kernel, source)
     assert reply["status"] == "ok", reply
-    reply, displayed = run(kernel, (
-        "from nbplane import save_output\n"
-        "save_output({'name': customer_name, 'point': point, 'n': n,\n"
-        "             'kinds': [type(point).__name__, type(points[0]).__name__],\n"
-        "             'leaked': [k for k in ('os', '__nbplane_bind') if k in globals()]})"
-    ))
+    reply, displayed = run(
+        kernel,
+        (
+            "from nbplane import save_output\n"
+            "save_output({'name': customer_name, 'point': point, 'n': n,\n"
+            "             'kinds': [type(point).__name__, type(points[0]).__name__],\n"
+            "             'leaked': [k for k in ('os', '__nbplane_bind') if k in globals()]})"
+        ),
+    )
     assert reply["status"] == "ok", reply
     (data,) = displayed
     assert data[OUTPUT_MIMETYPE] == {
-        "name": nasty, "point": {"x": 1, "y": 2}, "n": None, "kinds": ["Point", "Point"],
+        "name": nasty,
+        "point": {"x": 1, "y": 2},
+        "n": None,
+        "kinds": ["Point", "Point"],
         "leaked": [],
     }
     assert '"name"' in data["text/plain"]  # the executed notebook shows the output too

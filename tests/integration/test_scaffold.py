@@ -17,8 +17,7 @@ def step_output(stdout: str) -> list[str]:
 
 
 def test_created_job_runs(env: Env, tmp_path: Path) -> None:
-    result = env.run("job", "create", "hello-job", "--team", "growth", "--directory",
-                     str(tmp_path))
+    result = env.run("job", "create", "hello-job", "--team", "growth", "--directory", str(tmp_path))
     job = tmp_path / "hello-job"
     assert str(job) in result.stdout
     assert (job / "config.ini").is_file()
@@ -58,8 +57,9 @@ def test_create_over_an_existing_directory_is_exit_2(env: Env, tmp_path: Path) -
     assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]
 
 
-@pytest.mark.parametrize("name", ["bad name", "../escape", "a/b", "_hidden", "x" * 64, "naïve?",
-                                  "trailing-newline\n"])
+@pytest.mark.parametrize(
+    "name", ["bad name", "../escape", "a/b", "_hidden", "x" * 64, "naïve?", "trailing-newline\n"]
+)
 def test_create_with_a_bad_name_is_exit_2(env: Env, tmp_path: Path, name: str) -> None:
     parent = tmp_path / "jobs"
     parent.mkdir()
@@ -76,8 +76,9 @@ def add_outputs(path: Path) -> None:
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type == "code":
             cell.execution_count = number
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
-                                                   text=f"OLD-OUTPUT-{number}\n")]
+            cell.outputs = [
+                nbformat.v4.new_output("stream", name="stdout", text=f"OLD-OUTPUT-{number}\n")
+            ]
             cell.metadata["execution"] = {"iopub.status.idle": "2024-01-01T00:00:00Z"}
     nbformat.write(notebook, path)
 
@@ -92,18 +93,17 @@ def test_export_clears_outputs_excludes_junk_and_runs_unzipped(env: Env, tmp_pat
     (job / "helpers" / "util.py").write_text("VALUE = 1\n", encoding="utf-8")
     (job / ".ipynb_checkpoints").mkdir()
     (job / ".ipynb_checkpoints" / f"{notebook.stem}-checkpoint.ipynb").write_text(
-        notebook.read_text(encoding="utf-8"), encoding="utf-8")
+        notebook.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     (job / "__pycache__").mkdir()
     (job / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0junk")
     (job / "helpers" / "__pycache__").mkdir()
     (job / "helpers" / "__pycache__" / "util.cpython-311.pyc").write_bytes(b"\0junk")
     template = job / "templates" / "sub"
     template.mkdir(parents=True)
-    (template / "10_sub.ipynb").write_text(notebook.read_text(encoding="utf-8"),
-                                           encoding="utf-8")
+    (template / "10_sub.ipynb").write_text(notebook.read_text(encoding="utf-8"), encoding="utf-8")
     (template / ".ipynb_checkpoints").mkdir()
-    (template / ".ipynb_checkpoints" / "10_sub-checkpoint.ipynb").write_text(
-        "{}", encoding="utf-8")
+    (template / ".ipynb_checkpoints" / "10_sub-checkpoint.ipynb").write_text("{}", encoding="utf-8")
     (job / ".nbplane").mkdir()
     (job / ".nbplane" / "state.json").write_text("{}", encoding="utf-8")
     env.run("job", "run", str(job))  # running leaves the job's files as they were
@@ -114,12 +114,20 @@ def test_export_clears_outputs_excludes_junk_and_runs_unzipped(env: Env, tmp_pat
     assert f"wrote {archive}" in result.stdout
     with zipfile.ZipFile(archive) as opened:
         names = sorted(opened.namelist())
-        assert names == sorted(["config.ini", notebook.name, "20_more.sql", "helpers/util.py",
-                                "templates/sub/10_sub.ipynb"])
+        assert names == sorted(
+            [
+                "config.ini",
+                notebook.name,
+                "20_more.sql",
+                "helpers/util.py",
+                "templates/sub/10_sub.ipynb",
+            ]
+        )
         assert f"({len(names)} files)" in result.stdout
         exported = nbformat.reads(opened.read(notebook.name).decode(), as_version=4)
-        in_template = nbformat.reads(opened.read("templates/sub/10_sub.ipynb").decode(),
-                                     as_version=4)
+        in_template = nbformat.reads(
+            opened.read("templates/sub/10_sub.ipynb").decode(), as_version=4
+        )
     code_cells = [c for c in exported.cells if c.cell_type == "code"]
     assert code_cells
     for cleared in (exported, in_template):

@@ -20,14 +20,19 @@ from tests.integration.session_helpers import user_token
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("api")
     notebooks = root / "notebooks"
     notebooks.mkdir()
     write_all(notebooks)
-    write_api(notebooks, "sales_only", [("x = 1", ["parameters"]), "x"],
-              {"input": NUMBER_IN, "output": {}, "teams": ["sales"]})
+    write_api(
+        notebooks,
+        "sales_only",
+        [("x = 1", ["parameters"]), "x"],
+        {"input": NUMBER_IN, "output": {}, "teams": ["sales"]},
+    )
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
         with running_server(notebooks, root / "home", store) as running:
@@ -37,26 +42,37 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def people(server: Server) -> Iterator[dict[str, httpx.Client]]:
     """alice of team sales and bob of team ops, each with their own token."""
-    clients = {name: httpx.Client(base_url=server.url, timeout=60, headers={
-        "Authorization": f"Bearer {user_token(server, name, team)}"})
-        for name, team in (("alice", "sales"), ("bob", "ops"))}
+    clients = {
+        name: httpx.Client(
+            base_url=server.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {user_token(server, name, team)}"},
+        )
+        for name, team in (("alice", "sales"), ("bob", "ops"))
+    }
     yield clients
     for client in clients.values():
         client.close()
 
 
 def submit(client: httpx.Client, notebook: str, parameters: dict[str, object]) -> dict[str, str]:
-    answer = client.post(f"/api/v1/notebooks/{notebook}/executions", params={"wait": 30},
-                         json={"parameters": parameters})
+    answer = client.post(
+        f"/api/v1/notebooks/{notebook}/executions",
+        params={"wait": 30},
+        json={"parameters": parameters},
+    )
     assert answer.status_code == 201, answer.text
     return dict(answer.json())
 
 
 def test_health_needs_no_token_and_everything_else_does(server: Server) -> None:
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
-    for method, path in [("GET", "/api/v1/notebooks"), ("GET", "/api/v1/executions"),
-                         ("POST", "/api/v1/notebooks/double/executions"),
-                         ("GET", "/api/NotebookExecutions?executionId=x")]:
+    for method, path in [
+        ("GET", "/api/v1/notebooks"),
+        ("GET", "/api/v1/executions"),
+        ("POST", "/api/v1/notebooks/double/executions"),
+        ("GET", "/api/NotebookExecutions?executionId=x"),
+    ]:
         response = httpx.request(method, f"{server.url}{path}", json={})
         assert response.status_code == 401, (path, response.text)
         assert response.json()["error"] == "Unauthorized"
@@ -89,21 +105,24 @@ def test_execute_and_read_output_notebook_html_and_logs(server: Server) -> None:
 
 
 def test_jupyrest_api_keeps_working(server: Server) -> None:
-    created = server.client.post("/api/NotebookExecutions",
-                                 json={"notebook": "double", "parameters": {"x": 5}})
+    created = server.client.post(
+        "/api/NotebookExecutions", json={"notebook": "double", "parameters": {"x": 5}}
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     assert body["notebook"] == "double" and body["parameters"] == {"x": 5}
     for _ in range(300):
-        read = server.client.get("/api/NotebookExecutions",
-                                 params={"executionId": body["id"], "output": "true"}).json()
+        read = server.client.get(
+            "/api/NotebookExecutions", params={"executionId": body["id"], "output": "true"}
+        ).json()
         if read["status"] not in ("QUEUED", "RUNNING"):
             break
         time.sleep(0.05)
     assert read["status"] == "COMPLETED" and read["output"] == {"y": 10}
     assert read["exception"] is None
-    html = server.client.get("/api/NotebookExecutions",
-                             params={"executionId": body["id"], "view_html": "true"})
+    html = server.client.get(
+        "/api/NotebookExecutions", params={"executionId": body["id"], "view_html": "true"}
+    )
     assert html.status_code == 200 and "<html" in html.text.lower()
 
 
@@ -111,22 +130,28 @@ def test_bad_input_gets_4xx_with_the_field(server: Server) -> None:
     client = server.client
     unknown = client.post("/api/v1/notebooks/nope/executions", json={})
     assert unknown.status_code == 404 and unknown.json()["notebook"] == "nope"
-    wrong_type = client.post("/api/v1/notebooks/double/executions",
-                             json={"parameters": {"x": "three"}})
+    wrong_type = client.post(
+        "/api/v1/notebooks/double/executions", json={"parameters": {"x": "three"}}
+    )
     assert wrong_type.status_code == 422
     assert any(e["pointer"] == "/x" for e in wrong_type.json()["errors"]), wrong_type.text
     missing = client.post("/api/v1/notebooks/double/executions", json={"parameters": {}})
     assert missing.status_code == 422
-    malformed = client.post("/api/v1/notebooks/double/executions", content=b"{nope",
-                            headers={"Content-Type": "application/json"})
+    malformed = client.post(
+        "/api/v1/notebooks/double/executions",
+        content=b"{nope",
+        headers={"Content-Type": "application/json"},
+    )
     assert malformed.status_code == 400 and malformed.json()["error"] == "MalformedJSON"
     not_object = client.post("/api/v1/notebooks/double/executions", json=[1, 2])
     assert not_object.status_code == 422
-    extra_key = client.post("/api/v1/notebooks/double/executions",
-                            json={"parameters": {"x": 1}, "surprise": 1})
+    extra_key = client.post(
+        "/api/v1/notebooks/double/executions", json={"parameters": {"x": 1}, "surprise": 1}
+    )
     assert extra_key.status_code == 422
-    huge = client.post("/api/v1/notebooks/echo/executions",
-                       json={"parameters": {"text": "a" * 2_000_000}})
+    huge = client.post(
+        "/api/v1/notebooks/echo/executions", json={"parameters": {"text": "a" * 2_000_000}}
+    )
     assert huge.status_code == 413
     assert client.get("/api/v1/executions/no-such-id").status_code == 404
     assert client.get("/api/v1/executions", params={"limit": 0}).status_code == 422
@@ -135,11 +160,16 @@ def test_bad_input_gets_4xx_with_the_field(server: Server) -> None:
 
 def test_injection_through_names_and_values_is_refused_or_inert(server: Server) -> None:
     for name in ["z=0\nimport os", "__import__('os')", "a b", "class", "__x"]:
-        response = server.client.post("/api/v1/notebooks/echo/executions",
-                                      json={"parameters": {name: 1}})
+        response = server.client.post(
+            "/api/v1/notebooks/echo/executions", json={"parameters": {name: 1}}
+        )
         assert response.status_code == 422, (name, response.text)
-    for value in ["'); import os; os._exit(1); ('", '"""\nraise SystemExit\n"""', "\\'\n",
-                  "ünïcödé ☃"]:
+    for value in [
+        "'); import os; os._exit(1); ('",
+        '"""\nraise SystemExit\n"""',
+        "\\'\n",
+        "ünïcödé ☃",
+    ]:
         record = server.execute("echo", {"text": value})
         assert record["status"] == "completed", record
         assert record["output"] == {"text": value, "kind": "str"}
@@ -157,8 +187,7 @@ def test_failures_say_why(server: Server) -> None:
     assert "/y" in bad_output["reason"]
 
 
-def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(
-        server: Server) -> None:
+def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(server: Server) -> None:
     died = server.execute("die", {"x": 1})
     assert died["status"] == "failed", died
     assert "died" in died["reason"]
@@ -168,8 +197,9 @@ def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(
 def test_timeout_and_cancel(server: Server) -> None:
     slow = server.execute("slow", {"seconds": 30}, wait=20)
     assert slow["status"] == "timed_out", slow
-    started = server.client.post("/api/v1/notebooks/slow/executions",
-                                 json={"parameters": {"seconds": 1.5}}).json()
+    started = server.client.post(
+        "/api/v1/notebooks/slow/executions", json={"parameters": {"seconds": 1.5}}
+    ).json()
     time.sleep(0.3)
     cancelled = server.client.post(f"/api/v1/executions/{started['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -185,17 +215,22 @@ def test_reuse_engine_starts_every_request_from_the_setup_state(server: Server) 
     assert second["output"]["x"] == 2
     assert second["output"]["label"] == "default", "a left-out parameter gets its default again"
     assert first["output"]["calls"] == second["output"]["calls"] == 1, "`calls += 1` is undone"
-    secret = server.client.post("/api/v1/notebooks/counter/executions",
-                                json={"parameters": {"x": 1, "alice_api_key": "s3cret"}})
+    secret = server.client.post(
+        "/api/v1/notebooks/counter/executions",
+        json={"parameters": {"x": 1, "alice_api_key": "s3cret"}},
+    )
     assert secret.status_code == 422 and secret.json()["field"] == "parameters.alice_api_key"
     assert "s3cret" not in secret.text
-    jupyrest = server.client.post("/api/NotebookExecutions", json={
-        "notebook": "counter", "parameters": {"x": 1, "alice_api_key": "s3cret"}})
+    jupyrest = server.client.post(
+        "/api/NotebookExecutions",
+        json={"notebook": "counter", "parameters": {"x": 1, "alice_api_key": "s3cret"}},
+    )
     assert jupyrest.status_code == 422 and jupyrest.json()["field"] == "parameters.alice_api_key"
 
 
 def test_executions_are_seen_only_by_their_owner_and_admins(
-        server: Server, people: dict[str, httpx.Client]) -> None:
+    server: Server, people: dict[str, httpx.Client]
+) -> None:
     alice, bob = people["alice"], people["bob"]
     mine = submit(alice, "double", {"x": 3})
     theirs = submit(bob, "double", {"x": 4})
@@ -210,9 +245,13 @@ def test_executions_are_seen_only_by_their_owner_and_admins(
     assert alice.get("/api/v1/executions", params={"owner": "bob"}).json()["total"] == 0
     unknown = bob.get("/api/v1/executions/no-such-id").json()
     for method, url, params in [
-        ("GET", path, {}), ("GET", path, {"wait": 1}), ("POST", f"{path}/cancel", {}),
-        *[("GET", f"{path}/{part}", {})
-          for part in ("output", "exception", "notebook", "html", "logs")],
+        ("GET", path, {}),
+        ("GET", path, {"wait": 1}),
+        ("POST", f"{path}/cancel", {}),
+        *[
+            ("GET", f"{path}/{part}", {})
+            for part in ("output", "exception", "notebook", "html", "logs")
+        ],
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"]}),
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "output": "true"}),
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "view_html": "true"}),
@@ -228,15 +267,19 @@ def test_executions_are_seen_only_by_their_owner_and_admins(
     assert [item["id"] for item in only_alice["items"]] == [mine["id"]]
     assert server.client.get(f"{path}/logs").status_code == 200, "admins read anyone's"
     with httpx.Client(base_url=server.url, timeout=60) as browser:  # the web page's list
-        signed = browser.post("/api/v1/auth/sign-in", headers={"X-Nbplane-Csrf": "1"},
-                              json={"token": bob.headers["Authorization"].split()[-1]})
+        signed = browser.post(
+            "/api/v1/auth/sign-in",
+            headers={"X-Nbplane-Csrf": "1"},
+            json={"token": bob.headers["Authorization"].split()[-1]},
+        )
         assert signed.status_code == 200, signed.text
         page = browser.get("/api/v1/executions", params={"limit": 20}).json()
         assert [item["id"] for item in page["items"]] == [theirs["id"]]
 
 
 def test_team_limited_notebook_apis_do_not_exist_for_other_teams(
-        server: Server, people: dict[str, httpx.Client]) -> None:
+    server: Server, people: dict[str, httpx.Client]
+) -> None:
     alice, bob = people["alice"], people["bob"]
     assert "sales_only" in {api["name"] for api in alice.get("/api/v1/notebooks").json()}
     assert "sales_only" in {api["name"] for api in server.client.get("/api/v1/notebooks").json()}
@@ -246,8 +289,9 @@ def test_team_limited_notebook_apis_do_not_exist_for_other_teams(
     for answer in (
         bob.get("/api/v1/notebooks/sales_only"),
         bob.post("/api/v1/notebooks/sales_only/executions", json={"parameters": {"x": 1}}),
-        bob.post("/api/NotebookExecutions",
-                 json={"notebook": "sales_only", "parameters": {"x": 1}}),
+        bob.post(
+            "/api/NotebookExecutions", json={"notebook": "sales_only", "parameters": {"x": 1}}
+        ),
     ):
         assert answer.status_code == 404, answer.text
         assert answer.json()["message"] == "no notebook API named 'sales_only'"
@@ -261,26 +305,44 @@ def test_team_limited_notebook_apis_do_not_exist_for_other_teams(
 
 
 def test_a_stored_row_never_breaks_the_listing(
-        server: Server, people: dict[str, httpx.Client]) -> None:
+    server: Server, people: dict[str, httpx.Client]
+) -> None:
     """Rows written straight through the store: a lone surrogate in the parameters, NaN and a
     lone surrogate in the output, an error and a status the model does not know; with no
     owner, as rows from before owners were recorded: admins see them, nobody else."""
     store = open_store(server.environment["NBPLANE_STORE_URL"])
     try:
         odd = DescribeExecution(
-            id=f"odd-{time.time_ns()}", notebook="echo", notebook_version="v",
-            parameters={"text": "\ud800", "\udfff": 1}, status=ExecutionStatus.RUNNING,
-            engine="isolated", timeout=1, retries=0, attempts=1, created_at=datetime.now(UTC))
+            id=f"odd-{time.time_ns()}",
+            notebook="echo",
+            notebook_version="v",
+            parameters={"text": "\ud800", "\udfff": 1},
+            status=ExecutionStatus.RUNNING,
+            engine="isolated",
+            timeout=1,
+            retries=0,
+            attempts=1,
+            created_at=datetime.now(UTC),
+        )
         store.executions.create(odd)
-        assert store.executions.finish(odd.id, None, ExecutionStatus.COMPLETED, datetime.now(UTC),
-                                       output={"y": math.nan, "z": "\ud800"}, has_output=True)
+        assert store.executions.finish(
+            odd.id,
+            None,
+            ExecutionStatus.COMPLETED,
+            datetime.now(UTC),
+            output={"y": math.nan, "z": "\ud800"},
+            has_output=True,
+        )
         from sqlalchemy import update
 
         from nbplane.store.tables import executions
 
         with store.engine.begin() as connection:
-            connection.execute(update(executions).where(executions.c.id == odd.id)
-                               .values(error=["not", "an", "object"], status="weird"))
+            connection.execute(
+                update(executions)
+                .where(executions.c.id == odd.id)
+                .values(error=["not", "an", "object"], status="weird")
+            )
     finally:
         store.close()
     listed = server.client.get("/api/v1/executions", params={"limit": 500})
@@ -297,12 +359,12 @@ def test_a_stored_row_never_breaks_the_listing(
 def test_list_filters_and_pages(server: Server) -> None:
     for x in range(3):
         server.execute("double", {"x": x})
-    page = server.client.get("/api/v1/executions",
-                             params={"notebook": "double", "limit": 2}).json()
+    page = server.client.get("/api/v1/executions", params={"notebook": "double", "limit": 2}).json()
     assert len(page["items"]) == 2 and page["total"] >= 3
     assert all(item["notebook"] == "double" for item in page["items"])
-    rest = server.client.get("/api/v1/executions",
-                             params={"notebook": "double", "limit": 2, "offset": 2}).json()
+    rest = server.client.get(
+        "/api/v1/executions", params={"notebook": "double", "limit": 2, "offset": 2}
+    ).json()
     assert {i["id"] for i in rest["items"]}.isdisjoint({i["id"] for i in page["items"]})
     failed = server.client.get("/api/v1/executions", params={"status": "failed"}).json()
     assert all(item["status"] == "failed" for item in failed["items"])
@@ -320,8 +382,21 @@ def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "nbplane", "serve", "--notebooks-dir",
-                             str(tmp_path), "--host", "0.0.0.0", "--no-auth"],
-                            capture_output=True, text=True, timeout=60,
-                            env={**__import__("os").environ, "NBPLANE_HOME": str(tmp_path)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbplane",
+            "serve",
+            "--notebooks-dir",
+            str(tmp_path),
+            "--host",
+            "0.0.0.0",
+            "--no-auth",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "NBPLANE_HOME": str(tmp_path)},
+    )
     assert result.returncode == 2 and "loopback" in result.stderr

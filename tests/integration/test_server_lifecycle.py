@@ -11,20 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import database_url
 from tests.integration.api_notebooks import NUMBER_IN, write_all, write_api
 from tests.integration.server_fixture import nbplane, running_server, stop, wait_healthy
 
 SECONDS_IN = {"type": "object", "properties": {"seconds": {"type": "number"}}}
 FAST_RECOVERY = {"NBPLANE_WORKER_HEARTBEAT_SECONDS": "0.3", "NBPLANE_WORKER_STALE_SECONDS": "2"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with database_url(request.param, tmp_path) as url:
-        yield url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
 
 
 def test_tokens_create_list_revoke(tmp_path: Path, store_url: str) -> None:
@@ -38,49 +30,74 @@ def test_tokens_create_list_revoke(tmp_path: Path, store_url: str) -> None:
         listed = json.loads(nbplane("token", "list", "--output", "json", environment=env).stdout)
         assert "second" in {t["name"] for t in listed}
         assert second not in json.dumps(listed), "secrets are never listed"
-        duplicate = subprocess.run([sys.executable, "-m", "nbplane", "token", "create", "second"],
-                                   env=env, capture_output=True, text=True)
+        duplicate = subprocess.run(
+            [sys.executable, "-m", "nbplane", "token", "create", "second"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert duplicate.returncode == 2 and "exists already" in duplicate.stderr
         nbplane("token", "revoke", "second", environment=env)
-        refused = httpx.get(f"{server.url}/api/v1/notebooks",
-                            headers={"Authorization": f"Bearer {second}"})
+        refused = httpx.get(
+            f"{server.url}/api/v1/notebooks", headers={"Authorization": f"Bearer {second}"}
+        )
         assert refused.status_code == 401
-        missing = subprocess.run([sys.executable, "-m", "nbplane", "token", "revoke", "nope"],
-                                 env=env, capture_output=True, text=True)
+        missing = subprocess.run(
+            [sys.executable, "-m", "nbplane", "token", "revoke", "nope"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert missing.returncode == 2 and "no live token" in missing.stderr
 
 
 def test_killed_server_loses_or_retries_the_running_execution(
-        tmp_path: Path, store_url: str) -> None:
+    tmp_path: Path, store_url: str
+) -> None:
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
     sleep = [("seconds = 1", ["parameters"]), "import time\ntime.sleep(seconds)"]
-    write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {},
-                                           "timeout": 60})
-    write_api(notebooks, "sleepy_retry", sleep, {"input": SECONDS_IN, "output": {},
-                                                 "timeout": 60, "retries": 1})
+    write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {}, "timeout": 60})
+    write_api(
+        notebooks,
+        "sleepy_retry",
+        sleep,
+        {"input": SECONDS_IN, "output": {}, "timeout": 60, "retries": 1},
+    )
     home = tmp_path / "home"
-    with running_server(notebooks, home, store_url, "--workers", "2",
-                        environment=FAST_RECOVERY) as server:
-        lost = server.client.post("/api/v1/notebooks/sleepy/executions",
-                                  json={"parameters": {"seconds": 30}}).json()["id"]
-        retried = server.client.post("/api/v1/notebooks/sleepy_retry/executions",
-                                     json={"parameters": {"seconds": 2}}).json()["id"]
-        queued_behind = [server.client.post("/api/v1/notebooks/sleepy/executions",
-                                            json={"parameters": {"seconds": 0}}).json()["id"]
-                         for _ in range(6)]
+    with running_server(
+        notebooks, home, store_url, "--workers", "2", environment=FAST_RECOVERY
+    ) as server:
+        lost = server.client.post(
+            "/api/v1/notebooks/sleepy/executions", json={"parameters": {"seconds": 30}}
+        ).json()["id"]
+        retried = server.client.post(
+            "/api/v1/notebooks/sleepy_retry/executions", json={"parameters": {"seconds": 2}}
+        ).json()["id"]
+        queued_behind = [
+            server.client.post(
+                "/api/v1/notebooks/sleepy/executions", json={"parameters": {"seconds": 0}}
+            ).json()["id"]
+            for _ in range(6)
+        ]
         wait_until_running(server.client, [lost, retried])  # the queued ones wait behind them
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
-        restarted = subprocess.Popen(server.args, env=server.environment,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        restarted = subprocess.Popen(
+            server.args,
+            env=server.environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         server.process = restarted
         wait_healthy(server)
         final = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            final = {i: server.client.get(f"/api/v1/executions/{i}").json()
-                     for i in [lost, retried, *queued_behind]}
+            final = {
+                i: server.client.get(f"/api/v1/executions/{i}").json()
+                for i in [lost, retried, *queued_behind]
+            }
             if all(r["status"] not in ("queued", "running") for r in final.values()):
                 break
             time.sleep(0.2)
@@ -102,18 +119,25 @@ def wait_until_running(client: httpx.Client, ids: list[str]) -> None:
 def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> None:
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
-    write_api(notebooks, "double", [("x = 1", ["parameters"]),
-                                    "from nbplane import save_output\nsave_output({'y': 2*x})"],
-              {"input": NUMBER_IN, "output": {}})
+    write_api(
+        notebooks,
+        "double",
+        [("x = 1", ["parameters"]), "from nbplane import save_output\nsave_output({'y': 2*x})"],
+        {"input": NUMBER_IN, "output": {}},
+    )
     with running_server(notebooks, tmp_path / "home", store_url, "--workers", "0") as server:
         queued = server.execute("double", {"x": 4}, wait=1)
         assert queued["status"] == "queued", "no worker in the web server"
-        worker = subprocess.Popen([sys.executable, "-m", "nbplane", "worker", "--notebooks-dir",
-                                   str(notebooks)], env=server.environment,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "nbplane", "worker", "--notebooks-dir", str(notebooks)],
+            env=server.environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            done = server.client.get(f"/api/v1/executions/{queued['id']}",
-                                     params={"wait": 60}).json()
+            done = server.client.get(
+                f"/api/v1/executions/{queued['id']}", params={"wait": 60}
+            ).json()
             assert done["status"] == "completed" and done["output"] == {"y": 8}
             assert done["worker_id"] and str(worker.pid) in done["worker_id"]
         finally:
@@ -123,14 +147,19 @@ def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> No
 def test_max_concurrency_keeps_the_rest_queued(tmp_path: Path, store_url: str) -> None:
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
-    write_api(notebooks, "single", [("seconds = 1", ["parameters"]),
-                                    "import time\ntime.sleep(seconds)"],
-              {"input": SECONDS_IN, "output": {}, "max_concurrency": 1})
+    write_api(
+        notebooks,
+        "single",
+        [("seconds = 1", ["parameters"]), "import time\ntime.sleep(seconds)"],
+        {"input": SECONDS_IN, "output": {}, "max_concurrency": 1},
+    )
     with running_server(notebooks, tmp_path / "home", store_url) as server:
-        first = server.client.post("/api/v1/notebooks/single/executions",
-                                   json={"parameters": {"seconds": 1.5}}).json()["id"]
-        second = server.client.post("/api/v1/notebooks/single/executions",
-                                    json={"parameters": {"seconds": 0}}).json()["id"]
+        first = server.client.post(
+            "/api/v1/notebooks/single/executions", json={"parameters": {"seconds": 1.5}}
+        ).json()["id"]
+        second = server.client.post(
+            "/api/v1/notebooks/single/executions", json={"parameters": {"seconds": 0}}
+        ).json()["id"]
         wait_until_running(server.client, [first])
         assert server.client.get(f"/api/v1/executions/{second}").json()["status"] == "queued"
         done = server.client.get(f"/api/v1/executions/{second}", params={"wait": 30}).json()

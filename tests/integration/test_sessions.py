@@ -10,18 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import BACKENDS
 from tests.integration.server_fixture import running_server, stop, wait_healthy
 from tests.integration.session_helpers import (
     SESSIONS,
     as_user,
-    backend_store_url,
     create,
     events,
     jupyter,
@@ -33,18 +29,14 @@ from tests.integration.session_helpers import (
 )
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from backend_store_url(request, tmp_path)
-
-
 def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -> None:
     with session_server(tmp_path, store_url, NBPLANE_SESSION_POOL_SIZE="1") as server:
         alice = as_user(server, user_token(server, "alice", "analytics"))
         classes = alice.get(f"{SESSIONS}/resource-classes").json()
         assert [c["name"] for c in classes] == ["small", "large"] and classes[0]["default"]
-        created = create(alice, resource_class="large", environment={"GREETING": "hi"},
-                         directory="work")
+        created = create(
+            alice, resource_class="large", environment={"GREETING": "hi"}, directory="work"
+        )
         assert created["status"] == "starting" and created["resource_class"] == "large"
         assert created["cpu"] == "2" and created["memory"] == "8Gi"
         seen = events(alice, created["id"])
@@ -56,11 +48,13 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         assert session["hibernate_at"] is not None and session["delete_at"] is None
         with jupyter(session) as http:
             assert http.get("api/status").status_code == 200
-            saved = http.put("api/contents/notes.txt",
-                             json={"type": "file", "format": "text", "content": "kept"})
+            saved = http.put(
+                "api/contents/notes.txt", json={"type": "file", "format": "text", "content": "kept"}
+            )
             assert saved.status_code in (200, 201), saved.text
-        assert httpx.get(f"{session['server_url']}api/status").status_code == 403, \
+        assert httpx.get(f"{session['server_url']}api/status").status_code == 403, (
             "the server wants its token"
+        )
         running = alice.post(f"{SESSIONS}/{session['id']}/resume")
         assert running.status_code == 409 and running.json()["field"] == "status"
 
@@ -83,8 +77,9 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         with jupyter(session) as http:
             content = http.get("api/contents/notes.txt").json()
         assert content["content"] == "kept", "files survive hibernation"
-        assert "ServerApp" in alice.get(f"{SESSIONS}/{session['id']}/logs",
-                                        params={"tail": 50}).text
+        assert (
+            "ServerApp" in alice.get(f"{SESSIONS}/{session['id']}/logs", params={"tail": 50}).text
+        )
 
         assert alice.delete(f"{SESSIONS}/{session['id']}").status_code == 204
         assert alice.get(f"{SESSIONS}/{session['id']}").status_code == 404
@@ -95,8 +90,9 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         except httpx.TransportError:
             pass
         workspace = server.environment["NBPLANE_HOME"]
-        assert (Path(workspace) / "sessions" / "alice" / session["id"] / "notes.txt").exists(), \
+        assert (Path(workspace) / "sessions" / "alice" / session["id"] / "notes.txt").exists(), (
             "a delete without purge keeps the files"
+        )
 
 
 def test_users_see_and_touch_only_their_own(tmp_path: Path, store_url: str) -> None:
@@ -105,8 +101,14 @@ def test_users_see_and_touch_only_their_own(tmp_path: Path, store_url: str) -> N
         bob = as_user(server, user_token(server, "bob", "ops"))
         session = create(alice)
         path = f"{SESSIONS}/{session['id']}"
-        for method, suffix in [("GET", ""), ("GET", "/logs"), ("GET", "/events"),
-                               ("POST", "/hibernate"), ("POST", "/resume"), ("DELETE", "")]:
+        for method, suffix in [
+            ("GET", ""),
+            ("GET", "/logs"),
+            ("GET", "/events"),
+            ("POST", "/hibernate"),
+            ("POST", "/resume"),
+            ("DELETE", ""),
+        ]:
             response = bob.request(method, path + suffix)
             assert response.status_code == 404, (method, suffix, response.text)
         assert bob.get(SESSIONS).json() == []
@@ -133,11 +135,17 @@ def test_bad_input_gets_clear_errors(tmp_path: Path, store_url: str) -> None:
             response = client.post(SESSIONS, json={"environment": environment})
             assert response.status_code == 422, response.text
             assert response.json()["errors"][0]["pointer"] == "/body/environment", response.text
-        option = client.post(SESSIONS, json={"repository": "https://example.invalid/r.git",
-                                             "commit": "--upload-pack=touch x"})
+        option = client.post(
+            SESSIONS,
+            json={"repository": "https://example.invalid/r.git", "commit": "--upload-pack=touch x"},
+        )
         assert option.status_code == 422 and option.json()["field"] == "commit", option.text
-        for body in ({"directory": "../elsewhere"}, {"commit": "main"},
-                     {"repository": "not a url"}, {"surprise": 1}):
+        for body in (
+            {"directory": "../elsewhere"},
+            {"commit": "main"},
+            {"repository": "not a url"},
+            {"surprise": 1},
+        ):
             assert client.post(SESSIONS, json=body).status_code == 422, body
         assert client.get(f"{SESSIONS}/nope").status_code == 404
         assert client.delete(f"{SESSIONS}/nope").status_code == 404
@@ -148,13 +156,20 @@ def test_bad_input_gets_clear_errors(tmp_path: Path, store_url: str) -> None:
 
 
 def test_a_server_that_fails_to_start_ends_failed_with_its_logs(
-        tmp_path: Path, store_url: str) -> None:
+    tmp_path: Path, store_url: str
+) -> None:
     script = tmp_path / "fake-jupyter"
-    script.write_text("#!/bin/sh\nif [ \"$MODE\" = hang ]; then echo 'waiting forever'; "
-                      "exec sleep 600; fi\necho 'boom: no such notebook dir' >&2\nexit 1\n")
+    script.write_text(
+        "#!/bin/sh\nif [ \"$MODE\" = hang ]; then echo 'waiting forever'; "
+        "exec sleep 600; fi\necho 'boom: no such notebook dir' >&2\nexit 1\n"
+    )
     script.chmod(0o755)
-    with session_server(tmp_path, store_url, NBPLANE_SESSION_COMMAND=str(script),
-                        NBPLANE_SESSION_START_TIMEOUT_SECONDS="4") as server:
+    with session_server(
+        tmp_path,
+        store_url,
+        NBPLANE_SESSION_COMMAND=str(script),
+        NBPLANE_SESSION_START_TIMEOUT_SECONDS="4",
+    ) as server:
         failing = create(server.client)
         hanging = create(server.client, environment={"MODE": "hang"})
         failed = wait_status(server.client, failing["id"], "failed", "running")
@@ -172,8 +187,12 @@ def test_a_server_that_fails_to_start_ends_failed_with_its_logs(
 
 
 def test_idle_sessions_are_hibernated_then_deleted(tmp_path: Path, store_url: str) -> None:
-    with session_server(tmp_path, store_url, NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS="3",
-                        NBPLANE_SESSION_HIBERNATED_DELETE_SECONDS="3") as server:
+    with session_server(
+        tmp_path,
+        store_url,
+        NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS="3",
+        NBPLANE_SESSION_HIBERNATED_DELETE_SECONDS="3",
+    ) as server:
         session = wait_status(server.client, create(server.client)["id"], "running", "failed")
         assert session["status"] == "running", session
         assert session["hibernate_at"] > session["last_activity_at"]
@@ -198,8 +217,7 @@ def test_restart_reconciles_records_with_what_runs(tmp_path: Path, store_url: st
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
     environment = {"NBPLANE_SESSION_POOL_SIZE": "0"}
-    with running_server(notebooks, tmp_path / "home", store_url,
-                        environment=environment) as first:
+    with running_server(notebooks, tmp_path / "home", store_url, environment=environment) as first:
         kept = wait_status(first.client, create(first.client)["id"], "running")
         lost = wait_status(first.client, create(first.client)["id"], "running")
         first.process.send_signal(signal.SIGKILL)  # no chance to tidy up
@@ -214,8 +232,13 @@ def test_restart_reconciles_records_with_what_runs(tmp_path: Path, store_url: st
                 break
             time.sleep(0.2)
         with first.log.open("a") as output:
-            second = subprocess.Popen(first.args, env=first.environment, stdout=output,
-                                      stderr=subprocess.STDOUT, text=True)
+            second = subprocess.Popen(
+                first.args,
+                env=first.environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         first.process = second
         try:
             wait_healthy(first)
@@ -241,9 +264,13 @@ def _alive(session: dict[str, object]) -> bool:
 
 
 def test_anonymous_sessions_are_limited_and_short_lived(tmp_path: Path, store_url: str) -> None:
-    with session_server(tmp_path, store_url, NBPLANE_SESSION_ANONYMOUS="true",
-                        NBPLANE_SESSION_ANONYMOUS_MAX="1",
-                        NBPLANE_SESSION_ANONYMOUS_LIFETIME_SECONDS="6") as server:
+    with session_server(
+        tmp_path,
+        store_url,
+        NBPLANE_SESSION_ANONYMOUS="true",
+        NBPLANE_SESSION_ANONYMOUS_MAX="1",
+        NBPLANE_SESSION_ANONYMOUS_LIFETIME_SECONDS="6",
+    ) as server:
         nobody = as_user(server, None)
         session = create(nobody)
         assert session["anonymous"] and session["delete_at"] is not None
@@ -263,17 +290,16 @@ def test_two_replicas_cull_a_session_once(tmp_path: Path, store_url: str) -> Non
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
     environment = {"NBPLANE_SESSION_POOL_SIZE": "0", "NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS": "3"}
-    with running_server(notebooks, tmp_path / "home", store_url,
-                        environment=environment) as first, \
-            running_server(notebooks, tmp_path / "home", store_url,
-                           environment=environment) as second:
+    with (
+        running_server(notebooks, tmp_path / "home", store_url, environment=environment) as first,
+        running_server(notebooks, tmp_path / "home", store_url, environment=environment) as second,
+    ):
         try:
             session = wait_status(first.client, create(first.client)["id"], "running")
             hibernated = wait_status(second.client, session["id"], "hibernated", "failed")
             assert hibernated["status"] == "hibernated" and "idle" in hibernated["reason"]
             time.sleep(3)  # both replicas look at it again meanwhile
-            assert first.client.get(f"{SESSIONS}/{session['id']}").json()["status"] == \
-                "hibernated"
+            assert first.client.get(f"{SESSIONS}/{session['id']}").json()["status"] == "hibernated"
             assert second.client.post(f"{SESSIONS}/{session['id']}/resume").status_code == 200
             resumed = wait_status(first.client, session["id"], "running", "failed")
             assert resumed["status"] == "running", resumed
@@ -283,20 +309,34 @@ def test_two_replicas_cull_a_session_once(tmp_path: Path, store_url: str) -> Non
 
 def test_resource_classes_from_settings_and_teams(tmp_path: Path) -> None:
     classes = tmp_path / "classes.json"
-    classes.write_text(json.dumps([
-        {"name": "tiny", "cpu": "250m", "memory": "512Mi", "description": "for reading"},
-        {"name": "gpu", "cpu": "4", "memory": "16Gi", "default": True, "teams": ["ml"]},
-    ]))
+    classes.write_text(
+        json.dumps(
+            [
+                {"name": "tiny", "cpu": "250m", "memory": "512Mi", "description": "for reading"},
+                {"name": "gpu", "cpu": "4", "memory": "16Gi", "default": True, "teams": ["ml"]},
+            ]
+        )
+    )
     broken = tmp_path / "broken.json"
     broken.write_text('[{"name": "x", "cpu": 1}]')
     refused = subprocess.run(
-        [sys.executable, "-m", "nbplane", "serve", "--port", "1"], capture_output=True,
-        text=True, timeout=60, env={**os.environ, "NBPLANE_HOME": str(tmp_path / "home"),
-                                    "NBPLANE_SESSION_RESOURCE_CLASSES": str(broken)})
+        [sys.executable, "-m", "nbplane", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "NBPLANE_HOME": str(tmp_path / "home"),
+            "NBPLANE_SESSION_RESOURCE_CLASSES": str(broken),
+        },
+    )
     assert refused.returncode == 2 and refused.stderr.startswith("error: "), refused.stderr
     assert str(broken) in refused.stderr and "cpu" in refused.stderr
-    with session_server(tmp_path, f"sqlite:///{tmp_path / 'nbplane.db'}",
-                        NBPLANE_SESSION_RESOURCE_CLASSES=str(classes)) as server:
+    with session_server(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'nbplane.db'}",
+        NBPLANE_SESSION_RESOURCE_CLASSES=str(classes),
+    ) as server:
         ada = as_user(server, user_token(server, "ada", "ml"))
         bob = as_user(server, user_token(server, "bob", "ops"))
         offered = ada.get(f"{SESSIONS}/resource-classes").json()
@@ -306,5 +346,6 @@ def test_resource_classes_from_settings_and_teams(tmp_path: Path) -> None:
         assert refused_class.status_code == 422
         assert refused_class.json()["field"] == "resource_class"
         session = create(bob)
-        assert (session["resource_class"], session["cpu"]) == ("tiny", "250m"), \
+        assert (session["resource_class"], session["cpu"]) == ("tiny", "250m"), (
             "without the default class, the first one offered"
+        )

@@ -23,8 +23,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         store_url = url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nb.db'}"
         notebooks = tmp_path / "apis"
         notebooks.mkdir()
-        with running_server(notebooks, tmp_path / "home", store_url,
-                            environment={"NBPLANE_SESSION_POOL_SIZE": "0"}) as running:
+        with running_server(
+            notebooks, tmp_path / "home", store_url, environment={"NBPLANE_SESSION_POOL_SIZE": "0"}
+        ) as running:
             yield running
 
 
@@ -36,8 +37,9 @@ def browser(server: Server) -> httpx.Client:
 def user_token(server: Server, user: str, *teams: str) -> str:
     options = [option for team in teams for option in ("--team", team)]
     nbplane("user", "create", user, *options, environment=server.environment)
-    return nbplane("token", "create", f"{user}-token", "--user", user,
-                   environment=server.environment).stdout.strip()
+    return nbplane(
+        "token", "create", f"{user}-token", "--user", user, environment=server.environment
+    ).stdout.strip()
 
 
 def test_sign_in_cookie_csrf_and_sign_out(server: Server) -> None:
@@ -102,16 +104,23 @@ def test_page_and_its_files(server: Server) -> None:
 
 
 def test_job_executions_of_the_callers_teams(server: Server, tmp_path: Path) -> None:
-    tokens = {"alice": user_token(server, "alice", "sales"),
-              "bob": user_token(server, "bob", "ops", "sales"),
-              "carol": user_token(server, "carol")}
+    tokens = {
+        "alice": user_token(server, "alice", "sales"),
+        "bob": user_token(server, "bob", "ops", "sales"),
+        "carol": user_token(server, "carol"),
+    }
     archive = job_archive(tmp_path, "print('hi')")
-    started = {team: completed_execution(server, archive, team, job)["id"]
-               for team, job in (("sales", "daily"), ("ops", "nightly"))}
+    started = {
+        team: completed_execution(server, archive, team, job)["id"]
+        for team, job in (("sales", "daily"), ("ops", "nightly"))
+    }
 
     def listed(user: str, **params: object) -> Any:
-        answer = httpx.get(f"{server.url}/api/v1/job-executions", params=params,
-                           headers={"Authorization": f"Bearer {tokens[user]}"})
+        answer = httpx.get(
+            f"{server.url}/api/v1/job-executions",
+            params=params,
+            headers={"Authorization": f"Bearer {tokens[user]}"},
+        )
         assert answer.status_code == 200, answer.text
         return answer.json()
 

@@ -64,9 +64,14 @@ class KubeCluster:
 
     def api_client(self) -> client.ApiClient:
         """A client authenticated as admin; close it (it is a context manager)."""
-        return client.ApiClient(client.Configuration(
-            host=self.server, api_key={"BearerToken": self.token},
-            api_key_prefix={"BearerToken": "Bearer"}, ssl_ca_cert=str(self.ca_file)))
+        return client.ApiClient(
+            client.Configuration(
+                host=self.server,
+                api_key={"BearerToken": self.token},
+                api_key_prefix={"BearerToken": "Bearer"},
+                ssl_ca_cert=str(self.ca_file),
+            )
+        )
 
 
 def binaries() -> dict[str, Path]:
@@ -87,7 +92,8 @@ def binaries() -> dict[str, Path]:
     if missing:
         raise KubernetesUnavailable(
             f"Kubernetes binaries missing ({', '.join(missing)}): run `bash scripts/kubernetes.sh`"
-            " (as root; it installs etcd and builds the rest in 5 to 10 minutes)")
+            " (as root; it installs etcd and builds the rest in 5 to 10 minutes)"
+        )
     return found
 
 
@@ -119,70 +125,119 @@ def running_cluster(workdir: Path) -> Iterator[KubeCluster]:
     server = f"https://127.0.0.1:{api_port}"
     kubeconfig = workdir / "admin.kubeconfig"
     _write_kubeconfig(kubeconfig, server, token, pki / "ca.crt")
-    cluster = KubeCluster(workdir=workdir, server=server, token=token, kubeconfig=kubeconfig,
-                          ca_file=pki / "ca.crt")
+    cluster = KubeCluster(
+        workdir=workdir, server=server, token=token, kubeconfig=kubeconfig, ca_file=pki / "ca.crt"
+    )
 
     with ExitStack() as stack:
+
         def start(name: str, argv: list[str], *, python: bool = False) -> subprocess.Popen[bytes]:
             """The node (``python``) watches its stdin instead of dying with the parent, so it
             can stop its containers first."""
             log = stack.enter_context((logs / f"{name}.log").open("ab"))
             process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE if python else subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=workdir,
-                preexec_fn=None if python else _die_with_parent)
+                argv,
+                stdin=subprocess.PIPE if python else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                preexec_fn=None if python else _die_with_parent,
+            )
             stack.callback(_stop, process)
             return process
 
-        etcd = start("etcd", [
-            str(paths["etcd"]), "--name=nbplane", f"--data-dir={workdir / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-            f"--initial-cluster=nbplane=http://127.0.0.1:{etcd_peer_port}",
-            "--unsafe-no-fsync"])
-        apiserver = start("kube-apiserver", [
-            str(paths["kube-apiserver"]), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={api_port}", f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
-            FEATURE_GATES,
-            # Pod logs: the apiserver calls the node's HTTPS endpoint on its InternalIP, checks
-            # the node's certificate and presents a client certificate the node checks.
-            "--kubelet-preferred-address-types=InternalIP",
-            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
-            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'kubelet-client.key'}"])
+        etcd = start(
+            "etcd",
+            [
+                str(paths["etcd"]),
+                "--name=nbplane",
+                f"--data-dir={workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                f"--initial-cluster=nbplane=http://127.0.0.1:{etcd_peer_port}",
+                "--unsafe-no-fsync",
+            ],
+        )
+        apiserver = start(
+            "kube-apiserver",
+            [
+                str(paths["kube-apiserver"]),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                FEATURE_GATES,
+                # Pod logs: the apiserver calls the node's HTTPS endpoint on its InternalIP, checks
+                # the node's certificate and presents a client certificate the node checks.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            ],
+        )
         _wait_ready(cluster, {"etcd": etcd, "kube-apiserver": apiserver}, logs)
-        controllers = start("kube-controller-manager", [
-            str(paths["kube-controller-manager"]), f"--kubeconfig={kubeconfig}",
-            "--port=0", "--secure-port=0", "--leader-elect=false",  # no listening at all
-            "--controllers=*,-nodelifecycle,-serviceaccount-token", FEATURE_GATES,
-            f"--root-ca-file={pki / 'ca.crt'}", f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}"])
-        node = start("node", [
-            sys.executable, str(Path(__file__).with_name("node.py")),
-            f"--server={server}", f"--token-file={pki / 'admin.token'}",
-            f"--ca-file={pki / 'ca.crt'}", f"--workdir={workdir / 'node'}", f"--name={NODE_NAME}",
-            f"--tls-cert={pki / 'kubelet.crt'}", f"--tls-key={pki / 'kubelet.key'}",
-            f"--client-ca={pki / 'ca.crt'}"], python=True)
-        processes = {"etcd": etcd, "kube-apiserver": apiserver,
-                     "kube-controller-manager": controllers, "node": node}
+        controllers = start(
+            "kube-controller-manager",
+            [
+                str(paths["kube-controller-manager"]),
+                f"--kubeconfig={kubeconfig}",
+                "--port=0",
+                "--secure-port=0",
+                "--leader-elect=false",  # no listening at all
+                "--controllers=*,-nodelifecycle,-serviceaccount-token",
+                FEATURE_GATES,
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+            ],
+        )
+        node = start(
+            "node",
+            [
+                sys.executable,
+                str(Path(__file__).with_name("node.py")),
+                f"--server={server}",
+                f"--token-file={pki / 'admin.token'}",
+                f"--ca-file={pki / 'ca.crt'}",
+                f"--workdir={workdir / 'node'}",
+                f"--name={NODE_NAME}",
+                f"--tls-cert={pki / 'kubelet.crt'}",
+                f"--tls-key={pki / 'kubelet.key'}",
+                f"--client-ca={pki / 'ca.crt'}",
+            ],
+            python=True,
+        )
+        processes = {
+            "etcd": etcd,
+            "kube-apiserver": apiserver,
+            "kube-controller-manager": controllers,
+            "node": node,
+        }
         _wait_node_ready(cluster, processes, logs)
         yield cluster
 
 
-def wait_for(list_fn: Callable[..., Any], predicate: Callable[[Any], bool], *,
-             timeout: float = 60, **kwargs: Any) -> Any:
+def wait_for(
+    list_fn: Callable[..., Any],
+    predicate: Callable[[Any], bool],
+    *,
+    timeout: float = 60,
+    **kwargs: Any,
+) -> Any:
     """The first object of ``list_fn(**kwargs)`` (a list call of the client, such as
     ``BatchV1Api.list_namespaced_job``) that satisfies ``predicate``: the current list is checked,
     then changes are watched, so nothing is polled."""
@@ -194,12 +249,15 @@ def wait_for(list_fn: Callable[..., Any], predicate: Callable[[Any], bool], *,
     for kind, item in _changes(list_fn, listing.metadata.resource_version, deadline, kwargs):
         if kind in ("ADDED", "MODIFIED") and predicate(item):
             return item
-    raise TimeoutError(f"no object of {getattr(list_fn, '__name__', list_fn)}({kwargs}) "
-                       f"satisfied the condition within {timeout} s")
+    raise TimeoutError(
+        f"no object of {getattr(list_fn, '__name__', list_fn)}({kwargs}) "
+        f"satisfied the condition within {timeout} s"
+    )
 
 
-def wait_deleted(list_fn: Callable[..., Any], name: str, *, timeout: float = 60,
-                 **kwargs: Any) -> None:
+def wait_deleted(
+    list_fn: Callable[..., Any], name: str, *, timeout: float = 60, **kwargs: Any
+) -> None:
     """Return once the object ``name`` listed by ``list_fn(**kwargs)`` no longer exists."""
     deadline = time.monotonic() + timeout
     kwargs["field_selector"] = f"metadata.name={name}"
@@ -212,15 +270,22 @@ def wait_deleted(list_fn: Callable[..., Any], name: str, *, timeout: float = 60,
     raise TimeoutError(f"{name} still exists after {timeout} s")
 
 
-def _changes(list_fn: Callable[..., Any], resource_version: str | None, deadline: float,
-             kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def _changes(
+    list_fn: Callable[..., Any],
+    resource_version: str | None,
+    deadline: float,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[str, Any]]:
     """(event type, object) of a watch from ``resource_version`` until ``deadline``."""
     watcher = watch.Watch()  # type: ignore[no-untyped-call]
     while (remaining := deadline - time.monotonic()) > 0:
         for event in watcher.stream(  # type: ignore[no-untyped-call]
-                list_fn, resource_version=resource_version,
-                timeout_seconds=max(1, round(remaining)), _request_timeout=remaining + 5,
-                **kwargs):
+            list_fn,
+            resource_version=resource_version,
+            timeout_seconds=max(1, round(remaining)),
+            _request_timeout=remaining + 5,
+            **kwargs,
+        ):
             yield event["type"], event["object"]
         resource_version = watcher.resource_version
 
@@ -230,24 +295,30 @@ def _node_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-def _wait_node_ready(cluster: KubeCluster, processes: dict[str, subprocess.Popen[bytes]],
-                     logs: Path) -> None:
+def _wait_node_ready(
+    cluster: KubeCluster, processes: dict[str, subprocess.Popen[bytes]], logs: Path
+) -> None:
     """Watch for the Node to be Ready, in short watches so a crash fails at once."""
     deadline = time.monotonic() + START_TIMEOUT
     with cluster.api_client() as api:
         while True:
             _check_alive(processes, logs)
             try:
-                wait_for(client.CoreV1Api(api).list_node, _node_ready, timeout=2,
-                         field_selector=f"metadata.name={cluster.node_name}")
+                wait_for(
+                    client.CoreV1Api(api).list_node,
+                    _node_ready,
+                    timeout=2,
+                    field_selector=f"metadata.name={cluster.node_name}",
+                )
                 return
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(_failure("node not Ready", processes, logs)) from None
 
 
-def _wait_ready(cluster: KubeCluster, processes: dict[str, subprocess.Popen[bytes]],
-                logs: Path) -> None:
+def _wait_ready(
+    cluster: KubeCluster, processes: dict[str, subprocess.Popen[bytes]], logs: Path
+) -> None:
     """Wait for the apiserver's ``/readyz`` (not in the OpenAPI spec, so a raw call of the
     client); a process that dies meanwhile fails at once with its log."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -305,9 +376,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _write_kubeconfig(path: Path, server: str, token: str, ca_file: Path) -> None:
     ca_data = base64.b64encode(ca_file.read_bytes()).decode()
     document = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "nbplane",
-        "clusters": [{"name": "nbplane",
-                      "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "nbplane",
+        "clusters": [
+            {
+                "name": "nbplane",
+                "cluster": {"server": server, "certificate-authority-data": ca_data},
+            }
+        ],
         "users": [{"name": "admin", "user": {"token": token}}],
         "contexts": [{"name": "nbplane", "context": {"cluster": "nbplane", "user": "admin"}}],
     }
@@ -324,10 +401,18 @@ def _write_pki(directory: Path) -> None:
     (directory / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     loopback = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
     issued = {
-        "apiserver": ("kube-apiserver", None, [
-            *loopback, x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-            *(x509.DNSName(name) for name in ("kubernetes", "kubernetes.default",
-                                               "kubernetes.default.svc"))]),
+        "apiserver": (
+            "kube-apiserver",
+            None,
+            [
+                *loopback,
+                x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                *(
+                    x509.DNSName(name)
+                    for name in ("kubernetes", "kubernetes.default", "kubernetes.default.svc")
+                ),
+            ],
+        ),
         "kubelet": (f"system:node:{NODE_NAME}", "system:nodes", loopback),
         "kubelet-client": ("kube-apiserver-kubelet-client", "system:masters", []),
     }
@@ -341,39 +426,71 @@ def _write_pki(directory: Path) -> None:
         (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     service_accounts = ec.generate_private_key(ec.SECP256R1())
     _write_key(directory / "sa.key", service_accounts)
-    (directory / "sa.pub").write_bytes(service_accounts.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (directory / "sa.pub").write_bytes(
+        service_accounts.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
-def _certificate(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-                 issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool,
-                 names: list[x509.GeneralName] | None = None) -> x509.Certificate:
+def _certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    names: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=7))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     builder = builder.add_extension(
         x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
     ).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-        critical=False)
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+    )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.chmod(0o600)

@@ -99,7 +99,9 @@ class Instance:
         state: dict[str, Any] = {
             "exitCode": self.exit_code,
             "reason": self.reason or ("Completed" if self.exit_code == 0 else "Error"),
-            "startedAt": rfc3339(self.started_at), "finishedAt": rfc3339(self.finished_at)}
+            "startedAt": rfc3339(self.started_at),
+            "finishedAt": rfc3339(self.finished_at),
+        }
         if self.message:
             state["message"] = self.message
         return state
@@ -148,11 +150,13 @@ class Container:
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": self.runner.name}
         for source in self.spec.env_from or []:
             if source.config_map_ref:
-                data = self.runner.config_map(source.config_map_ref.name or "",
-                                              optional=bool(source.config_map_ref.optional))
+                data = self.runner.config_map(
+                    source.config_map_ref.name or "", optional=bool(source.config_map_ref.optional)
+                )
             elif source.secret_ref:
-                data = self.runner.secret(source.secret_ref.name or "",
-                                          optional=bool(source.secret_ref.optional))
+                data = self.runner.secret(
+                    source.secret_ref.name or "", optional=bool(source.secret_ref.optional)
+                )
             else:
                 continue
             for key, value in (data or {}).items():
@@ -200,9 +204,15 @@ class Container:
             if not self.argv:
                 raise OSError("the nbplane test node runs only containers with a command")
             self.cwd.mkdir(parents=True, exist_ok=True)
-            process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, start_new_session=True)
+            process = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         except OSError as error:
             output.close()
             instance.finished_at = now()
@@ -214,12 +224,18 @@ class Container:
         log.info("%s/%s: started %s (pid %d)", self.runner.key, self.name, self.argv, process.pid)
         self.runner.record_event("Started", f"Started container {self.name}")
         lock = threading.Lock()
-        pumps = [threading.Thread(target=_pump, args=(stream, kind, output, lock), daemon=True)
-                 for stream, kind in ((process.stdout, "stdout"), (process.stderr, "stderr"))]
+        pumps = [
+            threading.Thread(target=_pump, args=(stream, kind, output, lock), daemon=True)
+            for stream, kind in ((process.stdout, "stdout"), (process.stderr, "stderr"))
+        ]
         for pump in pumps:
             pump.start()
-        threading.Thread(target=self._wait, args=(instance, pumps, output), daemon=True,
-                         name=f"wait-{self.runner.key}-{self.name}").start()
+        threading.Thread(
+            target=self._wait,
+            args=(instance, pumps, output),
+            daemon=True,
+            name=f"wait-{self.runner.key}-{self.name}",
+        ).start()
         probe = self.spec.readiness_probe
         if probe is None:
             self.ready = True
@@ -271,10 +287,12 @@ class Container:
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
                     connection = http.client.HTTPSConnection(
-                        action.host or POD_IP, port, timeout=timeout, context=context)
+                        action.host or POD_IP, port, timeout=timeout, context=context
+                    )
                 else:
-                    connection = http.client.HTTPConnection(action.host or POD_IP, port,
-                                                            timeout=timeout)
+                    connection = http.client.HTTPConnection(
+                        action.host or POD_IP, port, timeout=timeout
+                    )
                 try:
                     headers = {h.name: h.value for h in action.http_headers or []}
                     connection.request("GET", action.path or "/", headers=headers)
@@ -286,8 +304,14 @@ class Container:
                 with socket.create_connection((probe.tcp_socket.host or POD_IP, port), timeout):
                     return True
             if probe.var_exec:
-                result = subprocess.run(probe.var_exec.command or [], cwd=self.cwd, env=self.env,
-                                        capture_output=True, timeout=timeout, check=False)
+                result = subprocess.run(
+                    probe.var_exec.command or [],
+                    cwd=self.cwd,
+                    env=self.env,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                )
                 return result.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             return False
@@ -313,16 +337,23 @@ class Container:
         elif self.done:
             state = {"terminated": instance.terminated()}
         else:
-            state = {"waiting": {"reason": "CrashLoopBackOff",
-                                 "message": f"back-off restarting container {self.name}"}}
+            state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off restarting container {self.name}",
+                }
+            }
         # Waiting to restart, the run that ended is the last state (also before the runner
         # has handled its exit).
         last = self.previous if state.get("waiting") is None or instance is None else instance
         return {
-            "name": self.name, "image": self.spec.image or "", "imageID": "",
+            "name": self.name,
+            "image": self.spec.image or "",
+            "imageID": "",
             "containerID": f"nbplane://{self.runner.uid}/{self.name}/{self.restart_count}",
             "ready": self.ready and state.get("running") is not None,
-            "started": state.get("running") is not None, "restartCount": self.restart_count,
+            "started": state.get("running") is not None,
+            "restartCount": self.restart_count,
             "state": state,
             "lastState": {"terminated": last.terminated()} if last else {},
         }
@@ -330,6 +361,7 @@ class Container:
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' ``$(VAR)`` references; ``$$`` escapes; unknown references stay as they are."""
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
@@ -341,8 +373,9 @@ def expand(text: str, env: dict[str, str]) -> str:
 def translate(text: str, mounts: dict[str, Path]) -> str:
     """``text`` with each mount path (as a whole path or its prefix) replaced by its directory."""
     for path, directory in mounts.items():
-        text = re.sub(re.escape(path) + r"(?=/|$|[^-\w.])",
-                      lambda _, target=str(directory): target, text)
+        text = re.sub(
+            re.escape(path) + r"(?=/|$|[^-\w.])", lambda _, target=str(directory): target, text
+        )
     return text
 
 
@@ -383,8 +416,9 @@ class PodRunner:
         self.name = pod.metadata.name or ""
         self.uid = pod.metadata.uid or ""
         self.key = f"{self.namespace}_{self.name}_{self.uid}"
-        self.thread = threading.Thread(target=self.run, name=f"pod-{self.namespace}/{self.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.run, name=f"pod-{self.namespace}/{self.name}", daemon=True
+        )
         self.directory = node.workdir / "pods" / self.key
         self.log_dir = node.workdir / "logs" / self.key
         self.restart_policy = pod.spec.restart_policy or "Always"
@@ -477,8 +511,9 @@ class PodRunner:
         timer = threading.Timer(delay, self.events.put, args=[("restart", container)])
         timer.daemon = True
         timer.start()
-        self.record_event("BackOff", f"Back-off {delay}s restarting container {container.name}",
-                          "Warning")
+        self.record_event(
+            "BackOff", f"Back-off {delay}s restarting container {container.name}", "Warning"
+        )
 
     def _configure(self) -> list[str]:
         errors = []
@@ -531,8 +566,9 @@ class PodRunner:
             return
         container.done = True
         if all(c.done for c in self.containers):
-            failed = any(c.instance is not None and c.instance.exit_code != 0
-                         for c in self.containers)
+            failed = any(
+                c.instance is not None and c.instance.exit_code != 0 for c in self.containers
+            )
             self.phase = "Failed" if failed else "Succeeded"
 
     def _terminate(self, grace: float) -> None:
@@ -544,9 +580,13 @@ class PodRunner:
         log.info("%s: stopped; deleting the pod", self.key)
         try:
             self.api.delete_namespaced_pod(
-                self.name, self.namespace, grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=self.uid)))
+                self.name,
+                self.namespace,
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
+                ),
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
@@ -555,10 +595,17 @@ class PodRunner:
         """Merge-patch the pod's status (lists replaced whole); the uid in the patch makes it
         fail rather than touch a new pod of the same name."""
         ready = self.phase == "Running" and all(c.ready for c in self.containers)
-        conditions = {"PodScheduled": "True", "Initialized": str(self.initialized),
-                      "ContainersReady": str(ready), "Ready": str(ready)}
+        conditions = {
+            "PodScheduled": "True",
+            "Initialized": str(self.initialized),
+            "ContainersReady": str(ready),
+            "Ready": str(ready),
+        }
         status: dict[str, Any] = {
-            "phase": self.phase, "hostIP": POD_IP, "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
+            "phase": self.phase,
+            "hostIP": POD_IP,
+            "podIP": POD_IP,
+            "podIPs": [{"ip": POD_IP}],
             "conditions": [self._condition(kind, value) for kind, value in conditions.items()],
             "containerStatuses": [c.status() for c in self.containers],
         }
@@ -570,8 +617,11 @@ class PodRunner:
             return
         try:
             self.api.patch_namespaced_pod_status(
-                self.name, self.namespace, {"metadata": {"uid": self.uid}, "status": status},
-                _content_type=MERGE_PATCH)
+                self.name,
+                self.namespace,
+                {"metadata": {"uid": self.uid}, "status": status},
+                _content_type=MERGE_PATCH,
+            )
             self.published = status
         except ApiException as error:
             log.warning("%s: status not updated: %s %s", self.key, error.status, error.reason)
@@ -601,8 +651,10 @@ class PodRunner:
             if error.status == 404 and optional:
                 return None
             raise ConfigError(f'secret "{name}" not found') from None
-        return {key: base64.b64decode(value).decode("utf-8", "surrogateescape")
-                for key, value in (found.data or {}).items()}
+        return {
+            key: base64.b64decode(value).decode("utf-8", "surrogateescape")
+            for key, value in (found.data or {}).items()
+        }
 
     def env_value(self, name: str, source: client.V1EnvVarSource) -> str | None:
         """The value of ``env[].valueFrom``; None for a missing optional key."""
@@ -610,8 +662,11 @@ class PodRunner:
             ref = source.secret_key_ref or source.config_map_key_ref
             assert ref is not None
             optional = bool(ref.optional)
-            data = (self.secret(ref.name or "", optional=optional) if source.secret_key_ref
-                    else self.config_map(ref.name or "", optional=optional))
+            data = (
+                self.secret(ref.name or "", optional=optional)
+                if source.secret_key_ref
+                else self.config_map(ref.name or "", optional=optional)
+            )
             if data is not None and ref.key in data:
                 return data[ref.key]
             if optional:
@@ -627,10 +682,16 @@ class PodRunner:
         assert meta is not None and spec is not None
         if match := re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path):
             return str((getattr(meta, match.group(1)) or {}).get(match.group(2), ""))
-        values = {"metadata.name": self.name, "metadata.namespace": self.namespace,
-                  "metadata.uid": self.uid, "spec.nodeName": self.node.name,
-                  "spec.serviceAccountName": spec.service_account_name or "",
-                  "status.hostIP": POD_IP, "status.podIP": POD_IP, "status.podIPs": POD_IP}
+        values = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.namespace,
+            "metadata.uid": self.uid,
+            "spec.nodeName": self.node.name,
+            "spec.serviceAccountName": spec.service_account_name or "",
+            "status.hostIP": POD_IP,
+            "status.podIP": POD_IP,
+            "status.podIPs": POD_IP,
+        }
         if path not in values:
             raise ConfigError(f"fieldRef {path} is not supported")
         return values[path]
@@ -655,35 +716,67 @@ class Node:
     def register(self, port: int) -> None:
         """Create the Node, then set its status: Ready, InternalIP, capacity, and the port of
         the log endpoint (the apiserver reaches the kubelet there)."""
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64"}
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+        }
         try:
-            self.api.create_node(client.V1Node(
-                metadata=client.V1ObjectMeta(name=self.name, labels=labels)))
+            self.api.create_node(
+                client.V1Node(metadata=client.V1ObjectMeta(name=self.name, labels=labels))
+            )
         except ApiException as error:
             if error.status != 409:
                 raise
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
-        resources = {"cpu": str(os.cpu_count() or 1), "memory": f"{memory}Ki", "pods": "110",
-                     "ephemeral-storage": "100Gi"}
+        resources = {
+            "cpu": str(os.cpu_count() or 1),
+            "memory": f"{memory}Ki",
+            "pods": "110",
+            "ephemeral-storage": "100Gi",
+        }
         stamp = rfc3339(now())
         conditions = [
-            {"type": kind, "status": "False", "reason": f"KubeletHasNo{kind}",
-             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
-            for kind in ("MemoryPressure", "DiskPressure", "PIDPressure")]
-        conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                           "message": "nbplane test node", "lastHeartbeatTime": stamp,
-                           "lastTransitionTime": stamp})
+            {
+                "type": kind,
+                "status": "False",
+                "reason": f"KubeletHasNo{kind}",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+            for kind in ("MemoryPressure", "DiskPressure", "PIDPressure")
+        ]
+        conditions.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "nbplane test node",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+        )
         status = {
-            "capacity": resources, "allocatable": resources, "conditions": conditions,
-            "addresses": [{"type": "InternalIP", "address": POD_IP},
-                          {"type": "Hostname", "address": self.name}],
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": POD_IP},
+                {"type": "Hostname", "address": self.name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-            "nodeInfo": {"machineID": "nbplane", "systemUUID": "nbplane", "bootID": "nbplane",
-                         "kernelVersion": os.uname().release, "osImage": "nbplane test node",
-                         "containerRuntimeVersion": "nbplane://0", "kubeletVersion": "v1.20.2",
-                         "kubeProxyVersion": "v1.20.2", "operatingSystem": "linux",
-                         "architecture": "amd64"},
+            "nodeInfo": {
+                "machineID": "nbplane",
+                "systemUUID": "nbplane",
+                "bootID": "nbplane",
+                "kernelVersion": os.uname().release,
+                "osImage": "nbplane test node",
+                "containerRuntimeVersion": "nbplane://0",
+                "kubeletVersion": "v1.20.2",
+                "kubeProxyVersion": "v1.20.2",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         }
         self.api.patch_node_status(self.name, {"status": status}, _content_type=MERGE_PATCH)
         log.info("node %s registered, log endpoint on port %d", self.name, port)
@@ -718,8 +811,8 @@ class Node:
             self.forget(uid)
         watcher = watch.Watch()  # type: ignore[no-untyped-call]
         for event in watcher.stream(  # type: ignore[no-untyped-call]
-                self.api.list_pod_for_all_namespaces,
-                resource_version=listing.metadata.resource_version):
+            self.api.list_pod_for_all_namespaces, resource_version=listing.metadata.resource_version
+        ):
             if event["type"] == "DELETED":
                 self.forget(event["object"].metadata.uid)
             elif event["type"] in ("ADDED", "MODIFIED"):
@@ -770,7 +863,8 @@ class Node:
                 continue
             try:
                 claim = self.api.read_namespaced_persistent_volume_claim(
-                    volume.persistent_volume_claim.claim_name, namespace)
+                    volume.persistent_volume_claim.claim_name, namespace
+                )
             except ApiException as error:
                 if error.status == 404:
                     continue  # the pod waits in ContainerCreating
@@ -791,8 +885,14 @@ class Node:
                     persistent_volume_reclaim_policy="Retain",
                     host_path=client.V1HostPathVolumeSource(path=str(directory)),
                     claim_ref=client.V1ObjectReference(
-                        api_version="v1", kind="PersistentVolumeClaim", namespace=namespace,
-                        name=claim.metadata.name, uid=claim.metadata.uid)))
+                        api_version="v1",
+                        kind="PersistentVolumeClaim",
+                        namespace=namespace,
+                        name=claim.metadata.name,
+                        uid=claim.metadata.uid,
+                    ),
+                ),
+            )
             try:
                 self.api.create_persistent_volume(persistent)
             except ApiException as error:
@@ -808,10 +908,15 @@ class Node:
         name, namespace = pod.metadata.name or "", pod.metadata.namespace or ""
         binding = client.V1Binding(
             metadata=client.V1ObjectMeta(name=name, namespace=namespace),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=self.name))
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=self.name),
+        )
         try:
-            response = cast(urllib3.HTTPResponse, self.api.create_namespaced_pod_binding(
-                name, namespace, binding, _preload_content=False))
+            response = cast(
+                urllib3.HTTPResponse,
+                self.api.create_namespaced_pod_binding(
+                    name, namespace, binding, _preload_content=False
+                ),
+            )
             response.drain_conn()
             response.release_conn()
         except ApiException as error:
@@ -819,42 +924,64 @@ class Node:
                 return
             raise
         log.info("bound %s/%s", namespace, name)
-        self.record_event(pod, "Scheduled", f"Successfully assigned {namespace}/{name} to "
-                          f"{self.name}", "Normal", component="default-scheduler")
+        self.record_event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {namespace}/{name} to {self.name}",
+            "Normal",
+            component="default-scheduler",
+        )
 
     def _delete(self, pod: client.V1Pod) -> None:
         assert pod.metadata
         try:
             self.api.delete_namespaced_pod(
-                pod.metadata.name or "", pod.metadata.namespace or "", grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=(
-                    client.V1Preconditions(uid=pod.metadata.uid))))
+                pod.metadata.name or "",
+                pod.metadata.namespace or "",
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0,
+                    preconditions=(client.V1Preconditions(uid=pod.metadata.uid)),
+                ),
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
 
     def runner_for(self, namespace: str, name: str) -> PodRunner | None:
         with self.lock:
-            runners = [r for r in self.runners.values()
-                       if r.namespace == namespace and r.name == name]
+            runners = [
+                r for r in self.runners.values() if r.namespace == namespace and r.name == name
+            ]
         return runners[-1] if runners else None
 
-    def record_event(self, pod: client.V1Pod, reason: str, message: str, kind: str, *,
-                     component: str = "kubelet") -> None:
+    def record_event(
+        self, pod: client.V1Pod, reason: str, message: str, kind: str, *, component: str = "kubelet"
+    ) -> None:
         """Best effort, as the kubelet's: a namespace being deleted refuses new events."""
         assert pod.metadata
         if self.stopping.is_set():
             return
         moment = now()
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{pod.metadata.name}.",
-                                         namespace=pod.metadata.namespace),
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{pod.metadata.name}.", namespace=pod.metadata.namespace
+            ),
             involved_object=client.V1ObjectReference(
-                api_version="v1", kind="Pod", name=pod.metadata.name,
-                namespace=pod.metadata.namespace, uid=pod.metadata.uid),
-            reason=reason, message=message, type=kind, count=1, first_timestamp=moment,
-            last_timestamp=moment, source=client.V1EventSource(component=component,
-                                                               host=self.name))
+                api_version="v1",
+                kind="Pod",
+                name=pod.metadata.name,
+                namespace=pod.metadata.namespace,
+                uid=pod.metadata.uid,
+            ),
+            reason=reason,
+            message=message,
+            type=kind,
+            count=1,
+            first_timestamp=moment,
+            last_timestamp=moment,
+            source=client.V1EventSource(component=component, host=self.name),
+        )
         try:
             self.api.create_namespaced_event(pod.metadata.namespace or "", event)
         except ApiException as error:
@@ -865,15 +992,22 @@ class Node:
         self.stopping.set()
         with self.lock:
             runners = list(self.runners.values())
-        kill([c.instance for r in runners for c in r.init_containers + r.containers
-              if c.instance], grace=3)
+        kill(
+            [c.instance for r in runners for c in r.init_containers + r.containers if c.instance],
+            grace=3,
+        )
 
 
 class LogServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[LogHandler], node: Node,
-                 context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[LogHandler],
+        node: Node,
+        context: ssl.SSLContext,
+    ) -> None:
         self.node = node
         self.context = context
         super().__init__(address, handler)
@@ -905,9 +1039,13 @@ class LogHandler(http.server.BaseHTTPRequestHandler):
         previous = query.get("previous") == "true"
         instance = container.previous if previous else container.instance
         if instance is None:
-            self.fail(400, f'previous terminated container "{name}" in pod "{pod}" not found'
-                      if previous else f'container "{name}" in pod "{pod}" is waiting to start: '
-                      f"{container.waiting[0]}")
+            self.fail(
+                400,
+                f'previous terminated container "{name}" in pod "{pod}" not found'
+                if previous
+                else f'container "{name}" in pod "{pod}" is waiting to start: '
+                f"{container.waiting[0]}",
+            )
             return
         since = ""
         if "sinceSeconds" in query:
@@ -919,8 +1057,14 @@ class LogHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
-        output = read_log(instance, follow=query.get("follow") == "true", tail=tail, since=since,
-                          timestamps=query.get("timestamps") == "true", gone=self._gone)
+        output = read_log(
+            instance,
+            follow=query.get("follow") == "true",
+            tail=tail,
+            since=since,
+            timestamps=query.get("timestamps") == "true",
+            gone=self._gone,
+        )
         try:
             for data in output:
                 if limit is not None:
@@ -952,10 +1096,18 @@ class LogHandler(http.server.BaseHTTPRequestHandler):
         log.debug("log endpoint: " + format, *args)
 
 
-def read_log(instance: Instance, *, follow: bool, tail: int | None, since: str,
-             timestamps: bool, gone: Callable[[], bool]) -> Generator[bytes]:
+def read_log(
+    instance: Instance,
+    *,
+    follow: bool,
+    tail: int | None,
+    since: str,
+    timestamps: bool,
+    gone: Callable[[], bool],
+) -> Generator[bytes]:
     """The instance's output from its CRI log file; with ``follow``, until it has exited or
     the reader is ``gone``."""
+
     def render(record: bytes) -> tuple[bytes, bool] | None:
         stamp, _, tag, content = record.split(b" ", 3)
         if since and stamp.decode() < since:
@@ -977,7 +1129,7 @@ def read_log(instance: Instance, *, follow: bool, tail: int | None, since: str,
             # The last ``tail`` lines start after the end of the line before them.
             ends = [i for i, (_, whole) in enumerate(rendered) if whole]
             if tail < len(ends):
-                rendered = rendered[ends[-tail - 1] + 1:] if tail else []
+                rendered = rendered[ends[-tail - 1] + 1 :] if tail else []
         if rendered:
             yield b"".join(data for data, _ in rendered)
         while follow:
@@ -1009,12 +1161,22 @@ def main() -> None:
     parser.add_argument("--tls-key", required=True, type=Path)
     parser.add_argument("--client-ca", required=True, type=Path)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
-    api = client.CoreV1Api(client.ApiClient(client.Configuration(
-        host=args.server, api_key={"BearerToken": args.token_file.read_text().strip()},
-        api_key_prefix={"BearerToken": "Bearer"}, ssl_ca_cert=str(args.ca_file),
-        connection_pool_maxsize=32)))
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(threadName)s %(levelname)s %(message)s",
+    )
+    api = client.CoreV1Api(
+        client.ApiClient(
+            client.Configuration(
+                host=args.server,
+                api_key={"BearerToken": args.token_file.read_text().strip()},
+                api_key_prefix={"BearerToken": "Bearer"},
+                ssl_ca_cert=str(args.ca_file),
+                connection_pool_maxsize=32,
+            )
+        )
+    )
     args.workdir.mkdir(parents=True, exist_ok=True)
     node = Node(api, args.name, args.workdir)
     node.register(node.serve_logs(args.tls_cert, args.tls_key, args.client_ca))

@@ -25,18 +25,23 @@ def executor(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def environment(request: pytest.FixtureRequest, executor: str, tmp_path: Path,
-                ) -> Iterator[tuple[str, dict[str, str]]]:
+def environment(
+    request: pytest.FixtureRequest,
+    executor: str,
+    tmp_path: Path,
+) -> Iterator[tuple[str, dict[str, str]]]:
     with database_url(request.param, tmp_path) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'nbplane.db'}"
         variables = {"NBPLANE_JOB_EXECUTOR": executor, "NBPLANE_DB_URL": url}
         if executor == "kubernetes":
             cluster: KubeCluster = request.getfixturevalue("kube_cluster")
-            variables.update({
-                "NBPLANE_KUBECONFIG": str(cluster.kubeconfig),
-                "NBPLANE_KUBERNETES_NAMESPACE": request.getfixturevalue("kube_namespace"),
-                "NBPLANE_KUBERNETES_PYTHON": sys.executable,
-            })
+            variables.update(
+                {
+                    "NBPLANE_KUBECONFIG": str(cluster.kubeconfig),
+                    "NBPLANE_KUBERNETES_NAMESPACE": request.getfixturevalue("kube_namespace"),
+                    "NBPLANE_KUBERNETES_PYTHON": sys.executable,
+                }
+            )
         yield store, variables
 
 
@@ -54,15 +59,20 @@ def wait_until(what: str, check: Any, timeout: float = 60) -> Any:
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-def test_job_life_through_the_cli(request: pytest.FixtureRequest, tmp_path: Path, executor: str,
-                                  environment: tuple[str, dict[str, str]]) -> None:
+def test_job_life_through_the_cli(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    executor: str,
+    environment: tuple[str, dict[str, str]],
+) -> None:
     store, variables = environment
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
     with running_server(notebooks, tmp_path / "server", store, environment=variables) as server:
         nbplane("user", "create", "carol", "--team", "analytics", environment=server.environment)
-        token = nbplane("token", "create", "carol-cli", "--user", "carol",
-                        environment=server.environment).stdout.strip()
+        token = nbplane(
+            "token", "create", "carol-cli", "--user", "carol", environment=server.environment
+        ).stdout.strip()
         carol = cli_for(tmp_path / "carol")
         carol.run("login", "--url", server.url, "--token", token)
         jobs = tmp_path / "jobs"
@@ -70,32 +80,56 @@ def test_job_life_through_the_cli(request: pytest.FixtureRequest, tmp_path: Path
         carol.run("job", "create", "nightly", "--team", "analytics", "--directory", str(jobs))
 
         carol.run("job", "deploy", str(jobs / "nightly"), "--schedule", "*/2 * * * * *")
-        scheduled = wait_until("a scheduled execution completes", lambda: [
-            e for e in executions(carol, "nightly")
-            if e["started_by"] == "schedule" and e["status"] == "completed"])
+        scheduled = wait_until(
+            "a scheduled execution completes",
+            lambda: [
+                e
+                for e in executions(carol, "nightly")
+                if e["started_by"] == "schedule" and e["status"] == "completed"
+            ],
+        )
         carol.run("job", "deploy", str(jobs / "nightly"), "--disable")
         shown = carol.json("job", "show", "nightly")
         assert shown["deployment"]["executor"] == executor
         assert shown["deployment"]["enabled"] is False
         assert "hello, world" in carol.run("job", "logs", "nightly", scheduled[0]["id"]).stdout
 
-        write_notebook(jobs / "nightly" / "20_wait.ipynb",
-                       ["import time\nprint('waiting', flush=True)\ntime.sleep(120)"])
+        write_notebook(
+            jobs / "nightly" / "20_wait.ipynb",
+            ["import time\nprint('waiting', flush=True)\ntime.sleep(120)"],
+        )
         carol.run("job", "deploy", str(jobs / "nightly"))
         carol.run("job", "execute", "nightly")
-        running = wait_until("the manual execution is running and logging", lambda: [
-            e for e in executions(carol, "nightly")
-            if e["started_by"] == "user:carol" and e["status"] == "running"
-            and "waiting" in carol.run("job", "logs", "nightly", e["id"]).stdout])
+        running = wait_until(
+            "the manual execution is running and logging",
+            lambda: [
+                e
+                for e in executions(carol, "nightly")
+                if e["started_by"] == "user:carol"
+                and e["status"] == "running"
+                and "waiting" in carol.run("job", "logs", "nightly", e["id"]).stdout
+            ],
+        )
         carol.run("job", "cancel", "nightly", running[0]["id"])
-        final = wait_until("the execution is cancelled", lambda: [
-            e for e in executions(carol, "nightly")
-            if e["id"] == running[0]["id"] and e["status"] == "cancelled"])
+        final = wait_until(
+            "the execution is cancelled",
+            lambda: [
+                e
+                for e in executions(carol, "nightly")
+                if e["id"] == running[0]["id"] and e["status"] == "cancelled"
+            ],
+        )
         assert final[0]["reason"] == "cancelled"
         if executor == "kubernetes":
             batch = client.BatchV1Api(request.getfixturevalue("kube_api"))
-            wait_until("cancel deletes the Kubernetes Job", lambda: not batch.list_namespaced_job(
-                variables["NBPLANE_KUBERNETES_NAMESPACE"],
-                label_selector=f"nbplane.io/execution={running[0]['id']}").items)
+            wait_until(
+                "cancel deletes the Kubernetes Job",
+                lambda: (
+                    not batch.list_namespaced_job(
+                        variables["NBPLANE_KUBERNETES_NAMESPACE"],
+                        label_selector=f"nbplane.io/execution={running[0]['id']}",
+                    ).items
+                ),
+            )
         statuses = {e["status"] for e in executions(carol, "nightly")}
         assert statuses <= {"completed", "cancelled"}, statuses

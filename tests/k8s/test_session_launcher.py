@@ -43,12 +43,10 @@ from nbplane.sessions.launchers.base import (
 from nbplane.sessions.launchers.kubernetes import KubernetesLauncher
 from nbplane.sessions.launchers.kubernetes.status import describe
 from nbplane.settings import Settings
-from tests.conftest import BACKENDS
 from tests.integration.server_fixture import stop, wait_healthy
 from tests.integration.session_helpers import (
     SESSIONS,
     as_user,
-    backend_store_url,
     create,
     jupyter,
     run_in_kernel,
@@ -903,11 +901,6 @@ def test_statefulset_pod_reaches_node_provisioned_volume(
         time.sleep(0.1)
     assert seen.read_text() == "x"
     apps.delete_namespaced_stateful_set("files", kube_namespace)
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from backend_store_url(request, tmp_path)
 
 
 def test_sessions_api_on_kubernetes_survives_a_restart(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-HOSTILE = r'''
+HOSTILE = r"""
 import json, os, pathlib, httpx
 facts = job_input.get_arguments()
 results = {}
@@ -60,7 +60,7 @@ if hashlib.sha256(job_input.get_secret("mine", "").encode()).hexdigest() != fact
     results["read its own secret"] = "succeeded: wrongly, it could not"
 print("RESULTS " + json.dumps(results))
 print("CREDENTIAL " + token)
-'''
+"""
 
 
 def attempts_that_succeeded(log: str) -> dict[str, str]:

@@ -26,13 +26,13 @@ ALICE_PASSWORD = "alice-warehouse-pw-0815"
 BOB_SECRET = "bob-own-secret-1234"
 
 
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     notebooks = tmp_path / "apis"
     notebooks.mkdir()
-    with running_server(notebooks, tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}") \
-            as running:
+    with running_server(
+        notebooks, tmp_path / "home", f"sqlite:///{tmp_path / 'nbplane.db'}"
+    ) as running:
         yield running
 
 
@@ -56,23 +56,32 @@ def finished(client: httpx.Client, path: str, execution_id: str) -> dict[str, An
 
 
 def test_a_hostile_job_reaches_nothing_of_another_team(
-        server: Server, tmp_path: Path, shared_dir: Path) -> None:
+    server: Server, tmp_path: Path, shared_dir: Path
+) -> None:
     admin = server.client
     alice = as_user(server, user_token(server, "alice", "sales"))
     bob = as_user(server, user_token(server, "bob", "ops"))
-    granted = admin.post("/api/v1/connections", json={
-        "name": "warehouse", "kind": "database", "default": True,
-        "values": {"url": warehouse(shared_dir)}})
+    granted = admin.post(
+        "/api/v1/connections",
+        json={
+            "name": "warehouse",
+            "kind": "database",
+            "default": True,
+            "values": {"url": warehouse(shared_dir)},
+        },
+    )
     assert granted.status_code == 201, granted.text
-    assert admin.post("/api/v1/connections/warehouse/grants",
-                      json={"team": "sales"}).status_code in (200, 201)
+    assert admin.post(
+        "/api/v1/connections/warehouse/grants", json={"team": "sales"}
+    ).status_code in (200, 201)
 
     # alice's job, with a secret, runs once on her team's database
     sales = "/api/v1/teams/sales/jobs/daily"
     counting = "print(job_input.execute_query('SELECT count(*) FROM fruit'))"
     deploy(server, job_archive(tmp_path, counting, name="sales"), "sales", "daily")
-    assert alice.patch(f"{sales}/secrets",
-                       json={"values": {"token": ALICE_SECRET}}).status_code == 200
+    assert (
+        alice.patch(f"{sales}/secrets", json={"values": {"token": ALICE_SECRET}}).status_code == 200
+    )
     alices = finished(alice, sales, execute(server, job=sales)["id"])
     assert alices["status"] == "completed", alices
     alice_run = alices["steps"][0]["run_id"]
@@ -80,14 +89,21 @@ def test_a_hostile_job_reaches_nothing_of_another_team(
     # bob deploys the hostile job in his own team, with a secret of his own
     ops = "/api/v1/teams/ops/jobs/nightly"
     assert bob.post("/api/v1/teams/ops/jobs", json={"name": "nightly"}).status_code == 201
-    uploaded = bob.post(f"{ops}/versions", content=job_archive(tmp_path, HOSTILE, name="ops"),
-                        headers={"content-type": "application/zip"})
+    uploaded = bob.post(
+        f"{ops}/versions",
+        content=job_archive(tmp_path, HOSTILE, name="ops"),
+        headers={"content-type": "application/zip"},
+    )
     assert uploaded.status_code in (200, 201), uploaded.text
     assert bob.put(f"{ops}/deployment", json={}).status_code == 200
     assert bob.patch(f"{ops}/secrets", json={"values": {"mine": BOB_SECRET}}).status_code == 200
-    facts = {"home": str(tmp_path / "home"), "store": str(tmp_path / "nbplane.db"),
-             "server_pid": server.process.pid, "alice_run": alice_run,
-             "expected": digest(BOB_SECRET)}
+    facts = {
+        "home": str(tmp_path / "home"),
+        "store": str(tmp_path / "nbplane.db"),
+        "server_pid": server.process.pid,
+        "alice_run": alice_run,
+        "expected": digest(BOB_SECRET),
+    }
     started = bob.post(f"{ops}/executions", json={"arguments": facts})
     assert started.status_code == 201, started.text
     record = finished(bob, ops, started.json()["id"])
@@ -101,8 +117,9 @@ def test_a_hostile_job_reaches_nothing_of_another_team(
     again = alice.get(f"{sales}/executions/{alices['id']}").json()
     assert again["status"] == "completed" and len(again["steps"]) == 1, again
     credential = log.split("CREDENTIAL ", 1)[1].split()[0]
-    with httpx.Client(base_url=server.url, timeout=30,
-                      headers={"Authorization": f"Bearer {credential}"}) as ended:
+    with httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {credential}"}
+    ) as ended:
         assert ended.get("/api/v1/execution").status_code == 401
         assert ended.get("/api/v1/execution/secrets").status_code == 401
         assert ended.get("/api/v1/me").status_code == 401
@@ -112,18 +129,27 @@ def test_a_hostile_job_reaches_nothing_of_another_team(
 
 
 def test_connections_reach_the_teams_deployed_jobs(
-        server: Server, tmp_path: Path, shared_dir: Path) -> None:
+    server: Server, tmp_path: Path, shared_dir: Path
+) -> None:
     admin = server.client
     for body in (
-        {"name": "warehouse", "kind": "database", "default": True,
-         "values": {"url": warehouse(shared_dir)}},
-        {"name": "lake", "kind": "s3",
-         "values": {"bucket": "raw-data", "secret_access_key": ALICE_SECRET}},
+        {
+            "name": "warehouse",
+            "kind": "database",
+            "default": True,
+            "values": {"url": warehouse(shared_dir)},
+        },
+        {
+            "name": "lake",
+            "kind": "s3",
+            "values": {"bucket": "raw-data", "secret_access_key": ALICE_SECRET},
+        },
         {"name": "api", "kind": "generic", "values": {"token": ALICE_PASSWORD}},
     ):
         assert admin.post("/api/v1/connections", json=body).status_code == 201
-        assert admin.post(f"/api/v1/connections/{body['name']}/grants",
-                          json={"team": "sales"}).status_code in (200, 201)
+        assert admin.post(
+            f"/api/v1/connections/{body['name']}/grants", json={"team": "sales"}
+        ).status_code in (200, 201)
     job = job_archive(
         tmp_path,
         "print('rows', job_input.execute_query('SELECT name FROM fruit ORDER BY name'))",
@@ -132,7 +158,8 @@ def test_connections_reach_the_teams_deployed_jobs(
         "print('token', job_input.get_connection('api')['token'])",
         "cursor = job_input.get_managed_connection('warehouse').cursor()\n"
         "print('count', cursor.execute('SELECT count(*) FROM fruit').fetchall())",
-        name="sales")
+        name="sales",
+    )
     path = "/api/v1/teams/sales/jobs/daily"
     deploy(server, job, "sales", "daily")
     record = finished(admin, path, execute(server, job=path)["id"])
@@ -148,7 +175,10 @@ def test_connections_reach_the_teams_deployed_jobs(
 
     # the same job in another team sees neither connection
     deploy(server, job, "ops", "daily")
-    other = finished(admin, "/api/v1/teams/ops/jobs/daily",
-                     execute(server, job="/api/v1/teams/ops/jobs/daily")["id"])
+    other = finished(
+        admin,
+        "/api/v1/teams/ops/jobs/daily",
+        execute(server, job="/api/v1/teams/ops/jobs/daily")["id"],
+    )
     assert other["status"] == "failed"
     assert "no such table: fruit" in (other["reason"] or ""), other

@@ -38,8 +38,7 @@ def test_users_and_their_teams(auth: AuthService) -> None:
         auth.create_user("alice")
     auth.join("ben", "ops")
     auth.leave("alice", "sales")
-    assert [(u.name, u.teams) for u in auth.list_users()] == [
-        ("alice", ["ops"]), ("ben", ["ops"])]
+    assert [(u.name, u.teams) for u in auth.list_users()] == [("alice", ["ops"]), ("ben", ["ops"])]
     assert auth.set_teams("alice", {"data", "ops"}).teams == ["data", "ops"]
     assert auth.set_max_sessions("alice", None).max_sessions is None
 
@@ -62,7 +61,11 @@ def test_a_token_speaks_for_its_user_until_revoked(auth: AuthService) -> None:
     caller = auth.authenticate(secret)
     assert caller is not None
     assert (caller.user, caller.admin, caller.teams, caller.token) == (
-        "alice", False, ["sales"], "alice-laptop")
+        "alice",
+        False,
+        ["sales"],
+        "alice-laptop",
+    )
     assert caller.token_expires_at is not None
     assert abs(caller.token_expires_at - expires_at) < timedelta(seconds=1)
     with pytest.raises(ConfigError, match="exists already"):

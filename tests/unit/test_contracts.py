@@ -117,8 +117,15 @@ def test_discovers_a_jupyrest_contract_with_defaults(tmp_path: Path) -> None:
 
 
 def test_nbplane_keys(tmp_path: Path) -> None:
-    contract = {**ANALYSIS, "engine": "reuse", "timeout": 2.5, "retries": 3,
-                "max_concurrency": 2, "kernel": "python3", "teams": ["sales", "ops"]}
+    contract = {
+        **ANALYSIS,
+        "engine": "reuse",
+        "timeout": 2.5,
+        "retries": 3,
+        "max_concurrency": 2,
+        "kernel": "python3",
+        "teams": ["sales", "ops"],
+    }
     api = api_for(tmp_path, contract)
     assert api.contract == Contract.model_validate(contract)
     assert api.contract is not None and api.contract.engine == "reuse"
@@ -151,32 +158,52 @@ BROKEN_CONTRACTS = [
     ({**ANALYSIS, "kernel": ""}, "a.config.json: kernel: String should have at least 1"),
     ({**ANALYSIS, "teams": []}, "a.config.json: teams: List should have at least 1 item"),
     ({**ANALYSIS, "teams": "sales"}, "a.config.json: teams: Input should be a valid list"),
-    ({**ANALYSIS, "teams": ["Sales Team"]},
-     "a.config.json: teams: Value error, team 'Sales Team' must be 1-63 characters"),
+    (
+        {**ANALYSIS, "teams": ["Sales Team"]},
+        "a.config.json: teams: Value error, team 'Sales Team' must be 1-63 characters",
+    ),
     ({"input": [], "output": {}}, "a.config.json: input: Input should be a valid dictionary"),
-    ({"input": {"type": "strin"}, "output": {}},
-     "a.config.json: input is not a valid JSON Schema: 'strin' is not valid under any of the "
-     "given schemas (at /type)"),
-    ({"input": {}, "output": {"properties": {"a": {"minimum": "0"}}}},
-     "a.config.json: output is not a valid JSON Schema: '0' is not of type 'number' "
-     "(at /properties/a/minimum)"),
-    ({"input": {"properties": {"p": {"$ref": "nbschema://nope"}}}, "output": {}},
-     "a.config.json: input: unknown nbschema alias 'nope' at /properties/p/$ref (known: "
-     "no_schema, node, point, sample_model)"),
-    ({"input": {}, "output": {"$schema": "https://example.com/my-dialect"}},
-     "a.config.json: output: unknown $schema 'https://example.com/my-dialect'"),
-    ({"input": {"properties": {"p": {"$ref": "#/$defs/missing"}}}, "output": {}},
-     "a.config.json: input: $ref '#/$defs/missing' at /properties/p points nowhere"),
-    ({"input": {"properties": {"customer-name": {}}}, "output": {}},
-     "a.config.json: input property 'customer-name' cannot be a notebook variable: not a "
-     "Python identifier"),
-    ({"input": {"properties": {"class": {}}}, "output": {}},
-     "a.config.json: input property 'class' cannot be a notebook variable: a Python keyword"),
-    ({"input": {"properties": {"p": {"type": "string", "pattern": "("}}}, "output": {}},
-     "a.config.json: input is not a valid JSON Schema: '(' is not a 'regex' "
-     "(at /properties/p/pattern)"),
-    ({"input": {}, "output": {"$ref": "nbschema://no_schema"}},
-     "a.config.json: output: nbschema model 'no_schema' (NoSchema) has no JSON Schema"),
+    (
+        {"input": {"type": "strin"}, "output": {}},
+        "a.config.json: input is not a valid JSON Schema: 'strin' is not valid under any of the "
+        "given schemas (at /type)",
+    ),
+    (
+        {"input": {}, "output": {"properties": {"a": {"minimum": "0"}}}},
+        "a.config.json: output is not a valid JSON Schema: '0' is not of type 'number' "
+        "(at /properties/a/minimum)",
+    ),
+    (
+        {"input": {"properties": {"p": {"$ref": "nbschema://nope"}}}, "output": {}},
+        "a.config.json: input: unknown nbschema alias 'nope' at /properties/p/$ref (known: "
+        "no_schema, node, point, sample_model)",
+    ),
+    (
+        {"input": {}, "output": {"$schema": "https://example.com/my-dialect"}},
+        "a.config.json: output: unknown $schema 'https://example.com/my-dialect'",
+    ),
+    (
+        {"input": {"properties": {"p": {"$ref": "#/$defs/missing"}}}, "output": {}},
+        "a.config.json: input: $ref '#/$defs/missing' at /properties/p points nowhere",
+    ),
+    (
+        {"input": {"properties": {"customer-name": {}}}, "output": {}},
+        "a.config.json: input property 'customer-name' cannot be a notebook variable: not a "
+        "Python identifier",
+    ),
+    (
+        {"input": {"properties": {"class": {}}}, "output": {}},
+        "a.config.json: input property 'class' cannot be a notebook variable: a Python keyword",
+    ),
+    (
+        {"input": {"properties": {"p": {"type": "string", "pattern": "("}}}, "output": {}},
+        "a.config.json: input is not a valid JSON Schema: '(' is not a 'regex' "
+        "(at /properties/p/pattern)",
+    ),
+    (
+        {"input": {}, "output": {"$ref": "nbschema://no_schema"}},
+        "a.config.json: output: nbschema model 'no_schema' (NoSchema) has no JSON Schema",
+    ),
     ("[" * 100_000 + "]" * 100_000, "a.config.json: nested too deeply to read"),
 ]
 
@@ -203,8 +230,11 @@ def test_broken_notebooks_are_listed_with_their_reason(tmp_path: Path) -> None:
     write_api(tmp_path, "bad_json", ANALYSIS)
     (tmp_path / "bad_json.ipynb").write_text("{", encoding="utf-8")
     write_api(tmp_path, "bad_cell", ANALYSIS)
-    (tmp_path / "bad_cell.ipynb").write_text(json.dumps(
-        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "x"}]}))
+    (tmp_path / "bad_cell.ipynb").write_text(
+        json.dumps(
+            {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "x"}]}
+        )
+    )
     write_api(tmp_path, "binary", ANALYSIS)
     (tmp_path / "binary.ipynb").write_bytes(b"\xff\xfe\x00")
     (tmp_path / "orphan.config.json").write_text(json.dumps(ANALYSIS))
@@ -214,13 +244,13 @@ def test_broken_notebooks_are_listed_with_their_reason(tmp_path: Path) -> None:
     reasons = {name: api.broken for name, api in apis.items()}
     assert reasons == {
         "bad_cell": "bad_cell.ipynb: invalid notebook at cells/0 (cell 1)/cell_type: expected "
-                    "code, markdown or raw, found 'x'",
+        "code, markdown or raw, found 'x'",
         "bad_json": "bad_json.ipynb: not valid JSON at line 1, column 2: Expecting property "
-                    "name enclosed in double quotes",
+        "name enclosed in double quotes",
         "binary": reasons["binary"],
         "both": "both.ipynb: invalid notebook at (document): expected a JSON object, found "
-                "list; both.config.json: not valid JSON at line 1, column 2: Expecting property "
-                "name enclosed in double quotes",
+        "list; both.config.json: not valid JSON at line 1, column 2: Expecting property "
+        "name enclosed in double quotes",
         "orphan": "orphan.ipynb: no such notebook beside orphan.config.json",
     }
     assert (reasons["binary"] or "").startswith("binary.ipynb: cannot read the notebook")
@@ -258,34 +288,56 @@ def test_nbschema_refs_resolve_anywhere(tmp_path: Path) -> None:
                 "nested": {"$ref": "#/$defs/wrapper"},
                 "foo": {"type": "string", "default": {"$ref": "nbschema://not-resolved"}},
             },
-            "$defs": {"wrapper": {"type": "object",
-                                  "properties": {"p": {"$ref": "nbschema://point"}}}},
+            "$defs": {
+                "wrapper": {"type": "object", "properties": {"p": {"$ref": "nbschema://point"}}}
+            },
             "required": ["objects", "foo"],
         },
-        "output": {"type": "object", "properties": {"new_objects": {
-            "type": "object", "additionalProperties": {"$ref": "nbschema://sample_model"}}}},
+        "output": {
+            "type": "object",
+            "properties": {
+                "new_objects": {
+                    "type": "object",
+                    "additionalProperties": {"$ref": "nbschema://sample_model"},
+                }
+            },
+        },
     }
     api = api_for(tmp_path, contract)
     assert api.input_schema is not None and api.output_schema is not None
     props = api.input_schema["properties"]
-    point = {"properties": {"x": {"title": "X", "type": "integer"},
-                            "y": {"default": 0, "title": "Y", "type": "integer"}},
-             "required": ["x"], "title": "Point", "type": "object"}
+    point = {
+        "properties": {
+            "x": {"title": "X", "type": "integer"},
+            "y": {"default": 0, "title": "Y", "type": "integer"},
+        },
+        "required": ["x"],
+        "title": "Point",
+        "type": "object",
+    }
     assert props["origin"] == {**point, "description": "where to start"}
     assert props["objects"]["items"]["properties"]["where"] == point  # nested model inlined
     assert api.input_schema["$defs"]["wrapper"]["properties"]["p"] == point
     assert props["foo"]["default"] == {"$ref": "nbschema://not-resolved"}  # data, not a schema
     assert "nbschema://" not in json.dumps(api.output_schema)
     assert api.model_parameters == {"objects": "sample_model[]", "origin": "point"}
-    assert api.model_targets == {"point": f"{__name__}:Point",
-                                 "sample_model": f"{__name__}:Sample"}
-    validate_input(api, {"foo": "x", "objects": [
-        {"foo": "f", "start_time": "2021-02-28T04:09:09.5730000Z", "where": {"x": 1}}]})
+    assert api.model_targets == {"point": f"{__name__}:Point", "sample_model": f"{__name__}:Sample"}
+    validate_input(
+        api,
+        {
+            "foo": "x",
+            "objects": [
+                {"foo": "f", "start_time": "2021-02-28T04:09:09.5730000Z", "where": {"x": 1}}
+            ],
+        },
+    )
 
 
 def test_recursive_models_live_under_defs(tmp_path: Path) -> None:
-    contract = {"input": {"type": "object", "properties": {"tree": {"$ref": "nbschema://node"}}},
-                "output": {"$ref": "nbschema://node"}}
+    contract = {
+        "input": {"type": "object", "properties": {"tree": {"$ref": "nbschema://node"}}},
+        "output": {"$ref": "nbschema://node"},
+    }
     api = api_for(tmp_path, contract)
     assert api.input_schema is not None
     assert api.input_schema["properties"]["tree"] == {"$ref": "#/$defs/nbschema.node.Node"}
@@ -294,7 +346,8 @@ def test_recursive_models_live_under_defs(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {"tree": {"name": "a", "children": [{"name": 1}]}})
     assert caught.value.fields["errors"] == [
-        {"pointer": "/tree/children/0/name", "message": "1 is not of type 'string'"}]
+        {"pointer": "/tree/children/0/name", "message": "1 is not of type 'string'"}
+    ]
     validate_output(api, {"name": "root"})
 
 
@@ -303,7 +356,8 @@ def test_model_schema_inlines_shared_definitions() -> None:
     assert hoisted == {} and "$defs" not in schema and "$ref" not in json.dumps(schema)
     schema, hoisted = model_schema(Node, "node")
     assert schema == {"$ref": "#/$defs/nbschema.node.Node"} and list(hoisted) == [
-        "nbschema.node.Node"]
+        "nbschema.node.Node"
+    ]
 
 
 def test_registry_refuses_duplicates_naming_both() -> None:
@@ -317,7 +371,8 @@ def test_registry_refuses_duplicates_naming_both() -> None:
         models.add("point", Other, source="entry point other = other:MODELS of other 1.0")
     assert caught.value.message == (
         f"nbschema alias 'point' is defined twice: by {__name__}:Point (registry.add) "
-        "and by entry point other = other:MODELS of other 1.0")
+        "and by entry point other = other:MODELS of other 1.0"
+    )
     with pytest.raises(ConfigError, match="not a plain name"):
         models.add("a b", Point)
     with pytest.raises(ConfigError, match="not a pydantic model class"):
@@ -359,41 +414,63 @@ def models():
 
 
 def test_entry_points_offer_models(plugin: Any) -> None:
-    plugin("nbplane-fake-one", "nbplane_fake_one", PLUGIN,
-           {"a": "nbplane_fake_one:MODELS", "b": "nbplane_fake_one:models"})
+    plugin(
+        "nbplane-fake-one",
+        "nbplane_fake_one",
+        PLUGIN,
+        {"a": "nbplane_fake_one:MODELS", "b": "nbplane_fake_one:models"},
+    )
     models = ModelRegistry.from_entry_points()
     assert {"plugin_customer", "plugin_customer_2"} <= set(models.aliases())
     assert models.get("plugin_customer").__name__ == "Customer"
     assert models.target("plugin_customer") == "nbplane_fake_one:Customer"
     # what a kernel does with a model parameter, by import path or by entry point
     assert load_model("plugin_customer", "nbplane_fake_one:Customer") is models.get(
-        "plugin_customer")
+        "plugin_customer"
+    )
     assert load_model("plugin_customer_2", "not_a_module:Nope").__name__ == "Customer"
     with pytest.raises(ContractError, match="not available in this kernel"):
         load_model("plugin_nobody")
 
 
 def test_entry_point_problems_are_named(plugin: Any) -> None:
-    plugin("nbplane-fake-two", "nbplane_fake_two", PLUGIN + "\nBROKEN = 3\n",
-           {"dup": "nbplane_fake_two:MODELS", "dup2": "nbplane_fake_two:MODELS"})
+    plugin(
+        "nbplane-fake-two",
+        "nbplane_fake_two",
+        PLUGIN + "\nBROKEN = 3\n",
+        {"dup": "nbplane_fake_two:MODELS", "dup2": "nbplane_fake_two:MODELS"},
+    )
     # the same model under the same alias twice is fine
     assert "plugin_customer" in ModelRegistry.from_entry_points()
-    plugin("nbplane-fake-three", "nbplane_fake_three", PLUGIN.replace("Customer", "Client"),
-           {"other": "nbplane_fake_three:MODELS"})
+    plugin(
+        "nbplane-fake-three",
+        "nbplane_fake_three",
+        PLUGIN.replace("Customer", "Client"),
+        {"other": "nbplane_fake_three:MODELS"},
+    )
     with pytest.raises(ConfigError) as caught:
         ModelRegistry.from_entry_points()
     assert "nbschema alias 'plugin_customer' is defined twice: by entry point dup" in str(
-        caught.value)
+        caught.value
+    )
     assert "and by entry point other = nbplane_fake_three:MODELS of nbplane-fake-three" in str(
-        caught.value)
+        caught.value
+    )
 
 
 def test_entry_point_that_fails_to_load(plugin: Any) -> None:
-    plugin("nbplane-fake-four", "nbplane_fake_four", "raise RuntimeError('boom')\n",
-           {"bad": "nbplane_fake_four:MODELS"})
-    with pytest.raises(ConfigError, match=r"nbschema entry point bad = nbplane_fake_four:MODELS "
-                                          r"of nbplane-fake-four 0.1 failed to load: "
-                                          r"RuntimeError: boom"):
+    plugin(
+        "nbplane-fake-four",
+        "nbplane_fake_four",
+        "raise RuntimeError('boom')\n",
+        {"bad": "nbplane_fake_four:MODELS"},
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"nbschema entry point bad = nbplane_fake_four:MODELS "
+        r"of nbplane-fake-four 0.1 failed to load: "
+        r"RuntimeError: boom",
+    ):
         ModelRegistry.from_entry_points()
 
 
@@ -404,11 +481,17 @@ ORDERS = {
         "type": "object",
         "properties": {
             "customer_name": {"type": "string", "minLength": 2},
-            "orders": {"type": "array", "items": {
-                "type": "object",
-                "properties": {"id": {"type": "integer"}, "tags": {"type": "array",
-                                                               "items": {"type": "string"}}},
-                "required": ["id"]}},
+            "orders": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["id"],
+                },
+            },
             "when": {"type": "string", "format": "date-time"},
             "email": {"type": "string", "format": "email"},
             "point": {"$ref": "nbschema://point"},
@@ -421,27 +504,38 @@ ORDERS = {
 
 def test_input_errors_are_all_reported_with_pointers(tmp_path: Path) -> None:
     api = api_for(tmp_path, ORDERS)
-    good = {"customer_name": "acme", "orders": [{"id": 1, "tags": ["x"]}],
-            "when": "2024-05-01T10:00:00Z", "email": "a@b.c", "point": {"x": 1}}
+    good = {
+        "customer_name": "acme",
+        "orders": [{"id": 1, "tags": ["x"]}],
+        "when": "2024-05-01T10:00:00Z",
+        "email": "a@b.c",
+        "point": {"x": 1},
+    }
     assert validate_input(api, good) == good
     with pytest.raises(InvalidInput) as caught:
-        validate_input(api, {
-            "orders": [{"id": 1}, {"id": "2", "tags": ["ok", 3]}, {}],
-            "when": "yesterday",
-            "email": "nobody",
-            "point": {"x": "one"},
-        })
+        validate_input(
+            api,
+            {
+                "orders": [{"id": 1}, {"id": "2", "tags": ["ok", 3]}, {}],
+                "when": "yesterday",
+                "email": "nobody",
+                "point": {"x": "one"},
+            },
+        )
     error = caught.value
     assert error.fields["notebook"] == "api"
-    assert sorted(error.fields["errors"], key=lambda e: e["pointer"]) == sorted([
-        {"pointer": "/orders/1/id", "message": "'2' is not of type 'integer'"},
-        {"pointer": "/orders/1/tags/1", "message": "3 is not of type 'string'"},
-        {"pointer": "/orders/2/id", "message": "'id' is a required property"},
-        {"pointer": "/when", "message": "'yesterday' is not a 'date-time'"},
-        {"pointer": "/email", "message": "'nobody' is not a 'email'"},
-        {"pointer": "/point/x", "message": "'one' is not of type 'integer'"},
-        {"pointer": "/customer_name", "message": "'customer_name' is a required property"},
-    ], key=lambda e: e["pointer"])
+    assert sorted(error.fields["errors"], key=lambda e: e["pointer"]) == sorted(
+        [
+            {"pointer": "/orders/1/id", "message": "'2' is not of type 'integer'"},
+            {"pointer": "/orders/1/tags/1", "message": "3 is not of type 'string'"},
+            {"pointer": "/orders/2/id", "message": "'id' is a required property"},
+            {"pointer": "/when", "message": "'yesterday' is not a 'date-time'"},
+            {"pointer": "/email", "message": "'nobody' is not a 'email'"},
+            {"pointer": "/point/x", "message": "'one' is not of type 'integer'"},
+            {"pointer": "/customer_name", "message": "'customer_name' is a required property"},
+        ],
+        key=lambda e: e["pointer"],
+    )
     assert error.message.startswith("invalid parameters: ") and "(and 2 more)" in error.message
     assert error.to_dict()["error"] == "InvalidInput"
     from nbplane.server.errors import status_of
@@ -450,8 +544,10 @@ def test_input_errors_are_all_reported_with_pointers(tmp_path: Path) -> None:
 
 
 def test_pointers_are_escaped(tmp_path: Path) -> None:
-    contract = {"input": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "output": {}}
+    contract = {
+        "input": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "output": {},
+    }
     api = api_for(tmp_path, contract)
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {"ok": "x", "a/b~c": 1})
@@ -466,24 +562,25 @@ def test_model_validators_run_before_queueing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {"customer_name": "acme", "orders": [], "point": {"x": -1}})
     assert caught.value.fields["errors"] == [
-        {"pointer": "/point/x", "message": "Value error, x must not be negative"}]
+        {"pointer": "/point/x", "message": "Value error, x must not be negative"}
+    ]
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("z=0\nimport os", "not a Python identifier"),
-    ("__import__('os')", "not a Python identifier"),
-    ("__class__", "names starting with '__' are reserved"),
-    ("class", "a Python keyword"),
-    ("None", "a Python keyword"),
-    ("", "not a Python identifier"),
-    ("1a", "not a Python identifier"),
-    ("ﬁle", "not in Unicode NFKC form"),
-])
-def test_parameter_names_must_be_plain_identifiers(
-    tmp_path: Path, name: str, problem: str
-) -> None:
-    api = api_for(tmp_path, {"input": {"type": "object", "properties": {"fine": {}}},
-                             "output": {}})
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("z=0\nimport os", "not a Python identifier"),
+        ("__import__('os')", "not a Python identifier"),
+        ("__class__", "names starting with '__' are reserved"),
+        ("class", "a Python keyword"),
+        ("None", "a Python keyword"),
+        ("", "not a Python identifier"),
+        ("1a", "not a Python identifier"),
+        ("ﬁle", "not in Unicode NFKC form"),
+    ],
+)
+def test_parameter_names_must_be_plain_identifiers(tmp_path: Path, name: str, problem: str) -> None:
+    api = api_for(tmp_path, {"input": {"type": "object", "properties": {"fine": {}}}, "output": {}})
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {name: 1, "fine": 2})
     (error,) = caught.value.fields["errors"]
@@ -492,8 +589,7 @@ def test_parameter_names_must_be_plain_identifiers(
         parameters_source({name: 1}, {})
 
 
-def test_undeclared_parameters_are_refused_by_name_never_echoing_values(
-        tmp_path: Path) -> None:
+def test_undeclared_parameters_are_refused_by_name_never_echoing_values(tmp_path: Path) -> None:
     api = api_for(tmp_path, ANALYSIS)
     with pytest.raises(InvalidInput) as caught:
         validate_input(api, {"customer_name": "acme", "alice_api_key": "s3cret", "zz": 1})
@@ -501,24 +597,30 @@ def test_undeclared_parameters_are_refused_by_name_never_echoing_values(
     assert error.fields["field"] == "parameters.alice_api_key"
     assert error.fields["errors"] == [
         {"pointer": "/alice_api_key", "message": "not declared by the input contract"},
-        {"pointer": "/zz", "message": "not declared by the input contract"}]
+        {"pointer": "/zz", "message": "not declared by the input contract"},
+    ]
     assert "s3cret" not in json.dumps(error.to_dict())
     assert validate_input(api, {"customer_name": "acme"}) == {"customer_name": "acme"}
 
 
-@pytest.mark.parametrize("schema", [
-    {"type": "object", "additionalProperties": True},
-    {"type": "object", "additionalProperties": {"type": "string"}},
-    {"type": "object", "unevaluatedProperties": {"type": "string"}},
-    {"type": "object", "patternProperties": {"^extra_": {"type": "string"}}},
-    {"allOf": [{"properties": {"extra_key": {"type": "string"}}}]},
-    {"$ref": "#/$defs/in", "$defs": {"in": {"properties": {"extra_key": {}}}}},
-], ids=["additional", "additional-schema", "unevaluated", "pattern", "allOf", "ref"])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "additionalProperties": True},
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {"type": "object", "unevaluatedProperties": {"type": "string"}},
+        {"type": "object", "patternProperties": {"^extra_": {"type": "string"}}},
+        {"allOf": [{"properties": {"extra_key": {"type": "string"}}}]},
+        {"$ref": "#/$defs/in", "$defs": {"in": {"properties": {"extra_key": {}}}}},
+    ],
+    ids=["additional", "additional-schema", "unevaluated", "pattern", "allOf", "ref"],
+)
 def test_schemas_may_declare_or_allow_more_names(tmp_path: Path, schema: dict[str, Any]) -> None:
     api = api_for(tmp_path, {"input": schema, "output": {}})
     assert validate_input(api, {"extra_key": "v"}) == {"extra_key": "v"}
-    closed = api_for(tmp_path, {"input": {"type": "object", "additionalProperties": False},
-                                "output": {}})
+    closed = api_for(
+        tmp_path, {"input": {"type": "object", "additionalProperties": False}, "output": {}}
+    )
     with pytest.raises(InvalidInput, match="extra_key: not declared"):
         validate_input(closed, {"extra_key": "v"})
 
@@ -543,7 +645,8 @@ def test_output_is_checked_against_the_output_schema(tmp_path: Path) -> None:
     with pytest.raises(InvalidOutput) as caught:
         validate_output(api, {"needs_discount": "yes"})
     assert caught.value.fields["errors"] == [
-        {"pointer": "/needs_discount", "message": "'yes' is not of type 'boolean'"}]
+        {"pointer": "/needs_discount", "message": "'yes' is not of type 'boolean'"}
+    ]
     assert caught.value.message == "/needs_discount: 'yes' is not of type 'boolean'"
     with pytest.raises(InvalidOutput, match=r"no output was saved \(call nbplane.save_output"):
         validate_output(api, None)
@@ -552,9 +655,11 @@ def test_output_is_checked_against_the_output_schema(tmp_path: Path) -> None:
 
 
 def test_schema_dialect_follows_dollar_schema(tmp_path: Path) -> None:
-    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#",
-              "type": "object", "properties": {"n": {"type": "number", "maximum": 5,
-                                                     "exclusiveMaximum": True}}}
+    draft4 = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "properties": {"n": {"type": "number", "maximum": 5, "exclusiveMaximum": True}},
+    }
     api = api_for(tmp_path, {"input": draft4, "output": {}})
     validate_input(api, {"n": 4})
     with pytest.raises(InvalidInput, match="greater than or equal to the maximum of 5"):
@@ -587,9 +692,13 @@ def bound(source: str) -> dict[str, Any]:
 
 def payload_literal(source: str) -> str:
     """The one string constant that carries the parameters."""
-    constants = [node.value for node in ast.walk(ast.parse(source))
-                 if isinstance(node, ast.Constant) and isinstance(node.value, str)
-                 and node.value.startswith('{"parameters"')]
+    constants = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith('{"parameters"')
+    ]
     assert len(constants) == 1
     return constants[0]
 
@@ -604,11 +713,14 @@ def test_values_arrive_as_data(value: Any) -> None:
     # the code is the same whatever the parameters: only the one literal differs
     empty = parameters_source({}, {})
     assert source.replace(repr(payload_literal(source)), "P") == empty.replace(
-        repr(payload_literal(empty)), "P")
+        repr(payload_literal(empty)), "P"
+    )
 
 
-@pytest.mark.parametrize("name", ["z=0\nimport os", "__import__('os')", "a; import os", "os\n",
-                                  "__builtins__", "print(1)#"])
+@pytest.mark.parametrize(
+    "name",
+    ["z=0\nimport os", "__import__('os')", "a; import os", "os\n", "__builtins__", "print(1)#"],
+)
 def test_bad_names_are_refused_before_generation(name: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parameters_source({name: 1}, {})
@@ -626,19 +738,32 @@ def test_the_kernel_checks_names_again() -> None:
 
 
 def test_model_parameters_are_rebuilt_in_the_kernel() -> None:
-    parameters = {"origin": {"x": 1, "y": 2}, "points": [{"x": 3}, {"x": 4}], "none": None,
-                  "plain": {"x": 5}}
+    parameters = {
+        "origin": {"x": 1, "y": 2},
+        "points": [{"x": 3}, {"x": 4}],
+        "none": None,
+        "plain": {"x": 5},
+    }
     source = parameters_source(
-        parameters, {"origin": "point", "points": "point[]", "none": "point", "missing": "point"},
-        {"point": f"{__name__}:Point"})
+        parameters,
+        {"origin": "point", "points": "point[]", "none": "point", "missing": "point"},
+        {"point": f"{__name__}:Point"},
+    )
     namespace = bound(source)
-    assert namespace == {"origin": Point(x=1, y=2), "points": [Point(x=3), Point(x=4)],
-                         "none": None, "plain": {"x": 5}}
+    assert namespace == {
+        "origin": Point(x=1, y=2),
+        "points": [Point(x=3), Point(x=4)],
+        "none": None,
+        "plain": {"x": 5},
+    }
 
 
 def test_prepare_injects_after_the_parameters_cell(tmp_path: Path) -> None:
-    api = api_for(tmp_path, {**ORDERS, "input": {**ORDERS["input"], "required": []}},
-                  [("import math", []), ("customer_name = 'x'", ["parameters"]), ("y = 1", [])])
+    api = api_for(
+        tmp_path,
+        {**ORDERS, "input": {**ORDERS["input"], "required": []}},
+        [("import math", []), ("customer_name = 'x'", ["parameters"]), ("y = 1", [])],
+    )
     source, after = api.parameters_cell({"customer_name": "acme", "point": {"x": 2}})
     assert after == 1
     assert bound(source) == {"customer_name": "acme", "point": Point(x=2)}
@@ -646,8 +771,9 @@ def test_prepare_injects_after_the_parameters_cell(tmp_path: Path) -> None:
 
 def test_inject_position() -> None:
     def notebook(*tags: list[str]) -> dict[str, Any]:
-        return {"cells": [{"cell_type": "code", "source": "", "metadata": {"tags": t}}
-                          for t in tags]}
+        return {
+            "cells": [{"cell_type": "code", "source": "", "metadata": {"tags": t}} for t in tags]
+        }
 
     assert inject_position(notebook([], ["x"], ["parameters"], ["parameters"])) == 2
     assert inject_position(notebook(["parameters", "step"])) == 0
@@ -667,13 +793,20 @@ def test_outputs_become_json_data() -> None:
     assert to_json_data(Point(x=3)) == {"x": 3, "y": 0}
 
 
-@pytest.mark.parametrize(("value", "error", "message"), [
-    ({"rows": [1, object()]}, TypeError, "save_output: object at /rows/1 is not JSON-serializable"),
-    ({"when": datetime(2020, 1, 1)}, TypeError, "datetime.datetime at /when is not JSON"),
-    ({1: "x"}, TypeError, "JSON object keys are strings; the key 1 at / is int"),
-    ({"x": float("nan")}, ValueError, "nan at /x is not valid JSON"),
-    ({1, 2}, TypeError, "set at / is not JSON-serializable"),
-])
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (
+            {"rows": [1, object()]},
+            TypeError,
+            "save_output: object at /rows/1 is not JSON-serializable",
+        ),
+        ({"when": datetime(2020, 1, 1)}, TypeError, "datetime.datetime at /when is not JSON"),
+        ({1: "x"}, TypeError, "JSON object keys are strings; the key 1 at / is int"),
+        ({"x": float("nan")}, ValueError, "nan at /x is not valid JSON"),
+        ({1, 2}, TypeError, "set at / is not JSON-serializable"),
+    ],
+)
 def test_outputs_that_are_not_json_are_refused(
     value: Any, error: type[Exception], message: str
 ) -> None:
@@ -689,11 +822,14 @@ def test_cyclic_outputs_are_refused() -> None:
 
 
 def test_importing_save_output_stays_light() -> None:
-    code = ("import sys; from nbplane import save_output; from nbplane.apis.output import "
-            "OUTPUT_MIMETYPE; print(OUTPUT_MIMETYPE, sorted(m for m in ('IPython', 'sqlalchemy', "
-            "'pydantic', 'jsonschema') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys; from nbplane import save_output; from nbplane.apis.output import "
+        "OUTPUT_MIMETYPE; print(OUTPUT_MIMETYPE, sorted(m for m in ('IPython', 'sqlalchemy', "
+        "'pydantic', 'jsonschema') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == [OUTPUT_MIMETYPE, "[]"]
 
 

@@ -11,23 +11,34 @@ from tests.conftest import write_notebook
 def test_natural_order() -> None:
     names = ["10_y.sql", "2_x.py", "1_a.ipynb", "b.sql", "a10.py", "a9.py"]
     assert sorted(names, key=natural_key) == [
-        "1_a.ipynb", "2_x.py", "10_y.sql", "a9.py", "a10.py", "b.sql"]
+        "1_a.ipynb",
+        "2_x.py",
+        "10_y.sql",
+        "a9.py",
+        "a10.py",
+        "b.sql",
+    ]
 
 
-@pytest.mark.parametrize(("source", "sql"), [
-    ("%%sql\nSELECT 1", "SELECT 1"),
-    ("\n%%vdksql\nSELECT 1", "SELECT 1"),
-    ("%%sql  \nSELECT 1", "SELECT 1"),
-    ("%%sqlx\nSELECT 1", None),
-    ("print('%%sql')", None),
-])
+@pytest.mark.parametrize(
+    ("source", "sql"),
+    [
+        ("%%sql\nSELECT 1", "SELECT 1"),
+        ("\n%%vdksql\nSELECT 1", "SELECT 1"),
+        ("%%sql  \nSELECT 1", "SELECT 1"),
+        ("%%sqlx\nSELECT 1", None),
+        ("print('%%sql')", None),
+    ],
+)
 def test_sql_cells_are_recognised_by_their_first_line(source: str, sql: str | None) -> None:
     assert split_sql_cell(source) == sql
 
 
 def test_steps_name_their_notebook_cell_and_id(tmp_path: Path) -> None:
-    write_notebook(tmp_path / "a.ipynb", [("markdown", "# hi"), "x = 1", ("y = 2", []),
-                                          ("%%sql\nSELECT 1", ["vdk"])])
+    write_notebook(
+        tmp_path / "a.ipynb",
+        [("markdown", "# hi"), "x = 1", ("y = 2", []), ("%%sql\nSELECT 1", ["vdk"])],
+    )
     steps = load_job(tmp_path).steps
     assert [s.name for s in steps] == ["a.ipynb#2", "a.ipynb#4"]
     assert steps[1].sql == "SELECT 1" and steps[1].sql_line_offset == 1

@@ -14,8 +14,10 @@ def test_split_keeps_each_statement_and_its_line() -> None:
 
 def test_statement_starts_after_the_comments_before_it() -> None:
     statements = split_statements("SELECT 1;\n-- load\n/* more */\nINSERT INTO t VALUES (2);")
-    assert [(s.text, s.line) for s in statements] == [("SELECT 1", 1),
-                                                       ("INSERT INTO t VALUES (2)", 4)]
+    assert [(s.text, s.line) for s in statements] == [
+        ("SELECT 1", 1),
+        ("INSERT INTO t VALUES (2)", 4),
+    ]
 
 
 def test_split_drops_comment_only_parts() -> None:

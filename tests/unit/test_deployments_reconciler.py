@@ -1,0 +1,205 @@
+"""The deployments reconciler in-process, on :class:`nbplane.testing.FakeExecutor`: a due
+schedule or a request becomes an execution, the executor is handed it, and the monitor brings
+it to a final status (recorded by the job, failed by a process that ended without one,
+cancelled, timed out, refused). The same flows with real processes: tests/integration/
+test_control.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbplane.apis.models import ExecutionStatus
+from nbplane.auth.models import DescribeCaller
+from nbplane.deployments import reconciler
+from nbplane.deployments.models import CreateJob, DeployJob, ExecuteJob
+from nbplane.deployments.reconciler import DeploymentReconciler
+from nbplane.deployments.service import DeploymentService
+from nbplane.settings import Settings
+from nbplane.store import open_store
+from nbplane.testing import FakeExecutor, Plan
+from tests.conftest import write_notebook
+
+TEAM, JOB = "sales", "daily"
+ALICE = DescribeCaller(user="alice", admin=False, teams=[TEAM])
+
+
+@dataclass
+class Deployed:
+    service: DeploymentService
+    executor: FakeExecutor
+    job_id: int
+
+    def execute(self) -> str:
+        return self.service.execute(ALICE, TEAM, JOB, ExecuteJob()).id
+
+    def status(self, execution_id: str) -> tuple[ExecutionStatus, str | None]:
+        found = self.service.execution(ALICE, TEAM, JOB, execution_id)
+        return found.status, found.reason
+
+
+@pytest.fixture
+def deployed(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    """A job deployed on the store, its executions run by a fake executor."""
+    settings = Settings(home=tmp_path / "home", job_server_url="http://127.0.0.1:9")
+    store = open_store(store_url)
+    executor = FakeExecutor(settings)
+    monkeypatch.setattr(reconciler, "executor_named", lambda name, settings: executor)
+    service = DeploymentService(store, settings, "local")
+    job = tmp_path / "job"
+    job.mkdir()
+    write_notebook(job / "10_main.ipynb", ["x = 1"])
+    from nbplane.jobs.scaffold import export_job
+
+    export_job(job, tmp_path / "job.zip")
+    service.create_job(ALICE, TEAM, CreateJob(name=JOB))
+    service.upload(ALICE, TEAM, JOB, (tmp_path / "job.zip").read_bytes())
+    service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=60))
+    yield Deployed(service, executor, store.deployments.job_id(TEAM, JOB))
+    store.engine.dispose()
+
+
+def on_plane(
+    service: DeploymentService, steps: Callable[[DeploymentReconciler], Awaitable[Any]]
+) -> Any:
+    """Run ``steps`` with a reconciler whose loops are not started: the test turns them."""
+
+    async def main() -> Any:
+        return await steps(DeploymentReconciler(service))
+
+    return asyncio.run(main())
+
+
+def test_an_execution_is_started_with_its_own_credential_and_kept_as_the_job_recorded(
+    deployed: Deployed,
+) -> None:
+    execution = deployed.execute()
+
+    async def steps(plane: DeploymentReconciler) -> None:
+        await plane.watch()  # queued -> started on the executor
+        assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
+        await plane.watch()  # still running: nothing changes
+        deployed.service.control.finish_execution(execution, ExecutionStatus.COMPLETED, None)
+        deployed.executor.finish(deployed.executor.tickets[0], exit_code=0)
+        await plane.watch()
+
+    on_plane(deployed.service, steps)
+    [ticket] = deployed.executor.tickets
+    assert ticket.execution_id == execution and (ticket.team, ticket.job) == (TEAM, JOB)
+    assert ticket.command[-3:] == ["job", "run-execution", execution]
+    assert ticket.environment["NBPLANE_URL"] == "http://127.0.0.1:9"
+    assert ticket.environment["NBPLANE_EXECUTION_TOKEN"]
+    assert deployed.status(execution) == (ExecutionStatus.COMPLETED, None)
+    assert deployed.executor.stopped == []
+
+
+def test_a_process_that_ends_without_a_result_fails_with_the_executors_words(
+    deployed: Deployed,
+) -> None:
+    deployed.executor.plan(Plan.fail("OOMKilled", exit_code=137))
+    execution = deployed.execute()
+
+    async def steps(plane: DeploymentReconciler) -> None:
+        await plane.watch()
+        deployed.executor.say(deployed.executor.tickets[0], "Killed\n")
+        await plane.watch()
+
+    on_plane(deployed.service, steps)
+    status, reason = deployed.status(execution)
+    assert status == ExecutionStatus.FAILED
+    assert reason == (
+        "the job's process ended (OOMKilled, exit code 137) before it recorded a result"
+    )
+    log, _ = deployed.service.control.read_log(execution, 0)
+    assert log.startswith("Killed\n") and "failed: the job's process ended" in log
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "reason"),
+    [
+        ("cancel", ExecutionStatus.CANCELLED, "cancelled"),
+        ("timeout", ExecutionStatus.TIMED_OUT, "timed out after 0.01 s"),
+    ],
+)
+def test_a_hanging_execution_is_stopped_on_cancel_or_timeout(
+    deployed: Deployed, stop: str, status: ExecutionStatus, reason: str
+) -> None:
+    if stop == "timeout":
+        deployed.service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=0.01))
+    execution = deployed.execute()
+
+    async def steps(plane: DeploymentReconciler) -> None:
+        await plane.watch()
+        assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
+        if stop == "cancel":
+            deployed.service.control.request_cancel(execution)
+        else:
+            await asyncio.sleep(0.02)
+        await plane.watch()
+
+    on_plane(deployed.service, steps)
+    assert deployed.status(execution) == (status, reason)
+    assert [state["fake"] for state in deployed.executor.stopped] == ["fake-1"]
+
+
+def test_an_execution_cancelled_while_queued_never_reaches_the_executor(
+    deployed: Deployed,
+) -> None:
+    execution = deployed.execute()
+    deployed.service.control.request_cancel(execution)
+    on_plane(deployed.service, lambda plane: plane.watch())
+    assert deployed.status(execution) == (ExecutionStatus.CANCELLED, "cancelled before it started")
+    assert deployed.executor.tickets == []
+
+
+def test_an_executor_that_refuses_fails_the_execution(deployed: Deployed) -> None:
+    deployed.executor.plan(Plan.refuse("no room on the cluster"))
+    execution = deployed.execute()
+    on_plane(deployed.service, lambda plane: plane.watch())
+    assert deployed.status(execution) == (
+        ExecutionStatus.FAILED,
+        "could not start: no room on the cluster",
+    )
+
+
+def schedule_due_at(deployed: Deployed, due: datetime) -> None:
+    """A deployment on a schedule whose next run is ``due``."""
+    deployed.service.deploy(ALICE, TEAM, JOB, DeployJob(schedule="0 3 * * *", timeout=60))
+    current = deployed.service.control.deployment(deployed.job_id)
+    assert current is not None and current.next_run_at is not None
+    assert deployed.service.control.advance_schedule(deployed.job_id, current.next_run_at, due)
+
+
+def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
+    due = (datetime.now(UTC) - timedelta(seconds=1)).replace(microsecond=0)
+    schedule_due_at(deployed, due)
+
+    async def steps(plane: DeploymentReconciler) -> None:
+        await plane.schedule_due()
+        await plane.schedule_due()  # the same due time never runs twice
+        await plane.watch()
+
+    on_plane(deployed.service, steps)
+    [execution] = deployed.service.control.active_executions()
+    assert execution["started_by"] == "schedule"
+    assert execution["scheduled_for"].replace(tzinfo=UTC) == due
+    assert len(deployed.executor.tickets) == 1
+    following = deployed.service.control.deployment(deployed.job_id)
+    assert following is not None and following.next_run_at is not None
+    assert following.next_run_at > datetime.now(UTC)
+
+
+def test_a_run_missed_beyond_the_grace_is_skipped(deployed: Deployed) -> None:
+    grace = deployed.service.settings.schedule_missed_grace_seconds
+    schedule_due_at(deployed, datetime.now(UTC) - timedelta(seconds=grace + 60))
+    on_plane(deployed.service, lambda plane: plane.schedule_due())
+    assert deployed.service.control.active_executions() == []
+    following = deployed.service.control.deployment(deployed.job_id)
+    assert following is not None and following.next_run_at is not None
+    assert following.next_run_at > datetime.now(UTC)
