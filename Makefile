@@ -29,7 +29,7 @@ test: $(VENV)/.installed postgres kubernetes browser sandbox lint typecheck labe
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed

@@ -173,8 +173,9 @@ def ensure_venv(venv: Path, installs: Sequence[Sequence[str]], label: str) -> Pa
     marker = venv / ".nbplane-bench-ready"
     if python.exists() and marker.exists():
         return python
-    print(f"Creating the {label} environment in {venv} (one-off, takes a minute)...",
-          file=sys.stderr)
+    print(
+        f"Creating the {label} environment in {venv} (one-off, takes a minute)...", file=sys.stderr
+    )
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     steps = [[sys.executable, "-m", "venv", "--clear", str(venv)]]
     steps += [[*pip, *packages] for packages in installs]
@@ -191,9 +192,10 @@ def ensure_venv(venv: Path, installs: Sequence[Sequence[str]], label: str) -> Pa
 def package_version(python: Path, distribution: str) -> str:
     """The installed version of a distribution in another environment, or ``?``."""
     done = subprocess.run(
-        [str(python), "-c",
-         f"import importlib.metadata as m; print(m.version({distribution!r}))"],
-        capture_output=True, text=True, check=False,
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return done.stdout.strip() if done.returncode == 0 else "?"
 
@@ -222,7 +224,7 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2:].split()  # the command name may contain spaces
+    fields = text[text.rfind(")") + 2 :].split()  # the command name may contain spaces
     return int(fields[1]), int(fields[19])
 
 
@@ -287,15 +289,26 @@ class Server:
     processes it started (found by pid and start time, so a reused pid is never hit).
     """
 
-    def __init__(self, label: str, command: Sequence[str], env: Mapping[str, str],
-                 log: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        log: Path,
+        cwd: Path | None = None,
+    ) -> None:
         self.label = label
         self.command = list(command)
         self.log = log
         self._log_file = log.open("w", encoding="utf-8")
         self.process = subprocess.Popen(
-            self.command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            self.command,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -377,11 +390,14 @@ def kubernetes_namespace(root: Path, console: Console) -> Iterator[tuple[Any, st
     from kubernetes import client
     from tests.k8s.cluster import running_cluster
 
-    console.print("[dim]starting the loopback Kubernetes cluster (etcd, kube-apiserver, "
-                  "kube-controller-manager, node stand-in)[/dim]")
+    console.print(
+        "[dim]starting the loopback Kubernetes cluster (etcd, kube-apiserver, "
+        "kube-controller-manager, node stand-in)[/dim]"
+    )
     with running_cluster(root / "kube") as cluster:
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         with cluster.api_client() as api:
             client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+            )
         yield cluster, namespace

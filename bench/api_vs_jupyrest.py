@@ -165,13 +165,15 @@ def jupyrest_execute(client: httpx.Client, x: int, timeout: float) -> None:
     """jupyrest 0.2.0: POST execute (202), poll the execution, then read the output artifact."""
     accepted = expect(
         client.post(f"/api/notebooks/{NAME}/execute", json={"parameters": {"x": x}}),
-        (202,), "jupyrest POST execute",
+        (202,),
+        "jupyrest POST execute",
     )
     eid = accepted["execution_id"]
     execution = poll(
         lambda: expect(client.get(f"/api/notebook_executions/{eid}"), (200,), "jupyrest GET"),
         lambda e: e["status"] in ("COMPLETED", "INTERNAL_ERROR"),
-        timeout, f"jupyrest execution {eid}",
+        timeout,
+        f"jupyrest execution {eid}",
     )
     if execution.get("execution_completion_status") != "SUCCEEDED" or not execution.get(
         "has_output"
@@ -179,7 +181,8 @@ def jupyrest_execute(client: httpx.Client, x: int, timeout: float) -> None:
         detail = client.get(f"/api/notebook_executions/{eid}/artifacts/exception").text
         raise BenchError(f"jupyrest execution {eid} did not succeed: {execution!r}\n{detail}")
     output = expect(
-        client.get(f"/api/notebook_executions/{eid}/artifacts/output"), (200,),
+        client.get(f"/api/notebook_executions/{eid}/artifacts/output"),
+        (200,),
         "jupyrest GET output",
     )
     check_output(output, x, "jupyrest")
@@ -205,23 +208,34 @@ def nbplane_v1_execute(name: str) -> Callable[[httpx.Client, int, float], None]:
 
     def execute(client: httpx.Client, x: int, timeout: float) -> None:
         record = expect(
-            client.post(f"/api/v1/notebooks/{name}/executions", params={"wait": min(timeout, 300)},
-                        json={"parameters": {"x": x}}),
-            (200, 201), f"nbplane POST {name}",
+            client.post(
+                f"/api/v1/notebooks/{name}/executions",
+                params={"wait": min(timeout, 300)},
+                json={"parameters": {"x": x}},
+            ),
+            (200, 201),
+            f"nbplane POST {name}",
         )
         if str(record.get("status")).lower() not in NBPLANE_FINAL:
             record = poll(
-                lambda: expect(client.get(f"/api/v1/executions/{record['id']}",
-                                          params={"wait": 30}), (200,), "nbplane GET"),
+                lambda: expect(
+                    client.get(f"/api/v1/executions/{record['id']}", params={"wait": 30}),
+                    (200,),
+                    "nbplane GET",
+                ),
                 lambda r: str(r.get("status")).lower() in NBPLANE_FINAL,
-                timeout, f"nbplane execution {record.get('id')}",
+                timeout,
+                f"nbplane execution {record.get('id')}",
             )
         if str(record.get("status")).lower() != "completed":
             raise BenchError(f"nbplane {name} execution did not complete: {record!r}")
         output = record.get("output")
         if output is None:
-            output = expect(client.get(f"/api/v1/executions/{record['id']}/output"), (200,),
-                            "nbplane GET output")
+            output = expect(
+                client.get(f"/api/v1/executions/{record['id']}/output"),
+                (200,),
+                "nbplane GET output",
+            )
         check_output(output, x, f"nbplane {name}")
 
     return execute
@@ -233,15 +247,21 @@ def nbplane_jupyrest_execute(name: str) -> Callable[[httpx.Client, int, float], 
     def execute(client: httpx.Client, x: int, timeout: float) -> None:
         created = expect(
             client.post("/api/NotebookExecutions", json={"notebook": name, "parameters": {"x": x}}),
-            (200, 201, 202), f"nbplane POST /api/NotebookExecutions {name}",
+            (200, 201, 202),
+            f"nbplane POST /api/NotebookExecutions {name}",
         )
         eid = created["id"]
         record = poll(
-            lambda: expect(client.get("/api/NotebookExecutions",
-                                      params={"executionId": eid, "output": "true"}),
-                           (200,), "nbplane GET /api/NotebookExecutions"),
+            lambda: expect(
+                client.get(
+                    "/api/NotebookExecutions", params={"executionId": eid, "output": "true"}
+                ),
+                (200,),
+                "nbplane GET /api/NotebookExecutions",
+            ),
             lambda r: str(r.get("status")).lower() in NBPLANE_FINAL,
-            timeout, f"nbplane execution {eid}",
+            timeout,
+            f"nbplane execution {eid}",
         )
         if str(record.get("status")).lower() != "completed":
             raise BenchError(f"nbplane {name} execution did not complete: {record!r}")
@@ -329,8 +349,13 @@ def start_jupyrest(python: Path, root: Path, timeout: float) -> Endpoint:
     notebooks = root / "jupyrest-notebooks"
     write_jupyrest_notebooks(notebooks)
     port = free_port()
-    server = Server("jupyrest", [str(python), "-c", JUPYREST_LAUNCHER, str(notebooks), str(port)],
-                    anchor_env(root, "jupyrest"), root / "jupyrest.log", cwd=root)
+    server = Server(
+        "jupyrest",
+        [str(python), "-c", JUPYREST_LAUNCHER, str(notebooks), str(port)],
+        anchor_env(root, "jupyrest"),
+        root / "jupyrest.log",
+        cwd=root,
+    )
     url = f"http://127.0.0.1:{port}"
     listed = http_ok(f"{url}/api/notebooks", lambda r: NAME in r.json().get("notebooks", []))
     if not server.wait_until(listed, timeout):
@@ -344,7 +369,8 @@ def start_kernel_gateway(python: Path, root: Path, timeout: float) -> Endpoint:
     write_kg_notebook(seed)
     port = free_port()
     command = [
-        str(python.parent / "jupyter"), "kernelgateway",
+        str(python.parent / "jupyter"),
+        "kernelgateway",
         "--KernelGatewayApp.api=kernel_gateway.notebook_http",
         f"--KernelGatewayApp.seed_uri={seed}",
         "--KernelGatewayApp.ip=127.0.0.1",
@@ -362,29 +388,45 @@ def start_nbplane(root: Path, api: str, timeout: float, console: Console) -> lis
     """Both nbplane rows (one server), or none with the reason printed when it is not usable."""
     command = nbplane_command()
     env = anchor_env(root, "nbplane") | {"NBPLANE_HOME": str(root / "nbplane-home")}
-    helped = subprocess.run([*command, "serve", "--help"], env=env, capture_output=True,
-                            text=True, check=False)
+    helped = subprocess.run(
+        [*command, "serve", "--help"], env=env, capture_output=True, text=True, check=False
+    )
     if helped.returncode != 0:
         why = (helped.stderr or helped.stdout).strip().splitlines()[-1:] or ["no output"]
-        console.print(f"[yellow]nbplane skipped: `{' '.join(command)} serve --help` failed "
-                      f"(exit {helped.returncode}: {why[0]}); is `nbplane serve` written yet?[/]")
+        console.print(
+            f"[yellow]nbplane skipped: `{' '.join(command)} serve --help` failed "
+            f"(exit {helped.returncode}: {why[0]}); is `nbplane serve` written yet?[/]"
+        )
         return []
     notebooks = root / "nbplane-notebooks"
     write_nbplane_notebooks(notebooks)
     port = free_port()
     server = Server(
         "nbplane",
-        [*command, "serve", "--notebooks-dir", str(notebooks), "--host", "127.0.0.1",
-         "--port", str(port), "--no-auth"],
-        env, root / "nbplane.log", cwd=root,
+        [
+            *command,
+            "serve",
+            "--notebooks-dir",
+            str(notebooks),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-auth",
+        ],
+        env,
+        root / "nbplane.log",
+        cwd=root,
     )
     url = f"http://127.0.0.1:{port}"
     if not server.wait_until(http_ok(f"{url}/health"), timeout):
         code = server.process.poll()
         server.stop()
         why = f"exited with code {code}" if code is not None else f"not within {timeout:.0f} s"
-        console.print(f"[yellow]nbplane skipped: `nbplane serve` did not answer GET /health "
-                      f"with 200 ({why}); the end of its log:[/]")
+        console.print(
+            f"[yellow]nbplane skipped: `nbplane serve` did not answer GET /health "
+            f"with 200 ({why}); the end of its log:[/]"
+        )
         console.print(server.log_tail(), markup=False, highlight=False)
         return []
     if api == "auto":
@@ -407,9 +449,15 @@ def timed_execution(endpoint: Endpoint, client: httpx.Client, x: int, timeout: f
     return time.perf_counter() - started
 
 
-def concurrent_run(endpoint: Endpoint, count: int, clients: int, max_seconds: float,
-                   timeout: float, first_x: int, on_tick: Callable[[], None] | None = None
-                   ) -> tuple[int, float]:
+def concurrent_run(
+    endpoint: Endpoint,
+    count: int,
+    clients: int,
+    max_seconds: float,
+    timeout: float,
+    first_x: int,
+    on_tick: Callable[[], None] | None = None,
+) -> tuple[int, float]:
     """Up to ``count`` executions from ``clients`` threads; no new one starts after
     ``max_seconds``. Returns (executions finished, wall seconds). Raises on the first error."""
     lock = threading.Lock()
@@ -465,16 +513,27 @@ def memory_run(endpoint: Endpoint, args: argparse.Namespace, first_x: int) -> Me
             last[0] = time.monotonic()
             peak[0] = max(peak[0], tree_memory(endpoint.server.pid).rss_bytes)
 
-    done, seconds = concurrent_run(endpoint, args.memory_runs, args.clients, args.max_seconds,
-                                   args.timeout, first_x, on_tick=sample)
+    done, seconds = concurrent_run(
+        endpoint,
+        args.memory_runs,
+        args.clients,
+        args.max_seconds,
+        args.timeout,
+        first_x,
+        on_tick=sample,
+    )
     after = settled_memory(endpoint, args.settle)
     return MemoryRun(before, after, max(peak[0], after.rss_bytes), done, seconds)
 
 
 def fail_run(console: Console, endpoint: Endpoint, exc: BaseException) -> None:
     console.print(f"[red]{endpoint.label} FAILED:[/red] {exc}", highlight=False)
-    console.print(f"----- {endpoint.server.label} log (last lines) -----\n"
-                  f"{endpoint.server.log_tail()}\n------", highlight=False, markup=False)
+    console.print(
+        f"----- {endpoint.server.label} log (last lines) -----\n"
+        f"{endpoint.server.log_tail()}\n------",
+        highlight=False,
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,13 +548,24 @@ def mb(size: int) -> str:
     return f"{size / 2**20:.0f}"
 
 
-def report(console: Console, endpoints: list[Endpoint], args: argparse.Namespace,
-           versions: dict[str, str]) -> list[tuple[str, bool | None]]:
-    title = (f"One trivial notebook served as a REST API ({', '.join(versions.values())}; "
-             f"loopback; {args.clients} concurrent clients for executions/s)")
+def report(
+    console: Console, endpoints: list[Endpoint], args: argparse.Namespace, versions: dict[str, str]
+) -> list[tuple[str, bool | None]]:
+    title = (
+        f"One trivial notebook served as a REST API ({', '.join(versions.values())}; "
+        f"loopback; {args.clients} concurrent clients for executions/s)"
+    )
     table = Table(title=title)
-    for column in ("server", "median ms", "p90 ms", "min ms", "max ms", "runs",
-                   f"exec/s ({args.clients} clients)", "executions"):
+    for column in (
+        "server",
+        "median ms",
+        "p90 ms",
+        "min ms",
+        "max ms",
+        "runs",
+        f"exec/s ({args.clients} clients)",
+        "executions",
+    ):
         table.add_column(column, justify="left" if column == "server" else "right")
     for e in endpoints:
         lat = Summary.of(e.latency) if e.latency else None
@@ -530,17 +600,29 @@ def report(console: Console, endpoints: list[Endpoint], args: argparse.Namespace
                 cells.append(rate_ratio(anchor, ours))
             ratios.add_row(anchor.label, *cells)
         console.print(ratios)
-        console.print("[dim]Like for like: jupyrest runs each request in a fresh kernel, as "
-                      "nbplane isolated does (state never shared); Kernel Gateway runs every "
-                      "request in one warm kernel, as nbplane reuse does.[/dim]")
+        console.print(
+            "[dim]Like for like: jupyrest runs each request in a fresh kernel, as "
+            "nbplane isolated does (state never shared); Kernel Gateway runs every "
+            "request in one warm kernel, as nbplane reuse does.[/dim]"
+        )
     return targets(console, isolated, reuse)
 
 
 def memory_table(endpoints: list[Endpoint], args: argparse.Namespace) -> Table:
-    memory = Table(title="Server process tree memory (RSS summed over the server and its "
-                         "kernels), before and after a run of executions")
-    for column in ("server", "RSS before MB", "RSS after MB", "after / before", "peak MB",
-                   "PSS before→after MB", "processes", "executions"):
+    memory = Table(
+        title="Server process tree memory (RSS summed over the server and its "
+        "kernels), before and after a run of executions"
+    )
+    for column in (
+        "server",
+        "RSS before MB",
+        "RSS after MB",
+        "after / before",
+        "peak MB",
+        "PSS before→after MB",
+        "processes",
+        "executions",
+    ):
         memory.add_column(column, justify="left" if column == "server" else "right")
     for e in endpoints:
         m = e.memory
@@ -549,8 +631,12 @@ def memory_table(endpoints: list[Endpoint], args: argparse.Namespace) -> Table:
             continue
         capped = "" if m.executions >= args.memory_runs else " (time cap)"
         memory.add_row(
-            e.label, mb(m.before.rss_bytes), mb(m.after.rss_bytes), f"{m.growth:.2f}x",
-            mb(m.peak_rss), f"{mb(m.before.pss_bytes)}→{mb(m.after.pss_bytes)}",
+            e.label,
+            mb(m.before.rss_bytes),
+            mb(m.after.rss_bytes),
+            f"{m.growth:.2f}x",
+            mb(m.peak_rss),
+            f"{mb(m.before.pss_bytes)}→{mb(m.after.pss_bytes)}",
             f"{m.before.processes}→{m.after.processes}",
             f"{m.executions} in {m.seconds:.0f} s{capped}",
         )
@@ -569,8 +655,9 @@ def rate_ratio(anchor: Endpoint, ours: Endpoint | None) -> str:
     return f"{ours.rate.per_second / anchor.rate.per_second:.1f}x"
 
 
-def targets(console: Console, isolated: Endpoint | None, reuse: Endpoint | None
-            ) -> list[tuple[str, bool | None]]:
+def targets(
+    console: Console, isolated: Endpoint | None, reuse: Endpoint | None
+) -> list[tuple[str, bool | None]]:
     """Print every target with MET / NOT MET / NOT MEASURED; return (target, met or None)."""
     results: list[tuple[str, bool | None]] = []
 
@@ -578,23 +665,40 @@ def targets(console: Console, isolated: Endpoint | None, reuse: Endpoint | None
         return Summary.of(e.latency).median * 1000 if e and e.latency else None
 
     checks = [
-        (f"nbplane isolated median <= {TARGET_ISOLATED_MEDIAN_MS:.0f} ms",
-         median_ms(isolated), lambda v: v <= TARGET_ISOLATED_MEDIAN_MS, "{:.1f} ms"),
-        (f"nbplane isolated >= {TARGET_ISOLATED_RATE:.0f} executions/s",
-         isolated.rate.per_second if isolated and isolated.rate else None,
-         lambda v: v >= TARGET_ISOLATED_RATE, "{:.1f}/s"),
-        (f"nbplane reuse median <= {TARGET_REUSE_MEDIAN_MS:.0f} ms",
-         median_ms(reuse), lambda v: v <= TARGET_REUSE_MEDIAN_MS, "{:.1f} ms"),
-        (f"nbplane reuse >= {TARGET_REUSE_RATE:.0f} executions/s",
-         reuse.rate.per_second if reuse and reuse.rate else None,
-         lambda v: v >= TARGET_REUSE_RATE, "{:.1f}/s"),
+        (
+            f"nbplane isolated median <= {TARGET_ISOLATED_MEDIAN_MS:.0f} ms",
+            median_ms(isolated),
+            lambda v: v <= TARGET_ISOLATED_MEDIAN_MS,
+            "{:.1f} ms",
+        ),
+        (
+            f"nbplane isolated >= {TARGET_ISOLATED_RATE:.0f} executions/s",
+            isolated.rate.per_second if isolated and isolated.rate else None,
+            lambda v: v >= TARGET_ISOLATED_RATE,
+            "{:.1f}/s",
+        ),
+        (
+            f"nbplane reuse median <= {TARGET_REUSE_MEDIAN_MS:.0f} ms",
+            median_ms(reuse),
+            lambda v: v <= TARGET_REUSE_MEDIAN_MS,
+            "{:.1f} ms",
+        ),
+        (
+            f"nbplane reuse >= {TARGET_REUSE_RATE:.0f} executions/s",
+            reuse.rate.per_second if reuse and reuse.rate else None,
+            lambda v: v >= TARGET_REUSE_RATE,
+            "{:.1f}/s",
+        ),
     ]
     for engine, e in (("isolated", isolated), ("reuse", reuse)):
-        checks.append((
-            f"nbplane {engine} memory flat: tree RSS after <= {TARGET_MEMORY_GROWTH}x before",
-            e.memory.growth if e and e.memory else None,
-            lambda v: v <= TARGET_MEMORY_GROWTH, "{:.2f}x",
-        ))
+        checks.append(
+            (
+                f"nbplane {engine} memory flat: tree RSS after <= {TARGET_MEMORY_GROWTH}x before",
+                e.memory.growth if e and e.memory else None,
+                lambda v: v <= TARGET_MEMORY_GROWTH,
+                "{:.2f}x",
+            )
+        )
     for text, value, ok, fmt in checks:
         if value is None:
             verdict, met = "[yellow]NOT MEASURED[/yellow]", None
@@ -612,50 +716,109 @@ def targets(console: Console, isolated: Endpoint | None, reuse: Endpoint | None
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50,
-                        help="sequential timed executions per server (default 50)")
-    parser.add_argument("--jupyrest-runs", type=int, default=10,
-                        help="sequential timed executions for jupyrest, seconds each (default 10)")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="untimed executions per server first (default 3)")
-    parser.add_argument("--clients", type=int, default=8,
-                        help="concurrent clients for executions/s and memory (default 8)")
-    parser.add_argument("--throughput-runs", type=int, default=200,
-                        help="executions for executions/s (default 200)")
-    parser.add_argument("--jupyrest-throughput-runs", type=int, default=24,
-                        help="executions for jupyrest's executions/s (default 24)")
-    parser.add_argument("--memory-runs", type=int, default=1000,
-                        help="executions between the two RSS readings (default 1000; 0: skip)")
-    parser.add_argument("--max-seconds", type=float, default=120,
-                        help="no new execution starts after this long in one executions/s or "
-                             "memory run of one server (default 120)")
-    parser.add_argument("--timeout", type=float, default=120,
-                        help="seconds one execution may take before the run fails (default 120)")
-    parser.add_argument("--settle", type=float, default=2.0,
-                        help="seconds of quiet before each RSS reading (default 2)")
-    parser.add_argument("--start-timeout", type=float, default=60,
-                        help="seconds a server may take to start (default 60)")
-    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
-                        help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default all)")
-    parser.add_argument("--nbplane-api", choices=("auto", "v1", "jupyrest"), default="auto",
-                        help="nbplane's /api/v1 or its jupyrest-compatible API "
-                             "(default auto: /api/v1 when it answers)")
-    parser.add_argument("--jupyrest-venv", type=Path, default=DEFAULT_JUPYREST_VENV,
-                        help=f"jupyrest's virtual environment (default {DEFAULT_JUPYREST_VENV})")
-    parser.add_argument("--kg-venv", type=Path, default=DEFAULT_KG_VENV,
-                        help=f"Kernel Gateway's virtual environment (default {DEFAULT_KG_VENV})")
-    parser.add_argument("--check-target", action="store_true",
-                        help="exit 2 when nbplane misses a target or could not be measured")
+    parser.add_argument(
+        "--runs", type=int, default=50, help="sequential timed executions per server (default 50)"
+    )
+    parser.add_argument(
+        "--jupyrest-runs",
+        type=int,
+        default=10,
+        help="sequential timed executions for jupyrest, seconds each (default 10)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed executions per server first (default 3)"
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=8,
+        help="concurrent clients for executions/s and memory (default 8)",
+    )
+    parser.add_argument(
+        "--throughput-runs", type=int, default=200, help="executions for executions/s (default 200)"
+    )
+    parser.add_argument(
+        "--jupyrest-throughput-runs",
+        type=int,
+        default=24,
+        help="executions for jupyrest's executions/s (default 24)",
+    )
+    parser.add_argument(
+        "--memory-runs",
+        type=int,
+        default=1000,
+        help="executions between the two RSS readings (default 1000; 0: skip)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120,
+        help="no new execution starts after this long in one executions/s or "
+        "memory run of one server (default 120)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120,
+        help="seconds one execution may take before the run fails (default 120)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds of quiet before each RSS reading (default 2)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60,
+        help="seconds a server may take to start (default 60)",
+    )
+    parser.add_argument(
+        "--servers",
+        default=",".join(ALL_SERVERS),
+        help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default all)",
+    )
+    parser.add_argument(
+        "--nbplane-api",
+        choices=("auto", "v1", "jupyrest"),
+        default="auto",
+        help="nbplane's /api/v1 or its jupyrest-compatible API "
+        "(default auto: /api/v1 when it answers)",
+    )
+    parser.add_argument(
+        "--jupyrest-venv",
+        type=Path,
+        default=DEFAULT_JUPYREST_VENV,
+        help=f"jupyrest's virtual environment (default {DEFAULT_JUPYREST_VENV})",
+    )
+    parser.add_argument(
+        "--kg-venv",
+        type=Path,
+        default=DEFAULT_KG_VENV,
+        help=f"Kernel Gateway's virtual environment (default {DEFAULT_KG_VENV})",
+    )
+    parser.add_argument(
+        "--check-target",
+        action="store_true",
+        help="exit 2 when nbplane misses a target or could not be measured",
+    )
     args = parser.parse_args()
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(args.servers) - set(ALL_SERVERS)
     if unknown:
         parser.error(f"unknown --servers {', '.join(sorted(unknown))}")
-    counts = (args.runs, args.jupyrest_runs, args.clients, args.throughput_runs,
-              args.jupyrest_throughput_runs)
+    counts = (
+        args.runs,
+        args.jupyrest_runs,
+        args.clients,
+        args.throughput_runs,
+        args.jupyrest_throughput_runs,
+    )
     if min(counts) < 1 or args.warmup < 0 or args.memory_runs < 0:
-        parser.error("run counts and --clients must be at least 1, --warmup and "
-                     "--memory-runs at least 0")
+        parser.error(
+            "run counts and --clients must be at least 1, --warmup and --memory-runs at least 0"
+        )
     return args
 
 
@@ -670,8 +833,9 @@ def main() -> int:
         versions["jupyrest"] = f"jupyrest {package_version(pythons['jupyrest'], 'jupyrest')}"
     if "kernel-gateway" in args.servers:
         pythons["kg"] = ensure_venv(args.kg_venv, [KG_PACKAGES], "Kernel Gateway")
-        versions["kg"] = (f"jupyter-kernel-gateway "
-                          f"{package_version(pythons['kg'], 'jupyter_kernel_gateway')}")
+        versions["kg"] = (
+            f"jupyter-kernel-gateway {package_version(pythons['kg'], 'jupyter_kernel_gateway')}"
+        )
     if "nbplane" in args.servers:
         versions["nbplane"] = f"nbplane {package_version(Path(sys.executable), 'nbplane')}"
     endpoints: list[Endpoint] = []
@@ -734,8 +898,10 @@ def measure(console: Console, endpoints: list[Endpoint], args: argparse.Namespac
 
     if args.memory_runs:
         for endpoint in list(live):
-            console.print(f"[dim]{endpoint.label}: memory run, up to {args.memory_runs} "
-                          f"executions or {args.max_seconds:.0f} s[/dim]")
+            console.print(
+                f"[dim]{endpoint.label}: memory run, up to {args.memory_runs} "
+                f"executions or {args.max_seconds:.0f} s[/dim]"
+            )
             try:
                 endpoint.memory = memory_run(endpoint, args, next_x(args.memory_runs))
             except (BenchError, httpx.HTTPError) as exc:
@@ -756,7 +922,8 @@ def measure(console: Console, endpoints: list[Endpoint], args: argparse.Namespac
                     continue
                 try:
                     endpoint.latency.append(
-                        timed_execution(endpoint, clients[id(endpoint)], next_x(), args.timeout))
+                        timed_execution(endpoint, clients[id(endpoint)], next_x(), args.timeout)
+                    )
                 except (BenchError, httpx.HTTPError) as exc:
                     drop(endpoint, exc)
     finally:
@@ -764,14 +931,19 @@ def measure(console: Console, endpoints: list[Endpoint], args: argparse.Namespac
             client.close()
 
     for endpoint in list(live):
-        count = (args.jupyrest_throughput_runs if endpoint.label.startswith("jupyrest")
-                 else args.throughput_runs)
-        console.print(f"[dim]{endpoint.label}: {count} executions from {args.clients} "
-                      f"clients[/dim]")
+        count = (
+            args.jupyrest_throughput_runs
+            if endpoint.label.startswith("jupyrest")
+            else args.throughput_runs
+        )
+        console.print(
+            f"[dim]{endpoint.label}: {count} executions from {args.clients} clients[/dim]"
+        )
         time.sleep(args.settle)
         try:
-            done, seconds = concurrent_run(endpoint, count, args.clients, args.max_seconds,
-                                           args.timeout, next_x(count))
+            done, seconds = concurrent_run(
+                endpoint, count, args.clients, args.max_seconds, args.timeout, next_x(count)
+            )
             endpoint.rate = Rate(done, seconds)
         except (BenchError, httpx.HTTPError) as exc:
             drop(endpoint, exc)

@@ -177,14 +177,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per tool (default 7)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     parser.add_argument("--rows", type=int, default=100, help="rows ingested (default 100)")
-    parser.add_argument("--vdk-venv", type=Path, default=DEFAULT_VDK_VENV,
-                        help=f"VDK's virtual environment (default {DEFAULT_VDK_VENV})")
-    parser.add_argument("--vdk-tuned", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time VDK with a 1 s ingestion aggregator timeout (default on)")
-    parser.add_argument("--shared-home", action="store_true",
-                        help="keep one NBPLANE_HOME across nbplane runs instead of a new one each")
-    parser.add_argument("--check-target", action="store_true",
-                        help="exit 2 when nbplane misses the 3x target")
+    parser.add_argument(
+        "--vdk-venv",
+        type=Path,
+        default=DEFAULT_VDK_VENV,
+        help=f"VDK's virtual environment (default {DEFAULT_VDK_VENV})",
+    )
+    parser.add_argument(
+        "--vdk-tuned",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time VDK with a 1 s ingestion aggregator timeout (default on)",
+    )
+    parser.add_argument(
+        "--shared-home",
+        action="store_true",
+        help="keep one NBPLANE_HOME across nbplane runs instead of a new one each",
+    )
+    parser.add_argument(
+        "--check-target", action="store_true", help="exit 2 when nbplane misses the 3x target"
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.rows < 1:
         parser.error("--runs and --rows must be at least 1, --warmup at least 0")
@@ -209,11 +221,16 @@ def main() -> int:
             # Interleave the tools so drift in machine load hits them alike.
             work = fresh(root, f"nbplane-{index}")
             home = root / "nbplane-home" if args.shared_home else work / "nbplane-home"
-            results = [run_nbplane(job, work, args.rows, home),
-                       run_vdk(vdk, job, fresh(root, f"vdk-{index}"), args.rows, "vdk", None)]
+            results = [
+                run_nbplane(job, work, args.rows, home),
+                run_vdk(vdk, job, fresh(root, f"vdk-{index}"), args.rows, "vdk", None),
+            ]
             if args.vdk_tuned:
-                results.append(run_vdk(vdk, job, fresh(root, f"vdkt-{index}"), args.rows,
-                                       "vdk (aggregator 1 s)", 1))
+                results.append(
+                    run_vdk(
+                        vdk, job, fresh(root, f"vdkt-{index}"), args.rows, "vdk (aggregator 1 s)", 1
+                    )
+                )
             line = "  ".join(f"{r.label} {r.seconds:.3f}s" for r in results)
             console.print(f"[dim]{kind}: {line}[/dim]")
             if timed:
@@ -221,22 +238,31 @@ def main() -> int:
                     tools[result.label].append(result.seconds)
     summaries = {name: Summary.of(seconds) for name, seconds in tools.items()}
     home = "one shared NBPLANE_HOME" if args.shared_home else "a new NBPLANE_HOME per run"
-    table = Table(title=f"6-step notebook job, {args.rows} rows ingested, SQLite, {home} "
-                        f"({args.runs} runs each, wall time of the whole command)")
+    table = Table(
+        title=f"6-step notebook job, {args.rows} rows ingested, SQLite, {home} "
+        f"({args.runs} runs each, wall time of the whole command)"
+    )
     for column in ("tool", "median s", "min s", "max s", "vdk median / this median"):
         table.add_column(column, justify="left" if column == "tool" else "right")
     for name, summary in summaries.items():
         ratio = summaries["vdk"].median / summary.median
-        table.add_row(name, f"{summary.median:.3f}", f"{summary.low:.3f}",
-                      f"{summary.high:.3f}", f"{ratio:.2f}x")
+        table.add_row(
+            name,
+            f"{summary.median:.3f}",
+            f"{summary.low:.3f}",
+            f"{summary.high:.3f}",
+            f"{ratio:.2f}x",
+        )
     console.print(table)
     speedup = summaries["vdk"].median / summaries["nbplane"].median
     met = speedup >= TARGET_SPEEDUP
     console.print(f"ratio (vdk median / nbplane median): [bold]{speedup:.2f}x[/bold]")
     if args.vdk_tuned:
         tuned = summaries["vdk (aggregator 1 s)"].median / summaries["nbplane"].median
-        console.print(f"ratio against VDK with a 1 s aggregator timeout: {tuned:.2f}x "
-                      "(VDK's default waits 2 s for more ingestion payloads before a flush)")
+        console.print(
+            f"ratio against VDK with a 1 s aggregator timeout: {tuned:.2f}x "
+            "(VDK's default waits 2 s for more ingestion payloads before a flush)"
+        )
     verdict = "[green]MET[/green]" if met else "[red]NOT MET[/red]"
     console.print(f"target: nbplane at least {TARGET_SPEEDUP:.0f}x faster than VDK: {verdict}")
     return 2 if args.check_target and not met else 0

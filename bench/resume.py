@@ -77,12 +77,20 @@ def results(database: Path) -> list[tuple[Any, ...]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sleep", type=float, default=5.0,
-                        help="seconds the first step sleeps (default 5)")
-    parser.add_argument("--resumes", type=int, default=3,
-                        help="edit-and-resume rounds after the full run (default 3)")
-    parser.add_argument("--check-target", action="store_true",
-                        help="exit 2 when the resumed run misses the 10%% target")
+    parser.add_argument(
+        "--sleep", type=float, default=5.0, help="seconds the first step sleeps (default 5)"
+    )
+    parser.add_argument(
+        "--resumes",
+        type=int,
+        default=3,
+        help="edit-and-resume rounds after the full run (default 3)",
+    )
+    parser.add_argument(
+        "--check-target",
+        action="store_true",
+        help="exit 2 when the resumed run misses the 10%% target",
+    )
     args = parser.parse_args()
     if args.resumes < 1 or args.sleep < 0:
         parser.error("--resumes must be at least 1 and --sleep not negative")
@@ -92,8 +100,11 @@ def main() -> int:
         job = root / "job"
         notebook = write_job(job, job_cells(args.sleep))
         database = root / "target.sqlite"
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith("NBPLANE_") and name not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("NBPLANE_") and name not in ("VIRTUAL_ENV", "PYTHONPATH")
+        }
         env |= {"NBPLANE_HOME": str(root / "nbplane-home"), "NBPLANE_DB_URL": sqlite_url(database)}
         run = [*nbplane_command(), "job", "run", str(job), "--db", sqlite_url(database)]
 
@@ -116,15 +127,24 @@ def main() -> int:
     for column in ("run", "median s", "min s", "max s", "runs"):
         table.add_column(column, justify="left" if column == "run" else "right")
     table.add_row("nbplane job run (full)", f"{full.seconds:.3f}", "", "", "1")
-    table.add_row("nbplane job run --resume", f"{summary.median:.3f}", f"{summary.low:.3f}",
-                  f"{summary.high:.3f}", str(summary.runs))
+    table.add_row(
+        "nbplane job run --resume",
+        f"{summary.median:.3f}",
+        f"{summary.low:.3f}",
+        f"{summary.high:.3f}",
+        str(summary.runs),
+    )
     console.print(table)
-    console.print(f"ratio (resume median / full): [bold]{fraction:.1%}[/bold] "
-                  f"(the full run takes {full.seconds / summary.median:.1f}x as long)")
+    console.print(
+        f"ratio (resume median / full): [bold]{fraction:.1%}[/bold] "
+        f"(the full run takes {full.seconds / summary.median:.1f}x as long)"
+    )
     in_run = statistics.median(recorded[1:]) / recorded[0]
-    console.print(f"inside the process (nbplane's run records, start-up and imports left out): "
-                  f"full {recorded[0]:.3f} s, resume median {statistics.median(recorded[1:]):.3f}"
-                  f" s, [bold]{in_run:.1%}[/bold]")
+    console.print(
+        f"inside the process (nbplane's run records, start-up and imports left out): "
+        f"full {recorded[0]:.3f} s, resume median {statistics.median(recorded[1:]):.3f}"
+        f" s, [bold]{in_run:.1%}[/bold]"
+    )
     met = fraction < TARGET_FRACTION
     verdict = "[green]MET[/green]" if met else "[red]NOT MET[/red]"
     console.print(f"target: resume under {TARGET_FRACTION:.0%} of the full run: {verdict}")
@@ -133,11 +153,21 @@ def main() -> int:
 
 def recorded_durations(job: Path, env: dict[str, str], root: Path) -> list[float]:
     """Each run's duration as nbplane recorded it, oldest first."""
-    listing = subprocess.run([*nbplane_command(), "job", "runs", str(job), "--output", "json"],
-                             env=env, cwd=root, capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [*nbplane_command(), "job", "runs", str(job), "--output", "json"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     runs = sorted(json.loads(listing.stdout), key=lambda run: run["id"])
-    return [(datetime.fromisoformat(run["finished_at"])
-             - datetime.fromisoformat(run["started_at"])).total_seconds() for run in runs]
+    return [
+        (
+            datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])
+        ).total_seconds()
+        for run in runs
+    ]
 
 
 def check(result: Timed, database: Path, expected: list[tuple[Any, ...]]) -> None:

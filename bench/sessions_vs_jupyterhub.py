@@ -102,8 +102,12 @@ class Target:
 
 def answers(url: str, token: str) -> bool:
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/status", trust_env=False, timeout=5,
-                             headers={"Authorization": f"token {token}"})
+        response = httpx.get(
+            f"{url.rstrip('/')}/api/status",
+            trust_env=False,
+            timeout=5,
+            headers={"Authorization": f"token {token}"},
+        )
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -120,14 +124,17 @@ class ApiTarget(Target):
         self.session: str | None = None
         answer = self.client.get("/api/v1/sessions")
         if answer.status_code != 200:
-            raise BenchError(f"{row.label}: GET /api/v1/sessions answered HTTP "
-                             f"{answer.status_code}: {answer.text[:300]}")
+            raise BenchError(
+                f"{row.label}: GET /api/v1/sessions answered HTTP "
+                f"{answer.status_code}: {answer.text[:300]}"
+            )
 
     def create(self) -> None:
         answer = self.client.post("/api/v1/sessions", json={})
         if answer.status_code != 201:
-            raise BenchError(f"{self.row.label}: create answered HTTP {answer.status_code}: "
-                             f"{answer.text[:800]}")
+            raise BenchError(
+                f"{self.row.label}: create answered HTTP {answer.status_code}: {answer.text[:800]}"
+            )
         self.session = answer.json()["id"]
         deadline = time.monotonic() + self.timeout
         while True:
@@ -135,20 +142,24 @@ class ApiTarget(Target):
             if session.get("ready"):
                 break
             if session.get("status") == "failed" or time.monotonic() > deadline:
-                raise BenchError(f"{self.row.label}: session {session.get('status')}: "
-                                 f"{session.get('reason')}")
+                raise BenchError(
+                    f"{self.row.label}: session {session.get('status')}: {session.get('reason')}"
+                )
             time.sleep(POLL_SECONDS)
         if not answers(session["server_url"], session["token"]):
-            raise BenchError(f"{self.row.label}: ready, but {session['server_url']}api/status "
-                             "does not answer with the session's token")
+            raise BenchError(
+                f"{self.row.label}: ready, but {session['server_url']}api/status "
+                "does not answer with the session's token"
+            )
 
     def delete(self) -> None:
         if self.session is None:
             return
         answer = self.client.delete(f"/api/v1/sessions/{self.session}", params={"purge": True})
         if answer.status_code not in (202, 204):
-            raise BenchError(f"{self.row.label}: delete answered HTTP {answer.status_code}: "
-                             f"{answer.text[:300]}")
+            raise BenchError(
+                f"{self.row.label}: delete answered HTTP {answer.status_code}: {answer.text[:300]}"
+            )
         deadline = time.monotonic() + self.timeout
         while self.client.get(f"/api/v1/sessions/{self.session}").status_code != 404:
             if time.monotonic() > deadline:
@@ -158,8 +169,9 @@ class ApiTarget(Target):
 
     def settle(self, timeout: float) -> None:
         if self.pool:
-            wait_for_pool(self.row.label, self.plane.servers[0].pid, self.plane.home,
-                          self.pool, timeout)
+            wait_for_pool(
+                self.row.label, self.plane.servers[0].pid, self.plane.home, self.pool, timeout
+            )
 
     def close(self) -> None:
         if self.session is not None:
@@ -179,7 +191,8 @@ def listening_pool_servers(server_pid: int, home: Path) -> int:
     for child in children:
         try:
             if any(part.startswith(marker) for part in child.cmdline()) and any(
-                    c.status == psutil.CONN_LISTEN for c in child.net_connections("tcp")):
+                c.status == psutil.CONN_LISTEN for c in child.net_connections("tcp")
+            ):
                 count += 1
         except psutil.Error:
             continue
@@ -237,9 +250,16 @@ class LauncherTarget(Target):
     def create(self) -> None:
         from nbplane.sessions.launchers.base import LaunchPhase, SessionSpec
 
-        self.spec = SessionSpec(id=uuid.uuid4().hex[:12], user="bench", resource_class="small",
-                                cpu=None, memory=None, image=None, token=uuid.uuid4().hex,
-                                environment={"BENCH": "1"})
+        self.spec = SessionSpec(
+            id=uuid.uuid4().hex[:12],
+            user="bench",
+            resource_class="small",
+            cpu=None,
+            memory=None,
+            image=None,
+            token=uuid.uuid4().hex,
+            environment={"BENCH": "1"},
+        )
         self.state = self.loop.run(self.launcher.start(self.spec))
         deadline = time.monotonic() + self.timeout
         while True:
@@ -259,8 +279,7 @@ class LauncherTarget(Target):
         deadline = time.monotonic() + timeout
         while len(self.launcher.pooled_pids) < self.pool:
             if time.monotonic() > deadline:
-                raise BenchError(f"{self.row.label}: the pool did not fill up within "
-                                 f"{timeout:g} s")
+                raise BenchError(f"{self.row.label}: the pool did not fill up within {timeout:g} s")
             time.sleep(0.1)
 
     def close(self) -> None:
@@ -302,34 +321,57 @@ c.JupyterHub.load_roles = [{{
 
 
 class HubTarget(Target):
-    def __init__(self, row: Row, root: Path, python: Path, proxy: Path, timeout: float,
-                 start_timeout: float) -> None:
+    def __init__(
+        self, row: Row, root: Path, python: Path, proxy: Path, timeout: float, start_timeout: float
+    ) -> None:
         self.row, self.timeout = row, timeout
         root.mkdir(parents=True)
         self.token = uuid.uuid4().hex
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        (root / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
-            port=port, hub_port=free_port(), proxy_api_port=free_port(), proxy=str(proxy),
-            root=root, singleuser=str(python.parent / "jupyterhub-singleuser"),
-            args=["--allow-root"] if os.geteuid() == 0 else [], token=self.token))
-        env = base_env() | {"PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
-                            "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
-                            "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime")}
-        self.server = Server("JupyterHub", [str(python.parent / "jupyterhub"), "-f",
-                                            str(root / "jupyterhub_config.py")],
-                             env, root / "jupyterhub.log", cwd=root)
-        self.client = httpx.Client(base_url=f"{self.url}/hub/api", trust_env=False, timeout=30,
-                                   headers={"Authorization": f"token {self.token}"})
-        if not self.server.wait_until(lambda: self.client.get("/").status_code == 200,
-                                      start_timeout):
+        (root / "jupyterhub_config.py").write_text(
+            HUB_CONFIG.format(
+                port=port,
+                hub_port=free_port(),
+                proxy_api_port=free_port(),
+                proxy=str(proxy),
+                root=root,
+                singleuser=str(python.parent / "jupyterhub-singleuser"),
+                args=["--allow-root"] if os.geteuid() == 0 else [],
+                token=self.token,
+            )
+        )
+        env = base_env() | {
+            "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
+            "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
+            "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
+        }
+        self.server = Server(
+            "JupyterHub",
+            [str(python.parent / "jupyterhub"), "-f", str(root / "jupyterhub_config.py")],
+            env,
+            root / "jupyterhub.log",
+            cwd=root,
+        )
+        self.client = httpx.Client(
+            base_url=f"{self.url}/hub/api",
+            trust_env=False,
+            timeout=30,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        if not self.server.wait_until(
+            lambda: self.client.get("/").status_code == 200, start_timeout
+        ):
             self.server.stop()
-            raise BenchError(f"JupyterHub did not answer within {start_timeout:g} s; its log:\n"
-                             f"{self.server.log_tail()}")
+            raise BenchError(
+                f"JupyterHub did not answer within {start_timeout:g} s; its log:\n"
+                f"{self.server.log_tail()}"
+            )
         made = self.client.post("/users/bench")
         if made.status_code not in (201, 409):
-            raise BenchError(f"JupyterHub: creating the user answered {made.status_code}: "
-                             f"{made.text[:300]}")
+            raise BenchError(
+                f"JupyterHub: creating the user answered {made.status_code}: {made.text[:300]}"
+            )
 
     def _server(self) -> dict[str, Any] | None:
         user = self.client.get("/users/bench")
@@ -340,13 +382,16 @@ class HubTarget(Target):
     def create(self) -> None:
         answer = self.client.post("/users/bench/server")
         if answer.status_code not in (201, 202):
-            raise BenchError(f"JupyterHub: spawn answered {answer.status_code}: "
-                             f"{answer.text[:300]}")
+            raise BenchError(
+                f"JupyterHub: spawn answered {answer.status_code}: {answer.text[:300]}"
+            )
         deadline = time.monotonic() + self.timeout
         while not (server := self._server()) or not server.get("ready"):
             if time.monotonic() > deadline:
-                raise BenchError(f"JupyterHub: not ready after {self.timeout:g} s; its log:\n"
-                                 f"{self.server.log_tail()}")
+                raise BenchError(
+                    f"JupyterHub: not ready after {self.timeout:g} s; its log:\n"
+                    f"{self.server.log_tail()}"
+                )
             time.sleep(POLL_SECONDS)
         if not answers(f"{self.url}/user/bench/", self.token):
             raise BenchError("JupyterHub: ready, but /user/bench/api/status does not answer")
@@ -354,8 +399,7 @@ class HubTarget(Target):
     def delete(self) -> None:
         answer = self.client.delete("/users/bench/server")
         if answer.status_code not in (202, 204, 400):
-            raise BenchError(f"JupyterHub: stop answered {answer.status_code}: "
-                             f"{answer.text[:300]}")
+            raise BenchError(f"JupyterHub: stop answered {answer.status_code}: {answer.text[:300]}")
         deadline = time.monotonic() + self.timeout
         while self._server() is not None:
             if time.monotonic() > deadline:
@@ -372,8 +416,9 @@ class HubTarget(Target):
 
 def hub_environment(args: argparse.Namespace) -> tuple[Path, Path]:
     """JupyterHub's Python and configurable-http-proxy, installed once under ~/.cache."""
-    python = ensure_venv(Path(args.hub_venv), [["jupyterhub>=5,<7", "jupyterlab>=4.2,<5"]],
-                         "JupyterHub")
+    python = ensure_venv(
+        Path(args.hub_venv), [["jupyterhub>=5,<7", "jupyterlab>=4.2,<5"]], "JupyterHub"
+    )
     prefix = Path(args.proxy_prefix)
     proxy = prefix / "node_modules" / ".bin" / "configurable-http-proxy"
     if not proxy.exists():
@@ -381,9 +426,12 @@ def hub_environment(args: argparse.Namespace) -> tuple[Path, Path]:
         if npm is None:
             raise BenchError("configurable-http-proxy needs npm, which is not on PATH")
         print(f"Installing configurable-http-proxy into {prefix} (one-off)...", file=sys.stderr)
-        done = subprocess.run([npm, "install", "--silent", "--prefix", str(prefix),
-                               "configurable-http-proxy@5"], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [npm, "install", "--silent", "--prefix", str(prefix), "configurable-http-proxy@5"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0 or not proxy.exists():
             raise BenchError(f"npm install configurable-http-proxy failed:\n{done.stderr}")
     return python, proxy
@@ -416,13 +464,19 @@ def spread(values: list[float]) -> list[str]:
     if not values:
         return ["-"] * 4
     summary = Summary.of(values)
-    return [f"{summary.median:.3f}", f"{percentile(values, 0.9):.3f}", f"{summary.low:.3f}",
-            f"{summary.high:.3f}"]
+    return [
+        f"{summary.median:.3f}",
+        f"{percentile(values, 0.9):.3f}",
+        f"{summary.low:.3f}",
+        f"{summary.high:.3f}",
+    ]
 
 
 def report(console: Console, rows: list[Row], args: argparse.Namespace) -> Row | None:
-    table = Table(title=f"Create to ready: a user's Jupyter server answering api/status "
-                        f"({args.runs} runs each after {args.warmup} warm-up; seconds)")
+    table = Table(
+        title=f"Create to ready: a user's Jupyter server answering api/status "
+        f"({args.runs} runs each after {args.warmup} warm-up; seconds)"
+    )
     table.add_column("how the session starts")
     for column in ("median", "p90", "min", "max", "runs"):
         table.add_column(column, justify="right")
@@ -434,14 +488,11 @@ def report(console: Console, rows: list[Row], args: argparse.Namespace) -> Row |
     console.print(table)
     for row in rows:
         if row.skipped:
-            console.print(f"[yellow]{row.label}: skipped: {row.skipped}[/yellow]",
-                          highlight=False)
-    hub = next((row for row in rows if row.label.startswith("JupyterHub") and row.seconds),
-               None)
+            console.print(f"[yellow]{row.label}: skipped: {row.skipped}[/yellow]", highlight=False)
+    hub = next((row for row in rows if row.label.startswith("JupyterHub") and row.seconds), None)
     ours = [row for row in rows if not row.label.startswith("JupyterHub") and row.seconds]
     if hub and ours:
-        ratios = Table(title="JupyterHub's median / nbplane's median (>1: nbplane is ready "
-                             "sooner)")
+        ratios = Table(title="JupyterHub's median / nbplane's median (>1: nbplane is ready sooner)")
         ratios.add_column("nbplane")
         ratios.add_column("ratio", justify="right")
         ratios.add_column("difference, s", justify="right")
@@ -450,36 +501,63 @@ def report(console: Console, rows: list[Row], args: argparse.Namespace) -> Row |
             median = Summary.of(row.seconds).median
             ratios.add_row(row.label, f"{base / median:.2f}x", f"{median - base:+.3f}")
         console.print(ratios)
-    return next((row for row in rows if row.label.startswith("nbplane API, local, pool")
-                 and row.seconds), None)
+    return next(
+        (row for row in rows if row.label.startswith("nbplane API, local, pool") and row.seconds),
+        None,
+    )
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="timed creates per row (default 10)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="untimed creates per row first (default 1)")
-    parser.add_argument("--pool-size", type=int, default=2,
-                        help="NBPLANE_SESSION_POOL_SIZE of the pooled rows (default 2)")
-    parser.add_argument("--no-api", action="store_true",
-                        help="leave out the rows through nbplane's sessions API")
-    parser.add_argument("--no-launcher", action="store_true",
-                        help="leave out the rows that call the LocalLauncher in this process")
-    parser.add_argument("--no-kubernetes", action="store_true",
-                        help="leave out the Kubernetes launcher row")
-    parser.add_argument("--no-jupyterhub", action="store_true",
-                        help="leave out JupyterHub")
-    parser.add_argument("--hub-venv", default=str(CACHE / "jupyterhub-venv"),
-                        help="where JupyterHub is installed (created on first use)")
-    parser.add_argument("--proxy-prefix", default=str(CACHE / "configurable-http-proxy"),
-                        help="npm prefix of configurable-http-proxy (installed on first use)")
-    parser.add_argument("--timeout", type=float, default=120,
-                        help="seconds a create may take before the run fails (default 120)")
-    parser.add_argument("--start-timeout", type=float, default=60,
-                        help="seconds a server (nbplane, JupyterHub) may take to answer")
-    parser.add_argument("--check-target", action="store_true",
-                        help=f"exit 2 when the pooled local median is not under "
-                             f"{TARGET_SECONDS:g} s")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed creates per row first (default 1)"
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=2,
+        help="NBPLANE_SESSION_POOL_SIZE of the pooled rows (default 2)",
+    )
+    parser.add_argument(
+        "--no-api", action="store_true", help="leave out the rows through nbplane's sessions API"
+    )
+    parser.add_argument(
+        "--no-launcher",
+        action="store_true",
+        help="leave out the rows that call the LocalLauncher in this process",
+    )
+    parser.add_argument(
+        "--no-kubernetes", action="store_true", help="leave out the Kubernetes launcher row"
+    )
+    parser.add_argument("--no-jupyterhub", action="store_true", help="leave out JupyterHub")
+    parser.add_argument(
+        "--hub-venv",
+        default=str(CACHE / "jupyterhub-venv"),
+        help="where JupyterHub is installed (created on first use)",
+    )
+    parser.add_argument(
+        "--proxy-prefix",
+        default=str(CACHE / "configurable-http-proxy"),
+        help="npm prefix of configurable-http-proxy (installed on first use)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120,
+        help="seconds a create may take before the run fails (default 120)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60,
+        help="seconds a server (nbplane, JupyterHub) may take to answer",
+    )
+    parser.add_argument(
+        "--check-target",
+        action="store_true",
+        help=f"exit 2 when the pooled local median is not under {TARGET_SECONDS:g} s",
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.pool_size < 1:
         parser.error("--runs and --pool-size must be at least 1, --warmup at least 0")
@@ -494,15 +572,16 @@ def load_average() -> str:
 def main() -> int:
     args = parse_args()
     console = Console(width=None if sys.stdout.isatty() else 150)
-    console.print(f"[dim]nbplane {package_version(Path(sys.executable), 'nbplane')}; "
-                  f"{os.cpu_count()} CPUs; {load_average()} at the start[/dim]")
+    console.print(
+        f"[dim]nbplane {package_version(Path(sys.executable), 'nbplane')}; "
+        f"{os.cpu_count()} CPUs; {load_average()} at the start[/dim]"
+    )
     pool = args.pool_size
     rows: list[Row] = []
     targets: list[Target] = []
     planes: list[Plane] = []
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="nbplane-bench-sessions-") as tmp, \
-            ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="nbplane-bench-sessions-") as tmp, ExitStack() as stack:
         root = Path(tmp)
 
         def add(label: str, make: Callable[[Row], Target]) -> None:
@@ -516,13 +595,15 @@ def main() -> int:
 
         def api(label: str, env: dict[str, str], size: int) -> Callable[[Row], Target]:
             def make(row: Row) -> Target:
-                plane = nbplane_plane(root, label, args.start_timeout,
-                                      {"NBPLANE_SESSION_POOL_SIZE": str(size), **env})
+                plane = nbplane_plane(
+                    root, label, args.start_timeout, {"NBPLANE_SESSION_POOL_SIZE": str(size), **env}
+                )
                 planes.append(plane)
                 stack.callback(plane.stop)
                 target = ApiTarget(row, plane, size if "local" in label else 0, args.timeout)
                 target.settle(args.timeout)
                 return target
+
             return make
 
         if not args.no_api:
@@ -531,13 +612,17 @@ def main() -> int:
         if not args.no_launcher:
             loop = Loop()
             stack.callback(loop.close)
-            for size, label in ((pool, f"launcher, local, pool {pool}"),
-                                (0, "launcher, local, no pool")):
+            for size, label in (
+                (pool, f"launcher, local, pool {pool}"),
+                (0, "launcher, local, no pool"),
+            ):
                 add(label, lambda row, size=size: _launcher(row, root, size, loop, args))
         if not args.no_api:
-            why = kubernetes_unavailable(args.no_kubernetes,
-                                         "nbplane.sessions.launchers.kubernetes",
-                                         "the Kubernetes session launcher")
+            why = kubernetes_unavailable(
+                args.no_kubernetes,
+                "nbplane.sessions.launchers.kubernetes",
+                "the Kubernetes session launcher",
+            )
             if why is None:
                 try:
                     env = stack.enter_context(kubernetes_env(root, console))
@@ -550,13 +635,18 @@ def main() -> int:
             try:
                 python, proxy = hub_environment(args)
                 label = f"JupyterHub {package_version(python, 'jupyterhub')}, LocalProcessSpawner"
-                add(label, lambda row: HubTarget(row, root / "hub", python, proxy, args.timeout,
-                                                 args.start_timeout))
+                add(
+                    label,
+                    lambda row: HubTarget(
+                        row, root / "hub", python, proxy, args.timeout, args.start_timeout
+                    ),
+                )
             except BenchError as exc:
                 rows.append(Row("JupyterHub, LocalProcessSpawner", skipped=str(exc)))
 
-        console.print(f"[dim]{args.warmup} warm-up and {args.runs} timed rounds of "
-                      f"{len(targets)} rows[/dim]")
+        console.print(
+            f"[dim]{args.warmup} warm-up and {args.runs} timed rounds of {len(targets)} rows[/dim]"
+        )
         broken: set[int] = set()
         for index in range(args.warmup + args.runs):
             for number, target in enumerate(targets):
@@ -568,8 +658,10 @@ def main() -> int:
                     failures.append(f"{target.row.label}: {exc}")
                     broken.add(number)
         best = report(console, rows, args)
-        console.print(f"[dim]{os.cpu_count()} CPUs; {load_average()} at the end (other work on "
-                      "this machine shows in the figures)[/dim]")
+        console.print(
+            f"[dim]{os.cpu_count()} CPUs; {load_average()} at the end (other work on "
+            "this machine shows in the figures)[/dim]"
+        )
         if failures:
             console.print("\n[red]FAILED:[/red]")
             for failure in failures:
@@ -578,14 +670,15 @@ def main() -> int:
                 console.print(plane.logs(), highlight=False, markup=False)
             return 1
     if best is None:
-        console.print("[yellow]target NOT MEASURED: no pooled local row through the API"
-                      "[/yellow]")
+        console.print("[yellow]target NOT MEASURED: no pooled local row through the API[/yellow]")
         return 2 if args.check_target else 0
     median = Summary.of(best.seconds).median
     met = median < TARGET_SECONDS
-    console.print(f"target: {best.label} median {median:.3f} s "
-                  f"{'<' if met else '>='} {TARGET_SECONDS:g} s: "
-                  f"{'[green]met[/green]' if met else '[red]MISSED[/red]'}")
+    console.print(
+        f"target: {best.label} median {median:.3f} s "
+        f"{'<' if met else '>='} {TARGET_SECONDS:g} s: "
+        f"{'[green]met[/green]' if met else '[red]MISSED[/red]'}"
+    )
     return 0 if met or not args.check_target else 2
 
 

@@ -241,7 +241,8 @@ def test_ingestion_creates_the_table_and_adds_new_columns(env: Env, tmp_path: Pa
     write_notebook(
         job / "10_ingest.ipynb",
         [
-            "job_input.send_object_for_ingestion({'id': 1, 'name': 'a'}, destination_table='events')",
+            "job_input.send_object_for_ingestion(\n"
+            "    {'id': 1, 'name': 'a'}, destination_table='events')",
             "job_input.send_object_for_ingestion(\n"
             "    payload={'id': 2, 'name': 'b', 'score': 1.5, 'meta': {'k': [1, 2]}},\n"
             "    destination_table='events', method='ignored', target='ignored',\n"
@@ -400,7 +401,8 @@ def test_ingestion_in_batches_writes_every_row(env: Env, tmp_path: Path) -> None
             "print('mid-step', job_input.execute_query('SELECT count(*) FROM nums'))\n"
             "for i in range(3, 5):\n"
             "    job_input.send_object_for_ingestion({'i': i}, destination_table='nums')",
-            "job_input.send_tabular_data_for_ingestion([(i,) for i in range(5, 10)], ['i'], 'nums')",
+            "job_input.send_tabular_data_for_ingestion(\n"
+            "    [(i,) for i in range(5, 10)], ['i'], 'nums')",
         ],
     )
     result = env.run("job", "run", str(job))
@@ -541,7 +543,8 @@ def test_execute_template_runs_the_template_with_its_arguments(env: Env, tmp_pat
         [
             "run = job_input.execute_template('fill', {'who': 'ann', 'n': 7})\n"
             "print('template status', run.status)\n"
-            "job_input.execute_template(template_name='fill', template_args={'who': 'bob', 'n': 8})",
+            "job_input.execute_template(\n"
+            "    template_name='fill', template_args={'who': 'bob', 'n': 8})",
             "print('rows', job_input.execute_query('SELECT who, n FROM tpl_out ORDER BY n'))",
         ],
     )
