@@ -45,11 +45,7 @@ class Apis:
             try:
                 return await steps(ExecutionService(self.store, self.catalog, running, self.cache))
             finally:
-                # Let the claim loop take the wake-up of the last finished execution first: on
-                # Python 3.11 a stop in the same turn is lost in ``asyncio.wait_for`` (a race
-                # of Worker.stop, reported; a real server stops long after its last execution).
-                await asyncio.sleep(0.1)
-                await running.stop()
+                await running.stop()  # at once: a stop in the turn an execution ends is kept
 
         return asyncio.run(main())
 

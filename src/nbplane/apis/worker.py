@@ -10,13 +10,12 @@ Every status change goes through :class:`~nbplane.apis.lifecycle.ExecutionLifecy
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
 from datetime import timedelta
 
-from nbplane._time import now
+from nbplane._time import now, sleep_or_wake
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.engines.base import Engine, ExecutionRequest
 from nbplane.apis.lifecycle import WORKER_STOPPED, Ending, ExecutionLifecycle
@@ -158,8 +157,7 @@ class Worker:
                     break
                 self._start(record)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await sleep_or_wake(self._wake, self.poll_interval)
 
     def _eligible(self) -> list[str] | None:
         """Notebooks this worker may take more of, given their contracts' max_concurrency."""

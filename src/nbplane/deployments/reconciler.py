@@ -15,7 +15,6 @@ with the exit code and the executor's last words.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,7 +22,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nbplane._time import now
+from nbplane._time import now, sleep_or_wake
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
@@ -94,8 +93,7 @@ class DeploymentReconciler:
             except Exception:  # a loop that dies would stop every schedule: log and go on
                 log.exception("deployments loop failed; retrying")
                 sleep = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval if interval is not None else sleep)
+            await sleep_or_wake(wake, interval if interval is not None else sleep)
 
     # the scheduler
     async def schedule_due(self) -> float:

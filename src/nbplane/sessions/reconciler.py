@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from nbplane._time import now
+from nbplane._time import now, sleep_or_wake
 from nbplane.sessions.jupyter_api import last_activity
 from nbplane.sessions.launchers.base import LaunchPhase
 from nbplane.sessions.lifecycle import SessionLifecycle, db, steps_of
@@ -88,8 +88,7 @@ class SessionReconciler:
                 await self.turn()
             except Exception:  # a loop that dies would stop every session's watch
                 log.exception("session loop failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            await sleep_or_wake(self._wake, TICK_SECONDS)
 
     async def turn(self) -> None:
         records = await db(self.records.list_sessions, None, WATCHED)
