@@ -85,7 +85,7 @@ def test_an_execution_is_started_with_its_own_credential_and_kept_as_the_job_rec
         await plane.watch()  # queued -> started on the executor
         assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
         await plane.watch()  # still running: nothing changes
-        deployed.service.control.finish_execution(execution, ExecutionStatus.COMPLETED, None)
+        deployed.service.lifecycle.finish(execution, ExecutionStatus.COMPLETED, None)
         deployed.executor.finish(deployed.executor.tickets[0], exit_code=0)
         await plane.watch()
 
@@ -116,7 +116,7 @@ def test_a_process_that_ends_without_a_result_fails_with_the_executors_words(
     assert reason == (
         "the job's process ended (OOMKilled, exit code 137) before it recorded a result"
     )
-    log, _ = deployed.service.control.read_log(execution, 0)
+    log, _ = deployed.service.deployments.read_log(execution, 0)
     assert log.startswith("Killed\n") and "failed: the job's process ended" in log
 
 
@@ -138,7 +138,7 @@ def test_a_hanging_execution_is_stopped_on_cancel_or_timeout(
         await plane.watch()
         assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
         if stop == "cancel":
-            deployed.service.control.request_cancel(execution)
+            deployed.service.lifecycle.request_cancel(execution)
         else:
             await asyncio.sleep(0.02)
         await plane.watch()
@@ -152,7 +152,7 @@ def test_an_execution_cancelled_while_queued_never_reaches_the_executor(
     deployed: Deployed,
 ) -> None:
     execution = deployed.execute()
-    deployed.service.control.request_cancel(execution)
+    deployed.service.lifecycle.request_cancel(execution)
     on_plane(deployed.service, lambda plane: plane.watch())
     assert deployed.status(execution) == (ExecutionStatus.CANCELLED, "cancelled before it started")
     assert deployed.executor.tickets == []
@@ -171,9 +171,9 @@ def test_an_executor_that_refuses_fails_the_execution(deployed: Deployed) -> Non
 def schedule_due_at(deployed: Deployed, due: datetime) -> None:
     """A deployment on a schedule whose next run is ``due``."""
     deployed.service.deploy(ALICE, TEAM, JOB, DeployJob(schedule="0 3 * * *", timeout=60))
-    current = deployed.service.control.deployment(deployed.job_id)
+    current = deployed.service.deployments.deployment(deployed.job_id)
     assert current is not None and current.next_run_at is not None
-    assert deployed.service.control.advance_schedule(deployed.job_id, current.next_run_at, due)
+    assert deployed.service.deployments.advance_schedule(deployed.job_id, current.next_run_at, due)
 
 
 def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
@@ -186,11 +186,12 @@ def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
         await plane.watch()
 
     on_plane(deployed.service, steps)
-    [execution] = deployed.service.control.active_executions()
-    assert execution["started_by"] == "schedule"
-    assert execution["scheduled_for"].replace(tzinfo=UTC) == due
+    [execution] = deployed.service.deployments.active_executions()
+    assert execution.started_by == "schedule"
+    assert execution.scheduled_for is not None
+    assert execution.scheduled_for.replace(tzinfo=UTC) == due
     assert len(deployed.executor.tickets) == 1
-    following = deployed.service.control.deployment(deployed.job_id)
+    following = deployed.service.deployments.deployment(deployed.job_id)
     assert following is not None and following.next_run_at is not None
     assert following.next_run_at > datetime.now(UTC)
 
@@ -199,7 +200,7 @@ def test_a_run_missed_beyond_the_grace_is_skipped(deployed: Deployed) -> None:
     grace = deployed.service.settings.schedule_missed_grace_seconds
     schedule_due_at(deployed, datetime.now(UTC) - timedelta(seconds=grace + 60))
     on_plane(deployed.service, lambda plane: plane.schedule_due())
-    assert deployed.service.control.active_executions() == []
-    following = deployed.service.control.deployment(deployed.job_id)
+    assert deployed.service.deployments.active_executions() == []
+    following = deployed.service.deployments.deployment(deployed.job_id)
     assert following is not None and following.next_run_at is not None
     assert following.next_run_at > datetime.now(UTC)

@@ -65,7 +65,7 @@ def test_create_run_hibernate_resume_delete(sessions: Sessions) -> None:
         created = await service.create(ALICE, CreateSession(environment={"COLOUR": "blue"}))
         assert created.status == SessionStatus.STARTING and not created.ready
         token = launcher.specs[0].environment["NBPLANE_TOKEN"]  # alice's, for this session
-        assert getattr(service.tokens.authenticate(token), "user", None) == "alice"
+        assert getattr(service.users.authenticate(token), "user", None) == "alice"
         await plane.turn()
         running = await service.get(ALICE, created.id)
         assert running.status == SessionStatus.RUNNING and running.ready
