@@ -243,41 +243,6 @@ def test_two_replicas_start_each_due_time_once(tmp_path: Path, store_url: str) -
     assert len(due) >= 3 and len(set(due)) == len(due), f"a due time ran twice: {due}"
 
 
-@pytest.mark.parametrize(("late", "runs"), [(30, 1), (3600, 0)])
-def test_missed_run_policy(tmp_path: Path, store_url: str, late: int, runs: int) -> None:
-    """A run missed while no server ran: run once if within the grace time, else skipped."""
-    from datetime import UTC, datetime, timedelta
-
-    from sqlalchemy import update
-
-    from nbplane.store import open_store
-    from nbplane.store.tables import deployments
-
-    notebooks = tmp_path / "apis"
-    notebooks.mkdir()
-    with running_server(notebooks, tmp_path / "home", store_url) as server:
-        deploy(server, job_archive(tmp_path, "print('late')"), schedule="0 3 * * *")
-    store = open_store(store_url)
-    try:  # as if the server had been down since before 03:00
-        with store.engine.begin() as connection:
-            connection.execute(
-                update(deployments).values(next_run_at=datetime.now(UTC) - timedelta(seconds=late))
-            )
-    finally:
-        store.close()
-    with running_server(
-        notebooks,
-        tmp_path / "home",
-        store_url,
-        environment={"NBPLANE_SCHEDULE_MISSED_GRACE_SECONDS": "300"},
-    ) as server:
-        time.sleep(2)
-        items = server.client.get(f"{JOB}/executions").json()["items"]
-        following = server.client.get(JOB).json()["deployment"]["next_run_at"]
-    assert len(items) == runs
-    assert following > datetime.now(UTC).isoformat()[:19], "the schedule moved on"
-
-
 def test_properties_and_secrets_reach_the_job(server: Server, tmp_path: Path) -> None:
     deploy(
         server,
