@@ -8,7 +8,8 @@ the token)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -29,62 +30,35 @@ from nbplane.server.auth import (
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.service import SessionService
 from nbplane.settings import Settings
-from nbplane.store import Store
 
 
-def store(request: Request) -> Store:
-    found: Store = request.app.state.store
-    return found
+def on_app(attribute: str) -> Callable[[Request], Any]:
+    """A dependency returning what the lifespan put on ``app.state`` under ``attribute``; the
+    ``Annotated`` alias beside it gives routes its type."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, attribute)
+
+    dependency.__name__ = attribute
+    return dependency
 
 
-ServerStore = Annotated[Store, Depends(store)]
-
-
-def authenticator(request: Request) -> Authenticator:
-    found: Authenticator = request.app.state.authenticator
-    return found
-
-
+authenticator = on_app("authenticator")
 Auth = Annotated[Authenticator, Depends(authenticator)]
 
-
-def auth_service(request: Request) -> AuthService:
-    service: AuthService = request.app.state.auth_service
-    return service
-
-
+auth_service = on_app("auth_service")
 AuthUsers = Annotated[AuthService, Depends(auth_service)]
 
-
-def execution_service(request: Request) -> ExecutionService:
-    found: ExecutionService = request.app.state.service
-    return found
-
-
+execution_service = on_app("service")
 Executions = Annotated[ExecutionService, Depends(execution_service)]
 
-
-def deployment_service(request: Request) -> DeploymentService:
-    found: DeploymentService = request.app.state.deployments
-    return found
-
-
+deployment_service = on_app("deployments")
 Deployments = Annotated[DeploymentService, Depends(deployment_service)]
 
-
-def execution_context(request: Request) -> ExecutionContextService:
-    found: ExecutionContextService = request.app.state.execution_context
-    return found
-
-
+execution_context = on_app("execution_context")
 ExecutionContext = Annotated[ExecutionContextService, Depends(execution_context)]
 
-
-def session_service(request: Request) -> SessionService:
-    found: SessionService = request.app.state.sessions
-    return found
-
-
+session_service = on_app("sessions")
 Sessions = Annotated[SessionService, Depends(session_service)]
 
 
