@@ -47,6 +47,7 @@ from fastapi import FastAPI
 
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
+from nbplane.deployments.models import JobExecutionStatus
 from nbplane.jobs.scaffold import export_job
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.sessions.reconciler import SessionReconciler
@@ -319,7 +320,7 @@ class World:
         self.store.deployments.append_log(execution, "10_main.ipynb: step 1 done\n")
         lifecycle = JobExecutionLifecycle(self.store.deployments)
         lifecycle.start(execution, {})
-        lifecycle.finish(execution, ExecutionStatus.COMPLETED, None)
+        lifecycle.finish(execution, JobExecutionStatus.COMPLETED, None)
         return {"job": name, "version": version, "job_execution": execution}
 
     def make_execution(self) -> str:

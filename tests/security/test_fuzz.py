@@ -79,8 +79,8 @@ class Report:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    from nbplane.apis.models import ExecutionStatus
     from nbplane.deployments.lifecycle import JobExecutionLifecycle
+    from nbplane.deployments.models import JobExecutionStatus
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 
@@ -111,7 +111,7 @@ def world(
             finished = known["execution_id"][0]
             store.deployments.append_log(finished, "a log line\n")
             JobExecutionLifecycle(store.deployments).finish(
-                finished, ExecutionStatus.FAILED, "ended by the setup"
+                finished, JobExecutionStatus.FAILED, "ended by the setup"
             )
             yield World(app, tokens, known)
             with asgi.get_client(app) as client:

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from nbplane.apis.models import ExecutionStatus
 from nbplane.auth.models import DescribeCaller
 from nbplane.deployments import reconciler
-from nbplane.deployments.models import CreateJob, DeployJob, ExecuteJob
+from nbplane.deployments.models import CreateJob, DeployJob, ExecuteJob, JobExecutionStatus
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
 from nbplane.settings import Settings
@@ -39,7 +38,7 @@ class Deployed:
     def execute(self) -> str:
         return self.service.execute(ALICE, TEAM, JOB, ExecuteJob()).id
 
-    def status(self, execution_id: str) -> tuple[ExecutionStatus, str | None]:
+    def status(self, execution_id: str) -> tuple[JobExecutionStatus, str | None]:
         found = self.service.execution(ALICE, TEAM, JOB, execution_id)
         return found.status, found.reason
 
@@ -83,9 +82,9 @@ def test_an_execution_is_started_with_its_own_credential_and_kept_as_the_job_rec
 
     async def steps(plane: DeploymentReconciler) -> None:
         await plane.watch()  # queued -> started on the executor
-        assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
+        assert deployed.status(execution)[0] == JobExecutionStatus.RUNNING
         await plane.watch()  # still running: nothing changes
-        deployed.service.lifecycle.finish(execution, ExecutionStatus.COMPLETED, None)
+        deployed.service.lifecycle.finish(execution, JobExecutionStatus.COMPLETED, None)
         deployed.executor.finish(deployed.executor.tickets[0], exit_code=0)
         await plane.watch()
 
@@ -95,7 +94,7 @@ def test_an_execution_is_started_with_its_own_credential_and_kept_as_the_job_rec
     assert ticket.command[-3:] == ["job", "run-execution", execution]
     assert ticket.environment["NBPLANE_URL"] == "http://127.0.0.1:9"
     assert ticket.environment["NBPLANE_EXECUTION_TOKEN"]
-    assert deployed.status(execution) == (ExecutionStatus.COMPLETED, None)
+    assert deployed.status(execution) == (JobExecutionStatus.COMPLETED, None)
     assert deployed.executor.stopped == []
 
 
@@ -112,7 +111,7 @@ def test_a_process_that_ends_without_a_result_fails_with_the_executors_words(
 
     on_plane(deployed.service, steps)
     status, reason = deployed.status(execution)
-    assert status == ExecutionStatus.FAILED
+    assert status == JobExecutionStatus.FAILED
     assert reason == (
         "the job's process ended (OOMKilled, exit code 137) before it recorded a result"
     )
@@ -123,12 +122,12 @@ def test_a_process_that_ends_without_a_result_fails_with_the_executors_words(
 @pytest.mark.parametrize(
     ("stop", "status", "reason"),
     [
-        ("cancel", ExecutionStatus.CANCELLED, "cancelled"),
-        ("timeout", ExecutionStatus.TIMED_OUT, "timed out after 0.01 s"),
+        ("cancel", JobExecutionStatus.CANCELLED, "cancelled"),
+        ("timeout", JobExecutionStatus.TIMED_OUT, "timed out after 0.01 s"),
     ],
 )
 def test_a_hanging_execution_is_stopped_on_cancel_or_timeout(
-    deployed: Deployed, stop: str, status: ExecutionStatus, reason: str
+    deployed: Deployed, stop: str, status: JobExecutionStatus, reason: str
 ) -> None:
     if stop == "timeout":
         deployed.service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=0.01))
@@ -136,7 +135,7 @@ def test_a_hanging_execution_is_stopped_on_cancel_or_timeout(
 
     async def steps(plane: DeploymentReconciler) -> None:
         await plane.watch()
-        assert deployed.status(execution)[0] == ExecutionStatus.RUNNING
+        assert deployed.status(execution)[0] == JobExecutionStatus.RUNNING
         if stop == "cancel":
             deployed.service.lifecycle.request_cancel(execution)
         else:
@@ -154,7 +153,10 @@ def test_an_execution_cancelled_while_queued_never_reaches_the_executor(
     execution = deployed.execute()
     deployed.service.lifecycle.request_cancel(execution)
     on_plane(deployed.service, lambda plane: plane.watch())
-    assert deployed.status(execution) == (ExecutionStatus.CANCELLED, "cancelled before it started")
+    assert deployed.status(execution) == (
+        JobExecutionStatus.CANCELLED,
+        "cancelled before it started",
+    )
     assert deployed.executor.tickets == []
 
 
@@ -163,7 +165,7 @@ def test_an_executor_that_refuses_fails_the_execution(deployed: Deployed) -> Non
     execution = deployed.execute()
     on_plane(deployed.service, lambda plane: plane.watch())
     assert deployed.status(execution) == (
-        ExecutionStatus.FAILED,
+        JobExecutionStatus.FAILED,
         "could not start: no room on the cluster",
     )
 

@@ -12,16 +12,15 @@ from typing import Any, cast
 
 from rich.console import Console
 
-from nbplane.apis.models import ExecutionStatus
 from nbplane.client import NbplaneClient
 from nbplane.client.deploy import follow_execution, steps_done
-from nbplane.deployments.models import DescribeJobExecution, DescribeVersion
+from nbplane.deployments.models import DescribeJobExecution, DescribeVersion, JobExecutionStatus
 from nbplane.jobs.models import StepStatus
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def execution(status: ExecutionStatus, done: int = 0) -> DescribeJobExecution:
+def execution(status: JobExecutionStatus, done: int = 0) -> DescribeJobExecution:
     step = {"name": "a", "kind": "notebook", "file": "a.ipynb", "code_hash": "c", "chain_hash": "h"}
     steps = [
         {**step, "position": n, "status": StepStatus.SUCCEEDED if n < done else StepStatus.NOT_RUN}
@@ -49,12 +48,12 @@ class ScriptedClient:
 
     def __init__(self) -> None:
         self.reported = threading.Event()
-        self.status = ExecutionStatus.RUNNING
+        self.status = JobExecutionStatus.RUNNING
 
     def follow_logs(self, team: str, job: str, execution_id: str) -> Iterator[str]:
         yield "step 1\n"
         assert self.reported.wait(10)
-        self.status = ExecutionStatus.COMPLETED
+        self.status = JobExecutionStatus.COMPLETED
         yield "done\n"
 
     def get_execution(self, team: str, job: str, execution_id: str) -> DescribeJobExecution:
@@ -79,23 +78,23 @@ def test_follow_writes_the_log_reports_progress_and_returns_the_end() -> None:
 
     final = follow_execution(
         cast(NbplaneClient, client),
-        execution(ExecutionStatus.QUEUED),
+        execution(JobExecutionStatus.QUEUED),
         written.append,
         progress,
         every=0.01,
     )
     assert written == ["step 1\n", "done\n"]
     assert reports[0] == (1, 3)
-    assert final.status == ExecutionStatus.COMPLETED and steps_done(final) == 3
+    assert final.status == JobExecutionStatus.COMPLETED and steps_done(final) == 3
 
 
 def test_follow_without_progress_asks_nothing_else() -> None:
     client: Any = ScriptedClient()
     client.reported.set()
     written: list[str] = []
-    final = follow_execution(client, execution(ExecutionStatus.QUEUED), written.append)
+    final = follow_execution(client, execution(JobExecutionStatus.QUEUED), written.append)
     assert "".join(written) == "step 1\ndone\n"
-    assert final.status == ExecutionStatus.COMPLETED
+    assert final.status == JobExecutionStatus.COMPLETED
 
 
 def test_execute_wait_shows_a_status_line_on_a_terminal() -> None:
@@ -104,8 +103,8 @@ def test_execute_wait_shows_a_status_line_on_a_terminal() -> None:
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=120)
     client: Any = ScriptedClient()
-    final = _watch(client, console, execution(ExecutionStatus.QUEUED))
-    assert final.status == ExecutionStatus.COMPLETED
+    final = _watch(client, console, execution(JobExecutionStatus.QUEUED))
+    assert final.status == JobExecutionStatus.COMPLETED
     shown = screen.getvalue()
     assert "1/3" in shown  # steps done of the version's steps, on the status line
     assert "execution e1 \x1b[32mcompleted" in shown

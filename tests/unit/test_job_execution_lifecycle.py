@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.lifecycle import JobExecutionLifecycle, allowed_from
-from nbplane.deployments.models import DescribeDeployment, JobExecutionRecord
+from nbplane.deployments.models import DescribeDeployment, JobExecutionRecord, JobExecutionStatus
 from nbplane.store import Store, open_store
 from tests.conftest import BACKENDS, database_url
 
@@ -55,12 +54,12 @@ def test_an_execution_runs_once_and_ends_once(store: Store, job_id: int) -> None
     assert execution_id is not None
     assert lifecycle.start(execution_id, {"pid": 1})
     assert not lifecycle.start(execution_id, {"pid": 2})  # another replica lost the race
-    assert lifecycle.finish(execution_id, ExecutionStatus.COMPLETED, None)
-    assert not lifecycle.finish(execution_id, ExecutionStatus.FAILED, "too late")
+    assert lifecycle.finish(execution_id, JobExecutionStatus.COMPLETED, None)
+    assert not lifecycle.finish(execution_id, JobExecutionStatus.FAILED, "too late")
     record = store.deployments.execution_record(execution_id)
     assert isinstance(record, JobExecutionRecord)
     assert (record.status, record.reason, record.executor_state) == (
-        ExecutionStatus.COMPLETED,
+        JobExecutionStatus.COMPLETED,
         None,
         {"pid": 1},
     )
@@ -80,17 +79,19 @@ def test_a_queued_execution_is_cancelled_or_failed_but_never_completes(
     lifecycle = JobExecutionLifecycle(store.deployments)
     execution_id = lifecycle.queue(job_id, deployment(), "user:alice", {})
     assert execution_id is not None
-    assert not lifecycle.finish(execution_id, ExecutionStatus.COMPLETED, None)
-    assert not lifecycle.finish(execution_id, ExecutionStatus.TIMED_OUT, None)
+    assert not lifecycle.finish(execution_id, JobExecutionStatus.COMPLETED, None)
+    assert not lifecycle.finish(execution_id, JobExecutionStatus.TIMED_OUT, None)
     lifecycle.request_cancel(execution_id)
     [active] = store.deployments.active_executions()
     assert (active.id, active.status, active.cancel_requested) == (
         execution_id,
-        ExecutionStatus.QUEUED,
+        JobExecutionStatus.QUEUED,
         True,
     )
-    assert lifecycle.finish(execution_id, ExecutionStatus.CANCELLED, "cancelled before it started")
-    assert store.deployments.execution_record(execution_id).status == ExecutionStatus.CANCELLED
+    assert lifecycle.finish(
+        execution_id, JobExecutionStatus.CANCELLED, "cancelled before it started"
+    )
+    assert store.deployments.execution_record(execution_id).status == JobExecutionStatus.CANCELLED
 
 
 def test_a_schedule_slot_queues_one_execution(store: Store, job_id: int) -> None:
@@ -101,14 +102,14 @@ def test_a_schedule_slot_queues_one_execution(store: Store, job_id: int) -> None
 
 
 def test_the_transitions_are_one_table() -> None:
-    assert allowed_from(ExecutionStatus.RUNNING) == {ExecutionStatus.QUEUED}
-    assert allowed_from(ExecutionStatus.COMPLETED) == {ExecutionStatus.RUNNING}
-    assert allowed_from(ExecutionStatus.CANCELLED) == {
-        ExecutionStatus.QUEUED,
-        ExecutionStatus.RUNNING,
+    assert allowed_from(JobExecutionStatus.RUNNING) == {JobExecutionStatus.QUEUED}
+    assert allowed_from(JobExecutionStatus.COMPLETED) == {JobExecutionStatus.RUNNING}
+    assert allowed_from(JobExecutionStatus.CANCELLED) == {
+        JobExecutionStatus.QUEUED,
+        JobExecutionStatus.RUNNING,
     }
     with pytest.raises(ValueError):
-        allowed_from(ExecutionStatus.QUEUED)
+        allowed_from(JobExecutionStatus.QUEUED)
 
 
 def test_due_deployments_come_with_their_job_and_schedule(store: Store, job_id: int) -> None:

@@ -250,9 +250,9 @@ def show(name: str, team: str | None, output: str) -> None:
 def executions(
     name: str, team: str | None, status: str | None, limit: int, offset: int, output: str
 ) -> None:
-    from nbplane.apis.models import ExecutionStatus
+    from nbplane.deployments.models import JobExecutionStatus
 
-    wanted = ExecutionStatus(status) if status else None
+    wanted = JobExecutionStatus(status) if status else None
     with _remote(team) as (client, team):
         page = client.list_executions(team, name, status=wanted, limit=limit, offset=offset)
     if output == "json":

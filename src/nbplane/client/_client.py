@@ -20,7 +20,6 @@ import httpx
 from pydantic import TypeAdapter
 
 from nbplane import errors
-from nbplane.apis.models import ExecutionStatus
 from nbplane.auth.models import (
     DescribeCaller,
     DescribeOAuth,
@@ -38,6 +37,7 @@ from nbplane.deployments.models import (
     DescribeVersion,
     ExecuteJob,
     JobExecutionPage,
+    JobExecutionStatus,
     SetValues,
     UpdateDeployment,
 )
@@ -197,7 +197,7 @@ class NbplaneClient:
         team: str,
         job: str,
         *,
-        status: ExecutionStatus | None = None,
+        status: JobExecutionStatus | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> JobExecutionPage:

@@ -17,9 +17,8 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from nbplane.apis.models import ExecutionStatus
 from nbplane.client import NbplaneClient
-from nbplane.deployments.models import DescribeExecutionContext
+from nbplane.deployments.models import DescribeExecutionContext, JobExecutionStatus
 from nbplane.errors import ConfigError, NbplaneError, StoreError
 from nbplane.jobs.archive import unpack
 from nbplane.jobs.backend import JobState
@@ -84,7 +83,7 @@ class ExecutionChannel(JobState):
         if text:
             self.call("POST", "/log", json={"text": text})
 
-    def finish(self, status: ExecutionStatus, reason: str | None) -> None:
+    def finish(self, status: JobExecutionStatus, reason: str | None) -> None:
         self.call("POST", "/finish", json={"status": str(status), "reason": reason})
 
     # run records (RunRecords)
@@ -197,7 +196,7 @@ def run_execution(execution_id: str) -> int:
         log = ServerLog(channel, sys.stdout)
         console = Console(file=log, width=120, color_system=None, soft_wrap=True)  # type: ignore[arg-type]
         started = time.monotonic()
-        status, reason = ExecutionStatus.FAILED, None
+        status, reason = JobExecutionStatus.FAILED, None
         try:
             with tempfile.TemporaryDirectory(prefix=f"nbplane-{execution_id[:8]}-") as scratch:
                 directory = Path(scratch) / context.job
@@ -216,7 +215,7 @@ def run_execution(execution_id: str) -> int:
                     deployed=DeployedIdentity(context.team, context.job, execution_id),
                 )
                 if record.status == RunStatus.SUCCEEDED:
-                    status = ExecutionStatus.COMPLETED
+                    status = JobExecutionStatus.COMPLETED
                 else:
                     reason = (record.error or {}).get("message") or f"the run {record.status}"
         except NbplaneError as exc:
@@ -229,7 +228,7 @@ def run_execution(execution_id: str) -> int:
             console.print(f"{status} in {time.monotonic() - started:.2f}s")
             log.close()
         channel.finish(status, reason)
-        return 0 if status == ExecutionStatus.COMPLETED else 1
+        return 0 if status == JobExecutionStatus.COMPLETED else 1
     except NbplaneError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -14,28 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from nbplane._time import now
-from nbplane.apis.models import ExecutionStatus
-from nbplane.deployments.models import DescribeDeployment
+from nbplane.deployments.models import DescribeDeployment, JobExecutionStatus
 from nbplane.store.deployments import DeploymentStore
 
-QUEUED, RUNNING = ExecutionStatus.QUEUED, ExecutionStatus.RUNNING
-TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    QUEUED: frozenset({RUNNING, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}),
-    RUNNING: frozenset(
-        {
-            ExecutionStatus.COMPLETED,
-            ExecutionStatus.FAILED,
-            ExecutionStatus.TIMED_OUT,
-            ExecutionStatus.CANCELLED,
-        }
-    ),
-}
-"""Each status's allowed next ones; a final status has none."""
+QUEUED, RUNNING = JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING
 
 
-def allowed_from(status: ExecutionStatus) -> frozenset[ExecutionStatus]:
+def allowed_from(status: JobExecutionStatus) -> frozenset[JobExecutionStatus]:
     """The statuses an execution may be in to move to ``status``."""
-    sources = frozenset(source for source, targets in TRANSITIONS.items() if status in targets)
+    sources = status.sources()
     if not sources:
         raise ValueError(f"no job execution moves to {status}")
     return sources
@@ -74,7 +61,7 @@ class JobExecutionLifecycle:
     def finish(
         self,
         execution_id: str,
-        status: ExecutionStatus,
+        status: JobExecutionStatus,
         reason: str | None,
         error: dict[str, Any] | None = None,
     ) -> bool:

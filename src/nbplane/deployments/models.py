@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from nbplane.apis.models import ExecutionStatus
 from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, RunStatus, UtcDatetime
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -22,6 +23,43 @@ def check_name(value: str, what: str) -> str:
             "'.', '-', starting with a letter or digit"
         )
     return value
+
+
+class JobExecutionStatus(StrEnum):
+    """Where a job execution is. Its own word, apart from a notebook API execution's status: a
+    job execution is never put back in the queue (a rerun is a new execution)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """Whether the execution ended: a final status changes no more."""
+        return self not in TRANSITIONS
+
+    def sources(self) -> frozenset[JobExecutionStatus]:
+        """The statuses a job execution may move to this one from."""
+        return frozenset(source for source, targets in TRANSITIONS.items() if self in targets)
+
+
+TRANSITIONS: Mapping[JobExecutionStatus, frozenset[JobExecutionStatus]] = {
+    JobExecutionStatus.QUEUED: frozenset(
+        {JobExecutionStatus.RUNNING, JobExecutionStatus.FAILED, JobExecutionStatus.CANCELLED}
+    ),
+    JobExecutionStatus.RUNNING: frozenset(
+        {
+            JobExecutionStatus.COMPLETED,
+            JobExecutionStatus.FAILED,
+            JobExecutionStatus.TIMED_OUT,
+            JobExecutionStatus.CANCELLED,
+        }
+    ),
+}
+"""Each status's allowed next ones (written by deployments/lifecycle.py only)."""
 
 
 class CreateJob(BaseModel):
@@ -151,7 +189,7 @@ class DescribeJobExecution(BaseModel):
     job: str
     team: str
     version: str
-    status: ExecutionStatus
+    status: JobExecutionStatus
     reason: str | None = None
     started_by: str = Field(description="'user:NAME' or 'schedule'.")
     scheduled_for: UtcDatetime | None = None
@@ -202,7 +240,7 @@ class JobExecutionPage(BaseModel):
 
 
 class ListJobExecutionsQuery(BaseModel):
-    status: ExecutionStatus | None = None
+    status: JobExecutionStatus | None = None
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
@@ -259,5 +297,5 @@ class FinishJobExecution(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal[ExecutionStatus.COMPLETED, ExecutionStatus.FAILED]
+    status: Literal[JobExecutionStatus.COMPLETED, JobExecutionStatus.FAILED]
     reason: str | None = Field(default=None, max_length=10_000)

@@ -23,10 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nbplane._time import now, sleep_or_wake
-from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
-from nbplane.deployments.models import DueDeployment, JobExecutionRecord
+from nbplane.deployments.models import DueDeployment, JobExecutionRecord, JobExecutionStatus
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
@@ -145,18 +144,20 @@ class DeploymentReconciler:
             if execution.id in self._stopping:
                 continue
             try:
-                if execution.status == ExecutionStatus.QUEUED:
+                if execution.status == JobExecutionStatus.QUEUED:
                     await self._launch(execution)
                 else:
                     await self._check(execution)
             except Exception as exc:  # one execution's trouble must not stall the others
                 log.exception("watching execution %s failed", execution.id)
-                await self._finish(execution, ExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
+                await self._finish(execution, JobExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
         return MONITOR_SECONDS
 
     async def _launch(self, execution: JobExecutionRecord) -> None:
         if execution.cancel_requested:
-            await self._finish(execution, ExecutionStatus.CANCELLED, "cancelled before it started")
+            await self._finish(
+                execution, JobExecutionStatus.CANCELLED, "cancelled before it started"
+            )
             return
         claimed = await asyncio.to_thread(
             self.lifecycle.start, execution.id, {"replica": self.replica}
@@ -167,7 +168,7 @@ class DeploymentReconciler:
         if not self.service.server_url:
             await self._finish(
                 execution,
-                ExecutionStatus.FAILED,
+                JobExecutionStatus.FAILED,
                 "could not start: NBPLANE_JOB_SERVER_URL is not set",
             )
             return
@@ -176,10 +177,12 @@ class DeploymentReconciler:
         try:
             state = await executor.start(executor.ticket(execution, self.service.server_url, token))
         except NbplaneError as exc:
-            await self._finish(execution, ExecutionStatus.FAILED, f"could not start: {exc.message}")
+            await self._finish(
+                execution, JobExecutionStatus.FAILED, f"could not start: {exc.message}"
+            )
             return
         except Exception as exc:
-            await self._finish(execution, ExecutionStatus.FAILED, f"could not start: {exc!r}")
+            await self._finish(execution, JobExecutionStatus.FAILED, f"could not start: {exc!r}")
             return
         await asyncio.to_thread(
             self.deployments.set_executor_state, execution.id, {**state, "replica": self.replica}
@@ -191,17 +194,17 @@ class DeploymentReconciler:
         if "replica" in state and len(state) == 1:  # still starting
             if now() - started > timedelta(seconds=ORPHAN_SECONDS):
                 await self._finish(
-                    execution, ExecutionStatus.FAILED, "lost: the server starting it stopped"
+                    execution, JobExecutionStatus.FAILED, "lost: the server starting it stopped"
                 )
             return
         executor = self.executor(execution.executor)
         if execution.cancel_requested:
-            await self._stop(execution, executor, ExecutionStatus.CANCELLED, "cancelled")
+            await self._stop(execution, executor, JobExecutionStatus.CANCELLED, "cancelled")
         elif now() - started > timedelta(seconds=execution.timeout):
             await self._stop(
                 execution,
                 executor,
-                ExecutionStatus.TIMED_OUT,
+                JobExecutionStatus.TIMED_OUT,
                 f"timed out after {execution.timeout:g} s",
             )
         else:
@@ -217,7 +220,7 @@ class DeploymentReconciler:
             await self._save_executor_logs(execution, executor, state)
             await self._finish(
                 execution,
-                ExecutionStatus.FAILED,
+                JobExecutionStatus.FAILED,
                 f"the job's process ended ({words or 'gone'}) before it recorded a result",
             )
 
@@ -225,7 +228,7 @@ class DeploymentReconciler:
         self,
         execution: JobExecutionRecord,
         executor: JobExecutor,
-        status: ExecutionStatus,
+        status: JobExecutionStatus,
         reason: str,
     ) -> None:
         self._stopping.add(execution.id)
@@ -249,7 +252,7 @@ class DeploymentReconciler:
             )
 
     async def _finish(
-        self, execution: JobExecutionRecord, status: ExecutionStatus, reason: str
+        self, execution: JobExecutionRecord, status: JobExecutionStatus, reason: str
     ) -> None:
         finished = await asyncio.to_thread(self.lifecycle.finish, execution.id, status, reason)
         if finished:

@@ -12,7 +12,6 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbplane._time import now
-from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.models import (
     DescribeDeployment,
     DescribeJob,
@@ -21,6 +20,7 @@ from nbplane.deployments.models import (
     DueDeployment,
     JobExecutionPage,
     JobExecutionRecord,
+    JobExecutionStatus,
     ListJobExecutionsQuery,
 )
 from nbplane.errors import Conflict, NotFound
@@ -35,7 +35,7 @@ from nbplane.store.tables import (
     jobs,
 )
 
-ACTIVE = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+ACTIVE = (JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING)
 EXECUTION_COLUMNS = [
     column
     for column in job_executions.c
@@ -249,7 +249,7 @@ class DeploymentStore:
         self,
         job_id: int,
         execution_id: str,
-        status: ExecutionStatus,
+        status: JobExecutionStatus,
         deployment: DescribeDeployment,
         started_by: str,
         arguments: dict[str, Any],
@@ -359,7 +359,7 @@ class DeploymentStore:
         execution, so a final one is never returned."""
         found = self._records(
             job_executions.c.token_hash == token_hash,
-            job_executions.c.status == ExecutionStatus.RUNNING,
+            job_executions.c.status == JobExecutionStatus.RUNNING,
         )
         return found[0] if found else None
 
@@ -376,8 +376,8 @@ class DeploymentStore:
     def change_status(
         self,
         execution_id: str,
-        status: ExecutionStatus,
-        allowed_from: Collection[ExecutionStatus],
+        status: JobExecutionStatus,
+        allowed_from: Collection[JobExecutionStatus],
         *,
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
