@@ -392,10 +392,10 @@ def start_nbplane(root: Path, api: str, timeout: float, console: Console) -> lis
         [*command, "serve", "--help"], env=env, capture_output=True, text=True, check=False
     )
     if helped.returncode != 0:
-        why = (helped.stderr or helped.stdout).strip().splitlines()[-1:] or ["no output"]
+        last_line = (helped.stderr or helped.stdout).strip().splitlines()[-1:] or ["no output"]
         console.print(
             f"[yellow]nbplane skipped: `{' '.join(command)} serve --help` failed "
-            f"(exit {helped.returncode}: {why[0]}); is `nbplane serve` written yet?[/]"
+            f"(exit {helped.returncode}: {last_line[0]}); is `nbplane serve` written yet?[/]"
         )
         return []
     notebooks = root / "nbplane-notebooks"
@@ -664,7 +664,7 @@ def targets(
     def median_ms(e: Endpoint | None) -> float | None:
         return Summary.of(e.latency).median * 1000 if e and e.latency else None
 
-    checks = [
+    checks: list[tuple[str, float | None, Callable[[float], bool], str]] = [
         (
             f"nbplane isolated median <= {TARGET_ISOLATED_MEDIAN_MS:.0f} ms",
             median_ms(isolated),
@@ -909,7 +909,8 @@ def measure(console: Console, endpoints: list[Endpoint], args: argparse.Namespac
 
     # Sequential latency: the servers take turns, so a change in machine load hits all alike.
     def wanted(endpoint: Endpoint) -> int:
-        return args.jupyrest_runs if endpoint.label.startswith("jupyrest") else args.runs
+        runs: int = args.jupyrest_runs if endpoint.label.startswith("jupyrest") else args.runs
+        return runs
 
     rounds = max((wanted(e) for e in live), default=0)
     if rounds:

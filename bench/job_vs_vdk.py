@@ -237,9 +237,9 @@ def main() -> int:
                 for result in results:
                     tools[result.label].append(result.seconds)
     summaries = {name: Summary.of(seconds) for name, seconds in tools.items()}
-    home = "one shared NBPLANE_HOME" if args.shared_home else "a new NBPLANE_HOME per run"
+    homes = "one shared NBPLANE_HOME" if args.shared_home else "a new NBPLANE_HOME per run"
     table = Table(
-        title=f"6-step notebook job, {args.rows} rows ingested, SQLite, {home} "
+        title=f"6-step notebook job, {args.rows} rows ingested, SQLite, {homes} "
         f"({args.runs} runs each, wall time of the whole command)"
     )
     for column in ("tool", "median s", "min s", "max s", "vdk median / this median"):

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -616,7 +617,7 @@ def main() -> int:
                 (pool, f"launcher, local, pool {pool}"),
                 (0, "launcher, local, no pool"),
             ):
-                add(label, lambda row, size=size: _launcher(row, root, size, loop, args))
+                add(label, partial(_launcher, root=root, size=size, loop=loop, args=args))
         if not args.no_api:
             why = kubernetes_unavailable(
                 args.no_kubernetes,

@@ -130,7 +130,7 @@ def wait_healthy(server: Server, timeout: float = 180) -> None:
     raise AssertionError(f"server not healthy in {timeout}s: {server.log.read_text()}")
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is None:
         process.terminate()
         try:

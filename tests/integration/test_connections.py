@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, select, text
 
@@ -42,7 +43,7 @@ def test_connections_are_secret_and_reach_granted_sessions(
         admin = server.client
         alice = as_user(server, user_token(server, "alice", "analytics"))
         bob = as_user(server, user_token(server, "bob", "ops"))
-        bodies = [
+        bodies: list[dict[str, Any]] = [
             {
                 "name": "warehouse",
                 "kind": "database",

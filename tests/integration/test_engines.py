@@ -398,7 +398,11 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> No
         "    str = None\n    builtins.smuggled = alice_api_key\n"
         "alice_api_key if mode == 'shadow' else 0",
     )
-    callers = [{"alice_api_key": "s3cret", "mode": "shadow"}, {"len": 0, "str": None}, {}]
+    callers: list[dict[str, Any]] = [
+        {"alice_api_key": "s3cret", "mode": "shadow"},
+        {"len": 0, "str": None},
+        {},
+    ]
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [

@@ -313,7 +313,7 @@ def test_unknown_job_toml_key_message_shows_the_full_setting_name(env: Env, tmp_
 
 # not a job
 
-NOTEBOOK_CELL = {
+NOTEBOOK_CELL: dict[str, Any] = {
     "cell_type": "code",
     "id": "c1",
     "source": "print('ran')",

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
 
 from nbplane.errors import InvalidInput
 from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus, SessionSpec, StepStatus

@@ -244,7 +244,7 @@ def test_executions_are_seen_only_by_their_owner_and_admins(
         assert listed["total"] == 1
     assert alice.get("/api/v1/executions", params={"owner": "bob"}).json()["total"] == 0
     unknown = bob.get("/api/v1/executions/no-such-id").json()
-    for method, url, params in [
+    probes: list[tuple[str, str, dict[str, str | int]]] = [
         ("GET", path, {}),
         ("GET", path, {"wait": 1}),
         ("POST", f"{path}/cancel", {}),
@@ -255,7 +255,8 @@ def test_executions_are_seen_only_by_their_owner_and_admins(
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"]}),
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "output": "true"}),
         ("GET", "/api/NotebookExecutions", {"executionId": mine["id"], "view_html": "true"}),
-    ]:
+    ]
+    for method, url, params in probes:
         answer = bob.request(method, url, params=params)
         assert answer.status_code == 404, (url, params, answer.text)
         assert answer.json() == {**unknown, "message": f"no execution {mine['id']!r}"}

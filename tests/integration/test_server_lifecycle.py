@@ -56,7 +56,10 @@ def test_killed_server_loses_or_retries_the_running_execution(
 ) -> None:
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
-    sleep = [("seconds = 1", ["parameters"]), "import time\ntime.sleep(seconds)"]
+    sleep: list[str | tuple[str, list[str]]] = [
+        ("seconds = 1", ["parameters"]),
+        "import time\ntime.sleep(seconds)",
+    ]
     write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {}, "timeout": 60})
     write_api(
         notebooks,
@@ -88,6 +91,7 @@ def test_killed_server_loses_or_retries_the_running_execution(
             env=server.environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            text=True,
         )
         server.process = restarted
         wait_healthy(server)

@@ -115,7 +115,7 @@ def test_job_executions_of_the_callers_teams(server: Server, tmp_path: Path) -> 
         for team, job in (("sales", "daily"), ("ops", "nightly"))
     }
 
-    def listed(user: str, **params: object) -> Any:
+    def listed(user: str, **params: str | int) -> Any:
         answer = httpx.get(
             f"{server.url}/api/v1/job-executions",
             params=params,

@@ -277,9 +277,9 @@ def _changes(
     kwargs: dict[str, Any],
 ) -> Iterator[tuple[str, Any]]:
     """(event type, object) of a watch from ``resource_version`` until ``deadline``."""
-    watcher = watch.Watch()  # type: ignore[no-untyped-call]
+    watcher = watch.Watch()
     while (remaining := deadline - time.monotonic()) > 0:
-        for event in watcher.stream(  # type: ignore[no-untyped-call]
+        for event in watcher.stream(
             list_fn,
             resource_version=resource_version,
             timeout_seconds=max(1, round(remaining)),

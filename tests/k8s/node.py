@@ -373,9 +373,9 @@ def expand(text: str, env: dict[str, str]) -> str:
 def translate(text: str, mounts: dict[str, Path]) -> str:
     """``text`` with each mount path (as a whole path or its prefix) replaced by its directory."""
     for path, directory in mounts.items():
-        text = re.sub(
-            re.escape(path) + r"(?=/|$|[^-\w.])", lambda _, target=str(directory): target, text
-        )
+        # A replacement template: only its backslashes are special.
+        target = str(directory).replace("\\", "\\\\")
+        text = re.sub(re.escape(path) + r"(?=/|$|[^-\w.])", target, text)
     return text
 
 
@@ -809,8 +809,8 @@ class Node:
             self.handle(pod)
         for uid in set(self.runners) - {pod.metadata.uid for pod in listing.items if pod.metadata}:
             self.forget(uid)
-        watcher = watch.Watch()  # type: ignore[no-untyped-call]
-        for event in watcher.stream(  # type: ignore[no-untyped-call]
+        watcher = watch.Watch()
+        for event in watcher.stream(
             self.api.list_pod_for_all_namespaces, resource_version=listing.metadata.resource_version
         ):
             if event["type"] == "DELETED":

@@ -78,9 +78,7 @@ def follow_log(core: client.CoreV1Api, pod: str, namespace: str) -> urllib3.HTTP
 
 def test_kubeconfig_reaches_the_ready_node(kube_cluster: KubeCluster) -> None:
     """The kubeconfig file is what other tools (KubeSpawner, kubectl) get."""
-    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kube_cluster.kubeconfig)
-    )
+    api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
     with api:
         node = client.CoreV1Api(api).read_node(kube_cluster.node_name)
     assert node.status

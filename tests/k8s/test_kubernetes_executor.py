@@ -462,6 +462,7 @@ def test_a_hostile_job_on_kubernetes_holds_only_its_credential(
     secret = client.CoreV1Api(kube_api).read_namespaced_secret(
         kube_job.metadata.name, kube_namespace
     )
+    assert secret.data is not None
     assert sorted(secret.data) == ["NBPLANE_EXECUTION_TOKEN", "NBPLANE_URL"]
     record = server.client.get(f"{job}/executions/{execution}", params={"wait": 60}).json()
     log = server.client.get(f"{job}/executions/{execution}/logs").text

@@ -218,6 +218,7 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
     statefulset = apps.read_namespaced_stateful_set(name, kube_namespace)
     assert name.startswith("nbplane-alice-smith-example-") and len(name) <= 52
     assert statefulset.metadata.labels == labels
+    assert statefulset.metadata.annotations is not None
     assert statefulset.metadata.annotations["nbplane.io/user-name"] == spec.user
     assert statefulset.spec.replicas == 1
     pod_spec = statefulset.spec.template.spec
@@ -248,8 +249,10 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
         "--LabApp.default_url=/lab/tree/reports",
     ]
     assert [(p.name, p.container_port) for p in container.ports] == [("http", port)]
+    assert container.env_from is not None
     (source,) = container.env_from
     assert source.secret_ref.name == name
+    assert container.volume_mounts is not None
     (mount,) = container.volume_mounts
     assert (mount.name, mount.mount_path) == ("workspace", "/home/jovyan")
 
@@ -685,7 +688,9 @@ class Registry(http.server.BaseHTTPRequestHandler):
             return
         repository, reference = match.groups()
         if self.headers.get("Authorization") != f"Bearer anonymous:{repository}":
-            host, port = self.server.server_address[:2]
+            address = self.server.server_address
+            assert isinstance(address, tuple), "an AF_INET server's (host, port)"
+            host, port = address[:2]
             self.answer(
                 401,
                 {
@@ -927,7 +932,11 @@ def test_sessions_api_on_kubernetes_survives_a_restart(
     restarted: list[subprocess.Popen[str]] = []
     with contextlib.ExitStack() as stack:
         # Stopped last: the server's own cleanup (deleting sessions) needs it running.
-        stack.callback(lambda: [stop(process) for process in restarted])
+        @stack.callback
+        def stop_restarted() -> None:
+            for process in restarted:
+                stop(process)
+
         server = stack.enter_context(session_server(tmp_path, store_url, **environment))
         alice = as_user(server, user_token(server, "alice", "analytics"))
         refused = alice.post(SESSIONS, json={"image": f"{registry}/team/notebook:2099.9"})
@@ -948,6 +957,7 @@ def test_sessions_api_on_kubernetes_survives_a_restart(
             kube_namespace, label_selector=f"nbplane.io/session={created['id']}"
         ).items
         name = statefulset.metadata.name
+        assert name is not None
         (container,) = statefulset.spec.template.spec.containers
         assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
 

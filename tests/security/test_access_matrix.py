@@ -243,7 +243,7 @@ RULES: dict[str, Rule] = {
 
 def route_table(app: FastAPI) -> list[str]:
     """``METHOD PATH`` of every route the app answers (a mount: GET of its files)."""
-    found = []
+    found: list[str] = []
     for route in iter_route_contexts(app.routes):
         methods = {"GET"} if isinstance(route.original_route, Mount) else route.methods
         found.extend(f"{method} {route.path_format}" for method in sorted(methods or {"?"}))

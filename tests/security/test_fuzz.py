@@ -19,7 +19,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import schemathesis
@@ -96,14 +96,19 @@ def world(
     )
     with database_url(request.param, root) as url, pytest.MonkeyPatch.context() as patch:
         store_url, store, tokens = in_process_store(patch, url, home, TEAM)
-        app = create_app(
-            ServerConfig(
-                notebooks_dir=notebooks,
-                store_url=store_url,
-                cache_dir=home / "cache",
-                run_worker=False,
-                run_control=False,
-            )
+        # FastAPI is an ASGI app: schemathesis types the scope and messages as dict, Starlette
+        # as MutableMapping.
+        app = cast(
+            asgi.ASGIApp,
+            create_app(
+                ServerConfig(
+                    notebooks_dir=notebooks,
+                    store_url=store_url,
+                    cache_dir=home / "cache",
+                    run_worker=False,
+                    run_control=False,
+                )
+            ),
         )
         try:
             with asgi.get_client(app) as client:

@@ -130,7 +130,7 @@ def test_nbplane_keys(tmp_path: Path) -> None:
     assert api.contract == Contract.model_validate(contract)
     assert api.contract is not None and api.contract.engine == "reuse"
     assert api.contract.teams == ["sales", "ops"]
-    assert api_for(tmp_path, ANALYSIS).contract.teams is None  # type: ignore[union-attr]
+    assert api_for(tmp_path, ANALYSIS).contract.teams is None
 
 
 def test_version_follows_notebook_and_contract(tmp_path: Path) -> None:

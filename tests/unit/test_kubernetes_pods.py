@@ -41,7 +41,9 @@ def test_a_job_pod_gets_no_token_and_only_its_own_secret() -> None:
         environment={"NBPLANE_EXECUTION_TOKEN": "credential"},
     )
     job = KubernetesExecutor(Settings()).job(ticket, "nbplane-sales-daily-01234567", {})
-    assert_alone(job.spec.template.spec, "nbplane-sales-daily-01234567")
+    pod = job.spec.template.spec
+    assert pod is not None
+    assert_alone(pod, "nbplane-sales-daily-01234567")
 
 
 def test_a_session_pod_gets_no_token_and_only_its_own_secret() -> None:
@@ -59,5 +61,6 @@ def test_a_session_pod_gets_no_token_and_only_its_own_secret() -> None:
 
     built = statefulset(Settings(), spec, "nbplane-alice-s1", {}, 8888, "http://x:8888/")
     pod = built.spec.template.spec
+    assert pod is not None
     assert pod.init_containers, "the clone runs with the same Secret and nothing more"
     assert_alone(pod, "nbplane-alice-s1")
