@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import nbformat
@@ -15,13 +16,18 @@ def execute(cells: list[str], cwd: Path, allow_errors: bool = False) -> list[Any
     """Run cells in a fresh ipykernel; returns the executed cells."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    NotebookClient(
+    processes: list[Popen[bytes]] = []
+    client: NotebookClient = NotebookClient(
         notebook,
         timeout=120,
         kernel_name="python3",
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
-    ).execute()
+        on_notebook_start=lambda **_: processes.append(client.km.provisioner.process),
+    )
+    client.execute()
+    for process in processes:  # reaped here: jupyter_client drops a kernel it could not reap in
+        process.wait(timeout=60)  # time, which then warns when collected, in another test
     return list(notebook.cells)
 
 
