@@ -39,14 +39,15 @@ typecheck: $(VENV)/.installed
 labextension-test: $(VENV)/.installed
 	cd labextension && $(abspath $(BIN))/jlpm install && $(abspath $(BIN))/jlpm test
 
-## The tests mostly wait (kernels, servers, processes), so more workers than cores pay; the tests
-## sharing a server, the Kubernetes API server or the browser stay on one worker (loadgroup).
+## Three workers on two cores (the tests wait on kernels, servers and processes part of the
+## time); the tests sharing a server, the Kubernetes API server or the browser stay on one
+## worker (loadgroup). The slowest 30 are listed at the end, to know what to make cheaper next.
 PYTEST_WORKERS ?= 3
 
 pytest: $(VENV)/.installed
 	NBPLANE_TEST_POSTGRES_URL=$(PG_ADMIN_URL) NBPLANE_TEST_REQUIRE_POSTGRES=1 \
 		NBPLANE_TEST_REQUIRE_KUBERNETES=1 NBPLANE_TEST_REQUIRE_BROWSER=1 \
-		NBPLANE_TEST_REQUIRE_SANDBOX=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+		NBPLANE_TEST_REQUIRE_SANDBOX=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
 postgres:
 	bash scripts/postgres.sh
