@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,6 +147,7 @@ class StockProcess(KernelProcess):
         self._poller: asyncio.Task[None] | None = None
         self.exited = asyncio.get_running_loop().create_future()
         popen = getattr(manager.provisioner, "process", None)
+        self._popen = popen if isinstance(popen, subprocess.Popen) else None
         pid = getattr(popen, "pid", None)
         if isinstance(pid, int) and hasattr(os, "pidfd_open"):
             watch_pid(pid).add_done_callback(lambda _: self._ended(popen))
@@ -174,6 +176,12 @@ class StockProcess(KernelProcess):
                 self._poller.cancel()
             if not self.exited.done():
                 self.exited.set_result(None)
+            if self._popen is not None:
+                # jupyter_client gives up waiting after a few seconds on a loaded machine and
+                # drops the process: end and reap it here, or it stays a zombie of this server
+                with contextlib.suppress(ProcessLookupError):
+                    self._popen.kill()
+                await asyncio.to_thread(self._popen.wait)
 
 
 class StockKernelFactory(KernelFactory):
