@@ -9,11 +9,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from nbplane.cli._common import NbplaneGroup
-from nbplane.cli.auth import login, logout, token, user
-from nbplane.cli.deployments import REMOTE_COMMANDS
-from nbplane.cli.jobs import job
-from nbplane.cli.server import serve, worker
-from nbplane.cli.sessions import connection, session
 from nbplane.errors import NbplaneError
 
 
@@ -22,15 +17,20 @@ from nbplane.errors import NbplaneError
     help="Run Jupyter notebooks as data jobs and as REST APIs.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    lazy_commands={
+        "job": "nbplane.cli.jobs:job",
+        "session": "nbplane.cli.sessions:session",
+        "connection": "nbplane.cli.sessions:connection",
+        "serve": "nbplane.cli.server:serve",
+        "worker": "nbplane.cli.server:worker",
+        "token": "nbplane.cli.auth:token",
+        "user": "nbplane.cli.auth:user",
+        "login": "nbplane.cli.auth:login",
+        "logout": "nbplane.cli.auth:logout",
+    },
 )
 def nbplane() -> None:
     pass
-
-
-for command in (job, session, connection, serve, worker, token, user, login, logout):
-    nbplane.add_command(command)
-for command in REMOTE_COMMANDS:
-    job.add_command(command)
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -39,15 +41,38 @@ class DocumentedCommand(click.Command):
 
 class NbplaneGroup(click.Group):
     """A group that lists its commands in the order they were defined and, called without
-    arguments, prints its help to stdout and exits with 2 (the same on every click 8)."""
+    arguments, prints its help to stdout and exits with 2 (the same on every click 8).
+
+    ``lazy_commands`` names commands as ``"module:attribute"``, listed after the defined ones
+    and imported only when used: ``nbplane job run`` then never imports the server, the HTTP
+    client or the commands of other nouns before its first step.
+    """
 
     command_class = DocumentedCommand
+
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+        self._imported: dict[str, click.Command] = {}
 
     def get_short_help_str(self, limit: int = 45) -> str:
         return super().get_short_help_str(limit=sys.maxsize)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        return [*self.commands, *(name for name in self.lazy_commands if name not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in self.lazy_commands:
+            return super().get_command(ctx, cmd_name)
+        if cmd_name not in self._imported:
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+            self._imported[cmd_name] = command
+        return self._imported[cmd_name]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args and self.no_args_is_help and not ctx.resilient_parsing:

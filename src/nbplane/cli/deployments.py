@@ -445,19 +445,3 @@ def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
                 f"{exc.message}; pass --force to cancel them and delete", **exc.fields
             ) from None
     Console().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)
-
-
-REMOTE_COMMANDS: tuple[click.Command, ...] = (
-    deploy,
-    execute,
-    list_jobs,
-    show,
-    executions,
-    logs,
-    cancel,
-    properties,
-    secrets,
-    download,
-    delete,
-)
-"""The commands ``nbplane job`` gets beside its local ones."""

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from nbplane.cli._common import DocumentedArgument, NbplaneGroup
 from nbplane.jobs.definition import parse_arguments
@@ -34,10 +33,31 @@ def print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
+REMOTE_COMMANDS = {
+    name: f"nbplane.cli.deployments:{attribute}"
+    for name, attribute in [
+        ("deploy", "deploy"),
+        ("execute", "execute"),
+        ("list", "list_jobs"),
+        ("show", "show"),
+        ("executions", "executions"),
+        ("logs", "logs"),
+        ("cancel", "cancel"),
+        ("properties", "properties"),
+        ("secrets", "secrets"),
+        ("download", "download"),
+        ("delete", "delete"),
+    ]
+}
+"""The commands of ``nbplane job`` that talk to a server (cli/deployments.py), imported only
+when used."""
+
+
 @click.group(
     cls=NbplaneGroup,
     help="Data jobs: a directory of notebooks, .py and .sql steps.",
     no_args_is_help=True,
+    lazy_commands=REMOTE_COMMANDS,
 )
 def job() -> None:
     pass
@@ -108,6 +128,8 @@ def run(
 )
 @output_format
 def runs(directory: Path, limit: int, output: str) -> None:
+    from rich.table import Table
+
     from nbplane.jobs.history import list_runs
 
     records = list_runs(directory, limit=limit)

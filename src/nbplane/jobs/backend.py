@@ -98,9 +98,11 @@ class StoreJobState(JobState):
         self.store.set_secrets_blob(job_key, self.box.seal(secrets))
 
     def connections(self, team: str | None) -> list[DescribeGrantedConnection]:
+        if not team:
+            return []
         from nbplane.sessions.connections import ConnectionService
 
-        return ConnectionService(self.store, self.settings).granted("", [team]) if team else []
+        return ConnectionService(self.store, self.settings).granted("", [team])
 
 
 def default_database(connections: list[DescribeGrantedConnection]) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 TextListener = Callable[[str, str], None]
@@ -94,3 +96,14 @@ class CollectorStream(io.TextIOBase):
 
 def plain_text(text: str) -> str:
     return ANSI.sub("", text)
+
+
+@contextmanager
+def redirect_output(collector: OutputCollector) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout = CollectorStream(collector, "stdout")
+    sys.stderr = CollectorStream(collector, "stderr")
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

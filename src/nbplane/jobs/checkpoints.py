@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
+HIDDEN_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "job_input", "_exit_code"})
 
 
 @dataclass
@@ -17,7 +18,10 @@ class Checkpoint:
 
 
 def take_checkpoint(variables: dict[str, Any]) -> Checkpoint:
-    """Serialize the namespace whole (keeping shared references) or, failing that, name by name."""
+    """Serialize the namespace whole (keeping shared references) or, failing that, name by name.
+    cloudpickle is imported here, after a step ran, not before the first one."""
+    import cloudpickle
+
     try:
         return Checkpoint(cloudpickle.dumps(variables))
     except Exception:
@@ -32,6 +36,16 @@ def take_checkpoint(variables: dict[str, Any]) -> Checkpoint:
         else:
             kept[name] = value
     return Checkpoint(cloudpickle.dumps(kept), unpicklable)
+
+
+def user_variables(namespace: dict[str, Any], hidden: Container[str] = ()) -> dict[str, Any]:
+    """The user's own names in a notebook's namespace (``hidden``: what its shell added): what a
+    checkpoint keeps."""
+    return {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_") and name not in HIDDEN_NAMES and name not in hidden
+    }
 
 
 def restore_checkpoint(blob: bytes) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import configparser
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -233,6 +232,8 @@ def load_config(directory: Path) -> JobConfig:
             values["team"] = team
     toml_path = directory / "job.toml"
     if toml_path.is_file():
+        import tomllib  # only for jobs that have a job.toml
+
         try:
             table = tomllib.loads(_read_text(toml_path)).get("job", {})
         except tomllib.TOMLDecodeError as exc:

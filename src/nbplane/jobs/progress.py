@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from nbplane.jobs.definition import Job, Step
 from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus, StepStatus
 from nbplane.jobs.resume import RunPlan
 from nbplane.jobs.runner import Reporter
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 STATUS_STYLE = {
     StepStatus.SUCCEEDED: ("✓", "green"),
@@ -116,7 +118,9 @@ class ConsoleReporter(Reporter):
 
 
 def run_table(run: DescribeRun) -> Table:
-    """The summary of a run's steps."""
+    """The summary of a run's steps (rich's tables are imported once the steps are done)."""
+    from rich.table import Table
+
     table = Table(title=f"run {run.id} of {run.job_name}", title_justify="left")
     for column in ("#", "step", "status", "duration", "note"):
         table.add_column(column, no_wrap=column != "note")

@@ -13,27 +13,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbplane.errors import ConfigError, NbplaneError, QueryError, StepFailed
 from nbplane.jobs.backend import JobState, RunRecords, StoreJobState, job_database
-from nbplane.jobs.capture import OutputCollector, plain_text
+from nbplane.jobs.capture import OutputCollector, plain_text, redirect_output
 from nbplane.jobs.checkpoints import (
     changed_names,
     identities,
     restore_checkpoint,
     take_checkpoint,
+    user_variables,
 )
 from nbplane.jobs.definition import Job, Step, StepKind, load_job
 from nbplane.jobs.job_input import JobInput
 from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus, StepStatus
 from nbplane.jobs.resume import RunPlan, plan_run
-from nbplane.jobs.shell import StepShell, redirect_output
 from nbplane.jobs.sql import split_statements
 from nbplane.notebooks.reader import notebook_json
 from nbplane.platform.dburl import redact_url
 from nbplane.settings import Settings, get_settings
 from nbplane.store import Store, open_store
+
+if TYPE_CHECKING:
+    from nbplane.jobs.shell import StepShell
 
 
 class Reporter:
@@ -178,6 +181,7 @@ class JobExecution:
         self.store, self.state, self.settings, self.db_url = store, state, settings, db_url
         self.arguments, self.reporter = arguments, reporter
         self.records: dict[int, DescribeRunStep] = {}
+        self.namespaces: dict[str, dict[str, Any]] = {}
         self.shells: dict[str, StepShell] = {}
         self.job_input: JobInput | None = None
 
@@ -245,12 +249,12 @@ class JobExecution:
         )
         started, clock = datetime.now(UTC), time.perf_counter()
         error: dict[str, Any] | None = None
-        shell = self._shell(step.notebook, job_input) if step.notebook else None
-        before = identities(shell.user_variables()) if shell else {}
+        notebook = step.notebook
+        before = identities(self._user_variables(notebook, job_input)) if notebook else {}
         try:
             if step.kind == StepKind.PYTHON_CELL:
-                assert shell is not None
-                cell_error = shell.run_step(step, collector)
+                assert notebook is not None
+                cell_error = self._shell(notebook, job_input).run_step(step, collector)
                 if cell_error is not None:
                     error = self._error_fields(
                         step,
@@ -277,8 +281,8 @@ class JobExecution:
             }
             collector.error(type(exc).__name__, exc.message, [error["message"]])
         checkpoint, unpicklable, defined = None, {}, []
-        if error is None and shell is not None:
-            variables = shell.user_variables()
+        if error is None and notebook is not None:
+            variables = self._user_variables(notebook, job_input)
             taken = take_checkpoint(variables)
             checkpoint, unpicklable = taken.blob, taken.unpicklable
             defined = changed_names(before, variables)
@@ -321,8 +325,10 @@ class JobExecution:
         self.records[step.index] = record
         self.reporter.step_skipped(step, record)
 
-    def _shell(self, notebook: str, job_input: JobInput) -> StepShell:
-        if notebook not in self.shells:
+    def _namespace(self, notebook: str, job_input: JobInput) -> dict[str, Any]:
+        """A notebook's namespace, shared by its steps: its checkpoint when resuming, and
+        ``job_input``."""
+        if notebook not in self.namespaces:
             namespace: dict[str, Any] = {}
             restore_from = self.plan.restore.get(notebook)
             if restore_from is not None and restore_from.id is not None:
@@ -330,8 +336,23 @@ class JobExecution:
                 if blob:
                     namespace.update(restore_checkpoint(blob))
             namespace["job_input"] = job_input
-            self.shells[notebook] = StepShell(user_ns=namespace)
+            self.namespaces[notebook] = namespace
+        return self.namespaces[notebook]
+
+    def _shell(self, notebook: str, job_input: JobInput) -> StepShell:
+        """The notebook's IPython shell on its namespace, made for its first Python cell:
+        SQL cells need none, and IPython is the costliest import of a run after SQLAlchemy."""
+        if notebook not in self.shells:
+            from nbplane.jobs.shell import StepShell
+
+            self.shells[notebook] = StepShell(user_ns=self._namespace(notebook, job_input))
         return self.shells[notebook]
+
+    def _user_variables(self, notebook: str, job_input: JobInput) -> dict[str, Any]:
+        shell = self.shells.get(notebook)
+        if shell is not None:
+            return shell.user_variables()
+        return user_variables(self._namespace(notebook, job_input))
 
     def _run_sql(self, step: Step, job_input: JobInput, collector: OutputCollector) -> None:
         for statement in split_statements(step.sql or ""):

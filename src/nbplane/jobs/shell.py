@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import linecache
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from nbplane.jobs.capture import CollectorStream, OutputCollector
+from nbplane.jobs.capture import OutputCollector, redirect_output
+from nbplane.jobs.checkpoints import user_variables
 from nbplane.jobs.definition import Step
-
-HIDDEN_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "job_input", "_exit_code"})
 
 
 class StepCompiler(CachingCompiler):
@@ -132,23 +130,7 @@ class StepShell(InteractiveShell):
 
     def user_variables(self) -> dict[str, Any]:
         """The user's own names: what a checkpoint keeps."""
-        hidden = self.user_ns_hidden
-        return {
-            name: value
-            for name, value in self.user_ns.items()
-            if not name.startswith("_") and name not in HIDDEN_NAMES and name not in hidden
-        }
-
-
-@contextmanager
-def redirect_output(collector: OutputCollector) -> Iterator[None]:
-    saved = sys.stdout, sys.stderr
-    sys.stdout = CollectorStream(collector, "stdout")
-    sys.stderr = CollectorStream(collector, "stderr")
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
+        return user_variables(self.user_ns, self.user_ns_hidden)
 
 
 def locate_error(

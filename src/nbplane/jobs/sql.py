@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlparse
-
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
 
 
@@ -28,7 +26,10 @@ class Statement:
 
 def split_statements(sql: str) -> list[Statement]:
     """Split a script into statements, each starting at its first token after comments, with
-    the line it starts on; comment-only parts are dropped."""
+    the line it starts on; comment-only parts are dropped. sqlparse is imported here, by the
+    first SQL step, not by every run."""
+    import sqlparse
+
     statements = []
     line = 1
     for parsed in sqlparse.parse(sql):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -27,11 +27,13 @@ from nbplane._time import now
 from nbplane.errors import StoreError
 from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
-from nbplane.store.apis import ExecutionStore
-from nbplane.store.auth import AuthStore
-from nbplane.store.deployments import DeploymentStore
-from nbplane.store.sessions import SessionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
+
+if TYPE_CHECKING:
+    from nbplane.store.apis import ExecutionStore
+    from nbplane.store.auth import AuthStore
+    from nbplane.store.deployments import DeploymentStore
+    from nbplane.store.sessions import SessionStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -88,7 +90,11 @@ RUN_FIELDS = [name for name in DescribeRun.model_fields if name != "steps"]
 
 
 class Store:
-    """nbplane's own records; returns pydantic models, never rows."""
+    """nbplane's own records; returns pydantic models, never rows.
+
+    The stores of the other nouns are imported when first asked for: a job run on a user's
+    machine needs none of them, nor their models, before its first step.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -98,18 +104,26 @@ class Store:
 
     @property
     def executions(self) -> ExecutionStore:
+        from nbplane.store.apis import ExecutionStore
+
         return ExecutionStore(self.engine)
 
     @property
     def auth(self) -> AuthStore:
+        from nbplane.store.auth import AuthStore
+
         return AuthStore(self.engine)
 
     @property
     def deployments(self) -> DeploymentStore:
+        from nbplane.store.deployments import DeploymentStore
+
         return DeploymentStore(self.engine)
 
     @property
     def sessions(self) -> SessionStore:
+        from nbplane.store.sessions import SessionStore
+
         return SessionStore(self.engine)
 
     # job state: properties and encrypted secrets
