@@ -63,7 +63,7 @@ def upgrade_schema(engine: Engine) -> None:
             if current == SCHEMA_HEAD:
                 return
         elif not tables & set(metadata.tables):
-            metadata.create_all(connection)
+            metadata.create_all(connection, checkfirst=False)  # none of them exists
             version = Table(
                 "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
             )
