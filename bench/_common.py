@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -91,19 +92,22 @@ def sqlite_url(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Timed:
-    """One finished command: its wall time, exit code and combined output."""
+    """One finished command: its wall time, exit code, combined output and the CPU time (user
+    plus system) of it and its children, which a busy machine inflates less than wall time."""
 
     label: str
     command: list[str]
     seconds: float
     returncode: int
     output: str
+    cpu_seconds: float = 0.0
 
 
 def run_timed(
     label: str, command: list[str], env: Mapping[str, str], cwd: Path | None = None
 ) -> Timed:
     """Run a command to completion, timing the whole process."""
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         command,
@@ -115,7 +119,14 @@ def run_timed(
         check=False,
     )
     elapsed = time.perf_counter() - started
-    return Timed(label, command, elapsed, done.returncode, done.stdout)
+    cpu = _children_cpu() - cpu_before
+    return Timed(label, command, elapsed, done.returncode, done.stdout, cpu)
+
+
+def _children_cpu() -> float:
+    """User plus system CPU seconds of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fail(result: Timed, why: str) -> None:
