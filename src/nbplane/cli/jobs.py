@@ -234,7 +234,10 @@ def prune(
     verb = "would remove" if dry_run else "removed"
     table = Table(title=f"{verb} (--dry-run: nothing was)" if dry_run else verb)
     for column in ("job", "runs", "steps", "checkpoints", "notebooks", "outputs"):
-        table.add_column(column, justify="left" if column == "job" else "right")
+        if column == "job":
+            table.add_column(column, overflow="fold")  # a path whole, on several lines
+        else:
+            table.add_column(column, justify="right")
     for prune in found:
         table.add_row(
             escape(prune.job),
