@@ -46,8 +46,12 @@ from nbplane.store.tables import (
     jobs,
 )
 
-BATCH = 500
+BATCH = 200
 """Runs or executions changed per transaction: short locks, bounded statements."""
+VACUUM_PAGES = 256
+"""Pages SQLite hands back per transaction (1 MB of its default 4 kB pages)."""
+SQLITE_INCREMENTAL = 2
+"""``PRAGMA auto_vacuum`` of a database that hands back freed pages on request."""
 NOT_ENDED = [status for status in JobExecutionStatus if not status.final]
 EXECUTED = (StepStatus.SUCCEEDED, StepStatus.FAILED)
 
@@ -222,15 +226,27 @@ class RetentionStore:
                 transaction.commit()
 
     def _finish(self, found: DescribePrune) -> DescribePrune:
-        """SQLite reuses freed pages but keeps its file's size, unless the database was made
-        with incremental auto-vacuum (new ones are, see ``engine.py``): then hand them back.
-        PostgreSQL's autovacuum makes the space reusable on its own."""
         if found.removed_anything and not found.dry_run and self.engine.dialect.name == "sqlite":
-            with self.engine.connect() as connection:
-                raw = connection.connection.driver_connection
-                assert raw is not None  # sqlite3 steps a pragma once; a script runs it through
-                raw.executescript("PRAGMA incremental_vacuum;")
+            self._return_space()
         return found
+
+    def _return_space(self) -> None:
+        """SQLite reuses freed pages but keeps its file's size, unless the database was made
+        with incremental auto-vacuum (new ones are, see ``engine.py``): then hand them back, a
+        few megabytes per transaction, so a job writing meanwhile waits no longer than that.
+        PostgreSQL's autovacuum makes the space reusable on its own."""
+        with self.engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != SQLITE_INCREMENTAL:
+                return
+            free = raw.execute("PRAGMA freelist_count").fetchone()[0]
+            while free:  # sqlite3 steps a pragma once; as a script it runs through
+                raw.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                left = raw.execute("PRAGMA freelist_count").fetchone()[0]
+                if left >= free:  # others freeing pages as fast: theirs to hand back
+                    return
+                free = left
 
 
 def _split(
