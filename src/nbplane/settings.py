@@ -88,6 +88,31 @@ class Settings(BaseSettings):
         description="A schedule's run missed while no server ran is run once on start if it was "
         "due within this many seconds; older misses are skipped and recorded.",
     )
+    retention_keep_runs: int = Field(
+        default=100,
+        ge=0,
+        description="Run records kept per job (a deployed job: executions, each with its run "
+        "and log): the newest N; 0 keeps all. A job's config.ini [retention] keep_runs wins.",
+    )
+    retention_keep_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Run records (executions) older than this many days are deleted, except a "
+        "job's newest; 0 never. config.ini [retention] keep_days wins.",
+    )
+    retention_keep_outputs: int = Field(
+        default=20,
+        ge=0,
+        description="Executed notebooks, step outputs and execution logs are kept for the "
+        "newest M runs of a job only; 0 for every kept run. config.ini [retention] "
+        "keep_outputs wins.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the server prunes deployed jobs' executions, runs and logs "
+        "(first a minute after it starts); 0 never (`nbplane job prune` prunes local runs).",
+    )
 
     oauth_authorize_url: str | None = Field(
         default=None,

@@ -177,6 +177,84 @@ def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> No
         console.print(f"wrote {escape(str(html))}", highlight=False)
 
 
+@job.command(
+    help="Delete a job's old run records, checkpoints resume no longer needs, and old runs' "
+    "executed notebooks and outputs, as NBPLANE_RETENTION_* and the job's config.ini "
+    "[retention] say; the options win over both."
+)
+@click.argument(
+    "directory",
+    cls=DocumentedArgument,
+    type=click.Path(path_type=Path),
+    required=False,
+    description="The job directory (or --all).",
+)
+@click.option("--all", "every_job", is_flag=True, help="Prune every job this machine has runs of.")
+@click.option("--dry-run", is_flag=True, help="Show what would go; remove nothing.")
+@click.option(
+    "--keep-runs", type=click.IntRange(min=0), help="Keep the newest N run records; 0: all."
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0),
+    help="Keep no run record older than D days (the newest run stays); 0: no limit.",
+)
+@click.option(
+    "--keep-outputs",
+    type=click.IntRange(min=0),
+    help="Keep executed notebooks and step outputs of the newest M runs; 0: of every kept run.",
+)
+@output_format
+def prune(
+    directory: Path | None,
+    every_job: bool,
+    dry_run: bool,
+    keep_runs: int | None,
+    keep_days: float | None,
+    keep_outputs: int | None,
+    output: str,
+) -> None:
+    from nbplane.errors import ConfigError
+    from nbplane.jobs.retention import prune_local
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    if (directory is None) == (not every_job):
+        raise ConfigError("name a job directory, or --all (not both)", field="directory")
+    settings = get_settings()
+    store = open_store(settings.resolved_store_url)
+    try:
+        options = {"keep_runs": keep_runs, "keep_days": keep_days, "keep_outputs": keep_outputs}
+        found = prune_local(store, settings, directory, options, dry_run=dry_run)
+    finally:
+        store.close()
+    if output == "json":
+        print_json([prune.model_dump(mode="json") for prune in found])
+        return
+    verb = "would remove" if dry_run else "removed"
+    table = Table(title=f"{verb} (--dry-run: nothing was)" if dry_run else verb)
+    for column in ("job", "runs", "steps", "checkpoints", "notebooks", "outputs"):
+        if column == "job":
+            table.add_column(column, overflow="fold")  # a path whole, on several lines
+        else:
+            table.add_column(column, justify="right")
+    for prune in found:
+        table.add_row(
+            escape(prune.job),
+            *(
+                str(count)
+                for count in (
+                    len(prune.runs),
+                    prune.steps,
+                    prune.checkpoints,
+                    prune.notebooks,
+                    prune.outputs,
+                )
+            ),
+        )
+    Console().print(table)
+
+
 @job.command(help="Create a job directory with an example notebook of tagged step cells.")
 @click.argument(
     "name", cls=DocumentedArgument, description="Name of the new job (and its directory)."

@@ -10,6 +10,9 @@ way, several missed due times never pile up into several runs.
 The monitor starts queued executions on their executor, and watches running ones: a cancel
 request or a timeout stops them, and one whose process ended without recording a result fails
 with the exit code and the executor's last words.
+
+Retention, every ``NBPLANE_RETENTION_INTERVAL_SECONDS``, prunes deployed jobs' old executions
+with their runs and logs (``jobs/retention.py``); replicas doing it at once is harmless.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from nbplane.deployments.models import DueDeployment, JobExecutionRecord, JobExe
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
+from nbplane.jobs.retention import prune_deployed
 from nbplane.store.auth import token_hash
 
 log = logging.getLogger("nbplane.deployments")
@@ -40,6 +44,8 @@ seen within about this long."""
 ORPHAN_SECONDS = 30.0
 """A running execution with no executor state for this long lost its replica while starting."""
 LOG_TAIL_CHARACTERS = 4000
+RETENTION_FIRST_SECONDS = 60.0
+"""The first retention pass waits this long after start, out of start-up's way."""
 
 
 def as_utc(value: datetime) -> datetime:
@@ -76,6 +82,8 @@ class DeploymentReconciler:
             asyncio.create_task(self._forever(self.schedule_due, self._wake_scheduler, None)),
             asyncio.create_task(self._forever(self.watch, self._wake_monitor, MONITOR_SECONDS)),
         ]
+        if self.settings.retention_interval_seconds:
+            self._tasks.append(asyncio.create_task(self._retention()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -93,6 +101,24 @@ class DeploymentReconciler:
                 log.exception("deployments loop failed; retrying")
                 sleep = 1.0
             await sleep_or_wake(wake, interval if interval is not None else sleep)
+
+    # retention
+    async def _retention(self) -> None:
+        await asyncio.sleep(RETENTION_FIRST_SECONDS)
+        interval = self.settings.retention_interval_seconds
+        await self._forever(self.apply_retention, asyncio.Event(), interval)
+
+    async def apply_retention(self) -> float:
+        """Prune old executions of deployed jobs, with their runs, logs and what their
+        executors keep of them; never one that has not ended."""
+        self.executor(self.service.executor)
+        for pruned in await asyncio.to_thread(prune_deployed, self.service.store, self.settings):
+            if pruned.removed_anything:
+                log.info("retention: %s: removed %s", pruned.job, pruned.summary())
+            for execution_id in pruned.executions:
+                for executor in list(self._executors.values()):
+                    await executor.discard(execution_id)
+        return self.settings.retention_interval_seconds
 
     # the scheduler
     async def schedule_due(self) -> float:

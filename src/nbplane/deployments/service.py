@@ -119,9 +119,9 @@ class DeploymentService:
             raise InvalidInput(
                 "the upload is empty; send the zip of `nbplane job export`", field="body"
             )
-        steps = inspect(archive)
+        steps, config = inspect(archive)
         return self.deployments.add_version(
-            job_id, version_id(archive), archive, steps, caller.user
+            job_id, version_id(archive), archive, steps, caller.user, retention=config.retention
         )
 
     def versions(self, caller: DescribeCaller, team: str, job: str) -> list[DescribeVersion]:

@@ -42,7 +42,9 @@ EXECUTION_COLUMNS = [
     if column.name not in ("job_id", "error", "executor_state", "run_id", "resources", "timeout")
 ]
 DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_id"]
-VERSION_COLUMNS = [column for column in job_versions.c if column.name not in ("job_id", "archive")]
+VERSION_COLUMNS = [
+    column for column in job_versions.c if column.name not in ("job_id", "archive", "retention")
+]
 
 
 class DeploymentStore:
@@ -117,8 +119,10 @@ class DeploymentStore:
         archive: bytes,
         steps: list[str],
         by: str | None,
+        retention: dict[str, float] | None = None,
     ) -> tuple[DescribeVersion, bool]:
-        """Keep an uploaded archive; the same bytes twice are one version (False: not new)."""
+        """Keep an uploaded archive; the same bytes twice are one version (False: not new).
+        ``retention`` is what its config.ini's [retention] sets."""
         created = True
         try:
             with self.engine.begin() as connection:
@@ -131,6 +135,7 @@ class DeploymentStore:
                         archive=archive,
                         created_at=now(),
                         created_by=by,
+                        retention=retention or None,
                     )
                 )
         except IntegrityError:

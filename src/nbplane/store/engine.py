@@ -30,6 +30,7 @@ from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
 from nbplane.store.apis import ExecutionStore
 from nbplane.store.auth import AuthStore
 from nbplane.store.deployments import DeploymentStore
+from nbplane.store.retention import RetentionStore
 from nbplane.store.sessions import SessionStore
 from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
 
@@ -46,7 +47,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0007"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -111,6 +112,10 @@ class Store:
     @property
     def sessions(self) -> SessionStore:
         return SessionStore(self.engine)
+
+    @property
+    def retention(self) -> RetentionStore:
+        return RetentionStore(self.engine)
 
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:
@@ -312,6 +317,7 @@ def open_store(url: str) -> Store:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes on a new file: pruning frees space
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent; no fsync per commit

@@ -198,8 +198,10 @@ job_versions = Table(
     Column("archive", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(255)),
+    Column("retention", JSON),
 )
-"""Uploaded archives, kept whole; a version's id is the SHA-256 of its bytes."""
+"""Uploaded archives, kept whole; a version's id is the SHA-256 of its bytes. ``retention`` is
+what its config.ini's [retention] sets, read once on upload for the server's pruning."""
 
 deployments = Table(
     "deployments",
