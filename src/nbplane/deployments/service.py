@@ -12,6 +12,7 @@ from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     CreateJob,
+    CreateNotification,
     DeployJob,
     DescribeDeployment,
     DescribeJob,
@@ -21,9 +22,12 @@ from nbplane.deployments.models import (
     ExecuteJob,
     JobExecutionPage,
     ListJobExecutionsQuery,
+    NotificationTarget,
     UpdateDeployment,
     check_name,
+    redact_url,
 )
+from nbplane.deployments.notifications import DeliveryError, check_webhook_host
 from nbplane.deployments.schedule import next_fire, zone
 from nbplane.errors import Conflict, InvalidInput, NotFound
 from nbplane.jobs.archive import inspect, version_id
@@ -136,7 +140,7 @@ class DeploymentService:
         self, caller: DescribeCaller, team: str, job: str, body: DeployJob
     ) -> DescribeDeployment:
         job_id = self._job_id(caller, team, job)
-        return self._save(job_id, body, caller)
+        return self._save(job_id, body, self._targets(body.notifications), caller)
 
     def update_deployment(
         self, caller: DescribeCaller, team: str, job: str, body: UpdateDeployment
@@ -145,11 +149,51 @@ class DeploymentService:
         current = self.deployments.deployment(job_id)
         if current is None:
             raise NotFound(f"job {job!r} is not deployed", field="deployment")
-        kept = current.model_dump(include=set(DeployJob.model_fields))
-        wanted = DeployJob.model_validate({**kept, **body.model_dump(exclude_unset=True)})
-        return self._save(job_id, wanted, caller)
+        kept = current.model_dump(include=set(DeployJob.model_fields) - {"notifications"})
+        changes = body.model_dump(exclude_unset=True, exclude={"notifications"})
+        wanted = DeployJob.model_validate({**kept, **changes})
+        targets = (
+            self._targets(body.notifications)
+            if body.notifications is not None
+            else self.deployments.notification_targets(job_id)
+        )
+        return self._save(job_id, wanted, targets, caller)
 
-    def _save(self, job_id: int, wanted: DeployJob, caller: DescribeCaller) -> DescribeDeployment:
+    def _targets(self, notifications: list[CreateNotification]) -> list[NotificationTarget]:
+        """The targets as kept: a webhook's URL checked and sealed, only its host shown."""
+        targets = []
+        for position, wanted in enumerate(notifications):
+            if wanted.url is not None:
+                try:
+                    check_webhook_host(wanted.url, self.settings.notify_allow_private_hosts)
+                except DeliveryError as exc:
+                    raise InvalidInput(
+                        exc.message, field=f"notifications[{position}].url"
+                    ) from None
+            if wanted.to is not None and not self.settings.smtp_host:
+                raise InvalidInput(
+                    "this server sends no email (NBPLANE_SMTP_HOST is not set); use a webhook",
+                    field=f"notifications[{position}].to",
+                )
+            sealed = self.state.box.seal({"url": wanted.url}).decode() if wanted.url else None
+            targets.append(
+                NotificationTarget(
+                    url=redact_url(wanted.url) if wanted.url else None,
+                    to=wanted.to,
+                    events=wanted.events,
+                    late_minutes=wanted.late_minutes,
+                    sealed_url=sealed,
+                )
+            )
+        return targets
+
+    def _save(
+        self,
+        job_id: int,
+        wanted: DeployJob,
+        targets: list[NotificationTarget],
+        caller: DescribeCaller,
+    ) -> DescribeDeployment:
         version = self.deployments.version(job_id, wanted.version).id
         zone(wanted.timezone)
         schedule = wanted.schedule or None
@@ -172,6 +216,7 @@ class DeploymentService:
                 deployed_at=now(),
                 deployed_by=caller.user,
             ),
+            targets,
         )
         self._changed()
         return saved
