@@ -7,20 +7,16 @@ that keep a team's webhook off the server's own network (SSRF)."""
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from nbplane.auth.models import DescribeCaller
 from nbplane.deployments import reconciler
@@ -36,83 +32,36 @@ from nbplane.deployments.models import (
 from nbplane.deployments.notifications import Notifier
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
-from nbplane.errors import InvalidInput
+from nbplane.errors import InvalidInput, NotFound
 from nbplane.jobs.models import CreateRun, DescribeRunStep, StepStatus
 from nbplane.settings import Settings
 from nbplane.store import open_store
 from nbplane.testing import FakeExecutor, Plan
 from tests.conftest import write_notebook
+from tests.receivers import (
+    HOOK_SECRET,
+    Mailbox,
+    Receiver,
+    free_port,
+    receiving_mail,
+    receiving_webhooks,
+)
 
 TEAM, JOB = "sales", "daily"
 ALICE = DescribeCaller(user="alice", admin=False, teams=[TEAM])
 SERVER_URL = "https://nbplane.example.com"
-HOOK_SECRET = "T000/B000/hook-secret-4f9a2c"
-
-
-@dataclass
-class Receiver:
-    """An HTTP server on loopback that records each POST and answers the planned statuses."""
-
-    port: int = 0
-    posts: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/services/{HOOK_SECRET}"
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            found.posts.append((dict(self.headers), json.loads(body)))
-            self.send_response(found.statuses.pop(0) if found.statuses else 200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    found.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield found
-    server.shutdown()
-    server.server_close()
-
-
-@dataclass
-class Mailbox:
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        from email import message_from_bytes, policy
-
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    with receiving_webhooks() as found:
+        yield found
 
 
 @pytest.fixture
 def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox(free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
+    with receiving_mail() as found:
+        yield found
 
 
 @dataclass
@@ -243,7 +192,8 @@ def test_a_failed_execution_is_told_to_its_webhook_and_by_email(
         "line": 4,
         "summary": "ZeroDivisionError: division by zero",
     }
-    assert (payload["log_url"], payload["execution_url"]) == (link + "/logs", link)
+    assert (payload["log_url"], payload["html_url"]) == (link + "/logs", link + "/html")
+    assert payload["execution_url"] == link
     text = payload["text"]
     assert text.startswith(f"[nbplane] {TEAM}/{JOB} failed\nexecution: {execution}")
     assert "reason: the job's process ended (OOMKilled, exit code 137)" in text
@@ -255,7 +205,7 @@ def test_a_failed_execution_is_told_to_its_webhook_and_by_email(
     assert mail["To"] == "oncall@example.com, lead@example.com"
     body = mail.get_content().replace("\r\n", "\n")
     assert body == text.removeprefix("[nbplane] ") + "\n"
-    assert f"log: {link}/logs\napi: {link}\n" in body
+    assert f"log: {link}/logs\npage: {link}/html\napi: {link}\n" in body
 
     shown = plane.execution(execution).notifications
     assert [(sent.status, sent.attempts, sent.last_error) for sent in shown] == [
@@ -285,6 +235,7 @@ def test_a_failed_delivery_is_retried_with_backoff_and_recorded(
     plane: Plane, receiver: Receiver
 ) -> None:
     receiver.statuses = [500, 503]
+    plane.service.settings.notify_retry_seconds = 0.3  # room for a loaded machine's pauses
     plane.deploy({"url": receiver.url})
     execution = fail_with_a_step(plane)
     plane.send()
@@ -293,10 +244,10 @@ def test_a_failed_delivery_is_retried_with_backoff_and_recorded(
     assert first.last_error is not None
     assert first.last_error.startswith("POST to 127.0.0.1 answered HTTP 500")
     assert first.next_attempt_at is not None
-    plane.send()  # not due yet: the retry waits 0.05 s, then 0.1 s
+    plane.send()  # not due yet: the retry waits 0.3 s, then 0.6 s
     assert len(receiver.posts) == 1
-    for _ in range(2):
-        time.sleep(0.15)
+    for wait in (0.35, 0.65):
+        time.sleep(wait)
         plane.send()
     [sent] = plane.execution(execution).notifications
     assert (sent.status, sent.attempts, sent.last_error) == ("sent", 3, None)
@@ -445,3 +396,14 @@ def test_email_needs_an_smtp_server(plane: Plane) -> None:
     with pytest.raises(InvalidInput, match="NBPLANE_SMTP_HOST") as refused:
         plane.deploy({"url": "http://a.example/x"}, {"to": ["a@example.com"]})
     assert refused.value.fields["field"] == "notifications[1].to"
+
+
+def test_the_linked_page_shows_the_executions_run(plane: Plane) -> None:
+    execution = fail_with_a_step(plane)
+    page = plane.service.html(ALICE, TEAM, JOB, execution)
+    assert page.startswith("<!DOCTYPE html>")
+    words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert f"{JOB} · run " in words and "2 10_main.ipynb cell 3 failed" in words
+    queued = plane.execute()
+    with pytest.raises(NotFound, match="ran no step yet"):
+        plane.service.html(ALICE, TEAM, JOB, queued)

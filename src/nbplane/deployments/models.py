@@ -106,7 +106,8 @@ class NotificationEvent(StrEnum):
     """A scheduled execution not finished ``late_minutes`` after it was due."""
 
 
-EMAIL_PATTERN = r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$"
+ADDRESS_PART = r'[^@\s,;<>"\x00-\x1f\x7f]+'
+EMAIL_PATTERN = rf"^{ADDRESS_PART}@{ADDRESS_PART}\.{ADDRESS_PART}$"
 """One plain address: no display name, list separator or line break that could add a header."""
 
 
@@ -149,6 +150,8 @@ class CreateNotification(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if any(ord(character) < 0x21 or ord(character) == 0x7F for character in value):
+            raise ValueError("may not contain spaces or control characters")
         parts = urlsplit(value)
         try:
             parts.port  # noqa: B018 (a port that is not a number raises here)

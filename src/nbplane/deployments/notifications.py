@@ -209,14 +209,14 @@ def compose(
         where = step.file + (f" cell {step.cell_number}" if step.cell_number is not None else "")
         where += f", line {error['line']}" if error.get("line") else ""
         lines.append(f"failed step {step.position + 1}: {where}: {failed_step['summary'] or ''}")
-    links: dict[str, str | None] = {"execution_url": None, "log_url": None}
+    links: dict[str, str | None] = {"execution_url": None, "log_url": None, "html_url": None}
     if base_url:
         page = (
             f"{base_url.rstrip('/')}/api/v1/teams/{quote(execution.team)}/jobs/"
             f"{quote(execution.job)}/executions/{quote(execution.id)}"
         )
-        links = {"execution_url": page, "log_url": page + "/logs"}
-        lines += [f"log: {links['log_url']}", f"api: {links['execution_url']}"]
+        links = {"execution_url": page, "log_url": page + "/logs", "html_url": page + "/html"}
+        lines += [f"log: {page}/logs", f"page: {page}/html", f"api: {page}"]
     text = "\n".join(lines)
     payload = {
         "text": f"[nbplane] {text}",

@@ -302,6 +302,27 @@ class DeploymentService:
         text, following = self.deployments.read_log(execution_id, offset)
         return text, following, record.status.final
 
+    def html(self, caller: DescribeCaller, team: str, job: str, execution_id: str) -> str:
+        """The execution's run as one page (as `nbplane job show-run --html` draws a local
+        one): its steps, executed notebooks and the version's step files with outputs."""
+        import tempfile
+        from pathlib import Path
+
+        from nbplane.jobs.archive import unpack
+        from nbplane.jobs.history import run_page
+
+        record = self.execution(caller, team, job, execution_id)
+        run = self.store.execution_run(execution_id)
+        if run is None:
+            raise NotFound(
+                f"execution {execution_id} ran no step yet ({record.status}): no page to show",
+                field="execution_id",
+            )
+        archive = self.deployments.archive(self._job_id(caller, team, job), record.version)
+        with tempfile.TemporaryDirectory(prefix="nbplane-page-") as scratch:
+            unpack(archive, Path(scratch))
+            return run_page(Path(scratch), run, self.store.run_notebooks(run.id))
+
     # properties and secrets (the same records `job_input` reads)
     def properties(self, caller: DescribeCaller, team: str, job: str) -> dict[str, Any]:
         self._job_id(caller, team, job)
