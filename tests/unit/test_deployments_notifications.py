@@ -29,7 +29,7 @@ from nbplane.deployments.models import (
     JobExecutionStatus,
     UpdateDeployment,
 )
-from nbplane.deployments.notifications import Notifier
+from nbplane.deployments.notifications import Notifier, hidden
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NotFound
@@ -407,3 +407,9 @@ def test_the_linked_page_shows_the_executions_run(plane: Plane) -> None:
     queued = plane.execute()
     with pytest.raises(NotFound, match="ran no step yet"):
         plane.service.html(ALICE, TEAM, JOB, queued)
+
+
+def test_an_attempts_error_never_shows_the_webhooks_secret_parts() -> None:
+    url = "https://user:pw@hooks.example.com/services/T0/B0/XYZ?token=abc"
+    said = f"InvalidURL('{url}'), then /services/T0/B0/XYZ"
+    assert hidden(url, said) == "InvalidURL('https://…@hooks.example.com…?…'), then …"

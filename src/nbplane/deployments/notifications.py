@@ -69,18 +69,17 @@ def refused_address(
     return None
 
 
-def check_webhook_host(url: str, allow_private: bool) -> None:
-    """Refuse, when it is saved, a webhook whose host is a refused address as written; names
-    are resolved and checked again at each delivery."""
+def refused_webhook(url: str, allow_private: bool) -> str | None:
+    """Why a webhook is refused when it is saved, as its host is written (a refused address,
+    or localhost), or None; names are resolved and checked again at each delivery."""
     name = urlsplit(url).hostname or ""
     local = name == "localhost" or name.endswith(".localhost")
     try:
         address = ipaddress.ip_address("127.0.0.1" if local else name)
     except ValueError:
-        return
+        return None
     reason = refused_address(address, allow_private)
-    if reason:
-        raise DeliveryError(f"webhook refused: {name} {reason}", field="url")
+    return f"webhook refused: {name} {reason}" if reason else None
 
 
 async def resolve_checked(url: str, allow_private: bool) -> str:
@@ -124,12 +123,22 @@ async def post_webhook(url: str, payload: dict[str, Any], allow_private: bool) -
                 headers={"Host": host, "User-Agent": "nbplane"},
                 extensions={"sni_hostname": parts.hostname or ""},
             )
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"POST to {parts.hostname} failed: {exc!r}") from None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise DeliveryError(f"POST to {parts.hostname} failed: {hidden(url, repr(exc))}") from None
     if not response.is_success:
         raise DeliveryError(
-            f"POST to {parts.hostname} answered HTTP {response.status_code}: {response.text[:200]}"
+            f"POST to {parts.hostname} answered HTTP {response.status_code}: "
+            f"{hidden(url, response.text[:200])}"
         )
+
+
+def hidden(url: str, text: str) -> str:
+    """``text`` without the parts of ``url`` that may be its credential (path, query, user)."""
+    parts = urlsplit(url)
+    secret = [parts.path, parts.query, parts.netloc.rpartition("@")[0]]
+    for part in sorted((part for part in secret if len(part) > 1), key=len, reverse=True):
+        text = text.replace(part, "…")
+    return text
 
 
 def send_email(settings: Settings, to: list[str], subject: str, body: str) -> None:

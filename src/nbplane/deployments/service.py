@@ -3,8 +3,10 @@ sees only their teams' jobs, and another team's job is "not found", never "forbi
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from nbplane._time import now
@@ -27,10 +29,10 @@ from nbplane.deployments.models import (
     check_name,
     redact_url,
 )
-from nbplane.deployments.notifications import DeliveryError, check_webhook_host
+from nbplane.deployments.notifications import refused_webhook
 from nbplane.deployments.schedule import next_fire, zone
 from nbplane.errors import Conflict, InvalidInput, NotFound
-from nbplane.jobs.archive import inspect, version_id
+from nbplane.jobs.archive import inspect, unpack, version_id
 from nbplane.jobs.backend import StoreJobState
 from nbplane.settings import Settings
 from nbplane.store import Store
@@ -163,13 +165,11 @@ class DeploymentService:
         """The targets as kept: a webhook's URL checked and sealed, only its host shown."""
         targets = []
         for position, wanted in enumerate(notifications):
-            if wanted.url is not None:
-                try:
-                    check_webhook_host(wanted.url, self.settings.notify_allow_private_hosts)
-                except DeliveryError as exc:
-                    raise InvalidInput(
-                        exc.message, field=f"notifications[{position}].url"
-                    ) from None
+            refused = wanted.url and refused_webhook(
+                wanted.url, self.settings.notify_allow_private_hosts
+            )
+            if refused:
+                raise InvalidInput(refused, field=f"notifications[{position}].url")
             if wanted.to is not None and not self.settings.smtp_host:
                 raise InvalidInput(
                     "this server sends no email (NBPLANE_SMTP_HOST is not set); use a webhook",
@@ -305,11 +305,7 @@ class DeploymentService:
     def html(self, caller: DescribeCaller, team: str, job: str, execution_id: str) -> str:
         """The execution's run as one page (as `nbplane job show-run --html` draws a local
         one): its steps, executed notebooks and the version's step files with outputs."""
-        import tempfile
-        from pathlib import Path
-
-        from nbplane.jobs.archive import unpack
-        from nbplane.jobs.history import run_page
+        from nbplane.jobs.history import run_page  # nbformat and nbconvert: only for a page
 
         record = self.execution(caller, team, job, execution_id)
         run = self.store.execution_run(execution_id)

@@ -517,11 +517,19 @@ class DeploymentStore:
             job_id = connection.execute(
                 select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
             ).scalar()
+            queued = set(
+                connection.execute(
+                    select(job_notifications.c.target).where(
+                        job_notifications.c.execution_id == execution_id,
+                        job_notifications.c.event == event,
+                    )
+                ).scalars()
+            )
         if job_id is None:
             return 0
         added = 0
         for position, target in enumerate(self.notification_targets(job_id)):
-            if not target.wants(event) or only not in (None, position):
+            if not target.wants(event) or only not in (None, position) or position in queued:
                 continue
             try:
                 with self.engine.begin() as connection:  # one each: a duplicate spoils only its own
@@ -541,7 +549,7 @@ class DeploymentStore:
                     )
                 added += 1
             except IntegrityError:
-                pass  # enqueued before, maybe by another replica
+                pass  # another replica enqueued it meanwhile
         return added
 
     def due_notifications(self, until: datetime, limit: int = 50) -> list[NotificationDelivery]:
