@@ -210,6 +210,7 @@ def deployed_job(store: Store, retention: dict[str, float] | None = None) -> int
             executor="local",
             deployed_at=datetime.now(UTC),
         ),
+        [],
     )
     return job_id
 

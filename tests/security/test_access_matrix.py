@@ -196,6 +196,7 @@ RULES: dict[str, Rule] = {
     f"GET {JOB}/executions/{{execution_id}}": team(),
     f"POST {JOB}/executions/{{execution_id}}/cancel": team(),
     f"GET {JOB}/executions/{{execution_id}}/logs": team(),
+    f"GET {JOB}/executions/{{execution_id}}/html": team(),
     f"GET {JOB}/properties": team(),
     f"PATCH {JOB}/properties": team(lambda objects, role: {"values": {"changed_by": role}}),
     f"GET {JOB}/secrets": team(),

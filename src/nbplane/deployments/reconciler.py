@@ -29,6 +29,7 @@ from nbplane._time import now, sleep_or_wake
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
 from nbplane.deployments.models import DueDeployment, JobExecutionRecord, JobExecutionStatus
+from nbplane.deployments.notifications import Notifier
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
@@ -38,6 +39,8 @@ from nbplane.store.auth import token_hash
 log = logging.getLogger("nbplane.deployments")
 
 MONITOR_SECONDS = 0.25
+NOTIFY_SECONDS = 1.0
+"""How often the notifier looks for late executions and notifications due."""
 SCHEDULER_MAX_SLEEP = 0.5
 """Longest the scheduler sleeps before looking again, so another replica's new schedule is
 seen within about this long."""
@@ -62,6 +65,8 @@ class DeploymentReconciler:
         self._executors: dict[str, JobExecutor] = {}
         self._wake_scheduler = asyncio.Event()
         self._wake_monitor = asyncio.Event()
+        self._wake_notifier = asyncio.Event()
+        self.notifier = Notifier(service)
         self._stopping: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
@@ -70,6 +75,7 @@ class DeploymentReconciler:
     def _wake(self) -> None:
         self._wake_scheduler.set()
         self._wake_monitor.set()
+        self._wake_notifier.set()
 
     def executor(self, name: str) -> JobExecutor:
         if name not in self._executors:
@@ -81,6 +87,9 @@ class DeploymentReconciler:
         self._tasks = [
             asyncio.create_task(self._forever(self.schedule_due, self._wake_scheduler, None)),
             asyncio.create_task(self._forever(self.watch, self._wake_monitor, MONITOR_SECONDS)),
+            asyncio.create_task(
+                self._forever(self.notifier.run, self._wake_notifier, NOTIFY_SECONDS)
+            ),
         ]
         if self.settings.retention_interval_seconds:
             self._tasks.append(asyncio.create_task(self._retention()))

@@ -43,10 +43,16 @@ def get_run(directory: Path, run_id: int) -> DescribeRun:
 
 def render_run_html(directory: Path, run: DescribeRun) -> str:
     """One page: the run's summary, then every notebook and step file with its outputs."""
-    from nbconvert import HTMLExporter
-
     with _store() as store:
         notebooks = store.run_notebooks(run.id)
+    return run_page(directory, run, notebooks)
+
+
+def run_page(directory: Path, run: DescribeRun, notebooks: dict[str, str]) -> str:
+    """The page of ``render_run_html`` from the run's executed ``notebooks`` and the job's
+    files in ``directory`` (a deployed job's: its version unpacked)."""
+    from nbconvert import HTMLExporter
+
     page = nbformat.v4.new_notebook()
     page.metadata["kernelspec"] = {
         "name": "python3",

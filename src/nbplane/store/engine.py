@@ -47,7 +47,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0009"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -192,6 +192,11 @@ class Store:
 
     def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
         return self._runs(job_runs.c.job_dir == job_dir, limit=limit)
+
+    def execution_run(self, execution_id: str) -> DescribeRun | None:
+        """The run record a deployed job's execution made (None before its first step)."""
+        found = self._runs(job_runs.c.execution_id == execution_id, limit=1)
+        return found[0] if found else None
 
     def get_run(self, job_dir: str, run_id: int) -> DescribeRun | None:
         found = self._runs(job_runs.c.id == run_id, job_runs.c.job_dir == job_dir, limit=1)
