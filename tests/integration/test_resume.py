@@ -44,7 +44,7 @@ def test_resume_after_a_failure_restores_the_namespace(env: Env, tmp_path: Path)
     assert "source not ready" in failed.stdout
     (job / "fail.flag").unlink()
     resumed = env.run("job", "run", str(job), "--resume")
-    assert "it failed in run 1" in resumed.stdout
+    assert "step 2 failed in run 1" in resumed.stdout
     assert "extracting" not in resumed.stdout, "the step before the failure is skipped"
     assert "total 6" in resumed.stdout, "rows comes back from the checkpoint"
     assert statuses(env, job, 2) == ["skipped", "succeeded", "succeeded", "succeeded"]
