@@ -252,3 +252,29 @@ def test_two_jobs_sharing_a_home_resume_from_their_own_runs(env: Env, tmp_path: 
     assert "nothing changed since run 1" in resumed and "run 2 of etl" in resumed
     other = days(env, second, 7, "--resume")
     assert "the arguments changed since run 1" in other and "report v1 of 7" in other
+
+
+def test_a_step_interrupted_in_process_counts_as_failed(tmp_path: Path) -> None:
+    """Ctrl-C in a step: the run is cancelled and that step recorded failed, so resume reruns
+    it even though an earlier run succeeded with the same code and arguments."""
+    from nbplane.jobs.runner import run_job
+    from nbplane.settings import Settings
+
+    job = tmp_path / "interrupted"
+    job.mkdir()
+    write_notebook(job / "10_first.ipynb", ["print('first')"])
+    (job / "20_second.py").write_text(
+        "import os\n\ndef run(job_input):\n"
+        "    if os.path.exists('stop.flag'):\n        raise KeyboardInterrupt\n"
+    )
+    settings = Settings(home=tmp_path / "home")
+    assert run_job(job, settings=settings).status == "succeeded"
+    (job / "stop.flag").write_text("")
+    cancelled = run_job(job, settings=settings)
+    assert cancelled.status == "cancelled" and cancelled.number == 2
+    assert [step.status for step in cancelled.steps] == ["succeeded", "failed"]
+    assert "did not finish: interrupted by the user" in (cancelled.steps[1].error or {})["message"]
+    (job / "stop.flag").unlink()
+    resumed = run_job(job, settings=settings, resume=True)
+    assert resumed.plan == ["resuming at step 2 (20_second.py): step 2 failed in run 2"]
+    assert [step.status for step in resumed.steps] == ["skipped", "succeeded"]
