@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Env, write_notebook
 
 
@@ -278,3 +280,25 @@ def test_a_step_interrupted_in_process_counts_as_failed(tmp_path: Path) -> None:
     resumed = run_job(job, settings=settings, resume=True)
     assert resumed.plan == ["resuming at step 2 (20_second.py): step 2 failed in run 2"]
     assert [step.status for step in resumed.steps] == ["skipped", "succeeded"]
+
+
+def test_a_step_that_exits_the_process_fails_its_run(tmp_path: Path) -> None:
+    """SystemExit ends the run as failed, never as a success whose later steps did not run."""
+    from nbplane.jobs.runner import run_job
+    from nbplane.settings import Settings
+    from nbplane.store import open_store
+
+    job = tmp_path / "exits"
+    job.mkdir()
+    (job / "10_exit.py").write_text("import sys\n\ndef run(job_input):\n    sys.exit(0)\n")
+    (job / "20_after.py").write_text("def run(job_input):\n    pass\n")
+    settings = Settings(home=tmp_path / "home")
+    with pytest.raises(SystemExit):
+        run_job(job, settings=settings)
+    store = open_store(settings.resolved_store_url)
+    try:
+        (record,) = store.list_runs(str(job.resolve()))
+    finally:
+        store.close()
+    assert record.status == "failed" and "SystemExit" in (record.error or {})["message"]
+    assert [step.status for step in record.steps] == ["failed", "not run"]

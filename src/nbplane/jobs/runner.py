@@ -222,7 +222,7 @@ class JobExecution:
             status, error = RunStatus.CANCELLED, {"message": "interrupted by the user"}
         except NbplaneError as exc:
             status, error = RunStatus.FAILED, exc.to_dict()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too (sys.exit in a step, stdout closed)
             status, error = RunStatus.FAILED, {"message": f"nbplane failed: {exc!r}"}
             raise
         finally:
