@@ -32,7 +32,6 @@ from nbplane.store.tables import job_state, metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-
 SCHEMA_HEAD = "0006"
 """The newest migration; tests check it matches Alembic's head."""
 
@@ -73,9 +72,6 @@ def migrate(engine: Engine) -> None:
 class Store(RunStore):
     """nbplane's own records; returns pydantic models, never rows. The run records' methods
     are its own (:class:`RunStore`, the runner's ``RunRecords``); the rest hang off it."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
 
     def close(self) -> None:
         self.engine.dispose()
