@@ -63,7 +63,7 @@ def test_cells_have_ipython_semantics(env: Env, tmp_path: Path) -> None:
     # display() keeps the rich representation in the run record
     page = tmp_path / "run.html"
     run = run_record(env, job, result)
-    env.run("job", "show-run", str(job), str(run["id"]), "--html", str(page))
+    env.run("job", "show-run", str(job), str(run["number"]), "--html", str(page))
     assert "<b>html-repr-of-shown</b>" in page.read_text(encoding="utf-8")
 
 

@@ -21,7 +21,7 @@ from nbplane.jobs.models import (
     StepStatus,
 )
 from nbplane.store import Store, open_store
-from nbplane.store import engine as store_engine
+from nbplane.store import runs as store_runs
 from nbplane.store import retention as store_retention
 
 JOB = "/jobs/etl"
@@ -128,7 +128,7 @@ def test_runs_older_than_the_days_go_but_never_the_newest(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=40)
-    monkeypatch.setattr(store_engine, "now", lambda: long_ago)
+    monkeypatch.setattr(store_runs, "now", lambda: long_ago)
     old = [record_run(store, FULL) for _ in range(3)]
     monkeypatch.undo()
     new = [record_run(store, FULL) for _ in range(2)]
@@ -172,8 +172,10 @@ def test_the_checkpoints_resume_needs_are_kept_with_their_runs(store: Store) -> 
     assert runs_of(store) == [first, third]
     assert checkpoints(store) == {first: ["10_a.ipynb#1"]}
     assert pruned.checkpoints == 2  # run 2's, and run 1's step 2 (superseded by run 3's)
-    needed = store.last_success(JOB, "chain-10_a.ipynb#1")
-    assert needed is not None and needed.run_id == first
+    needed = next(
+        e.step for e in store.job_history(JOB).executions if e.step.name == "10_a.ipynb#1"
+    )
+    assert needed.run_id == first
     assert store.load_checkpoint(needed.id or 0) == CHECKPOINT
 
 

@@ -89,7 +89,7 @@ def run(
         reporter=ConsoleReporter(console),
     )
     console.print(
-        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.id} "
+        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.number} "
         "--html run.html[/]",
         highlight=False,
     )
@@ -125,7 +125,7 @@ def runs(directory: Path, limit: int, output: str) -> None:
         duration = f"{record.duration:.2f}s" if record.duration is not None else ""
         style = "green" if record.status == "succeeded" else "red"
         table.add_row(
-            str(record.id),
+            str(record.number),
             f"{record.started_at:%Y-%m-%d %H:%M:%S}",
             f"[{style}]{record.status}[/]" + (" (resumed)" if record.resumed else ""),
             duration,
@@ -140,10 +140,10 @@ def runs(directory: Path, limit: int, output: str) -> None:
 )
 @job_directory
 @click.argument(
-    "run_id",
+    "number",
     cls=DocumentedArgument,
     type=int,
-    description="The run number, as `nbplane job runs` lists.",
+    description="The run's number among the job's runs, as `nbplane job runs` lists.",
 )
 @click.option(
     "--html",
@@ -151,11 +151,11 @@ def runs(directory: Path, limit: int, output: str) -> None:
     help="Write the run with its executed notebooks as one HTML page to this file.",
 )
 @output_format
-def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> None:
+def show_run(directory: Path, number: int, html: Path | None, output: str) -> None:
     from nbplane.jobs.history import get_run, render_run_html
     from nbplane.jobs.progress import run_table
 
-    record = get_run(directory, run_id)
+    record = get_run(directory, number)
     if html is not None:
         html.write_text(render_run_html(directory, record), encoding="utf-8")
     if output == "json":
@@ -163,7 +163,7 @@ def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> No
         return
     console = Console()
     console.print(
-        f"[bold]run {record.id}[/] of {escape(record.job_name)} · {record.status} · "
+        f"[bold]run {record.number}[/] of {escape(record.job_name)} · {record.status} · "
         f"started {record.started_at:%Y-%m-%d %H:%M:%S} · arguments "
         f"{escape(json.dumps(record.arguments))} · database {escape(record.db_url)}",
         highlight=False,

@@ -77,6 +77,9 @@ class DescribeRun(BaseModel):
     """A run of a job: its arguments, status, timings and steps."""
 
     id: int
+    """Unique among every job's runs: what links and the HTML page use."""
+    number: int
+    """The run's number among its job's runs (1, 2, ...): what people read and type."""
     job_name: str
     job_team: str | None
     job_dir: str
@@ -95,6 +98,32 @@ class DescribeRun(BaseModel):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class DescribeStepExecution(BaseModel):
+    """The latest execution of one step of a job, and the run it belongs to."""
+
+    run_number: int
+    arguments: dict[str, Any]
+    step: DescribeRunStep
+
+
+class DescribeInterruptedRun(BaseModel):
+    """A run that ended while its step at ``position`` ran (its process died or was killed):
+    that step counts as a failed execution, as it may have written half of its work."""
+
+    run_id: int
+    run_number: int
+    position: int
+
+
+class DescribeJobHistory(BaseModel):
+    """What resume compares a job with, read in one call per run."""
+
+    last_run_number: int | None = None
+    executions: list[DescribeStepExecution] = Field(default_factory=list)
+    """The latest execution (succeeded or failed, never skipped) of each step name."""
+    interrupted: list[DescribeInterruptedRun] = Field(default_factory=list)
 
 
 class DescribeGrantedConnection(BaseModel):

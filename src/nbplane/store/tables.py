@@ -26,6 +26,7 @@ job_runs = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_dir", String(1024), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
     Column("job_name", String(255), nullable=False),
     Column("job_team", String(255)),
     Column("status", String(32), nullable=False),
@@ -39,7 +40,10 @@ job_runs = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("execution_id", String(36), index=True),
+    UniqueConstraint("job_dir", "number", name="uq_job_runs_job_dir_number"),
 )
+"""``job_dir`` is the job's resolved directory for a run on a user's machine, and
+``deployed:TEAM/JOB`` for a deployed job's execution; ``number`` counts the runs of each."""
 
 job_run_steps = Table(
     "job_run_steps",
