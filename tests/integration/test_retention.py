@@ -21,8 +21,8 @@ from nbplane.jobs.models import (
     StepStatus,
 )
 from nbplane.store import Store, open_store
-from nbplane.store import runs as store_runs
 from nbplane.store import retention as store_retention
+from nbplane.store import runs as store_runs
 
 JOB = "/jobs/etl"
 CHECKPOINT = b"c" * 50_000
