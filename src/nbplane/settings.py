@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,65 @@ class Settings(BaseSettings):
         ge=0,
         description="A schedule's run missed while no server ran is run once on start if it was "
         "due within this many seconds; older misses are skipped and recorded.",
+    )
+    retention_keep_runs: int = Field(
+        default=100,
+        ge=0,
+        description="Run records kept per job (a deployed job: executions, each with its run "
+        "and log): the newest N; 0 keeps all. A job's config.ini [retention] keep_runs wins.",
+    )
+    retention_keep_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Run records (executions) older than this many days are deleted, except a "
+        "job's newest; 0 never. config.ini [retention] keep_days wins.",
+    )
+    retention_keep_outputs: int = Field(
+        default=20,
+        ge=0,
+        description="Executed notebooks, step outputs and execution logs are kept for the "
+        "newest M runs of a job only; 0 for every kept run. config.ini [retention] "
+        "keep_outputs wins.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the server prunes deployed jobs' executions, runs and logs "
+        "(first a minute after it starts); 0 never (`nbplane job prune` prunes local runs).",
+    )
+    notify_allow_private_hosts: bool = Field(
+        default=False,
+        description="Let deployments' webhooks reach loopback and private addresses (10/8, "
+        "172.16/12, 192.168/16, fc00::/7...). Off, a webhook whose host is or resolves to one is "
+        "refused, so a team cannot make the server call its internal services; link-local "
+        "addresses (169.254/16: cloud metadata servers) are refused even when on.",
+    )
+    notify_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts to send a notification before giving up."
+    )
+    notify_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before a failed notification's second attempt; it doubles with each "
+        "further one.",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server that sends notification emails; without it, deployments may "
+        "not name email addresses.",
+    )
+    smtp_port: int = Field(
+        default=25, ge=1, le=65535, description="Its port (usually 25, 587 starttls, 465 ssl)."
+    )
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="starttls",
+        description="'starttls' (upgrade the connection, refusing a server that cannot), 'ssl' "
+        "(TLS from the first byte) or 'none' (clear text: a relay on the same host only).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if it needs one.")
+    smtp_password: str | None = Field(default=None, description="Password of that login.")
+    smtp_sender: str = Field(
+        default="nbplane@localhost", description="The From address of notification emails."
     )
 
     oauth_authorize_url: str | None = Field(

@@ -105,6 +105,8 @@ class FakeExecutor(_Planned, JobExecutor):
         self.tickets: list[ExecutionTicket] = []
         self.stopped: list[dict[str, Any]] = []
         """The state of every ``stop`` call, in order."""
+        self.discarded: list[str] = []
+        """The execution id of every ``discard`` call, in order."""
         self._status: dict[str, ExecutorStatus] = {}
         self._logs: dict[str, str] = {}
 
@@ -144,6 +146,9 @@ class FakeExecutor(_Planned, JobExecutor):
 
     async def logs(self, state: dict[str, Any]) -> str | None:
         return self._logs.get(state.get("fake", ""))
+
+    async def discard(self, execution_id: str) -> None:
+        self.discarded.append(execution_id)
 
 
 class FakeLauncher(_Planned, SessionLauncher):

@@ -26,3 +26,7 @@ def broken_crc(archive: bytes) -> bytes:
 
 
 RUNNABLE = job_archive({"10_load.py": "def run(job_input):\n    pass\n"})
+BAD_RETENTION = job_archive(
+    {"10_load.py": "def run(job_input):\n    pass\n", "config.ini": "[retention]\nkeep_runs = -1\n"}
+)
+"""A job whose config.ini keeps a negative number of runs: refused (422) on upload."""

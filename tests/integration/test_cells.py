@@ -1,5 +1,6 @@
-"""What a step cell can do: IPython semantics, string sources, %%sql with several statements and
-{name} placeholders, skip_remaining_steps(), output streamed while the step runs."""
+"""What a step cell can do: IPython semantics, string sources, %%sql with several statements,
+{name} placeholders and :name parameters, skip_remaining_steps(), output streamed while the step
+runs."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_cells_have_ipython_semantics(env: Env, tmp_path: Path) -> None:
     # display() keeps the rich representation in the run record
     page = tmp_path / "run.html"
     run = run_record(env, job, result)
-    env.run("job", "show-run", str(job), str(run["id"]), "--html", str(page))
+    env.run("job", "show-run", str(job), str(run["number"]), "--html", str(page))
     assert "<b>html-repr-of-shown</b>" in page.read_text(encoding="utf-8")
 
 
@@ -198,6 +199,34 @@ def test_unknown_placeholders_stay_as_written(env: Env, tmp_path: Path) -> None:
     assert env.query("SELECT a, b, c, d FROM t") == [
         ("{not_given}", "5", "placeholders", '{"json": 1}')
     ]
+
+
+def test_bind_parameters_are_filled_by_the_driver(env: Env, tmp_path: Path) -> None:
+    """``:name`` takes a value as data: a quote or a statement in it changes nothing."""
+    job = tmp_path / "bound"
+    job.mkdir()
+    write_notebook(
+        job / "1_sql.ipynb",
+        [
+            "job_input.set_all_properties({'region': 'eu'})",
+            "%%sql\nCREATE TABLE people (name TEXT, region TEXT, note TEXT);\n"
+            "INSERT INTO people VALUES (:name, :region, '10:30 :not_a_parameter') -- :nor_this",
+            "print('found', job_input.execute_query(\n"
+            "    'SELECT name, region FROM people WHERE name = :who', {'who': \"O'Brien\"}))",
+        ],
+    )
+    (job / "2_file.sql").write_text("INSERT INTO people VALUES (:evil, :region, 'file');\n")
+    evil = "x'); DROP TABLE people; --"
+
+    result = env.run(
+        "job", "run", str(job), "--arguments", json.dumps({"name": "O'Brien", "evil": evil})
+    )
+
+    assert sorted(env.query("SELECT name, region, note FROM people")) == [
+        ("O'Brien", "eu", "10:30 :not_a_parameter"),
+        (evil, "eu", "file"),
+    ]
+    assert "found [(\"O'Brien\", 'eu')]" in output_lines(result.stdout)
 
 
 def test_skip_remaining_steps_in_a_cell_ends_the_run_successfully(env: Env, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import BACKENDS, database_url, write_notebook
 from tests.integration.server_fixture import Server, nbplane, running_server
+from tests.receivers import HOOK_SECRET, receiving_webhooks
 
 CLIENT_VARIABLES = ("NBPLANE_URL", "NBPLANE_TOKEN", "NBPLANE_STORE_URL", "NBPLANE_DB_URL")
 """Kept out of a client's environment: it knows the server only by what it logged in with."""
@@ -109,7 +110,13 @@ def control(
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
         with running_server(
-            notebooks, root / "server-home", store, environment={"NBPLANE_DB_URL": url}
+            notebooks,
+            root / "server-home",
+            store,
+            environment={
+                "NBPLANE_DB_URL": url,
+                "NBPLANE_NOTIFY_ALLOW_PRIVATE_HOSTS": "true",  # the tests' webhooks: loopback
+            },
         ) as server:
             control = Control(server, root)
             control.alice, control.bob  # noqa: B018  both exist before any test
@@ -310,6 +317,49 @@ def test_schedule_is_kept_on_redeploy_until_changed(control: Control) -> None:
     one_line_error(bad)
     not_a_job = alice.run("job", "deploy", str(control.root), check=None)
     assert not_a_job.returncode == 2 and "Traceback" not in not_a_job.stderr
+
+
+def test_a_failed_execution_is_told_to_the_deployments_webhook(control: Control) -> None:
+    """Deploy with --notify-webhook, a real job fails in its notebook: the webhook hears which
+    cell and line, and the CLI shows the notification sent and the URL only redacted."""
+    directory = new_job(control, "noisy", "print('before')", "x = 1\n1 / 0")
+    alice = control.alice
+    with receiving_webhooks() as receiver:
+        deployed = alice.run(
+            "job",
+            "deploy",
+            str(directory),
+            "--notify-webhook",
+            receiver.url,
+            "--notify-on",
+            "failed,completed",
+        )
+        assert HOOK_SECRET not in deployed.stdout
+        target = alice.json("job", "show", "noisy")["deployment"]["notifications"]
+        assert target == [
+            {
+                "url": f"http://127.0.0.1:{receiver.port}/…",
+                "to": None,
+                "events": ["failed", "completed"],
+                "late_minutes": None,
+            }
+        ]
+        alice.run("job", "execute", "noisy", "--wait", check=1)
+        deadline = time.monotonic() + 30
+        while not receiver.posts and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [(_, payload)] = receiver.posts
+    step = payload["failed_step"]
+    assert (step["file"], step["cell_number"], step["line"]) == ("10_hello.ipynb", 2, 2)
+    assert "ZeroDivisionError" in step["summary"]
+    assert f"analytics/noisy failed\nexecution: {payload['execution_id']}" in payload["text"]
+    assert payload["html_url"].endswith(f"/executions/{payload['execution_id']}/html")
+    shown = alice.run("job", "execution", "noisy").stdout
+    assert "10_hello.ipynb cell 2, line 2: failed" in shown
+    assert f"http://127.0.0.1:{receiver.port}/…" in shown and "sent" in shown
+    assert HOOK_SECRET not in shown
+    alice.run("job", "deploy", str(directory), "--no-notifications")
+    assert alice.json("job", "show", "noisy")["deployment"]["notifications"] == []
 
 
 def test_properties_and_secrets_never_show_secret_values(control: Control) -> None:

@@ -122,6 +122,8 @@ def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> N
     assert "first step says hi" in text and "1 arguments" in text
     other = execute(server, wait=60, arguments={})
     assert "0 arguments" in log(server, other["id"])
+    # each execution runs in a scratch directory, yet its runs are numbered per deployed job
+    assert " · run 1 · " in text and " · run 2 · " in log(server, other["id"])
     listed = server.client.get(f"{JOB}/executions", params={"limit": 1}).json()
     assert listed["total"] == 2 and listed["items"][0]["id"] == other["id"]
     job = server.client.get(JOB).json()

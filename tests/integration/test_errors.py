@@ -322,6 +322,30 @@ def test_failing_sql_file(env: Env, tmp_path: Path) -> None:
     assert [s["status"] for s in run["steps"]] == ["succeeded", "failed", "not run"]
 
 
+def test_a_bind_parameter_without_a_value_names_it(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "unbound"
+    job.mkdir()
+    write_notebook(
+        job / "1_sql.ipynb",
+        ["%%sql\nCREATE TABLE t (x INTEGER);\n\nINSERT INTO t VALUES (:amount)"],
+    )
+
+    result = env.run("job", "run", str(job), "--arguments", '{"amuont": 3}', check=1)
+
+    error = run_record(env, job, result)["steps"][0]["error"]
+    assert_names(
+        error["message"],
+        step=1,
+        file="1_sql.ipynb",
+        cell=1,
+        line=4,
+        line_text="INSERT INTO t VALUES (:amount)",
+        error="no value for :amount",
+    )
+    assert_reported(result, error["message"])
+    assert env.query("SELECT x FROM t") == []
+
+
 # .py steps
 
 

@@ -166,7 +166,7 @@ def test_secrets_persist_encrypted_and_are_redacted(env: Env, tmp_path: Path) ->
     failed = env.run("job", "run", str(job), "--arguments", '{"explode": true}', check=1)
     assert "RuntimeError: token was [secret]" in failed.stdout
     assert value not in failed.stdout + failed.stderr
-    run_id = runs_json(env, job)[0]["id"]
+    run_id = runs_json(env, job)[0]["number"]
     shown = env.run("job", "show-run", str(job), str(run_id), "--output", "json").stdout
     assert value not in shown
     record = json.loads(shown)
@@ -203,7 +203,7 @@ def test_a_secret_in_a_failing_query_of_a_py_step_is_not_recorded(env: Env, tmp_
     assert "no_such_table_q" in result.stdout
     assert value not in result.stdout + result.stderr
     shown = env.run(
-        "job", "show-run", str(job), str(runs_json(env, job)[0]["id"]), "--output", "json"
+        "job", "show-run", str(job), str(runs_json(env, job)[0]["number"]), "--output", "json"
     ).stdout
     assert "no_such_table_q" in shown
     assert value not in shown
@@ -443,7 +443,7 @@ def test_a_payload_that_is_not_a_dict_fails_the_step(env: Env, tmp_path: Path) -
     result = env.run("job", "run", str(job), check=1)
     assert "send_object_for_ingestion: payload must be a dict, got list" in result.stdout
     assert "after the bad step" not in result.stdout
-    record = show_run_json(env, job, runs_json(env, job)[0]["id"])
+    record = show_run_json(env, job, runs_json(env, job)[0]["number"])
     assert [s["status"] for s in record["steps"]] == ["failed", "not run"]
     assert "payload must be a dict, got list" in record["error"]["message"]
     assert "10_bad.ipynb cell 1" in record["error"]["message"]
@@ -654,7 +654,7 @@ def test_skip_remaining_steps_ends_the_run_successfully(env: Env, tmp_path: Path
     result = env.run("job", "run", str(job))
     assert step_output(result.stdout) == ["first", "rest of the step runs"]
     assert "never_made" not in table_names(env.db_url)
-    record = show_run_json(env, job, runs_json(env, job)[0]["id"])
+    record = show_run_json(env, job, runs_json(env, job)[0]["number"])
     assert record["status"] == "succeeded"
     assert [s["status"] for s in record["steps"]] == ["succeeded", "skipped", "skipped"]
     assert "skip_remaining_steps()" in record["steps"][1]["reason"]

@@ -54,12 +54,14 @@ def test_runs_lists_runs_newest_first_with_statuses(env: Env, tmp_path: Path) ->
     records = runs_json(env, job)
     assert [r["arguments"] for r in records] == [{"n": 3}, {"n": 2, "fail": True}, {"n": 1}]
     assert [r["status"] for r in records] == ["succeeded", "failed", "succeeded"]
-    ids = [r["id"] for r in records]
-    assert ids == sorted(ids, reverse=True)
+    ids = [r["number"] for r in records]
+    assert ids == [3, 2, 1], "numbered per job, newest first"
+    assert [r["number"] for r in runs_json(env, other)] == [1], "another job counts from 1"
+    assert len({r["id"] for r in records}) == 3
     assert all(r["job_name"] == "recorded" for r in records)
     assert all(r["finished_at"] is not None for r in records)
     assert records[1]["error"] and "boom-77" in records[1]["error"]["message"]
-    assert [r["id"] for r in runs_json(env, job, "--limit", "2")] == ids[:2]
+    assert [r["number"] for r in runs_json(env, job, "--limit", "2")] == ids[:2]
 
     table = env.run("job", "runs", str(job)).stdout
     rows = table_rows(table)
@@ -79,10 +81,10 @@ def test_runs_of_a_job_never_run_is_empty(env: Env, tmp_path: Path) -> None:
 def test_show_run_shows_steps_arguments_and_durations(env: Env, tmp_path: Path) -> None:
     job = make_job(tmp_path)
     env.run("job", "run", str(job), "--arguments", '{"n": 5, "day": "2024-01-01"}')
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
 
     record = show_json(env, job, run_id)
-    assert record["id"] == run_id
+    assert record["number"] == run_id and record["id"]
     assert record["status"] == "succeeded"
     assert record["arguments"] == {"n": 5, "day": "2024-01-01"}
     assert record["error"] is None
@@ -112,7 +114,7 @@ def test_show_run_html_has_the_outputs_and_status(env: Env, tmp_path: Path) -> N
     job = make_job(tmp_path)
     (job / "20_report.sql").write_text("SELECT 'beta' AS label, 2 AS num", encoding="utf-8")
     env.run("job", "run", str(job), "--arguments", '{"n": 42}')
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
     page = tmp_path / "out" / "run.html"
     page.parent.mkdir()
     result = env.run("job", "show-run", str(job), str(run_id), "--html", str(page))
@@ -130,7 +132,7 @@ def test_show_run_html_has_the_outputs_and_status(env: Env, tmp_path: Path) -> N
 def test_show_run_html_of_a_failed_run_has_the_error(env: Env, tmp_path: Path) -> None:
     job = make_job(tmp_path)
     env.run("job", "run", str(job), "--arguments", '{"n": 9, "fail": true}', check=1)
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
     page = tmp_path / "failed.html"
     env.run("job", "show-run", str(job), str(run_id), "--html", str(page))
     html = page.read_text(encoding="utf-8")
@@ -144,7 +146,7 @@ def test_unknown_run_id_is_exit_2(env: Env, tmp_path: Path) -> None:
     job = make_job(tmp_path)
     other = make_job(tmp_path, "other")
     env.run("job", "run", str(other))
-    (other_id,) = [r["id"] for r in runs_json(env, other)]
+    (other_id,) = [r["number"] for r in runs_json(env, other)]
 
     result = env.run("job", "show-run", str(job), "999", check=2)
     assert f"no run 999 of the job in {job}" in result.stderr
@@ -161,7 +163,7 @@ def test_unknown_run_id_is_exit_2(env: Env, tmp_path: Path) -> None:
 def test_a_failed_runs_record_has_the_error(env: Env, tmp_path: Path) -> None:
     job = make_job(tmp_path)
     env.run("job", "run", str(job), "--arguments", '{"fail": true}', check=1)
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
     record = show_json(env, job, run_id)
     assert record["status"] == "failed"
     error = record["error"]
@@ -189,7 +191,7 @@ def test_a_failed_sql_step_records_the_statement_and_line(env: Env, tmp_path: Pa
     )
     result = env.run("job", "run", str(job), check=1)
     assert "missing_table_zz" in result.stdout
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
     error = show_json(env, job, run_id)["error"]
     assert error["exception"] == "QueryError"
     assert error["file"] == "10_load.sql"
@@ -209,7 +211,7 @@ def test_a_failed_query_in_a_py_step_records_the_line_that_ran_it(env: Env, tmp_
     )
     result = env.run("job", "run", str(job), check=1)
     assert "missing_from_py" in result.stdout
-    (run_id,) = [r["id"] for r in runs_json(env, job)]
+    (run_id,) = [r["number"] for r in runs_json(env, job)]
     error = show_json(env, job, run_id)["error"]
     assert error["file"] == "10_load.py"
     assert error["line"] == 3

@@ -65,6 +65,7 @@ ALLOWED_NBPLANE = frozenset(
         "nbplane.settings",
         "nbplane.store",
         "nbplane.store.engine",
+        "nbplane.store.runs",  # the run records' queries
         "nbplane.store.tables",
         # A job of a team looks up the team's default database connection.
         "nbplane.auth",

@@ -335,7 +335,7 @@ async def test_cancel_stops_the_run(env: Env, api: Api, jp_root_dir: Path) -> No
     again = await api.call("GET", f"runs/{run}")
     assert again["status"] == "cancelled" and "never" not in await api.log(run)
     shown = env.run(
-        "job", "show-run", str(jp_root_dir / "slow"), str(again["run_id"]), "--output", "json"
+        "job", "show-run", str(jp_root_dir / "slow"), str(again["run_number"]), "--output", "json"
     )
     assert json.loads(shown.stdout)["status"] == "cancelled", "the record says so too"
     assert (await api.call("DELETE", f"runs/{run}"))["status"] == "cancelled", "idempotent"

@@ -48,6 +48,7 @@ from fastapi import FastAPI
 from nbplane.apis.models import ExecutionStatus
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import JobExecutionStatus
+from nbplane.jobs.models import CreateRun
 from nbplane.jobs.scaffold import export_job
 from nbplane.server.app import ServerConfig, create_app
 from nbplane.sessions.reconciler import SessionReconciler
@@ -79,19 +80,25 @@ class Secrets:
     job: str
     connection: str
     session: str
+    webhook: str
+    """The path of a job's notification webhook, the credential of a Slack-like one."""
 
     @classmethod
     def new(cls) -> Secrets:
-        return cls(
-            *(f"{kind}-secret-{secrets.token_hex(12)}" for kind in ("job", "connection", "session"))
-        )
+        kinds = ("job", "connection", "session", "webhook")
+        return cls(*(f"{kind}-secret-{secrets.token_hex(12)}" for kind in kinds))
 
     def named(self) -> dict[str, str]:
         return {
             "job secret": self.job,
             "connection password": self.connection,
             "session environment secret": self.session,
+            "webhook URL's path": self.webhook,
         }
+
+    @property
+    def webhook_url(self) -> str:
+        return f"https://hooks.example.com/services/{self.webhook}"
 
 
 @dataclass(frozen=True)
@@ -313,11 +320,25 @@ class World:
             ),
             201,
         )["id"]
-        expect(client.put(f"{path}/deployment", json={"arguments": {"day": "2024-01-01"}}), 200)
+        notify = [{"url": self.secrets.webhook_url, "events": ["failed", "completed"]}]
+        deployment = {"arguments": {"day": "2024-01-01"}, "notifications": notify}
+        expect(client.put(f"{path}/deployment", json=deployment), 200)
         expect(client.patch(f"{path}/properties", json={"values": {"rows": 10}}), 200)
         expect(client.patch(f"{path}/secrets", json={"values": {"api_key": self.secrets.job}}), 200)
         execution = expect(client.post(f"{path}/executions", json={}), 201)["id"]
         self.store.deployments.append_log(execution, "10_main.ipynb: step 1 done\n")
+        run = self.store.create_run(
+            CreateRun(
+                job_dir="/job",
+                job_name=name,
+                arguments={},
+                db_url="sqlite://",
+                resumed=False,
+                plan=[],
+            ),
+            execution,
+        )
+        self.store.deployments.set_run(execution, run.id)
         lifecycle = JobExecutionLifecycle(self.store.deployments)
         lifecycle.start(execution, {})
         lifecycle.finish(execution, JobExecutionStatus.COMPLETED, None)

@@ -196,6 +196,7 @@ RULES: dict[str, Rule] = {
     f"GET {JOB}/executions/{{execution_id}}": team(),
     f"POST {JOB}/executions/{{execution_id}}/cancel": team(),
     f"GET {JOB}/executions/{{execution_id}}/logs": team(),
+    f"GET {JOB}/executions/{{execution_id}}/html": team(),
     f"GET {JOB}/properties": team(),
     f"PATCH {JOB}/properties": team(lambda objects, role: {"values": {"changed_by": role}}),
     f"GET {JOB}/secrets": team(),
@@ -462,6 +463,13 @@ def test_an_execution_credential_reaches_only_its_own_execution(world: World) ->
     for action, body in (("steps", STEP(world.shared, "bob")), ("finish", {"status": "failed"})):
         answer = own.post(f"{OWN}/runs/{alices_run.id}/{action}", json=body)
         assert answer.status_code == 404, answer.text
+    # a run record it starts is its deployed job's, whatever directory it names: never one
+    # that alice's resume or run numbers would read
+    posing = {**RUN_RECORD(world.shared, "bob"), "job_dir": alices_run.job_dir}
+    own_run = expect(own.post(f"{OWN}/runs", json=posing), 201)
+    assert own_run["job_dir"] == f"deployed:{world.others.team}/{world.others.job}"
+    assert (own_run["number"], own_run["job_name"]) == (1, world.others.job)
+    assert [run.id for run in world.store.list_runs(alices_run.job_dir)] == [alices_run.id]
     expect(own.post(f"{OWN}/finish", json={"status": "completed"}), 204)
     assert own.get(OWN).status_code == 401, "the credential ended with its execution"
     assert own.get(f"{OWN}/secrets").status_code == 401

@@ -28,7 +28,7 @@ from schemathesis.python import asgi
 
 from tests.conftest import BACKENDS, database_url, in_process_store
 from tests.integration.api_notebooks import NUMBER_IN, write_api
-from tests.integration.job_archives import RUNNABLE, broken_crc
+from tests.integration.job_archives import BAD_RETENTION, RUNNABLE, broken_crc
 
 schemathesis.serializer.alias("application/zip", "application/octet-stream")
 
@@ -204,9 +204,11 @@ def fuzz(world: World, role: str) -> Report:
 
     @loaded.hook
     def flatmap_body(context: Any, body: Any) -> Any:
-        """Job archive uploads get real zips, whole and with a broken CRC, besides noise."""
+        """Job archive uploads get real zips, whole, with a broken CRC and with a bad
+        config.ini, besides noise."""
         if context.operation is not None and context.operation.path.endswith("/versions"):
-            return st.one_of(st.just(body), st.sampled_from([RUNNABLE, broken_crc(RUNNABLE)]))
+            samples = [RUNNABLE, broken_crc(RUNNABLE), BAD_RETENTION]
+            return st.one_of(st.just(body), st.sampled_from(samples))
         return st.just(body)
 
     report = Report()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -46,6 +47,9 @@ def test_the_secrets_are_stored_sealed(world: World) -> None:
     session = world.store.sessions.get(world.shared.session)
     environment = box.open(session.secrets)["environment"]
     assert environment == {"WAREHOUSE_API_KEY": world.secrets.session}
+    sent = world.store.deployments.due_notifications(datetime.now(UTC) + timedelta(days=1))
+    notification = next(found for found in sent if found.sealed_url is not None)
+    assert box.open(notification.sealed_url.encode())["url"] == world.secrets.webhook_url
 
 
 def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:

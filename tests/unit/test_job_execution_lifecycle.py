@@ -29,7 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def job_id(store: Store) -> int:
     store.deployments.create_job("sales", "daily", None, "alice")
     job_id = store.deployments.job_id("sales", "daily")
-    store.deployments.save_deployment(job_id, deployment())
+    store.deployments.save_deployment(job_id, deployment(), [])
     return job_id
 
 

@@ -1,4 +1,6 @@
-from nbplane.jobs.sql import split_statements, substitute
+from sqlalchemy import create_engine, text
+
+from nbplane.jobs.sql import bind_parameters, split_statements, substitute
 
 
 def test_split_keeps_each_statement_and_its_line() -> None:
@@ -34,3 +36,26 @@ def test_substitute_known_names_and_leaves_unknown_ones() -> None:
 
 def test_substitute_ignores_json_like_braces() -> None:
     assert substitute("SELECT '{\"a\": 1}'", {"a": 2}) == "SELECT '{\"a\": 1}'"
+
+
+def test_bind_parameters_are_the_placeholders_the_lexer_sees() -> None:
+    bound = bind_parameters(
+        "SELECT :day, ':quoted', '10:30', x::int -- :commented\nFROM t WHERE a = :day AND b = :b_2"
+    )
+    assert bound.names == ["day", "b_2"]
+    assert bound.text == (
+        "SELECT :day, '\\:quoted', '10:30', x::int -- \\:commented\n"
+        "FROM t WHERE a = :day AND b = :b_2"
+    )
+
+
+def test_bound_text_gives_literal_colons_back_and_binds_values() -> None:
+    engine = create_engine("sqlite://")
+    bound = bind_parameters("SELECT :who, ' :who', ':7' /* :x */")
+    with engine.connect() as connection:
+        row = connection.execute(text(bound.text), {"who": "O'Brien"}).one()
+    assert tuple(row) == ("O'Brien", " :who", ":7")
+
+
+def test_numbered_placeholders_are_not_bound() -> None:
+    assert bind_parameters("SELECT :1, $1").names == []

@@ -155,6 +155,11 @@ def deployment_table(deployment: DescribeDeployment) -> Table:
         "arguments": json.dumps(deployment.arguments),
         "executor": deployment.executor,
         "timeout": f"{deployment.timeout:g}s",
+        "notifications": "; ".join(
+            f"{target.url or ', '.join(target.to or [])} on {', '.join(target.events)}"
+            + (f" ({target.late_minutes:g} min)" if target.late_minutes else "")
+            for target in deployment.notifications
+        ),
     }
     table = Table(title="deployment", title_justify="left", show_header=False)
     table.add_column(style="bold")
@@ -182,6 +187,42 @@ def executions_table(executions: list[DescribeJobExecution], title: str) -> Tabl
             execution.started_by,
         ]
         table.add_row(*cells, *([escape(execution.reason or "")] if reasons else []))
+    return table
+
+
+def print_execution(console: Console, execution: DescribeJobExecution) -> None:
+    """One execution: its line, its steps as ``job run`` shows them, its notifications."""
+    from nbplane.jobs.progress import describe_source
+
+    print_ended(console, execution)
+    console.print(
+        f"job {escape(execution.team)}/{escape(execution.job)} · version "
+        f"{execution.version[:12]} · started by {escape(execution.started_by)} · created "
+        f"{when(execution.created_at)}",
+        highlight=False,
+    )
+    for step in execution.steps:
+        error = step.error or {}
+        line = f", line {error['line']}" if error.get("line") else ""
+        note = error.get("summary") or step.reason or ""
+        console.print(
+            f"  step {step.position + 1} {escape(describe_source(step.file, step.cell_number))}"
+            f"{line}: {step.status}" + (f": {escape(str(note))}" if note else ""),
+            highlight=False,
+        )
+    if execution.notifications:
+        console.print(notifications_table(execution))
+
+
+def notifications_table(execution: DescribeJobExecution) -> Table:
+    table = Table(title="notifications, times in UTC", title_justify="left")
+    for column in ("to", "event", "status", "attempts", "last error / sent"):
+        table.add_column(column)
+    for sent in execution.notifications:
+        after = when(sent.sent_at) if sent.sent_at else escape(sent.last_error or "")
+        if sent.status == "pending" and sent.next_attempt_at:
+            after = f"{after} (next attempt {when(sent.next_attempt_at, '')})".lstrip()
+        table.add_row(escape(sent.address), sent.event, sent.status, str(sent.attempts), after)
     return table
 
 

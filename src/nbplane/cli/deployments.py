@@ -102,6 +102,35 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
     help="Arguments every execution gets unless it names its own, as a JSON object.",
 )
 @click.option("--reason", help="Why this deployment; kept with it for the record.")
+@click.option(
+    "--notify-webhook",
+    "webhooks",
+    multiple=True,
+    metavar="URL",
+    help="A webhook (e.g. a Slack incoming webhook) told of executions by a JSON POST; "
+    "repeat for several. With --notify-email, replaces the deployed notifications.",
+)
+@click.option(
+    "--notify-email",
+    "emails",
+    multiple=True,
+    metavar="ADDRESS",
+    help="An email address told of executions (the server needs NBPLANE_SMTP_HOST); repeat "
+    "for several.",
+)
+@click.option(
+    "--notify-on",
+    default="failed",
+    show_default=True,
+    help="Which events the webhooks and addresses hear of, comma-separated: failed, "
+    "completed, late.",
+)
+@click.option(
+    "--late-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --notify-on late: minutes after a scheduled execution was due.",
+)
+@click.option("--no-notifications", is_flag=True, help="Remove the deployment's notifications.")
 def deploy(
     directory: Path,
     name: str | None,
@@ -111,6 +140,11 @@ def deploy(
     enabled: bool | None,
     arguments: str | None,
     reason: str | None,
+    webhooks: tuple[str, ...],
+    emails: tuple[str, ...],
+    notify_on: str,
+    late_minutes: float | None,
+    no_notifications: bool,
 ) -> None:
     from nbplane.client import NbplaneClient
 
@@ -126,6 +160,10 @@ def deploy(
     }
     if arguments is not None:
         given["arguments"] = parse_arguments(arguments)
+    if no_notifications:
+        given["notifications"] = []
+    elif webhooks or emails:
+        given["notifications"] = notification_targets(webhooks, emails, notify_on, late_minutes)
     with NbplaneClient.from_credentials() as client:
         deployed = deploy_directory(client, directory, team=team, name=name, changes=given)
     view.print_deployed(Console(), deployed)
@@ -197,6 +235,18 @@ def _watch(
         final = follow_execution(client, execution, _print_now, report)
     view.print_ended(console, final)
     return final
+
+
+def notification_targets(
+    webhooks: tuple[str, ...], emails: tuple[str, ...], events: str, late_minutes: float | None
+) -> list[dict[str, Any]]:
+    """The deployment's ``notifications`` the deploy options say: each webhook a target, the
+    addresses together one; the server checks them."""
+    wanted: dict[str, Any] = {"events": [event.strip() for event in events.split(",") if event]}
+    if late_minutes is not None:
+        wanted["late_minutes"] = late_minutes
+    targets = [{"url": url, **wanted} for url in webhooks]
+    return targets + ([{"to": list(emails), **wanted}] if emails else [])
 
 
 def _print_now(text: str) -> None:
@@ -288,6 +338,32 @@ def logs(name: str, execution_id: str | None, team: str | None, follow: bool) ->
             return
         for chunk in client.follow_logs(team, name, execution_id):
             _print_now(chunk)
+
+
+@click.command(
+    cls=DocumentedCommand,
+    help="Show an execution: status, reason, steps and its notifications (sent, pending a "
+    "retry, failed). The job's latest execution unless one is named.",
+)
+@job_name
+@click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    cls=DocumentedArgument,
+    description="The execution's id (default: the job's latest execution).",
+)
+@team_option
+@output_format
+def execution(name: str, execution_id: str | None, team: str | None, output: str) -> None:
+    with _remote(team) as (client, team):
+        if execution_id is None:
+            execution_id = latest_execution(client, team, name)
+        described = client.get_execution(team, name, execution_id)
+    if output == "json":
+        print_json(described.model_dump(mode="json"))
+        return
+    view.print_execution(Console(), described)
 
 
 @click.command(cls=DocumentedCommand, help="Cancel a queued or running execution of a job.")

@@ -41,6 +41,7 @@ REMOTE_COMMANDS = {
         ("list", "list_jobs"),
         ("show", "show"),
         ("executions", "executions"),
+        ("execution", "execution"),
         ("logs", "logs"),
         ("cancel", "cancel"),
         ("properties", "properties"),
@@ -109,7 +110,7 @@ def run(
         reporter=ConsoleReporter(console),
     )
     console.print(
-        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.id} "
+        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.number} "
         "--html run.html[/]",
         highlight=False,
     )
@@ -147,7 +148,7 @@ def runs(directory: Path, limit: int, output: str) -> None:
         duration = f"{record.duration:.2f}s" if record.duration is not None else ""
         style = "green" if record.status == "succeeded" else "red"
         table.add_row(
-            str(record.id),
+            str(record.number),
             f"{record.started_at:%Y-%m-%d %H:%M:%S}",
             f"[{style}]{record.status}[/]" + (" (resumed)" if record.resumed else ""),
             duration,
@@ -162,10 +163,10 @@ def runs(directory: Path, limit: int, output: str) -> None:
 )
 @job_directory
 @click.argument(
-    "run_id",
+    "number",
     cls=DocumentedArgument,
     type=int,
-    description="The run number, as `nbplane job runs` lists.",
+    description="The run's number among the job's runs, as `nbplane job runs` lists.",
 )
 @click.option(
     "--html",
@@ -173,11 +174,11 @@ def runs(directory: Path, limit: int, output: str) -> None:
     help="Write the run with its executed notebooks as one HTML page to this file.",
 )
 @output_format
-def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> None:
+def show_run(directory: Path, number: int, html: Path | None, output: str) -> None:
     from nbplane.jobs.history import get_run, render_run_html
     from nbplane.jobs.progress import run_table
 
-    record = get_run(directory, run_id)
+    record = get_run(directory, number)
     if html is not None:
         html.write_text(render_run_html(directory, record), encoding="utf-8")
     if output == "json":
@@ -185,7 +186,7 @@ def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> No
         return
     console = Console()
     console.print(
-        f"[bold]run {record.id}[/] of {escape(record.job_name)} · {record.status} · "
+        f"[bold]run {record.number}[/] of {escape(record.job_name)} · {record.status} · "
         f"started {record.started_at:%Y-%m-%d %H:%M:%S} · arguments "
         f"{escape(json.dumps(record.arguments))} · database {escape(record.db_url)}",
         highlight=False,
@@ -197,6 +198,86 @@ def show_run(directory: Path, run_id: int, html: Path | None, output: str) -> No
         console.print(f"[red]{escape(record.error.get('message', ''))}[/]", highlight=False)
     if html is not None:
         console.print(f"wrote {escape(str(html))}", highlight=False)
+
+
+@job.command(
+    help="Delete a job's old run records, checkpoints resume no longer needs, and old runs' "
+    "executed notebooks and outputs, as NBPLANE_RETENTION_* and the job's config.ini "
+    "[retention] say; the options win over both."
+)
+@click.argument(
+    "directory",
+    cls=DocumentedArgument,
+    type=click.Path(path_type=Path),
+    required=False,
+    description="The job directory (or --all).",
+)
+@click.option("--all", "every_job", is_flag=True, help="Prune every job this machine has runs of.")
+@click.option("--dry-run", is_flag=True, help="Show what would go; remove nothing.")
+@click.option(
+    "--keep-runs", type=click.IntRange(min=0), help="Keep the newest N run records; 0: all."
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0),
+    help="Keep no run record older than D days (the newest run stays); 0: no limit.",
+)
+@click.option(
+    "--keep-outputs",
+    type=click.IntRange(min=0),
+    help="Keep executed notebooks and step outputs of the newest M runs; 0: of every kept run.",
+)
+@output_format
+def prune(
+    directory: Path | None,
+    every_job: bool,
+    dry_run: bool,
+    keep_runs: int | None,
+    keep_days: float | None,
+    keep_outputs: int | None,
+    output: str,
+) -> None:
+    from rich.table import Table
+
+    from nbplane.errors import ConfigError
+    from nbplane.jobs.retention import prune_local
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    if (directory is None) == (not every_job):
+        raise ConfigError("name a job directory, or --all (not both)", field="directory")
+    settings = get_settings()
+    store = open_store(settings.resolved_store_url)
+    try:
+        options = {"keep_runs": keep_runs, "keep_days": keep_days, "keep_outputs": keep_outputs}
+        found = prune_local(store, settings, directory, options, dry_run=dry_run)
+    finally:
+        store.close()
+    if output == "json":
+        print_json([prune.model_dump(mode="json") for prune in found])
+        return
+    verb = "would remove" if dry_run else "removed"
+    table = Table(title=f"{verb} (--dry-run: nothing was)" if dry_run else verb)
+    for column in ("job", "runs", "steps", "checkpoints", "notebooks", "outputs"):
+        if column == "job":
+            table.add_column(column, overflow="fold")  # a path whole, on several lines
+        else:
+            table.add_column(column, justify="right")
+    for prune in found:
+        table.add_row(
+            escape(prune.job),
+            *(
+                str(count)
+                for count in (
+                    len(prune.runs),
+                    prune.steps,
+                    prune.checkpoints,
+                    prune.notebooks,
+                    prune.outputs,
+                )
+            ),
+        )
+    Console().print(table)
 
 
 @job.command(help="Create a job directory with an example notebook of tagged step cells.")

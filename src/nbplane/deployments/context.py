@@ -117,9 +117,16 @@ class ExecutionContextService:
         self.deployments.append_log(identity.id, body.text)
 
     def create_run(self, identity: ExecutionIdentity, body: CreateRun) -> DescribeRun:
-        """The execution's run record, named after the deployed job whatever the archive says."""
+        """The execution's run record, named and numbered after the deployed job whatever the
+        archive and the scratch directory it runs in say."""
         run = self.store.create_run(
-            body.model_copy(update={"job_name": identity.job, "job_team": identity.team}),
+            body.model_copy(
+                update={
+                    "job_dir": deployed_job_dir(identity.team, identity.job),
+                    "job_name": identity.job,
+                    "job_team": identity.team,
+                }
+            ),
             identity.id,
         )
         self.deployments.set_run(identity.id, run.id)
@@ -141,6 +148,12 @@ class ExecutionContextService:
     def _own_run(self, identity: ExecutionIdentity, run_id: int) -> None:
         if self.store.run_execution_id(run_id) != identity.id:
             raise NotFound(f"no run {run_id} of this execution", field="run_id")
+
+
+def deployed_job_dir(team: str, job: str) -> str:
+    """What a deployed job's run records have as ``job_dir``: each execution runs in a scratch
+    directory of its own, and its runs are numbered per deployed job."""
+    return f"deployed:{team}/{job}"
 
 
 def team_directory(settings: Settings, team: str) -> Path:

@@ -25,6 +25,7 @@ from nbplane.jobs.backend import JobState
 from nbplane.jobs.models import (
     CreateRun,
     DescribeGrantedConnection,
+    DescribeJobHistory,
     DescribeRun,
     DescribeRunStep,
     RunStatus,
@@ -41,7 +42,7 @@ class ExecutionChannel(JobState):
     """The execution's side of ``/api/v1/execution``: its run records and its job's state.
 
     Resume is a feature of runs on a user's machine: a deployed execution runs every step, so
-    it looks up no earlier success and keeps no checkpoint."""
+    it reads no earlier execution and keeps no checkpoint."""
 
     def __init__(self, url: str, token: str) -> None:
         self.client = NbplaneClient(url, token)
@@ -103,11 +104,10 @@ class ExecutionChannel(JobState):
         body = {"status": str(status), "error": error, "notebooks": notebooks}
         return DescribeRun.model_validate(self.call("POST", f"/runs/{run_id}/finish", json=body))
 
-    def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
-        return []
-
-    def last_success(self, job_dir: str, chain_hash: str) -> DescribeRunStep | None:
-        return None
+    def job_history(self, job_dir: str) -> DescribeJobHistory:
+        """Nothing: a deployed execution runs every step, so its credential reads no record
+        of an earlier execution."""
+        return DescribeJobHistory()
 
     def load_checkpoint(self, step_id: int) -> bytes | None:
         return None

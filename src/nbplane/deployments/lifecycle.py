@@ -14,10 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from nbplane._time import now
-from nbplane.deployments.models import DescribeDeployment, JobExecutionStatus
+from nbplane.deployments.models import DescribeDeployment, JobExecutionStatus, NotificationEvent
 from nbplane.store.deployments import DeploymentStore
 
 QUEUED, RUNNING = JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING
+NOTIFIED: dict[JobExecutionStatus, NotificationEvent] = {
+    JobExecutionStatus.COMPLETED: NotificationEvent.COMPLETED,
+    JobExecutionStatus.FAILED: NotificationEvent.FAILED,
+    JobExecutionStatus.TIMED_OUT: NotificationEvent.FAILED,
+}
+"""The event each final status is told as (a cancelled execution is told nobody)."""
 
 
 def allowed_from(status: JobExecutionStatus) -> frozenset[JobExecutionStatus]:
@@ -65,10 +71,11 @@ class JobExecutionLifecycle:
         reason: str | None,
         error: dict[str, Any] | None = None,
     ) -> bool:
-        """Give the execution its final status; False when it has one already."""
+        """Give the execution its final status, and queue its notifications (sent by
+        deployments/notifications.py, never here); False when it has a final status already."""
         if not status.final:
             raise ValueError(f"{status} is not a final status")
-        return self.deployments.change_status(
+        changed = self.deployments.change_status(
             execution_id,
             status,
             allowed_from(status),
@@ -76,6 +83,9 @@ class JobExecutionLifecycle:
             error=error,
             finished_at=now(),
         )
+        if changed and status in NOTIFIED:
+            self.deployments.enqueue_notifications(execution_id, NOTIFIED[status])
+        return changed
 
     def request_cancel(self, execution_id: str) -> None:
         """Ask the monitor to cancel it (it cancels a queued one before it starts); a final

@@ -7,8 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, RunStatus, UtcDatetime
 
@@ -88,6 +96,107 @@ class DescribeVersion(BaseModel):
     created_by: str | None = None
 
 
+class NotificationEvent(StrEnum):
+    """What a notification target may ask to hear about."""
+
+    FAILED = "failed"
+    """The execution ended failed or timed out (a cancelled one is someone's own doing)."""
+    COMPLETED = "completed"
+    LATE = "late"
+    """A scheduled execution not finished ``late_minutes`` after it was due."""
+
+
+ADDRESS_PART = r'[^@\s,;<>"\x00-\x1f\x7f]+'
+EMAIL_PATTERN = rf"^{ADDRESS_PART}@{ADDRESS_PART}\.{ADDRESS_PART}$"
+"""One plain address: no display name, list separator or line break that could add a header."""
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL as the API shows it: its path and query are often the credential (Slack,
+    Teams), so only the scheme and host are kept."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+class CreateNotification(BaseModel):
+    """One target of a deployment's notifications: a webhook (``url``) or email addresses
+    (``to``), and the events it wants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="A webhook (http or https) that gets a JSON POST with a Slack-compatible "
+        "'text'; kept sealed, shown as scheme://host/… .",
+    )
+    to: list[str] | None = Field(
+        default=None, min_length=1, max_length=20, description="Email addresses."
+    )
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: [NotificationEvent.FAILED], min_length=1, max_length=3
+    )
+    late_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 60,
+        description="With event 'late': minutes after a scheduled execution was due.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ord(character) < 0x21 or ord(character) == 0x7F for character in value):
+            raise ValueError("may not contain spaces or control characters")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http or https URL with a host")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            if not re.match(EMAIL_PATTERN, address):
+                raise ValueError(f"{address!r} is not one plain email address (name@host)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CreateNotification:
+        if (self.url is None) == (self.to is None):
+            raise ValueError("give either 'url' (a webhook) or 'to' (email addresses)")
+        if (NotificationEvent.LATE in self.events) != (self.late_minutes is not None):
+            raise ValueError("event 'late' and 'late_minutes' go together")
+        return self
+
+
+class DescribeNotification(BaseModel):
+    """A deployment's notification target as the API shows it: a webhook's URL redacted."""
+
+    url: str | None = None
+    to: list[str] | None = None
+    events: list[NotificationEvent]
+    late_minutes: float | None = None
+
+
+class NotificationTarget(DescribeNotification):
+    """A target as the server keeps it: the webhook's whole URL sealed with the server's key.
+    Only the server reads it; no route answers with it."""
+
+    sealed_url: str | None = None
+
+    def wants(self, event: NotificationEvent) -> bool:
+        return event in self.events
+
+
 class DeployJob(BaseModel):
     """Body of ``PUT /api/v1/teams/{team}/jobs/{job}/deployment``: what runs, and when."""
 
@@ -113,6 +222,12 @@ class DeployJob(BaseModel):
     )
     timeout: float = Field(default=3600.0, gt=0, description="Seconds before an execution ends.")
     reason: str | None = Field(default=None, description="Why this deployment, for the record.")
+    notifications: list[CreateNotification] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Who hears about its executions: webhooks and email addresses, each with "
+        "the events it wants (default: failed).",
+    )
 
 
 def _without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -146,6 +261,7 @@ class UpdateDeployment(BaseModel):
     resources: dict[str, str] | None = None
     timeout: float | None = Field(default=None, gt=0)
     reason: str | None = None
+    notifications: list[CreateNotification] | None = Field(default=None, max_length=10)
 
     @field_validator("*")
     @classmethod
@@ -165,11 +281,42 @@ class DescribeDeployment(BaseModel):
     timeout: float
     executor: str
     reason: str | None = None
+    notifications: list[DescribeNotification] = Field(default_factory=list)
     next_run_at: UtcDatetime | None = Field(
         default=None, description="When the schedule runs it next (None: no schedule, disabled)."
     )
     deployed_at: UtcDatetime
     deployed_by: str | None = None
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    """Not sent yet: waiting for its first attempt, or for the next after a failed one."""
+    SENT = "sent"
+    FAILED = "failed"
+    """Every attempt failed; ``last_error`` says why."""
+
+
+class DescribeNotificationDelivery(BaseModel):
+    """One notification of an execution: to which target, for which event, how it went."""
+
+    target: int = Field(description="Position of the target in the deployment's notifications.")
+    address: str = Field(description="The webhook's URL redacted, or the email addresses.")
+    event: NotificationEvent
+    status: NotificationStatus
+    attempts: int
+    last_error: str | None = None
+    next_attempt_at: UtcDatetime | None = None
+    sent_at: UtcDatetime | None = None
+
+
+class NotificationDelivery(DescribeNotificationDelivery):
+    """A notification as the outbox keeps it, with where it goes; only the server reads it."""
+
+    id: int
+    execution_id: str
+    sealed_url: str | None = None
+    to: list[str] | None = None
 
 
 class ExecuteJob(BaseModel):
@@ -200,6 +347,7 @@ class DescribeJobExecution(BaseModel):
     finished_at: UtcDatetime | None = None
     cancel_requested: bool = False
     steps: list[DescribeRunStep] = Field(default_factory=list)
+    notifications: list[DescribeNotificationDelivery] = Field(default_factory=list)
 
 
 class JobExecutionRecord(DescribeJobExecution):

@@ -10,6 +10,9 @@ way, several missed due times never pile up into several runs.
 The monitor starts queued executions on their executor, and watches running ones: a cancel
 request or a timeout stops them, and one whose process ended without recording a result fails
 with the exit code and the executor's last words.
+
+Retention, every ``NBPLANE_RETENTION_INTERVAL_SECONDS``, prunes deployed jobs' old executions
+with their runs and logs (``jobs/retention.py``); replicas doing it at once is harmless.
 """
 
 from __future__ import annotations
@@ -26,20 +29,26 @@ from nbplane._time import now, sleep_or_wake
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
 from nbplane.deployments.models import DueDeployment, JobExecutionRecord, JobExecutionStatus
+from nbplane.deployments.notifications import Notifier
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput, NbplaneError
+from nbplane.jobs.retention import prune_deployed
 from nbplane.store.auth import token_hash
 
 log = logging.getLogger("nbplane.deployments")
 
 MONITOR_SECONDS = 0.25
+NOTIFY_SECONDS = 1.0
+"""How often the notifier looks for late executions and notifications due."""
 SCHEDULER_MAX_SLEEP = 0.5
 """Longest the scheduler sleeps before looking again, so another replica's new schedule is
 seen within about this long."""
 ORPHAN_SECONDS = 30.0
 """A running execution with no executor state for this long lost its replica while starting."""
 LOG_TAIL_CHARACTERS = 4000
+RETENTION_FIRST_SECONDS = 60.0
+"""The first retention pass waits this long after start, out of start-up's way."""
 
 
 def as_utc(value: datetime) -> datetime:
@@ -56,6 +65,8 @@ class DeploymentReconciler:
         self._executors: dict[str, JobExecutor] = {}
         self._wake_scheduler = asyncio.Event()
         self._wake_monitor = asyncio.Event()
+        self._wake_notifier = asyncio.Event()
+        self.notifier = Notifier(service)
         self._stopping: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
@@ -64,6 +75,7 @@ class DeploymentReconciler:
     def _wake(self) -> None:
         self._wake_scheduler.set()
         self._wake_monitor.set()
+        self._wake_notifier.set()
 
     def executor(self, name: str) -> JobExecutor:
         if name not in self._executors:
@@ -75,7 +87,12 @@ class DeploymentReconciler:
         self._tasks = [
             asyncio.create_task(self._forever(self.schedule_due, self._wake_scheduler, None)),
             asyncio.create_task(self._forever(self.watch, self._wake_monitor, MONITOR_SECONDS)),
+            asyncio.create_task(
+                self._forever(self.notifier.run, self._wake_notifier, NOTIFY_SECONDS)
+            ),
         ]
+        if self.settings.retention_interval_seconds:
+            self._tasks.append(asyncio.create_task(self._retention()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -93,6 +110,24 @@ class DeploymentReconciler:
                 log.exception("deployments loop failed; retrying")
                 sleep = 1.0
             await sleep_or_wake(wake, interval if interval is not None else sleep)
+
+    # retention
+    async def _retention(self) -> None:
+        await asyncio.sleep(RETENTION_FIRST_SECONDS)
+        interval = self.settings.retention_interval_seconds
+        await self._forever(self.apply_retention, asyncio.Event(), interval)
+
+    async def apply_retention(self) -> float:
+        """Prune old executions of deployed jobs, with their runs, logs and what their
+        executors keep of them; never one that has not ended."""
+        self.executor(self.service.executor)
+        for pruned in await asyncio.to_thread(prune_deployed, self.service.store, self.settings):
+            if pruned.removed_anything:
+                log.info("retention: %s: removed %s", pruned.job, pruned.summary())
+            for execution_id in pruned.executions:
+                for executor in list(self._executors.values()):
+                    await executor.discard(execution_id)
+        return self.settings.retention_interval_seconds
 
     # the scheduler
     async def schedule_due(self) -> float:

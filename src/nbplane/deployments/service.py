@@ -3,8 +3,10 @@ sees only their teams' jobs, and another team's job is "not found", never "forbi
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from nbplane._time import now
@@ -12,6 +14,7 @@ from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     CreateJob,
+    CreateNotification,
     DeployJob,
     DescribeDeployment,
     DescribeJob,
@@ -21,12 +24,15 @@ from nbplane.deployments.models import (
     ExecuteJob,
     JobExecutionPage,
     ListJobExecutionsQuery,
+    NotificationTarget,
     UpdateDeployment,
     check_name,
+    redact_url,
 )
+from nbplane.deployments.notifications import refused_webhook
 from nbplane.deployments.schedule import next_fire, zone
 from nbplane.errors import Conflict, InvalidInput, NotFound
-from nbplane.jobs.archive import inspect, version_id
+from nbplane.jobs.archive import inspect, unpack, version_id
 from nbplane.jobs.backend import StoreJobState
 from nbplane.settings import Settings
 from nbplane.store import Store
@@ -119,9 +125,9 @@ class DeploymentService:
             raise InvalidInput(
                 "the upload is empty; send the zip of `nbplane job export`", field="body"
             )
-        steps = inspect(archive)
+        steps, config = inspect(archive)
         return self.deployments.add_version(
-            job_id, version_id(archive), archive, steps, caller.user
+            job_id, version_id(archive), archive, steps, caller.user, retention=config.retention
         )
 
     def versions(self, caller: DescribeCaller, team: str, job: str) -> list[DescribeVersion]:
@@ -136,7 +142,7 @@ class DeploymentService:
         self, caller: DescribeCaller, team: str, job: str, body: DeployJob
     ) -> DescribeDeployment:
         job_id = self._job_id(caller, team, job)
-        return self._save(job_id, body, caller)
+        return self._save(job_id, body, self._targets(body.notifications), caller)
 
     def update_deployment(
         self, caller: DescribeCaller, team: str, job: str, body: UpdateDeployment
@@ -145,11 +151,49 @@ class DeploymentService:
         current = self.deployments.deployment(job_id)
         if current is None:
             raise NotFound(f"job {job!r} is not deployed", field="deployment")
-        kept = current.model_dump(include=set(DeployJob.model_fields))
-        wanted = DeployJob.model_validate({**kept, **body.model_dump(exclude_unset=True)})
-        return self._save(job_id, wanted, caller)
+        kept = current.model_dump(include=set(DeployJob.model_fields) - {"notifications"})
+        changes = body.model_dump(exclude_unset=True, exclude={"notifications"})
+        wanted = DeployJob.model_validate({**kept, **changes})
+        targets = (
+            self._targets(body.notifications)
+            if body.notifications is not None
+            else self.deployments.notification_targets(job_id)
+        )
+        return self._save(job_id, wanted, targets, caller)
 
-    def _save(self, job_id: int, wanted: DeployJob, caller: DescribeCaller) -> DescribeDeployment:
+    def _targets(self, notifications: list[CreateNotification]) -> list[NotificationTarget]:
+        """The targets as kept: a webhook's URL checked and sealed, only its host shown."""
+        targets = []
+        for position, wanted in enumerate(notifications):
+            refused = wanted.url and refused_webhook(
+                wanted.url, self.settings.notify_allow_private_hosts
+            )
+            if refused:
+                raise InvalidInput(refused, field=f"notifications[{position}].url")
+            if wanted.to is not None and not self.settings.smtp_host:
+                raise InvalidInput(
+                    "this server sends no email (NBPLANE_SMTP_HOST is not set); use a webhook",
+                    field=f"notifications[{position}].to",
+                )
+            sealed = self.state.box.seal({"url": wanted.url}).decode() if wanted.url else None
+            targets.append(
+                NotificationTarget(
+                    url=redact_url(wanted.url) if wanted.url else None,
+                    to=wanted.to,
+                    events=wanted.events,
+                    late_minutes=wanted.late_minutes,
+                    sealed_url=sealed,
+                )
+            )
+        return targets
+
+    def _save(
+        self,
+        job_id: int,
+        wanted: DeployJob,
+        targets: list[NotificationTarget],
+        caller: DescribeCaller,
+    ) -> DescribeDeployment:
         version = self.deployments.version(job_id, wanted.version).id
         zone(wanted.timezone)
         schedule = wanted.schedule or None
@@ -172,6 +216,7 @@ class DeploymentService:
                 deployed_at=now(),
                 deployed_by=caller.user,
             ),
+            targets,
         )
         self._changed()
         return saved
@@ -256,6 +301,23 @@ class DeploymentService:
         record = self.execution(caller, team, job, execution_id)
         text, following = self.deployments.read_log(execution_id, offset)
         return text, following, record.status.final
+
+    def html(self, caller: DescribeCaller, team: str, job: str, execution_id: str) -> str:
+        """The execution's run as one page (as `nbplane job show-run --html` draws a local
+        one): its steps, executed notebooks and the version's step files with outputs."""
+        from nbplane.jobs.history import run_page  # nbformat and nbconvert: only for a page
+
+        record = self.execution(caller, team, job, execution_id)
+        run = self.store.execution_run(execution_id)
+        if run is None:
+            raise NotFound(
+                f"execution {execution_id} ran no step yet ({record.status}): no page to show",
+                field="execution_id",
+            )
+        archive = self.deployments.archive(self._job_id(caller, team, job), record.version)
+        with tempfile.TemporaryDirectory(prefix="nbplane-page-") as scratch:
+            unpack(archive, Path(scratch))
+            return run_page(Path(scratch), run, self.store.run_notebooks(run.id))
 
     # properties and secrets (the same records `job_input` reads)
     def properties(self, caller: DescribeCaller, team: str, job: str) -> dict[str, Any]:

@@ -69,8 +69,8 @@ class JobMagics(Magics):
 
     @cell_magic
     def sql(self, line: str, cell: str) -> Any:
-        """Run the cell's SQL (several statements allowed, ``{name}`` substituted); the last
-        statement's rows come back as a pandas DataFrame when pandas is installed."""
+        """Run the cell's SQL (several statements, ``:name`` bound, ``{name}`` substituted); the
+        last statement's rows come back as a pandas DataFrame when pandas is installed."""
         job_input = self.job_input or self.bind("")
         return job_input.query(cell).to_frame()
 

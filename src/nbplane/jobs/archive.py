@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nbplane.errors import InvalidInput, NbplaneError
-from nbplane.jobs.definition import load_job
+from nbplane.jobs.definition import JobConfig, load_job
 
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 
@@ -71,8 +71,9 @@ UNREADABLE = (
 OSError's text names our directory, so only its reason is shown."""
 
 
-def inspect(archive: bytes) -> list[str]:
-    """The job's steps, or InvalidInput saying why the archive is not a runnable job."""
+def inspect(archive: bytes) -> tuple[list[str], JobConfig]:
+    """The job's steps and config, or InvalidInput saying why the archive is not a runnable
+    job."""
     with tempfile.TemporaryDirectory(prefix="nbplane-upload-") as scratch:
         unpack(archive, Path(scratch))
         try:
@@ -83,7 +84,7 @@ def inspect(archive: bytes) -> list[str]:
                 f"the archive is not a job: {_inside(exc.message, scratch)}",
                 **{**fields, "field": "body"},
             ) from None
-        return [step.name for step in job.steps]
+        return [step.name for step in job.steps], job.config
 
 
 def _inside(value: Any, scratch: str) -> Any:

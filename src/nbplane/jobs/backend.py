@@ -18,6 +18,7 @@ from nbplane.jobs.definition import Job
 from nbplane.jobs.models import (
     CreateRun,
     DescribeGrantedConnection,
+    DescribeJobHistory,
     DescribeRun,
     DescribeRunStep,
     RunStatus,
@@ -44,9 +45,9 @@ class RunRecords(Protocol):
         notebooks: dict[str, str],
     ) -> DescribeRun: ...
 
-    def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]: ...
-
-    def last_success(self, job_dir: str, chain_hash: str) -> DescribeRunStep | None: ...
+    def job_history(self, job_dir: str) -> DescribeJobHistory:
+        """What resume compares the job with: each step's latest execution."""
+        ...
 
     def load_checkpoint(self, step_id: int) -> bytes | None: ...
 

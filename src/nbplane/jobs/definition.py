@@ -6,6 +6,7 @@ import ast
 import configparser
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -80,6 +81,9 @@ class JobConfig:
     description: str | None = None
     db_url: str | None = None
     vdk_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    retention: dict[str, float] = field(default_factory=dict)
+    """What ``config.ini``'s ``[retention]`` sets (``keep_runs``, ``keep_days``,
+    ``keep_outputs``), over the NBPLANE_RETENTION_* defaults."""
 
     @property
     def key(self) -> str:
@@ -230,6 +234,7 @@ def load_config(directory: Path) -> JobConfig:
         vdk_options = {section: dict(parser[section]) for section in parser.sections()}
         if team := vdk_options.get("owner", {}).get("team"):
             values["team"] = team
+        values["retention"] = _retention(vdk_options.get("retention", {}))
     toml_path = directory / "job.toml"
     if toml_path.is_file():
         import tomllib  # only for jobs that have a job.toml
@@ -252,6 +257,37 @@ def load_config(directory: Path) -> JobConfig:
                 )
             values[known[key]] = value
     return JobConfig(vdk_options=vdk_options, **values)
+
+
+RETENTION_KEYS = {"keep_runs": int, "keep_days": float, "keep_outputs": int}
+
+
+def _retention(section: dict[str, str]) -> dict[str, float]:
+    """``[retention]`` of config.ini: known keys, each a number of at least 0."""
+    found: dict[str, float] = {}
+    for key, text in section.items():
+        kind = RETENTION_KEYS.get(key)
+        if kind is None:
+            raise JobDefinitionError(
+                f"config.ini: unknown setting [retention] {key}; known: "
+                + ", ".join(RETENTION_KEYS),
+                file="config.ini",
+                field=f"retention.{key}",
+            )
+        try:
+            value = kind(text)
+        except ValueError:
+            value = -1
+        if not (math.isfinite(value) and value >= 0):
+            what = "a whole number" if kind is int else "a number"
+            raise JobDefinitionError(
+                f"config.ini: [retention] {key} must be {what} of at least 0 (0 keeps "
+                f"forever), not {text!r}",
+                file="config.ini",
+                field=f"retention.{key}",
+            )
+        found[key] = value
+    return found
 
 
 def parse_arguments(text: str | None) -> dict[str, Any]:

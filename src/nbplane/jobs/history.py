@@ -30,23 +30,30 @@ def list_runs(directory: Path, limit: int = 20) -> list[DescribeRun]:
         return store.list_runs(str(directory.resolve()), limit=limit)
 
 
-def get_run(directory: Path, run_id: int) -> DescribeRun:
+def get_run(directory: Path, number: int) -> DescribeRun:
+    """A run of the job by its number among the job's runs."""
     with _store() as store:
-        record = store.get_run(str(directory.resolve()), run_id)
+        record = store.run_by_number(str(directory.resolve()), number)
     if record is None:
         raise ConfigError(
-            f"no run {run_id} of the job in {directory}; `nbplane job runs {directory}` lists them",
-            field="run_id",
+            f"no run {number} of the job in {directory}; `nbplane job runs {directory}` lists them",
+            field="number",
         )
     return record
 
 
 def render_run_html(directory: Path, run: DescribeRun) -> str:
     """One page: the run's summary, then every notebook and step file with its outputs."""
-    from nbconvert import HTMLExporter
-
     with _store() as store:
         notebooks = store.run_notebooks(run.id)
+    return run_page(directory, run, notebooks)
+
+
+def run_page(directory: Path, run: DescribeRun, notebooks: dict[str, str]) -> str:
+    """The page of ``render_run_html`` from the run's executed ``notebooks`` and the job's
+    files in ``directory`` (a deployed job's: its version unpacked)."""
+    from nbconvert import HTMLExporter
+
     page = nbformat.v4.new_notebook()
     page.metadata["kernelspec"] = {
         "name": "python3",
@@ -73,7 +80,7 @@ def render_run_html(directory: Path, run: DescribeRun) -> str:
             page.cells.append(cell)
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(
-        page, resources={"metadata": {"name": f"{run.job_name} run {run.id}"}}
+        page, resources={"metadata": {"name": f"{run.job_name} run {run.number}"}}
     )
     return str(body)
 
@@ -106,10 +113,10 @@ def _file_source(directory: Path, step: DescribeRunStep) -> str:
 def _summary_markdown(run: DescribeRun) -> str:
     duration = f"{run.duration:.2f}s" if run.duration is not None else "still running"
     lines = [
-        f"# {escape(run.job_name)} · run {run.id} · {run.status}",
+        f"# {escape(run.job_name)} · run {run.number} · {run.status}",
         "",
         f"Started {run.started_at:%Y-%m-%d %H:%M:%S %Z}, took {duration}. Database "
-        f"`{run.db_url}`. Arguments `{json.dumps(run.arguments)}`.",
+        f"`{run.db_url}`. Arguments `{json.dumps(run.arguments)}`. Run id {run.id}.",
         "",
     ]
     lines += [f"- ↷ {escape(note)}" for note in run.plan]

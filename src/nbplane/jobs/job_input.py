@@ -7,11 +7,11 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from nbplane.errors import ConfigError, QueryError
@@ -19,7 +19,13 @@ from nbplane.jobs.backend import JobState, find_connection
 from nbplane.jobs.definition import Job
 from nbplane.jobs.ingestion import Ingester
 from nbplane.jobs.models import DescribeGrantedConnection
-from nbplane.jobs.sql import QueryResult, Statement, split_statements, substitute
+from nbplane.jobs.sql import (
+    QueryResult,
+    Statement,
+    bind_parameters,
+    split_statements,
+    substitute,
+)
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
 from nbplane.settings import Settings
 
@@ -69,25 +75,46 @@ class JobInput:
         return f"<JobInput job={self._job.name!r} db={redact_url(self.db_url)!r}>"
 
     # queries
-    def execute_query(self, query: str) -> list[tuple[Any, ...]]:
-        """Run SQL (one or more statements, ``{name}`` substituted); rows of the last one."""
-        return self.query(query).rows
+    def execute_query(
+        self, query: str, parameters: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run SQL (one or more statements); rows of the last one. ``:name`` parameters are
+        bound by the driver from ``parameters``, the arguments and the properties; ``{name}``
+        is replaced as text (VDK's behaviour, unsafe with values from outside)."""
+        return self.query(query, parameters).rows
 
-    def query(self, sql: str) -> QueryResult:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         """Like ``execute_query`` but with column names, for tables and DataFrames."""
         result = QueryResult(columns=[], rows=[])
         for statement in split_statements(sql):
-            result = self.run_statement(statement)
+            result = self.run_statement(statement, parameters)
         return result
 
-    def run_statement(self, statement: Statement) -> QueryResult:
-        sql = substitute(statement.text, self.substitution_values())
+    def run_statement(
+        self, statement: Statement, parameters: Mapping[str, Any] | None = None
+    ) -> QueryResult:
+        values = {**self.substitution_values(), **(parameters or {})}
+        sql = substitute(statement.text, values)
+        bound = bind_parameters(sql)
+        missing = [name for name in bound.names if name not in values]
+        if missing:
+            raise QueryError(
+                f"no value for {', '.join(':' + name for name in missing)}: give it as an "
+                "argument, a property or in the query's parameters",
+                statement=sql,
+                line=statement.line,
+            )
         try:
             with self._engine.connect() as connection:
                 # Each statement commits as it runs, as in VDK; ingestion batches use
                 # transactions of their own (one commit per batch, not per row).
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-                cursor = connection.exec_driver_sql(sql)
+                if bound.names:
+                    cursor = connection.execute(
+                        text(bound.text), {name: values[name] for name in bound.names}
+                    )
+                else:  # no parameters: the driver reads the SQL as written (e.g. a % sign)
+                    cursor = connection.exec_driver_sql(sql)
                 if not cursor.returns_rows:
                     return QueryResult(columns=[], rows=[])
                 return QueryResult(
@@ -122,7 +149,8 @@ class JobInput:
         return dict(find_connection(self._connections, name).values)
 
     def substitution_values(self) -> dict[str, Any]:
-        """What ``{name}`` may refer to; arguments win over execution properties and properties."""
+        """What ``{name}`` and ``:name`` may refer to; arguments win over execution properties
+        and properties."""
         return {**self.get_all_properties(), **self.get_execution_properties(), **self._arguments}
 
     # properties and secrets

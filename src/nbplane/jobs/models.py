@@ -77,6 +77,9 @@ class DescribeRun(BaseModel):
     """A run of a job: its arguments, status, timings and steps."""
 
     id: int
+    """Unique among every job's runs: what links and the HTML page use."""
+    number: int
+    """The run's number among its job's runs (1, 2, ...): what people read and type."""
     job_name: str
     job_team: str | None
     job_dir: str
@@ -95,6 +98,32 @@ class DescribeRun(BaseModel):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class DescribeStepExecution(BaseModel):
+    """The latest execution of one step of a job, and the run it belongs to."""
+
+    run_number: int
+    arguments: dict[str, Any]
+    step: DescribeRunStep
+
+
+class DescribeInterruptedRun(BaseModel):
+    """A run that ended while its step at ``position`` ran (its process died or was killed):
+    that step counts as a failed execution, as it may have written half of its work."""
+
+    run_id: int
+    run_number: int
+    position: int
+
+
+class DescribeJobHistory(BaseModel):
+    """What resume compares a job with, read in one call per run."""
+
+    last_run_number: int | None = None
+    executions: list[DescribeStepExecution] = Field(default_factory=list)
+    """The latest execution (succeeded or failed, never skipped) of each step name."""
+    interrupted: list[DescribeInterruptedRun] = Field(default_factory=list)
 
 
 class DescribeGrantedConnection(BaseModel):
@@ -127,3 +156,52 @@ class DescribeGrantedConnection(BaseModel):
 
 
 PUBLIC_CONNECTION_KEYS = frozenset({"bucket", "region", "endpoint_url"})
+
+
+class DescribeRetention(BaseModel):
+    """How much of a job's history is kept; 0 keeps that much forever. Checkpoints need no
+    number: only those resume may still read are kept (see ``store/retention.py``)."""
+
+    keep_runs: int = Field(ge=0, description="Run records of the newest N runs; 0: all.")
+    keep_days: float = Field(ge=0, description="No run record older than D days; 0: no limit.")
+    keep_outputs: int = Field(
+        ge=0,
+        description="Executed notebooks, step outputs and execution logs of the newest M runs "
+        "only (older runs keep their record without them); 0: of every kept run.",
+    )
+
+
+class DescribePrune(BaseModel):
+    """What pruning one job removed, or would remove in a dry run."""
+
+    job: str = Field(description="The job directory, or team/name of a deployed job.")
+    dry_run: bool = False
+    runs: list[int] = Field(default_factory=list, description="Run records deleted.")
+    executions: list[str] = Field(
+        default_factory=list, description="Deployed job executions deleted, with their runs."
+    )
+    steps: int = Field(default=0, description="Step records deleted with their runs.")
+    checkpoints: int = Field(default=0, description="Checkpoints dropped, with their runs or not.")
+    notebooks: int = Field(default=0, description="Executed notebooks deleted.")
+    outputs: int = Field(default=0, description="Step records whose outputs were cleared.")
+    logs: int = Field(default=0, description="Executions whose log was deleted.")
+    log_characters: int = Field(default=0, description="Characters of those logs.")
+
+    @property
+    def removed_anything(self) -> bool:
+        return any(
+            (self.runs, self.executions, self.checkpoints, self.notebooks, self.outputs, self.logs)
+        )
+
+    def summary(self) -> str:
+        """In words, for a log line."""
+        counts = {
+            "executions": len(self.executions),
+            "runs": len(self.runs),
+            "steps": self.steps,
+            "checkpoints": self.checkpoints,
+            "executed notebooks": self.notebooks,
+            "step outputs": self.outputs,
+            f"logs ({self.log_characters} characters)": self.logs,
+        }
+        return ", ".join(f"{count} {what}" for what, count in counts.items() if count)

@@ -43,7 +43,7 @@ class ConsoleReporter(Reporter):
         self.total = len(job.steps)
         label = "Template" if self._depth > 1 else "Job"
         self.console.print(
-            f"[bold]{label} {escape(job.name)}[/] · run {run.id} · {self.total} steps · "
+            f"[bold]{label} {escape(job.name)}[/] · run {run.number} · {self.total} steps · "
             f"database {escape(run.db_url)}",
             highlight=False,
         )
@@ -96,7 +96,8 @@ class ConsoleReporter(Reporter):
         self.console.print(run_table(run))
         style = "green" if run.status == RunStatus.SUCCEEDED else "red"
         self.console.print(
-            f"[bold {style}]run {run.id} {run.status}[/] in {run.duration or 0:.2f}s",
+            f"[bold {style}]run {run.number} of {escape(run.job_name)} {run.status}[/] "
+            f"in {run.duration or 0:.2f}s",
             highlight=False,
         )
         if (
@@ -121,7 +122,7 @@ def run_table(run: DescribeRun) -> Table:
     """The summary of a run's steps (rich's tables are imported once the steps are done)."""
     from rich.table import Table
 
-    table = Table(title=f"run {run.id} of {run.job_name}", title_justify="left")
+    table = Table(title=f"run {run.number} of {run.job_name}", title_justify="left")
     for column in ("#", "step", "status", "duration", "note"):
         table.add_column(column, no_wrap=column != "note")
     for step in run.steps:

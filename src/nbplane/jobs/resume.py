@@ -10,7 +10,12 @@ from typing import Any
 
 from nbplane.jobs.backend import RunRecords
 from nbplane.jobs.definition import Job, Step, StepKind
-from nbplane.jobs.models import DescribeRun, DescribeRunStep, StepStatus
+from nbplane.jobs.models import (
+    DescribeJobHistory,
+    DescribeRunStep,
+    DescribeStepExecution,
+    StepStatus,
+)
 
 
 @dataclass
@@ -21,13 +26,19 @@ class RunPlan:
     start: int = 0
     notes: list[str] = field(default_factory=list)
     skip_reasons: dict[int, str] = field(default_factory=dict)
+    run_reasons: dict[int, str] = field(default_factory=dict)
+    """Why a step of a resumed (or --from-step) run runs again."""
     restore: dict[str, DescribeRunStep] = field(default_factory=dict)
-    """Per notebook: the earlier success whose checkpoint becomes its namespace."""
+    """Per notebook: the up-to-date execution whose checkpoint becomes its namespace."""
+
+
+def arguments_hash(arguments: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(arguments, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def chain_hashes(job: Job, arguments: dict[str, Any]) -> list[str]:
     """Each step's hash covers its code, every earlier step's code and the arguments."""
-    chain = hashlib.sha256(json.dumps(arguments, sort_keys=True, default=str).encode()).hexdigest()
+    chain = arguments_hash(arguments)
     chains = []
     for step in job.steps:
         chain = hashlib.sha256(f"{chain}\0{step.code_hash}".encode()).hexdigest()
@@ -35,14 +46,34 @@ def chain_hashes(job: Job, arguments: dict[str, Any]) -> list[str]:
     return chains
 
 
+@dataclass
+class LastExecution:
+    """A step's most recent execution: its record (None when the run died while the step
+    ran), the run's number, and why the step is not up to date (None when it is)."""
+
+    record: DescribeRunStep | None
+    run_number: int
+    stale: str | None
+
+
 def plan_run(
     job: Job, store: RunRecords, arguments: dict[str, Any], *, resume: bool, from_step: str | None
 ) -> RunPlan:
+    """A step is skipped only when the state it would produce is the one its latest execution
+    left: that execution succeeded with the same chain (code, earlier code, arguments). Steps
+    are told apart across runs by name (``file#cell``), as their code hash and --from-step do."""
     plan = RunPlan(chains=chain_hashes(job, arguments))
     if not resume and from_step is None:
         return plan
-    job_dir = str(job.directory)
-    successes = [store.last_success(job_dir, chain) for chain in plan.chains]
+    history = store.job_history(str(job.directory))
+    if history.last_run_number is None:
+        plan.notes.append("no earlier run of this job: running every step")
+        if from_step is None:
+            return plan
+    latest = _last_executions(job, plan, arguments, history)
+    up_to_date = [
+        last.record if last is not None and last.stale is None else None for last in latest
+    ]
     if from_step is not None:
         plan.start = job.find_step(from_step).index
         plan.notes.append(
@@ -50,53 +81,100 @@ def plan_run(
             "as asked by --from-step"
         )
     else:
-        last_runs = store.list_runs(job_dir, limit=1)
-        if not last_runs:
-            plan.notes.append("no earlier run of this job: running every step")
-            return plan
-        plan.start = _first_stale_step(job, plan, successes, last_runs[0])
-    _settle_restores(job, plan, successes, forced=from_step is not None)
-    for step in job.steps[: plan.start]:
-        success = successes[step.index]
-        plan.skip_reasons[step.index] = (
-            f"unchanged since run {success.run_id}" if success else "skipped by --from-step"
-        )
+        plan.start = next((i for i, record in enumerate(up_to_date) if record is None), len(latest))
+        if plan.start < len(job.steps):
+            step = job.steps[plan.start]
+            plan.notes.append(
+                f"resuming at step {plan.start + 1} ({step.name}): "
+                f"{_why_stale(latest[plan.start], history.last_run_number)}"
+            )
+        else:
+            plan.notes.append(
+                f"nothing changed since run {history.last_run_number}: every step is up to date"
+            )
+    _settle_restores(job, plan, up_to_date, forced=from_step is not None)
+    for step in job.steps:
+        last = latest[step.index]
+        why = _why_stale(last, history.last_run_number)
+        if step.index < plan.start:
+            plan.skip_reasons[step.index] = (
+                f"unchanged since run {last.run_number}"
+                if last is not None and last.stale is None
+                else f"skipped by --from-step, though {why}"
+            )
+        elif step.index == plan.start and from_step is not None:
+            plan.run_reasons[step.index] = "as asked by --from-step"
+        elif last is None or last.stale is not None:
+            plan.run_reasons[step.index] = why
+        else:
+            first = job.steps[plan.start]
+            plan.run_reasons[step.index] = (
+                f"up to date, run again after step {plan.start + 1} ({first.name})"
+                if step.index > plan.start
+                else "up to date, run again for a value that could not be checkpointed"
+            )
     return plan
 
 
-def _first_stale_step(
-    job: Job, plan: RunPlan, successes: list[DescribeRunStep | None], last: DescribeRun
-) -> int:
-    failed = {s.chain_hash for s in last.steps if s.status == StepStatus.FAILED}
-    last_by_position = {s.position: s for s in last.steps}
-    for step, chain, success in zip(job.steps, plan.chains, successes, strict=True):
-        if chain in failed:
-            plan.notes.append(
-                f"resuming at step {step.index + 1} ({step.name}): it failed in run {last.id}"
+def _last_executions(
+    job: Job, plan: RunPlan, arguments: dict[str, Any], history: DescribeJobHistory
+) -> list[LastExecution | None]:
+    """Each step's latest execution, or None when it never ran."""
+    by_name = {execution.step.name: execution for execution in history.executions}
+    latest: list[LastExecution | None] = []
+    for step, chain in zip(job.steps, plan.chains, strict=True):
+        execution = by_name.get(step.name)
+        executed_in = (execution.step.run_id or 0) if execution else 0
+        newer = [
+            run
+            for run in history.interrupted
+            if run.position == step.index and run.run_id > executed_in
+        ]
+        if newer:
+            cut = max(newer, key=lambda run: run.run_id)
+            latest.append(
+                LastExecution(
+                    None,
+                    cut.run_number,
+                    f"step {step.index + 1} failed in run {cut.run_number} "
+                    "(the run ended while it ran)",
+                )
             )
-            return step.index
-        if success is None:
-            plan.notes.append(
-                f"resuming at step {step.index + 1} ({step.name}): "
-                f"{_why_stale(step, last, last_by_position.get(step.index))}"
+        elif execution is None:
+            latest.append(None)
+        else:
+            latest.append(
+                LastExecution(
+                    execution.step, execution.run_number, _stale(step, chain, arguments, execution)
+                )
             )
-            return step.index
-    plan.notes.append(f"nothing changed since run {last.id}: every step is up to date")
-    return len(job.steps)
+    return latest
 
 
-def _why_stale(step: Step, last: DescribeRun, previous: DescribeRunStep | None) -> str:
-    if previous is None or previous.name != step.name:
-        return f"it is new since run {last.id}"
-    if previous.code_hash != step.code_hash:
-        return f"its code changed since run {last.id}"
-    if previous.status != StepStatus.SUCCEEDED:
-        return f"it was {previous.status} in run {last.id}"
-    return "an earlier step or the arguments changed since it last succeeded"
+def _stale(
+    step: Step, chain: str, arguments: dict[str, Any], execution: DescribeStepExecution
+) -> str | None:
+    """Why the step's latest execution did not leave the state this run would, if so."""
+    since = f"since run {execution.run_number}"
+    if execution.step.status != StepStatus.SUCCEEDED:
+        return f"step {step.index + 1} failed in run {execution.run_number}"
+    if execution.step.code_hash != step.code_hash:
+        return f"its code changed {since}"
+    if arguments_hash(execution.arguments) != arguments_hash(arguments):
+        return f"the arguments changed {since}"
+    if execution.step.chain_hash != chain:
+        return f"an earlier step changed {since}"
+    return None
+
+
+def _why_stale(last: LastExecution | None, last_run_number: int | None) -> str:
+    if last is None:
+        return f"it is new since run {last_run_number}" if last_run_number else "it never ran"
+    return last.stale or f"unchanged since run {last.run_number}"
 
 
 def _settle_restores(
-    job: Job, plan: RunPlan, successes: list[DescribeRunStep | None], forced: bool
+    job: Job, plan: RunPlan, up_to_date: list[DescribeRunStep | None], forced: bool
 ) -> None:
     """Pick each notebook's checkpoint; move the start back where a needed value is missing."""
     while True:
@@ -109,7 +187,7 @@ def _settle_restores(
             remaining = [s for s in steps if s.index >= plan.start]
             if not done or not remaining:
                 continue
-            success = successes[done[-1].index]
+            success = up_to_date[done[-1].index]
             if success is None or not success.has_checkpoint:
                 notes.append(
                     f"{notebook}: no checkpoint after step {done[-1].name}; its "
@@ -130,7 +208,7 @@ def _settle_restores(
                     (
                         s
                         for s in done
-                        if (record := successes[s.index]) is not None
+                        if (record := up_to_date[s.index]) is not None
                         and name in record.defined_names
                     ),
                     done[0],

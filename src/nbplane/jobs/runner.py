@@ -181,6 +181,7 @@ class JobExecution:
         self.store, self.state, self.settings, self.db_url = store, state, settings, db_url
         self.arguments, self.reporter = arguments, reporter
         self.records: dict[int, DescribeRunStep] = {}
+        self.running: Step | None = None
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.shells: dict[str, StepShell] = {}
         self.job_input: JobInput | None = None
@@ -225,11 +226,13 @@ class JobExecution:
             status, error = RunStatus.CANCELLED, {"message": "interrupted by the user"}
         except NbplaneError as exc:
             status, error = RunStatus.FAILED, exc.to_dict()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too (sys.exit in a step, stdout closed)
             status, error = RunStatus.FAILED, {"message": f"nbplane failed: {exc!r}"}
             raise
         finally:
             reason = (error or {}).get("message", "the run ended")
+            if self.running is not None:  # its work may be half done: resume must rerun it
+                self._record_interrupted(self.running, reason)
             for step in self.job.steps:
                 if step.index not in self.records:
                     self._record_skip(step, StepStatus.NOT_RUN, reason)
@@ -243,6 +246,7 @@ class JobExecution:
 
     # steps
     def _run_step(self, step: Step, job_input: JobInput) -> DescribeRunStep:
+        self.running = step
         self.reporter.step_started(step)
         collector = OutputCollector(
             lambda stream, text: self.reporter.step_output(step, stream, text), self._redact
@@ -294,6 +298,7 @@ class JobExecution:
             cell_number=step.cell_number,
             cell_id=step.cell_id,
             status=StepStatus.FAILED if error else StepStatus.SUCCEEDED,
+            reason=self.plan.run_reasons.get(step.index),
             started_at=started,
             duration=time.perf_counter() - clock,
             code_hash=step.code_hash,
@@ -305,10 +310,21 @@ class JobExecution:
         )
         self.store.add_step(self.run.id, record, checkpoint)
         self.records[step.index] = record
+        self.running = None
         self.reporter.step_finished(step, record)
         return record
 
     def _record_skip(self, step: Step, status: StepStatus, reason: str) -> None:
+        self._record_unrun(step, status, reason=reason)
+
+    def _record_interrupted(self, step: Step, reason: str) -> None:
+        """A step the run ended in (Ctrl-C, an error of nbplane) counts as failed."""
+        message = f"step {step.index + 1} did not finish: {reason}"
+        self._record_unrun(step, StepStatus.FAILED, error={**step.location(), "message": message})
+        self.running = None
+
+    def _record_unrun(self, step: Step, status: StepStatus, **fields: Any) -> None:
+        """Record a step that has no outputs or checkpoint of its own."""
         record = DescribeRunStep(
             position=step.index,
             name=step.name,
@@ -317,13 +333,16 @@ class JobExecution:
             cell_number=step.cell_number,
             cell_id=step.cell_id,
             status=status,
-            reason=reason,
             code_hash=step.code_hash,
             chain_hash=self.plan.chains[step.index],
+            **fields,
         )
         self.store.add_step(self.run.id, record, None)
         self.records[step.index] = record
-        self.reporter.step_skipped(step, record)
+        if status == StepStatus.FAILED:
+            self.reporter.step_finished(step, record)
+        else:
+            self.reporter.step_skipped(step, record)
 
     def _namespace(self, notebook: str, job_input: JobInput) -> dict[str, Any]:
         """A notebook's namespace, shared by its steps: its checkpoint when resuming, and
@@ -393,7 +412,7 @@ class JobExecution:
         if run.status != RunStatus.SUCCEEDED:
             message = (run.error or {}).get("message", run.status)
             raise StepFailed(
-                f"template {directory.name} (run {run.id}) failed: {message}",
+                f"template {directory.name} (run {run.number}) failed: {message}",
                 template=directory.name,
                 template_run=run.id,
             )

@@ -1,4 +1,5 @@
-"""SQL as jobs write it: several statements per cell or file, ``{name}`` placeholders."""
+"""SQL as jobs write it: several statements per cell or file, ``:name`` bind parameters the
+database driver fills, and ``{name}`` placeholders replaced as text (VDK's behaviour)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
+BIND_PARAMETER = re.compile(r":([A-Za-z_]\w*)")
+TEXT_PARAMETER = re.compile(r"(?<![:\w\\]):\w+(?!:)")
+"""What SQLAlchemy's ``text()`` reads as a parameter, unless escaped with a backslash."""
 
 
 def substitute(sql: str, values: Mapping[str, Any]) -> str:
@@ -15,6 +19,37 @@ def substitute(sql: str, values: Mapping[str, Any]) -> str:
     return PLACEHOLDER.sub(
         lambda match: str(values[match[1]]) if match[1] in values else match[0], sql
     )
+
+
+@dataclass(frozen=True)
+class BoundSql:
+    """A statement as SQLAlchemy's ``text()`` reads it, with its ``:name`` parameters."""
+
+    text: str
+    names: list[str]
+
+
+def bind_parameters(sql: str) -> BoundSql:
+    """Find the ``:name`` parameters of a statement as the SQL lexer sees them: a colon that
+    ``text()`` would also read as one, in a string literal or a comment, is escaped to stay text.
+    sqlparse is imported by the first SQL statement, not by every run."""
+    import sqlparse
+
+    names: list[str] = []
+    starts: set[int] = set()
+    offset = 0
+    for parsed in sqlparse.parse(sql):
+        for token in parsed.flatten():  # type: ignore[no-untyped-call]
+            bind = BIND_PARAMETER.fullmatch(token.value)
+            if token.ttype in sqlparse.tokens.Name.Placeholder and bind:
+                starts.add(offset)
+                if bind[1] not in names:
+                    names.append(bind[1])
+            offset += len(token.value)
+    text = TEXT_PARAMETER.sub(
+        lambda match: match[0] if match.start() in starts else "\\" + match[0], sql
+    )
+    return BoundSql(text=text, names=names)
 
 
 @dataclass(frozen=True)

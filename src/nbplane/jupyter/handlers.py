@@ -46,7 +46,8 @@ Local jobs and runs:
 - ``GET runs[?directory=DIR]`` -> ``{runs: [run, ...]}`` newest first, as below; the runs this
   Jupyter server started (they outlive page reloads, not a server restart).
 - ``GET runs/ID`` -> run: ``{id, directory, status: queued|running|succeeded|failed|cancelled,
-  run_id (nbplane's run number, for `nbplane job show-run`), created_at, finished_at, steps:
+  run_id (nbplane's id of the run record), run_number (the run's number among the job's runs,
+  for `nbplane job show-run`), created_at, finished_at, steps:
   [{order, name, file, kind, cell_index, cell_id, sql, status: pending|running|succeeded|
   failed|skipped|not run, reason, started_at, finished_at}], error, log_size}``. ``error`` when
   failed: ``{step, file, cell_index, cell_id, line, message, summary, traceback}`` (the failing

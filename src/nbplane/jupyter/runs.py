@@ -205,6 +205,7 @@ class LocalRuns:
             "directory": run.path,
             "status": status,
             "run_id": record.id if record else None,
+            "run_number": record.number if record else None,
             "created_at": run.created_at.isoformat(),
             "finished_at": _finished_at(record),
             "steps": _steps(run, record, status),

@@ -16,12 +16,17 @@ from nbplane.deployments.models import (
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,
+    DescribeNotificationDelivery,
     DescribeVersion,
     DueDeployment,
     JobExecutionPage,
     JobExecutionRecord,
     JobExecutionStatus,
     ListJobExecutionsQuery,
+    NotificationDelivery,
+    NotificationEvent,
+    NotificationStatus,
+    NotificationTarget,
 )
 from nbplane.errors import Conflict, NotFound
 from nbplane.jobs.models import DescribeRunStep
@@ -29,6 +34,7 @@ from nbplane.store.tables import (
     deployments,
     job_execution_logs,
     job_executions,
+    job_notifications,
     job_run_steps,
     job_runs,
     job_versions,
@@ -42,7 +48,9 @@ EXECUTION_COLUMNS = [
     if column.name not in ("job_id", "error", "executor_state", "run_id", "resources", "timeout")
 ]
 DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_id"]
-VERSION_COLUMNS = [column for column in job_versions.c if column.name not in ("job_id", "archive")]
+VERSION_COLUMNS = [
+    column for column in job_versions.c if column.name not in ("job_id", "archive", "retention")
+]
 
 
 class DeploymentStore:
@@ -117,8 +125,10 @@ class DeploymentStore:
         archive: bytes,
         steps: list[str],
         by: str | None,
+        retention: dict[str, float] | None = None,
     ) -> tuple[DescribeVersion, bool]:
-        """Keep an uploaded archive; the same bytes twice are one version (False: not new)."""
+        """Keep an uploaded archive; the same bytes twice are one version (False: not new).
+        ``retention`` is what its config.ini's [retention] sets."""
         created = True
         try:
             with self.engine.begin() as connection:
@@ -131,6 +141,7 @@ class DeploymentStore:
                         archive=archive,
                         created_at=now(),
                         created_by=by,
+                        retention=retention or None,
                     )
                 )
         except IntegrityError:
@@ -183,8 +194,13 @@ class DeploymentStore:
             )
         return DescribeDeployment.model_validate(row) if row else None
 
-    def save_deployment(self, job_id: int, deployment: DescribeDeployment) -> DescribeDeployment:
-        values = deployment.model_dump()
+    def save_deployment(
+        self, job_id: int, deployment: DescribeDeployment, targets: list[NotificationTarget]
+    ) -> DescribeDeployment:
+        """Save the deployment; its notification targets are ``targets`` (URLs sealed), not the
+        redacted ones of ``deployment``."""
+        values = deployment.model_dump(exclude={"notifications"})
+        values["notifications"] = [target.model_dump(mode="json") for target in targets]
         with self.engine.begin() as connection:
             updated = connection.execute(
                 update(deployments).where(deployments.c.job_id == job_id).values(**values)
@@ -194,6 +210,14 @@ class DeploymentStore:
         found = self.deployment(job_id)
         assert found is not None
         return found
+
+    def notification_targets(self, job_id: int) -> list[NotificationTarget]:
+        """The deployment's notification targets with their sealed URLs (none: not deployed)."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(deployments.c.notifications).where(deployments.c.job_id == job_id)
+            ).scalar()
+        return [NotificationTarget.model_validate(target) for target in found or []]
 
     def delete_deployment(self, job_id: int) -> bool:
         with self.engine.begin() as connection:
@@ -331,6 +355,7 @@ class DeploymentStore:
                 record = DescribeJobExecution.model_validate({**row, "job": row["name"]})
                 if steps:
                     record.steps = self._steps(connection, row["id"])
+                    record.notifications = self._notifications(connection, row["id"])
                 found.append(record)
         return found
 
@@ -343,6 +368,17 @@ class DeploymentStore:
             .order_by(job_run_steps.c.position)
         ).mappings()
         return [DescribeRunStep.model_validate(row) for row in rows]
+
+    @staticmethod
+    def _notifications(
+        connection: Connection, execution_id: str
+    ) -> list[DescribeNotificationDelivery]:
+        rows = connection.execute(
+            select(job_notifications)
+            .where(job_notifications.c.execution_id == execution_id)
+            .order_by(job_notifications.c.id)
+        ).mappings()
+        return [DescribeNotificationDelivery.model_validate(row) for row in rows]
 
     def active_executions(self) -> list[JobExecutionRecord]:
         """Queued and running executions, with what the executors need to watch them."""
@@ -474,3 +510,100 @@ class DeploymentStore:
             ).all()
         text = "".join(chunk[max(0, offset - start) :] for start, chunk in rows)
         return text, offset + len(text)
+
+    # notifications: the outbox
+    def enqueue_notifications(
+        self, execution_id: str, event: NotificationEvent, only: int | None = None
+    ) -> int:
+        """Put the execution's notifications of ``event`` in the outbox, one per target of its
+        deployment that wants it (``only``: just that target); a notification already there
+        stays as it is. Returns how many were added."""
+        with self.engine.connect() as connection:
+            job_id = connection.execute(
+                select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
+            ).scalar()
+            queued = set(
+                connection.execute(
+                    select(job_notifications.c.target).where(
+                        job_notifications.c.execution_id == execution_id,
+                        job_notifications.c.event == event,
+                    )
+                ).scalars()
+            )
+        if job_id is None:
+            return 0
+        added = 0
+        for position, target in enumerate(self.notification_targets(job_id)):
+            if not target.wants(event) or only not in (None, position) or position in queued:
+                continue
+            try:
+                with self.engine.begin() as connection:  # one each: a duplicate spoils only its own
+                    connection.execute(
+                        insert(job_notifications).values(
+                            execution_id=execution_id,
+                            target=position,
+                            event=event,
+                            address=target.url or ", ".join(target.to or []),
+                            sealed_url=target.sealed_url,
+                            to=target.to,
+                            status=NotificationStatus.PENDING,
+                            attempts=0,
+                            next_attempt_at=now(),
+                            created_at=now(),
+                        )
+                    )
+                added += 1
+            except IntegrityError:
+                pass  # another replica enqueued it meanwhile
+        return added
+
+    def due_notifications(self, until: datetime, limit: int = 50) -> list[NotificationDelivery]:
+        """Pending notifications whose next attempt is due by ``until``, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(job_notifications)
+                .where(
+                    job_notifications.c.status == NotificationStatus.PENDING,
+                    job_notifications.c.next_attempt_at <= until,
+                )
+                .order_by(job_notifications.c.next_attempt_at, job_notifications.c.id)
+                .limit(limit)
+            ).mappings()
+            return [NotificationDelivery.model_validate(row) for row in rows]
+
+    def claim_notification(self, notification: NotificationDelivery, until: datetime) -> bool:
+        """Take the notification for an attempt, moving its next attempt on to ``until`` (when
+        it is tried again should this sender die); of replicas racing for it, one wins."""
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(job_notifications)
+                    .where(
+                        job_notifications.c.id == notification.id,
+                        job_notifications.c.status == NotificationStatus.PENDING,
+                        job_notifications.c.attempts == notification.attempts,
+                    )
+                    .values(next_attempt_at=until, attempts=notification.attempts + 1)
+                ).rowcount
+            )
+
+    def record_notification(
+        self,
+        notification_id: int,
+        status: NotificationStatus,
+        *,
+        last_error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """How the latest attempt went: sent, failed for good, or pending a next attempt."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(job_notifications)
+                .where(job_notifications.c.id == notification_id)
+                .values(
+                    status=status,
+                    last_error=last_error,
+                    next_attempt_at=next_attempt_at,
+                    sent_at=now() if status == NotificationStatus.SENT else None,
+                )
+            )

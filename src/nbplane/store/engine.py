@@ -1,9 +1,7 @@
-"""Open nbplane's database, bring its schema up to date, and read and write job runs."""
+"""Open nbplane's database and bring its schema up to date; the store and its parts."""
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,32 +21,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from nbplane._time import now
 from nbplane.errors import StoreError
-from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus
 from nbplane.platform.dburl import ensure_sqlite_parent, redact_url
-from nbplane.store.tables import job_run_notebooks, job_run_steps, job_runs, job_state, metadata
+from nbplane.store.runs import RunStore
+from nbplane.store.tables import job_state, metadata
 
 if TYPE_CHECKING:
     from nbplane.store.apis import ExecutionStore
     from nbplane.store.auth import AuthStore
     from nbplane.store.deployments import DeploymentStore
+    from nbplane.store.retention import RetentionStore
     from nbplane.store.sessions import SessionStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0009"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -85,19 +72,13 @@ def migrate(engine: Engine) -> None:
         upgrade(config, "head")
 
 
-STEP_FIELDS = [name for name in DescribeRunStep.model_fields if name != "has_checkpoint"]
-RUN_FIELDS = [name for name in DescribeRun.model_fields if name != "steps"]
-
-
-class Store:
-    """nbplane's own records; returns pydantic models, never rows.
+class Store(RunStore):
+    """nbplane's own records; returns pydantic models, never rows. The run records' methods
+    are its own (:class:`RunStore`, the runner's ``RunRecords``); the rest hang off it.
 
     The stores of the other nouns are imported when first asked for: a job run on a user's
     machine needs none of them, nor their models, before its first step.
     """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
 
     def close(self) -> None:
         self.engine.dispose()
@@ -125,6 +106,12 @@ class Store:
         from nbplane.store.sessions import SessionStore
 
         return SessionStore(self.engine)
+
+    @property
+    def retention(self) -> RetentionStore:
+        from nbplane.store.retention import RetentionStore
+
+        return RetentionStore(self.engine)
 
     # job state: properties and encrypted secrets
     def get_properties(self, job_key: str) -> dict[str, Any]:
@@ -155,159 +142,6 @@ class Store:
                     insert(job_state).values(job_key=job_key, **{"properties": {}, **values})
                 )
 
-    # runs
-    def create_run(self, run: CreateRun, execution_id: str | None = None) -> DescribeRun:
-        values = {
-            **run.model_dump(),
-            "status": RunStatus.RUNNING,
-            "started_at": now(),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "execution_id": execution_id,
-        }
-        with self.engine.begin() as connection:
-            key = connection.execute(insert(job_runs).values(**values)).inserted_primary_key
-        assert key is not None
-        run_id = key[0]
-        return DescribeRun.model_validate({**values, "id": run_id})
-
-    def add_step(self, run_id: int, step: DescribeRunStep, checkpoint: bytes | None) -> None:
-        fields = step.model_dump(exclude={"id", "run_id", "has_checkpoint"})
-        with self.engine.begin() as connection:
-            connection.execute(
-                insert(job_run_steps).values(run_id=run_id, checkpoint=checkpoint, **fields)
-            )
-
-    def finish_run(
-        self,
-        run_id: int,
-        status: RunStatus,
-        error: dict[str, Any] | None,
-        notebooks: dict[str, str],
-    ) -> DescribeRun:
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(job_runs)
-                .where(job_runs.c.id == run_id)
-                .values(status=status, error=error, finished_at=now())
-            )
-            if notebooks:
-                connection.execute(
-                    insert(job_run_notebooks),
-                    [{"run_id": run_id, "file": f, "content": c} for f, c in notebooks.items()],
-                )
-        found = self._runs(job_runs.c.id == run_id, limit=1)
-        return found[0]
-
-    def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
-        return self._runs(job_runs.c.job_dir == job_dir, limit=limit)
-
-    def get_run(self, job_dir: str, run_id: int) -> DescribeRun | None:
-        found = self._runs(job_runs.c.id == run_id, job_runs.c.job_dir == job_dir, limit=1)
-        return found[0] if found else None
-
-    def _runs(self, *where: Any, limit: int) -> list[DescribeRun]:
-        """Runs newest first with their steps; a run whose process died is closed first."""
-        self._close_abandoned(*where)
-        with self.engine.connect() as connection:
-            runs = (
-                connection.execute(
-                    select(*(job_runs.c[f] for f in RUN_FIELDS))
-                    .where(*where)
-                    .order_by(job_runs.c.id.desc())
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
-            steps = (
-                connection.execute(
-                    select(*(job_run_steps.c[f] for f in STEP_FIELDS))
-                    .where(job_run_steps.c.run_id.in_([run["id"] for run in runs]))
-                    .order_by(job_run_steps.c.position)
-                )
-                .mappings()
-                .all()
-            )
-        by_run: dict[int, list[DescribeRunStep]] = {}
-        for step in steps:
-            by_run.setdefault(step["run_id"], []).append(DescribeRunStep.model_validate(step))
-        return [
-            DescribeRun.model_validate({**run, "steps": by_run.get(run["id"], [])}) for run in runs
-        ]
-
-    def run_execution_id(self, run_id: int) -> str | None:
-        """Which job execution recorded this run (None for a run on a user's machine)."""
-        with self.engine.connect() as connection:
-            found: str | None = connection.execute(
-                select(job_runs.c.execution_id).where(job_runs.c.id == run_id)
-            ).scalar()
-        return found
-
-    def run_notebooks(self, run_id: int) -> dict[str, str]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(job_run_notebooks.c.file, job_run_notebooks.c.content)
-                .where(job_run_notebooks.c.run_id == run_id)
-                .order_by(job_run_notebooks.c.id)
-            ).all()
-        return {file: content for file, content in rows}
-
-    def last_success(self, job_dir: str, chain_hash: str) -> DescribeRunStep | None:
-        """The latest step of this job that succeeded with exactly this code and arguments."""
-        with self.engine.connect() as connection:
-            found = (
-                connection.execute(
-                    select(
-                        *(job_run_steps.c[f] for f in STEP_FIELDS),
-                        job_run_steps.c.checkpoint.is_not(None).label("has_checkpoint"),
-                    )
-                    .join(job_runs)
-                    .where(
-                        job_runs.c.job_dir == job_dir,
-                        job_run_steps.c.chain_hash == chain_hash,
-                        job_run_steps.c.status == "succeeded",
-                    )
-                    .order_by(job_run_steps.c.id.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-        return DescribeRunStep.model_validate(found) if found else None
-
-    def load_checkpoint(self, step_id: int) -> bytes | None:
-        with self.engine.connect() as connection:
-            blob: bytes | None = connection.execute(
-                select(job_run_steps.c.checkpoint).where(job_run_steps.c.id == step_id)
-            ).scalar()
-        return blob
-
-    def _close_abandoned(self, *where: Any) -> None:
-        """A run whose process died on this host can never finish: say so in its record."""
-        host = socket.gethostname()
-        with self.engine.begin() as connection:
-            running = connection.execute(
-                select(job_runs.c.id, job_runs.c.pid).where(
-                    *where, job_runs.c.status == RunStatus.RUNNING, job_runs.c.host == host
-                )
-            ).all()
-            for run_id, pid in running:
-                if _pid_alive(pid):
-                    continue
-                connection.execute(
-                    update(job_runs)
-                    .where(job_runs.c.id == run_id)
-                    .values(
-                        status=RunStatus.FAILED,
-                        finished_at=now(),
-                        error={
-                            "message": f"the process running it (pid {pid}) ended "
-                            "before the run finished"
-                        },
-                    )
-                )
-
 
 def open_store(url: str) -> Store:
     """Connect to nbplane's database at ``url`` and migrate it; errors say which URL failed."""
@@ -326,6 +160,7 @@ def open_store(url: str) -> Store:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes on a new file: pruning frees space
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it consistent; no fsync per commit

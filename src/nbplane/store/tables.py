@@ -26,6 +26,7 @@ job_runs = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_dir", String(1024), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
     Column("job_name", String(255), nullable=False),
     Column("job_team", String(255)),
     Column("status", String(32), nullable=False),
@@ -39,7 +40,10 @@ job_runs = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("execution_id", String(36), index=True),
+    UniqueConstraint("job_dir", "number", name="uq_job_runs_job_dir_number"),
 )
+"""``job_dir`` is the job's resolved directory for a run on a user's machine, and
+``deployed:TEAM/JOB`` for a deployed job's execution; ``number`` counts the runs of each."""
 
 job_run_steps = Table(
     "job_run_steps",
@@ -198,8 +202,10 @@ job_versions = Table(
     Column("archive", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(255)),
+    Column("retention", JSON),
 )
-"""Uploaded archives, kept whole; a version's id is the SHA-256 of its bytes."""
+"""Uploaded archives, kept whole; a version's id is the SHA-256 of its bytes. ``retention`` is
+what its config.ini's [retention] sets, read once on upload for the server's pruning."""
 
 deployments = Table(
     "deployments",
@@ -217,6 +223,7 @@ deployments = Table(
     Column("next_run_at", DateTime(timezone=True), index=True),
     Column("deployed_at", DateTime(timezone=True), nullable=False),
     Column("deployed_by", String(255)),
+    Column("notifications", JSON, nullable=False, server_default="[]"),
 )
 """One deployment per job. ``next_run_at`` is the scheduler's claim: a replica that moves it
 forward with a conditional UPDATE is the one that starts the run."""
@@ -262,6 +269,34 @@ job_execution_logs = Table(
     Column("text", Text, nullable=False),
 )
 """A job execution's output in chunks, appended while it runs so it can be followed live."""
+
+job_notifications = Table(
+    "job_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("job_executions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("target", Integer, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("sealed_url", Text),
+    Column("to", JSON),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("execution_id", "target", "event", name="uq_job_notifications_event"),
+)
+"""The notifications outbox: one row per execution, target and event (unique, so two replicas
+never both enqueue it), with where it goes copied in, so a later redeploy changes nothing sent.
+``next_attempt_at`` is the sender's claim, moved on by a conditional UPDATE."""
 
 sessions = Table(
     "sessions",

@@ -92,5 +92,9 @@ class JobExecutor(ABC):
         """Its output as the place it ran keeps it, when that differs from our own log."""
         return None
 
+    async def discard(self, execution_id: str) -> None:  # noqa: B027 - most leave nothing behind
+        """Remove what an ended execution left where it ran, as retention deletes its record;
+        nothing when there is nothing (or it was removed already)."""
+
     async def close(self) -> None:  # noqa: B027 - most executors hold nothing to release
         """Release clients and connections."""

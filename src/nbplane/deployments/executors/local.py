@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -116,6 +117,10 @@ class LocalExecutor(JobExecutor):
     async def logs(self, state: dict[str, Any]) -> str | None:
         path = Path(state.get("directory", "")) / "process.log"
         return path.read_text(errors="replace") if path.is_file() else None
+
+    async def discard(self, execution_id: str) -> None:
+        """Its directory: the job's ``work/`` (its HOME) and ``process.log``."""
+        await asyncio.to_thread(shutil.rmtree, self._directory(execution_id), ignore_errors=True)
 
 
 def _signal_reason(code: int) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from nbplane.auth.models import DescribeCaller
 from nbplane.deployments.models import (
@@ -232,6 +232,18 @@ async def logs(
             )
 
     return StreamingResponse(stream(), media_type="text/plain")
+
+
+@router.get(
+    JOB + "/executions/{execution_id}/html",
+    summary="The execution's run as one HTML page: steps, executed notebooks, outputs",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}},
+)
+async def html(
+    control: Deployments, team: str, job: str, execution_id: str, caller: Caller
+) -> HTMLResponse:
+    return HTMLResponse(await asyncio.to_thread(control.html, caller, team, job, execution_id))
 
 
 @router.get(JOB + "/properties", summary="The job's properties")
