@@ -85,6 +85,17 @@ def nbplane_command() -> list[str]:
     return [sys.executable, "-m", "nbplane"]
 
 
+PYCACHE = Path.home() / ".cache" / "nbplane-bench" / "pycache"
+
+
+def compiled(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a command that runs from compiled bytecode, as installed packages do: without
+    it a ``PYTHONPATH=src`` checkout (or ``PYTHONDONTWRITEBYTECODE``) compiles nbplane's modules
+    on every run. An untimed first run fills ``PYCACHE``, outside the checkout and venvs."""
+    kept = {name: value for name, value in env.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    return kept | {"PYTHONPYCACHEPREFIX": str(PYCACHE)}
+
+
 def sqlite_url(path: Path) -> str:
     """SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path.resolve()}"

@@ -24,6 +24,7 @@ from _common import (
     Summary,
     Timed,
     code_cell,
+    compiled,
     fail,
     nbplane_command,
     run_timed,
@@ -39,7 +40,6 @@ VDK_TUNED = "vdk (aggregator 1 s)"
 DEFAULT_VDK_VENV = Path.home() / ".cache" / "nbplane-bench" / "vdk-venv"
 VDK_PACKAGES = ("vdk-core", "vdk-notebook", "vdk-ipython", "vdk-sqlite")
 READY_MARKER = ".nbplane-bench-ready"
-PYCACHE = DEFAULT_VDK_VENV.parent / "pycache"
 
 
 @dataclass(frozen=True)
@@ -162,20 +162,13 @@ def ensure_vdk(venv: Path) -> Path:
 
 
 def base_env() -> dict[str, str]:
-    """The current environment minus variables that would steer either tool elsewhere.
-
-    Both tools run from compiled bytecode, as installed packages do: without it a
-    ``PYTHONPATH=src`` checkout (or ``PYTHONDONTWRITEBYTECODE``) compiles nbplane's modules on
-    every run. The warm-up run fills ``PYCACHE``, outside the checkout and the environments."""
+    """The current environment minus variables that would steer either tool elsewhere; both
+    tools run from compiled bytecode, which the warm-up run compiles."""
     env = dict(os.environ)
     for name in list(env):
-        if name.startswith(("NBPLANE_", "VDK_")) or name in (
-            "VIRTUAL_ENV",
-            "PYTHONPATH",
-            "PYTHONDONTWRITEBYTECODE",
-        ):
+        if name.startswith(("NBPLANE_", "VDK_")) or name in ("VIRTUAL_ENV", "PYTHONPATH"):
             del env[name]
-    return env | {"PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    return compiled(env)
 
 
 def run_nbplane(job: Path, work: Path, rows: int, home: Path, label: str) -> Timed:

@@ -24,6 +24,7 @@ from _common import (
     Summary,
     Timed,
     code_cell,
+    compiled,
     fail,
     nbplane_command,
     replace_cell_source,
@@ -105,6 +106,13 @@ def main() -> int:
             for name, value in os.environ.items()
             if not name.startswith("NBPLANE_") and name not in ("VIRTUAL_ENV", "PYTHONPATH")
         }
+        if "PYTHONPATH" in os.environ:  # PYTHONPATH=src times the checkout's nbplane
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        env = compiled(env)
+        warm = root / "warm-up"  # untimed, in its own home: compiles what a run imports
+        warm_db = sqlite_url(warm / "target.sqlite")
+        warm_up = [*nbplane_command(), "job", "run", str(job), "--db", warm_db]
+        run_timed("warm-up", warm_up, env | {"NBPLANE_HOME": str(warm / "home")}, cwd=root)
         env |= {"NBPLANE_HOME": str(root / "nbplane-home"), "NBPLANE_DB_URL": sqlite_url(database)}
         run = [*nbplane_command(), "job", "run", str(job), "--db", sqlite_url(database)]
 
