@@ -46,7 +46,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0008"
 """The newest migration; tests check it matches Alembic's head."""
 
 
