@@ -90,14 +90,18 @@ class JobExecutionLifecycle:
         attempt: int | None = None,
         failure: FailureKind | None = None,
     ) -> Ending | None:
-        """End the execution's current attempt (``attempt``, when the caller speaks for one)
-        with ``status``. A failed or timed-out attempt whose ``failure`` kind the deployment
-        retries, with attempts left, makes the execution retrying; otherwise ``status`` is its
-        final one. None when it ended already, or that attempt is over."""
+        """End the execution's current attempt with ``status``: ``attempt`` is the running
+        attempt the caller speaks for (the job's process, the monitor watching it), None to end
+        the execution whatever it does (cancelled while queued or waiting to retry). A failed or
+        timed-out attempt whose ``failure`` kind the deployment retries, with attempts left,
+        makes the execution retrying; otherwise ``status`` is its final one. None when it ended
+        already, or that attempt is over."""
         if not status.final:
             raise ValueError(f"{status} is not a final status")
         record = self.deployments.execution_record(execution_id)
-        number = record.attempt if attempt is None else attempt
+        if attempt is not None and (record.status != RUNNING or record.attempt != attempt):
+            return None
+        number = record.attempt
         total = record.retries + 1
         retry_at = None
         if self._retries(record, number, status, failure):
@@ -109,11 +113,15 @@ class JobExecutionLifecycle:
             )
         else:
             ending = Ending(status, _final_reason(record, number, status, reason, failure))
+        if record.status not in allowed_from(ending.status):
+            return None
+        # compare-and-set on the status and attempt the decision was made from: a writer that
+        # read the execution before another one ended this attempt changes nothing
         won = self.deployments.end_attempt(
             execution_id,
             number,
             ending.status,
-            allowed_from(ending.status),
+            {record.status},
             attempt_status=status,
             failure=failure if status in RETRIABLE else None,
             attempt_reason=reason,

@@ -185,7 +185,9 @@ class DeploymentReconciler:
         )
         if not claimed:
             return  # another replica started it
-        execution = execution.model_copy(update={"attempt": attempt})
+        execution = execution.model_copy(
+            update={"attempt": attempt, "status": JobExecutionStatus.RUNNING}
+        )
         if execution.retries:
             header = attempt_header(attempt, execution.retries + 1)
             separator = "" if queued else "\n"
@@ -281,13 +283,15 @@ class DeploymentReconciler:
     async def _finish(
         self, execution: JobExecutionRecord, status: JobExecutionStatus, reason: str
     ) -> None:
-        """End the execution's current attempt: a failure the monitor sees is the platform's."""
+        """End the execution's running attempt as seen in ``execution`` (or the execution,
+        when none was running): a failure the monitor sees is the platform's."""
+        running = execution.status == JobExecutionStatus.RUNNING
         ending = await asyncio.to_thread(
             lambda: self.lifecycle.finish(
                 execution.id,
                 status,
                 reason,
-                attempt=execution.attempt,
+                attempt=execution.attempt if running else None,
                 failure=FailureKind.PLATFORM,
             )
         )
