@@ -241,8 +241,8 @@ class DeploymentReconciler:
                 return
             await asyncio.sleep(0.5)  # the process may be recording its own result right now
             fresh = await asyncio.to_thread(self.deployments.execution_record, execution.id)
-            if fresh.status.final:
-                return
+            if fresh.status != JobExecutionStatus.RUNNING or fresh.attempt != execution.attempt:
+                return  # the attempt recorded its end (or a retry of it runs)
             code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
             words = ", ".join(part for part in (status.reason, code) if part)
             await self._save_executor_logs(execution, executor, state)
