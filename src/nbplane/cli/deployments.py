@@ -101,6 +101,23 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
     "--arguments",
     help="Arguments every execution gets unless it names its own, as a JSON object.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    help="Attempts after the first when an attempt fails, 0-10 (default: 0 on the first deploy).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0, 3600, min_open=True),
+    metavar="SECONDS",
+    help="Wait before the first retry; each later wait doubles, at most 1 h (default: 60).",
+)
+@click.option(
+    "--retry-on",
+    type=click.Choice(["any", "platform"]),
+    help="Retry any failure, or only the platform's (could not start, process or pod lost, "
+    "timed out), not a failure of the job's own code (default: any).",
+)
 @click.option("--reason", help="Why this deployment; kept with it for the record.")
 @click.option(
     "--notify-webhook",
@@ -139,6 +156,9 @@ def deploy(
     timezone: str | None,
     enabled: bool | None,
     arguments: str | None,
+    retries: int | None,
+    retry_delay: float | None,
+    retry_on: str | None,
     reason: str | None,
     webhooks: tuple[str, ...],
     emails: tuple[str, ...],
@@ -154,6 +174,9 @@ def deploy(
             "schedule": schedule,
             "timezone": timezone,
             "enabled": enabled,
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_on": retry_on,
             "reason": reason,
         }.items()
         if value is not None
@@ -287,7 +310,9 @@ def show(name: str, team: str | None, output: str) -> None:
 @team_option
 @click.option(
     "--status",
-    type=click.Choice(["queued", "running", "completed", "failed", "timed_out", "cancelled"]),
+    type=click.Choice(
+        ["queued", "running", "retrying", "completed", "failed", "timed_out", "cancelled"]
+    ),
     help="Only executions with this status.",
 )
 @click.option(
