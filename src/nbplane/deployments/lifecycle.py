@@ -137,12 +137,9 @@ class JobExecutionLifecycle:
             reason=ending.reason,
             error=error,
             retry_at=retry_at,
+            notify=NOTIFIED.get(ending.status),
         )
-        if not won:
-            return None
-        if ending.status in NOTIFIED:
-            self.deployments.enqueue_notifications(execution_id, NOTIFIED[ending.status])
-        return ending
+        return ending if won else None
 
     @staticmethod
     def _retries(

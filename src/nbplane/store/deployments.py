@@ -216,10 +216,7 @@ class DeploymentStore:
     def notification_targets(self, job_id: int) -> list[NotificationTarget]:
         """The deployment's notification targets with their sealed URLs (none: not deployed)."""
         with self.engine.connect() as connection:
-            found = connection.execute(
-                select(deployments.c.notifications).where(deployments.c.job_id == job_id)
-            ).scalar()
-        return [NotificationTarget.model_validate(target) for target in found or []]
+            return _targets(connection, job_id)
 
     def delete_deployment(self, job_id: int) -> bool:
         with self.engine.begin() as connection:
@@ -499,10 +496,13 @@ class DeploymentStore:
         reason: str | None,
         error: dict[str, Any] | None = None,
         retry_at: datetime | None = None,
+        notify: NotificationEvent | None = None,
     ) -> bool:
         """Give the execution ``status`` and end its attempt ``number`` (if still running), if
         the execution is in ``allowed_from`` and at that attempt; its credential stops working.
-        Of writers racing (two replicas, the monitor and the job's process) exactly one wins."""
+        Of writers racing (two replicas, the monitor and the job's process) exactly one wins.
+        ``notify`` queues that event's notifications in the same transaction: a replica that
+        stops right after the change never loses them."""
         ended = now()
         with self.engine.begin() as connection:
             won = connection.execute(
@@ -536,6 +536,8 @@ class DeploymentStore:
                         finished_at=ended,
                     )
                 )
+                if notify is not None:
+                    _enqueue(connection, execution_id, notify)
             return bool(won)
 
     def set_executor_state(self, execution_id: str, state: dict[str, Any]) -> None:
@@ -603,44 +605,8 @@ class DeploymentStore:
         """Put the execution's notifications of ``event`` in the outbox, one per target of its
         deployment that wants it (``only``: just that target); a notification already there
         stays as it is. Returns how many were added."""
-        with self.engine.connect() as connection:
-            job_id = connection.execute(
-                select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
-            ).scalar()
-            queued = set(
-                connection.execute(
-                    select(job_notifications.c.target).where(
-                        job_notifications.c.execution_id == execution_id,
-                        job_notifications.c.event == event,
-                    )
-                ).scalars()
-            )
-        if job_id is None:
-            return 0
-        added = 0
-        for position, target in enumerate(self.notification_targets(job_id)):
-            if not target.wants(event) or only not in (None, position) or position in queued:
-                continue
-            try:
-                with self.engine.begin() as connection:  # one each: a duplicate spoils only its own
-                    connection.execute(
-                        insert(job_notifications).values(
-                            execution_id=execution_id,
-                            target=position,
-                            event=event,
-                            address=target.url or ", ".join(target.to or []),
-                            sealed_url=target.sealed_url,
-                            to=target.to,
-                            status=NotificationStatus.PENDING,
-                            attempts=0,
-                            next_attempt_at=now(),
-                            created_at=now(),
-                        )
-                    )
-                added += 1
-            except IntegrityError:
-                pass  # another replica enqueued it meanwhile
-        return added
+        with self.engine.begin() as connection:
+            return _enqueue(connection, execution_id, event, only)
 
     def due_notifications(self, until: datetime, limit: int = 50) -> list[NotificationDelivery]:
         """Pending notifications whose next attempt is due by ``until``, oldest first."""
@@ -692,3 +658,52 @@ class DeploymentStore:
                     sent_at=now() if status == NotificationStatus.SENT else None,
                 )
             )
+
+
+def _enqueue(
+    connection: Connection, execution_id: str, event: NotificationEvent, only: int | None = None
+) -> int:
+    job_id = connection.execute(
+        select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
+    ).scalar()
+    if job_id is None:
+        return 0
+    queued = set(
+        connection.execute(
+            select(job_notifications.c.target).where(
+                job_notifications.c.execution_id == execution_id,
+                job_notifications.c.event == event,
+            )
+        ).scalars()
+    )
+    added = 0
+    for position, target in enumerate(_targets(connection, job_id)):
+        if not target.wants(event) or only not in (None, position) or position in queued:
+            continue
+        try:
+            with connection.begin_nested():  # one each: a duplicate spoils only its own
+                connection.execute(
+                    insert(job_notifications).values(
+                        execution_id=execution_id,
+                        target=position,
+                        event=event,
+                        address=target.url or ", ".join(target.to or []),
+                        sealed_url=target.sealed_url,
+                        to=target.to,
+                        status=NotificationStatus.PENDING,
+                        attempts=0,
+                        next_attempt_at=now(),
+                        created_at=now(),
+                    )
+                )
+            added += 1
+        except IntegrityError:
+            pass  # another replica enqueued it meanwhile
+    return added
+
+
+def _targets(connection: Connection, job_id: int) -> list[NotificationTarget]:
+    found = connection.execute(
+        select(deployments.c.notifications).where(deployments.c.job_id == job_id)
+    ).scalar()
+    return [NotificationTarget.model_validate(target) for target in found or []]
