@@ -51,6 +51,13 @@ execution_argument = click.argument(
     cls=DocumentedArgument,
     description="The execution's id, as `nbplane job executions NAME` lists.",
 )
+latest_execution_argument = click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    cls=DocumentedArgument,
+    description="The execution's id (default: the job's latest execution).",
+)
 team_option = click.option(
     "--team",
     help="The team that owns the job (default: your only team, as the server knows you).",
@@ -64,6 +71,7 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
 
     with NbplaneClient.from_credentials() as client:
         yield client, checked_name(team, "team", "team") if team else only_team(client)
+
 
 
 @click.command(
@@ -342,13 +350,7 @@ def executions(
     help="Print an execution's log. The job's latest execution unless one is named.",
 )
 @job_name
-@click.argument(
-    "execution_id",
-    metavar="[EXECUTION]",
-    required=False,
-    cls=DocumentedArgument,
-    description="The execution's id (default: the job's latest execution).",
-)
+@latest_execution_argument
 @team_option
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the execution ends."
@@ -371,13 +373,7 @@ def logs(name: str, execution_id: str | None, team: str | None, follow: bool) ->
     "retry, failed). The job's latest execution unless one is named.",
 )
 @job_name
-@click.argument(
-    "execution_id",
-    metavar="[EXECUTION]",
-    required=False,
-    cls=DocumentedArgument,
-    description="The execution's id (default: the job's latest execution).",
-)
+@latest_execution_argument
 @team_option
 @output_format
 def execution(name: str, execution_id: str | None, team: str | None, output: str) -> None:
