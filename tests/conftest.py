@@ -102,11 +102,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def own_nbplane_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def own_nbplane_home(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each test has an NBPLANE_HOME of its own (a test that needs one sets its own anyway):
-    none falls back to the shared ~/.nbplane, which parallel workers would race on."""
+    none falls back to the shared ~/.nbplane, which parallel workers would race on. A home a
+    module- or session-scoped fixture set is kept: an app it built reads its settings again
+    (at each lifespan) and must find the same secret key and files in every test."""
     from nbplane.settings import get_settings
 
+    shared = os.environ.get("NBPLANE_HOME")
+    if shared and Path(shared).is_relative_to(tmp_path_factory.getbasetemp()):
+        return
     monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "nbplane-home"))
     get_settings.cache_clear()
 

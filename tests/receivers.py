@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 HOOK_SECRET = "T000/B000/hook-secret-4f9a2c"
 """The path of the receiver's webhook: the credential of a Slack-like one."""
@@ -77,12 +78,44 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass
+class Login:
+    """Accepts the one SMTP login of tests."""
+
+    user: str
+    password: str
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            self.user.encode(),
+            self.password.encode(),
+        )
+        return AuthResult(success=ok)
+
+
 @contextmanager
-def receiving_mail() -> Iterator[Mailbox]:
+def receiving_mail(
+    tls: Literal["none", "starttls", "ssl"] = "none",
+    context: ssl.SSLContext | None = None,
+    login: Login | None = None,
+) -> Iterator[Mailbox]:
+    """An SMTP server on loopback: plain, offering STARTTLS (and requiring it), or speaking TLS
+    from the first byte, with ``context``'s certificate; ``login`` makes it ask for one."""
     from aiosmtpd.controller import Controller
 
     box = Mailbox(free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    options: dict[str, Any] = {}
+    if tls == "starttls":
+        options.update(tls_context=context, require_starttls=True)
+    elif tls == "ssl":
+        options.update(ssl_context=context, auth_require_tls=False)
+    if login is not None:
+        options.update(authenticator=login, auth_required=True)
+    controller = Controller(box, hostname="127.0.0.1", port=box.port, **options)
     controller.start()
     try:
         yield box

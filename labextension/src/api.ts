@@ -208,6 +208,12 @@ export interface DeployDirectory {
   /** '' removes the schedule. */
   schedule?: string;
   enabled: boolean;
+  /** Attempts after a failed one (0-10). */
+  retries?: number;
+  /** Seconds before the first retry; each later wait doubles, at most 1 h. */
+  retry_delay?: number;
+  /** 'platform': not a failure of the job's own code. */
+  retry_on?: 'any' | 'platform';
   reason?: string;
   /** Execute it once deployed. */
   run_first: boolean;
@@ -226,6 +232,9 @@ export interface Deployment {
   timezone: string;
   enabled: boolean;
   arguments: Record<string, unknown>;
+  retries: number;
+  retry_delay: number;
+  retry_on: 'any' | 'platform';
   reason: string | null;
   next_run_at: string | null;
   deployed_at: string;

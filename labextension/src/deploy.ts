@@ -6,7 +6,13 @@ import { CommandIDs } from './commands';
 import { all, submitForm, textOf } from './form';
 import { Lab } from './lab';
 import { JobsPanel } from './panel';
-import { checkDirectory, checkOptionalName, checkSchedule } from './validation';
+import {
+  checkDirectory,
+  checkOptionalName,
+  checkRetries,
+  checkRetryDelay,
+  checkSchedule
+} from './validation';
 
 export function activateDeploy(lab: Lab, jobsPanel: JobsPanel): void {
   const { last } = lab;
@@ -23,10 +29,22 @@ export function activateDeploy(lab: Lab, jobsPanel: JobsPanel): void {
           { name: 'name', label: 'Name (default: the job\'s)' },
           { name: 'schedule', label: 'Schedule (cron)', placeholder: '0 6 * * *', help: 'Empty: keep the deployed schedule (none for a new job); "none" removes it.' },
           { name: 'enabled', label: 'Schedule enabled', kind: 'checkbox' },
+          { name: 'retries', label: 'Retries (0-10)', placeholder: '0', help: 'Attempts after a failed one. Empty: keep the deployed value (0 for a new job).' },
+          { name: 'retry_delay', label: 'Retry delay (seconds)', placeholder: '60', help: 'Wait before the first retry; each later wait doubles, at most 1 hour.' },
+          {
+            name: 'retry_on',
+            label: 'Retry on',
+            kind: 'select',
+            options: [
+              ['', '(keep the deployed choice; any failure for a new job)'],
+              ['any', 'any failure'],
+              ['platform', 'platform failures only (lost, not started, timed out)']
+            ]
+          },
           { name: 'reason', label: 'Reason (for the record)' },
           { name: 'run_first', label: 'Run it now, once deployed', kind: 'checkbox' }
         ],
-        values: { directory: lab.currentDirectory(), team: last.team, name: '', schedule: '', enabled: true, reason: '', run_first: false },
+        values: { directory: lab.currentDirectory(), team: last.team, name: '', schedule: '', enabled: true, retries: '', retry_delay: '', retry_on: '', reason: '', run_first: false },
         check: values => {
           const schedule = textOf(values, 'schedule');
           return all({
@@ -35,6 +53,9 @@ export function activateDeploy(lab: Lab, jobsPanel: JobsPanel): void {
             name: checkOptionalName(textOf(values, 'name'), 'name'),
             schedule: schedule === 'none' ? { ok: true, value: '' } : checkSchedule(schedule, false),
             enabled: { ok: true, value: values.enabled === true },
+            retries: checkRetries(textOf(values, 'retries')),
+            retry_delay: checkRetryDelay(textOf(values, 'retry_delay')),
+            retry_on: { ok: true, value: textOf(values, 'retry_on') as '' | 'any' | 'platform' },
             reason: { ok: true, value: textOf(values, 'reason') },
             run_first: { ok: true, value: values.run_first === true }
           });
@@ -47,6 +68,9 @@ export function activateDeploy(lab: Lab, jobsPanel: JobsPanel): void {
             ...(value.name ? { name: value.name } : {}),
             ...(value.schedule !== null ? { schedule: value.schedule } : {}),
             enabled: value.enabled,
+            ...(value.retries !== null ? { retries: value.retries } : {}),
+            ...(value.retry_delay !== null ? { retry_delay: value.retry_delay } : {}),
+            ...(value.retry_on ? { retry_on: value.retry_on } : {}),
             ...(value.reason ? { reason: value.reason } : {}),
             run_first: value.run_first
           });

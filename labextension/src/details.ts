@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { Execution, RemoteJobDetails, describeJob, followExecutionLog } from './api';
+import { Deployment, Execution, RemoteJobDetails, describeJob, followExecutionLog } from './api';
 import { statusBadge } from './panel';
 
 function section(title: string, ...content: Node[]): HTMLElement {
@@ -72,6 +72,7 @@ export class JobDetails extends Widget {
           ['next run', deployment.next_run_at ?? '—'],
           ['arguments', JSON.stringify(deployment.arguments)],
           ['executor', deployment.executor],
+          ['retries', retryPolicy(deployment)],
           ['deployed', `${deployment.deployed_at} by ${deployment.deployed_by ?? '?'}`],
           ['reason', deployment.reason ?? '—']
         ])
@@ -139,4 +140,16 @@ export class JobDetails extends Widget {
       this.log.textContent = `Cannot read the log: ${(error as Error).message}`;
     }
   }
+}
+
+/** A deployment's retries in words, as `nbplane job show` says them. */
+export function retryPolicy(deployment: Deployment): string {
+  if (!deployment.retries) {
+    return 'none';
+  }
+  const failures = deployment.retry_on === 'any' ? 'any failure' : 'platform failures';
+  return (
+    `${deployment.retries} on ${failures}, the first after ${deployment.retry_delay}s, ` +
+    'each wait doubling (at most 1 h)'
+  );
 }

@@ -10,7 +10,9 @@ import { Checked } from './validation';
 export interface Field {
   name: string;
   label: string;
-  kind?: 'text' | 'textarea' | 'checkbox' | 'password';
+  kind?: 'text' | 'textarea' | 'checkbox' | 'password' | 'select';
+  /** A select's choices: [value, label] pairs. */
+  options?: [string, string][];
   placeholder?: string;
   help?: string;
 }
@@ -42,10 +44,15 @@ class FormBody extends Widget implements Dialog.IBodyWidget<Values> {
       row.className = 'nbplane-form-row';
       const title = document.createElement('span');
       title.textContent = field.label;
-      let input: HTMLInputElement | HTMLTextAreaElement;
+      let input: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
       if (field.kind === 'textarea') {
         input = document.createElement('textarea');
         input.rows = 3;
+      } else if (field.kind === 'select') {
+        input = document.createElement('select');
+        for (const [value, label] of field.options ?? []) {
+          input.add(new Option(label, value));
+        }
       } else {
         input = document.createElement('input');
         input.type = field.kind ?? 'text';
@@ -55,7 +62,7 @@ class FormBody extends Widget implements Dialog.IBodyWidget<Values> {
         // A token: never offered to the browser's password store.
         input.autocomplete = 'off';
       }
-      if (field.placeholder) {
+      if (field.placeholder && !(input instanceof HTMLSelectElement)) {
         input.placeholder = field.placeholder;
       }
       const value = values[field.name];

@@ -95,3 +95,36 @@ export function checkSchedule(
   }
   return { ok: true, value: schedule };
 }
+
+/** Most retries a deployment may have, and the longest wait between attempts (seconds). */
+export const MAX_RETRIES = 10;
+export const MAX_RETRY_DELAY = 3600;
+
+/** A deployment's retries: a whole number 0-10; empty keeps the deployed value (null). */
+export function checkRetries(text: string, field = 'retries'): Checked<number | null> {
+  const trimmed = text.trim();
+  if (!trimmed) {
+    return { ok: true, value: null };
+  }
+  const retries = Number(trimmed);
+  if (!/^\d+$/.test(trimmed) || retries > MAX_RETRIES) {
+    return fail(field, `${field} "${trimmed}" must be a whole number from 0 to ${MAX_RETRIES}`);
+  }
+  return { ok: true, value: retries };
+}
+
+/** Seconds before the first retry: more than 0, at most an hour; empty keeps it (null). */
+export function checkRetryDelay(text: string, field = 'retry_delay'): Checked<number | null> {
+  const trimmed = text.trim();
+  if (!trimmed) {
+    return { ok: true, value: null };
+  }
+  const seconds = Number(trimmed);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_RETRY_DELAY) {
+    return fail(
+      field,
+      `${field} "${trimmed}" must be a number of seconds above 0, at most ${MAX_RETRY_DELAY}`
+    );
+  }
+  return { ok: true, value: seconds };
+}

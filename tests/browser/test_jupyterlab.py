@@ -355,6 +355,11 @@ def test_login_deploy_and_status_in_the_panel(
     form.get_by_role("button", name="Deploy").click()
     expect(form.locator(".nbplane-form-error")).to_contain_text("has 2 fields")
     form.locator("input[name=schedule]").fill("*/5 * * * *")
+    form.locator("input[name=retries]").fill("11")
+    form.get_by_role("button", name="Deploy").click()
+    expect(form.locator(".nbplane-form-error")).to_contain_text("from 0 to 10")
+    form.locator("input[name=retries]").fill("2")
+    form.locator("select[name=retry_on]").select_option("platform")
     form.get_by_role("button", name="Deploy").click()
 
     # The side panel shows the job and its execution, until that execution ends.
@@ -371,6 +376,7 @@ def test_login_deploy_and_status_in_the_panel(
     row.click()
     details = page.locator(".nbplane-details").last
     expect(details).to_contain_text("first deploy from JupyterLab")
+    expect(details).to_contain_text("2 on platform failures, the first after 60s")
     expect(details.locator(".nbplane-executions .nbplane-badge").first).to_have_text("completed")
     expect(details.locator(".nbplane-run-log")).to_contain_text("hello, world")
 

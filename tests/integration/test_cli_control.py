@@ -277,10 +277,14 @@ def test_deploy_execute_wait_logs_list_show(control: Control) -> None:
 
 def test_execute_wait_exit_code_follows_the_status(control: Control) -> None:
     directory = new_job(control, "broken", "print('before')", "1 / 0")
-    control.alice.run("job", "deploy", str(directory))
+    control.alice.run("job", "deploy", str(directory), "--retries", "1", "--retry-delay", "0.1")
     failed = control.alice.run("job", "execute", "broken", "--wait", check=1)
     assert "before" in failed.stdout and "ZeroDivisionError" in failed.stdout
-    assert "failed" in failed.stdout.strip().splitlines()[-1]
+    assert "=== nbplane: attempt 2 of 2 ===" in failed.stdout, "the log of both attempts"
+    assert "attempts of" in failed.stdout and "user" in failed.stdout, "the attempts table"
+    last = failed.stdout.strip().splitlines()[-1]
+    assert "failed" in last and "(2 of 2 attempts ran)" in last
+    control.alice.run("job", "deploy", str(directory), "--retries", "0")
     started = control.alice.run("job", "execute", "broken")
     assert "nbplane job logs broken" in started.stdout, "how to follow it"
 
@@ -301,12 +305,22 @@ def test_schedule_is_kept_on_redeploy_until_changed(control: Control) -> None:
     )
     assert "next run" in first.stdout and "Europe/Berlin" in first.stdout
     version = alice.json("job", "show", "nightly")["deployment"]["version"]
+    retrying = alice.run(
+        "job", "deploy", str(directory), "--retries", "3", "--retry-on", "platform"
+    ).stdout
+    assert "next run" in retrying
+    assert (
+        "3 on platform failures, the first after 60s" in alice.run("job", "show", "nightly").stdout
+    )
+    refused = alice.run("job", "deploy", str(directory), "--retries", "11", check=None)
+    assert refused.returncode == 2 and "--retries" in refused.stderr
     (directory / "20_more.sql").write_text("SELECT 1", encoding="utf-8")
     alice.run("job", "deploy", str(directory), "--arguments", '{"who": "cron"}')
     deployment = alice.json("job", "show", "nightly")["deployment"]
     assert deployment["version"] != version, "the new upload is deployed"
     assert deployment["schedule"] == "0 6 * * *" and deployment["timezone"] == "Europe/Berlin"
     assert deployment["arguments"] == {"who": "cron"} and deployment["next_run_at"]
+    assert (deployment["retries"], deployment["retry_on"]) == (3, "platform"), "kept"
     disabled = alice.run("job", "deploy", str(directory), "--disable")
     assert "disabled" in disabled.stdout
     assert alice.json("job", "show", "nightly")["deployment"]["enabled"] is False

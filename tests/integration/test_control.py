@@ -159,6 +159,36 @@ def test_process_dying_mid_step_ends_failed_with_its_exit_code(
     assert "exit code 7" in record["reason"]
 
 
+def test_a_process_lost_on_its_first_attempt_is_retried(server: Server, tmp_path: Path) -> None:
+    """The first attempt's process dies without a result (a platform failure): the retry, a
+    new process in the same work directory, completes; both attempts are on the record."""
+    deploy(
+        server,
+        job_archive(
+            tmp_path,
+            "import os, pathlib\n"
+            "marker = pathlib.Path(os.environ['NBPLANE_WORK_DIR']) / 'tried'\n"
+            "if not marker.exists():\n    marker.touch()\n    os._exit(7)\n"
+            "print('the second attempt ran')",
+        ),
+        retries=2,
+        retry_delay=0.1,
+        retry_on="platform",
+    )
+    record = execute(server, wait=60)
+    assert record["status"] == "completed", record
+    assert [(a["number"], a["status"], a["failure"]) for a in record["attempts"]] == [
+        (1, "failed", "platform"),
+        (2, "completed", None),
+    ]
+    assert "exit code 7" in record["attempts"][0]["reason"]
+    assert record["reason"].endswith("(2 of 3 attempts ran)")
+    text = log(server, record["id"])
+    first, second = text.split("=== nbplane: attempt 2 of 3 ===")
+    assert first.startswith("=== nbplane: attempt 1 of 3 ===") and "retrying: attempt 1" in first
+    assert "the second attempt ran" in second
+
+
 def test_cancel_stops_the_process(server: Server, tmp_path: Path) -> None:
     deploy(
         server,
@@ -307,6 +337,12 @@ def test_bad_input_gets_clear_errors(server: Server, tmp_path: Path) -> None:
     assert unknown.status_code == 404 and unknown.json()["field"] == "version"
     extra = client.put(f"{JOB}/deployment", json={"shedule": "0 3 * * *"})
     assert extra.status_code == 422
+    for field, value in (("retries", 11), ("retry_delay", 0), ("retry_on", "sometimes")):
+        refused = client.put(f"{JOB}/deployment", json={field: value})
+        assert refused.status_code == 422 and refused.json()["field"] == f"body.{field}"
+    assert client.put(f"{JOB}/deployment", json={}).status_code == 200
+    null = client.patch(f"{JOB}/deployment", json={"retries": None})
+    assert null.status_code == 422 and null.json()["field"] == "body.retries", null.text
     assert client.get(f"{JOB}/executions/nope").status_code == 404
     assert client.get(f"/api/v1/teams/{TEAM}/jobs/nope").status_code == 404
 

@@ -235,13 +235,22 @@ def execution(store: Store, job_id: int, status: JobExecutionStatus, number: int
             },
         )
     if status != JobExecutionStatus.QUEUED:
-        deployments.change_status(
-            execution_id, JobExecutionStatus.RUNNING, [JobExecutionStatus.QUEUED]
+        deployments.start_attempt(
+            execution_id, 1, [JobExecutionStatus.QUEUED], {}, f"hash-of-{execution_id}"
         )
         deployments.set_run(execution_id, record_run(store, FULL, f"/tmp/x{number}", execution_id))
         deployments.append_log(execution_id, "x" * 10)
     if status.final:
-        deployments.change_status(execution_id, status, [JobExecutionStatus.RUNNING])
+        deployments.end_attempt(
+            execution_id,
+            1,
+            status,
+            [JobExecutionStatus.RUNNING],
+            attempt_status=status,
+            failure=None,
+            attempt_reason=None,
+            reason=None,
+        )
     return execution_id
 
 

@@ -436,6 +436,8 @@ async def test_deploy_execute_and_follow_a_job(
         "POST", "deploy", {"directory": name, "schedule": "not cron"}, 422, field="schedule"
     )
     assert "cron" in answer["message"]
+    await api.error("POST", "deploy", {"directory": name, "retries": 11}, 422, field="retries")
+    await api.error("POST", "deploy", {"directory": name, "retry_on": "x"}, 422, field="retry_on")
     deployed = await api.call(
         "POST",
         "deploy",
@@ -443,6 +445,9 @@ async def test_deploy_execute_and_follow_a_job(
             "directory": name,
             "schedule": "0 6 * * *",
             "enabled": False,
+            "retries": 2,
+            "retry_delay": 30,
+            "retry_on": "platform",
             "reason": "first",
             "run_first": True,
         },
@@ -450,6 +455,8 @@ async def test_deploy_execute_and_follow_a_job(
     )
     assert deployed["team"] == "analytics" and deployed["name"] == name
     assert deployed["deployment"]["schedule"] == "0 6 * * *"
+    retry_policy = [deployed["deployment"][key] for key in ("retries", "retry_delay", "retry_on")]
+    assert retry_policy == [2, 30, "platform"]
     assert deployed["deployment"]["enabled"] is False and deployed["execution"]["id"]
     execution = deployed["execution"]["id"]
 

@@ -114,6 +114,7 @@ def test_job_and_secret_it_creates(
         "nbplane.io/team": "sales.eu",
         "nbplane.io/job": "daily_report",
         "nbplane.io/execution": job_ticket.execution_id,
+        "nbplane.io/attempt": "1",
     }
     assert job.metadata and job.spec and job.spec.template.spec and job.spec.template.metadata
     assert job.metadata.labels == labels

@@ -46,6 +46,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 
 from nbplane.apis.models import ExecutionStatus
+from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import JobExecutionStatus
 from nbplane.jobs.models import CreateRun
@@ -54,6 +55,7 @@ from nbplane.server.app import ServerConfig, create_app
 from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.settings import get_settings
 from nbplane.store import Store
+from nbplane.store.auth import token_hash
 from tests.conftest import write_notebook
 from tests.integration.api_notebooks import write_api
 
@@ -340,7 +342,7 @@ class World:
         )
         self.store.deployments.set_run(execution, run.id)
         lifecycle = JobExecutionLifecycle(self.store.deployments)
-        lifecycle.start(execution, {})
+        lifecycle.start(execution, 1, {}, token_hash(new_execution_token()))
         lifecycle.finish(execution, JobExecutionStatus.COMPLETED, None)
         return {"job": name, "version": version, "job_execution": execution}
 

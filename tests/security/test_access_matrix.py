@@ -188,8 +188,12 @@ RULES: dict[str, Rule] = {
     f"POST {JOB}/versions": team(archive=True),
     f"GET {JOB}/versions": team(),
     f"GET {JOB}/versions/{{version}}/archive": team(),
-    f"PUT {JOB}/deployment": team(lambda objects, role: {"arguments": {"day": "2024-01-02"}}),
-    f"PATCH {JOB}/deployment": team(lambda objects, role: {"reason": f"changed by {role}"}),
+    f"PUT {JOB}/deployment": team(
+        lambda objects, role: {"arguments": {"day": "2024-01-02"}, "retries": 1, "retry_delay": 5}
+    ),
+    f"PATCH {JOB}/deployment": team(
+        lambda objects, role: {"reason": f"changed by {role}", "retry_on": "platform"}
+    ),
     f"DELETE {JOB}/deployment": team(fresh="job"),
     f"POST {JOB}/executions": team(lambda objects, role: {"arguments": {"day": "2024-01-03"}}),
     f"GET {JOB}/executions": team(),
@@ -435,8 +439,8 @@ def test_an_execution_credential_reaches_only_its_own_execution(world: World) ->
     path = fill(JOB, world.others)
     execution_id = expect(world.clients["bob"].post(f"{path}/executions", json={}), 201)["id"]
     credential = new_execution_token()
-    assert JobExecutionLifecycle(world.store.deployments).start(execution_id, {"test": True})
-    world.store.deployments.set_token(execution_id, token_hash(credential))
+    lifecycle = JobExecutionLifecycle(world.store.deployments)
+    assert lifecycle.start(execution_id, 1, {"test": True}, token_hash(credential))
     alices_run = world.store.create_run(
         CreateRun(
             job_dir="/tmp/alice",
@@ -473,3 +477,30 @@ def test_an_execution_credential_reaches_only_its_own_execution(world: World) ->
     expect(own.post(f"{OWN}/finish", json={"status": "completed"}), 204)
     assert own.get(OWN).status_code == 401, "the credential ended with its execution"
     assert own.get(f"{OWN}/secrets").status_code == 401
+
+
+def test_a_failed_attempts_credential_ends_with_it(world: World) -> None:
+    """bob's job retries: the credential of its failed first attempt is refused from the
+    moment the attempt fails, while the retry runs on a credential of its own."""
+    assert world.others is not None
+    path = fill(JOB, world.others)
+    expect(world.clients["bob"].patch(f"{path}/deployment", json={"retries": 1}), 200)
+    execution_id = expect(world.clients["bob"].post(f"{path}/executions", json={}), 201)["id"]
+    lifecycle = JobExecutionLifecycle(world.store.deployments)
+    first, second = new_execution_token(), new_execution_token()
+    assert lifecycle.start(execution_id, 1, {"test": True}, token_hash(first))
+    failing = world.client("bob's first attempt", first, exchanges=[])
+    expect(failing.post(f"{OWN}/finish", json={"status": "failed", "reason": "step 1"}), 204)
+    assert failing.get(OWN).status_code == 401, "the failed attempt's credential still works"
+    assert lifecycle.start(execution_id, 2, {"test": True}, token_hash(second))
+    assert not lifecycle.start(execution_id, 2, {"test": True}, token_hash(first))
+    retry = world.client("bob's second attempt", second, exchanges=[])
+    assert expect(retry.get(OWN), 200)["id"] == execution_id
+    assert failing.get(OWN).status_code == 401
+    expect(retry.post(f"{OWN}/finish", json={"status": "completed"}), 204)
+    described = expect(world.clients["bob"].get(f"{path}/executions/{execution_id}"), 200)
+    assert [(a["number"], a["status"], a["failure"]) for a in described["attempts"]] == [
+        (1, "failed", "user"),
+        (2, "completed", None),
+    ]
+    expect(world.clients["bob"].patch(f"{path}/deployment", json={"retries": 0}), 200)

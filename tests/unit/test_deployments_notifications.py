@@ -26,6 +26,7 @@ from nbplane.deployments.models import (
     DeployJob,
     DescribeJobExecution,
     ExecuteJob,
+    FailureKind,
     JobExecutionStatus,
     UpdateDeployment,
 )
@@ -220,7 +221,7 @@ def test_a_failed_execution_is_told_to_its_webhook_and_by_email(
 def test_each_target_hears_only_the_events_it_wants(plane: Plane, receiver: Receiver) -> None:
     plane.deploy({"url": receiver.url}, {"url": receiver.url + "/done", "events": ["completed"]})
     completed, cancelled = plane.execute(), plane.execute()
-    plane.service.lifecycle.start(completed, {})
+    plane.service.lifecycle.start(completed, 1, {}, "hash-of-the-credential")
     plane.service.lifecycle.finish(completed, JobExecutionStatus.COMPLETED, None)
     plane.service.lifecycle.finish(cancelled, JobExecutionStatus.CANCELLED, "cancelled")
     plane.send()
@@ -229,6 +230,26 @@ def test_each_target_hears_only_the_events_it_wants(plane: Plane, receiver: Rece
     assert payload["failed_step"] is None
     assert [sent.target for sent in plane.execution(completed).notifications] == [1]
     assert plane.execution(cancelled).notifications == []
+
+
+def test_an_attempt_that_will_be_retried_is_told_nobody(plane: Plane, receiver: Receiver) -> None:
+    plane.deploy({"url": receiver.url}, retries=1, retry_delay=1)
+    execution = plane.execute()
+    lifecycle = plane.service.lifecycle
+    lifecycle.start(execution, 1, {}, "hash-of-attempt-1")
+    lifecycle.finish(
+        execution, JobExecutionStatus.FAILED, "pod lost", attempt=1, failure=FailureKind.PLATFORM
+    )
+    assert plane.execution(execution).status == JobExecutionStatus.RETRYING
+    assert plane.execution(execution).notifications == []
+    lifecycle.start(execution, 2, {}, "hash-of-attempt-2")
+    lifecycle.finish(
+        execution, JobExecutionStatus.FAILED, "pod lost", attempt=2, failure=FailureKind.PLATFORM
+    )
+    plane.send()
+    [(_, payload)] = receiver.posts
+    assert (payload["event"], payload["status"]) == ("failed", "failed")
+    assert "2 of 2 attempts ran" in payload["text"]
 
 
 def test_a_failed_delivery_is_retried_with_backoff_and_recorded(

@@ -52,8 +52,8 @@ def test_an_execution_runs_once_and_ends_once(store: Store, job_id: int) -> None
     lifecycle = JobExecutionLifecycle(store.deployments)
     execution_id = lifecycle.queue(job_id, deployment(), "user:alice", {"day": 2})
     assert execution_id is not None
-    assert lifecycle.start(execution_id, {"pid": 1})
-    assert not lifecycle.start(execution_id, {"pid": 2})  # another replica lost the race
+    assert lifecycle.start(execution_id, 1, {"pid": 1}, "hash-1")
+    assert not lifecycle.start(execution_id, 1, {"pid": 2}, "hash-2")  # another replica lost
     assert lifecycle.finish(execution_id, JobExecutionStatus.COMPLETED, None)
     assert not lifecycle.finish(execution_id, JobExecutionStatus.FAILED, "too late")
     record = store.deployments.execution_record(execution_id)
@@ -102,11 +102,16 @@ def test_a_schedule_slot_queues_one_execution(store: Store, job_id: int) -> None
 
 
 def test_the_transitions_are_one_table() -> None:
-    assert allowed_from(JobExecutionStatus.RUNNING) == {JobExecutionStatus.QUEUED}
+    assert allowed_from(JobExecutionStatus.RUNNING) == {
+        JobExecutionStatus.QUEUED,
+        JobExecutionStatus.RETRYING,
+    }
     assert allowed_from(JobExecutionStatus.COMPLETED) == {JobExecutionStatus.RUNNING}
+    assert allowed_from(JobExecutionStatus.RETRYING) == {JobExecutionStatus.RUNNING}
     assert allowed_from(JobExecutionStatus.CANCELLED) == {
         JobExecutionStatus.QUEUED,
         JobExecutionStatus.RUNNING,
+        JobExecutionStatus.RETRYING,
     }
     with pytest.raises(ValueError):
         allowed_from(JobExecutionStatus.QUEUED)

@@ -5,12 +5,17 @@ test cluster runs no ServiceAccount admission, so it would show no more than the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from kubernetes import client
 
 from nbplane.deployments.executors.base import ExecutionTicket
-from nbplane.deployments.executors.kubernetes import KubernetesExecutor
+from nbplane.deployments.executors.kubernetes import (
+    KubernetesExecutor,
+    execution_labels,
+    job_name,
+)
 from nbplane.sessions.launchers.base import SessionSpec
 from nbplane.sessions.launchers.kubernetes.manifests import statefulset
 from nbplane.settings import Settings
@@ -29,18 +34,30 @@ def assert_alone(pod: client.V1PodSpec, own_secret: str) -> None:
         assert not [variable for variable in container.env or [] if variable.value_from]
 
 
+TICKET = ExecutionTicket(
+    execution_id="0123456789abcdef",
+    team="sales",
+    job="daily",
+    version="1",
+    resources={},
+    timeout=60.0,
+    command=["python", "-m", "nbplane", "job", "run-execution", "0123456789abcdef"],
+    environment={"NBPLANE_EXECUTION_TOKEN": "credential"},
+)
+
+
+def test_each_attempt_is_a_job_of_its_own_that_kubernetes_never_retries() -> None:
+    """nbplane records and retries attempts itself: a retry is a new Job, never a restart."""
+    retry = replace(TICKET, attempt=2)
+    assert job_name(TICKET) == "nbplane-sales-daily-01234567"
+    assert job_name(retry) == "nbplane-sales-daily-01234567-a2"
+    assert execution_labels(retry)["nbplane.io/attempt"] == "2"
+    job = KubernetesExecutor(Settings()).job(retry, job_name(retry), execution_labels(retry))
+    assert job.spec is not None and job.spec.backoff_limit == 0
+
+
 def test_a_job_pod_gets_no_token_and_only_its_own_secret() -> None:
-    ticket = ExecutionTicket(
-        execution_id="0123456789abcdef",
-        team="sales",
-        job="daily",
-        version="1",
-        resources={},
-        timeout=60.0,
-        command=["python", "-m", "nbplane", "job", "run-execution", "0123456789abcdef"],
-        environment={"NBPLANE_EXECUTION_TOKEN": "credential"},
-    )
-    job = KubernetesExecutor(Settings()).job(ticket, "nbplane-sales-daily-01234567", {})
+    job = KubernetesExecutor(Settings()).job(TICKET, "nbplane-sales-daily-01234567", {})
     pod = job.spec.template.spec
     assert pod is not None
     assert_alone(pod, "nbplane-sales-daily-01234567")

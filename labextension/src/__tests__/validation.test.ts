@@ -1,7 +1,15 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { checkArguments, checkDirectory, checkName, checkOptionalName, checkSchedule } from '../validation';
+import {
+  checkArguments,
+  checkDirectory,
+  checkName,
+  checkOptionalName,
+  checkRetries,
+  checkRetryDelay,
+  checkSchedule
+} from '../validation';
 
 test('names: lowercase, digits, _ . -, 1-63 characters', () => {
   assert.deepEqual(checkName(' daily-sales.v2 '), { ok: true, value: 'daily-sales.v2' });
@@ -47,4 +55,24 @@ test('directory: relative to the root, never above it', () => {
   assert.deepEqual(checkDirectory('/jobs/daily/'), { ok: true, value: 'jobs/daily' });
   assert.deepEqual(checkDirectory(''), { ok: true, value: '' });
   assert.equal(checkDirectory('jobs/../../etc').ok, false);
+});
+
+test('retries: empty keeps the deployed value, else a whole number 0-10', () => {
+  assert.deepEqual(checkRetries(' '), { ok: true, value: null });
+  assert.deepEqual(checkRetries(' 3 '), { ok: true, value: 3 });
+  assert.deepEqual(checkRetries('0'), { ok: true, value: 0 });
+  for (const bad of ['11', '-1', '1.5', 'two', '1e1']) {
+    const checked = checkRetries(bad);
+    assert.equal(!checked.ok && checked.field, 'retries', bad);
+  }
+});
+
+test('retry delay: seconds above 0, at most an hour', () => {
+  assert.deepEqual(checkRetryDelay(''), { ok: true, value: null });
+  assert.deepEqual(checkRetryDelay('0.5'), { ok: true, value: 0.5 });
+  assert.deepEqual(checkRetryDelay('3600'), { ok: true, value: 3600 });
+  for (const bad of ['0', '-5', '3601', 'soon', 'Infinity']) {
+    const checked = checkRetryDelay(bad);
+    assert.equal(!checked.ok && checked.field, 'retry_delay', bad);
+  }
 });

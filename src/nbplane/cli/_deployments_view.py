@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from nbplane.client.deploy import Deployed
-    from nbplane.deployments.models import DescribeDeployment, DescribeJob, DescribeJobExecution
+    from nbplane.deployments.models import (
+        DescribeDeployment,
+        DescribeJob,
+        DescribeJobExecution,
+        DescribeJobExecutionAttempt,
+    )
 
 
 def when(moment: datetime | None, zone: str = " UTC") -> str:
@@ -33,15 +38,15 @@ def next_run(deployment: DescribeDeployment) -> str:
     return f"{when(local, ' ' + deployment.timezone)} ({when(moment)})"
 
 
-def took(execution: DescribeJobExecution) -> str:
+def took(execution: DescribeJobExecution | DescribeJobExecutionAttempt) -> str:
     if execution.started_at is None or execution.finished_at is None:
         return ""
     return f"{(execution.finished_at - execution.started_at).total_seconds():.1f}s"
 
 
-def status(execution: DescribeJobExecution) -> str:
-    style = {"completed": "green", "queued": "dim", "running": "cyan"}.get(execution.status, "red")
-    return f"[{style}]{execution.status}[/]"
+def status(execution: DescribeJobExecution | DescribeJobExecutionAttempt) -> str:
+    style = {"completed": "green", "queued": "dim", "running": "cyan", "retrying": "yellow"}
+    return f"[{style.get(execution.status, 'red')}]{execution.status}[/]"
 
 
 def print_deployed(console: Console, deployed: Deployed) -> None:
@@ -97,9 +102,27 @@ def progress_bar(console: Console) -> Progress:
 
 def print_ended(console: Console, final: DescribeJobExecution) -> None:
     reason = f": {escape(final.reason)}" if final.reason and final.reason != final.status else ""
+    if len(final.attempts) > 1:
+        console.print(attempts_table(final))
     console.print(
         f"execution {final.id} {status(final)}{reason} {took(final)}".rstrip(), highlight=False
     )
+
+
+def attempts_table(execution: DescribeJobExecution) -> Table:
+    """Each attempt of an execution that was retried: how it ended, and whose failure it was."""
+    table = Table(title=f"attempts of {execution.id}, times in UTC", title_justify="left")
+    for column in ("attempt", "status", "failure", "started", "reason"):
+        table.add_column(column)
+    for attempt in execution.attempts:
+        table.add_row(
+            str(attempt.number),
+            f"{status(attempt)} {took(attempt)}".rstrip(),
+            attempt.failure or "",
+            when(attempt.started_at, ""),
+            escape(attempt.reason or ""),
+        )
+    return table
 
 
 def jobs_table(team: str, jobs: list[DescribeJob]) -> Table:
@@ -160,6 +183,7 @@ def deployment_table(deployment: DescribeDeployment) -> Table:
             + (f" ({target.late_minutes:g} min)" if target.late_minutes else "")
             for target in deployment.notifications
         ),
+        "retries": retry_policy(deployment),
     }
     table = Table(title="deployment", title_justify="left", show_header=False)
     table.add_column(style="bold")
@@ -170,13 +194,26 @@ def deployment_table(deployment: DescribeDeployment) -> Table:
     return table
 
 
+def retry_policy(deployment: DescribeDeployment) -> str:
+    if not deployment.retries:
+        return ""
+    failures = "any failure" if deployment.retry_on == "any" else "platform failures"
+    return (
+        f"{deployment.retries} on {failures}, the first after {deployment.retry_delay:g}s, "
+        "each wait doubling (at most 1 h)"
+    )
+
+
 def executions_table(executions: list[DescribeJobExecution], title: str) -> Table:
     reasons = any(execution.reason for execution in executions)
+    retried = any(len(execution.attempts) > 1 for execution in executions)
     table = Table(title=f"{title}, times in UTC", title_justify="left")
     table.add_column("execution", no_wrap=True, min_width=36)  # whole: commands take it
     table.add_column("status", min_width=9)
     table.add_column("created", min_width=10)  # the date, at least, on a narrow terminal
     table.add_column("started by")
+    if retried:
+        table.add_column("attempts")
     if reasons:
         table.add_column("reason")
     for execution in executions:
@@ -185,6 +222,7 @@ def executions_table(executions: list[DescribeJobExecution], title: str) -> Tabl
             f"{status(execution)} {took(execution)}".rstrip(),
             when(execution.created_at, ""),
             execution.started_by,
+            *([str(len(execution.attempts))] if retried else []),
         ]
         table.add_row(*cells, *([escape(execution.reason or "")] if reasons else []))
     return table

@@ -51,6 +51,13 @@ execution_argument = click.argument(
     cls=DocumentedArgument,
     description="The execution's id, as `nbplane job executions NAME` lists.",
 )
+latest_execution_argument = click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    cls=DocumentedArgument,
+    description="The execution's id (default: the job's latest execution).",
+)
 team_option = click.option(
     "--team",
     help="The team that owns the job (default: your only team, as the server knows you).",
@@ -64,6 +71,7 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
 
     with NbplaneClient.from_credentials() as client:
         yield client, checked_name(team, "team", "team") if team else only_team(client)
+
 
 
 @click.command(
@@ -100,6 +108,23 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
 @click.option(
     "--arguments",
     help="Arguments every execution gets unless it names its own, as a JSON object.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    help="Attempts after the first when an attempt fails, 0-10 (default: 0 on the first deploy).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0, 3600, min_open=True),
+    metavar="SECONDS",
+    help="Wait before the first retry; each later wait doubles, at most 1 h (default: 60).",
+)
+@click.option(
+    "--retry-on",
+    type=click.Choice(["any", "platform"]),
+    help="Retry any failure, or only the platform's (could not start, process or pod lost, "
+    "timed out), not a failure of the job's own code (default: any).",
 )
 @click.option("--reason", help="Why this deployment; kept with it for the record.")
 @click.option(
@@ -139,6 +164,9 @@ def deploy(
     timezone: str | None,
     enabled: bool | None,
     arguments: str | None,
+    retries: int | None,
+    retry_delay: float | None,
+    retry_on: str | None,
     reason: str | None,
     webhooks: tuple[str, ...],
     emails: tuple[str, ...],
@@ -154,6 +182,9 @@ def deploy(
             "schedule": schedule,
             "timezone": timezone,
             "enabled": enabled,
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_on": retry_on,
             "reason": reason,
         }.items()
         if value is not None
@@ -287,7 +318,9 @@ def show(name: str, team: str | None, output: str) -> None:
 @team_option
 @click.option(
     "--status",
-    type=click.Choice(["queued", "running", "completed", "failed", "timed_out", "cancelled"]),
+    type=click.Choice(
+        ["queued", "running", "retrying", "completed", "failed", "timed_out", "cancelled"]
+    ),
     help="Only executions with this status.",
 )
 @click.option(
@@ -317,13 +350,7 @@ def executions(
     help="Print an execution's log. The job's latest execution unless one is named.",
 )
 @job_name
-@click.argument(
-    "execution_id",
-    metavar="[EXECUTION]",
-    required=False,
-    cls=DocumentedArgument,
-    description="The execution's id (default: the job's latest execution).",
-)
+@latest_execution_argument
 @team_option
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the execution ends."
@@ -346,13 +373,7 @@ def logs(name: str, execution_id: str | None, team: str | None, follow: bool) ->
     "retry, failed). The job's latest execution unless one is named.",
 )
 @job_name
-@click.argument(
-    "execution_id",
-    metavar="[EXECUTION]",
-    required=False,
-    cls=DocumentedArgument,
-    description="The execution's id (default: the job's latest execution).",
-)
+@latest_execution_argument
 @team_option
 @output_format
 def execution(name: str, execution_id: str | None, team: str | None, output: str) -> None:

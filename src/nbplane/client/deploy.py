@@ -84,8 +84,9 @@ def deploy_directory(
     changes: dict[str, Any],
 ) -> Deployed:
     """Upload the job in ``directory`` as a version and deploy it; the job is created on its
-    first deploy. ``changes`` (schedule, timezone, enabled, arguments, reason) left out keep
-    their deployed values on a redeploy. Team and name default to the job's own config."""
+    first deploy. ``changes`` (schedule, timezone, enabled, arguments, retries, retry_delay,
+    retry_on, reason) left out keep their deployed values on a redeploy. Team and name default
+    to the job's own config."""
     from nbplane.deployments.models import CreateJob, DeployJob, UpdateDeployment
     from nbplane.jobs.definition import load_config
 

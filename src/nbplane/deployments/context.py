@@ -19,8 +19,10 @@ from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.deployments.models import (
     AppendLog,
     DescribeExecutionContext,
+    FailureKind,
     FinishJobExecution,
     FinishRun,
+    JobExecutionStatus,
 )
 from nbplane.errors import NotFound, Unauthorized
 from nbplane.jobs.backend import StoreJobState
@@ -43,9 +45,10 @@ def new_execution_token() -> str:
 
 @dataclass(frozen=True)
 class ExecutionIdentity:
-    """The running execution a credential speaks for."""
+    """The running execution a credential speaks for, in one of its attempts."""
 
     id: str
+    attempt: int
     job_id: int
     team: str
     job: str
@@ -77,6 +80,7 @@ class ExecutionContextService:
             )
         return ExecutionIdentity(
             id=execution.id,
+            attempt=execution.attempt,
             job_id=execution.job_id,
             team=execution.team,
             job=execution.job,
@@ -143,7 +147,15 @@ class ExecutionContextService:
         return self.store.finish_run(run_id, body.status, body.error, body.notebooks)
 
     def finish(self, identity: ExecutionIdentity, body: FinishJobExecution) -> None:
-        self.lifecycle.finish(identity.id, body.status, body.reason)
+        """The attempt ends as its process says: a failure it reports is the job's own."""
+        failed = body.status == JobExecutionStatus.FAILED
+        self.lifecycle.finish(
+            identity.id,
+            body.status,
+            body.reason,
+            attempt=identity.attempt,
+            failure=FailureKind.USER if failed else None,
+        )
 
     def _own_run(self, identity: ExecutionIdentity, run_id: int) -> None:
         if self.store.run_execution_id(run_id) != identity.id:

@@ -34,11 +34,14 @@ def check_name(value: str, what: str) -> str:
 
 
 class JobExecutionStatus(StrEnum):
-    """Where a job execution is. Its own word, apart from a notebook API execution's status: a
-    job execution is never put back in the queue (a rerun is a new execution)."""
+    """Where a job execution is. Its own word, apart from a notebook API execution's status.
+    ``retrying``: an attempt failed and the deployment's retries allow another one at
+    ``retry_at``; a status of its own rather than back to ``queued``, so a list shows which
+    executions wait out a failure, and cancelling one says it never got its next attempt."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
@@ -64,10 +67,44 @@ TRANSITIONS: Mapping[JobExecutionStatus, frozenset[JobExecutionStatus]] = {
             JobExecutionStatus.FAILED,
             JobExecutionStatus.TIMED_OUT,
             JobExecutionStatus.CANCELLED,
+            JobExecutionStatus.RETRYING,
         }
+    ),
+    JobExecutionStatus.RETRYING: frozenset(
+        {JobExecutionStatus.RUNNING, JobExecutionStatus.FAILED, JobExecutionStatus.CANCELLED}
     ),
 }
 """Each status's allowed next ones (written by deployments/lifecycle.py only)."""
+
+
+class FailureKind(StrEnum):
+    """Whose failure ended an attempt: ``user``, the job's own process reported it failed (a
+    step raised); ``platform``, it could not start, its process or pod ended without recording
+    a result (pod lost, node gone, OOMKilled, the replica starting it stopped), or it timed out."""
+
+    USER = "user"
+    PLATFORM = "platform"
+
+
+class RetryOn(StrEnum):
+    """Which failed attempts a deployment retries: ``any`` failure, or ``platform`` failures
+    only (a job whose own code failed would fail again)."""
+
+    ANY = "any"
+    PLATFORM = "platform"
+
+    def covers(self, failure: FailureKind) -> bool:
+        return self == RetryOn.ANY or failure == FailureKind.PLATFORM
+
+
+MAX_RETRIES = 10
+MAX_RETRY_DELAY = 3600.0
+"""Backoff cap: the wait after attempt n is ``retry_delay * 2**(n-1)`` seconds, at most 1 h."""
+
+
+def retry_wait(retry_delay: float, failed_attempt: int) -> float:
+    """Seconds between the end of attempt ``failed_attempt`` (1-based) and the next one."""
+    return min(retry_delay * (1 << min(max(failed_attempt - 1, 0), 32)), MAX_RETRY_DELAY)
 
 
 class CreateJob(BaseModel):
@@ -220,7 +257,26 @@ class DeployJob(BaseModel):
         description="Resources of an execution, e.g. {'cpu': '500m', 'memory': '512Mi'} "
         "(requests and limits of the Kubernetes executor; the local executor ignores them).",
     )
-    timeout: float = Field(default=3600.0, gt=0, description="Seconds before an execution ends.")
+    timeout: float = Field(
+        default=3600.0, gt=0, description="Seconds before an execution's attempt ends."
+    )
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="Attempts after the first one when an attempt fails (0-10).",
+    )
+    retry_delay: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_RETRY_DELAY,
+        description="Seconds before the first retry; each later wait doubles, at most 1 h.",
+    )
+    retry_on: RetryOn = Field(
+        default=RetryOn.ANY,
+        description="'any' failure, or 'platform' failures only (could not start, process or "
+        "pod lost, timed out), not the job's own code failing.",
+    )
     reason: str | None = Field(default=None, description="Why this deployment, for the record.")
     notifications: list[CreateNotification] = Field(
         default_factory=list,
@@ -260,6 +316,9 @@ class UpdateDeployment(BaseModel):
     arguments: dict[str, Any] | None = None
     resources: dict[str, str] | None = None
     timeout: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
+    retry_delay: float | None = Field(default=None, gt=0, le=MAX_RETRY_DELAY)
+    retry_on: RetryOn | None = None
     reason: str | None = None
     notifications: list[CreateNotification] | None = Field(default=None, max_length=10)
 
@@ -279,6 +338,9 @@ class DescribeDeployment(BaseModel):
     arguments: dict[str, Any]
     resources: dict[str, str]
     timeout: float
+    retries: int = 0
+    retry_delay: float = 60.0
+    retry_on: RetryOn = RetryOn.ANY
     executor: str
     reason: str | None = None
     notifications: list[DescribeNotification] = Field(default_factory=list)
@@ -329,8 +391,23 @@ class ExecuteJob(BaseModel):
     )
 
 
+class DescribeJobExecutionAttempt(BaseModel):
+    """One try of an execution: a process (a Kubernetes Job) of its own, with its own
+    credential; a failed one is followed by another while the deployment's retries allow."""
+
+    number: int = Field(description="1 for the first attempt.")
+    status: JobExecutionStatus
+    failure: FailureKind | None = Field(
+        default=None, description="Whose failure ended it: 'user' (its code) or 'platform'."
+    )
+    reason: str | None = None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+
+
 class DescribeJobExecution(BaseModel):
-    """One execution of a deployed job: who started it, how it went, its steps."""
+    """One execution of a deployed job: who started it, how it went, its attempts and steps
+    (the steps of its latest attempt)."""
 
     id: str
     job: str
@@ -346,6 +423,10 @@ class DescribeJobExecution(BaseModel):
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     cancel_requested: bool = False
+    retry_at: UtcDatetime | None = Field(
+        default=None, description="When a retrying execution starts its next attempt."
+    )
+    attempts: list[DescribeJobExecutionAttempt] = Field(default_factory=list)
     steps: list[DescribeRunStep] = Field(default_factory=list)
     notifications: list[DescribeNotificationDelivery] = Field(default_factory=list)
 
@@ -357,6 +438,11 @@ class JobExecutionRecord(DescribeJobExecution):
     job_id: int
     resources: dict[str, str]
     timeout: float
+    retries: int
+    retry_delay: float
+    retry_on: RetryOn
+    attempt: int = Field(description="The number of the latest attempt (0: none started yet).")
+    attempt_started_at: UtcDatetime | None = None
     executor_state: dict[str, Any] | None = None
 
 

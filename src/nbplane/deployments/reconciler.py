@@ -9,7 +9,10 @@ way, several missed due times never pile up into several runs.
 
 The monitor starts queued executions on their executor, and watches running ones: a cancel
 request or a timeout stops them, and one whose process ended without recording a result fails
-with the exit code and the executor's last words.
+with the exit code and the executor's last words. Every failure it sees is the platform's
+(:class:`~nbplane.deployments.models.FailureKind`); the lifecycle decides whether the execution
+retries, and the monitor starts a retrying execution's next attempt at its ``retry_at``, with a
+fresh credential, under a log header of its own.
 
 Retention, every ``NBPLANE_RETENTION_INTERVAL_SECONDS``, prunes deployed jobs' old executions
 with their runs and logs (``jobs/retention.py``); replicas doing it at once is harmless.
@@ -28,7 +31,12 @@ from typing import Any
 from nbplane._time import now, sleep_or_wake
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.executors import JobExecutor, executor_named
-from nbplane.deployments.models import DueDeployment, JobExecutionRecord, JobExecutionStatus
+from nbplane.deployments.models import (
+    DueDeployment,
+    FailureKind,
+    JobExecutionRecord,
+    JobExecutionStatus,
+)
 from nbplane.deployments.notifications import Notifier
 from nbplane.deployments.schedule import next_fire
 from nbplane.deployments.service import DeploymentService
@@ -179,26 +187,48 @@ class DeploymentReconciler:
             if execution.id in self._stopping:
                 continue
             try:
-                if execution.status == JobExecutionStatus.QUEUED:
-                    await self._launch(execution)
-                else:
+                if execution.status == JobExecutionStatus.RUNNING:
                     await self._check(execution)
+                else:
+                    await self._launch(execution)
             except Exception as exc:  # one execution's trouble must not stall the others
                 log.exception("watching execution %s failed", execution.id)
                 await self._finish(execution, JobExecutionStatus.FAILED, f"nbplane failed: {exc!r}")
         return MONITOR_SECONDS
 
     async def _launch(self, execution: JobExecutionRecord) -> None:
+        """Start the next attempt of a queued execution, or of a retrying one at its
+        ``retry_at``; cancel it instead when that was asked."""
+        queued = execution.status == JobExecutionStatus.QUEUED
         if execution.cancel_requested:
             await self._finish(
-                execution, JobExecutionStatus.CANCELLED, "cancelled before it started"
+                execution,
+                JobExecutionStatus.CANCELLED,
+                "cancelled before it started" if queued else "cancelled while waiting to retry",
             )
             return
+        if not queued and execution.retry_at is not None and as_utc(execution.retry_at) > now():
+            return
+        attempt = execution.attempt + 1
+        token = new_execution_token()
         claimed = await asyncio.to_thread(
-            self.lifecycle.start, execution.id, {"replica": self.replica}
+            self.lifecycle.start,
+            execution.id,
+            attempt,
+            {"replica": self.replica},
+            token_hash(token),
         )
         if not claimed:
             return  # another replica started it
+        execution = execution.model_copy(
+            update={"attempt": attempt, "status": JobExecutionStatus.RUNNING}
+        )
+        if execution.retries:
+            header = attempt_header(attempt, execution.retries + 1)
+            separator = "" if queued else "\n"
+            await asyncio.to_thread(
+                self.deployments.append_log, execution.id, f"{separator}{header}\n"
+            )
         executor = self.executor(execution.executor)
         if not self.service.server_url:
             await self._finish(
@@ -207,8 +237,6 @@ class DeploymentReconciler:
                 "could not start: NBPLANE_JOB_SERVER_URL is not set",
             )
             return
-        token = new_execution_token()
-        await asyncio.to_thread(self.deployments.set_token, execution.id, token_hash(token))
         try:
             state = await executor.start(executor.ticket(execution, self.service.server_url, token))
         except NbplaneError as exc:
@@ -225,7 +253,7 @@ class DeploymentReconciler:
 
     async def _check(self, execution: JobExecutionRecord) -> None:
         state = execution.executor_state or {}
-        started = execution.started_at or now()
+        started = execution.attempt_started_at or now()
         if "replica" in state and len(state) == 1:  # still starting
             if now() - started > timedelta(seconds=ORPHAN_SECONDS):
                 await self._finish(
@@ -248,8 +276,8 @@ class DeploymentReconciler:
                 return
             await asyncio.sleep(0.5)  # the process may be recording its own result right now
             fresh = await asyncio.to_thread(self.deployments.execution_record, execution.id)
-            if fresh.status.final:
-                return
+            if fresh.status != JobExecutionStatus.RUNNING or fresh.attempt != execution.attempt:
+                return  # the attempt recorded its end (or a retry of it runs)
             code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
             words = ", ".join(part for part in (status.reason, code) if part)
             await self._save_executor_logs(execution, executor, state)
@@ -276,9 +304,10 @@ class DeploymentReconciler:
     async def _save_executor_logs(
         self, execution: JobExecutionRecord, executor: JobExecutor, state: dict[str, Any]
     ) -> None:
-        """When the job said nothing into our log, keep what its executor saw instead."""
+        """When the attempt said nothing into our log, keep what its executor saw instead."""
         ours, _ = await asyncio.to_thread(self.deployments.read_log, execution.id, 0)
-        if ours:
+        header = attempt_header(execution.attempt, execution.retries + 1)
+        if ours.rpartition(header)[2].strip():
             return
         theirs = await executor.logs(state)
         if theirs:
@@ -289,8 +318,24 @@ class DeploymentReconciler:
     async def _finish(
         self, execution: JobExecutionRecord, status: JobExecutionStatus, reason: str
     ) -> None:
-        finished = await asyncio.to_thread(self.lifecycle.finish, execution.id, status, reason)
-        if finished:
-            await asyncio.to_thread(
-                self.deployments.append_log, execution.id, f"\n{status}: {reason}\n"
+        """End the execution's running attempt as seen in ``execution`` (or the execution,
+        when none was running): a failure the monitor sees is the platform's."""
+        running = execution.status == JobExecutionStatus.RUNNING
+        ending = await asyncio.to_thread(
+            lambda: self.lifecycle.finish(
+                execution.id,
+                status,
+                reason,
+                attempt=execution.attempt if running else None,
+                failure=FailureKind.PLATFORM,
             )
+        )
+        if ending:
+            await asyncio.to_thread(
+                self.deployments.append_log, execution.id, f"\n{ending.status}: {ending.reason}\n"
+            )
+
+
+def attempt_header(number: int, total: int) -> str:
+    """The line that opens an attempt's part of the execution's log."""
+    return f"=== nbplane: attempt {number} of {total} ==="

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbplane.deployments.models import MAX_RETRIES, MAX_RETRY_DELAY, RetryOn
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -48,11 +50,24 @@ class DeployDirectory(Strict):
     timezone: str | None = None
     enabled: bool | None = None
     arguments: dict[str, Any] | None = None
+    retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
+    retry_delay: float | None = Field(default=None, gt=0, le=MAX_RETRY_DELAY)
+    retry_on: RetryOn | None = Field(default=None, strict=False)  # JSON has no enum type
     reason: str | None = None
     run_first: bool = Field(default=False, description="Execute it right after deploying.")
 
     def changes(self) -> dict[str, Any]:
         """The deployment fields given; those left out keep their deployed values."""
         return self.model_dump(
-            include={"schedule", "timezone", "enabled", "arguments", "reason"}, exclude_none=True
+            include={
+                "schedule",
+                "timezone",
+                "enabled",
+                "arguments",
+                "retries",
+                "retry_delay",
+                "retry_on",
+                "reason",
+            },
+            exclude_none=True,
         )

@@ -16,6 +16,7 @@ from nbplane.deployments.models import (
     DescribeDeployment,
     DescribeJob,
     DescribeJobExecution,
+    DescribeJobExecutionAttempt,
     DescribeNotificationDelivery,
     DescribeVersion,
     DueDeployment,
@@ -32,20 +33,21 @@ from nbplane.errors import Conflict, NotFound
 from nbplane.jobs.models import DescribeRunStep
 from nbplane.store.tables import (
     deployments,
+    job_execution_attempts,
     job_execution_logs,
     job_executions,
     job_notifications,
     job_run_steps,
-    job_runs,
     job_versions,
     jobs,
 )
 
-ACTIVE = (JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING)
+ACTIVE = (JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING, JobExecutionStatus.RETRYING)
 EXECUTION_COLUMNS = [
     column
     for column in job_executions.c
-    if column.name not in ("job_id", "error", "executor_state", "run_id", "resources", "timeout")
+    if column.name in DescribeJobExecution.model_fields
+    and column.name not in ("job", "team", "steps", "attempts")
 ]
 DEPLOYMENT_COLUMNS = [column for column in deployments.c if column.name != "job_id"]
 VERSION_COLUMNS = [
@@ -214,10 +216,7 @@ class DeploymentStore:
     def notification_targets(self, job_id: int) -> list[NotificationTarget]:
         """The deployment's notification targets with their sealed URLs (none: not deployed)."""
         with self.engine.connect() as connection:
-            found = connection.execute(
-                select(deployments.c.notifications).where(deployments.c.job_id == job_id)
-            ).scalar()
-        return [NotificationTarget.model_validate(target) for target in found or []]
+            return _targets(connection, job_id)
 
     def delete_deployment(self, job_id: int) -> bool:
         with self.engine.begin() as connection:
@@ -294,6 +293,10 @@ class DeploymentStore:
                         arguments=arguments,
                         resources=deployment.resources,
                         timeout=deployment.timeout,
+                        retries=deployment.retries,
+                        retry_delay=deployment.retry_delay,
+                        retry_on=deployment.retry_on,
+                        attempt=0,
                         executor=deployment.executor,
                         created_at=now(),
                         cancel_requested=False,
@@ -350,21 +353,40 @@ class DeploymentStore:
                     .offset(offset)
                 ).mappings()
             )
+            attempts = self._attempts(connection, [row["id"] for row in rows])
             found = []
             for row in rows:
-                record = DescribeJobExecution.model_validate({**row, "job": row["name"]})
+                record = DescribeJobExecution.model_validate(
+                    {**row, "job": row["name"], "attempts": attempts.get(row["id"], [])}
+                )
+                if steps and row["run_id"] is not None:
+                    record.steps = self._steps(connection, row["run_id"])
                 if steps:
-                    record.steps = self._steps(connection, row["id"])
                     record.notifications = self._notifications(connection, row["id"])
                 found.append(record)
         return found
 
     @staticmethod
-    def _steps(connection: Connection, execution_id: str) -> list[DescribeRunStep]:
+    def _attempts(
+        connection: Connection, execution_ids: list[str]
+    ) -> dict[str, list[DescribeJobExecutionAttempt]]:
+        rows = connection.execute(
+            select(job_execution_attempts)
+            .where(job_execution_attempts.c.execution_id.in_(execution_ids))
+            .order_by(job_execution_attempts.c.number)
+        ).mappings()
+        found: dict[str, list[DescribeJobExecutionAttempt]] = {}
+        for row in rows:
+            attempt = DescribeJobExecutionAttempt.model_validate(row)
+            found.setdefault(row["execution_id"], []).append(attempt)
+        return found
+
+    @staticmethod
+    def _steps(connection: Connection, run_id: int) -> list[DescribeRunStep]:
+        """The steps of the execution's run: of its latest attempt."""
         rows = connection.execute(
             select(*[c for c in job_run_steps.c if c.name not in ("checkpoint", "outputs")])
-            .join(job_runs, job_runs.c.id == job_run_steps.c.run_id)
-            .where(job_runs.c.execution_id == execution_id)
+            .where(job_run_steps.c.run_id == run_id)
             .order_by(job_run_steps.c.position)
         ).mappings()
         return [DescribeRunStep.model_validate(row) for row in rows]
@@ -400,58 +422,123 @@ class DeploymentStore:
         return found[0] if found else None
 
     def _records(self, *where: Any) -> list[JobExecutionRecord]:
+        latest = job_execution_attempts
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(job_executions, jobs.c.team, jobs.c.name)
+                select(
+                    job_executions,
+                    jobs.c.team,
+                    jobs.c.name,
+                    latest.c.started_at.label("attempt_started_at"),
+                )
                 .join(jobs, jobs.c.id == job_executions.c.job_id)
+                .outerjoin(
+                    latest,
+                    (latest.c.execution_id == job_executions.c.id)
+                    & (latest.c.number == job_executions.c.attempt),
+                )
                 .where(*where)
                 .order_by(job_executions.c.created_at)
             ).mappings()
             return [JobExecutionRecord.model_validate({**row, "job": row["name"]}) for row in rows]
 
-    def change_status(
+    def start_attempt(
         self,
         execution_id: str,
+        number: int,
+        allowed_from: Collection[JobExecutionStatus],
+        executor_state: dict[str, Any],
+        token_hash: str,
+    ) -> bool:
+        """Start attempt ``number`` with its own credential, if the execution is in
+        ``allowed_from`` and its latest attempt is the one before: of replicas racing to start
+        it, exactly one wins. Which change is allowed is
+        :mod:`nbplane.deployments.lifecycle`'s to say."""
+        started = now()
+        with self.engine.begin() as connection:
+            won = connection.execute(
+                update(job_executions)
+                .where(
+                    job_executions.c.id == execution_id,
+                    job_executions.c.status.in_(allowed_from),
+                    job_executions.c.attempt == number - 1,
+                )
+                .values(
+                    status=JobExecutionStatus.RUNNING,
+                    attempt=number,
+                    started_at=func.coalesce(job_executions.c.started_at, started),
+                    retry_at=None,
+                    executor_state=executor_state,
+                    token_hash=token_hash,
+                )
+            ).rowcount
+            if won:
+                connection.execute(
+                    insert(job_execution_attempts).values(
+                        execution_id=execution_id,
+                        number=number,
+                        status=JobExecutionStatus.RUNNING,
+                        started_at=started,
+                    )
+                )
+            return bool(won)
+
+    def end_attempt(
+        self,
+        execution_id: str,
+        number: int,
         status: JobExecutionStatus,
         allowed_from: Collection[JobExecutionStatus],
         *,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-        reason: str | None = None,
+        attempt_status: JobExecutionStatus,
+        failure: str | None,
+        attempt_reason: str | None,
+        reason: str | None,
         error: dict[str, Any] | None = None,
-        executor_state: dict[str, Any] | None = None,
+        retry_at: datetime | None = None,
+        notify: NotificationEvent | None = None,
     ) -> bool:
-        """Set the status, and the other values given with it, if the current status is in
-        ``allowed_from``: of replicas racing for the same change, exactly one wins. Which
-        change is allowed is :mod:`nbplane.deployments.lifecycle`'s to say."""
-        given = {
-            "started_at": started_at,
-            "finished_at": finished_at,
-            "reason": reason,
-            "error": error,
-            "executor_state": executor_state,
-        }
-        values = {column: value for column, value in given.items() if value is not None}
+        """Give the execution ``status`` and end its attempt ``number`` (if still running), if
+        the execution is in ``allowed_from`` and at that attempt; its credential stops working.
+        Of writers racing (two replicas, the monitor and the job's process) exactly one wins.
+        ``notify`` queues that event's notifications in the same transaction: a replica that
+        stops right after the change never loses them."""
+        ended = now()
         with self.engine.begin() as connection:
-            return bool(
-                connection.execute(
-                    update(job_executions)
-                    .where(
-                        job_executions.c.id == execution_id,
-                        job_executions.c.status.in_(allowed_from),
-                    )
-                    .values(status=status, **values)
-                ).rowcount
-            )
-
-    def set_token(self, execution_id: str, token_hash: str) -> None:
-        """The hash of the execution's own credential (see ``execution_by_token``)."""
-        with self.engine.begin() as connection:
-            connection.execute(
+            won = connection.execute(
                 update(job_executions)
-                .where(job_executions.c.id == execution_id)
-                .values(token_hash=token_hash)
-            )
+                .where(
+                    job_executions.c.id == execution_id,
+                    job_executions.c.status.in_(allowed_from),
+                    job_executions.c.attempt == number,
+                )
+                .values(
+                    status=status,
+                    reason=reason,
+                    token_hash=None,
+                    retry_at=retry_at,
+                    finished_at=None if status == JobExecutionStatus.RETRYING else ended,
+                    **({"error": error} if error is not None else {}),
+                )
+            ).rowcount
+            if won:
+                connection.execute(
+                    update(job_execution_attempts)
+                    .where(
+                        job_execution_attempts.c.execution_id == execution_id,
+                        job_execution_attempts.c.number == number,
+                        job_execution_attempts.c.finished_at.is_(None),
+                    )
+                    .values(
+                        status=attempt_status,
+                        failure=failure,
+                        reason=attempt_reason,
+                        finished_at=ended,
+                    )
+                )
+                if notify is not None:
+                    _enqueue(connection, execution_id, notify)
+            return bool(won)
 
     def set_executor_state(self, execution_id: str, state: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
@@ -518,44 +605,8 @@ class DeploymentStore:
         """Put the execution's notifications of ``event`` in the outbox, one per target of its
         deployment that wants it (``only``: just that target); a notification already there
         stays as it is. Returns how many were added."""
-        with self.engine.connect() as connection:
-            job_id = connection.execute(
-                select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
-            ).scalar()
-            queued = set(
-                connection.execute(
-                    select(job_notifications.c.target).where(
-                        job_notifications.c.execution_id == execution_id,
-                        job_notifications.c.event == event,
-                    )
-                ).scalars()
-            )
-        if job_id is None:
-            return 0
-        added = 0
-        for position, target in enumerate(self.notification_targets(job_id)):
-            if not target.wants(event) or only not in (None, position) or position in queued:
-                continue
-            try:
-                with self.engine.begin() as connection:  # one each: a duplicate spoils only its own
-                    connection.execute(
-                        insert(job_notifications).values(
-                            execution_id=execution_id,
-                            target=position,
-                            event=event,
-                            address=target.url or ", ".join(target.to or []),
-                            sealed_url=target.sealed_url,
-                            to=target.to,
-                            status=NotificationStatus.PENDING,
-                            attempts=0,
-                            next_attempt_at=now(),
-                            created_at=now(),
-                        )
-                    )
-                added += 1
-            except IntegrityError:
-                pass  # another replica enqueued it meanwhile
-        return added
+        with self.engine.begin() as connection:
+            return _enqueue(connection, execution_id, event, only)
 
     def due_notifications(self, until: datetime, limit: int = 50) -> list[NotificationDelivery]:
         """Pending notifications whose next attempt is due by ``until``, oldest first."""
@@ -607,3 +658,52 @@ class DeploymentStore:
                     sent_at=now() if status == NotificationStatus.SENT else None,
                 )
             )
+
+
+def _enqueue(
+    connection: Connection, execution_id: str, event: NotificationEvent, only: int | None = None
+) -> int:
+    job_id = connection.execute(
+        select(job_executions.c.job_id).where(job_executions.c.id == execution_id)
+    ).scalar()
+    if job_id is None:
+        return 0
+    queued = set(
+        connection.execute(
+            select(job_notifications.c.target).where(
+                job_notifications.c.execution_id == execution_id,
+                job_notifications.c.event == event,
+            )
+        ).scalars()
+    )
+    added = 0
+    for position, target in enumerate(_targets(connection, job_id)):
+        if not target.wants(event) or only not in (None, position) or position in queued:
+            continue
+        try:
+            with connection.begin_nested():  # one each: a duplicate spoils only its own
+                connection.execute(
+                    insert(job_notifications).values(
+                        execution_id=execution_id,
+                        target=position,
+                        event=event,
+                        address=target.url or ", ".join(target.to or []),
+                        sealed_url=target.sealed_url,
+                        to=target.to,
+                        status=NotificationStatus.PENDING,
+                        attempts=0,
+                        next_attempt_at=now(),
+                        created_at=now(),
+                    )
+                )
+            added += 1
+        except IntegrityError:
+            pass  # another replica enqueued it meanwhile
+    return added
+
+
+def _targets(connection: Connection, job_id: int) -> list[NotificationTarget]:
+    found = connection.execute(
+        select(deployments.c.notifications).where(deployments.c.job_id == job_id)
+    ).scalar()
+    return [NotificationTarget.model_validate(target) for target in found or []]

@@ -298,13 +298,7 @@ def _ended() -> Any:
 
 def _delete_runs(connection: Connection, runs: Select[tuple[int]], found: DescribePrune) -> None:
     """Delete these runs with their steps (and checkpoints) and executed notebooks."""
-    found.notebooks += len(
-        connection.execute(
-            delete(job_run_notebooks)
-            .where(job_run_notebooks.c.run_id.in_(runs))
-            .returning(job_run_notebooks.c.id)
-        ).all()
-    )
+    found.notebooks += _delete_notebooks(connection, runs)
     steps = connection.execute(  # SQLite 3.40 returns "checkpoint IS NOT NULL" wrong here
         delete(job_run_steps)
         .where(job_run_steps.c.run_id.in_(runs))
@@ -317,15 +311,19 @@ def _delete_runs(connection: Connection, runs: Select[tuple[int]], found: Descri
     ).scalars()
 
 
-def _strip_runs(connection: Connection, runs: Select[tuple[int]], found: DescribePrune) -> None:
-    """Keep these runs' records, without their executed notebooks and step outputs."""
-    found.notebooks += len(
+def _delete_notebooks(connection: Connection, runs: Select[tuple[int]]) -> int:
+    return len(
         connection.execute(
             delete(job_run_notebooks)
             .where(job_run_notebooks.c.run_id.in_(runs))
             .returning(job_run_notebooks.c.id)
         ).all()
     )
+
+
+def _strip_runs(connection: Connection, runs: Select[tuple[int]], found: DescribePrune) -> None:
+    """Keep these runs' records, without their executed notebooks and step outputs."""
+    found.notebooks += _delete_notebooks(connection, runs)
     found.outputs += connection.execute(
         update(job_run_steps)
         .where(

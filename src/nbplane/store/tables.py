@@ -218,6 +218,9 @@ deployments = Table(
     Column("arguments", JSON, nullable=False),
     Column("resources", JSON, nullable=False),
     Column("timeout", Float, nullable=False),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("retry_delay", Float, nullable=False, server_default="60"),
+    Column("retry_on", String(16), nullable=False, server_default="any"),
     Column("executor", String(32), nullable=False),
     Column("reason", Text),
     Column("next_run_at", DateTime(timezone=True), index=True),
@@ -242,6 +245,11 @@ job_executions = Table(
     Column("arguments", JSON, nullable=False),
     Column("resources", JSON, nullable=False),
     Column("timeout", Float, nullable=False),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("retry_delay", Float, nullable=False, server_default="60"),
+    Column("retry_on", String(16), nullable=False, server_default="any"),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("retry_at", DateTime(timezone=True)),
     Column("executor", String(32), nullable=False),
     Column("executor_state", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
@@ -253,7 +261,26 @@ job_executions = Table(
     UniqueConstraint("job_id", "scheduled_for", name="uq_job_executions_schedule"),
 )
 """Executions of deployed jobs; a schedule's run is unique per due time, so two replicas can
-never both start it."""
+never both start it. ``attempt`` is the number of the latest attempt: starting the next one is a
+compare-and-set on it, so two replicas never both start the same attempt."""
+
+job_execution_attempts = Table(
+    "job_execution_attempts",
+    metadata,
+    Column(
+        "execution_id",
+        String(36),
+        ForeignKey("job_executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("failure", String(16)),
+    Column("reason", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+"""Each attempt of a job execution: written with the execution's status, in one transaction."""
 
 job_execution_logs = Table(
     "job_execution_logs",

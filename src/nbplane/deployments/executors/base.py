@@ -39,6 +39,9 @@ class ExecutionTicket:
     secretly (not on a command line, not in a pod spec)."""
     data_directory: str | None = None
     """The team's own directory (its default SQLite database), where the executor can offer it."""
+    attempt: int = 1
+    """Which attempt of the execution this is: each attempt is a process (a Kubernetes Job) of
+    its own, never a restart of an earlier one's."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class JobExecutor(ABC):
             command=[self.python(), "-m", "nbplane", "job", "run-execution", execution.id],
             environment={"NBPLANE_URL": server_url, "NBPLANE_EXECUTION_TOKEN": token},
             data_directory=str(team_directory(self.settings, execution.team)),
+            attempt=execution.attempt,
         )
 
     def python(self) -> str:

@@ -101,7 +101,7 @@ class KubernetesExecutor(JobExecutor):
                 name=name, labels=labels, annotations={"nbplane.io/version": ticket.version}
             ),
             spec=client.V1JobSpec(
-                backoff_limit=0,
+                backoff_limit=0,  # nbplane retries itself: a new Job per recorded attempt
                 active_deadline_seconds=max(1, math.ceil(ticket.timeout)),
                 ttl_seconds_after_finished=FINISHED_TTL_SECONDS,
                 template=client.V1PodTemplateSpec(
@@ -247,9 +247,12 @@ def _created(pod: client.V1Pod) -> datetime:
 
 
 def job_name(ticket: ExecutionTicket) -> str:
-    """``nbplane-<team, 8 characters>-<job>-<execution id, 8 characters>``, made a DNS-1123
-    label of at most 63 characters (the Job controller puts it in its pods' labels)."""
+    """``nbplane-<team, 8 characters>-<job>-<execution id, 8 characters>``, and ``-a<N>`` for
+    a retry's attempt N, made a DNS-1123 label of at most 63 characters (the Job controller puts
+    it in its pods' labels)."""
     suffix = dns_label(ticket.execution_id.replace("-", ""))[:8]
+    if ticket.attempt > 1:
+        suffix += f"-a{ticket.attempt}"
     prefix = dns_label(f"nbplane-{ticket.team[:8]}-{ticket.job}")[: 62 - len(suffix)].strip("-")
     return f"{prefix}-{suffix}"
 
@@ -259,4 +262,5 @@ def execution_labels(ticket: ExecutionTicket) -> dict[str, str]:
         "nbplane.io/team": label_value(ticket.team),
         "nbplane.io/job": label_value(ticket.job),
         "nbplane.io/execution": label_value(ticket.execution_id),
+        "nbplane.io/attempt": str(ticket.attempt),
     }

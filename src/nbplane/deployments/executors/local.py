@@ -32,8 +32,8 @@ class LocalExecutor(JobExecutor):
 
     async def start(self, ticket: ExecutionTicket) -> dict[str, Any]:
         """Run the command in the sandbox: it writes only ``work/`` of its execution's
-        directory and its team's data directory; its log beside ``work/`` is opened here,
-        where it cannot replace it."""
+        directory and its team's data directory; its log beside ``work/`` (one per attempt) is
+        opened here, where it cannot replace it."""
         directory = self._directory(ticket.execution_id)
         work = directory / "work"
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -42,7 +42,8 @@ class LocalExecutor(JobExecutor):
             work,
             {**ticket.environment, "NBPLANE_WORK_DIR": str(work), "PYTHONUNBUFFERED": "1"},
         )
-        with open(directory / "process.log", "wb") as log:
+        log_path = directory / f"process-{ticket.attempt}.log"
+        with open(log_path, "wb") as log:
             child = self.sandbox.start(
                 ticket.command,
                 cwd=work,
@@ -51,7 +52,12 @@ class LocalExecutor(JobExecutor):
                 writable=writable,
             )
         self._children[child.pid] = child
-        return {"pid": child.pid, "host": os.uname().nodename, "directory": str(directory)}
+        return {
+            "pid": child.pid,
+            "host": os.uname().nodename,
+            "directory": str(directory),
+            "log": str(log_path),
+        }
 
     def _data_directories(self, ticket: ExecutionTicket) -> list[Path]:
         """Where the job's database lives on this machine: its team's directory, and the
@@ -115,7 +121,7 @@ class LocalExecutor(JobExecutor):
             await asyncio.to_thread(child.wait)
 
     async def logs(self, state: dict[str, Any]) -> str | None:
-        path = Path(state.get("directory", "")) / "process.log"
+        path = Path(state.get("log", ""))
         return path.read_text(errors="replace") if path.is_file() else None
 
     async def discard(self, execution_id: str) -> None:
