@@ -85,9 +85,7 @@ class Login:
     user: str
     password: str
 
-    def __call__(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
-    ) -> Any:
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (

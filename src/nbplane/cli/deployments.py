@@ -73,7 +73,6 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
         yield client, checked_name(team, "team", "team") if team else only_team(client)
 
 
-
 @click.command(
     cls=DocumentedCommand,
     help="Deploy a job directory to the server. It is uploaded as a version and that version "
