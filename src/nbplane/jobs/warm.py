@@ -3,7 +3,7 @@ forks a child per run, so a local run skips about 0.35 s of imports (the API ser
 pool, apis/engines/_forkserver.py, does the same for executions).
 
 ``nbplane job warm start`` launches it detached; the ``nbplane`` command's first module
-(nbplane/_launch.py, which also holds the protocol) hands it ``job run`` requests. One runner
+(nbplane/_launch.py, through nbplane/_warm.py, the client and the protocol) hands it ``job run`` requests. One runner
 per home (a lock file), serving only its own uid on a 0600 socket in NBPLANE_HOME. It exits
 after ``NBPLANE_WARM_IDLE_SECONDS`` without a run, on ``stop`` (after its running children),
 or when nbplane's code changed since it started.
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nbplane import _launch
+from nbplane import _warm
 from nbplane.errors import NbplaneError
 
 PRELOAD = (
@@ -64,12 +64,12 @@ class WarmRunnerError(NbplaneError):
 
 
 def socket_path(home: Path) -> Path:
-    return home / _launch.SOCKET_NAME
+    return home / _warm.SOCKET_NAME
 
 
 def status(home: Path) -> dict[str, Any] | None:
     """The runner of ``home``: pid, since when, runs served; None when none runs."""
-    return _launch.request(str(socket_path(home)), "status")
+    return _warm.request(str(socket_path(home)), "status")
 
 
 def start(home: Path) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def start(home: Path) -> dict[str, Any]:
 
 def stop(home: Path) -> dict[str, Any] | None:
     """Ask the runner to exit (after its running children); the status it had, or None."""
-    running = _launch.request(str(socket_path(home)), "stop")
+    running = _warm.request(str(socket_path(home)), "stop")
     if running is None:
         return None
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -135,7 +135,7 @@ def serve(home: Path, idle_seconds: float, entry: Callable[[], None]) -> None:
     _preload()
     if threading.active_count() != 1:
         raise WarmRunnerError("a thread was started by an import; cannot fork runs")
-    key = _launch.compatibility_key()
+    key = _warm.compatibility_key()
     gc.collect()
     gc.freeze()  # the imported objects' pages stay shared with the children
     path = socket_path(home)
@@ -202,10 +202,10 @@ class _Runner:
         fds: list[int] = []
         keep = False
         try:
-            if not _launch.peer_is_same_user(connection):
+            if not _warm.peer_is_same_user(connection):
                 return
             connection.settimeout(5)
-            message, fds = _launch.receive_message(connection)
+            message, fds = _warm.receive_message(connection)
             kind = message.get("kind")
             if kind == "status":
                 self.reply(connection, self.describe())
@@ -216,7 +216,7 @@ class _Runner:
                 if message.get("key") != self.key:
                     self.reply(connection, {"refused": "different interpreter, path or code"})
                     # A runner whose code changed on disk will never serve again.
-                    self.stopping = _launch.source_fingerprint() != self.key["source"]
+                    self.stopping = _warm.source_fingerprint() != self.key["source"]
                     return
                 self.fork(connection, message, fds)
                 keep = True
