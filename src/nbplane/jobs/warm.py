@@ -3,10 +3,10 @@ forks a child per run, so a local run skips about 0.35 s of imports (the API ser
 pool, apis/engines/_forkserver.py, does the same for executions).
 
 ``nbplane job warm start`` launches it detached; the ``nbplane`` command's first module
-(nbplane/_launch.py, through nbplane/_warm.py, the client and the protocol) hands it ``job run`` requests. One runner
-per home (a lock file), serving only its own uid on a 0600 socket in NBPLANE_HOME. It exits
-after ``NBPLANE_WARM_IDLE_SECONDS`` without a run, on ``stop`` (after its running children),
-or when nbplane's code changed since it started.
+(nbplane/_launch.py, with nbplane/_warm.py: the client and the protocol) hands it ``job run``
+requests. One runner per home (a lock file), serving only its own uid on a 0600 socket in
+NBPLANE_HOME. It exits after ``NBPLANE_WARM_IDLE_SECONDS`` without a run, on ``stop`` (after
+its running children), or when nbplane's code changed since it started.
 
 A child becomes the run: it takes the client's fds 0, 1, 2, working directory, environment,
 ``sys.path`` and arguments, and calls the CLI's ``main``; the runner reports its exit code.
