@@ -356,7 +356,8 @@ def main() -> int:
         "/ nbplane: the tool's median divided by nbplane's, cold (above 1: nbplane is faster). "
         "vdk / this: VDK's median (default settings) divided by the row's. CPU s: "
         "median user plus system CPU time of the command and its children, which a busy "
-        "machine inflates less than wall time (for warm rows, the client's only: the run's CPU is spent in the runner's child). VDK's default waits 2 s for more ingestion "
+        "machine inflates less than wall time (warm rows: the client's only, the run's CPU is "
+        "spent in the runner's child). VDK's default waits 2 s for more ingestion "
         f"payloads before a flush; {VDK_TUNED!r} lowers that to 1 s, the least it accepts."
     )
     missed = 0
