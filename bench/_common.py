@@ -442,7 +442,7 @@ def warm_runner(env: Mapping[str, str]) -> Iterator[Callable[[], int]]:
         status = subprocess.run(
             [*command, "job", "warm", "status"], env=env, capture_output=True, text=True
         )
-        found = status.stdout.rpartition(", ")[2].split()[0] if status.returncode == 0 else ""
+        found = status.stdout.rpartition("runs served: ")[2].strip()
         return int(found) if found.isdigit() else -1
 
     try:

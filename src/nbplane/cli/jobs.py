@@ -352,7 +352,7 @@ def warm() -> None:
 
 
 def describe_runner(state: dict[str, object]) -> str:
-    return f"pid {state['pid']}, since {state['since']}, {state['served']} runs served"
+    return f"pid {state['pid']}, since {state['since']}, runs served: {state['served']}"
 
 
 @warm.command(name="start", help="Start this home's warm runner (nothing if one runs).")
