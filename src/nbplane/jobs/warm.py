@@ -57,6 +57,8 @@ PRELOAD = (
 it); the caller has imported the CLI itself. Optional ones (psycopg) may be missing."""
 
 START_TIMEOUT_SECONDS = 30.0
+MAX_SOCKET_PATH = 107
+"""Bytes of a Unix socket's path (``sun_path`` holds 108, with the final NUL)."""
 
 
 class WarmRunnerError(NbplaneError):
@@ -77,7 +79,14 @@ def start(home: Path) -> dict[str, Any]:
     running = status(home)
     if running is not None:
         return running
+    home = home.absolute()
+    if len(os.fsencode(socket_path(home))) > MAX_SOCKET_PATH:
+        raise WarmRunnerError(
+            f"{socket_path(home)} is too long for a Unix socket ({MAX_SOCKET_PATH} bytes at "
+            "most): use a shorter NBPLANE_HOME for a warm runner"
+        )
     _private_directory(home)
+    environment = {key: value for key, value in os.environ.items() if key.upper() != "NBPLANE_HOME"}
     with open(home / "warm.log", "ab") as log:
         process = subprocess.Popen(
             # -P: no script directory on sys.path; the children take the client's path.
@@ -85,7 +94,8 @@ def start(home: Path) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            cwd=home,
+            cwd="/",  # holds no directory of the user's
+            env={**environment, "NBPLANE_HOME": str(home)},
             start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
