@@ -4,7 +4,6 @@ a cold run. Real processes: the runner, its forked children and the ``nbplane`` 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -50,20 +49,16 @@ def served(env: Env) -> int:
     return count
 
 
-def runs(env: Env, job: Path) -> list[dict[str, Any]]:
-    listed: list[dict[str, Any]] = json.loads(
-        env.run("job", "runs", str(job), "--output", "json").stdout
-    )
-    return listed
+def record(job: Path, number: int) -> dict[str, Any]:
+    """A run's record (read in this process: the test's store settings are in its environment)
+    without what differs between two runs: ids, numbers, times."""
+    from nbplane.jobs.history import get_run
 
-
-def record(env: Env, job: Path, number: int) -> dict[str, Any]:
-    """A run's record without what differs between two runs (ids, numbers, times)."""
-    shown = json.loads(env.run("job", "show-run", str(job), str(number), "--output", "json").stdout)
+    shown = get_run(job, number).model_dump(mode="json")
     for entry in (shown, *shown["steps"]):
         for varying in ("id", "run_id", "number", "started_at", "finished_at", "duration"):
             entry.pop(varying, None)
-    return dict(shown)
+    return shown
 
 
 def comparable(output: str) -> str:
@@ -98,8 +93,8 @@ def test_runs_like_a_cold_one(warm: Env, tmp_path: Path) -> None:
     assert comparable(hot.stdout) == comparable(cold.stdout)
     assert comparable(hot.stderr) == comparable(cold.stderr)
     assert "ValueError: bad day" in hot.stdout
-    assert record(warm, job, 1) == record(warm, job, 2)
-    assert record(warm, job, 2)["status"] == "failed"
+    assert record(job, 1) == record(job, 2)
+    assert record(job, 2)["status"] == "failed"
     assert warm.query("SELECT COUNT(*) FROM counts") == [(2,)]
 
 
@@ -165,7 +160,7 @@ def test_ctrl_c_cancels_the_run(env: Env, tmp_path: Path, through_runner: bool) 
         if through_runner:
             env.run("job", "warm", "stop")
     assert client.returncode == 130, stdout
-    cancelled = record(env, job, 1)
+    cancelled = record(job, 1)
     assert cancelled["status"] == "cancelled" and "second step ran" not in stdout
     assert [step["status"] for step in cancelled["steps"]] == ["failed", "not run"]
 
