@@ -39,8 +39,7 @@ class Settings(BaseSettings):
     warm_idle_seconds: float = Field(
         default=1800,
         gt=0,
-        description="A warm runner (`nbplane job warm start`) exits after this long without a "
-        "run.",
+        description="A warm runner (`nbplane job warm start`) exits after this long without a run.",
     )
 
     worker_heartbeat_seconds: float = Field(
