@@ -4,6 +4,7 @@ a cold run. Real processes: the runner, its forked children and the ``nbplane`` 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -204,3 +206,35 @@ def test_a_peer_of_another_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
         assert _warm.peer_is_same_user(ours)
         monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 1)
         assert not _warm.peer_is_same_user(ours)
+
+
+def test_a_runner_gone_before_the_run_started_means_a_cold_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket whose runner takes the request and closes (it died, or refused): the client
+    says it did not run, and the command runs the job itself."""
+    home = Path(tempfile.mkdtemp(prefix="nbw-"))
+    monkeypatch.setenv("NBPLANE_HOME", str(home))
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(home / "warm.sock"))
+        listener.listen()
+        closer = threading.Thread(target=lambda: listener.accept()[0].close())
+        closer.start()
+        assert _warm.warm_run(["job", "run", str(tmp_path)]) is None
+        closer.join()
+    shutil.rmtree(home)
+
+
+def test_a_runner_whose_code_changed_refuses_and_stops() -> None:
+    from nbplane.jobs.warm import _Runner
+
+    key = _warm.compatibility_key()
+    stale = _Runner({**key, "source": [*key["source"][:2], 0]}, entry=lambda: None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    with ours, theirs:
+        _warm.send_message(ours, {"kind": "run", "key": key}, [0, 1, 2])
+        stale.answer(theirs)
+        assert json.loads(ours.makefile("rb").readline()) == {
+            "refused": "different interpreter, path or code"
+        }
+    assert stale.stopping and not stale.children
