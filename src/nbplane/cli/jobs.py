@@ -352,7 +352,13 @@ def warm() -> None:
 
 
 def describe_runner(state: dict[str, object]) -> str:
-    return f"pid {state['pid']}, since {state['since']}, runs served: {state['served']}"
+    from nbplane.jobs.warm import is_stale
+
+    stale = " (stale: nbplane's code changed since; it exits at its next run)"
+    return (
+        f"pid {state['pid']}, since {state['since']}, runs served: {state['served']}"
+        f"{stale if is_stale(state) else ''}"
+    )
 
 
 @warm.command(name="start", help="Start this home's warm runner (nothing if one runs).")

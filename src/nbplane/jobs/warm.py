@@ -74,11 +74,19 @@ def status(home: Path) -> dict[str, Any] | None:
     return _warm.request(str(socket_path(home)), "status")
 
 
+def is_stale(state: dict[str, Any]) -> bool:
+    """Whether nbplane's code changed since that runner started (it would refuse every run)."""
+    return bool(state.get("source") != _warm.source_fingerprint())
+
+
 def start(home: Path) -> dict[str, Any]:
-    """Start the runner of ``home`` in the background unless one runs; its status."""
+    """Start the runner of ``home`` in the background unless a current one runs; its status.
+    A stale one is stopped first."""
     running = status(home)
-    if running is not None:
+    if running is not None and not is_stale(running):
         return running
+    if running is not None:
+        stop(home)
     home = home.absolute()
     if len(os.fsencode(socket_path(home))) > MAX_SOCKET_PATH:
         raise WarmRunnerError(
@@ -237,7 +245,12 @@ class _Runner:
                 connection.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "since": self.started, "served": self.served}
+        return {
+            "pid": os.getpid(),
+            "since": self.started,
+            "served": self.served,
+            "source": self.key["source"],
+        }
 
     @staticmethod
     def reply(connection: socket.socket, message: dict[str, Any]) -> None:
