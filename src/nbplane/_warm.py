@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 SOCKET_NAME = "warm.sock"
@@ -136,8 +137,8 @@ def warm_run(argv: list[str]) -> int | None:
     previous = {number: signal.signal(number, forward) for number in FORWARDED_SIGNALS}
     try:
         answers = _start(path, argv)
-        started = answers and next(answers, None)
-        if not started or "pid" not in started:
+        started = None if answers is None else next(answers, None)
+        if answers is None or started is None or "pid" not in started:
             return None
         child.append(started["pid"])
         for number in pending:
@@ -159,7 +160,7 @@ def warm_run(argv: list[str]) -> int | None:
     return code
 
 
-def _start(path: str, argv: list[str]) -> Any:
+def _start(path: str, argv: list[str]) -> Iterator[dict[str, Any]] | None:
     """Send the run to the runner; an iterator of its answers, or None if it cannot take it."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -190,7 +191,7 @@ def _start(path: str, argv: list[str]) -> Any:
     return _answers(connection)
 
 
-def _answers(connection: socket.socket) -> Any:
+def _answers(connection: socket.socket) -> Iterator[dict[str, Any]]:
     with connection, connection.makefile("rb") as answers:
         try:
             for line in answers:
