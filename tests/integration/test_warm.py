@@ -28,16 +28,22 @@ from tests.conftest import Env, write_notebook
 
 
 @pytest.fixture
-def warm(env: Env) -> Iterator[Env]:
-    """``env`` with a short NBPLANE_HOME (a Unix socket's path has at most 107 bytes) and a
-    warm runner started in it; stopped afterwards."""
+def short_home() -> Iterator[Path]:
+    """An NBPLANE_HOME short enough for a Unix socket's path (107 bytes at most)."""
     home = Path(tempfile.mkdtemp(prefix="nbw-"))
+    yield home
+    shutil.rmtree(home)
+
+
+@pytest.fixture
+def warm(env: Env, short_home: Path) -> Iterator[Env]:
+    """``env`` with a short NBPLANE_HOME and a warm runner started in it; stopped afterwards."""
+    home = short_home
     warmed = replace(env, home=home, variables={**env.variables, "NBPLANE_HOME": str(home)})
     warmed.run("job", "warm", "start")
     yield warmed
     warmed.run("job", "warm", "stop")
     assert not (home / "warm.sock").exists()
-    shutil.rmtree(home)
 
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -130,9 +136,11 @@ def test_takes_the_clients_environment_and_directory(warm: Env, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("through_runner", [True, False], ids=["warm", "cold"])
-def test_ctrl_c_cancels_the_run(env: Env, tmp_path: Path, through_runner: bool) -> None:
+def test_ctrl_c_cancels_the_run(
+    env: Env, tmp_path: Path, short_home: Path, through_runner: bool
+) -> None:
     if through_runner:
-        env = replace(env, home=Path(tempfile.mkdtemp(prefix="nbw-")))
+        env = replace(env, home=short_home)
         env.variables = {**env.variables, "NBPLANE_HOME": str(env.home)}
         env.run("job", "warm", "start")
     job = tmp_path / "job"
@@ -186,8 +194,8 @@ def test_a_different_interpreter_path_runs_cold(warm: Env, tmp_path: Path) -> No
 
 
 @sqlite_only
-def test_idle_runner_exits_and_removes_its_socket(env: Env) -> None:
-    home = Path(tempfile.mkdtemp(prefix="nbw-"))
+def test_idle_runner_exits_and_removes_its_socket(env: Env, short_home: Path) -> None:
+    home = short_home
     variables = {**env.variables, "NBPLANE_HOME": str(home), "NBPLANE_WARM_IDLE_SECONDS": "0.5"}
     idle = replace(env, home=home, variables=variables)
     idle.run("job", "warm", "start")
@@ -209,11 +217,11 @@ def test_a_peer_of_another_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_runner_gone_before_the_run_started_means_a_cold_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, short_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A socket whose runner takes the request and closes (it died, or refused): the client
     says it did not run, and the command runs the job itself."""
-    home = Path(tempfile.mkdtemp(prefix="nbw-"))
+    home = short_home
     monkeypatch.setenv("NBPLANE_HOME", str(home))
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(home / "warm.sock"))
@@ -222,7 +230,6 @@ def test_a_runner_gone_before_the_run_started_means_a_cold_run(
         closer.start()
         assert _warm.warm_run(["job", "run", str(tmp_path)]) is None
         closer.join()
-    shutil.rmtree(home)
 
 
 def test_a_runner_whose_code_changed_refuses_and_stops() -> None:
