@@ -75,13 +75,18 @@ def replace_cell_source(notebook: Path, cell_id: str, source: str) -> None:
 
 
 def nbplane_command() -> list[str]:
-    """The nbplane CLI of the running Python environment: its script, else ``python -m``."""
+    """The nbplane CLI of the running Python environment: its script, else ``python -m``.
+
+    A script installed before nbplane/_launch.py existed enters the CLI directly, never
+    through a warm runner: ``python -m nbplane`` then (reinstall to get the new script)."""
     script = Path(sys.executable).parent / ("nbplane.exe" if os.name == "nt" else "nbplane")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("nbplane")
-    if found and Path(found).parent == Path(sys.executable).parent:
-        return [found]
+    if not script.exists():
+        found = shutil.which("nbplane")
+        script = Path(found) if found else script
+    if script.parent == Path(sys.executable).parent and script.exists():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if "nbplane._launch" in script.read_text(encoding="utf-8"):
+                return [str(script)]
     return [sys.executable, "-m", "nbplane"]
 
 
@@ -423,3 +428,24 @@ def kubernetes_namespace(root: Path, console: Console) -> Iterator[tuple[Any, st
                 client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
             )
         yield cluster, namespace
+
+
+@contextmanager
+def warm_runner(env: Mapping[str, str]) -> Iterator[Callable[[], int]]:
+    """A warm runner (``nbplane job warm start``) for the NBPLANE_HOME of ``env``, stopped at
+    the end; yields a function giving how many runs it served, so a bench can check that its
+    warm runs did not fall back to cold ones."""
+    command = nbplane_command()
+    subprocess.run([*command, "job", "warm", "start"], env=env, check=True, capture_output=True)
+
+    def served() -> int:
+        status = subprocess.run(
+            [*command, "job", "warm", "status"], env=env, capture_output=True, text=True
+        )
+        found = status.stdout.rpartition("runs served: ")[2].strip()
+        return int(found) if found.isdigit() else -1
+
+    try:
+        yield served
+    finally:
+        subprocess.run([*command, "job", "warm", "stop"], env=env, capture_output=True)

@@ -1,3 +1,3 @@
-from nbplane.cli import main
+from nbplane._launch import main
 
 main()

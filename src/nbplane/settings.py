@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(
         default=1000, ge=1, description="Rows buffered per table before ingestion writes them."
     )
+    warm_idle_seconds: float = Field(
+        default=1800,
+        gt=0,
+        description="A warm runner (`nbplane job warm start`) exits after this long without a run.",
+    )
 
     worker_heartbeat_seconds: float = Field(
         default=2.0, gt=0, description="How often a worker marks its running executions alive."

@@ -38,6 +38,8 @@ ALLOWED_PACKAGES = frozenset(
 ALLOWED_NBPLANE = frozenset(
     {
         "nbplane",
+        "nbplane._launch",  # the command's entry: job run goes to a warm runner if one runs
+        "nbplane._warm",
         "nbplane._time",
         "nbplane.apis",
         "nbplane.apis.output",

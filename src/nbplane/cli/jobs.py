@@ -339,3 +339,62 @@ def run_execution_command(execution_id: str) -> None:
     from nbplane.deployments.execute import run_execution
 
     raise click.exceptions.Exit(run_execution(execution_id))
+
+
+@job.group(
+    cls=NbplaneGroup,
+    help="A warm runner: a background process that has imported what `job run` needs, so "
+    "local runs start at once. Opt-in; other commands are not affected.",
+    no_args_is_help=True,
+)
+def warm() -> None:
+    pass
+
+
+def describe_runner(state: dict[str, object]) -> str:
+    from nbplane.jobs.warm import is_stale
+
+    stale = " (stale: nbplane's code changed since; it exits at its next run)"
+    return (
+        f"pid {state['pid']}, since {state['since']}, runs served: {state['served']}"
+        f"{stale if is_stale(state) else ''}"
+    )
+
+
+@warm.command(name="start", help="Start this home's warm runner (nothing if one runs).")
+def warm_start() -> None:
+    from nbplane.jobs import warm as runner
+    from nbplane.settings import get_settings
+
+    print(f"warm runner running: {describe_runner(runner.start(get_settings().home))}")
+
+
+@warm.command(name="stop", help="Stop the warm runner; runs in progress finish first.")
+def warm_stop() -> None:
+    from nbplane.jobs import warm as runner
+    from nbplane.settings import get_settings
+
+    state = runner.stop(get_settings().home)
+    print("no warm runner" if state is None else f"warm runner stopped: {describe_runner(state)}")
+
+
+@warm.command(name="status", help="Whether a warm runner runs; exit code 1 if not.")
+def warm_status() -> None:
+    from nbplane.jobs import warm as runner
+    from nbplane.settings import get_settings
+
+    state = runner.status(get_settings().home)
+    if state is None:
+        print("no warm runner")
+        raise click.exceptions.Exit(1)
+    print(f"warm runner running: {describe_runner(state)}")
+
+
+def serve_warm() -> None:
+    """The warm runner process (started by ``job warm start``); its runs call the CLI's main."""
+    from nbplane.cli import main
+    from nbplane.jobs import warm as runner
+    from nbplane.settings import get_settings
+
+    settings = get_settings()
+    runner.serve(settings.home, settings.warm_idle_seconds, main)
