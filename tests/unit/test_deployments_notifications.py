@@ -18,10 +18,7 @@ from typing import Any
 
 import pytest
 
-from nbplane.auth.models import DescribeCaller
-from nbplane.deployments import reconciler
 from nbplane.deployments.models import (
-    CreateJob,
     CreateNotification,
     DeployJob,
     DescribeJobExecution,
@@ -38,7 +35,6 @@ from nbplane.jobs.models import CreateRun, DescribeRunStep, StepStatus
 from nbplane.settings import Settings
 from nbplane.store import open_store
 from nbplane.testing import FakeExecutor, Plan
-from tests.conftest import write_notebook
 from tests.receivers import (
     HOOK_SECRET,
     Mailbox,
@@ -47,9 +43,8 @@ from tests.receivers import (
     receiving_mail,
     receiving_webhooks,
 )
+from tests.unit.deployed import ALICE, JOB, TEAM, deploy_fake_job
 
-TEAM, JOB = "sales", "daily"
-ALICE = DescribeCaller(user="alice", admin=False, teams=[TEAM])
 SERVER_URL = "https://nbplane.example.com"
 
 
@@ -104,18 +99,7 @@ def plane(
         smtp_sender="nbplane@example.com",
     )
     store = open_store(store_url)
-    executor = FakeExecutor(settings)
-    monkeypatch.setattr(reconciler, "executor_named", lambda name, settings: executor)
-    service = DeploymentService(store, settings, "local")
-    job = tmp_path / "job"
-    job.mkdir()
-    write_notebook(job / "10_main.ipynb", ["x = 1"])
-    from nbplane.jobs.scaffold import export_job
-
-    export_job(job, tmp_path / "job.zip")
-    service.create_job(ALICE, TEAM, CreateJob(name=JOB))
-    service.upload(ALICE, TEAM, JOB, (tmp_path / "job.zip").read_bytes())
-    service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=60))
+    service, executor = deploy_fake_job(store, settings, tmp_path, monkeypatch)
     yield Plane(service, executor, store.deployments.job_id(TEAM, JOB))
     store.engine.dispose()
 

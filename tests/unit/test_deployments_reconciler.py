@@ -15,12 +15,9 @@ from typing import Any, Literal
 
 import pytest
 
-from nbplane.auth.models import DescribeCaller
-from nbplane.deployments import reconciler
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.executors.base import ExecutionTicket
 from nbplane.deployments.models import (
-    CreateJob,
     DeployJob,
     ExecuteJob,
     FinishJobExecution,
@@ -34,10 +31,7 @@ from nbplane.errors import Unauthorized
 from nbplane.settings import Settings
 from nbplane.store import open_store
 from nbplane.testing import FakeExecutor, Plan
-from tests.conftest import write_notebook
-
-TEAM, JOB = "sales", "daily"
-ALICE = DescribeCaller(user="alice", admin=False, teams=[TEAM])
+from tests.unit.deployed import ALICE, JOB, TEAM, deploy_fake_job
 
 
 @dataclass
@@ -59,18 +53,7 @@ def deployed(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
     """A job deployed on the store, its executions run by a fake executor."""
     settings = Settings(home=tmp_path / "home", job_server_url="http://127.0.0.1:9")
     store = open_store(store_url)
-    executor = FakeExecutor(settings)
-    monkeypatch.setattr(reconciler, "executor_named", lambda name, settings: executor)
-    service = DeploymentService(store, settings, "local")
-    job = tmp_path / "job"
-    job.mkdir()
-    write_notebook(job / "10_main.ipynb", ["x = 1"])
-    from nbplane.jobs.scaffold import export_job
-
-    export_job(job, tmp_path / "job.zip")
-    service.create_job(ALICE, TEAM, CreateJob(name=JOB))
-    service.upload(ALICE, TEAM, JOB, (tmp_path / "job.zip").read_bytes())
-    service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=60))
+    service, executor = deploy_fake_job(store, settings, tmp_path, monkeypatch)
     yield Deployed(service, executor, store.deployments.job_id(TEAM, JOB))
     store.engine.dispose()
 

@@ -15,12 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from nbplane.auth.models import DescribeCaller
-from nbplane.deployments import reconciler
 from nbplane.deployments.executors.local import LocalExecutor
 from nbplane.deployments.models import (
     CreateJob,
-    DeployJob,
     ExecuteJob,
     JobExecutionStatus,
     ListJobExecutionsQuery,
@@ -28,14 +25,9 @@ from nbplane.deployments.models import (
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import InvalidInput
-from nbplane.jobs.scaffold import export_job
 from nbplane.settings import Settings
 from nbplane.store import Store, open_store
-from nbplane.testing import FakeExecutor
-from tests.conftest import write_notebook
-
-TEAM, JOB = "sales", "daily"
-ALICE = DescribeCaller(user="alice", admin=False, teams=[TEAM])
+from tests.unit.deployed import ALICE, JOB, TEAM, deploy_fake_job
 
 
 @pytest.fixture
@@ -43,15 +35,6 @@ def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
     yield opened
     opened.close()
-
-
-def upload(service: DeploymentService, tmp_path: Path, config: str) -> None:
-    job = tmp_path / "job"
-    job.mkdir(exist_ok=True)
-    write_notebook(job / "10_main.ipynb", ["x = 1"])
-    (job / "config.ini").write_text(config)
-    export_job(job, tmp_path / "job.zip")
-    service.upload(ALICE, TEAM, JOB, (tmp_path / "job.zip").read_bytes())
 
 
 def test_the_loop_prunes_old_executions_as_the_deployed_version_says(
@@ -66,12 +49,9 @@ def test_the_loop_prunes_old_executions_as_the_deployed_version_says(
         retention_keep_runs=10,
         retention_keep_outputs=0,
     )
-    executor = FakeExecutor(settings)
-    monkeypatch.setattr(reconciler, "executor_named", lambda name, settings: executor)
-    service = DeploymentService(store, settings, "local")
-    service.create_job(ALICE, TEAM, CreateJob(name=JOB))
-    upload(service, tmp_path, "[retention]\nkeep_runs = 2\n")
-    service.deploy(ALICE, TEAM, JOB, DeployJob(timeout=60))
+    service, executor = deploy_fake_job(
+        store, settings, tmp_path, monkeypatch, "[retention]\nkeep_runs = 2\n"
+    )
     ids: list[str] = []
 
     async def steps(plane: DeploymentReconciler) -> float:
