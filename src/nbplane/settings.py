@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VERSION = version("nbplane")
+"""The images built from deploy/images are tagged with it (never latest), as the chart's are."""
+IMAGE = f"ghcr.io/nbplane/nbplane:{VERSION}"
+SESSION_IMAGE = f"ghcr.io/nbplane/session:{VERSION}"
 
 
 class Settings(BaseSettings):
@@ -76,8 +82,9 @@ class Settings(BaseSettings):
         default="default", description="Namespace of the Kubernetes job executor."
     )
     kubernetes_image: str = Field(
-        default="nbplane:latest",
-        description="Image the Kubernetes job executor runs; it must have nbplane installed.",
+        default=IMAGE,
+        description="Image the Kubernetes job executor runs; it must have nbplane installed "
+        "(default: the nbplane image of this version, deploy/images/nbplane).",
     )
     kubernetes_python: str = Field(
         default="python",
@@ -269,8 +276,9 @@ class Settings(BaseSettings):
         default=1800.0, gt=0, description="An anonymous session is deleted this long after create."
     )
     kubernetes_session_image: str = Field(
-        default="jupyter/base-notebook:latest",
-        description="Kubernetes launcher: the image a session runs when the user names none.",
+        default=SESSION_IMAGE,
+        description="Kubernetes launcher: the image a session runs when the user names none "
+        "(default: the session image of this version, deploy/images/session).",
     )
     kubernetes_session_storage: str = Field(
         default="1Gi", description="Kubernetes launcher: size of each session's workspace volume."
