@@ -140,6 +140,7 @@ def test_ingress_and_public_url() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["NBPLANE_PUBLIC_URL"] == "https://nbplane.example.org"
     assert env["NBPLANE_JOB_SERVER_URL"] == "http://nbplane-web.nb.svc:80"
+    assert env["NBPLANE_SESSION_PUBLIC_URL"] == env["NBPLANE_JOB_SERVER_URL"]
 
 
 def test_service_monitor() -> None:

@@ -6,13 +6,24 @@ and serves container logs to the apiserver like the kubelet (``/containerLogs``,
 
 Volumes: the node provisions a directory for each PersistentVolumeClaim of a pod it binds (a
 hostPath PersistentVolume bound to the claim, as a dynamic provisioner would) and gives an emptyDir
-a directory of the pod. There are no mount namespaces, so a mount is emulated by translating the
+a directory of the pod, a configMap volume a directory of its keys as files. There are no mount
+namespaces, so a mount is emulated by translating the
 mount path where it appears in the container's command, args, env values and workingDir to that
 directory: a server started with ``--root-dir=/home/jovyan`` writes into the claim's directory,
 which outlives the pod.
 
 Init containers run one after the other to completion before the containers start (a failing
 one is restarted, with back-off, unless the pod's restartPolicy is Never).
+
+The "image" is the node's own Python environment: a bare command is looked up beside the node's
+Python first, and its PYTHONPATH is passed on. Pods share 127.0.0.1, so two replicas of a server
+would collide on their declared port: a pod annotated ``node.nbplane.test/ports`` (``auto``, or
+JSON ``{"8080": 41234}`` to choose) gets a free host port for each declared containerPort,
+replaced wherever the number stands in its containers' command, args and env values; the node
+records the mapping in the annotation ``node.nbplane.test/bound-ports`` and probes those ports.
+A pod naming a serviceAccountName (without automountServiceAccountToken: false) acts as that
+ServiceAccount: the node mints it a token (TokenRequest) and hands the containers a kubeconfig
+holding it (``KUBECONFIG``), so the pod has exactly its Role's rights.
 
 Not emulated: images, other volumes, resource limits, liveness and startup probes."""
 
@@ -24,11 +35,13 @@ import contextlib
 import datetime
 import http.client
 import http.server
+import json
 import logging
 import os
 import queue
 import re
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -57,6 +70,17 @@ PARTIAL_LINE = 16 * 1024
 """Output without a newline is logged as a partial (``P``) record at this size."""
 _REFERENCE = re.compile(r"\$\$|\$\(([-._a-zA-Z0-9]+)\)")
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+PORTS = "node.nbplane.test/ports"
+BOUND_PORTS = "node.nbplane.test/bound-ports"
+TOKEN_SECONDS = 3600
+
+
+def free_port() -> int:
+    """A loopback port free right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((POD_IP, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def now() -> datetime.datetime:
@@ -147,7 +171,14 @@ class Container:
 
     def configure(self) -> None:
         """Resolve env, envFrom and ``$(VAR)`` references through the API, like the kubelet."""
-        env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": self.runner.name}
+        image_path = os.pathsep.join(
+            [str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]
+        )
+        env = {"PATH": image_path, "HOSTNAME": self.runner.name}
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        if self.runner.kubeconfig:
+            env["KUBECONFIG"] = str(self.runner.kubeconfig)
         for source in self.spec.env_from or []:
             if source.config_map_ref:
                 data = self.runner.config_map(
@@ -171,12 +202,16 @@ class Container:
             if resolved is not None:
                 env[variable.name] = resolved
         mounts = self.mounts()
+        ports = self.runner.ports
         for variable in self.spec.env or []:
             if variable.value_from is None:
-                env[variable.name] = translate(env[variable.name], mounts)
-        command = [translate(expand(part, env), mounts) for part in self.spec.command or []]
-        args = [translate(expand(part, env), mounts) for part in self.spec.args or []]
-        self.argv = command + args
+                env[variable.name] = translate_ports(translate(env[variable.name], mounts), ports)
+        self.argv = [
+            translate_ports(translate(expand(part, env), mounts), ports)
+            for part in [*(self.spec.command or []), *(self.spec.args or [])]
+        ]
+        if self.argv and "/" not in self.argv[0]:
+            self.argv[0] = shutil.which(self.argv[0], path=env["PATH"]) or self.argv[0]
         self.env = env
         if self.spec.working_dir:
             self.cwd = Path(translate(self.spec.working_dir, mounts))
@@ -318,12 +353,13 @@ class Container:
         return True
 
     def _port(self, port: int | str) -> int:
-        if isinstance(port, int):
-            return port
-        for declared in self.spec.ports or []:
-            if declared.name == port:
-                return declared.container_port
-        raise OSError(f"no port named {port}")
+        """The host port of a probe's port (a number or a declared port's name)."""
+        if isinstance(port, str) and not port.isdigit():
+            named = [p.container_port for p in self.spec.ports or [] if p.name == port]
+            if not named:
+                raise OSError(f"no port named {port}")
+            port = named[0]
+        return self.runner.ports.get(int(port), int(port))
 
     def status(self) -> dict[str, Any]:
         """This container's entry of ``status.containerStatuses``."""
@@ -368,6 +404,14 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(match.group(1), match.group(0))
 
     return _REFERENCE.sub(replace, text)
+
+
+def translate_ports(text: str, ports: dict[int, int]) -> str:
+    """``text`` with each declared port number (a whole number, not part of a longer one)
+    replaced by the pod's host port."""
+    for declared, host in ports.items():
+        text = re.sub(rf"(?<![\d.]){declared}(?![\d])", str(host), text)
+    return text
 
 
 def translate(text: str, mounts: dict[str, Path]) -> str:
@@ -433,6 +477,9 @@ class PodRunner:
         self.start_time: datetime.datetime | None = None
         self.transitions: dict[str, tuple[str, str]] = {}
         self.published: dict[str, Any] | None = None
+        self.ports: dict[int, int] = {}
+        """Declared containerPort -> host port, for pods that ask (``PORTS``)."""
+        self.kubeconfig: Path | None = None
 
     def stop(self, grace: float) -> None:
         """Ask the runner to stop the containers and remove the pod (from any thread)."""
@@ -451,8 +498,9 @@ class PodRunner:
 
     def _run(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._bind_ports()
         retry = 0.05  # a claim binds in moments; a missing Secret may take long
-        while errors := self._configure():
+        while errors := self._mint_token() or self._configure():
             log.info("%s: waiting for configuration: %s", self.key, errors)
             self._publish()
             try:
@@ -515,6 +563,83 @@ class PodRunner:
             "BackOff", f"Back-off {delay}s restarting container {container.name}", "Warning"
         )
 
+    def _bind_ports(self) -> None:
+        """Choose the pod's host ports (``PORTS``) and record them on the pod."""
+        assert self.pod.metadata and self.pod.spec
+        asked = (self.pod.metadata.annotations or {}).get(PORTS)
+        if not asked:
+            return
+        chosen = {} if asked == "auto" else {int(k): int(v) for k, v in json.loads(asked).items()}
+        for container in self.pod.spec.containers:
+            for declared in container.ports or []:
+                port = declared.container_port
+                self.ports[port] = chosen.get(port) or free_port()
+        self.api.patch_namespaced_pod(
+            self.name,
+            self.namespace,
+            {"metadata": {"annotations": {BOUND_PORTS: json.dumps(self.ports)}}},
+        )
+        log.info("%s: ports %s", self.key, self.ports)
+
+    def _mint_token(self) -> list[str]:
+        """A kubeconfig with a token of the pod's ServiceAccount (TokenRequest, bound to the
+        pod), for pods that name one and do not opt out of its token."""
+        spec = self.pod.spec
+        assert spec and self.pod.metadata
+        account = spec.service_account_name
+        if self.kubeconfig or not account or spec.automount_service_account_token is False:
+            return []
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[],
+                expiration_seconds=TOKEN_SECONDS,
+                bound_object_ref=client.V1BoundObjectReference(
+                    api_version="v1", kind="Pod", name=self.name, uid=self.uid
+                ),
+            )
+        )
+        try:
+            issued = self.api.create_namespaced_service_account_token(
+                account, self.namespace, request
+            )
+        except ApiException as error:
+            return [f"serviceaccount {account!r}: token request failed ({error.status})"]
+        configuration = self.api.api_client.configuration
+        kubeconfig = self.directory / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "pod",
+                    "clusters": [
+                        {
+                            "name": "cluster",
+                            "cluster": {
+                                "server": configuration.host,
+                                "certificate-authority": configuration.ssl_ca_cert,
+                            },
+                        }
+                    ],
+                    "users": [{"name": account, "user": {"token": issued.status.token}}],
+                    "contexts": [
+                        {
+                            "name": "pod",
+                            "context": {
+                                "cluster": "cluster",
+                                "user": account,
+                                "namespace": self.namespace,
+                            },
+                        }
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        kubeconfig.chmod(0o600)
+        self.kubeconfig = kubeconfig
+        return []
+
     def _configure(self) -> list[str]:
         errors = []
         for container in self.init_containers + self.containers:
@@ -536,9 +661,21 @@ class PodRunner:
         for volume in self.pod.spec.volumes or []:
             if volume.empty_dir is not None:
                 found[volume.name] = self.directory / "volumes" / volume.name
+            elif volume.config_map is not None:
+                found[volume.name] = self._config_map_volume(volume.name, volume.config_map)
             elif volume.persistent_volume_claim is not None:
                 found[volume.name] = self.claimed(volume.persistent_volume_claim.claim_name)
         return found
+
+    def _config_map_volume(self, name: str, source: client.V1ConfigMapVolumeSource) -> Path:
+        """A directory holding the ConfigMap's keys as files (written once, at start)."""
+        directory = self.directory / "volumes" / name
+        data = self.config_map(source.name or "", optional=bool(source.optional))
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            for key, value in (data or {}).items():
+                (directory / key).write_text(value, encoding="utf-8")
+        return directory
 
     def claimed(self, claim: str) -> Path:
         try:

@@ -104,7 +104,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: NBPLANE_PUBLIC_URL
   value: {{ include "nbplane.publicUrl" . | quote }}
 - name: NBPLANE_JOB_SERVER_URL
-  value: {{ default (include "nbplane.webUrl" .) .Values.jobServerUrl | quote }}
+  value: {{ default (include "nbplane.webUrl" .) .Values.internalUrl | quote }}
+- name: NBPLANE_SESSION_PUBLIC_URL
+  value: {{ default (include "nbplane.webUrl" .) .Values.internalUrl | quote }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
