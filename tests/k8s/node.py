@@ -205,9 +205,9 @@ class Container:
         ports = self.runner.ports
         for variable in self.spec.env or []:
             if variable.value_from is None:
-                env[variable.name] = translate_ports(translate(env[variable.name], mounts), ports)
+                env[variable.name] = translate(translate_ports(env[variable.name], ports), mounts)
         self.argv = [
-            translate_ports(translate(expand(part, env), mounts), ports)
+            translate(translate_ports(expand(part, env), ports), mounts)
             for part in [*(self.spec.command or []), *(self.spec.args or [])]
         ]
         if self.argv and "/" not in self.argv[0]:
@@ -415,12 +415,13 @@ def translate_ports(text: str, ports: dict[int, int]) -> str:
 
 
 def translate(text: str, mounts: dict[str, Path]) -> str:
-    """``text`` with each mount path (as a whole path or its prefix) replaced by its directory."""
-    for path, directory in mounts.items():
-        # A replacement template: only its backslashes are special.
-        target = str(directory).replace("\\", "\\\\")
-        text = re.sub(re.escape(path) + r"(?=/|$|[^-\w.])", target, text)
-    return text
+    """``text`` with each mount path (as a whole path or its prefix) replaced by its directory,
+    in one pass, so a directory put in is not translated again (``/tmp`` in ``/tmp/node/...``);
+    the longest path wins where several match."""
+    if not mounts:
+        return text
+    paths = "|".join(re.escape(path) for path in mounts)  # longest first
+    return re.sub(rf"(?:{paths})(?=/|$|[^-\w.])", lambda match: str(mounts[match.group(0)]), text)
 
 
 def _pump(stream: IO[bytes], kind: str, output: BinaryIO, lock: threading.Lock) -> None:
