@@ -18,7 +18,7 @@ import nbplane
 from nbplane.settings import Settings
 from tests.deploy.chart import CHART, IMAGES, REALISTIC, ROOT, STORE_URL, containers, find, render
 
-SECRET_KEYS = {"NBPLANE_STORE_URL", "NBPLANE_SECRET_KEY", "NBPLANE_ADMIN_TOKEN"}
+SECRET_KEYS = {"NBPLANE_STORE_URL", "NBPLANE_DB_URL", "NBPLANE_SECRET_KEY", "NBPLANE_ADMIN_TOKEN"}
 SCHEMA_VERSIONS = ["1.25", kubernetes_validate.utils.latest_version()]
 """The oldest and newest schemas kubernetes-validate ships; 1.20 (the test cluster's) is checked
 by installing into it (tests/k8s/test_chart_install.py)."""
@@ -69,7 +69,7 @@ def test_defaults_render_the_three_roles_and_no_optional_parts() -> None:
 
 @pytest.mark.parametrize("values", VALUES)
 def test_pods_are_probed_unprivileged_and_get_secrets_by_reference(values: dict[str, Any]) -> None:
-    manifests = render({**values, "store": {"url": STORE_URL}})
+    manifests = render({**values, "store": {"url": STORE_URL}, "warehouse": {"url": STORE_URL}})
     for name, container in containers(manifests):
         env = {e["name"]: e for e in container["env"]}
         assert set(env) >= SECRET_KEYS, name

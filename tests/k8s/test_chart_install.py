@@ -89,6 +89,7 @@ def test_chart_runs_nbplane_on_the_cluster(
     web = f"http://127.0.0.1:{port}"
     values = {
         "store": {"url": store_url},
+        "warehouse": {"url": store_url},
         "web": {"replicas": 1, "podAnnotations": {PORTS: json.dumps({"8080": port})}},
         "worker": {"podAnnotations": {PORTS: "auto"}},
         "control": {"podAnnotations": {PORTS: "auto"}},
@@ -203,7 +204,8 @@ def test_chart_runs_nbplane_on_the_cluster(
 
 
 def scheduled(cli: Cli) -> list[dict[str, Any]]:
-    items = cli.json("job", "executions", "nightly")["items"]
+    found = cli.json("job", "executions", "nightly", "--team", "analytics", "--limit", "100")
+    items = found["items"]
     return [e for e in items if e["started_by"] == "schedule"]
 
 

@@ -63,6 +63,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     secretKeyRef:
       name: {{ include "nbplane.secretName" . }}
       key: store-url
+- name: NBPLANE_DB_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "nbplane.secretName" . }}
+      key: db-url
+      optional: true
 - name: NBPLANE_SECRET_KEY
   valueFrom:
     secretKeyRef:
