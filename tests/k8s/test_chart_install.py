@@ -169,10 +169,12 @@ def test_chart_runs_nbplane_on_the_cluster(
     leases = client.CoordinationV1Api(kube_api)
     holder = leases.read_namespaced_lease(LEASE, namespace).spec.holder_identity
     dying = process_of(holder)
-    assert dying.environ()["HOSTNAME"].startswith(f"{RELEASE}-control-")
+    dying_pod = dying.environ()["HOSTNAME"]
+    assert dying_pod.startswith(f"{RELEASE}-control-")
     killed_at = datetime.datetime.now(datetime.UTC)
     killed = time.monotonic()
-    os.killpg(dying.pid, signal.SIGKILL)
+    os.killpg(dying.pid, signal.SIGKILL)  # no chance to release the Lease, as when a node dies
+    core.delete_namespaced_pod(dying_pod, namespace, grace_period_seconds=0)
     successor = wait_until(
         "another control pod holds the Lease",
         lambda: (
@@ -182,7 +184,7 @@ def test_chart_runs_nbplane_on_the_cluster(
         timeout=60,
     )
     takeover = time.monotonic() - killed
-    assert process_of(successor).environ()["HOSTNAME"] != dying.environ()["HOSTNAME"]
+    assert process_of(successor).environ()["HOSTNAME"] != dying_pod
     print(f"lease takeover after the holder was killed: {takeover:.1f} s")
     wait_until(
         "the schedule fires again after the takeover",
