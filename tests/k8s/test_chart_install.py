@@ -36,6 +36,7 @@ from tests.k8s.node import BOUND_PORTS, PORTS
 
 RELEASE = "nbplane"
 LEASE = "nbplane-control"
+COMPONENT = "app.kubernetes.io/component"
 PERIOD = 10
 """Seconds between the schedule's ticks."""
 
@@ -55,12 +56,14 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def process_of(holder: str) -> psutil.Process:
+def process_of(holder: str | None) -> psutil.Process:
     """The process named by a lease holder or worker id (``HOST:PID:NONCE``)."""
+    assert holder, "no holder"
     return psutil.Process(int(holder.split(":")[1]))
 
 
 def test_chart_runs_nbplane_on_the_cluster(
+    request: pytest.FixtureRequest,
     kube_cluster: KubeCluster,
     kube_api: client.ApiClient,
     kube_namespace: str,
@@ -114,13 +117,14 @@ def test_chart_runs_nbplane_on_the_cluster(
         assert deployment.status.ready_replicas == replicas, role
     pods = core.list_namespaced_pod(namespace).items
     assert {p.spec.service_account_name for p in pods} == {RELEASE}  # the hook Job is gone
-    (web_pod,) = [p for p in pods if p.metadata.labels["app.kubernetes.io/component"] == "web"]
-    assert json.loads(web_pod.metadata.annotations[BOUND_PORTS]) == {"8080": port}
+    (web_pod,) = [p for p in pods if (p.metadata.labels or {}).get(COMPONENT) == "web"]
+    assert json.loads((web_pod.metadata.annotations or {})[BOUND_PORTS]) == {"8080": port}
     print(f"install -> all pods ready: {installed:.1f} s")
 
     secret = core.read_namespaced_secret(RELEASE, namespace)
-    token = base64.b64decode(secret.data["admin-token"]).decode()
+    token = base64.b64decode((secret.data or {})["admin-token"]).decode()
     http = httpx.Client(base_url=web, headers={"Authorization": f"Bearer {token}"}, timeout=90)
+    request.addfinalizer(http.close)
     assert http.get("/health/ready").status_code == 200
     me = http.get("/api/v1/me")
     assert me.status_code == 200 and me.json()["admin"] is True, me.text
