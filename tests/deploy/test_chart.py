@@ -250,3 +250,23 @@ def test_the_chart_runs_the_image_entrypoint() -> None:
     base = session["ARG"]["BASE_IMAGE"]
     assert re.fullmatch(r"quay\.io/jupyter/base-notebook:\d{4}-\d{2}-\d{2}", base), base
     assert session["FROM"][-1] == "${BASE_IMAGE}"
+
+
+def test_the_cli_accepts_every_command_the_chart_and_the_image_run() -> None:
+    """Parsed by nbplane's own command line (not run): a renamed option fails here, not in a
+    cluster."""
+    import click
+
+    from nbplane.cli import nbplane as cli
+
+    image = dockerfile("nbplane")
+    commands = [image["CMD"]] + [c["args"] for _, c in containers(render(REALISTIC))]
+    commands += [c["args"] for _, c in containers(render({"apis": {"configMap": "apis"}}))]
+    for args in commands:
+        command: click.Command | None = cli
+        rest = list(args)
+        with click.Context(cli) as context:
+            while isinstance(command, click.Group):
+                command = command.get_command(context, rest.pop(0))
+            assert command is not None, args
+            command.make_context(command.name, rest, parent=context)  # exits 2 on bad options
