@@ -161,11 +161,16 @@ def test_chart_runs_nbplane_on_the_cluster(
     assert created.status_code in (201, 202), created.text
     session = created.json()
     assert session["url"] == f"{web}/sessions/{session['id']}/"
-    wait_until(
-        "the session runs",
-        lambda: http.get(f"/api/v1/sessions/{session['id']}").json()["status"] == "running",
+    settled = wait_until(
+        "the session settles",
+        lambda: (
+            (found := http.get(f"/api/v1/sessions/{session['id']}").json())["status"]
+            in ("running", "failed")
+            and found
+        ),
         timeout=90,
     )
+    assert settled["status"] == "running", settled
     status = http.get(f"/sessions/{session['id']}/api/status")
     assert status.status_code == 200 and "started" in status.json(), status.text
 
