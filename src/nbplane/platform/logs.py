@@ -16,9 +16,11 @@ FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 TEXT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 RECORD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
-"""What every log record has; anything else on a record was passed as ``extra``: a field."""
+"""What every log record has (and uvicorn's coloured copy of its message); anything else on a
+record was passed as ``extra``: a field."""
 
 
 class JsonFormatter(logging.Formatter):
