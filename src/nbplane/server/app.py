@@ -81,7 +81,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.readiness.extend(store_checks(store))
         if worker is not None:
             app.state.readiness.append(worker_check(worker))
-        metrics.read_at_scrape(store.executions.queued, store.sessions.count_by_status)
+        metrics.read_at_scrape(
+            lambda: store.executions.queued(), lambda: store.sessions.count_by_status()
+        )
         app.state.store = store
         app.state.auth_service = AuthService(store)
         app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)

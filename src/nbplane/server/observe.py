@@ -65,8 +65,8 @@ async def _run(check: ReadinessCheck) -> DescribeCheck:
     try:
         ok, detail = await asyncio.wait_for(asyncio.to_thread(check.check), CHECK_SECONDS)
     except TimeoutError:
-        log.warning("readiness: %s did not answer within %.0f s", check.name, CHECK_SECONDS)
-        return DescribeCheck(ok=False, detail=f"no answer within {CHECK_SECONDS:.0f} s")
+        log.warning("readiness: %s did not answer within %g s", check.name, CHECK_SECONDS)
+        return DescribeCheck(ok=False, detail=f"no answer within {CHECK_SECONDS:g} s")
     except Exception as exc:
         log.warning("readiness: %s failed", check.name, exc_info=True)
         return DescribeCheck(ok=False, detail=f"failed ({type(exc).__name__}; see the log)")
