@@ -88,8 +88,9 @@ def document_errors(schema: dict[str, Any]) -> None:
     """Every operation of the OpenAPI document lists the error statuses it can answer, with
     the one error model: 401 and 403 where a token is needed (security), 404 where the path
     names an object, 422 where there is input, 400 and 413 where there is a body; others come
-    from the route's own ``responses`` (a 5xx declared there with its own body keeps it). FastAPI's own validation error model is replaced,
-    since the handler below answers with ``DescribeError``."""
+    from the route's own ``responses`` (a 5xx declared there with its own body keeps it).
+    FastAPI's own validation error model is replaced, since the handler below answers with
+    ``DescribeError``."""
     reference = {"$ref": "#/components/schemas/DescribeError"}
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
