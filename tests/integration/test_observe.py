@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
@@ -295,3 +296,35 @@ def test_serve_logs_json_lines_with_an_access_line_at_the_level_asked(tmp_path: 
     assert me["message"].endswith(f'"GET /api/v1/me" 200 {me["duration_ms"]:.1f} ms')
     assert access["/api/v1/nope"]["status"] == 404 and access["/api/v1/nope"]["user"] is None
     assert "/health/ready" not in access and "/health" not in access
+
+
+def test_an_app_started_twice_keeps_one_set_of_checks_and_gauges(tmp_path: Path) -> None:
+    """Tests start one app's lifespan more than once: each adds its checks and store gauges
+    and takes them away at its end, so neither doubles nor reads a closed store."""
+    app = create_app(
+        ServerConfig(
+            notebooks_dir=tmp_path,
+            store_url=f"sqlite:///{tmp_path / 'nbplane.db'}",
+            cache_dir=tmp_path / "cache",
+            run_worker=False,
+            run_control=False,
+        )
+    )
+
+    async def twice() -> None:
+        for _ in range(2):
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://test"
+                ) as client,
+            ):
+                assert [check.name for check in app.state.readiness] == ["database", "schema"]
+                found = samples((await client.get("/metrics")).text)  # parses: no duplicates
+                assert value(found, "nbplane_api_queue_depth") == 0
+        assert app.state.readiness == []
+        assert "nbplane_api_queue_depth" not in samples(
+            generate_latest(app.state.metrics.registry).decode()
+        )
+
+    asyncio.run(twice())

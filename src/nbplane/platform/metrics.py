@@ -73,24 +73,27 @@ class Metrics:
             buckets=LONG_BUCKETS,
             registry=self.registry,
         )
+        self._gauges = _StoreGauges()
+        self.registry.register(self._gauges)
 
     def read_at_scrape(
-        self, queued: Callable[[], int], sessions: Callable[[], Mapping[str, int]]
+        self, queued: Callable[[], int] | None, sessions: Callable[[], Mapping[str, int]] | None
     ) -> None:
-        """Gauges computed when scraped: the queued API executions and the sessions by status."""
-        self.registry.register(_StoreGauges(queued, sessions))
+        """Where the gauges computed at each scrape come from: the queued API executions and
+        the sessions by status (None: left out, e.g. once the store is closed)."""
+        self._gauges.queued, self._gauges.sessions = queued, sessions
 
 
 class _StoreGauges(Collector):
-    def __init__(
-        self, queued: Callable[[], int], sessions: Callable[[], Mapping[str, int]]
-    ) -> None:
-        self.queued, self.sessions = queued, sessions
+    queued: Callable[[], int] | None = None
+    sessions: Callable[[], Mapping[str, int]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # read only at scrape: registering must not query the store
 
     def collect(self) -> Iterable[Metric]:
+        if self.queued is None or self.sessions is None:
+            return []
         try:
             queued, sessions = self.queued(), self.sessions()
         except Exception:  # the database is down: the other metrics still answer

@@ -78,9 +78,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 metrics=metrics,
             )
             await worker.start()
-        app.state.readiness.extend(store_checks(store))
-        if worker is not None:
-            app.state.readiness.append(worker_check(worker))
+        checks = store_checks(store) + ([worker_check(worker)] if worker else [])
+        app.state.readiness.extend(checks)
         metrics.read_at_scrape(
             lambda: store.executions.queued(), lambda: store.sessions.count_by_status()
         )
@@ -118,6 +117,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await plane.stop()
             if worker is not None:
                 await worker.stop()
+            metrics.read_at_scrape(None, None)
+            for check in checks:  # the next lifespan (tests run several) adds its own
+                app.state.readiness.remove(check)
             store.close()
 
     app = FastAPI(
