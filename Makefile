@@ -11,9 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The install also builds the JupyterLab extension (labextension/, with jlpm) into the package.
+# The install also builds the JupyterLab extension (labextension/, with jlpm) into the package,
+# and copies Swagger UI's files for /docs there (labextension/swagger-ui.js).
 LABEXTENSION_SOURCES := labextension/package.json labextension/yarn.lock \
-	labextension/schema/plugin.json $(wildcard labextension/src/*.ts labextension/style/*)
+	labextension/schema/plugin.json labextension/swagger-ui.js \
+	$(wildcard labextension/src/*.ts labextension/style/*)
 
 $(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

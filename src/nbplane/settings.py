@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nbplane.platform.logs import LogFormat, LogLevel
+
 VERSION = version("nbplane")
 """The images built from deploy/images are tagged with it (never latest), as the chart's are."""
 IMAGE = f"ghcr.io/nbplane/nbplane:{VERSION}"
@@ -46,6 +48,17 @@ class Settings(BaseSettings):
         default=1800,
         gt=0,
         description="A warm runner (`nbplane job warm start`) exits after this long without a run.",
+    )
+
+    log_level: LogLevel = Field(
+        default="info",
+        description="`nbplane serve` and `nbplane worker`: what they log (debug, info, warning, "
+        "error); info includes a line per HTTP request (probes and scrapes at debug).",
+    )
+    log_format: LogFormat = Field(
+        default="text",
+        description="`nbplane serve` and `nbplane worker`: 'text' lines, or 'json' (one object "
+        "per line: time, level, logger, message and fields) for a log collector.",
     )
 
     worker_heartbeat_seconds: float = Field(

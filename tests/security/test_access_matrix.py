@@ -145,9 +145,15 @@ RULES: dict[str, Rule] = {
     "HEAD /docs": DOCS,
     "GET /docs/oauth2-redirect": DOCS,
     "HEAD /docs/oauth2-redirect": DOCS,
-    "GET /redoc": DOCS,
-    "HEAD /redoc": DOCS,
+    "GET /docs/assets/{path}": public("Swagger UI's own files, served by the package (no CDN)"),
     "GET /health": public("liveness probe of load balancers and Kubernetes; says only 'ok'"),
+    "GET /health/live": public("the liveness probe; says only 'ok'"),
+    "GET /health/ready": public(
+        "the readiness probe: each check's name and whether it passed, no error text"
+    ),
+    "GET /metrics": public(
+        "Prometheus' scrape: aggregate counts by status, method and route template, no names"
+    ),
     "GET /": public("the web page: static HTML that asks for a token to sign in"),
     "GET /web/{path}": public("the web page's script and style sheet"),
     "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
@@ -270,7 +276,7 @@ def fill(path: str, objects: Objects) -> str:
             "execution_id": objects.job_execution if "/jobs/" in path else objects.execution,
             "session_id": objects.session,
             "name": objects.connection if "/connections/" in path else objects.notebook,
-            "path": "app.js",
+            "path": "swagger-ui.css" if path.startswith("/docs/") else "app.js",
             "run_id": "1",
         }
         if name not in values:
@@ -504,3 +510,34 @@ def test_a_failed_attempts_credential_ends_with_it(world: World) -> None:
         (2, "completed", None),
     ]
     expect(world.clients["bob"].patch(f"{path}/deployment", json={"retries": 0}), 200)
+
+
+def test_health_and_metrics_name_no_one(world: World) -> None:
+    """What anyone may read without a token tells counts and check names only: none of the
+    users, teams, jobs, notebooks, sessions or tokens the matrix has just used (the metrics of
+    all its requests included), nor the database's address."""
+    anonymous = world.clients[ANONYMOUS]
+    for role in ("alice", "bob"):  # requests with ids in their paths, counted before reading
+        expect(
+            world.clients[role].get(fill(SESSION, world.shared)), 200 if role == "alice" else 404
+        )
+    answers = {path: anonymous.get(path) for path in ("/health/live", "/health/ready", "/metrics")}
+    assert answers["/health/ready"].json()["status"] == "ok"
+    assert "nbplane_http_requests_total" in answers["/metrics"].text
+    shared = world.shared
+    names = {
+        *world.tokens.values(),
+        *world.clients,
+        TEAM_A,
+        shared.job,
+        shared.notebook,
+        shared.session,
+        shared.execution,
+        shared.connection,
+        str(world.home),
+    } - {ANONYMOUS, FORGED}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, (path, answer.text)
+        for name in names:
+            found = re.search(rf"\b{re.escape(name)}\b", answer.text)
+            assert found is None, f"{path} reveals {name!r}"

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from nbplane.apis import worker as worker_module
 from nbplane.apis.catalog import ApiCatalog
@@ -21,6 +22,7 @@ from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.models import DescribeCaller
+from nbplane.platform.metrics import Metrics
 from nbplane.store import Store, open_store
 from nbplane.testing import FakeEngine, Plan
 from tests.integration.api_notebooks import NUMBER_IN, write_api
@@ -97,6 +99,25 @@ def test_an_execution_runs_on_the_engine_and_its_outcome_is_stored(apis: Apis) -
     assert stored.output == {"y": 4} and stored.created_by == "alice"
     notebook = json.loads(apis.store.executions.artifact(done.id, "ipynb") or "{}")
     assert notebook["metadata"]["nbplane"] == {"engine": "fake"}
+
+
+def test_the_worker_counts_ended_executions_and_their_duration(apis: Apis) -> None:
+    """Into the metrics it is given, by final status only (no notebook names)."""
+    metrics = Metrics()
+    apis.engine.plan(Plan.succeed({"y": 4}), Plan.fail("bad x"), Plan.succeed({"y": 2}))
+
+    async def steps(service: ExecutionService) -> None:
+        for x in (2, 3, 1):
+            submitted = await service.submit("double", {"x": x}, ALICE)
+            await service.wait(submitted.id, 10, ALICE)
+
+    apis.run(steps, metrics=metrics)
+    value = metrics.registry.get_sample_value
+    assert value("nbplane_api_executions_total", {"status": "completed"}) == 2
+    assert value("nbplane_api_executions_total", {"status": "failed"}) == 1
+    assert value("nbplane_api_execution_duration_seconds_count", {"status": "completed"}) == 2
+    assert (value("nbplane_api_execution_duration_seconds_sum", {"status": "failed"}) or -1) >= 0
+    assert "double" not in generate_latest(metrics.registry).decode()
 
 
 def test_an_exception_in_the_notebook_fails_the_execution_in_words(apis: Apis) -> None:

@@ -28,6 +28,7 @@ from nbplane.deployments.models import (
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import Unauthorized
+from nbplane.platform.metrics import Metrics
 from nbplane.settings import Settings
 from nbplane.store import open_store
 from nbplane.testing import FakeExecutor, Plan
@@ -175,6 +176,7 @@ def schedule_due_at(deployed: Deployed, due: datetime) -> None:
 def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
     due = (datetime.now(UTC) - timedelta(seconds=1)).replace(microsecond=0)
     schedule_due_at(deployed, due)
+    deployed.service.metrics = metrics = Metrics()
 
     async def steps(plane: DeploymentReconciler) -> None:
         await plane.schedule_due()
@@ -187,6 +189,9 @@ def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
     assert execution.scheduled_for is not None
     assert execution.scheduled_for.replace(tzinfo=UTC) == due
     assert len(deployed.executor.tickets) == 1
+    lag = metrics.registry.get_sample_value
+    assert lag("nbplane_schedule_lag_seconds_count") == 1  # how late it started: 1 s and more
+    assert 1 <= (lag("nbplane_schedule_lag_seconds_sum") or 0) < 60
     following = deployed.service.deployments.deployment(deployed.job_id)
     assert following is not None and following.next_run_at is not None
     assert following.next_run_at > datetime.now(UTC)
@@ -195,8 +200,10 @@ def test_a_due_schedule_runs_once_and_moves_on(deployed: Deployed) -> None:
 def test_a_run_missed_beyond_the_grace_is_skipped(deployed: Deployed) -> None:
     grace = deployed.service.settings.schedule_missed_grace_seconds
     schedule_due_at(deployed, datetime.now(UTC) - timedelta(seconds=grace + 60))
+    deployed.service.metrics = metrics = Metrics()
     on_plane(deployed.service, lambda plane: plane.schedule_due())
     assert deployed.service.deployments.active_executions() == []
+    assert metrics.registry.get_sample_value("nbplane_schedule_lag_seconds_count") == 0
     following = deployed.service.deployments.deployment(deployed.job_id)
     assert following is not None and following.next_run_at is not None
     assert following.next_run_at > datetime.now(UTC)

@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 from nbplane.deployments.lifecycle import JobExecutionLifecycle, allowed_from
-from nbplane.deployments.models import DescribeDeployment, JobExecutionRecord, JobExecutionStatus
+from nbplane.deployments.models import (
+    DescribeDeployment,
+    FailureKind,
+    JobExecutionRecord,
+    JobExecutionStatus,
+)
+from nbplane.platform.metrics import Metrics
 from nbplane.store import Store, open_store
 from tests.conftest import BACKENDS, database_url
 
 DUE = datetime(2030, 1, 1, 6, 0, tzinfo=UTC)
+PLATFORM = FailureKind.PLATFORM
 
 
 @pytest.fixture(params=BACKENDS)
@@ -126,3 +133,23 @@ def test_due_deployments_come_with_their_job_and_schedule(store: Store, job_id: 
     # the compare-and-set the scheduler does with the time it read: one replica wins
     assert store.deployments.advance_schedule(job_id, read, DUE + timedelta(days=1))
     assert not store.deployments.advance_schedule(job_id, read, DUE + timedelta(days=1))
+
+
+def test_final_statuses_are_counted_once_and_a_retried_attempt_not(
+    store: Store, job_id: int
+) -> None:
+    metrics = Metrics()
+    lifecycle = JobExecutionLifecycle(store.deployments, metrics)
+    retried = deployment().model_copy(update={"retries": 1, "retry_delay": 1})
+    execution_id = lifecycle.queue(job_id, retried, "user:alice", {})
+    assert execution_id is not None and lifecycle.start(execution_id, 1, {}, "hash-1")
+    failed = JobExecutionStatus.FAILED
+    ending = lifecycle.finish(execution_id, failed, "pod lost", attempt=1, failure=PLATFORM)
+    assert ending is not None and ending.status == JobExecutionStatus.RETRYING
+    value = metrics.registry.get_sample_value
+    assert value("nbplane_job_executions_total", {"status": "failed"}) is None
+    assert lifecycle.start(execution_id, 2, {}, "hash-2")
+    assert lifecycle.finish(execution_id, JobExecutionStatus.COMPLETED, None, attempt=2)
+    assert not lifecycle.finish(execution_id, failed, "too late", attempt=2)
+    assert value("nbplane_job_executions_total", {"status": "completed"}) == 1
+    assert value("nbplane_job_executions_total", {"status": "failed"}) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from nbplane.platform.metrics import Metrics
 from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.launchers import launcher_named
 from nbplane.sessions.launchers.base import LaunchPhase, LaunchStatus
@@ -26,7 +27,9 @@ def test_changes_follow_the_table_and_one_of_two_racing_callers_wins(tmp_path: P
 
     async def scenario() -> None:
         # The local launcher with no process recorded: hibernate and stop have nothing to stop.
-        lifecycle = SessionLifecycle(store, settings, launcher_named("local", settings), None)
+        metrics = Metrics()
+        launcher = launcher_named("local", settings)
+        lifecycle = SessionLifecycle(store, settings, launcher, None, metrics)
         woken: list[None] = []
         lifecycle.on_change.append(lambda: woken.append(None))
         sealed = SecretBox(settings).seal({"token": "t", "nbplane_token": None, "environment": {}})
@@ -52,6 +55,10 @@ def test_changes_follow_the_table_and_one_of_two_racing_callers_wins(tmp_path: P
         await lifecycle.ready(created, ready)
         running = store.sessions.get("s1")
         assert (running.status, running.ready, running.url) == ("running", True, ready.url)
+        await lifecycle.ready(created, ready)  # the same look again: it was running already
+        started = metrics.registry.get_sample_value
+        assert started("nbplane_session_start_seconds_count") == 1  # created -> running
+        assert 0 <= (started("nbplane_session_start_seconds_sum") or -1) < 60
 
         assert await lifecycle.fail(running, "its server is gone", logs=False)
         failed = store.sessions.get("s1")

@@ -24,6 +24,7 @@ from typing import Any
 from nbplane.apis.engines.base import ExecutionOutcome
 from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.errors import NbplaneError
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.store import Store
 
 REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
@@ -101,8 +102,9 @@ WORKER_STOPPED = Ending(
 class ExecutionLifecycle:
     """Every status change of executions, as one conditional write each (blocking calls)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: Metrics = UNOBSERVED) -> None:
         self.store = store
+        self.metrics = metrics
 
     def queue(self, record: DescribeExecution) -> None:
         """Store a new execution for any worker to take."""
@@ -154,6 +156,11 @@ class ExecutionLifecycle:
         )
         if not stored:
             return None
+        status = str(ending.status)
+        self.metrics.api_executions.labels(status).inc()
+        if record.started_at is not None:
+            seconds = (now - record.started_at).total_seconds()
+            self.metrics.api_execution_duration.labels(status).observe(max(seconds, 0.0))
         return record.model_copy(
             update={
                 "status": ending.status,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ from nbplane.apis.lifecycle import WORKER_STOPPED, Ending, ExecutionLifecycle
 from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.apis.validation import validate_output
 from nbplane.errors import NbplaneError
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.plugins import ExtensionPoint
 from nbplane.settings import get_settings
 from nbplane.store import Store
@@ -62,10 +64,11 @@ class Worker:
         poll_interval: float = 0.5,
         heartbeat_interval: float | None = None,
         stale_after: float | None = None,
+        metrics: Metrics = UNOBSERVED,
     ) -> None:
         settings = get_settings()
         self.catalog = catalog
-        self.lifecycle = ExecutionLifecycle(store)
+        self.lifecycle = ExecutionLifecycle(store, metrics)
         self.concurrency = concurrency
         self.engines = EngineSet(pool_size)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -79,6 +82,8 @@ class Worker:
         self._queue_drained = False
         self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_beat = time.monotonic()
+        """When the claim loop last went round (readiness: the worker is alive)."""
 
     async def start(self) -> None:
         await self.engines.get("isolated")  # warm the kernel pool before the first request
@@ -148,6 +153,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while True:
+            self.last_beat = time.monotonic()
             while self._busy() < self.concurrency:
                 record = await asyncio.to_thread(
                     self.lifecycle.claim, self.worker_id, now(), self._eligible()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -84,6 +86,49 @@ def _check_isolation(single_tenant: bool) -> str | None:
     return problem
 
 
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="What to log; info includes a line per request (default: NBPLANE_LOG_LEVEL, info).",
+)
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text, or as JSON objects for a log collector (default: "
+    "NBPLANE_LOG_FORMAT, text).",
+)
+
+
+Say = Callable[[str, bool], None]
+"""Tells one start-up line; True: a warning."""
+
+
+def _logging(level: str | None, format: str | None) -> tuple[dict[str, Any], Say]:
+    """The logging configuration from the options, else the settings, applied at once (uvicorn
+    applies it again, as its log_config); and how to tell the start-up lines: on the terminal,
+    or as log records when the log is JSON lines, whose every line must be an object."""
+    import logging.config
+
+    from nbplane.platform.logs import LogFormat, LogLevel, logging_config
+    from nbplane.settings import get_settings
+
+    settings = get_settings()
+    format = format or settings.log_format
+    config = logging_config(cast(LogLevel, level or settings.log_level), cast(LogFormat, format))
+    logging.config.dictConfig(config)
+    console, log = Console(stderr=True), logging.getLogger("nbplane.server")
+
+    def say(text: str, warning: bool = False) -> None:
+        if format == "json":
+            log.log(logging.WARNING if warning else logging.INFO, text)
+        else:
+            console.print(f"[yellow]warning: {text}[/]" if warning else text, highlight=False)
+
+    return config, say
+
+
 def _store_url(db: str | None) -> str:
     from nbplane.settings import get_settings
 
@@ -135,6 +180,8 @@ def _store_url(db: str | None) -> str:
     "root, no bwrap, NBPLANE_SANDBOX=none): jobs and sessions then run as this server's user "
     "and can read its key and database. For one team of trusted users only.",
 )
+@log_level_option
+@log_format_option
 def serve(
     notebooks_dir: Path | None,
     host: str,
@@ -145,6 +192,8 @@ def serve(
     pool_size: int,
     max_body: int,
     single_tenant: bool,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Serve every notebook with a contract in --notebooks-dir as a REST API, and the control
     plane: deployed jobs, their schedules and executions (NBPLANE_JOB_EXECUTOR runs them)."""
@@ -153,7 +202,7 @@ def serve(
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 
-    console = Console(stderr=True)
+    log_config, say = _logging(log_level, log_format)
     notebooks_dir = _notebooks_dir(notebooks_dir)
     if no_auth and host not in LOOPBACK:
         raise ConfigError(
@@ -173,28 +222,24 @@ def serve(
         public_url=f"http://{_reachable(host)}:{port}",
     )
     shown = f"[{host}]" if ":" in host else host
-    console.print(
-        f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)",
-        highlight=False,
-    )
+    say(f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)", False)
     if unsandboxed:
-        console.print(
-            f"[yellow]warning: --single-tenant: local jobs and sessions run unsandboxed "
-            f"({unsandboxed})[/]",
-            highlight=False,
-        )
+        say(f"--single-tenant: local jobs and sessions run unsandboxed ({unsandboxed})", True)
     if no_auth:
-        console.print(
-            "[yellow]warning: --no-auth: anyone on this machine can run these notebooks[/]"
-        )
+        say("--no-auth: anyone on this machine can run these notebooks", True)
     else:
-        console.print(
-            "every endpoint but /health needs a bearer token; create one with "
+        say(
+            "every endpoint but /health/* and /metrics needs a bearer token; create one with "
             "`nbplane token create NAME` (same NBPLANE_STORE_URL or --db)",
-            highlight=False,
+            False,
         )
     uvicorn.run(
-        create_app(config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10
+        create_app(config),
+        host=host,
+        port=port,
+        log_config=log_config,
+        access_log=False,  # nbplane's own access log says more (duration, user)
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -215,12 +260,22 @@ def serve(
     type=click.IntRange(1, 64),
     help="Kernels started ahead of time for isolated executions.",
 )
-def worker(notebooks_dir: Path | None, db: str | None, concurrency: int, pool_size: int) -> None:
+@log_level_option
+@log_format_option
+def worker(
+    notebooks_dir: Path | None,
+    db: str | None,
+    concurrency: int,
+    pool_size: int,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
     """Run queued executions from the shared database, apart from the web server."""
     from nbplane.apis.catalog import ApiCatalog
     from nbplane.apis.worker import Worker
     from nbplane.store import open_store
 
+    _, say = _logging(log_level, log_format)
     store = open_store(_store_url(db))
     process = Worker(
         store,
@@ -228,9 +283,7 @@ def worker(notebooks_dir: Path | None, db: str | None, concurrency: int, pool_si
         concurrency=concurrency,
         pool_size=pool_size,
     )
-    Console(stderr=True).print(
-        f"nbplane worker {process.worker_id} taking executions of {notebooks_dir}", highlight=False
-    )
+    say(f"nbplane worker {process.worker_id} taking executions of {notebooks_dir}", False)
 
     async def run() -> None:
         await process.start()

@@ -32,6 +32,7 @@ from nbplane.jobs.models import (
     DescribeRun,
     DescribeRunStep,
 )
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.settings import Settings
 from nbplane.store import Store
 from nbplane.store.auth import token_hash
@@ -62,10 +63,10 @@ class ExecutionIdentity:
 
 
 class ExecutionContextService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics = UNOBSERVED) -> None:
         self.store, self.settings = store, settings
         self.deployments = store.deployments
-        self.lifecycle = JobExecutionLifecycle(self.deployments)
+        self.lifecycle = JobExecutionLifecycle(self.deployments, metrics)
         self.state = StoreJobState(store, settings)
 
     def identify(self, token: str) -> ExecutionIdentity:

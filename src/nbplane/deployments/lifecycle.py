@@ -28,6 +28,7 @@ from nbplane.deployments.models import (
     NotificationEvent,
     retry_wait,
 )
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.store.deployments import DeploymentStore
 
 QUEUED, RUNNING = JobExecutionStatus.QUEUED, JobExecutionStatus.RUNNING
@@ -59,8 +60,9 @@ class Ending:
 
 
 class JobExecutionLifecycle:
-    def __init__(self, deployments: DeploymentStore) -> None:
+    def __init__(self, deployments: DeploymentStore, metrics: Metrics = UNOBSERVED) -> None:
         self.deployments = deployments
+        self.metrics = metrics
 
     def queue(
         self,
@@ -139,7 +141,11 @@ class JobExecutionLifecycle:
             retry_at=retry_at,
             notify=NOTIFIED.get(ending.status),
         )
-        return ending if won else None
+        if not won:
+            return None
+        if ending.status.final:
+            self.metrics.job_executions.labels(str(ending.status)).inc()
+        return ending
 
     @staticmethod
     def _retries(

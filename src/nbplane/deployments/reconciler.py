@@ -177,6 +177,7 @@ class DeploymentReconciler:
                 following.isoformat(),
             )
             return
+        self.service.metrics.schedule_lag.observe(max(late, 0.0))
         self.service.start_execution(
             due.job_id, deployment, "schedule", deployment.arguments, scheduled_for=due_at
         )

@@ -34,19 +34,26 @@ from nbplane.deployments.schedule import next_fire, zone
 from nbplane.errors import Conflict, InvalidInput, NotFound
 from nbplane.jobs.archive import inspect, unpack, version_id
 from nbplane.jobs.backend import StoreJobState
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.settings import Settings
 from nbplane.store import Store
 
 
 class DeploymentService:
     def __init__(
-        self, store: Store, settings: Settings, executor: str, server_url: str | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        executor: str,
+        server_url: str | None = None,
+        metrics: Metrics = UNOBSERVED,
     ) -> None:
         self.store, self.settings, self.executor = store, settings, executor
         self.server_url = settings.job_server_url or settings.session_public_url or server_url
         """Where deployed jobs reach this server (their only channel to nbplane)."""
         self.deployments = store.deployments
-        self.lifecycle = JobExecutionLifecycle(self.deployments)
+        self.metrics = metrics
+        self.lifecycle = JobExecutionLifecycle(self.deployments, metrics)
         self.state = StoreJobState(store, settings)
         self.on_change: list[Any] = []
         """Callbacks run after a deployment or execution changes (wake the scheduler, monitor)."""

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,16 +20,20 @@ from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
+from nbplane.platform.metrics import Metrics
 from nbplane.server import errors
 from nbplane.server.auth import Authenticator
 from nbplane.server.door import Door
+from nbplane.server.observe import Observe, ReadinessCheck
 from nbplane.server.routes import (
     apis,
     auth,
     connections,
     context,
     deployments,
+    docs,
     jupyrest,
+    observe,
     sessions,
     web,
 )
@@ -36,7 +41,7 @@ from nbplane.sessions.launchers import launcher_named
 from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
-from nbplane.store import open_store
+from nbplane.store import Store, open_store
 
 
 @dataclass
@@ -57,6 +62,8 @@ class ServerConfig:
 
 
 def create_app(config: ServerConfig) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(config.store_url)
@@ -64,24 +71,34 @@ def create_app(config: ServerConfig) -> FastAPI:
         worker = None
         if config.run_worker:
             worker = Worker(
-                store, catalog, concurrency=config.concurrency, pool_size=config.pool_size
+                store,
+                catalog,
+                concurrency=config.concurrency,
+                pool_size=config.pool_size,
+                metrics=metrics,
             )
             await worker.start()
+        checks = store_checks(store) + ([worker_check(worker)] if worker else [])
+        app.state.readiness.extend(checks)
+        metrics.read_at_scrape(
+            lambda: store.executions.queued(), lambda: store.sessions.count_by_status()
+        )
         app.state.store = store
         app.state.auth_service = AuthService(store)
         app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
         app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
         settings = get_settings().model_copy(update={"store_url": config.store_url})
         app.state.deployments = DeploymentService(
-            store, settings, settings.job_executor, config.public_url
+            store, settings, settings.job_executor, config.public_url, metrics
         )
-        app.state.execution_context = ExecutionContextService(store, settings)
+        app.state.execution_context = ExecutionContextService(store, settings, metrics)
         app.state.sessions = SessionService(
             store,
             settings,
             launcher_named(settings.session_launcher, settings),
             config.public_url,
             auth=config.auth,
+            metrics=metrics,
         )
         plane = DeploymentReconciler(app.state.deployments) if config.run_control else None
         if plane is not None:
@@ -100,6 +117,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await plane.stop()
             if worker is not None:
                 await worker.stop()
+            metrics.read_at_scrape(None, None)
+            for check in checks:  # the next lifespan (tests run several) adds its own
+                app.state.readiness.remove(check)
             store.close()
 
     app = FastAPI(
@@ -107,14 +127,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         version=__version__,
         description="Notebooks as REST APIs: each notebook's contract is its input and output.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.metrics = metrics
+    app.state.readiness = list[ReadinessCheck]()
+    """Named checks of /health/ready; the lifespan adds the store's and the worker's, other
+    parts append theirs."""
     errors.install(app)
     app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
-
-    @app.get("/health", tags=["health"], summary="Liveness; needs no token")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.include_router(observe.router, tags=["health"])
     app.include_router(apis.router, tags=["executions"])
     app.include_router(deployments.router, tags=["jobs"])
     app.include_router(context.router, tags=["execution"])
@@ -123,8 +145,39 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(sessions.router, tags=["sessions"])
     app.include_router(connections.router, tags=["connections"])
     web.install(app)
+    docs.install(app)
+    app.add_middleware(Observe, metrics=metrics)  # outermost: it sees every answer, refusals too
     app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def store_checks(store: Store) -> list[ReadinessCheck]:
+    """The database answers a query; its schema is the one this code was written for."""
+
+    def database() -> tuple[bool, str]:
+        store.ping()
+        return True, "answers"
+
+    def schema() -> tuple[bool, str]:
+        state = store.schema()
+        if state.at_head:
+            return True, f"at head {state.head}"
+        return False, f"at {state.revision or 'nothing'}, head is {state.head}: migrate it"
+
+    return [ReadinessCheck("database", database), ReadinessCheck("schema", schema)]
+
+
+def worker_check(worker: Worker) -> ReadinessCheck:
+    """The in-process API worker's claim loop went round recently."""
+
+    def alive() -> tuple[bool, str]:
+        since = monotonic() - worker.last_beat
+        limit = worker.stale_after.total_seconds()
+        if since <= limit:
+            return True, f"looked for work {since:.1f} s ago"
+        return False, f"stalled: last looked for work {since:.0f} s ago (limit {limit:.0f} s)"
+
+    return ReadinessCheck("api_worker", alive)
 
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:

@@ -78,7 +78,14 @@ ServerSettings = Annotated[Settings, Depends(settings)]
 
 
 def caller(request: Request, auth: Auth, _bearer: Bearer = None) -> DescribeCaller:
-    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams)."""
+    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams);
+    kept on the request for its access log line."""
+    found = _caller(request, auth)
+    request.state.user = found.user
+    return found
+
+
+def _caller(request: Request, auth: Auth) -> DescribeCaller:
     if not auth.enabled:
         return NO_AUTH_CALLER
     header = request.headers.get("authorization", "")

@@ -88,8 +88,9 @@ def document_errors(schema: dict[str, Any]) -> None:
     """Every operation of the OpenAPI document lists the error statuses it can answer, with
     the one error model: 401 and 403 where a token is needed (security), 404 where the path
     names an object, 422 where there is input, 400 and 413 where there is a body; others come
-    from the route's own ``responses``. FastAPI's own validation error model is replaced,
-    since the handler below answers with ``DescribeError``."""
+    from the route's own ``responses`` (a 5xx declared there with its own body keeps it).
+    FastAPI's own validation error model is replaced, since the handler below answers with
+    ``DescribeError``."""
     reference = {"$ref": "#/components/schemas/DescribeError"}
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
@@ -107,6 +108,8 @@ def document_errors(schema: dict[str, Any]) -> None:
                 statuses.update((400, 413))
             answers = operation.setdefault("responses", {})
             for status in sorted(statuses | {int(code) for code in answers if code[0] in "45"}):
+                if status >= 500 and "content" in answers.get(str(status), {}):
+                    continue  # not an error's answer but a state's (readiness: 503 + checks)
                 answers[str(status)] = {
                     "description": MEANINGS.get(status, "Error"),
                     "content": {"application/json": {"schema": reference}},

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from nbplane._time import now
 from nbplane.auth.service import AuthService
 from nbplane.errors import Conflict, InvalidInput, NbplaneError
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.platform.secrets import SecretBox
 from nbplane.sessions.launchers.base import LaunchStatus, SessionLauncher, SessionSpec
 from nbplane.sessions.models import NewSession, SessionRecord, SessionStatus
@@ -81,7 +82,9 @@ class SessionLifecycle:
         settings: Settings,
         launcher: SessionLauncher,
         public_url: str | None,
+        metrics: Metrics = UNOBSERVED,
     ) -> None:
+        self.metrics = metrics
         self.records = store.sessions
         self.users = AuthService(store)
         self.settings, self.launcher = settings, launcher
@@ -224,7 +227,7 @@ class SessionLifecycle:
     async def ready(self, record: SessionRecord, status: LaunchStatus) -> None:
         """``running``: its server answers."""
         moment = now()
-        await self._move(
+        moved = await self._move(
             record,
             (STARTING,),
             RUNNING,
@@ -235,6 +238,9 @@ class SessionLifecycle:
             steps=steps_of(status),
             reason=None,
         )
+        if moved:
+            seconds = (moment - record.started_at).total_seconds()
+            self.metrics.session_start.observe(max(seconds, 0.0))
 
     async def active(self, record: SessionRecord, activity: datetime) -> SessionRecord:
         """The running session with its server's last activity, if later than the record's."""

@@ -17,6 +17,7 @@ from nbplane._time import now
 from nbplane.auth.models import DescribeCaller
 from nbplane.auth.service import AuthService
 from nbplane.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher
 from nbplane.sessions.lifecycle import ACTIVE, SessionLifecycle, db
@@ -48,9 +49,10 @@ class SessionService:
         launcher: SessionLauncher,
         public_url: str | None,
         auth: bool = True,
+        metrics: Metrics = UNOBSERVED,
     ) -> None:
         self.settings, self.auth = settings, auth
-        self.lifecycle = SessionLifecycle(store, settings, launcher, public_url)
+        self.lifecycle = SessionLifecycle(store, settings, launcher, public_url, metrics)
         self.records = store.sessions
         self.users = AuthService(store)
         self.box, self.classes = self.lifecycle.box, self.lifecycle.classes

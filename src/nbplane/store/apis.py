@@ -89,6 +89,17 @@ class ExecutionStore:
             offset=query.offset,
         )
 
+    def queued(self) -> int:
+        """How many executions wait for a worker."""
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(executions)
+                    .where(executions.c.status == ExecutionStatus.QUEUED)
+                ).scalar_one()
+            )
+
     def claim(
         self, worker_id: str, now: datetime, notebooks: list[str] | None = None
     ) -> DescribeExecution | None:

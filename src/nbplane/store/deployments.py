@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, Engine, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbplane._time import now
@@ -591,7 +591,9 @@ class DeploymentStore:
                 select(job_execution_logs.c.offset, job_execution_logs.c.text)
                 .where(
                     job_execution_logs.c.execution_id == execution_id,
-                    job_execution_logs.c.offset + func.length(job_execution_logs.c.text) > offset,
+                    # as a bigint: PostgreSQL refuses an integer parameter past 2**31 (a 500)
+                    job_execution_logs.c.offset + func.length(job_execution_logs.c.text)
+                    > literal(offset, BigInteger),
                 )
                 .order_by(job_execution_logs.c.seq)
             ).all()

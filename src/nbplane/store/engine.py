@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,19 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 SCHEMA_HEAD = "0009"
 """The newest migration; tests check it matches Alembic's head."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The database's migration revision beside the code's head."""
+
+    revision: str | None
+    """None: no Alembic stamp (an empty database)."""
+    head: str = SCHEMA_HEAD
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision == self.head
 
 
 def upgrade_schema(engine: Engine) -> None:
@@ -82,6 +96,20 @@ class Store(RunStore):
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """One cheap query; raises when the database does not answer (readiness)."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def schema(self) -> SchemaState:
+        """The revision the database is at, to compare with the code's head (readiness)."""
+        with self.engine.connect() as connection:
+            if "alembic_version" not in inspect(connection).get_table_names():
+                return SchemaState(None)
+            return SchemaState(
+                connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            )
 
     @property
     def executions(self) -> ExecutionStore:

@@ -93,6 +93,15 @@ class SessionStore:
                 ).scalar_one()
             )
 
+    def count_by_status(self) -> dict[str, int]:
+        """Every status with its number of sessions (zero too), for the metrics."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(sessions.c.status, func.count()).group_by(sessions.c.status)
+            ).all()
+        found = {str(status): int(count) for status, count in rows}
+        return {str(status): found.get(status, 0) for status in SessionStatus}
+
     def transition(
         self,
         session_id: str,
