@@ -1,4 +1,6 @@
-"""The FastAPI application: store, notebook catalog, an in-process worker, routers."""
+"""The FastAPI application: store, notebook catalog, an in-process worker, the control loops
+under their lease, routers; each part on or off by the server's role (``nbplane serve
+--role``)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
 from nbplane.server import errors
 from nbplane.server.auth import Authenticator
+from nbplane.server.control import control_lease, control_loops
 from nbplane.server.door import Door
 from nbplane.server.routes import (
     apis,
@@ -33,7 +35,6 @@ from nbplane.server.routes import (
     web,
 )
 from nbplane.sessions.launchers import launcher_named
-from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
 from nbplane.store import open_store
@@ -54,12 +55,16 @@ class ServerConfig:
     public_url: str | None = None
     """Where sessions reach this server (NBPLANE_URL inside them), unless
     NBPLANE_SESSION_PUBLIC_URL says otherwise."""
+    run_web: bool = True
+    """Serve the API, the web page and sessions; without it only the health routes answer."""
+    migrate: bool = True
+    """Bring the schema to head at start (NBPLANE_STORE_MIGRATE); else refuse one behind."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(config.store_url)
+        store = open_store(config.store_url, migrate=config.migrate)
         catalog = ApiCatalog(config.notebooks_dir)
         worker = None
         if config.run_worker:
@@ -83,30 +88,31 @@ def create_app(config: ServerConfig) -> FastAPI:
             config.public_url,
             auth=config.auth,
         )
-        plane = DeploymentReconciler(app.state.deployments) if config.run_control else None
-        if plane is not None:
-            await plane.start()
-        session_plane = (
-            SessionReconciler(app.state.sessions.lifecycle) if config.run_control else None
-        )
-        if session_plane is not None:
-            await session_plane.start()
+        control = None
+        if config.run_control:
+            lease = control_lease(settings, store)
+            control = control_loops(app.state.deployments, app.state.sessions, lease, settings)
+            await control.start()
+        app.state.control = control
         try:
             yield
         finally:
-            if session_plane is not None:
-                await session_plane.stop()
-            if plane is not None:
-                await plane.stop()
+            if control is not None:
+                await control.stop()
+            await app.state.sessions.lifecycle.launcher.close()
             if worker is not None:
                 await worker.stop()
             store.close()
 
+    documented = (
+        {} if config.run_web else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    )
     app = FastAPI(
         title="nbplane",
         version=__version__,
         description="Notebooks as REST APIs: each notebook's contract is its input and output.",
         lifespan=lifespan,
+        **documented,
     )
     errors.install(app)
     app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
@@ -115,6 +121,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    if not config.run_web:
+        return app
     app.include_router(apis.router, tags=["executions"])
     app.include_router(deployments.router, tags=["jobs"])
     app.include_router(context.router, tags=["execution"])
