@@ -104,15 +104,14 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await worker.stop()
             store.close()
 
-    documented = (
-        {} if config.run_web else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    )
     app = FastAPI(
         title="nbplane",
         version=__version__,
         description="Notebooks as REST APIs: each notebook's contract is its input and output.",
         lifespan=lifespan,
-        **documented,
+        docs_url="/docs" if config.run_web else None,
+        redoc_url="/redoc" if config.run_web else None,
+        openapi_url="/openapi.json" if config.run_web else None,
     )
     errors.install(app)
     app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
