@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
 from alembic.command import upgrade
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from alembic.autogenerate import compare_metadata
 from sqlalchemy import create_engine, text
 
 from nbplane.store.engine import MIGRATION_LOCK, MIGRATIONS, SCHEMA_HEAD
