@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from nbplane._time import now
 from nbplane.platform.kube import MANAGED_BY, KubeClient, client
@@ -52,10 +53,7 @@ class KubernetesLease(Lease):
                 self.namespace,
                 api.create_namespaced_lease,
                 self.namespace,
-                client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=self.name, labels=dict(MANAGED_BY)),
-                    spec=self._spec(current, current, 0),
-                ),
+                self._body(None, self._spec(current, current, 0)),
                 none_on=(409,),  # another replica created it first
             )
             return created is not None
@@ -65,14 +63,14 @@ class KubernetesLease(Lease):
             return False
         taken = spec.acquire_time if mine and spec.acquire_time else current
         transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
-        found.spec = self._spec(current, taken, transitions)
+        body = self._body(found, self._spec(current, taken, transitions))
         replaced = await self.kube.call(
             "renew the Lease",
             self.namespace,
             api.replace_namespaced_lease,
             self.name,
             self.namespace,
-            found,  # at the resourceVersion read: a write in between makes this a 409
+            body,  # at the resourceVersion read: a write in between makes this a 409
             none_on=(409,),
         )
         return replaced is not None
@@ -89,28 +87,42 @@ class KubernetesLease(Lease):
         )
         if found is None or found.spec is None or found.spec.holder_identity != self.holder:
             return
-        found.spec.holder_identity = None
+        spec = self._spec(
+            found.spec.renew_time, found.spec.acquire_time, found.spec.lease_transitions
+        )
         await self.kube.call(
             "release the Lease",
             self.namespace,
             api.replace_namespaced_lease,
             self.name,
             self.namespace,
-            found,
+            self._body(found, {**spec, "holderIdentity": None}),
             none_on=(409,),  # renewed or taken meanwhile: not ours to release any more
         )
 
     async def close(self) -> None:
         await self.kube.close()
 
-    def _spec(self, current: datetime, acquired: datetime, transitions: int) -> client.V1LeaseSpec:
-        return client.V1LeaseSpec(
-            holder_identity=self.holder,
-            lease_duration_seconds=math.ceil(self.duration),
-            acquire_time=acquired,
-            renew_time=current,
-            lease_transitions=transitions,
-        )
+    def _body(self, found: client.V1Lease | None, spec: dict[str, Any]) -> dict[str, Any]:
+        """The Lease to write; with ``found``, at its resourceVersion."""
+        metadata: dict[str, Any] = {"name": self.name, "labels": dict(MANAGED_BY)}
+        if found is not None:
+            metadata["resourceVersion"] = found.metadata.resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+    def _spec(self, current: datetime, acquired: datetime, transitions: int) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": math.ceil(self.duration),
+            "acquireTime": micro_time(acquired),
+            "renewTime": micro_time(current),
+            "leaseTransitions": transitions,
+        }
 
     @staticmethod
     def _expired(spec: client.V1LeaseSpec, current: datetime) -> bool:
@@ -118,3 +130,10 @@ class KubernetesLease(Lease):
             return True
         lasts = timedelta(seconds=spec.lease_duration_seconds or 0)
         return bool(spec.renew_time + lasts <= current)
+
+
+def micro_time(moment: datetime) -> datetime:
+    """A time the client writes as the API server's MicroTime must be: the client writes
+    ``isoformat()``, which drops the decimals of a whole second, and the API server then refuses
+    it; a microsecond later keeps them."""
+    return moment if moment.microsecond else moment + timedelta(microseconds=1)
