@@ -61,6 +61,7 @@ def test_the_lease_is_held_renewed_taken_over_and_released(
     def spec() -> client.V1LeaseSpec:
         found = coordination.read_namespaced_lease(CONTROL_LEASE, kube_namespace)
         assert found.metadata.labels == {"app.kubernetes.io/managed-by": "nbplane"}
+        assert found.spec is not None
         return found.spec
 
     async def steps() -> None:

@@ -182,11 +182,13 @@ def test_the_database_lease_expires_renews_is_taken_over_and_released(
     async def main() -> None:
         assert await first.acquire()
         assert not await second.acquire()
+        assert store.leases.holder(CONTROL_LEASE, clock()) == "a"
         clock.advance(6)
         assert await first.acquire(), "renewed before the expiry"
         clock.advance(6)
         assert not await second.acquire(), "the renewal moved the expiry on"
         clock.advance(2)
+        assert store.leases.holder(CONTROL_LEASE, clock()) is None, "expired"
         assert await second.acquire(), "expired: taken over"
         assert not await first.acquire(), "the old holder cannot renew a lease taken from it"
         await first.release()  # not its lease: changes nothing

@@ -87,8 +87,9 @@ class KubernetesLease(Lease):
         )
         if found is None or found.spec is None or found.spec.holder_identity != self.holder:
             return
+        current = self.clock()
         spec = self._spec(
-            found.spec.renew_time, found.spec.acquire_time, found.spec.lease_transitions
+            current, found.spec.acquire_time or current, found.spec.lease_transitions or 0
         )
         await self.kube.call(
             "release the Lease",
@@ -106,7 +107,7 @@ class KubernetesLease(Lease):
     def _body(self, found: client.V1Lease | None, spec: dict[str, Any]) -> dict[str, Any]:
         """The Lease to write; with ``found``, at its resourceVersion."""
         metadata: dict[str, Any] = {"name": self.name, "labels": dict(MANAGED_BY)}
-        if found is not None:
+        if found is not None and found.metadata is not None:
             metadata["resourceVersion"] = found.metadata.resource_version
         return {
             "apiVersion": "coordination.k8s.io/v1",

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, case, delete, insert, or_, update
+from sqlalchemy import Engine, case, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbplane._time import now
@@ -55,6 +55,14 @@ class LeaseStore:
         except IntegrityError:  # it exists, held by another
             return False
         return True
+
+    def holder(self, name: str, current: datetime) -> str | None:
+        """Who holds ``name`` at ``current`` (None: nobody, or an expired holder)."""
+        with self.engine.connect() as connection:
+            found: str | None = connection.execute(
+                select(leases.c.holder).where(leases.c.name == name, leases.c.expires_at > current)
+            ).scalar()
+        return found
 
     def release(self, name: str, holder: str) -> None:
         """Drop the lease if ``holder`` holds it."""
