@@ -19,13 +19,14 @@ from nbplane.server.app import ServerConfig, create_app
 from nbplane.settings import get_settings
 from nbplane.store import open_store
 
-RENEW = 0.2
+DURATION, RENEW = 4.0, 1.0
+"""Short, but with room for a loaded machine: a holder whose renewals come late loses it."""
 
 
 @pytest.fixture(autouse=True)
 def quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {
-        "NBPLANE_LEASE_DURATION_SECONDS": "1",
+        "NBPLANE_LEASE_DURATION_SECONDS": str(DURATION),
         "NBPLANE_LEASE_RENEW_SECONDS": str(RENEW),
         "NBPLANE_SESSION_POOL_SIZE": "0",
         "NBPLANE_SESSION_COMMAND": "false",
@@ -92,13 +93,13 @@ def test_one_control_replica_runs_the_loops_and_hands_them_over_when_stopped(
                     assert one is not None and other is not None
                     assert one.holding and not other.holding
                     assert holder() == one.lease.holder
-                    await asyncio.sleep(3 * RENEW)
+                    await asyncio.sleep(2 * RENEW)
                     assert one.holding and not other.holding and other.last_beat > 0
                     stopped = time.monotonic()
                     running = False
                     await first_lifespan.__aexit__(None, None, None)
                     while not other.holding:
-                        assert time.monotonic() - stopped < 3 * RENEW, "not handed over"
+                        assert time.monotonic() - stopped < DURATION, "not handed over"
                         await asyncio.sleep(0.02)
                     handed = time.monotonic() - stopped
                     assert holder() == other.lease.holder
@@ -111,4 +112,4 @@ def test_one_control_replica_runs_the_loops_and_hands_them_over_when_stopped(
         handed = asyncio.run(main())
     finally:
         store.close()
-    assert handed <= 2 * RENEW
+    assert handed < DURATION - RENEW, "handed over at once, not when the lease expired"

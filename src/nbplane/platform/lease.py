@@ -137,7 +137,7 @@ class LeasedLoops:
             self.last_beat = time.monotonic()
         except Exception as exc:
             held = None
-            log.warning("lease %s: cannot reach it: %s", self.lease.name, exc)
+            log.warning("lease %s: cannot reach it: %s", self.lease.name, str(exc) or repr(exc))
         if held:
             self._deadline = began + self.lease.duration - self.renew_seconds
             if not self.holding:
