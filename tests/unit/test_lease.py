@@ -88,6 +88,7 @@ def test_one_holder_runs_the_loops_and_the_other_takes_over_when_it_releases() -
         assert first.holding and not second.holding
         assert recorder.running == ["a"]
         assert second.last_beat > 0, "an attempt answered 'held by another' is a beat too"
+        assert first.alive and second.alive
         await asyncio.sleep(3 * RENEW)
         assert recorder.running == ["a"], "renewals keep it with its holder"
         await first.stop()
@@ -111,6 +112,7 @@ def test_a_holder_that_cannot_renew_stops_its_loops_before_the_lease_expires() -
         first.lease.unreachable = True  # its database is gone: no renewal, no release
         expiry = place[CONTROL_LEASE][1]
         await until(lambda: not first.holding)
+        await until(lambda: not first.alive)
         assert recorder.running == []
         await until(lambda: second.holding)
         (_, _, stopped), (_, _, started) = recorder.moments[1:]

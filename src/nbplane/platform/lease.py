@@ -93,6 +93,12 @@ class LeasedLoops:
         """When, on the monotonic clock, the loops must have stopped unless renewed."""
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def alive(self) -> bool:
+        """Whether its last answer from the lease's place is recent (within the lease's
+        duration): a holder is renewing, a standby is ready to take over. For readiness."""
+        return time.monotonic() - self.last_beat <= self.lease.duration
+
     async def start(self) -> None:
         """Try at once (a lone replica runs its loops before it answers), then keep trying."""
         await self.turn()
