@@ -220,7 +220,7 @@ def serve(
         console.print(
             "[yellow]warning: --no-auth: anyone on this machine can run these notebooks[/]"
         )
-    else:
+    elif config.run_web:
         console.print(
             "every endpoint but /health needs a bearer token; create one with "
             "`nbplane token create NAME` (same NBPLANE_STORE_URL or --db)",
