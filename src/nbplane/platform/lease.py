@@ -86,8 +86,6 @@ class LeasedLoops:
         self.renew_seconds = renew_seconds
         self.holding = False
         self.last_beat = 0.0
-        self.gained = 0
-        """How many times the lease was gained (a test sees a takeover by it)."""
         self._loops: list[Loops] = []
         self._deadline = 0.0
         """When, on the monotonic clock, the loops must have stopped unless renewed."""
@@ -159,7 +157,6 @@ class LeasedLoops:
     async def _start_loops(self) -> None:
         log.info("lease %s: held by %s; starting the loops", self.lease.name, self.lease.holder)
         self.holding = True
-        self.gained += 1
         self._loops = []
         try:
             for loops in self.make():
