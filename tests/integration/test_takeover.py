@@ -110,7 +110,7 @@ def test_another_replica_takes_the_loops_over_when_the_holder_dies(
             held = holder(store)
             assert held is not None and pid_of(held) in controls, "one control replica holds it"
             deploy(web, job_archive(tmp_path, "print('tick')"), schedule=f"*/{PERIOD} * * * * *")
-            until(lambda: len(due_times(web)) >= 2, 20, "two scheduled runs")
+            until(lambda: len(due_times(web)) >= 1, 20, "a scheduled run")
 
             dying = controls.pop(pid_of(held))
             dying.process.send_signal(signal.SIGKILL)
