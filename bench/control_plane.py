@@ -12,6 +12,8 @@ token) and measures, for a small job of a few notebook steps:
    times are counted, and the delay from the due time to the execution's ``created_at`` and to
    its first step's ``started_at`` is reported. Once with one server, once with two replicas
    on the same SQLite database (and on PostgreSQL with ``--postgres-url``).
+   With two replicas, the one holding the control lease (which runs the scheduler) is then
+   SIGKILLed, and the time until the other holds the lease is reported: the takeover.
 3. The baseline without a control plane: ``nbplane job run DIR`` started as a subprocess, once
    on demand and then by a cron-like Python loop every 2 seconds ("crontab + CLI").
 
@@ -643,6 +645,37 @@ def schedule_run(
     return row
 
 
+def measure_takeover(plane: Plane, console: Console, timeout: float = 30) -> float:
+    """SIGKILL the replica holding the control lease (no release) and time until another
+    replica holds it."""
+    from nbplane._time import now
+    from nbplane.platform.lease import CONTROL_LEASE
+    from nbplane.store import open_store
+
+    store = open_store(plane.store_url)
+    try:
+        held = store.leases.holder(CONTROL_LEASE, now())
+        holder = next((s for s in plane.servers if held and f":{s.pid}:" in held), None)
+        if holder is None:
+            raise BenchError(f"{plane.label}: no replica holds the control lease ({held})")
+        holder.process.kill()
+        killed = time.monotonic()
+        while time.monotonic() - killed < timeout:
+            taker = store.leases.holder(CONTROL_LEASE, now())
+            if taker not in (None, held):
+                took = time.monotonic() - killed
+                console.print(
+                    f"{plane.label}: the lease holder SIGKILLed, another replica held the "
+                    f"lease {took:.1f} s later",
+                    highlight=False,
+                )
+                return took
+            time.sleep(0.05)
+    finally:
+        store.close()
+    raise BenchError(f"{plane.label}: no replica took the lease over within {timeout:g} s")
+
+
 def crontab_baseline(
     job: Path, home: Path, steps: int, seconds: float, timeout: float, console: Console
 ) -> ScheduleRun:
@@ -1085,6 +1118,8 @@ def main() -> int:
                         console,
                     )
                 )
+                if replicas > 1:
+                    measure_takeover(plane, console)
                 if plane is not local:
                     plane.stop()
             except BenchError as exc:

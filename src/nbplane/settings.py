@@ -31,6 +31,26 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of nbplane's own database (default: SQLite in NBPLANE_HOME).",
     )
+    store_migrate: bool = Field(
+        default=True,
+        description="Whether `nbplane serve` and `nbplane worker` bring the database's schema to "
+        "this version at start. Off (as the Helm chart sets it, running `nbplane db upgrade` "
+        "once per install or upgrade instead), they refuse a schema that is not current.",
+    )
+    lease_duration_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="How long the replica running the background loops (scheduler, job "
+        "monitor, notifier, retention, sessions) holds its lease without renewing it: another "
+        "replica takes over about this long after the holder dies (at once when it stops).",
+    )
+    lease_renew_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often that replica renews its lease, and others try to take it; at "
+        "most half NBPLANE_LEASE_DURATION_SECONDS. A holder that cannot renew stops its loops "
+        "this long before its lease expires.",
+    )
     db_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the database jobs query and ingest into, when neither "

@@ -2,8 +2,9 @@
 
 As httpx ships ``MockTransport``, nbplane ships a fake of each place where an implementation is
 plugged in: :class:`FakeExecutor` (a :class:`~nbplane.deployments.executors.base.JobExecutor`),
-:class:`FakeLauncher` (a :class:`~nbplane.sessions.launchers.base.SessionLauncher`) and
-:class:`FakeEngine` (an :class:`~nbplane.apis.engines.base.Engine`). Each is built from the
+:class:`FakeLauncher` (a :class:`~nbplane.sessions.launchers.base.SessionLauncher`),
+:class:`FakeEngine` (an :class:`~nbplane.apis.engines.base.Engine`) and :class:`FakeLease` (a
+:class:`~nbplane.platform.lease.Lease`). Each is built from the
 settings like the real ones, records what it was asked (``tickets``, ``specs``, ``requests``
 and the ``stopped`` states) and runs the plan a test gives it: the next call goes as the first
 planned :class:`Plan` says, and once the plan is used up every call goes as ``default`` says.
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
 from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
 from nbplane.errors import NbplaneError
+from nbplane.platform.lease import CONTROL_LEASE, Lease
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
     LaunchStatus,
@@ -33,7 +37,7 @@ from nbplane.sessions.launchers.base import (
 )
 from nbplane.settings import Settings
 
-__all__ = ["FakeEngine", "FakeExecutor", "FakeLauncher", "Plan"]
+__all__ = ["FakeEngine", "FakeExecutor", "FakeLauncher", "FakeLease", "Plan"]
 
 Ending = Literal["succeed", "fail", "hang", "refuse"]
 
@@ -233,3 +237,51 @@ class FakeEngine(_Planned, Engine):
                 run.output, run.has_output = plan.output, True
         finally:
             self.running.clear()
+
+
+class FakeLease(Lease):
+    """A lease kept in memory: fakes given the same ``place`` (a dict, name -> (holder,
+    expiry)) contend for it as replicas would; ``clock`` is the time expiries are compared with
+    (monotonic seconds by default). With ``unreachable`` set every call raises, as when the
+    database or the API server is gone; ``calls`` counts the calls of ``acquire``."""
+
+    def __init__(
+        self,
+        holder: str,
+        duration: float = 8.0,
+        *,
+        place: dict[str, tuple[str, float]] | None = None,
+        name: str = CONTROL_LEASE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name, holder, duration)
+        self.place = place if place is not None else {}
+        self.clock = clock
+        self.unreachable = False
+        self.calls = 0
+
+    async def acquire(self) -> bool:
+        self.calls += 1
+        self._reach()
+        current = self.clock()
+        held = self.place.get(self.name)
+        if held is not None and held[0] != self.holder and held[1] > current:
+            return False
+        self.place[self.name] = (self.holder, current + self.duration)
+        return True
+
+    async def release(self) -> None:
+        self._reach()
+        held = self.place.get(self.name)
+        if held is not None and held[0] == self.holder:
+            del self.place[self.name]
+
+    @property
+    def holder_now(self) -> str | None:
+        """Who holds the lease at this moment of ``clock``."""
+        held = self.place.get(self.name)
+        return held[0] if held is not None and held[1] > self.clock() else None
+
+    def _reach(self) -> None:
+        if self.unreachable:
+            raise NbplaneError("the fake lease's place is unreachable")

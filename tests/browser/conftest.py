@@ -14,7 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+expect.set_options(timeout=20_000)
+"""Assertions wait as long as a loaded CI machine needs (three workers, servers, kernels and
+Chromium on two cores); a passing one returns as soon as it holds."""
 
 CHROMIUM = os.environ.get("NBPLANE_TEST_CHROMIUM", "/usr/bin/chromium")
 """The browser binary the tests drive."""

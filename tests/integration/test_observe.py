@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from nbplane.server import observe
 from nbplane.server.app import ServerConfig, create_app, worker_check
 from nbplane.server.observe import ReadinessCheck
+from nbplane.store.engine import SCHEMA_HEAD
 from tests.conftest import in_process_store
 from tests.integration.api_notebooks import write_all
 from tests.integration.server_fixture import running_server
@@ -126,7 +127,10 @@ def test_ready_says_the_schema_is_behind_head(
         assert answer.status_code == 503, answer.text
         checks = answer.json()["checks"]
         assert checks["database"]["ok"] is True
-        assert checks["schema"] == {"ok": False, "detail": "at 0008, head is 0009: migrate it"}
+        assert checks["schema"] == {
+            "ok": False,
+            "detail": f"at 0008, head is {SCHEMA_HEAD}: migrate it",
+        }
 
     serve(tmp_path, monkeypatch, store_url, steps)
 

@@ -23,6 +23,7 @@ from nbplane.errors import NbplaneError
         "connection": "nbplane.cli.sessions:connection",
         "serve": "nbplane.cli.server:serve",
         "worker": "nbplane.cli.server:worker",
+        "db": "nbplane.cli.server:db",
         "token": "nbplane.cli.auth:token",
         "user": "nbplane.cli.auth:user",
         "login": "nbplane.cli.auth:login",

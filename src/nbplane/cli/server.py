@@ -1,5 +1,5 @@
 """``nbplane serve`` and ``nbplane worker``: notebooks as REST APIs, and the control plane of
-deployed jobs."""
+deployed jobs; ``nbplane db``: nbplane's database schema."""
 
 from __future__ import annotations
 
@@ -135,6 +135,21 @@ def _store_url(db: str | None) -> str:
     return db or get_settings().resolved_store_url
 
 
+ROLES = ("all", "web", "worker", "control")
+
+
+def _check_schema(url: str) -> bool:
+    """Whether to migrate at start (NBPLANE_STORE_MIGRATE); when not, a schema that is not
+    current stops the command here, in one line, before it listens."""
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    if get_settings().store_migrate:
+        return True
+    open_store(url, migrate=False).close()
+    return False
+
+
 @click.command()
 @notebooks_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -180,6 +195,18 @@ def _store_url(db: str | None) -> str:
     "root, no bwrap, NBPLANE_SANDBOX=none): jobs and sessions then run as this server's user "
     "and can read its key and database. For one team of trusted users only.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="What this process runs. web: the API, web page and sessions (no background loops, no "
+    "executions: give those to worker and control processes). worker: notebook-API executions "
+    "from the shared database. control: the deployments' scheduler, job monitor, notifier and "
+    "retention and the sessions' loop, in the one replica holding the control lease. all: "
+    "everything (one machine). worker and control answer only /health/* and /metrics on "
+    "--host/--port.",
+)
 @log_level_option
 @log_format_option
 def serve(
@@ -194,6 +221,7 @@ def serve(
     single_tenant: bool,
     log_level: str | None,
     log_format: str | None,
+    role: str,
 ) -> None:
     """Serve every notebook with a contract in --notebooks-dir as a REST API, and the control
     plane: deployed jobs, their schedules and executions (NBPLANE_JOB_EXECUTOR runs them)."""
@@ -210,24 +238,33 @@ def serve(
         )
     _check_session_settings()
     unsandboxed = _check_isolation(single_tenant)
+    store_url = _store_url(db)
     config = ServerConfig(
         notebooks_dir=notebooks_dir,
-        store_url=_store_url(db),
+        store_url=store_url,
         cache_dir=get_settings().home / "cache" / "executions",
         auth=not no_auth,
-        run_worker=concurrency > 0,
+        run_worker=concurrency > 0 and role in ("all", "worker"),
         concurrency=max(concurrency, 1),
         pool_size=pool_size,
         max_body_bytes=max_body,
+        run_control=role in ("all", "control"),
         public_url=f"http://{_reachable(host)}:{port}",
+        run_web=role in ("all", "web"),
+        migrate=_check_schema(store_url),
     )
     shown = f"[{host}]" if ":" in host else host
-    say(f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)", False)
+    say(
+        f"nbplane serving {notebooks_dir} on http://{shown}:{port} (API docs at /docs)"
+        if config.run_web
+        else f"nbplane {role} on http://{shown}:{port} (health and metrics only)",
+        False,
+    )
     if unsandboxed:
         say(f"--single-tenant: local jobs and sessions run unsandboxed ({unsandboxed})", True)
     if no_auth:
         say("--no-auth: anyone on this machine can run these notebooks", True)
-    else:
+    elif config.run_web:
         say(
             "every endpoint but /health/* and /metrics needs a bearer token; create one with "
             "`nbplane token create NAME` (same NBPLANE_STORE_URL or --db)",
@@ -276,7 +313,8 @@ def worker(
     from nbplane.store import open_store
 
     _, say = _logging(log_level, log_format)
-    store = open_store(_store_url(db))
+    url = _store_url(db)
+    store = open_store(url, migrate=_check_schema(url))
     process = Worker(
         store,
         ApiCatalog(_notebooks_dir(notebooks_dir)),
@@ -298,3 +336,36 @@ def worker(
         sys.exit(130)
     finally:
         store.close()
+
+
+@click.group()
+def db() -> None:
+    """nbplane's own database (NBPLANE_STORE_URL or --db): its schema revision."""
+
+
+@db.command()
+@db_option
+def upgrade(db: str | None) -> None:
+    """Bring the database's schema to this nbplane's revision; safe to run again, and by
+    several processes at once. What a Helm hook runs before the servers start
+    (NBPLANE_STORE_MIGRATE=false)."""
+    from nbplane.store.engine import upgrade_database
+
+    before, after = upgrade_database(_store_url(db))
+    if before == after:
+        click.echo(f"nbplane's database is at revision {after} already")
+    else:
+        click.echo(f"nbplane's database upgraded from revision {before or 'none'} to {after}")
+
+
+@db.command()
+@db_option
+def status(db: str | None) -> None:
+    """Print the database's schema revision and this nbplane's; exit 1 when it is behind."""
+    from nbplane.store.engine import SCHEMA_HEAD, database_revision
+
+    current = database_revision(_store_url(db))
+    click.echo(f"current: {current or 'none'}\nhead: {SCHEMA_HEAD}")
+    if current is None or current < SCHEMA_HEAD:
+        click.echo("behind: run `nbplane db upgrade`", err=True)
+        sys.exit(1)

@@ -1,8 +1,10 @@
-"""The deployments' two loops, run by every server replica against the shared database.
+"""The deployments' loops (scheduler, monitor, notifier, retention), run by the one replica
+holding the control lease (``platform/lease.py``) against the shared database.
 
-The scheduler starts a deployment's run when it is due. Replicas race for it with a
-compare-and-set on ``deployments.next_run_at`` (only the one that moves it on starts the run),
-and a unique (job, due time) on executions backs that up, so a due time runs exactly once.
+The scheduler starts a deployment's run when it is due. Should two replicas ever run it at once
+(a lease taken over from a holder too slow to notice it lost it), a compare-and-set on
+``deployments.next_run_at`` (only the one that moves it on starts the run) and a unique (job,
+due time) on executions still make a due time run exactly once.
 Missed runs (no server was up at the due time): when the latest missed due time is within
 ``NBPLANE_SCHEDULE_MISSED_GRACE_SECONDS`` it runs once, late; older ones are skipped. Either
 way, several missed due times never pile up into several runs.
@@ -78,7 +80,8 @@ class DeploymentReconciler:
         self._stopping: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
-        service.on_change.append(lambda: loop.call_soon_threadsafe(self._wake))
+        self._on_change = lambda: loop.call_soon_threadsafe(self._wake)
+        service.on_change.append(self._on_change)
 
     def _wake(self) -> None:
         self._wake_scheduler.set()
@@ -103,6 +106,7 @@ class DeploymentReconciler:
             self._tasks.append(asyncio.create_task(self._retention()))
 
     async def stop(self) -> None:
+        self.service.on_change.remove(self._on_change)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

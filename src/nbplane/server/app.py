@@ -1,4 +1,6 @@
-"""The FastAPI application: store, notebook catalog, an in-process worker, routers."""
+"""The FastAPI application: store, notebook catalog, an in-process worker, the control loops
+under their lease, routers; each part on or off by the server's role (``nbplane serve
+--role``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
-from nbplane.deployments.reconciler import DeploymentReconciler
 from nbplane.deployments.service import DeploymentService
+from nbplane.platform.lease import LeasedLoops
 from nbplane.platform.metrics import Metrics
 from nbplane.server import errors
 from nbplane.server.auth import Authenticator
+from nbplane.server.control import control_lease, control_loops
 from nbplane.server.door import Door
 from nbplane.server.observe import Observe, ReadinessCheck
 from nbplane.server.routes import (
@@ -38,7 +41,6 @@ from nbplane.server.routes import (
     web,
 )
 from nbplane.sessions.launchers import launcher_named
-from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.sessions.service import SessionService
 from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
@@ -59,6 +61,10 @@ class ServerConfig:
     public_url: str | None = None
     """Where sessions reach this server (NBPLANE_URL inside them), unless
     NBPLANE_SESSION_PUBLIC_URL says otherwise."""
+    run_web: bool = True
+    """Serve the API, the web page and sessions; without it only the health routes answer."""
+    migrate: bool = True
+    """Bring the schema to head at start (NBPLANE_STORE_MIGRATE); else refuse one behind."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -66,7 +72,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(config.store_url)
+        store = open_store(config.store_url, migrate=config.migrate)
         catalog = ApiCatalog(config.notebooks_dir)
         worker = None
         if config.run_worker:
@@ -100,21 +106,20 @@ def create_app(config: ServerConfig) -> FastAPI:
             auth=config.auth,
             metrics=metrics,
         )
-        plane = DeploymentReconciler(app.state.deployments) if config.run_control else None
-        if plane is not None:
-            await plane.start()
-        session_plane = (
-            SessionReconciler(app.state.sessions.lifecycle) if config.run_control else None
-        )
-        if session_plane is not None:
-            await session_plane.start()
+        control = None
+        if config.run_control:
+            lease = control_lease(settings, store)
+            control = control_loops(app.state.deployments, app.state.sessions, lease, settings)
+            await control.start()
+            checks.append(control_check(control))
+            app.state.readiness.append(checks[-1])
+        app.state.control = control
         try:
             yield
         finally:
-            if session_plane is not None:
-                await session_plane.stop()
-            if plane is not None:
-                await plane.stop()
+            if control is not None:
+                await control.stop()
+            await app.state.sessions.lifecycle.launcher.close()
             if worker is not None:
                 await worker.stop()
             metrics.read_at_scrape(None, None)
@@ -129,6 +134,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if config.run_web else None,
     )
     app.state.metrics = metrics
     app.state.readiness = list[ReadinessCheck]()
@@ -137,6 +143,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     errors.install(app)
     app.add_middleware(Door, limit=config.max_body_bytes, upload_limit=config.max_upload_bytes)
     app.include_router(observe.router, tags=["health"])
+    if config.run_web:
+        include_web(app)
+    app.add_middleware(Observe, metrics=metrics)  # outermost: it sees every answer, refusals too
+    app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def include_web(app: FastAPI) -> None:
+    """The API, the web page and the offline docs: what the web role answers beyond health."""
     app.include_router(apis.router, tags=["executions"])
     app.include_router(deployments.router, tags=["jobs"])
     app.include_router(context.router, tags=["execution"])
@@ -146,9 +161,6 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(connections.router, tags=["connections"])
     web.install(app)
     docs.install(app)
-    app.add_middleware(Observe, metrics=metrics)  # outermost: it sees every answer, refusals too
-    app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
-    return app
 
 
 def store_checks(store: Store) -> list[ReadinessCheck]:
@@ -178,6 +190,19 @@ def worker_check(worker: Worker) -> ReadinessCheck:
         return False, f"stalled: last looked for work {since:.0f} s ago (limit {limit:.0f} s)"
 
     return ReadinessCheck("api_worker", alive)
+
+
+def control_check(control: LeasedLoops) -> ReadinessCheck:
+    """The control lease was reached recently: its holder runs the loops, a standby is ready."""
+
+    def alive() -> tuple[bool, str]:
+        since = monotonic() - control.last_beat
+        role = "holds the lease, runs the loops" if control.holding else "standing by"
+        if control.alive:
+            return True, f"{role}; lease reached {since:.1f} s ago"
+        return False, f"{role}; the lease's place not reached for {since:.0f} s"
+
+    return ReadinessCheck("control", alive)
 
 
 def notebook_openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The sessions' loop, run by every server replica against the shared database.
+"""The sessions' loop, run by the one replica holding the control lease
+(``platform/lease.py``) against the shared database.
 
 Each turn it looks at every session that is not settled for good: a starting one is polled
 through its launcher until its server is ready (or fails, or misses
@@ -74,12 +75,14 @@ class SessionReconciler:
         self._task = asyncio.create_task(self._forever())
 
     async def stop(self) -> None:
+        """Stop watching; the launcher stays open for the server's requests (its owner closes
+        it)."""
+        self.lifecycle.on_change.remove(self._poke)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._http.aclose()
-        await self.lifecycle.launcher.close()
 
     async def _forever(self) -> None:
         while True:

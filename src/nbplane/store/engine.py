@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     MetaData,
     String,
@@ -31,12 +34,13 @@ if TYPE_CHECKING:
     from nbplane.store.apis import ExecutionStore
     from nbplane.store.auth import AuthStore
     from nbplane.store.deployments import DeploymentStore
+    from nbplane.store.leases import LeaseStore
     from nbplane.store.retention import RetentionStore
     from nbplane.store.sessions import SessionStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -53,16 +57,49 @@ class SchemaState:
         return self.revision == self.head
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Bring the schema to head. An empty database gets the tables and the head stamp directly
-    (what the migrations produce, as a test checks); one behind runs Alembic's migrations.
-    Either way Alembic is imported only when there is work for it."""
-    with engine.begin() as connection:
+MIGRATION_LOCK = 0x6E62706C616E65
+"""Key of the PostgreSQL advisory lock held while the schema changes ("nbplane" in ASCII)."""
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for one without nbplane's tables."""
+    with engine.connect() as connection:
+        if "alembic_version" not in inspect(connection).get_table_names():
+            return None
+        revision: str | None = connection.execute(
+            text("SELECT version_num FROM alembic_version")
+        ).scalar()
+        return revision
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to head; returns the revisions before and after. An empty database gets
+    the tables and the head stamp directly (what the migrations produce, as a test checks); one
+    behind runs Alembic's migrations. Either way Alembic is imported only when there is work for
+    it. Replicas or ``nbplane db upgrade`` runs doing it at once take turns: on PostgreSQL under
+    an advisory lock, on SQLite under the database file's own lock."""
+    with engine.connect() as connection:
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+        try:
+            return _upgrade(connection)
+        finally:
+            if locked:
+                connection.rollback()  # a failed migration leaves its transaction to end first
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+
+
+def _upgrade(connection: Connection) -> tuple[str | None, str]:
+    with connection.begin():
         tables = set(inspect(connection).get_table_names())
+        current: str | None = None
         if "alembic_version" in tables:
             current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if current == SCHEMA_HEAD:
-                return
+                return current, SCHEMA_HEAD
         elif not tables & set(metadata.tables):
             metadata.create_all(connection, checkfirst=False)  # none of them exists
             version = Table(
@@ -70,20 +107,47 @@ def upgrade_schema(engine: Engine) -> None:
             )
             version.create(connection)
             connection.execute(version.insert().values(version_num=SCHEMA_HEAD))
-            return
-    migrate(engine)
+            return None, SCHEMA_HEAD
+    with connection.begin():
+        _migrate(connection)
+    return current, SCHEMA_HEAD
 
 
 def migrate(engine: Engine) -> None:
     """Run Alembic's migrations up to head."""
+    with engine.begin() as connection:
+        _migrate(connection)
+
+
+def _migrate(connection: Connection) -> None:
     from alembic.command import upgrade
     from alembic.config import Config
 
-    with engine.begin() as connection:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        upgrade(config, "head")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    upgrade(config, "head")
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse a database whose schema is not at this nbplane's head, in one line saying what
+    to do."""
+    current = schema_revision(engine)
+    if current == SCHEMA_HEAD:
+        return
+    url = redact_url(engine.url.render_as_string(hide_password=False))
+    if current is None or current < SCHEMA_HEAD:
+        raise StoreError(
+            f"nbplane's database {url} is at schema revision {current or 'none (empty)'}, this "
+            f"nbplane needs {SCHEMA_HEAD}: run `nbplane db upgrade` (NBPLANE_STORE_MIGRATE is "
+            "off)",
+            field="store_url",
+        )
+    raise StoreError(
+        f"nbplane's database {url} is at schema revision {current}, newer than this nbplane's "
+        f"{SCHEMA_HEAD}: run a newer nbplane",
+        field="store_url",
+    )
 
 
 class Store(RunStore):
@@ -104,12 +168,7 @@ class Store(RunStore):
 
     def schema(self) -> SchemaState:
         """The revision the database is at, to compare with the code's head (readiness)."""
-        with self.engine.connect() as connection:
-            if "alembic_version" not in inspect(connection).get_table_names():
-                return SchemaState(None)
-            return SchemaState(
-                connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            )
+        return SchemaState(schema_revision(self.engine))
 
     @property
     def executions(self) -> ExecutionStore:
@@ -128,6 +187,12 @@ class Store(RunStore):
         from nbplane.store.deployments import DeploymentStore
 
         return DeploymentStore(self.engine)
+
+    @property
+    def leases(self) -> LeaseStore:
+        from nbplane.store.leases import LeaseStore
+
+        return LeaseStore(self.engine)
 
     @property
     def sessions(self) -> SessionStore:
@@ -171,19 +236,54 @@ class Store(RunStore):
                 )
 
 
-def open_store(url: str) -> Store:
-    """Connect to nbplane's database at ``url`` and migrate it; errors say which URL failed."""
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Connect to nbplane's database at ``url`` and migrate it, or with ``migrate`` false
+    check it is at head; errors say which URL failed."""
+    with _opened(url, keep=True) as engine:
+        if migrate:
+            upgrade_schema(engine)
+        else:
+            check_schema(engine)
+    return Store(engine)
+
+
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """``nbplane db upgrade``: the schema at head; the revisions before and after."""
+    with _opened(url) as engine:
+        return upgrade_schema(engine)
+
+
+def database_revision(url: str) -> str | None:
+    """``nbplane db status``: the revision the database is at (None: no schema yet)."""
+    with _opened(url) as engine:
+        return schema_revision(engine)
+
+
+@contextmanager
+def _opened(url: str, *, keep: bool = False) -> Iterator[Engine]:
+    """An engine of ``url``, disposed of afterwards (on failure only, with ``keep``); database
+    errors become a StoreError naming the URL."""
     ensure_sqlite_parent(url)
     try:
         engine = create_engine(url)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        upgrade_schema(engine)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise _cannot_open(url, exc) from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        yield engine
     except (SQLAlchemyError, ImportError, OSError) as exc:
-        raise StoreError(
-            f"cannot open nbplane's database {redact_url(url)}: {exc}", field="store_url"
-        ) from exc
-    return Store(engine)
+        engine.dispose()
+        raise _cannot_open(url, exc) from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    if not keep:
+        engine.dispose()
+
+
+def _cannot_open(url: str, exc: Exception) -> StoreError:
+    return StoreError(f"cannot open nbplane's database {redact_url(url)}: {exc}", field="store_url")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

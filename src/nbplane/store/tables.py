@@ -388,3 +388,15 @@ connection_grants = Table(
     Column("grantee", String(255), primary_key=True),
 )
 """Who may use a connection: a user (``grantee_kind`` 'user') or a team ('team')."""
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+"""Named leases (``control``: the replica running the background loops); a holder keeps its
+lease by moving ``expires_at`` on before it passes, and anyone may take an expired one."""
