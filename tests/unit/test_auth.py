@@ -188,7 +188,7 @@ def test_replicas_starting_at_once_make_one_admin_and_one_token(
         barrier.wait()
         try:
             bootstrap(AuthService(store), SECRET)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             failures.append(exc)
 
     threads = [threading.Thread(target=start, args=(store,)) for store in replicas]
