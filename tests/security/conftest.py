@@ -116,6 +116,9 @@ class Objects:
     """A notebook API execution."""
     session: str
     connection: str
+    user: str = "alice"
+    token: str = "alice-security"
+    """alice's own token, by name."""
 
 
 @dataclass(frozen=True)
@@ -284,9 +287,10 @@ class World:
 
     @contextmanager
     def objects_for(self, kind: str | None) -> Iterator[Objects]:
-        """alice's objects; given a ``kind`` (job, session or connection), with a new one of
-        that kind for a request that changes or removes it, removed afterwards (so alice stays
-        within any per-user limit)."""
+        """alice's objects; given a ``kind`` (job, session, connection, user or token), with a
+        new one of that kind for a request that changes or removes it, removed afterwards (so
+        alice stays within any per-user limit). A new user is in team A; a new token is
+        alice's."""
         if kind is None:
             yield self.shared
             return
@@ -297,6 +301,15 @@ class World:
         elif kind == "session":
             objects = replace(self.shared, session=self.make_session())
             remover, path = "alice", f"/api/v1/sessions/{objects.session}"
+        elif kind == "user":
+            objects = replace(self.shared, user=f"doomed-user-{tag}")
+            self.store.auth.create_user(objects.user)
+            self.store.auth.add_member(objects.user, TEAM_A)
+            remover, path = "ben", f"/api/v1/users/{objects.user}"
+        elif kind == "token":
+            objects = replace(self.shared, token=f"doomed-token-{tag}")
+            self.store.auth.create_token(objects.token, "alice")
+            remover, path = "alice", f"/api/v1/tokens/{objects.token}"
         else:
             objects = replace(self.shared, connection=self.make_connection(f"doomed_{tag}"))
             remover, path = "ann", f"/api/v1/connections/{objects.connection}"
