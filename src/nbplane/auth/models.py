@@ -63,9 +63,10 @@ class DescribeCaller(BaseModel):
 
 
 class CreateUser(BaseModel):
-    """Body of ``POST /api/v1/users`` (admins), and what ``nbplane user create`` sends."""
+    """Body of ``POST /api/v1/users`` (admins), and what ``nbplane user create`` sends. Strict:
+    a ``"5"`` or ``"true"`` where a number or a boolean belongs is refused, not guessed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: UserName
     admin: bool = Field(default=False, description="An admin sees and manages every team.")
@@ -82,7 +83,7 @@ class UpdateUser(BaseModel):
     """Body of ``PATCH /api/v1/users/{user}`` (admins): only the fields given change;
     ``max_sessions: null`` goes back to the server's default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     admin: bool | None = None
     max_sessions: int | None = Field(default=None, ge=0, le=10_000)
