@@ -84,10 +84,12 @@ class Secrets:
     session: str
     webhook: str
     """The path of a job's notification webhook, the credential of a Slack-like one."""
+    admin: str
+    """NBPLANE_ADMIN_TOKEN: the first admin's (``root``) token, set as the server starts."""
 
     @classmethod
     def new(cls) -> Secrets:
-        kinds = ("job", "connection", "session", "webhook")
+        kinds = ("job", "connection", "session", "webhook", "admin")
         return cls(*(f"{kind}-secret-{secrets.token_hex(12)}" for kind in kinds))
 
     def named(self) -> dict[str, str]:
@@ -96,6 +98,7 @@ class Secrets:
             "connection password": self.connection,
             "session environment secret": self.session,
             "webhook URL's path": self.webhook,
+            "NBPLANE_ADMIN_TOKEN": self.admin,
         }
 
     @property
@@ -446,6 +449,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     failing = shutil.which("false")
     assert failing is not None, "the sessions' command: a program that exits at once"
     capture = LogCapture()
+    made_secrets = Secrets.new()
     root_logger, nbplane_logger = logging.getLogger(), logging.getLogger("nbplane")
     with ExitStack() as stack:
         root_logger.addHandler(capture)
@@ -470,10 +474,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             patch.setenv("NBPLANE_HOME", str(home))
             patch.setenv("NBPLANE_SESSION_COMMAND", failing)
             patch.setenv("NBPLANE_SESSION_POOL_SIZE", "0")
+            patch.setenv("NBPLANE_ADMIN_TOKEN", made_secrets.admin)
+            patch.setenv("NBPLANE_ADMIN_USER", "root")
             get_settings.cache_clear()
             stack.enter_context(portal.wrap_async_context_manager(app.router.lifespan_context(app)))
         get_settings.cache_clear()  # the other modules of the package see their own settings
-        made = World(app, portal, home, archive, capture)
+        made = World(app, portal, home, archive, capture, made_secrets)
         stack.callback(made.close)
         made.start()
         yield made
