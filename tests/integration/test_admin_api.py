@@ -117,6 +117,8 @@ def test_admins_manage_users_and_teams(app: App) -> None:
     assert call(app, "alice", "GET", TEAMS, 200) == [teams[0]], "a user sees their own teams"
     left = call(app, "admin", "DELETE", f"{USERS}/bob/teams/analytics", 200)
     assert left["teams"] == ["ops"]
+    not_in = call(app, "admin", "DELETE", f"{USERS}/bob/teams/analytics", 404)
+    assert not_in["field"] == "team" and "'analytics'" in not_in["message"]
 
     for method, path in [("GET", USERS), ("GET", f"{USERS}/bob"), ("DELETE", f"{USERS}/bob")]:
         refused = call(app, "alice", method, path, 404)

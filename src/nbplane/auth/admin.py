@@ -125,7 +125,8 @@ class AuthAdmin:
 
     def leave_team(self, user: str, team: str) -> DescribeUser:
         self._admins_only()
-        self.service.leave(user, team)
+        if not self.service.leave(user, team):
+            raise NotFound(f"{user!r} is not in team {team!r}", field="team")
         self.forget(user, None)
         return self.service.user(user)
 

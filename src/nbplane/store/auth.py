@@ -131,14 +131,16 @@ class AuthStore:
         except IntegrityError:
             pass  # already a member
 
-    def remove_member(self, user: str, team: str) -> None:
+    def remove_member(self, user: str, team: str) -> bool:
+        """False when the user was not in the team."""
         user_id = self._user_id(user)
         with self.engine.begin() as connection:
-            connection.execute(
+            removed = connection.execute(
                 delete(team_members).where(
                     team_members.c.user_id == user_id, team_members.c.team == team
                 )
-            )
+            ).rowcount
+        return bool(removed)
 
     def _user_id(self, name: str, create_admin: bool = False) -> int:
         """The user's id; the built-in ``admin`` user is made on first use."""
