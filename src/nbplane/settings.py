@@ -7,7 +7,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nbplane.platform.logs import LogFormat, LogLevel
@@ -193,6 +193,15 @@ class Settings(BaseSettings):
     smtp_sender: str = Field(
         default="nbplane@localhost", description="The From address of notification emails."
     )
+
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="The first admin's token, from a Secret (at least 32 characters; surrounding "
+        "whitespace is ignored): each server start makes sure NBPLANE_ADMIN_USER exists, is an "
+        "admin and holds it (kept hashed, as the token named 'bootstrap'); a new value replaces "
+        "the old one. Unset: no bootstrap.",
+    )
+    admin_user: str = Field(default="admin", description="The user NBPLANE_ADMIN_TOKEN speaks for.")
 
     oauth_authorize_url: str | None = Field(
         default=None,

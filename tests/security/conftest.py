@@ -84,10 +84,12 @@ class Secrets:
     session: str
     webhook: str
     """The path of a job's notification webhook, the credential of a Slack-like one."""
+    admin: str
+    """NBPLANE_ADMIN_TOKEN: the first admin's (``root``) token, set as the server starts."""
 
     @classmethod
     def new(cls) -> Secrets:
-        kinds = ("job", "connection", "session", "webhook")
+        kinds = ("job", "connection", "session", "webhook", "admin")
         return cls(*(f"{kind}-secret-{secrets.token_hex(12)}" for kind in kinds))
 
     def named(self) -> dict[str, str]:
@@ -96,6 +98,7 @@ class Secrets:
             "connection password": self.connection,
             "session environment secret": self.session,
             "webhook URL's path": self.webhook,
+            "NBPLANE_ADMIN_TOKEN": self.admin,
         }
 
     @property
@@ -116,6 +119,9 @@ class Objects:
     """A notebook API execution."""
     session: str
     connection: str
+    user: str = "alice"
+    token: str = "alice-security"
+    """alice's own token, by name."""
 
 
 @dataclass(frozen=True)
@@ -284,9 +290,10 @@ class World:
 
     @contextmanager
     def objects_for(self, kind: str | None) -> Iterator[Objects]:
-        """alice's objects; given a ``kind`` (job, session or connection), with a new one of
-        that kind for a request that changes or removes it, removed afterwards (so alice stays
-        within any per-user limit)."""
+        """alice's objects; given a ``kind`` (job, session, connection, user or token), with a
+        new one of that kind for a request that changes or removes it, removed afterwards (so
+        alice stays within any per-user limit). A new user is in team A; a new token is
+        alice's."""
         if kind is None:
             yield self.shared
             return
@@ -297,6 +304,15 @@ class World:
         elif kind == "session":
             objects = replace(self.shared, session=self.make_session())
             remover, path = "alice", f"/api/v1/sessions/{objects.session}"
+        elif kind == "user":
+            objects = replace(self.shared, user=f"doomed-user-{tag}")
+            self.store.auth.create_user(objects.user)
+            self.store.auth.add_member(objects.user, TEAM_A)
+            remover, path = "ben", f"/api/v1/users/{objects.user}"
+        elif kind == "token":
+            objects = replace(self.shared, token=f"doomed-token-{tag}")
+            self.store.auth.create_token(objects.token, "alice")
+            remover, path = "alice", f"/api/v1/tokens/{objects.token}"
         else:
             objects = replace(self.shared, connection=self.make_connection(f"doomed_{tag}"))
             remover, path = "ann", f"/api/v1/connections/{objects.connection}"
@@ -433,6 +449,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     failing = shutil.which("false")
     assert failing is not None, "the sessions' command: a program that exits at once"
     capture = LogCapture()
+    made_secrets = Secrets.new()
     root_logger, nbplane_logger = logging.getLogger(), logging.getLogger("nbplane")
     with ExitStack() as stack:
         root_logger.addHandler(capture)
@@ -457,10 +474,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             patch.setenv("NBPLANE_HOME", str(home))
             patch.setenv("NBPLANE_SESSION_COMMAND", failing)
             patch.setenv("NBPLANE_SESSION_POOL_SIZE", "0")
+            patch.setenv("NBPLANE_ADMIN_TOKEN", made_secrets.admin)
+            patch.setenv("NBPLANE_ADMIN_USER", "root")
             get_settings.cache_clear()
             stack.enter_context(portal.wrap_async_context_manager(app.router.lifespan_context(app)))
         get_settings.cache_clear()  # the other modules of the package see their own settings
-        made = World(app, portal, home, archive, capture)
+        made = World(app, portal, home, archive, capture, made_secrets)
         stack.callback(made.close)
         made.start()
         yield made

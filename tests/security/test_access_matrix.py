@@ -118,6 +118,7 @@ JOB = "/api/v1/teams/{team}/jobs/{job}"
 EXECUTION = "/api/v1/executions/{execution_id}"
 SESSION = "/api/v1/sessions/{session_id}"
 CONNECTION = "/api/v1/connections/{name}"
+USER = "/api/v1/users/{user}"
 GRANT_A: Body = lambda objects, role: {"team": TEAM_A}  # noqa: E731
 OWN = "/api/v1/execution"
 STEP: Body = lambda objects, role: {  # noqa: E731
@@ -237,6 +238,20 @@ RULES: dict[str, Rule] = {
     f"DELETE {CONNECTION}": admin(fresh="connection"),
     f"POST {CONNECTION}/grants": admin(GRANT_A),
     f"DELETE {CONNECTION}/grants": admin(GRANT_A, fresh="connection"),
+    "GET /api/v1/users": admin(),
+    "POST /api/v1/users": admin(lambda objects, role: {"name": f"made-by-{role}"}),
+    f"GET {USER}": admin(),
+    f"PATCH {USER}": admin(lambda objects, role: {"max_sessions": 3}, fresh="user"),
+    f"DELETE {USER}": admin(fresh="user"),
+    f"PUT {USER}/teams/{{team}}": admin(fresh="user"),
+    f"DELETE {USER}/teams/{{team}}": admin(fresh="user"),
+    "GET /api/v1/teams": listing("team", Access.TEAM),
+    "GET /api/v1/tokens": listing("token", Access.OWNER),
+    "POST /api/v1/tokens": signed_in(
+        "makes a token of the caller's own (naming another user: admins only)",
+        lambda objects, role: {"name": f"made-by-{role}"},
+    ),
+    "DELETE /api/v1/tokens/{name}": owner(fresh="token"),
     f"GET {OWN}": execution(),
     f"GET {OWN}/archive": execution(),
     f"GET {OWN}/properties": execution(),
@@ -275,7 +290,14 @@ def fill(path: str, objects: Objects) -> str:
             "version": objects.version,
             "execution_id": objects.job_execution if "/jobs/" in path else objects.execution,
             "session_id": objects.session,
-            "name": objects.connection if "/connections/" in path else objects.notebook,
+            "name": (
+                objects.connection
+                if "/connections/" in path
+                else objects.token
+                if "/tokens/" in path
+                else objects.notebook
+            ),
+            "user": objects.user,
             "path": "swagger-ui.css" if path.startswith("/docs/") else "app.js",
             "run_id": "1",
         }
@@ -330,6 +352,13 @@ def assert_untouched(world: World, kind: str, objects: Objects) -> None:
     elif kind == "session":
         session = expect(world.clients["alice"].get(fill(SESSION, objects)), 200)
         assert session["status"] == "failed", f"the refused request made it {session['status']}"
+    elif kind == "user":
+        user = expect(world.clients["ben"].get(fill(USER, objects)), 200)
+        assert (user["teams"], user["max_sessions"]) == ([TEAM_A], None), f"changed: {user}"
+    elif kind == "token":
+        tokens = expect(world.clients["alice"].get("/api/v1/tokens"), 200)
+        [token] = [token for token in tokens if token["name"] == objects.token]
+        assert token["revoked_at"] is None, "the refused request revoked it"
     else:
         connection = expect(world.clients["ann"].get(fill(CONNECTION, objects)), 200)
         assert {"kind": "team", "name": TEAM_A} in connection["grants"], "its grant is gone"
@@ -398,7 +427,8 @@ def test_every_route_is_in_the_matrix_and_fillable(world: World) -> None:
 CROSSED = [
     route
     for route in ROUTES
-    if "{team}" in route and set(re.findall(r"\{(\w+)\}", route)) - {"team", "job"}
+    if route.split(" ", 1)[1].startswith("/api/v1/teams/{team}")
+    and set(re.findall(r"\{(\w+)\}", route)) - {"team", "job"}
 ]
 """Routes naming an object inside a team's job: its version or execution."""
 

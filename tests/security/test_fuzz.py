@@ -3,9 +3,9 @@
 A normal team member, then an admin, calls every operation with generated input (schema
 examples, boundary values of every field, then random valid and invalid values), half of the
 path parameters aimed at objects that exist (the member's team, job, version, executions,
-session, a notebook API, a connection), job archive uploads with real and damaged zips. Every
-answer must be a documented status with a body matching its schema, and never a 5xx; invalid
-input is refused, nothing answers without the token, a deleted thing stays gone.
+session, a notebook API, a connection, a user), job archive uploads with real and damaged zips.
+Every answer must be a documented status with a body matching its schema, and never a 5xx;
+invalid input is refused, nothing answers without the token, a deleted thing stays gone.
 
 On SQLite, and on PostgreSQL when NBPLANE_TEST_POSTGRES_URL is set (it refuses what SQLite
 keeps: NUL in text, values longer than their column). Nothing runs: no notebook worker, no
@@ -119,8 +119,11 @@ def world(
                 finished, JobExecutionStatus.FAILED, "ended by the setup"
             )
             yield World(app, tokens, known)
+            # the admin's fuzzing may have demoted or deleted its own user: a new admin cleans up
+            store.auth.create_user("fuzz-cleanup", admin=True)
+            cleanup = store.auth.create_token("fuzz-cleanup", "fuzz-cleanup")[1]
             with asgi.get_client(app) as client:
-                admin = {"Authorization": f"Bearer {tokens['admin']}"}
+                admin = {"Authorization": f"Bearer {cleanup}"}
                 for session in client.get("/api/v1/sessions?all=true", headers=admin).json():
                     client.delete(f"/api/v1/sessions/{session['id']}", headers=admin)
         finally:
@@ -165,6 +168,7 @@ def prepare(client: Any, tokens: dict[str, str]) -> dict[str, list[str]]:
         "execution_id": [executions[0].json()["id"], submitted.json()["id"]],
         "session_id": [session.json()["id"]],
         "name": ["double", CONNECTION],
+        "user": ["alice"],
     }
 
 

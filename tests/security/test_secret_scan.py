@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nbplane.platform.secrets import SecretBox
-from tests.security.conftest import TEAM_A, World
+from tests.security.conftest import TEAM_A, World, expect
 from tests.security.scan import files_under, findings
 from tests.security.test_access_matrix import ADMIN, ROUTES, RULES, send
 
@@ -60,6 +60,9 @@ def test_no_clear_text_secret_in_home_log_or_answers(world: World) -> None:
         if route.startswith("GET ") and rule is not None:
             for role in ("alice", ADMIN):
                 send(world, role, route, rule, world.shared)
+    root = world.client("root", world.secrets.admin)
+    assert expect(root.get("/api/v1/me"), 200)["user"] == "root", "the first admin's token works"
+    assert expect(root.get("/api/v1/tokens"), 200)[0]["name"] == "bootstrap"
     box = SecretBox(world.app.state.deployments.settings)
     session = box.open(world.store.sessions.get(world.shared.session).secrets)
     secrets = {

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from nbplane.deployments.models import check_name
 from nbplane.jobs.models import UtcDatetime
 
 ADMIN = "admin"
 """The built-in admin user: a token made without ``--user`` speaks for it."""
+BOOTSTRAP_TOKEN = "bootstrap"
+"""Name of the token NBPLANE_ADMIN_TOKEN sets at each server start."""
+ADMIN_TOKEN_MIN_LENGTH = 32
+
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,254}$"
+"""Names of users made through the API or the CLI (an e-mail address fits); OAuth logins keep
+whatever name their provider gives."""
+TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,254}$"
+
+UserName = Annotated[
+    str,
+    Field(
+        pattern=USER_NAME_PATTERN,
+        description="1-255 letters, digits, '_', '.', '@', '+', '-', starting with a letter or "
+        "digit.",
+    ),
+]
+TeamName = Annotated[
+    str,
+    AfterValidator(lambda value: check_name(value, "team")),
+    Field(description="1-63 lowercase letters, digits, '_', '.', '-'."),
+]
 
 
 class DescribeUser(BaseModel):
@@ -39,14 +62,72 @@ class DescribeCaller(BaseModel):
         return self.admin or team in self.teams
 
 
+class CreateUser(BaseModel):
+    """Body of ``POST /api/v1/users`` (admins), and what ``nbplane user create`` sends. Strict:
+    a ``"5"`` or ``"true"`` where a number or a boolean belongs is refused, not guessed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: UserName
+    admin: bool = Field(default=False, description="An admin sees and manages every team.")
+    teams: list[TeamName] = Field(default_factory=list, max_length=100)
+    max_sessions: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Running sessions this user may have at once (None: the server's default).",
+    )
+
+
+class UpdateUser(BaseModel):
+    """Body of ``PATCH /api/v1/users/{user}`` (admins): only the fields given change;
+    ``max_sessions: null`` goes back to the server's default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    admin: bool | None = None
+    max_sessions: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class DescribeTeam(BaseModel):
+    """A team: it exists while it has a member or a job."""
+
+    name: str
+    members: list[str]
+
+
 class DescribeToken(BaseModel):
     id: int
     name: str
+    user: str | None = Field(default=None, description="Whom it speaks for.")
     prefix: str
-    created_at: datetime
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None = None
+    revoked_at: UtcDatetime | None = None
     expires_at: UtcDatetime | None = None
+
+
+class CreateToken(BaseModel):
+    """Body of ``POST /api/v1/tokens``: a user makes tokens of their own, an admin of anyone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=TOKEN_NAME_PATTERN,
+        description="Unique among all tokens: 1-255 letters, digits, '_', '.', '@', '+', ':', '-'.",
+    )
+    user: str | None = Field(
+        default=None, max_length=255, description="Whom it speaks for (default: the caller)."
+    )
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When it stops working, in the future (default: never)."
+    )
+
+
+class DescribeNewToken(DescribeToken):
+    """A token just made: the secret is in this answer only, it is never shown again."""
+
+    token: str
 
 
 class DescribeOAuth(BaseModel):

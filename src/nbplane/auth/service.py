@@ -50,8 +50,9 @@ class AuthService:
     def join(self, user: str, team: str) -> None:
         self.store.add_member(user, team_name(team))
 
-    def leave(self, user: str, team: str) -> None:
-        self.store.remove_member(user, team)
+    def leave(self, user: str, team: str) -> bool:
+        """False when the user was not in the team."""
+        return self.store.remove_member(user, team)
 
     def set_teams(self, user: str, teams: set[str]) -> DescribeUser:
         """Make the user a member of exactly ``teams``."""

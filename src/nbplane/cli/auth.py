@@ -1,47 +1,106 @@
-"""Who is calling: ``nbplane user`` and ``nbplane token`` administer users, teams and tokens on
-nbplane's database directly; ``nbplane login`` and ``nbplane logout`` choose which server the
-remote commands talk to, as whom."""
+"""Who is calling: ``nbplane user`` and ``nbplane token`` manage users, teams and tokens, on an
+nbplane server through its API (given ``--url``, NBPLANE_URL, or after ``nbplane login``) or on
+nbplane's database directly otherwise; ``nbplane login`` and ``nbplane logout`` choose which
+server the remote commands talk to, as whom."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from nbplane.cli._common import DocumentedArgument, DocumentedCommand, NbplaneGroup
 from nbplane.cli.jobs import output_format, print_json
-from nbplane.errors import ConfigError, NotFound
+from nbplane.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
+    from nbplane.auth.admin import ManageAuth
     from nbplane.auth.models import (
         DescribeCaller,
         DescribeOAuth,
         DescribeOAuthLogin,
         DescribeToken,
+        DescribeUser,
     )
-    from nbplane.auth.service import AuthService
 
 DEFAULT_URL = "http://127.0.0.1:5050"
 Shown = TypeVar("Shown", bound=BaseModel)
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @contextmanager
-def _auth() -> Iterator[AuthService]:
-    """The users and tokens of the database NBPLANE_STORE_URL names."""
-    from nbplane.auth.service import open_auth
+def _manage(url: str | None, token: str | None, local: bool) -> Iterator[ManageAuth]:
+    """The server's API when a server is named (``--url``, NBPLANE_URL, a saved login) and
+    ``--local`` is not given, else the database NBPLANE_STORE_URL names, managed as its admin."""
     from nbplane.settings import get_settings
 
+    if local and (url or token):
+        raise ConfigError("pass --local or --url/--token, not both", field="local")
+    if not local and (url or get_settings().url or _logged_in()):
+        from nbplane.client import NbplaneClient
+
+        with NbplaneClient.from_credentials(url, token) as client:
+            yield client
+        return
+    from nbplane.auth.admin import LOCAL_ADMIN, AuthAdmin
+    from nbplane.auth.service import open_auth
+
     with open_auth(get_settings().resolved_store_url) as auth:
-        yield auth
+        yield AuthAdmin(auth, LOCAL_ADMIN)
+
+
+def _logged_in() -> bool:
+    from nbplane.client import load_login
+
+    return load_login() is not None
+
+
+def managing(command: Callable[..., None]) -> Callable[..., None]:
+    """The command's first argument is what it manages: a server or the local database, chosen
+    by the ``--url``, ``--token`` and ``--local`` options this adds."""
+
+    @click.option(
+        "--url",
+        help="The nbplane server to manage (default: NBPLANE_URL, then the server of `nbplane "
+        "login`; with neither, the local database NBPLANE_STORE_URL).",
+    )
+    @click.option(
+        "--token",
+        "bearer",
+        metavar="TOKEN",
+        help="Bearer token for that server (default: NBPLANE_TOKEN, then the saved login's).",
+    )
+    @click.option(
+        "--local",
+        is_flag=True,
+        help="Manage the local database (NBPLANE_STORE_URL) even when logged in to a server.",
+    )
+    @functools.wraps(command)
+    def wrapper(url: str | None, bearer: str | None, local: bool, **options: Any) -> None:
+        with _manage(url, bearer, local) as manage:
+            command(manage, **options)
+
+    return wrapper
+
+
+def _checked(model: type[Model], **values: Any) -> Model:
+    """The request model, or the first problem as an error naming its field."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise InvalidInput(f"{where}: {problem['msg']}", field=where or None) from None
 
 
 def _show(
@@ -59,17 +118,31 @@ def _show(
     Console().print(table)
 
 
+def _say(message: str) -> None:
+    Console().print(escape(message), highlight=False)
+
+
 # -- nbplane user
 
 user_name = click.argument("name", cls=DocumentedArgument, description="The user's name.")
 team_name = click.argument(
     "team", cls=DocumentedArgument, description="The team (created on first member)."
 )
+USER_COLUMNS: dict[str, Callable[[DescribeUser], str]] = {
+    "name": lambda described: described.name,
+    "admin": lambda described: "yes" if described.admin else "",
+    "teams": lambda described: ", ".join(described.teams),
+    "max sessions": lambda described: (
+        "default" if described.max_sessions is None else str(described.max_sessions)
+    ),
+    "created": lambda described: f"{described.created_at:%Y-%m-%d %H:%M}",
+}
 
 
 @click.group(cls=NbplaneGroup, no_args_is_help=True)
 def user() -> None:
-    """Users and teams: a token speaks for a user, who sees the jobs of their teams."""
+    """Users and teams: a token speaks for a user, who sees the jobs of their teams. On a
+    server (--url, NBPLANE_URL or `nbplane login`) only admins manage users."""
 
 
 @user.command("create")
@@ -88,37 +161,40 @@ def user() -> None:
     help="Sessions the user may have starting or running at once (default: "
     "NBPLANE_SESSION_MAX_PER_USER).",
 )
-def create_user(name: str, admin: bool, teams: tuple[str, ...], max_sessions: int | None) -> None:
+@managing
+def create_user(
+    manage: ManageAuth, name: str, admin: bool, teams: tuple[str, ...], max_sessions: int | None
+) -> None:
     """Create a user; give them a token with `nbplane token create NAME --user USER`."""
-    with _auth() as auth:
-        auth.create_user(name, admin=admin, teams=teams, max_sessions=max_sessions)
-    joined = f" in {', '.join(teams)}" if teams else ""
-    Console().print(
-        f"user {escape(name)} created{' (admin)' if admin else ''}{escape(joined)}",
-        highlight=False,
+    from nbplane.auth.models import CreateUser
+
+    request = _checked(
+        CreateUser, name=name, admin=admin, teams=list(teams), max_sessions=max_sessions
     )
+    manage.create_user(request)
+    joined = f" in {', '.join(teams)}" if teams else ""
+    _say(f"user {name} created{' (admin)' if admin else ''}{joined}")
 
 
 @user.command("list")
 @output_format
-def list_users(output: str) -> None:
+@managing
+def list_users(manage: ManageAuth, output: str) -> None:
     """List users, whether they are admins, and their teams."""
-    with _auth() as auth:
-        users = auth.list_users()
-    _show(
-        output,
-        "users",
-        users,
-        {
-            "name": lambda described: described.name,
-            "admin": lambda described: "yes" if described.admin else "",
-            "teams": lambda described: ", ".join(described.teams),
-            "max sessions": lambda described: (
-                "default" if described.max_sessions is None else str(described.max_sessions)
-            ),
-            "created": lambda described: f"{described.created_at:%Y-%m-%d %H:%M}",
-        },
-    )
+    _show(output, "users", manage.list_users(), USER_COLUMNS)
+
+
+@user.command()
+@user_name
+@output_format
+@managing
+def show(manage: ManageAuth, name: str, output: str) -> None:
+    """Show a user: admin or not, teams, session limit."""
+    described = manage.get_user(name)
+    if output == "json":
+        print_json(described.model_dump(mode="json"))
+    else:
+        _show(output, f"user {name}", [described], USER_COLUMNS)
 
 
 @user.command()
@@ -135,34 +211,110 @@ def list_users(output: str) -> None:
     is_flag=True,
     help="Back to the server's NBPLANE_SESSION_MAX_PER_USER.",
 )
-def limit(name: str, max_sessions: int | None, use_default: bool) -> None:
+@managing
+def limit(manage: ManageAuth, name: str, max_sessions: int | None, use_default: bool) -> None:
     """Set how many sessions a user may run at once (above or below the server's default)."""
+    from nbplane.auth.models import UpdateUser
+
     if (max_sessions is None) == (not use_default):
         raise click.UsageError("give either --max-sessions N or --default")
-    with _auth() as auth:
-        auth.set_max_sessions(name, max_sessions)
+    manage.update_user(name, _checked(UpdateUser, max_sessions=max_sessions))
     what = "the server's default" if max_sessions is None else str(max_sessions)
-    Console().print(f"{escape(name)} may run {what} session(s) at once", highlight=False)
+    _say(f"{name} may run {what} session(s) at once")
+
+
+@user.command("admin")
+@user_name
+@click.option("--revoke", is_flag=True, help="Take the admin rights away instead.")
+@managing
+def make_admin(manage: ManageAuth, name: str, revoke: bool) -> None:
+    """Make a user an admin (or, with --revoke, a plain user again; never the last admin)."""
+    from nbplane.auth.models import UpdateUser
+
+    manage.update_user(name, UpdateUser(admin=not revoke))
+    _say(f"{name} is {'no longer ' if revoke else ''}an admin")
 
 
 @user.command()
 @user_name
 @team_name
-def join(name: str, team: str) -> None:
+@managing
+def join(manage: ManageAuth, name: str, team: str) -> None:
     """Add a user to a team."""
-    with _auth() as auth:
-        auth.join(name, team)
-    Console().print(f"{escape(name)} is in team {escape(team)}", highlight=False)
+    manage.join_team(name, team)
+    _say(f"{name} is in team {team}")
 
 
 @user.command()
 @user_name
 @team_name
-def leave(name: str, team: str) -> None:
+@managing
+def leave(manage: ManageAuth, name: str, team: str) -> None:
     """Remove a user from a team."""
-    with _auth() as auth:
-        auth.leave(name, team)
-    Console().print(f"{escape(name)} is not in team {escape(team)}", highlight=False)
+    manage.leave_team(name, team)
+    _say(f"{name} is not in team {team}")
+
+
+@user.command()
+@user_name
+@managing
+def delete(manage: ManageAuth, name: str) -> None:
+    """Delete a user with their tokens and team memberships (never the last admin); their jobs
+    and sessions stay."""
+    manage.delete_user(name)
+    _say(f"user {name} deleted")
+
+
+@user.command()
+@output_format
+@managing
+def teams(manage: ManageAuth, output: str) -> None:
+    """List teams with their members (on a server, a plain user sees their own teams)."""
+    _show(
+        output,
+        "teams",
+        manage.list_teams(),
+        {
+            "team": lambda described: described.name,
+            "members": lambda described: ", ".join(described.members),
+        },
+    )
+
+
+@user.command()
+@click.option(
+    "--user",
+    "name",
+    help="The admin user (default: NBPLANE_ADMIN_USER, else admin).",
+)
+def bootstrap(name: str | None) -> None:
+    """Make sure the first admin exists and holds the token NBPLANE_ADMIN_TOKEN holds (else
+    the first line of stdin), in the database NBPLANE_STORE_URL names: what a server does at
+    each start, for a deployment's Job or a script. Never takes the token as an argument."""
+    from pydantic import SecretStr
+
+    from nbplane.auth.admin import bootstrap_admin
+    from nbplane.auth.service import AuthService
+    from nbplane.settings import get_settings
+    from nbplane.store import open_store
+
+    settings = get_settings()
+    changes: dict[str, Any] = {"admin_user": name} if name else {}
+    if settings.admin_token is None:
+        if sys.stdin.isatty():
+            raise ConfigError(
+                "no token: set NBPLANE_ADMIN_TOKEN or pipe it in, e.g. "
+                "`nbplane user bootstrap < token.txt`",
+                field="admin_token",
+            )
+        changes["admin_token"] = SecretStr(sys.stdin.readline())
+    settings = settings.model_copy(update=changes)
+    store = open_store(settings.resolved_store_url)
+    try:
+        bootstrap_admin(AuthService(store), settings)
+    finally:
+        store.close()
+    _say(f"{settings.admin_user} is an admin holding the token 'bootstrap'")
 
 
 # -- nbplane token
@@ -170,7 +322,8 @@ def leave(name: str, team: str) -> None:
 
 @click.group(cls=NbplaneGroup)
 def token() -> None:
-    """Bearer tokens of the API (kept hashed in nbplane's database)."""
+    """Bearer tokens of the API (kept hashed in nbplane's database). On a server (--url,
+    NBPLANE_URL or `nbplane login`) a user manages their own, an admin anyone's."""
 
 
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -190,9 +343,8 @@ def lifetime(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.argument("name")
 @click.option(
     "--user",
-    default="admin",
-    show_default=True,
-    help="The user the token speaks for (see `nbplane user`); the admin user is made on first use.",
+    help="The user the token speaks for (see `nbplane user`); default: you on a server, the "
+    "admin user (made on first use) on the local database.",
 )
 @click.option(
     "--expires-in",
@@ -201,26 +353,31 @@ def lifetime(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     help="How long the token works, e.g. 30d, 12h or 90m (default: until revoked); after "
     "that every request with it is refused as expired.",
 )
-def create_token(name: str, user: str, expires_in: timedelta | None) -> None:
+@managing
+def create_token(
+    manage: ManageAuth, name: str, user: str | None, expires_in: timedelta | None
+) -> None:
     """Create a token and print it once; keep it, it cannot be shown again."""
+    from nbplane.auth.models import CreateToken
+
     expires_at = datetime.now(UTC) + expires_in if expires_in else None
-    with _auth() as auth:
-        described, secret = auth.create_token(name, user=user, expires_at=expires_at)
+    made = manage.create_token(_checked(CreateToken, name=name, user=user, expires_at=expires_at))
     until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
     Console(stderr=True).print(
-        f"token {described.name} of user {user} created{until}; use it as "
-        "`Authorization: Bearer <token>`:",
+        f"token {escape(made.name)} of user {escape(made.user or '')} created{until}; use it "
+        "as `Authorization: Bearer <token>`:",
         highlight=False,
     )
-    print(secret)
+    print(made.token)
 
 
 @token.command("list")
+@click.option("--user", help="Only this user's tokens (default: all, or yours on a server).")
 @output_format
-def list_tokens(output: str) -> None:
+@managing
+def list_tokens(manage: ManageAuth, user: str | None, output: str) -> None:
     """List tokens (their names and first characters, never the secrets)."""
-    with _auth() as auth:
-        tokens = auth.list_tokens()
+    tokens = manage.list_tokens(user)
     moment = datetime.now(UTC)
 
     def expires(described: DescribeToken) -> str:
@@ -235,6 +392,7 @@ def list_tokens(output: str) -> None:
         tokens,
         {
             "name": lambda described: described.name,
+            "user": lambda described: described.user or "",
             "starts with": lambda described: described.prefix + "…",
             "created": lambda described: f"{described.created_at:%Y-%m-%d %H:%M}",
             "expires": expires,
@@ -247,12 +405,11 @@ def list_tokens(output: str) -> None:
 
 @token.command()
 @click.argument("name")
-def revoke(name: str) -> None:
+@managing
+def revoke(manage: ManageAuth, name: str) -> None:
     """Revoke a token by name; requests with it are refused from then on."""
-    with _auth() as auth:
-        if not auth.revoke_token(name):
-            raise NotFound(f"no live token named {name!r}", field="name")
-    Console(stderr=True).print(f"token {name} revoked", highlight=False)
+    manage.revoke_token(name)
+    Console(stderr=True).print(f"token {escape(name)} revoked", highlight=False)
 
 
 # -- nbplane login, nbplane logout

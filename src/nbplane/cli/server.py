@@ -227,6 +227,7 @@ def serve(
     plane: deployed jobs, their schedules and executions (NBPLANE_JOB_EXECUTOR runs them)."""
     import uvicorn
 
+    from nbplane.auth.admin import admin_secret
     from nbplane.server.app import ServerConfig, create_app
     from nbplane.settings import get_settings
 
@@ -237,6 +238,7 @@ def serve(
             f"--no-auth is only allowed on a loopback address, not {host}", field="no_auth"
         )
     _check_session_settings()
+    admin_secret(get_settings())  # a bad NBPLANE_ADMIN_TOKEN stops here, in one line
     unsandboxed = _check_isolation(single_tenant)
     store_url = _store_url(db)
     config = ServerConfig(

@@ -21,10 +21,17 @@ from pydantic import TypeAdapter
 
 from nbplane import errors
 from nbplane.auth.models import (
+    CreateToken,
+    CreateUser,
     DescribeCaller,
+    DescribeNewToken,
     DescribeOAuth,
     DescribeOAuthLogin,
+    DescribeTeam,
+    DescribeToken,
+    DescribeUser,
     ExchangeOAuthToken,
+    UpdateUser,
 )
 from nbplane.client.credentials import load_login, normalize_url
 from nbplane.deployments.models import (
@@ -82,12 +89,14 @@ class NbplaneClient:
         )
 
     @classmethod
-    def from_credentials(cls) -> NbplaneClient:
-        """``NBPLANE_URL``/``NBPLANE_TOKEN`` when set, else what ``nbplane login`` saved; a
-        saved token is never sent to a server other than the one it was saved for."""
+    def from_credentials(cls, url: str | None = None, token: str | None = None) -> NbplaneClient:
+        """``url``/``token`` when given (a command's ``--url``/``--token``), else
+        ``NBPLANE_URL``/``NBPLANE_TOKEN`` when set, else what ``nbplane login`` saved; a saved
+        token is never sent to a server other than the one it was saved for."""
         settings = get_settings()
         saved = load_login()
-        url = normalize_url(settings.url) if settings.url else None
+        url = url or settings.url
+        url = normalize_url(url) if url else None
         if url is None and saved is not None:
             url = saved.url
         if url is None:
@@ -96,7 +105,7 @@ class NbplaneClient:
                 "NBPLANE_TOKEN",
                 field="url",
             )
-        token = settings.token or (saved.token if saved and saved.url == url else None)
+        token = token or settings.token or (saved.token if saved and saved.url == url else None)
         if token is None:
             raise errors.ConfigError(
                 f"no token for {url}: run `nbplane login --url {url}`, or set NBPLANE_TOKEN",
@@ -133,6 +142,47 @@ class NbplaneClient:
         body = ExchangeOAuthToken(access_token=access_token).model_dump(mode="json")
         data = self._json("POST", "/api/v1/auth/oauth/token", json=body)
         return DescribeOAuthLogin.model_validate(data)
+
+    # -- users, teams and tokens (auth.admin.ManageAuth)
+
+    def list_users(self) -> list[DescribeUser]:
+        return _USERS.validate_python(self._json("GET", USERS))
+
+    def create_user(self, request: CreateUser) -> DescribeUser:
+        body = request.model_dump(mode="json")
+        return DescribeUser.model_validate(self._json("POST", USERS, json=body))
+
+    def get_user(self, name: str) -> DescribeUser:
+        return DescribeUser.model_validate(self._json("GET", _user(name)))
+
+    def update_user(self, name: str, changes: UpdateUser) -> DescribeUser:
+        body = changes.model_dump(mode="json", exclude_unset=True)
+        return DescribeUser.model_validate(self._json("PATCH", _user(name), json=body))
+
+    def delete_user(self, name: str) -> None:
+        self._request("DELETE", _user(name))
+
+    def join_team(self, user: str, team: str) -> DescribeUser:
+        data = self._json("PUT", f"{_user(user)}/teams/{_segment(team)}")
+        return DescribeUser.model_validate(data)
+
+    def leave_team(self, user: str, team: str) -> DescribeUser:
+        data = self._json("DELETE", f"{_user(user)}/teams/{_segment(team)}")
+        return DescribeUser.model_validate(data)
+
+    def list_teams(self) -> list[DescribeTeam]:
+        return _TEAMS.validate_python(self._json("GET", "/api/v1/teams"))
+
+    def create_token(self, request: CreateToken) -> DescribeNewToken:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return DescribeNewToken.model_validate(self._json("POST", TOKENS, json=body))
+
+    def list_tokens(self, user: str | None = None) -> list[DescribeToken]:
+        params = {} if user is None else {"user": user}
+        return _TOKENS.validate_python(self._json("GET", TOKENS, params=params))
+
+    def revoke_token(self, name: str) -> None:
+        self._request("DELETE", f"{TOKENS}/{_segment(name)}")
 
     # -- jobs
 
@@ -420,6 +470,12 @@ def _execution(team: str, job: str, execution: str) -> str:
 
 
 CONNECTIONS = "/api/v1/connections"
+USERS = "/api/v1/users"
+TOKENS = "/api/v1/tokens"
+
+
+def _user(name: str) -> str:
+    return f"{USERS}/{_segment(name)}"
 
 
 def _session(session: str) -> str:
@@ -436,3 +492,6 @@ _PROPERTIES = TypeAdapter(dict[str, Any])
 _CLASSES = TypeAdapter(list[DescribeResourceClass])
 _SESSIONS = TypeAdapter(list[DescribeSession])
 _CONNECTIONS = TypeAdapter(list[DescribeConnection])
+_USERS = TypeAdapter(list[DescribeUser])
+_TEAMS = TypeAdapter(list[DescribeTeam])
+_TOKENS = TypeAdapter(list[DescribeToken])

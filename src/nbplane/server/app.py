@@ -18,6 +18,7 @@ from nbplane import __version__
 from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
+from nbplane.auth.admin import bootstrap_admin
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.service import DeploymentService
@@ -38,6 +39,8 @@ from nbplane.server.routes import (
     jupyrest,
     observe,
     sessions,
+    tokens,
+    users,
     web,
 )
 from nbplane.sessions.launchers import launcher_named
@@ -73,6 +76,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(config.store_url, migrate=config.migrate)
+        bootstrap_admin(AuthService(store), get_settings())  # before anyone may call
         catalog = ApiCatalog(config.notebooks_dir)
         worker = None
         if config.run_worker:
@@ -159,6 +163,9 @@ def include_web(app: FastAPI) -> None:
     app.include_router(jupyrest.router)
     app.include_router(sessions.router, tags=["sessions"])
     app.include_router(connections.router, tags=["connections"])
+    app.include_router(users.router, tags=["users"])
+    app.include_router(users.teams, tags=["teams"])
+    app.include_router(tokens.router, tags=["tokens"])
     web.install(app)
     docs.install(app)
 

@@ -94,6 +94,15 @@ class Authenticator:
         self._cache[token] = (found, time.monotonic() + keep)
         return found
 
+    def forget(self, user: str | None, token: str | None) -> None:
+        """Drop what the cache knows of ``user``'s tokens or of the token named ``token``: their
+        rights changed, the next request looks them up again."""
+        for secret, (found, _) in list(self._cache.items()):
+            if (user is not None and found.user == user) or (
+                token is not None and found.token == token
+            ):
+                self._cache.pop(secret, None)
+
     def revoke_when_named(self, token: str, name_prefix: str) -> None:
         """Revoke ``token`` at once (cache included) when its name starts with
         ``name_prefix``: the tokens a browser's sign-in made for itself."""

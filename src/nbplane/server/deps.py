@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from nbplane.apis.service import ExecutionService
+from nbplane.auth.admin import AuthAdmin
 from nbplane.auth.models import DescribeCaller
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
@@ -110,3 +111,11 @@ def _caller(request: Request, auth: Auth) -> DescribeCaller:
 
 
 Caller = Annotated[DescribeCaller, Depends(caller)]
+
+
+def auth_admin(users: AuthUsers, who: Caller, auth: Auth) -> AuthAdmin:
+    """Users, teams and tokens as the caller may manage them."""
+    return AuthAdmin(users, who, auth.forget)
+
+
+ManageAsCaller = Annotated[AuthAdmin, Depends(auth_admin)]

@@ -31,8 +31,8 @@ CHECK_SECONDS = 2.0
 QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 """Probes and scrapes, every few seconds each: their access lines are at debug level."""
 UNMATCHED = "(unmatched)"
-"""The route label of a request no route took (404s, a body refused at the door): never the
-raw path, which anyone could vary without end."""
+"""The route label of a request no route took (a 404): never the raw path, which anyone could
+vary without end."""
 
 
 class ReadinessCheck(NamedTuple):

@@ -11,12 +11,24 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from nbplane.auth.models import ADMIN, DescribeCaller, DescribeToken, DescribeUser
-from nbplane.errors import ConfigError, Conflict, NotFound
-from nbplane.store.tables import api_tokens, team_members, users
+from nbplane.auth.models import (
+    ADMIN,
+    DescribeCaller,
+    DescribeTeam,
+    DescribeToken,
+    DescribeUser,
+    UpdateUser,
+)
+from nbplane.errors import Conflict, NotFound
+from nbplane.store.tables import api_tokens, jobs, team_members, users
 
 TOKEN_PREFIX = "nbp_"
-TOKEN_COLUMNS = [column for column in api_tokens.c if column.name in DescribeToken.model_fields]
+TOKEN_COLUMNS = [
+    *(column for column in api_tokens.c if column.name in DescribeToken.model_fields),
+    users.c.name.label("user"),
+]
+BOOTSTRAP_ATTEMPTS = 5
+"""Replicas starting at once may collide on the unique user or token name: the loser retries."""
 
 
 def token_hash(token: str) -> str:
@@ -75,6 +87,42 @@ class AuthStore:
             raise NotFound(f"no user named {name!r}", field="user")
         return self.user(name)
 
+    def update_user(self, name: str, changes: UpdateUser) -> DescribeUser:
+        """Change the fields given in ``changes`` (``max_sessions`` None: the default)."""
+        values = changes.model_dump(include=changes.model_fields_set)
+        if values.get("admin") is None:
+            values.pop("admin", None)
+        if values:
+            with self.engine.begin() as connection:
+                updated = connection.execute(
+                    update(users).where(users.c.name == name).values(**values)
+                ).rowcount
+            if not updated:
+                raise NotFound(f"no user named {name!r}", field="user")
+        return self.user(name)
+
+    def delete_user(self, name: str) -> None:
+        """The user, their tokens and memberships go; what they made (jobs, sessions) stays."""
+        user_id = self._user_id(name)
+        with self.engine.begin() as connection:
+            connection.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+            connection.execute(delete(team_members).where(team_members.c.user_id == user_id))
+            connection.execute(delete(users).where(users.c.id == user_id))
+
+    def list_teams(self) -> list[DescribeTeam]:
+        """Every team with its members: those with a member and those with only jobs."""
+        with self.engine.connect() as connection:
+            members = connection.execute(
+                select(team_members.c.team, users.c.name)
+                .join(users, users.c.id == team_members.c.user_id)
+                .order_by(team_members.c.team, users.c.name)
+            ).all()
+            with_jobs = connection.execute(select(jobs.c.team).distinct()).scalars().all()
+        teams: dict[str, list[str]] = {team: [] for team in with_jobs}
+        for team, user in members:
+            teams.setdefault(team, []).append(user)
+        return [DescribeTeam(name=name, members=teams[name]) for name in sorted(teams)]
+
     def add_member(self, user: str, team: str) -> None:
         user_id = self._user_id(user)
         try:
@@ -83,14 +131,16 @@ class AuthStore:
         except IntegrityError:
             pass  # already a member
 
-    def remove_member(self, user: str, team: str) -> None:
+    def remove_member(self, user: str, team: str) -> bool:
+        """False when the user was not in the team."""
         user_id = self._user_id(user)
         with self.engine.begin() as connection:
-            connection.execute(
+            removed = connection.execute(
                 delete(team_members).where(
                     team_members.c.user_id == user_id, team_members.c.team == team
                 )
-            )
+            ).rowcount
+        return bool(removed)
 
     def _user_id(self, name: str, create_admin: bool = False) -> int:
         """The user's id; the built-in ``admin`` user is made on first use."""
@@ -137,24 +187,89 @@ class AuthStore:
                     )
                 ).inserted_primary_key
         except IntegrityError:
-            raise ConfigError(f"a token named {name!r} exists already", field="name") from None
+            raise Conflict(f"a token named {name!r} exists already", field="name") from None
         assert key is not None
-        return DescribeToken.model_validate({"id": key[0], **values}), token
+        return DescribeToken.model_validate({"id": key[0], "user": user, **values}), token
 
-    def list_tokens(self) -> list[DescribeToken]:
+    def list_tokens(self, user: str | None = None) -> list[DescribeToken]:
+        """Every token, or ``user``'s only; a token without a user is the admin's."""
+        query = select(*TOKEN_COLUMNS).outerjoin(users, users.c.id == api_tokens.c.user_id)
+        if user is not None:
+            query = query.where(api_tokens.c.user_id == self._user_id(user))
         with self.engine.connect() as connection:
-            rows = connection.execute(select(*TOKEN_COLUMNS).order_by(api_tokens.c.id)).mappings()
-            return [DescribeToken.model_validate(row) for row in rows]
+            rows = connection.execute(query.order_by(api_tokens.c.id)).mappings()
+            return [
+                DescribeToken.model_validate({**row, "user": row["user"] or ADMIN}) for row in rows
+            ]
 
-    def revoke_token(self, name: str) -> bool:
-        """Revoke the live token of this name; False when there is none."""
+    def revoke_token(self, name: str, user: str | None = None) -> bool:
+        """Revoke the live token of this name (of ``user`` only, when given); False when there
+        is none."""
+        condition = [api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)]
+        if user is not None:
+            owner = select(users.c.id).where(users.c.name == user).scalar_subquery()
+            condition.append(api_tokens.c.user_id == owner)
         with self.engine.begin() as connection:
             updated = connection.execute(
-                update(api_tokens)
-                .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                update(api_tokens).where(*condition).values(revoked_at=datetime.now(UTC))
             ).rowcount
         return bool(updated)
+
+    def ensure_admin_token(self, user: str, token: str, name: str) -> str:
+        """Make sure ``user`` exists, is an admin and holds ``token`` under ``name``: the
+        bootstrap of the first admin, run by every replica at start. Returns what it did:
+        'created', 'rotated' (another secret had the name), 'unchanged', or 'revoked' (this
+        secret was revoked: it stays so, a new secret is needed). One transaction per attempt;
+        a replica that loses a race on a unique name retries and then finds the winner's rows."""
+        digest = token_hash(token)
+        for attempt in range(BOOTSTRAP_ATTEMPTS):
+            try:
+                with self.engine.begin() as connection:
+                    return self._ensure_admin_token(connection, user, digest, token, name)
+            except IntegrityError:
+                if attempt == BOOTSTRAP_ATTEMPTS - 1:
+                    raise Conflict(
+                        f"cannot give user {user!r} the token {name!r}: another token has the "
+                        "same secret",
+                        field="admin_token",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _ensure_admin_token(
+        connection: Connection, user: str, digest: str, token: str, name: str
+    ) -> str:
+        user_id = connection.execute(select(users.c.id).where(users.c.name == user)).scalar()
+        if user_id is None:
+            user_id = connection.execute(
+                insert(users).values(name=user, admin=True, created_at=datetime.now(UTC))
+            ).inserted_primary_key[0]  # type: ignore[index]
+        else:
+            connection.execute(update(users).where(users.c.id == user_id).values(admin=True))
+        found = connection.execute(
+            select(api_tokens.c.token_hash, api_tokens.c.user_id, api_tokens.c.revoked_at).where(
+                api_tokens.c.name == name
+            )
+        ).first()
+        if found is not None and found.token_hash == digest:
+            if found.revoked_at is not None:
+                return "revoked"
+            if found.user_id == user_id:
+                return "unchanged"
+        values = {
+            "user_id": user_id,
+            "token_hash": digest,
+            "prefix": token[:4],
+            "created_at": datetime.now(UTC),
+            "last_used_at": None,
+            "revoked_at": None,
+            "expires_at": None,
+        }
+        if found is None:
+            connection.execute(insert(api_tokens).values(name=name, **values))
+            return "created"
+        connection.execute(update(api_tokens).where(api_tokens.c.name == name).values(**values))
+        return "rotated"
 
     def authenticate(self, token: str) -> DescribeCaller | None:
         """Who the unrevoked token with this secret speaks for, or None; its expiry is on the

@@ -25,7 +25,7 @@ def get_oauth(settings: ServerSettings) -> DescribeOAuth:
     "/oauth/token",
     status_code=201,
     summary="Trade the provider's access token for a new nbplane token; needs no token",
-    responses=responses(401, 404),
+    responses=responses(401, 404, 409),
 )
 def exchange_oauth_token(
     users: AuthUsers, settings: ServerSettings, body: ExchangeOAuthToken
