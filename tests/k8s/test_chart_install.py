@@ -164,7 +164,6 @@ def test_chart_runs_nbplane_on_the_cluster(
     created = http.post("/api/v1/sessions", json={})
     assert created.status_code in (201, 202), created.text
     session = created.json()
-    assert session["url"] == f"{web}/sessions/{session['id']}/"
     settled = wait_until(
         "the session settles",
         lambda: (
@@ -175,6 +174,7 @@ def test_chart_runs_nbplane_on_the_cluster(
         timeout=90,
     )
     assert settled["status"] == "running", settled
+    assert settled["url"] == f"{web}/sessions/{session['id']}/"  # nbplane's door, not the pod
     status = http.get(f"/sessions/{session['id']}/api/status")
     assert status.status_code == 200 and "started" in status.json(), status.text
 
