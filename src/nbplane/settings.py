@@ -7,9 +7,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nbplane.errors import ConfigError
 from nbplane.platform.logs import LogFormat, LogLevel
 
 VERSION = version("nbplane")
@@ -370,4 +371,15 @@ class Settings(BaseSettings):
 
 @cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or a ConfigError naming each variable that cannot be used (never its
+    value: it may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            (f"NBPLANE_{str(problem['loc'][0]).upper()}" if problem["loc"] else "NBPLANE_*")
+            + f": {problem['msg']}"
+            for problem in error.errors()
+        ]
+        first = error.errors()[0]["loc"]
+        raise ConfigError("; ".join(problems), field=str(first[0]) if first else None) from None
