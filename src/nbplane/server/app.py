@@ -29,6 +29,7 @@ from nbplane.server.routes import (
     context,
     deployments,
     jupyrest,
+    proxy,
     sessions,
     web,
 )
@@ -83,6 +84,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             config.public_url,
             auth=config.auth,
         )
+        app.state.proxy = proxy.SessionProxy()
         plane = DeploymentReconciler(app.state.deployments) if config.run_control else None
         if plane is not None:
             await plane.start()
@@ -100,6 +102,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await plane.stop()
             if worker is not None:
                 await worker.stop()
+            await app.state.proxy.close()
             store.close()
 
     app = FastAPI(
@@ -122,6 +125,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(jupyrest.router)
     app.include_router(sessions.router, tags=["sessions"])
     app.include_router(connections.router, tags=["connections"])
+    app.include_router(proxy.router)
     web.install(app)
     app.openapi = lambda: notebook_openapi(app)  # type: ignore[method-assign]
     return app
