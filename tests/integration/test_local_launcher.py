@@ -191,7 +191,7 @@ def test_on_demand_server_needs_its_token_and_gives_kernels_the_environment(
             state = await launcher.start(spec)
             assert state["pooled"] is False
             status = await wait_ready(launcher, spec, state)
-            assert status.url == f"http://127.0.0.1:{state['port']}/"
+            assert status.url == f"http://127.0.0.1:{state['port']}/sessions/{spec.id}/"
             assert [step.name for step in status.steps] == ["workspace", "server", "ready"]
             assert all(step.status == StepStatus.DONE for step in status.steps)
 
