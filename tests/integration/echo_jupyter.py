@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 options = dict(arg.lstrip("-").split("=", 1) for arg in sys.argv[1:] if "=" in arg)
 BASE = options["ServerApp.base_url"]
 TOKEN = os.environ["JUPYTER_TOKEN"]
+PORT = int(options["ServerApp.port"])
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -33,7 +34,7 @@ class Echo(BaseHTTPRequestHandler):
             ok = self.headers.get("Authorization") == f"token {TOKEN}"
             self.answer(200 if ok else 403, {"last_activity": "2024-01-01T00:00:00Z"})
         elif self.path == f"{BASE}answer":
-            here = f"http://127.0.0.1:{self.server.server_port}"
+            here = f"http://127.0.0.1:{PORT}"
             self.answer(
                 302,
                 {},
@@ -61,8 +62,8 @@ class Echo(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", int(options["ServerApp.port"])), Echo)
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Echo)
 runtime = os.environ["JUPYTER_RUNTIME_DIR"]
 with open(os.path.join(runtime, f"jpserver-{os.getpid()}.json"), "w") as info:
-    json.dump({"port": server.server_port, "base_url": BASE}, info)
+    json.dump({"port": PORT, "base_url": BASE}, info)
 server.serve_forever()

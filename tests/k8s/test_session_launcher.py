@@ -188,7 +188,7 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
         "namespace": kube_namespace,
         "name": name,
         "port": port,
-        "url": f"http://127.0.0.1:{port}/",
+        "url": f"http://127.0.0.1:{port}/sessions/{spec.id}/",
     }
     assert 20000 <= port <= 29999
     assert status == LaunchStatus(

@@ -32,7 +32,7 @@ a fresh one per role (removed afterwards); after a refusal, the object is checke
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -347,13 +347,16 @@ def handshake(world: World, client: httpx.Client, path: str) -> httpx.Response:
         "subprotocols": [],
         "extensions": {"websocket.http.response": {}},
     }
-    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
-    sent: list[dict[str, Any]] = []
+    incoming: list[MutableMapping[str, Any]] = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     async def knock() -> None:
