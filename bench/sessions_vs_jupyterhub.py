@@ -214,6 +214,8 @@ def nbplane_plane(root: Path, label: str, timeout: float, env: dict[str, str]) -
     from _common import sqlite_url
 
     slug = label.replace(" ", "-").replace(",", "")
+    if os.environ.get("PYTHONPATH"):  # a checkout's own sources, for the server too
+        env = {**env, "PYTHONPATH": os.environ["PYTHONPATH"]}
     return start_plane(root, label, sqlite_url(root / f"{slug}.db"), 1, timeout, env)
 
 
