@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,26 @@ def test_a_real_session_through_the_proxy(tmp_path: Path) -> None:
         assert admin.status_code == 403 and "owner" in admin.json()["message"], admin.text
         anonymous = httpx.get(f"{url}api/status")
         assert anonymous.status_code == 401, anonymous.text
+        sockets = url.replace("http", "ws", 1)
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-            websocket.create_connection(f"{url.replace('http', 'ws', 1)}api/events/subscribe")
+            websocket.create_connection(f"{sockets}api/events/subscribe")
         assert refused.value.status_code == 401
+        with pytest.raises(websocket.WebSocketBadStatusException) as unknown:
+            websocket.create_connection(
+                f"{sockets}api/kernels/{uuid.uuid4()}/channels",
+                header=[f"Authorization: {alice.headers['authorization']}"],
+            )
+        assert unknown.value.status_code == 404, "the session server's own refusal"
+        cookie = f"Cookie: nbplane_token={alice.headers['authorization'].split()[1]}"
+        with pytest.raises(websocket.WebSocketBadStatusException) as elsewhere:
+            websocket.create_connection(
+                f"{sockets}api/events/subscribe", header=[cookie], origin="http://evil.example"
+            )
+        assert elsewhere.value.status_code == 403, "a signed-in browser's socket from elsewhere"
+        events = websocket.create_connection(
+            f"{sockets}api/events/subscribe", header=[cookie], origin=server.url
+        )
+        events.close()
 
         assert alice.post(f"{SESSIONS}/{session['id']}/hibernate").status_code == 200
         asleep = alice.get(f"/sessions/{session['id']}/api/status")

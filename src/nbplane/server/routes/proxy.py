@@ -72,7 +72,8 @@ PAGE_BYTES = 8 * 1_048_576
 """HTML answers up to this size are read whole, to take the server's token out of them
 (JupyterLab's pages are tens of kilobytes); larger ones (a user's own file) stream as they
 are."""
-CLOSE_CODES = range(1000, 5000)
+UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
+"""Close codes that only say what happened and may not be sent in a close frame."""
 COOKIE_PATH = re.compile(r";\s*path=[^;]*", re.IGNORECASE)
 COOKIE_DOMAIN = re.compile(r";\s*domain=[^;]*", re.IGNORECASE)
 
@@ -293,10 +294,15 @@ async def forward_websocket(
         url = upstream_url(websocket, session_id, base).replace("http", "ws", 1)
         upstream = await open_upstream(websocket, session_id, url, token)
     except NbplaneError as exc:
-        if "websocket.http.response" in websocket.scope.get("extensions", {}):
-            await websocket.send_denial_response(response_for(exc))
-        else:
-            await websocket.close(1008, exc.message[:120])
+        await deny(websocket, response_for(exc), exc.message)
+        return
+    except InvalidStatus as exc:  # the server's own refusal (an unknown kernel): passed on
+        refusal = exc.response
+        await deny(
+            websocket,
+            Response(bytes(refusal.body or b""), status_code=refusal.status_code),
+            f"the session's server answered {refusal.status_code}",
+        )
         return
     async with upstream:
         await websocket.accept(subprotocol=upstream.subprotocol)
@@ -321,15 +327,24 @@ async def open_upstream(
             compression=None,
             user_agent_header=None,
         )
-    except InvalidStatus as exc:
-        raise Unreachable(
-            f"session {session_id}'s Jupyter server refused the WebSocket "
-            f"({exc.response.status_code})",
-            field="session_id",
-            status=exc.response.status_code,
-        ) from None
+    except InvalidStatus:
+        raise
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise unreachable(session_id, exc) from None
+
+
+async def deny(websocket: WebSocket, response: Response, reason: str) -> None:
+    """Refuse the handshake with ``response`` (where the server can send one; else a close
+    with the reason)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(1008, reason[:120])
+
+
+def sendable(code: int) -> int:
+    """The close code to pass on: the other side's, or 1000 when it may not be sent."""
+    return code if 1000 <= code < 5000 and code not in UNSENDABLE else 1000
 
 
 async def join(websocket: WebSocket, upstream: ClientConnection) -> None:
@@ -337,8 +352,7 @@ async def join(websocket: WebSocket, upstream: ClientConnection) -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                code = message.get("code", 1000)
-                await upstream.close(code if code in CLOSE_CODES and code != 1006 else 1000)
+                await upstream.close(sendable(message.get("code", 1000)))
                 return
             data: Any = message.get("text")
             await upstream.send(message["bytes"] if data is None else data)
@@ -352,9 +366,8 @@ async def join(websocket: WebSocket, upstream: ClientConnection) -> None:
                     await websocket.send_bytes(data)
         except ConnectionClosed:
             pass
-        code = upstream.close_code or 1000
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.close(code if code in CLOSE_CODES and code != 1006 else 1000)
+            await websocket.close(sendable(upstream.close_code or 1000))
 
     tasks = [asyncio.create_task(from_browser()), asyncio.create_task(from_session())]
     try:
