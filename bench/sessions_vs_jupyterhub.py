@@ -255,7 +255,7 @@ class LauncherTarget(Target):
         from nbplane.sessions.launchers.base import LaunchPhase, SessionSpec
 
         self.spec = SessionSpec(
-            id=uuid.uuid4().hex[:12],
+            id=self.launcher.new_id(),  # a pooled server's, when one is ready
             user="bench",
             resource_class="small",
             cpu=None,
