@@ -53,8 +53,9 @@ class ServerConfig:
     max_upload_bytes: int = 64 * 1_048_576
     run_control: bool = True
     public_url: str | None = None
-    """Where sessions reach this server (NBPLANE_URL inside them), unless
-    NBPLANE_SESSION_PUBLIC_URL says otherwise."""
+    """The address the server listens on: where sessions reach it (NBPLANE_URL inside them)
+    unless NBPLANE_SESSION_PUBLIC_URL says otherwise, and users (sessions' ``url``) unless
+    NBPLANE_PUBLIC_URL does."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
