@@ -105,6 +105,7 @@ def visitor(connection: HTTPConnection, auth: Auth, sessions: Sessions) -> Descr
         if not anonymous_allowed(connection, sessions):
             raise
         return ANONYMOUS_CALLER
+    connection.state.user = found.user  # for the access log, as the other routes
     if not by_cookie:
         return found
     if connection.scope["type"] == "websocket":
