@@ -221,3 +221,16 @@ def server_address(server: Server, session_id: str) -> str:
     url = session_record(server, session_id).url
     assert url is not None, f"session {session_id} has no server address"
     return str(url)
+
+
+def kill_server(server: Server, session_id: str) -> None:
+    """End the session's Jupyter server behind nbplane's back: its process and everything it
+    started (the sandbox's own processes too)."""
+    import contextlib
+
+    import psutil
+
+    leader = psutil.Process(session_record(server, session_id).launcher_state["pid"])
+    for process in [*leader.children(recursive=True), leader]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

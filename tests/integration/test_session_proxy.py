@@ -6,7 +6,6 @@ session's answers kept from touching nbplane's cookies or pages."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import uuid
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import websocket
 
@@ -28,6 +26,7 @@ from tests.integration.session_helpers import (
     credentials,
     execute,
     jupyter,
+    kill_server,
     session_record,
     session_server,
     user_token,
@@ -191,10 +190,7 @@ def test_what_crosses_the_proxy(tmp_path: Path) -> None:
             marked = signed_in.post(f"{base}echo", content=b"x", headers={"X-XSRFToken": "abc"})
             assert marked.status_code == 200, marked.text
 
-        leader = psutil.Process(session_record(server, session["id"]).launcher_state["pid"])
-        for process in [*leader.children(recursive=True), leader]:  # the server and its sandbox
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
+        kill_server(server, session["id"])
         dead = alice.get(f"{base}echo")
         if dead.status_code != 409:  # unless nbplane noticed first
             assert dead.status_code == 502, dead.text

@@ -21,8 +21,8 @@ from tests.integration.session_helpers import (
     create,
     events,
     jupyter,
+    kill_server,
     server_address,
-    session_record,
     session_server,
     stop_all,
     user_token,
@@ -228,7 +228,7 @@ def test_restart_reconciles_records_with_what_runs(tmp_path: Path, store_url: st
         lost_address = server_address(first, lost["id"])
         kept_address = server_address(first, kept["id"])
         # this one's server ends while nbplane is down
-        os.kill(session_record(first, lost["id"]).launcher_state["pid"], signal.SIGTERM)
+        kill_server(first, lost["id"])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
