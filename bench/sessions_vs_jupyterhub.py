@@ -2,7 +2,8 @@
 warm pool, Kubernetes launcher) against JupyterHub with its local-process spawner, in one run.
 
 Rows (each timed from just before the create request until the user's Jupyter server answered
-``GET api/status`` with the user's token):
+``GET api/status``, through nbplane's ``/sessions/{id}/`` or JupyterHub's proxy; the launcher
+rows at the server's own address with its token):
 
 - ``nbplane API, local, pool N``: ``nbplane serve`` with NBPLANE_SESSION_POOL_SIZE=N;
   ``POST /api/v1/sessions``, then ``GET /api/v1/sessions/{id}`` every 20 ms until ``ready``.
@@ -101,13 +102,13 @@ class Target:
             self.row.seconds.append(elapsed)
 
 
-def answers(url: str, token: str) -> bool:
+def answers(url: str, authorization: str) -> bool:
     try:
         response = httpx.get(
             f"{url.rstrip('/')}/api/status",
             trust_env=False,
             timeout=5,
-            headers={"Authorization": f"token {token}"},
+            headers={"Authorization": authorization},
         )
     except httpx.HTTPError:
         return False
@@ -147,10 +148,10 @@ class ApiTarget(Target):
                     f"{self.row.label}: session {session.get('status')}: {session.get('reason')}"
                 )
             time.sleep(POLL_SECONDS)
-        if not answers(session["server_url"], session["token"]):
+        if not answers(session["url"], f"Bearer {self.plane.token}"):
             raise BenchError(
-                f"{self.row.label}: ready, but {session['server_url']}api/status "
-                "does not answer with the session's token"
+                f"{self.row.label}: ready, but {session['url']}api/status does not answer "
+                "through nbplane"
             )
 
     def delete(self) -> None:
@@ -213,6 +214,8 @@ def nbplane_plane(root: Path, label: str, timeout: float, env: dict[str, str]) -
     from _common import sqlite_url
 
     slug = label.replace(" ", "-").replace(",", "")
+    if os.environ.get("PYTHONPATH"):  # a checkout's own sources, for the server too
+        env = {**env, "PYTHONPATH": os.environ["PYTHONPATH"]}
     return start_plane(root, label, sqlite_url(root / f"{slug}.db"), 1, timeout, env)
 
 
@@ -252,7 +255,7 @@ class LauncherTarget(Target):
         from nbplane.sessions.launchers.base import LaunchPhase, SessionSpec
 
         self.spec = SessionSpec(
-            id=uuid.uuid4().hex[:12],
+            id=self.launcher.new_id(),  # a pooled server's, when one is ready
             user="bench",
             resource_class="small",
             cpu=None,
@@ -394,7 +397,7 @@ class HubTarget(Target):
                     f"{self.server.log_tail()}"
                 )
             time.sleep(POLL_SECONDS)
-        if not answers(f"{self.url}/user/bench/", self.token):
+        if not answers(f"{self.url}/user/bench/", f"token {self.token}"):
             raise BenchError("JupyterHub: ready, but /user/bench/api/status does not answer")
 
     def delete(self) -> None:

@@ -19,7 +19,8 @@ to an exit code or HTTP status in one place each::
     ├── Unauthorized           no valid bearer token, or an expired one (401)
     ├── Forbidden              known caller, refused request, e.g. no CSRF header (403)
     ├── PayloadTooLarge        a request body over the server's limit (413)
-    └── TooManyRequests        over a per-user limit, e.g. running sessions (429)
+    ├── TooManyRequests        over a per-user limit, e.g. running sessions (429)
+    └── Unreachable            a server nbplane forwards to did not answer, e.g. a session's (502)
 """
 
 from __future__ import annotations
@@ -116,3 +117,7 @@ class PayloadTooLarge(NbplaneError):
 
 class TooManyRequests(NbplaneError):
     """The caller is at a limit (e.g. running sessions per user); the message says what to stop."""
+
+
+class Unreachable(NbplaneError):
+    """A server nbplane stands in front of (a session's Jupyter server) did not answer."""

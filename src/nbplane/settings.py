@@ -261,10 +261,16 @@ class Settings(BaseSettings):
         description="Where sessions' Jupyter servers run: 'local' (a process each, on "
         "loopback) or 'kubernetes' (a StatefulSet and Service each).",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL users reach nbplane at (behind an Ingress, its https address): a "
+        "session's `url` is {public URL}/sessions/{id}/ (default: the address the server "
+        "listens on).",
+    )
     session_public_url: str | None = Field(
         default=None,
-        description="The nbplane server's URL as sessions reach it; sessions get it as "
-        "NBPLANE_URL (default: the address the server listens on).",
+        description="The nbplane server's URL as sessions reach it (inside the cluster); "
+        "sessions get it as NBPLANE_URL (default: the address the server listens on).",
     )
     session_pool_size: int = Field(
         default=2,
@@ -348,9 +354,10 @@ class Settings(BaseSettings):
     )
     kubernetes_session_url_template: str = Field(
         default="http://{service}.{namespace}.svc:{port}/",
-        description="Kubernetes launcher: where nbplane and users reach a session's server; "
-        "placeholders {service}, {namespace}, {port}, {session}. Its path is the server's base "
-        "URL (e.g. https://hub.example.com/sessions/{session}/ behind an ingress).",
+        description="Kubernetes launcher: where nbplane reaches a session's server (users reach "
+        "it through nbplane, at /sessions/{id}/); placeholders {service}, {namespace}, {port}, "
+        "{session}. Scheme, host and port only: the server's base URL is always "
+        "/sessions/{id}/, the path nbplane forwards.",
     )
     kubernetes_session_trusted_images: str = Field(
         default="",

@@ -116,72 +116,121 @@ def events(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def jupyter(session: dict[str, Any]) -> httpx.Client:
-    """A client of the session's own Jupyter server, with its token."""
-    return httpx.Client(
-        base_url=session["server_url"],
-        timeout=30,
-        headers={"Authorization": f"token {session['token']}"},
-    )
+def jupyter(client: httpx.Client, session: dict[str, Any]) -> httpx.Client:
+    """A client of the session's Jupyter server through nbplane (``url``), as ``client``'s
+    user."""
+    return httpx.Client(base_url=session["url"], timeout=30, headers=credentials(client))
 
 
-def run_in_kernel(session: dict[str, Any], code: str, timeout: float = 60) -> str:
-    """Start a kernel on the session's server, run ``code``, return what it printed (an
-    error's traceback included), and shut the kernel down."""
+def credentials(client: httpx.Client) -> dict[str, str]:
+    """The nbplane bearer token ``client`` sends."""
+    return {"Authorization": client.headers["authorization"]}
+
+
+def run_in_kernel(client: httpx.Client, session: dict[str, Any], code: str) -> str:
+    """Run ``code`` in a new kernel of the session, through nbplane as ``client``'s user."""
+    return kernel_run(session["url"], credentials(client), code)
+
+
+def kernel_run(url: str, headers: dict[str, str], code: str, timeout: float = 60) -> str:
+    """Start a kernel on the Jupyter server at ``url`` (REST, with ``headers``), run ``code``
+    over its WebSocket, return what it printed (an error's traceback included), and shut the
+    kernel down."""
     import websocket
 
-    with jupyter(session) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
         kernel = http.post("api/kernels", json={"name": "python3"})
         assert kernel.status_code == 201, kernel.text
         kernel_id = kernel.json()["id"]
-        base = session["server_url"].replace("http://", "ws://", 1)
+        base = url.replace("http://", "ws://", 1)
         socket = websocket.create_connection(
-            f"{base}api/kernels/{kernel_id}/channels?token={session['token']}", timeout=timeout
+            f"{base}api/kernels/{kernel_id}/channels",
+            timeout=timeout,
+            header=[f"{name}: {value}" for name, value in headers.items()],
         )
         try:
-            message_id = uuid.uuid4().hex
-            socket.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": message_id,
-                            "msg_type": "execute_request",
-                            "username": "t",
-                            "session": uuid.uuid4().hex,
-                            "version": "5.3",
-                            "date": "",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "channel": "shell",
-                        "buffers": [],
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": False,
-                            "user_expressions": {},
-                            "allow_stdin": False,
-                            "stop_on_error": True,
-                        },
-                    }
-                )
-            )
-            output: list[str] = []
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                message = json.loads(socket.recv())
-                if message.get("parent_header", {}).get("msg_id") != message_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "stream":
-                    output.append(content["text"])
-                elif kind == "error":
-                    output.append("\n".join(content["traceback"]))
-                elif kind in ("execute_result", "display_data"):
-                    output.append(content["data"].get("text/plain", ""))
-                elif kind == "status" and content["execution_state"] == "idle":
-                    return "".join(output)
-            raise AssertionError(f"the kernel did not finish in {timeout}s: {''.join(output)}")
+            return execute(socket, code, timeout)
         finally:
             socket.close()
             http.delete(f"api/kernels/{kernel_id}")
+
+
+def execute(socket: Any, code: str, timeout: float) -> str:
+    """Send an execute_request over a kernel's open WebSocket (Jupyter's JSON protocol) and
+    gather its output until the kernel is idle."""
+    message_id = uuid.uuid4().hex
+    socket.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": message_id,
+                    "msg_type": "execute_request",
+                    "username": "t",
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv())
+        if message.get("parent_header", {}).get("msg_id") != message_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            output.append(content["text"])
+        elif kind == "error":
+            output.append("\n".join(content["traceback"]))
+        elif kind in ("execute_result", "display_data"):
+            output.append(content["data"].get("text/plain", ""))
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(output)
+    raise AssertionError(f"the kernel did not finish in {timeout}s: {''.join(output)}")
+
+
+def session_record(server: Server, session_id: str) -> Any:
+    """The session's row as nbplane keeps it (its store): the server's own address and
+    process, which nbplane keeps to itself."""
+    from nbplane.store import open_store
+
+    store = open_store(server.environment["NBPLANE_STORE_URL"])
+    try:
+        return store.sessions.get(session_id)
+    finally:
+        store.close()
+
+
+def server_address(server: Server, session_id: str) -> str:
+    """The session's Jupyter server's own address: to check that the server itself stopped
+    or wants its token."""
+    url = session_record(server, session_id).url
+    assert url is not None, f"session {session_id} has no server address"
+    return str(url)
+
+
+def kill_server(server: Server, session_id: str) -> None:
+    """End the session's Jupyter server behind nbplane's back: its process and everything it
+    started (the sandbox's own processes too)."""
+    import contextlib
+
+    import psutil
+
+    leader = psutil.Process(session_record(server, session_id).launcher_state["pid"])
+    for process in [*leader.children(recursive=True), leader]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

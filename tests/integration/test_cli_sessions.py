@@ -61,8 +61,9 @@ def test_session_start_to_stop(setup: Setup) -> None:
     started = alice.run("session", "start", "--resource-class", "large", "--env", "A=1")
     assert "✓ ready" in started.stdout and "is ready" in started.stdout, started.stdout
     url = next(line.split()[-1] for line in started.stdout.splitlines() if line.startswith("open "))
-    assert "?token=" in url and httpx.get(url.replace("?", "api/status?")).status_code == 200
     [session] = alice.json("session", "list")
+    assert url == f"{setup.server.url}/sessions/{session['id']}/", "behind nbplane's door"
+    assert httpx.get(f"{url}api/status").status_code == 401, "no sign-in, no session"
     assert session["status"] == "running" and session["environment"] == ["A"]
     shown = alice.run("session", "show", session["id"]).stdout
     assert "running" in shown and "large" in shown and "hibernates at" in shown

@@ -100,6 +100,7 @@ def test_connections_are_secret_and_reach_granted_sessions(
         session = wait_status(alice, session["id"], "running", "failed")
         assert session["status"] == "running", session
         printed = run_in_kernel(
+            alice,
             session,
             """
 import os
@@ -120,6 +121,7 @@ print("me:", NbplaneClient.from_credentials().me().user)
         assert variables["NBPLANE_URL"] == server.url
         assert "me: alice" in printed, "nbplane in the session speaks for its user, no login"
         queried = run_in_kernel(
+            alice,
             session,
             "%load_ext nbplane\n%job\n"
             "print(job_input.execute_query("
@@ -130,6 +132,7 @@ print("me:", NbplaneClient.from_credentials().me().user)
         bob_session = wait_status(bob, create(bob)["id"], "running", "failed")
         assert bob_session["connections"] == []
         bob_printed = run_in_kernel(
+            bob,
             bob_session,
             "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE_CONN')))",
         )

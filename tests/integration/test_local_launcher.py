@@ -191,7 +191,7 @@ def test_on_demand_server_needs_its_token_and_gives_kernels_the_environment(
             state = await launcher.start(spec)
             assert state["pooled"] is False
             status = await wait_ready(launcher, spec, state)
-            assert status.url == f"http://127.0.0.1:{state['port']}/"
+            assert status.url == f"http://127.0.0.1:{state['port']}/sessions/{spec.id}/"
             assert [step.name for step in status.steps] == ["workspace", "server", "ready"]
             assert all(step.status == StepStatus.DONE for step in status.steps)
 
@@ -234,7 +234,7 @@ def test_pooled_server_becomes_the_sessions_own(tmp_path: Path) -> None:
     async def main() -> None:
         async with launched(LocalLauncher(settings(tmp_path, pool=1))) as launcher:
             (pooled,) = await wait_pooled(launcher)
-            spec = make_spec(directory="project/notes")
+            spec = make_spec(launcher.new_id(), directory="project/notes")
             state = await launcher.start(spec)
             assert state["pooled"] is True and state["pid"] == pooled
             status = await wait_ready(launcher, spec, state)
@@ -254,7 +254,7 @@ def test_pooled_server_becomes_the_sessions_own(tmp_path: Path) -> None:
 
             opened = httpx.get(f"{status.url}?token={spec.token}", follow_redirects=True)
             assert opened.status_code == 200
-            assert opened.url.path == "/lab/tree/project/notes"
+            assert opened.url.path == f"/sessions/{spec.id}/lab/tree/project/notes"
             assert "apputils-extension:announcements" in opened.text, "news pop-up disabled"
 
             again = httpx.post(
@@ -276,8 +276,9 @@ def test_hibernate_keeps_files_resume_finds_them_purge_deletes(tmp_path: Path) -
     async def main() -> None:
         async with launched(LocalLauncher(settings(tmp_path, pool=1))) as launcher:
             await wait_pooled(launcher)
-            spec = make_spec()
+            spec = make_spec(launcher.new_id())
             state = await launcher.start(spec)
+            assert state["pooled"] is True
             status = await wait_ready(launcher, spec, state)
             put = httpx.put(
                 f"{status.url}api/contents/kept.txt",
@@ -293,8 +294,8 @@ def test_hibernate_keeps_files_resume_finds_them_purge_deletes(tmp_path: Path) -
             workspace = Path(hibernated["workspace"])
             assert (workspace / "kept.txt").read_text() == "still here"
 
-            await wait_pooled(launcher)
             resumed = await launcher.start(spec)
+            assert resumed["pooled"] is False, "the pool's servers have other ids (base URLs)"
             assert resumed["workspace"] == state["workspace"]
             status = await wait_ready(launcher, spec, resumed)
             read = httpx.get(f"{status.url}api/contents/kept.txt", headers=auth(spec))
@@ -330,7 +331,8 @@ def test_a_taken_port_does_not_fail_the_session(tmp_path: Path) -> None:
                 assert state["port"] == launcher.taken
                 status = await wait_ready(launcher, spec, state)
                 assert status.url is not None
-                assert status.url != f"http://127.0.0.1:{launcher.taken}/"
+                assert status.url.startswith("http://127.0.0.1:")
+                assert status.url != f"http://127.0.0.1:{launcher.taken}/sessions/{spec.id}/"
                 assert "already in use" in await launcher.logs(spec, state, 500)
                 assert httpx.get(f"{status.url}api/status", headers=auth(spec)).status_code == 200
                 await launcher.stop(spec, state, purge=True)

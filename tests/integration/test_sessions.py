@@ -21,6 +21,8 @@ from tests.integration.session_helpers import (
     create,
     events,
     jupyter,
+    kill_server,
+    server_address,
     session_server,
     stop_all,
     user_token,
@@ -43,18 +45,18 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         assert seen[-1]["status"] == "running" and seen[-1]["ready"], seen[-1]
         assert all(step["status"] == "done" for step in seen[-1]["steps"]), seen[-1]["steps"]
         session = alice.get(f"{SESSIONS}/{created['id']}").json()
-        assert session["url"] == f"{session['server_url']}?token={session['token']}"
+        assert session["url"] == f"{server.url}/sessions/{session['id']}/"
         assert session["environment"] == ["GREETING"]
         assert session["hibernate_at"] is not None and session["delete_at"] is None
-        with jupyter(session) as http:
+        with jupyter(alice, session) as http:
             assert http.get("api/status").status_code == 200
             saved = http.put(
                 "api/contents/notes.txt", json={"type": "file", "format": "text", "content": "kept"}
             )
             assert saved.status_code in (200, 201), saved.text
-        assert httpx.get(f"{session['server_url']}api/status").status_code == 403, (
-            "the server wants its token"
-        )
+        address = server_address(server, session["id"])
+        assert address.endswith(f"/sessions/{session['id']}/"), "its base URL is nbplane's path"
+        assert httpx.get(f"{address}api/status").status_code == 403, "the server wants its token"
         running = alice.post(f"{SESSIONS}/{session['id']}/resume")
         assert running.status_code == 409 and running.json()["field"] == "status"
 
@@ -64,7 +66,7 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         assert body["status"] == "hibernated" and body["url"] is None and not body["ready"]
         assert body["delete_at"] is not None and body["hibernate_at"] is None
         try:
-            httpx.get(f"{session['server_url']}api/status", timeout=2)
+            httpx.get(f"{address}api/status", timeout=2)
             raise AssertionError("the hibernated server still answers")
         except httpx.TransportError:
             pass
@@ -74,7 +76,8 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         assert resumed.status_code == 200 and resumed.json()["status"] == "starting"
         session = wait_status(alice, session["id"], "running", "failed")
         assert session["status"] == "running", session
-        with jupyter(session) as http:
+        server_address_after = server_address(server, session["id"])
+        with jupyter(alice, session) as http:
             content = http.get("api/contents/notes.txt").json()
         assert content["content"] == "kept", "files survive hibernation"
         assert (
@@ -85,7 +88,7 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         assert alice.get(f"{SESSIONS}/{session['id']}").status_code == 404
         assert alice.get(SESSIONS).json() == []
         try:
-            httpx.get(f"{session['server_url']}api/status", timeout=2)
+            httpx.get(f"{server_address_after}api/status", timeout=2)
             raise AssertionError("the deleted session's server still answers")
         except httpx.TransportError:
             pass
@@ -115,7 +118,7 @@ def test_users_see_and_touch_only_their_own(tmp_path: Path, store_url: str) -> N
         assert bob.get(SESSIONS, params={"all": "true"}).status_code == 404
         everyone = server.client.get(SESSIONS, params={"all": "true"}).json()
         assert [(s["id"], s["user"]) for s in everyone] == [(session["id"], "alice")]
-        assert everyone[0]["token"] is None, "an admin does not get the user's server token"
+        assert everyone[0]["url"] is None, "an admin does not open the user's session"
         assert [s["id"] for s in alice.get(SESSIONS).json()] == [session["id"]]
         assert alice.get(path).json()["status"] in ("starting", "running")
         assert bob.delete(path).status_code == 404
@@ -205,7 +208,7 @@ def test_activity_keeps_a_session_running(tmp_path: Path, store_url: str) -> Non
     with session_server(tmp_path, store_url, NBPLANE_SESSION_IDLE_HIBERNATE_SECONDS="4") as server:
         session = wait_status(server.client, create(server.client)["id"], "running", "failed")
         first = session["hibernate_at"]
-        with jupyter(session) as http:
+        with jupyter(server.client, session) as http:
             for _ in range(12):  # a user at work: API calls count as the server's activity
                 assert http.get("api/contents").status_code == 200
                 time.sleep(0.5)
@@ -222,12 +225,14 @@ def test_restart_reconciles_records_with_what_runs(tmp_path: Path, store_url: st
         lost = wait_status(first.client, create(first.client)["id"], "running")
         first.process.send_signal(signal.SIGKILL)  # no chance to tidy up
         first.process.wait()
-        with jupyter(lost) as http:  # this one's server ends while nbplane is down
-            http.post("api/shutdown")
+        lost_address = server_address(first, lost["id"])
+        kept_address = server_address(first, kept["id"])
+        # this one's server ends while nbplane is down
+        kill_server(first, lost["id"])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"{lost['server_url']}api/status", timeout=1)
+                httpx.get(f"{lost_address}api/status", timeout=1)
             except httpx.TransportError:
                 break
             time.sleep(0.2)
@@ -247,17 +252,17 @@ def test_restart_reconciles_records_with_what_runs(tmp_path: Path, store_url: st
             assert "gone" in found["reason"], found["reason"]
             alive = first.client.get(f"{SESSIONS}/{kept['id']}").json()
             assert alive["status"] == "running" and alive["ready"], alive
-            with jupyter(alive) as http:
+            with jupyter(first.client, alive) as http:
                 assert http.get("api/status").status_code == 200, "it outlived the restart"
         finally:
             stop_all(first)
             stop(second)
-    assert not _alive(kept), "deleting it after the restart stopped its server"
+    assert not _alive(kept_address), "deleting it after the restart stopped its server"
 
 
-def _alive(session: dict[str, object]) -> bool:
+def _alive(address: str) -> bool:
     try:
-        httpx.get(f"{session['server_url']}api/status", timeout=2)
+        httpx.get(f"{address}api/status", timeout=2)
     except httpx.TransportError:
         return False
     return True

@@ -49,6 +49,7 @@ from tests.integration.session_helpers import (
     as_user,
     create,
     jupyter,
+    kernel_run,
     run_in_kernel,
     session_server,
     user_token,
@@ -142,7 +143,7 @@ async def api_status(url: str, token: str | None) -> int:
 
 async def kernel_output(url: str, token: str, code: str) -> str:
     """What ``code`` printed in a new kernel of the server (the session tests' helper)."""
-    return await asyncio.to_thread(run_in_kernel, {"server_url": url, "token": token}, code)
+    return await asyncio.to_thread(kernel_run, url, {"Authorization": f"token {token}"}, code)
 
 
 def decoded(secret: client.V1Secret) -> dict[str, str]:
@@ -187,7 +188,7 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
         "namespace": kube_namespace,
         "name": name,
         "port": port,
-        "url": f"http://127.0.0.1:{port}/",
+        "url": f"http://127.0.0.1:{port}/sessions/{spec.id}/",
     }
     assert 20000 <= port <= 29999
     assert status == LaunchStatus(
@@ -244,7 +245,7 @@ def test_start_makes_statefulset_service_secret_and_volume_and_the_server_answer
         "--ip=0.0.0.0",
         f"--port={port}",
         "--ServerApp.port_retries=0",
-        "--ServerApp.base_url=/",
+        f"--ServerApp.base_url=/sessions/{spec.id}/",
         "--ServerApp.root_dir=/home/jovyan",
         "--LabApp.default_url=/lab/tree/reports",
     ]
@@ -946,8 +947,10 @@ def test_sessions_api_on_kubernetes_survives_a_restart(
         created = create(alice, environment={"GREETING": "hi"})
         running = wait_status(alice, created["id"], "running", "failed", timeout=180)
         assert running["status"] == "running" and running["ready"], running
-        assert run_in_kernel(running, "import os; print(os.environ['GREETING'])") == "hi\n"
-        with jupyter(running) as http:
+        assert running["url"] == f"{server.url}/sessions/{created['id']}/", "through nbplane"
+        printed = run_in_kernel(alice, running, "import os; print(os.environ['GREETING'])")
+        assert printed == "hi\n", "a kernel's WebSocket through nbplane's proxy"
+        with jupyter(alice, running) as http:
             saved = http.put(
                 "api/contents/kept.txt",
                 json={"type": "file", "format": "text", "content": "still here"},
@@ -986,7 +989,7 @@ def test_sessions_api_on_kubernetes_survives_a_restart(
         assert resuming.status_code == 200, resuming.text
         resumed = wait_status(alice, created["id"], "running", "failed", timeout=180)
         assert resumed["status"] == "running", resumed
-        with jupyter(resumed) as http:
+        with jupyter(alice, resumed) as http:
             assert http.get("api/contents/kept.txt").json()["content"] == "still here"
 
         assert (

@@ -12,11 +12,17 @@ never made, is answered as anonymous):
     listing    401        ok, without alice's objects unless they may see them
     team       401        404           ok              ok             ok
     owner      401        404           404             ok             ok
+    opener     401        404           404             ok             403
     admin      401        404           404             404            ok
     execution  401        401           401             401            401
 
 An ``execution`` route (``/api/v1/execution``) answers only the credential of a running job
 execution, and that credential is refused everywhere else (see the test at the end).
+
+An ``opener`` route (``/sessions/{id}/...``, HTTP and WebSocket: the session's own server through
+nbplane) lets only the session's owner in: an admin sees that the session exists (403, not 404)
+but does not open it, since its pages would run on nbplane's origin with the admin's sign-in.
+``WEBSOCKET`` rows open a WebSocket (its handshake's status; 101 when accepted).
 
 A 404 (never 403) tells another team nothing about what exists. Admin-only routes answer 404 to
 everyone else too ("managed by admins"). A request that would change or remove its object gets
@@ -26,22 +32,24 @@ a fresh one per role (removed afterwards); after a refusal, the object is checke
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
 from starlette.routing import Mount
 
 from nbplane.deployments.context import new_execution_token
 from nbplane.deployments.lifecycle import JobExecutionLifecycle
 from nbplane.jobs.models import CreateRun
 from nbplane.server.app import ServerConfig, create_app
+from nbplane.server.routes import proxy
 from nbplane.store.auth import token_hash
 from tests.security.conftest import ANONYMOUS, FORGED, TEAM_A, Objects, World, expect
 
@@ -55,11 +63,17 @@ class Access(StrEnum):
     LISTING = "listing"
     TEAM = "team"
     OWNER = "owner"
+    OPENER = "opener"
     ADMIN = "admin"
     EXECUTION = "execution"
 
 
-SEES = {Access.TEAM: {"carol", "alice"}, Access.OWNER: {"alice"}, Access.ADMIN: set[str]()}
+SEES = {
+    Access.TEAM: {"carol", "alice"},
+    Access.OWNER: {"alice"},
+    Access.OPENER: {"alice"},
+    Access.ADMIN: set[str](),
+}
 """Who, besides admins, reaches an object of each access level."""
 
 Body = Callable[[Objects, str], dict[str, Any]]
@@ -102,6 +116,10 @@ def owner(**options: Any) -> Rule:
     return Rule(Access.OWNER, **options)
 
 
+def opener() -> Rule:
+    return Rule(Access.OPENER)
+
+
 def admin(body: Body | None = None, **options: Any) -> Rule:
     return Rule(Access.ADMIN, body=body, **options)
 
@@ -117,6 +135,7 @@ RUN = "runs a notebook API of the shared catalog as an execution of the caller's
 JOB = "/api/v1/teams/{team}/jobs/{job}"
 EXECUTION = "/api/v1/executions/{execution_id}"
 SESSION = "/api/v1/sessions/{session_id}"
+OPENED = "/sessions/{session_id}/{path}"
 CONNECTION = "/api/v1/connections/{name}"
 USER = "/api/v1/users/{user}"
 GRANT_A: Body = lambda objects, role: {"team": TEAM_A}  # noqa: E731
@@ -226,6 +245,8 @@ RULES: dict[str, Rule] = {
     f"POST {SESSION}/hibernate": owner(fresh="session"),
     f"POST {SESSION}/resume": owner(fresh="session"),
     f"DELETE {SESSION}": owner(fresh="session"),
+    **{f"{method} {OPENED}": opener() for method in proxy.METHODS},
+    f"WEBSOCKET {OPENED}": opener(),
     "POST /api/v1/connections": admin(
         lambda objects, role: {
             "name": f"made_by_{role}",
@@ -272,6 +293,8 @@ def route_table(app: FastAPI) -> list[str]:
     found: list[str] = []
     for route in iter_route_contexts(app.routes):
         methods = {"GET"} if isinstance(route.original_route, Mount) else route.methods
+        if isinstance(route.original_route, APIWebSocketRoute):
+            methods = {"WEBSOCKET"}
         found.extend(f"{method} {route.path_format}" for method in sorted(methods or {"?"}))
     return found
 
@@ -318,6 +341,8 @@ def send(
 ) -> httpx.Response:
     """The route's request as ``role`` (with that role's client unless one is given)."""
     method, path = route.split(" ", 1)
+    if method == "WEBSOCKET":
+        return handshake(world, client or world.clients[role], fill(path, objects))
     options: dict[str, Any] = {
         "params": rule.query(objects) if rule.query else None,
         "headers": dict(rule.headers or {}),
@@ -330,18 +355,66 @@ def send(
     return (client or world.clients[role]).request(method, fill(path, objects), **options)
 
 
+def handshake(world: World, client: httpx.Client, path: str) -> httpx.Response:
+    """Open a WebSocket at ``path`` with ``client``'s credentials, in-process: the handshake's
+    answer (its refusal's status and body, or 101 when accepted), then leave."""
+    headers = [(b"host", b"testserver")]
+    if "authorization" in client.headers:
+        headers.append((b"authorization", client.headers["authorization"].encode()))
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "subprotocols": [],
+        "extensions": {"websocket.http.response": {}},
+    }
+    incoming: list[MutableMapping[str, Any]] = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async def knock() -> None:
+        with anyio.fail_after(30):
+            await world.app(scope, receive, send)
+
+    world.portal.call(knock)
+    first = sent[0]
+    if first["type"] == "websocket.accept":
+        return httpx.Response(101)
+    if first["type"] == "websocket.close":
+        return httpx.Response(403, text=first.get("reason", ""))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "websocket.http.response.body")
+    return httpx.Response(first["status"], content=body)
+
+
 def expected(rule: Rule, role: str) -> str:
     if rule.access == Access.PUBLIC:
         return "any"
     if role in (ANONYMOUS, FORGED) or rule.access == Access.EXECUTION:
         return "401"
+    if rule.access == Access.OPENER and role == ADMIN:
+        return "403"
     if rule.access in (Access.SIGNED_IN, Access.LISTING) or role == ADMIN:
         return "ok"
     return "ok" if role in SEES[rule.access] else "404"
 
 
 def reached(status: int) -> bool:
-    return 200 <= status < 400 or status == 409
+    return 200 <= status < 400 or status in (101, 409)
 
 
 def assert_untouched(world: World, kind: str, objects: Objects) -> None:
@@ -386,6 +459,8 @@ def check(
     wanted = expected(rule, role)
     if wanted == "401":
         assert answer.status_code == 401, seen
+    elif wanted == "403":
+        assert answer.status_code == 403, seen
     elif wanted == "404":
         assert answer.status_code == 404, seen
     elif wanted == "ok":

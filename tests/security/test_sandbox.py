@@ -248,7 +248,7 @@ def test_a_hostile_kernel_in_bobs_session_reaches_nothing_of_alice_or_the_server
         async with launched(LocalLauncher(settings)) as launcher:
             assert launcher.sandbox.name == "bubblewrap"
             await wait_pooled(launcher)
-            spec = make_spec("b1", user="bob")
+            spec = make_spec(launcher.new_id(), user="bob")
             state = await launcher.start(spec)
             assert state["pooled"] is True, "the pooled server's handout is the one to prove"
             status = await wait_ready(launcher, spec, state)

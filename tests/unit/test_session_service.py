@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from nbplane.auth.models import DescribeCaller
-from nbplane.errors import NotFound
+from nbplane.errors import Conflict, Forbidden, NotFound
 from nbplane.sessions.models import CreateSession, SessionStatus
 from nbplane.sessions.reconciler import SessionReconciler
 from nbplane.sessions.service import SessionService
@@ -24,6 +24,8 @@ from nbplane.store import Store, open_store
 from nbplane.testing import FakeLauncher, Plan
 
 ALICE = DescribeCaller(user="alice", admin=False, teams=["analytics"])
+BOB = DescribeCaller(user="bob", admin=False, teams=["ops"])
+ADMIN = DescribeCaller(user="root", admin=True, teams=[])
 PUBLIC_URL = "http://127.0.0.1:9"
 
 
@@ -69,16 +71,25 @@ def test_create_run_hibernate_resume_delete(sessions: Sessions) -> None:
         await plane.turn()
         running = await service.get(ALICE, created.id)
         assert running.status == SessionStatus.RUNNING and running.ready
-        assert running.url is not None and running.url.startswith("http://127.0.0.1:9/fake-1/")
+        assert running.url == f"{PUBLIC_URL}/sessions/{created.id}/", "users open it at nbplane"
+        address, token = await service.upstream(ALICE, created.id)
+        assert address.startswith("http://127.0.0.1:9/fake-1/") and token == launcher.specs[0].token
+        with pytest.raises(Forbidden):  # an admin stops others' sessions, does not open them
+            await service.upstream(ADMIN, created.id)
+        with pytest.raises(NotFound):
+            await service.upstream(BOB, created.id)
 
         hibernated = await service.hibernate(ALICE, created.id)
         assert hibernated.status == SessionStatus.HIBERNATED
         assert hibernated.reason == "hibernated by its user"
         resumed = await service.resume(ALICE, created.id)
         assert resumed.status == SessionStatus.STARTING
+        with pytest.raises(Conflict) as starting:
+            await service.upstream(ALICE, created.id)
+        assert starting.value.fields == {"field": "status", "status": "starting"}
         await plane.turn()
-        url = (await service.get(ALICE, created.id)).url
-        assert url is not None and url.startswith("http://127.0.0.1:9/fake-2/")
+        address, _ = await service.upstream(ALICE, created.id)
+        assert address.startswith("http://127.0.0.1:9/fake-2/")
 
         await service.delete(ALICE, created.id, purge=True)
         with pytest.raises(NotFound):

@@ -38,6 +38,7 @@ from nbplane.server.routes import (
     docs,
     jupyrest,
     observe,
+    proxy,
     sessions,
     tokens,
     users,
@@ -62,8 +63,9 @@ class ServerConfig:
     max_upload_bytes: int = 64 * 1_048_576
     run_control: bool = True
     public_url: str | None = None
-    """Where sessions reach this server (NBPLANE_URL inside them), unless
-    NBPLANE_SESSION_PUBLIC_URL says otherwise."""
+    """The address the server listens on: where sessions reach it (NBPLANE_URL inside them)
+    unless NBPLANE_SESSION_PUBLIC_URL says otherwise, and users (sessions' ``url``) unless
+    NBPLANE_PUBLIC_URL does."""
     run_web: bool = True
     """Serve the API, the web page and sessions; without it only the health routes answer."""
     migrate: bool = True
@@ -110,6 +112,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             auth=config.auth,
             metrics=metrics,
         )
+        app.state.proxy = proxy.SessionProxy()
         control = None
         if config.run_control:
             lease = control_lease(settings, store)
@@ -129,6 +132,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             metrics.read_at_scrape(None, None)
             for check in checks:  # the next lifespan (tests run several) adds its own
                 app.state.readiness.remove(check)
+            await app.state.proxy.close()
             store.close()
 
     app = FastAPI(
@@ -166,6 +170,7 @@ def include_web(app: FastAPI) -> None:
     app.include_router(users.router, tags=["users"])
     app.include_router(users.teams, tags=["teams"])
     app.include_router(tokens.router, tags=["tokens"])
+    app.include_router(proxy.router)
     web.install(app)
     docs.install(app)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from nbplane.apis.service import ExecutionService
 from nbplane.auth.admin import AuthAdmin
@@ -33,12 +34,12 @@ from nbplane.sessions.service import SessionService
 from nbplane.settings import Settings
 
 
-def on_app(attribute: str) -> Callable[[Request], Any]:
+def on_app(attribute: str) -> Callable[[HTTPConnection], Any]:
     """A dependency returning what the lifespan put on ``app.state`` under ``attribute``; the
     ``Annotated`` alias beside it gives routes its type."""
 
-    def dependency(request: Request) -> Any:
-        return getattr(request.app.state, attribute)
+    def dependency(connection: HTTPConnection) -> Any:  # a request or a WebSocket
+        return getattr(connection.app.state, attribute)
 
     dependency.__name__ = attribute
     return dependency
@@ -78,35 +79,37 @@ def settings(deployments: Deployments) -> Settings:
 ServerSettings = Annotated[Settings, Depends(settings)]
 
 
-def caller(request: Request, auth: Auth, _bearer: Bearer = None) -> DescribeCaller:
-    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams);
-    kept on the request for its access log line."""
-    found = _caller(request, auth)
-    request.state.user = found.user
-    return found
-
-
-def _caller(request: Request, auth: Auth) -> DescribeCaller:
+def credentials(connection: HTTPConnection, auth: Authenticator) -> tuple[DescribeCaller, bool]:
+    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams),
+    and whether it came in the cookie (a request or a WebSocket alike)."""
     if not auth.enabled:
-        return NO_AUTH_CALLER
-    header = request.headers.get("authorization", "")
+        return NO_AUTH_CALLER, False
+    header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return auth.authenticate(token.strip(), "authorization")
-    cookie = request.cookies.get(COOKIE)
+        return auth.authenticate(token.strip(), "authorization"), False
+    cookie = connection.cookies.get(COOKIE)
     if not cookie:
         raise Unauthorized(
             "this endpoint needs a bearer token (Authorization: Bearer <token>) or a signed-in "
             "browser; create a token with `nbplane token create NAME`",
             field="authorization",
         )
-    found = auth.authenticate(cookie, "cookie")
-    if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER, "").strip():
+    return auth.authenticate(cookie, "cookie"), True
+
+
+def caller(request: Request, auth: Auth, _bearer: Bearer = None) -> DescribeCaller:
+    """Who the request speaks for; a signed-in browser's change needs the CSRF header too.
+    Kept on the request for its access log line."""
+    found, by_cookie = credentials(request, auth)
+    unsafe = request.method not in SAFE_METHODS
+    if by_cookie and unsafe and not request.headers.get(CSRF_HEADER, "").strip():
         raise Forbidden(
             f"a signed-in browser's {request.method} needs the {CSRF_HEADER} header that the "
             "nbplane page sends; a request from another site cannot use the sign-in",
             field=CSRF_HEADER.lower(),
         )
+    request.state.user = found.user  # for its access log line
     return found
 
 

@@ -21,6 +21,9 @@ UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 surrogates, as an emoji's, are fine and pass)."""
 PROBLEM = "not text that can be stored (a lone surrogate such as \\ud800, or NUL)"
 EXECUTION_API = "/api/v1/execution/"
+SESSIONS = "/sessions/"
+"""Forwarded to sessions' servers (routes/proxy.py): streamed through, counted like uploads,
+never parsed here."""
 JSON_TYPES = re.compile(r"^application/(json|[^;\s]+\+json)\b", re.IGNORECASE)
 
 
@@ -28,8 +31,9 @@ class Door:
     """ASGI middleware: reads the request body (at most ``limit`` bytes), checks it, then hands
     it on. Job archive uploads (paths ending in ``/versions``) may be up to ``upload_limit``
     and are not JSON: they stream through, counted, to the route, which reads them only after
-    the caller's token is checked. A job execution's records (``/api/v1/execution/...``: step
-    outputs, executed notebooks) may be as large, and are checked as JSON."""
+    the caller's token is checked; so do bodies forwarded to sessions (``/sessions/...``). A
+    job execution's records (``/api/v1/execution/...``: step outputs, executed notebooks) may
+    be as large, and are checked as JSON."""
 
     def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
@@ -39,7 +43,7 @@ class Door:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "").rstrip("/")
-        upload = path.endswith("/versions")
+        upload = path.endswith("/versions") or path.startswith(SESSIONS)
         records = path.startswith(EXECUTION_API)  # a job's step outputs and executed notebooks
         limit = self.upload_limit if upload or records else self.limit
         headers = dict(scope.get("headers", []))

@@ -25,6 +25,7 @@ STATUS_BY_ERROR: dict[type[errors.NbplaneError], int] = {
     errors.TooManyRequests: 429,
     errors.ConfigError: 400,
     errors.StoreError: 503,
+    errors.Unreachable: 502,
 }
 
 MEANINGS = {
@@ -36,6 +37,7 @@ MEANINGS = {
     413: "The request body is over the server's limit",
     422: "Bad input: `field` names it, `errors` lists each problem with its JSON pointer",
     429: "Over a per-user limit; the message says what to stop",
+    502: "A session's server did not answer",
 }
 """What each error status means, for the OpenAPI document."""
 

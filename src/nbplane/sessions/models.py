@@ -116,7 +116,7 @@ class DescribeSessionStep(BaseModel):
 
 
 class DescribeSession(BaseModel):
-    """A session as its owner sees it; ``url`` and ``token`` only for the owner."""
+    """A session as its owner sees it; ``url`` only for the owner."""
 
     id: str
     user: str
@@ -139,10 +139,10 @@ class DescribeSession(BaseModel):
     )
     launcher: str
     url: str | None = Field(
-        default=None, description="The server's address with its token: open it in a browser."
+        default=None,
+        description="Where its owner opens it: {NBPLANE_PUBLIC_URL}/sessions/{id}/ (JupyterLab "
+        "and the Jupyter server's API, with the nbplane sign-in or bearer token).",
     )
-    server_url: str | None = Field(default=None, description="The server's address, no token.")
-    token: str | None = Field(default=None, description="The Jupyter server's access token.")
     steps: list[DescribeSessionStep] = Field(default_factory=list)
     created_at: UtcDatetime
     started_at: UtcDatetime = Field(description="Its last create or resume.")

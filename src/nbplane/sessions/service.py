@@ -6,6 +6,10 @@ makes every change of status. A session's launch gets the user's variables and, 
 and resume, the connections granted to the user then, plus ``NBPLANE_URL`` and
 ``NBPLANE_TOKEN`` (a token of the user, made for this session and revoked when it is deleted) so
 ``nbplane`` inside the session needs no login.
+
+Users reach a session's server through nbplane, at ``{NBPLANE_PUBLIC_URL}/sessions/{id}/``
+(server/routes/proxy.py): only its owner, with their nbplane sign-in; the server's own address
+and token stay here (:meth:`SessionService.upstream`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from datetime import datetime, timedelta
 from nbplane._time import now
 from nbplane.auth.models import DescribeCaller
 from nbplane.auth.service import AuthService
-from nbplane.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from nbplane.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.launchers.base import SessionLauncher
@@ -37,6 +48,14 @@ ANONYMOUS = "(anonymous)"
 ANONYMOUS_CALLER = DescribeCaller(user=ANONYMOUS, admin=False, teams=[], token=None)
 
 
+NOT_RUNNING = {
+    SessionStatus.STARTING: "open it once it runs (GET /api/v1/sessions/{id}/events follows it)",
+    SessionStatus.HIBERNATED: "resume it first (`nbplane session resume {id}`)",
+    SessionStatus.FAILED: "resume it first (`nbplane session resume {id}`); its reason says why",
+}
+"""What to do about a session that cannot be opened, by its status."""
+
+
 def is_anonymous(caller: DescribeCaller) -> bool:
     return caller.user == ANONYMOUS and not caller.admin and caller.token is None
 
@@ -52,6 +71,8 @@ class SessionService:
         metrics: Metrics = UNOBSERVED,
     ) -> None:
         self.settings, self.auth = settings, auth
+        self.public_url = (settings.public_url or public_url or "").rstrip("/")
+        """Where users reach nbplane (empty: session URLs are paths on the same host)."""
         self.lifecycle = SessionLifecycle(store, settings, launcher, public_url, metrics)
         self.records = store.sessions
         self.users = AuthService(store)
@@ -85,13 +106,32 @@ class SessionService:
             found = [record for record in found if not record.anonymous]
         return [self.describe(record, caller) for record in found]
 
+    async def upstream(self, caller: DescribeCaller, session_id: str) -> tuple[str, str]:
+        """Where the caller's running session's server answers, and its token: for its owner
+        only. An admin may stop another's session but not open it: its pages would run on
+        nbplane's own address with the admin's sign-in."""
+        record = await self.visible(caller, session_id)
+        if record.owner != caller.user or record.anonymous != is_anonymous(caller):
+            raise Forbidden(
+                f"session {session_id} is {record.owner}'s: only its owner opens it (an admin "
+                "may hibernate or delete it)",
+                field="session_id",
+            )
+        if record.status != SessionStatus.RUNNING or record.url is None:
+            raise Conflict(
+                f"session {session_id} is {record.status}, not running: "
+                + NOT_RUNNING.get(record.status, "try again in a moment").format(id=session_id),
+                field="status",
+                status=str(record.status),
+            )
+        return record.url, self.box.open(record.secrets)["token"]
+
     def describe(self, record: SessionRecord, viewer: DescribeCaller) -> DescribeSession:
-        """The record in words; the server's token only for its owner."""
+        """The record in words; its URL only for its owner."""
         sealed = self.box.open(record.secrets)
         cls = self.classes.named(record.resource_class)
         owner = record.owner == viewer.user
         live = record.status in ACTIVE and record.url is not None
-        token = sealed["token"] if owner and live else None
         return DescribeSession(
             id=record.id,
             user=record.owner,
@@ -109,9 +149,7 @@ class SessionService:
             environment=sorted(sealed["environment"]),
             connections=record.connections,
             launcher=record.launcher,
-            url=f"{record.url}?token={token}" if token and record.url else None,
-            server_url=record.url if live else None,
-            token=token,
+            url=f"{self.public_url}/sessions/{record.id}/" if owner and live else None,
             steps=record.steps,  # type: ignore[arg-type]
             created_at=record.created_at,
             started_at=record.started_at,
@@ -138,9 +176,9 @@ class SessionService:
         chosen = self.classes.choose(caller, body.resource_class)
         if body.image is not None:
             await self.lifecycle.launcher.check_image(body.image)
-        session_id = secrets.token_hex(8)
         if not anonymous:
-            await self.check_limit(caller.user, session_id)
+            await self.check_limit(caller.user, None)
+        session_id = self.lifecycle.launcher.new_id()
         token_name, nbplane_token = await db(self._session_token, caller, session_id, expires_at)
         record = await self.lifecycle.create(
             NewSession(
@@ -182,10 +220,10 @@ class SessionService:
             own = None
         return self.settings.session_max_per_user if own is None else own
 
-    async def check_limit(self, owner: str, session_id: str) -> None:
+    async def check_limit(self, owner: str, session_id: str | None) -> None:
         """TooManyRequests, naming the sessions to stop, unless ``session_id`` may be active:
         it is among the owner's oldest active sessions within the limit, or it is not active
-        yet and there is room for one more."""
+        yet (or None, not made yet) and there is room for one more."""
         limit = await db(self.max_sessions, owner)
         records = await db(self.records.list_sessions, owner, ACTIVE, False)
         active = [record.id for record in records]

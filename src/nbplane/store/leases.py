@@ -87,11 +87,22 @@ class DatabaseLease(Lease):
         super().__init__(name, holder, duration)
         self.store = store
         self.clock = clock
+        self._call: asyncio.Future[bool] | None = None
 
     async def acquire(self) -> bool:
         current = self.clock()
         until = current + timedelta(seconds=self.duration)
-        return await asyncio.to_thread(self.store.acquire, self.name, self.holder, current, until)
+        call = asyncio.to_thread(self.store.acquire, self.name, self.holder, current, until)
+        self._call = asyncio.ensure_future(call)
+        # a caller that gives up (timeout, stop) leaves the thread running: close() waits for it
+        return await asyncio.shield(self._call)
 
     async def release(self) -> None:
+        await self.close()  # an attempt still running would take the lease again
         await asyncio.to_thread(self.store.release, self.name, self.holder)
+
+    async def close(self) -> None:
+        """Wait for an attempt still running in its thread, so that it is done with its
+        connection before the store closes."""
+        if self._call is not None:
+            await asyncio.gather(self._call, return_exceptions=True)

@@ -13,14 +13,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.requests import HTTPConnection
 
 from nbplane.auth.models import DescribeCaller
 from nbplane.errors import NotFound, Unauthorized
-from nbplane.server.auth import Bearer
+from nbplane.server.auth import COOKIE, Bearer
 from nbplane.server.deps import Auth, Sessions, caller
 from nbplane.server.errors import responses
 from nbplane.sessions.models import CreateSession, DescribeResourceClass, DescribeSession
-from nbplane.sessions.service import ANONYMOUS_CALLER
+from nbplane.sessions.service import ANONYMOUS_CALLER, SessionService
 
 router = APIRouter(prefix="/api/v1/sessions")
 EVENTS_POLL_SECONDS = 0.2
@@ -33,10 +34,15 @@ def session_caller(
     try:
         return caller(request, auth)
     except Unauthorized:
-        credentials = request.headers.get("authorization") or request.cookies
-        if credentials or not sessions.settings.session_anonymous:
+        if not anonymous_allowed(request, sessions):
             raise
         return ANONYMOUS_CALLER
+
+
+def anonymous_allowed(connection: HTTPConnection, sessions: SessionService) -> bool:
+    """No credentials came (no token, no sign-in) and anonymous sessions are on."""
+    given = connection.headers.get("authorization") or connection.cookies.get(COOKIE)
+    return not given and sessions.settings.session_anonymous
 
 
 SessionCaller = Annotated[DescribeCaller, Depends(session_caller)]

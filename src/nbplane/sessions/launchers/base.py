@@ -10,6 +10,7 @@ row, so a restarted server can poll and stop what an earlier one started.
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -105,6 +106,11 @@ class SessionLauncher(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def new_id(self) -> str:
+        """The id of a new session; a launcher with servers started ahead of time gives the
+        id one of them was started for (a server's base URL, ``/sessions/{id}/``, names it)."""
+        return secrets.token_hex(8)
 
     async def prepare(self) -> None:  # noqa: B027 - a launcher may have nothing to warm up
         """Called once when the server starts: e.g. fill a pool of servers started ahead."""

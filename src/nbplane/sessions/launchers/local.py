@@ -13,13 +13,16 @@ database nor another session's workspace; with none, every server runs as the nb
 own user and sees all of that. It runs no images (``image`` is ignored) and does not enforce CPU
 or memory.
 
-Starting JupyterLab takes seconds, so NBPLANE_SESSION_POOL_SIZE servers are started ahead of
-time and handed out on create: a pooled server serves a ``root`` slot (an empty directory,
+Every server's base URL is ``/sessions/<session id>/``, the path users reach it at through
+nbplane's proxy. Starting JupyterLab takes seconds, so NBPLANE_SESSION_POOL_SIZE servers are
+started ahead of time, each for a session id chosen then (:meth:`LocalLauncher.new_id` gives a
+new session the id of a ready one), and handed out on create: a pooled server serves a ``root``
+slot (an empty directory,
 :meth:`~nbplane.platform.sandbox.Sandbox.make_slot`) that the handout fills with the session's
 workspace, and ``POST /nbplane/handout`` (our server extension,
 :mod:`nbplane.sessions.launchers._jupyter`) gives it the session's token and environment. Until
 then a pooled server sees no workspace. A session that asks for a repository clone starts on
-demand.
+demand, and so does a resume (the pool's servers have other ids).
 
 Every server's own files live in ``NBPLANE_HOME/session-servers/<name>/``: ``server.log``
 (mode 0600), ``runtime/`` (the server's JUPYTER_RUNTIME_DIR, where it writes the port it really
@@ -109,6 +112,8 @@ class _Pooled:
     started: float
     token: str
     directory: Path
+    session_id: str
+    """The id of the session it will serve: its base URL says it."""
     url: str | None = None
     """Set once it answers ``api/status``: only then can it be handed out."""
 
@@ -132,6 +137,8 @@ class LocalLauncher(SessionLauncher):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         """The processes this launcher started itself: it alone learns their exit codes."""
         self._pool: list[_Pooled] = []
+        self._promised: dict[str, _Pooled] = {}
+        """Ready servers whose ids ``new_id`` gave out, waiting for their session's start."""
         self._pool_task: asyncio.Task[None] | None = None
         self._pool_wake = asyncio.Event()
         self._owner = {"pid": os.getpid(), "started": psutil.Process().create_time()}
@@ -159,6 +166,15 @@ class LocalLauncher(SessionLauncher):
         if self.settings.session_pool_size > 0 and self._pool_task is None:
             self._pool_task = asyncio.create_task(self._keep_pool())
 
+    def new_id(self) -> str:
+        """The id of a ready pooled server, taken from the pool for this session; a new one
+        when none is ready."""
+        member = self._take_ready()
+        if member is None:
+            return super().new_id()
+        self._promised[member.session_id] = member
+        return member.session_id
+
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
         check_spec(spec)
         directory = str(PurePosixPath(spec.directory)) if spec.directory else None
@@ -167,13 +183,14 @@ class LocalLauncher(SessionLauncher):
         workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sandbox.give(workspace)
         state = {"host": os.uname().nodename, "workspace": str(workspace)}
-        if spec.repository is None:
-            while (member := self._take_ready()) is not None:
-                try:
-                    return {**state, **await self._handout(member, spec, workspace, directory)}
-                except httpx.HTTPError as exc:
-                    log.warning("pooled Jupyter server %s refused its handout: %r", member.pid, exc)
-                    await self._discard(member)
+        member = self._promised.pop(spec.id, None)
+        if member is not None and spec.repository is None:
+            try:
+                return {**state, **await self._handout(member, spec, workspace, directory)}
+            except httpx.HTTPError as exc:
+                log.warning("pooled Jupyter server %s refused its handout: %r", member.pid, exc)
+        if member is not None:
+            await self._discard(member)
         environment = {**spec.environment, "JUPYTER_TOKEN": spec.token}
         if directory:
             environment[DIRECTORY_VARIABLE] = directory
@@ -189,7 +206,7 @@ class LocalLauncher(SessionLauncher):
                 "NBPLANE_SESSION_CLONED": str(server_dir / "runtime" / READY_MARKER),
                 "GIT_TERMINAL_PROMPT": "0",
             }
-        process = self._spawn(server_dir, workspace, environment, prefix)
+        process = self._spawn(server_dir, workspace, spec.id, environment, prefix)
         return {
             **state,
             **_process_state(process),
@@ -231,7 +248,7 @@ class LocalLauncher(SessionLauncher):
             return LaunchStatus(
                 LaunchPhase.FAILED, steps=steps, reason=f"{words}: {last}" if last else words
             )
-        url = _bound_url(directory)
+        url = _bound_url(directory, spec.id)
         if cloning or url is None:
             steps.append(
                 LaunchStep(
@@ -258,6 +275,9 @@ class LocalLauncher(SessionLauncher):
         return {key: value for key, value in state.items() if key not in ("pid", "started")}
 
     async def stop(self, spec: SessionSpec, state: dict[str, Any], *, purge: bool) -> None:
+        promised = self._promised.pop(spec.id, None)  # a create refused before its start
+        if promised is not None:
+            await self._discard(promised)
         await self._stop_process(state)
         if purge:
             await asyncio.to_thread(self._forget_server, spec.id)
@@ -275,7 +295,8 @@ class LocalLauncher(SessionLauncher):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pool_task
             self._pool_task = None
-        members, self._pool = self._pool, []
+        members, self._pool = [*self._pool, *self._promised.values()], []
+        self._promised.clear()
         await asyncio.gather(*(self._discard(member) for member in members))
         await self._http.aclose()
 
@@ -303,10 +324,12 @@ class LocalLauncher(SessionLauncher):
         self,
         directory: Path,
         root: Path,
+        session_id: str,
         environment: dict[str, str],
         prefix: list[str] | None = None,
     ) -> _Process:
-        """Start a Jupyter server serving ``root``; its output goes to a log only we read."""
+        """Start a Jupyter server serving ``root`` at ``/sessions/{session_id}/``; its output
+        goes to a log only we read."""
         runtime = directory / "runtime"
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = self.choose_port()
@@ -319,6 +342,7 @@ class LocalLauncher(SessionLauncher):
             f"--ServerApp.port={port}",
             f"--ServerApp.port_retries={PORT_RETRIES}",
             f"--ServerApp.root_dir={root}",
+            f"--ServerApp.base_url=/sessions/{session_id}/",
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")
@@ -432,7 +456,7 @@ class LocalLauncher(SessionLauncher):
         response.raise_for_status()
         _write_json(member.directory / "server.json", {"owner": self._owner, "session": spec.id})
         (self.servers / spec.id).symlink_to(member.directory, target_is_directory=True)
-        port = int(member.url.rsplit(":", 1)[1].strip("/"))
+        port = int(httpx.URL(member.url).port or 0)
         process = _Process(member.pid, member.started, port, member.directory)
         return {**_process_state(process), "pooled": True, "repository": False}
 
@@ -440,15 +464,18 @@ class LocalLauncher(SessionLauncher):
         directory = self.servers / f"pool-{secrets.token_hex(8)}"
         directory.mkdir(mode=0o700, parents=True)
         self.sandbox.make_slot(directory / "root")
-        token = secrets.token_urlsafe(32)
+        token, session_id = secrets.token_urlsafe(32), super().new_id()
         process = self._spawn(
-            directory, directory / "root", {"JUPYTER_TOKEN": token, "NBPLANE_SESSION_POOLED": "1"}
+            directory,
+            directory / "root",
+            session_id,
+            {"JUPYTER_TOKEN": token, "NBPLANE_SESSION_POOLED": "1"},
         )
         _write_json(
             directory / "server.json",
             {"owner": self._owner, "session": None, "pid": process.pid, "started": process.started},
         )
-        return _Pooled(process.pid, process.started, token, directory)
+        return _Pooled(process.pid, process.started, token, directory, session_id)
 
     async def _discard(self, member: _Pooled) -> None:
         await self._terminate(member.pid, member.started)
@@ -493,7 +520,7 @@ class LocalLauncher(SessionLauncher):
                 )
                 await self._discard(member)
                 continue
-            url = _bound_url(member.directory)
+            url = _bound_url(member.directory, member.session_id)
             if url is not None and await answers(self._http, url, member.token):
                 member.url = url
                 failures = 0
@@ -530,7 +557,7 @@ def _process_state(process: _Process) -> dict[str, Any]:
     }
 
 
-def _bound_url(directory: Path) -> str | None:
+def _bound_url(directory: Path, session_id: str) -> str | None:
     """Where the server really listens, from the file it writes once it bound its port (named
     by its pid as it sees it, which a sandbox's namespace changes). The sandbox owns that
     directory: only a small regular file is read, never what a symlink or a pipe offers."""
@@ -543,7 +570,7 @@ def _bound_url(directory: Path) -> str | None:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 continue
             info = json.loads(os.read(descriptor, 65536))
-            return f"http://{LOOPBACK}:{int(info['port'])}/"
+            return f"http://{LOOPBACK}:{int(info['port'])}/sessions/{session_id}/"
         except (OSError, ValueError, KeyError, TypeError):
             continue
         finally:

@@ -85,7 +85,9 @@ def selector_text(labels: dict[str, str]) -> str:
 
 
 def session_url(settings: Settings, spec: SessionSpec, name: str, namespace: str, port: int) -> str:
-    """Where nbplane reaches the server: NBPLANE_KUBERNETES_SESSION_URL_TEMPLATE filled in."""
+    """Where nbplane reaches the server: NBPLANE_KUBERNETES_SESSION_URL_TEMPLATE filled in,
+    then the server's base URL ``/sessions/{id}/``, the path users reach it at through
+    nbplane (so its pages' own links need no rewriting)."""
     template = settings.kubernetes_session_url_template
     try:
         url = template.format(service=name, namespace=namespace, port=port, session=spec.id)
@@ -95,7 +97,14 @@ def session_url(settings: Settings, spec: SessionSpec, name: str, namespace: str
             "{namespace}, {port} and {session}",
             field="kubernetes_session_url_template",
         ) from None
-    return url if url.endswith("/") else url + "/"
+    parts = urllib.parse.urlsplit(url)
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"bad session URL template {template!r}: scheme, host and port only; the server's "
+            "path is always /sessions/{id}/",
+            field="kubernetes_session_url_template",
+        )
+    return f"{parts.scheme}://{parts.netloc}/sessions/{spec.id}/"
 
 
 def secret(spec: SessionSpec, name: str, labels: dict[str, str]) -> client.V1Secret:
