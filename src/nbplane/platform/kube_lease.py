@@ -39,14 +39,7 @@ class KubernetesLease(Lease):
     async def acquire(self) -> bool:
         api = await self._api()
         current = self.clock()
-        found: client.V1Lease | None = await self.kube.call(
-            "read the Lease",
-            self.namespace,
-            api.read_namespaced_lease,
-            self.name,
-            self.namespace,
-            missing_ok=True,
-        )
+        found = await self._read(api)
         if found is None:
             created = await self.kube.call(
                 "create the Lease",
@@ -75,8 +68,7 @@ class KubernetesLease(Lease):
         )
         return replaced is not None
 
-    async def release(self) -> None:
-        api = await self._api()
+    async def _read(self, api: client.CoordinationV1Api) -> client.V1Lease | None:
         found: client.V1Lease | None = await self.kube.call(
             "read the Lease",
             self.namespace,
@@ -85,6 +77,11 @@ class KubernetesLease(Lease):
             self.namespace,
             missing_ok=True,
         )
+        return found
+
+    async def release(self) -> None:
+        api = await self._api()
+        found = await self._read(api)
         if found is None or found.spec is None or found.spec.holder_identity != self.holder:
             return
         current = self.clock()
