@@ -1,7 +1,8 @@
 """``nbplane serve --role``, in-process on a real store: the worker and control roles answer
 only the health routes; web runs no loops; two control replicas run the loops one at a time,
-and one that stops cleanly hands the lease over at the other's next try. (Killed replicas,
-in real processes: tests/integration/test_takeover.py.)"""
+both ready (one holding the lease, one standing by), and one that stops cleanly hands the lease
+over at the other's next try. (Killed replicas, in real processes:
+tests/integration/test_takeover.py.)"""
 
 from __future__ import annotations
 
@@ -95,6 +96,15 @@ def test_one_control_replica_runs_the_loops_and_hands_them_over_when_stopped(
                     assert holder() == one.lease.holder
                     await asyncio.sleep(2 * RENEW)
                     assert one.holding and not other.holding and other.last_beat > 0
+                    for app, says in ((first, "holds the lease"), (second, "standing by")):
+                        transport = httpx.ASGITransport(app=app)
+                        async with httpx.AsyncClient(
+                            transport=transport, base_url="http://n"
+                        ) as client:
+                            answer = await client.get("/health/ready")
+                        assert answer.status_code == 200, answer.text
+                        check = answer.json()["checks"]["control"]
+                        assert check["ok"] and check["detail"].startswith(says), check
                     stopped = time.monotonic()
                     running = False
                     await first_lifespan.__aexit__(None, None, None)
