@@ -64,6 +64,8 @@ ALLOWED_NBPLANE = frozenset(
         "nbplane.notebooks.reader",
         "nbplane.platform",
         "nbplane.platform.dburl",
+        "nbplane.platform.logs",  # the settings' log level and format (standard library only)
+        "nbplane.platform.names",  # the rule for team names
         "nbplane.settings",
         "nbplane.store",
         "nbplane.store.engine",

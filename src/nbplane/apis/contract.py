@@ -26,9 +26,9 @@ from nbplane.apis import nbschema
 from nbplane.apis.nbschema import ModelRegistry
 from nbplane.apis.parameters import inject_position, parameter_name_problem, parameters_source
 from nbplane.apis.problems import json_type, pointer, shorten
-from nbplane.deployments.models import check_name
 from nbplane.errors import ConfigError, ContractError, NbplaneError
 from nbplane.notebooks.reader import read_notebook
+from nbplane.platform.names import check_name
 
 NOTEBOOK_SUFFIX = ".ipynb"
 CONTRACT_SUFFIX = ".config.json"

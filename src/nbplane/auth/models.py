@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from nbplane.deployments.models import check_name
 from nbplane.jobs.models import UtcDatetime
+from nbplane.platform.names import check_name
 
 ADMIN = "admin"
 """The built-in admin user: a token made without ``--user`` speaks for it."""

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nbplane.auth.models import ADMIN, DescribeCaller, DescribeToken, DescribeUser
-from nbplane.deployments.models import check_name
 from nbplane.errors import ConfigError
+from nbplane.platform.names import check_name
 
 if TYPE_CHECKING:
     from nbplane.store import Store

@@ -29,7 +29,7 @@ POLL_SECONDS = 1.0
 
 def checked_name(value: str, what: str, field: str) -> str:
     """Names the server would refuse are refused here, before anything is sent."""
-    from nbplane.deployments.models import check_name
+    from nbplane.platform.names import check_name
 
     try:
         return check_name(value, what)

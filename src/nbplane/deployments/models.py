@@ -19,18 +19,7 @@ from pydantic import (
 )
 
 from nbplane.jobs.models import MAX_OFFSET, DescribeRunStep, RunStatus, UtcDatetime
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-"""Job and team names: they become directory names, Kubernetes labels and URL segments."""
-
-
-def check_name(value: str, what: str) -> str:
-    if not re.match(NAME_PATTERN, value):
-        raise ValueError(
-            f"{what} {value!r} must be 1-63 characters of lowercase letters, digits, '_', "
-            "'.', '-', starting with a letter or digit"
-        )
-    return value
+from nbplane.platform.names import check_name
 
 
 class JobExecutionStatus(StrEnum):

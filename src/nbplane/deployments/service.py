@@ -26,7 +26,6 @@ from nbplane.deployments.models import (
     ListJobExecutionsQuery,
     NotificationTarget,
     UpdateDeployment,
-    check_name,
     redact_url,
 )
 from nbplane.deployments.notifications import refused_webhook
@@ -35,6 +34,7 @@ from nbplane.errors import Conflict, InvalidInput, NotFound
 from nbplane.jobs.archive import inspect, unpack, version_id
 from nbplane.jobs.backend import StoreJobState
 from nbplane.platform.metrics import UNOBSERVED, Metrics
+from nbplane.platform.names import check_name
 from nbplane.settings import Settings
 from nbplane.store import Store
 

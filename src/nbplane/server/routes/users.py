@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from nbplane.auth.models import CreateUser, DescribeTeam, DescribeUser, UpdateUser
-from nbplane.deployments.models import NAME_PATTERN
+from nbplane.platform.names import NAME_PATTERN
 from nbplane.server.deps import ManageAsCaller
 from nbplane.server.errors import responses
 
