@@ -19,7 +19,13 @@ from tests.integration.test_cli_control import client as cli_for
 from tests.k8s.cluster import KubeCluster
 
 
-@pytest.fixture(params=["local", "kubernetes"])
+@pytest.fixture(
+    params=[
+        "local",
+        # the cluster is asked for inside the fixture: say its group, so its worker starts it
+        pytest.param("kubernetes", marks=pytest.mark.xdist_group("tests/k8s")),
+    ]
+)
 def executor(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
