@@ -5,7 +5,7 @@ under their lease, routers; each part on or off by the server's role (``nbplane 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic
@@ -77,63 +77,58 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(config.store_url, migrate=config.migrate)
-        bootstrap_admin(AuthService(store), get_settings())  # before anyone may call
-        catalog = ApiCatalog(config.notebooks_dir)
-        worker = None
-        if config.run_worker:
-            worker = Worker(
-                store,
-                catalog,
-                concurrency=config.concurrency,
-                pool_size=config.pool_size,
-                metrics=metrics,
+        # each part's undoing is pushed as it is made: a start that fails half-way (a bad
+        # setting, an unreachable API server) releases what it made, the database first of all
+        async with AsyncExitStack() as undo:
+            store = open_store(config.store_url, migrate=config.migrate)
+            undo.callback(store.close)
+            bootstrap_admin(AuthService(store), get_settings())  # before anyone may call
+            catalog = ApiCatalog(config.notebooks_dir)
+            worker = None
+            if config.run_worker:
+                worker = Worker(
+                    store,
+                    catalog,
+                    concurrency=config.concurrency,
+                    pool_size=config.pool_size,
+                    metrics=metrics,
+                )
+                await worker.start()
+                undo.push_async_callback(worker.stop)
+            checks = store_checks(store) + ([worker_check(worker)] if worker else [])
+            app.state.readiness.extend(checks)
+            # the next lifespan (tests run several) adds its own
+            undo.callback(lambda: [app.state.readiness.remove(check) for check in checks])
+            metrics.read_at_scrape(
+                lambda: store.executions.queued(), lambda: store.sessions.count_by_status()
             )
-            await worker.start()
-        checks = store_checks(store) + ([worker_check(worker)] if worker else [])
-        app.state.readiness.extend(checks)
-        metrics.read_at_scrape(
-            lambda: store.executions.queued(), lambda: store.sessions.count_by_status()
-        )
-        app.state.store = store
-        app.state.auth_service = AuthService(store)
-        app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
-        app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
-        settings = get_settings().model_copy(update={"store_url": config.store_url})
-        app.state.deployments = DeploymentService(
-            store, settings, settings.job_executor, config.public_url, metrics
-        )
-        app.state.execution_context = ExecutionContextService(store, settings, metrics)
-        app.state.sessions = SessionService(
-            store,
-            settings,
-            launcher_named(settings.session_launcher, settings),
-            config.public_url,
-            auth=config.auth,
-            metrics=metrics,
-        )
-        app.state.proxy = proxy.SessionProxy()
-        control = None
-        if config.run_control:
-            lease = control_lease(settings, store)
-            control = control_loops(app.state.deployments, app.state.sessions, lease, settings)
-            await control.start()
-            checks.append(control_check(control))
-            app.state.readiness.append(checks[-1])
-        app.state.control = control
-        try:
+            undo.callback(metrics.read_at_scrape, None, None)
+            app.state.store = store
+            app.state.auth_service = AuthService(store)
+            app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
+            app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
+            settings = get_settings().model_copy(update={"store_url": config.store_url})
+            app.state.deployments = DeploymentService(
+                store, settings, settings.job_executor, config.public_url, metrics
+            )
+            app.state.execution_context = ExecutionContextService(store, settings, metrics)
+            launcher = launcher_named(settings.session_launcher, settings)
+            undo.push_async_callback(launcher.close)
+            app.state.sessions = SessionService(
+                store, settings, launcher, config.public_url, auth=config.auth, metrics=metrics
+            )
+            app.state.proxy = proxy.SessionProxy()
+            undo.push_async_callback(app.state.proxy.close)
+            control = None
+            if config.run_control:
+                lease = control_lease(settings, store)
+                control = control_loops(app.state.deployments, app.state.sessions, lease, settings)
+                await control.start()
+                undo.push_async_callback(control.stop)
+                checks.append(control_check(control))
+                app.state.readiness.append(checks[-1])
+            app.state.control = control
             yield
-        finally:
-            if control is not None:
-                await control.stop()
-            await app.state.sessions.lifecycle.launcher.close()
-            if worker is not None:
-                await worker.stop()
-            metrics.read_at_scrape(None, None)
-            for check in checks:  # the next lifespan (tests run several) adds its own
-                app.state.readiness.remove(check)
-            await app.state.proxy.close()
-            store.close()
 
     app = FastAPI(
         title="nbplane",
