@@ -150,7 +150,7 @@ yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for conf
 class CliConsole(Console):
     """The console commands print to. On a terminal, as rich draws; piped or redirected, lines
     are never wrapped and tables are plain rows (a header, then tab-separated cells), so a CI
-    log can be grepped and a table cut into columns."""
+    log can be grepped and a table cut into columns; a table's title goes to stderr then."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -163,19 +163,22 @@ class CliConsole(Console):
             return
         for shown in objects:
             if isinstance(shown, Table):
+                if shown.title:
+                    print(plain(shown.title), file=sys.stderr, flush=True)
                 self.file.write("".join(line + "\n" for line in plain_rows(shown)))
                 self.file.flush()
             else:
                 super().print(shown, **options)
 
 
+def plain(cell: Any) -> str:
+    """A cell's text without its markup, on one line."""
+    text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+    return text.replace("\t", " ").replace("\n", " ")
+
+
 def plain_rows(table: Table) -> list[str]:
     """A table's header (when it shows one) and rows as tab-separated plain text."""
-
-    def plain(cell: Any) -> str:
-        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
-        return text.replace("\t", " ").replace("\n", " ")
-
     columns = [[plain(cell) for cell in column.cells] for column in table.columns]
     rows = ["\t".join(plain(column.header) for column in table.columns)] * table.show_header
     return rows + ["\t".join(row) for row in zip(*columns, strict=True)]
