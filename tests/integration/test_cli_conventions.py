@@ -156,7 +156,8 @@ def test_export_writes_to_to_and_o_path_still_works_with_a_note(
     assert f"wrote {tmp_path / 'b.zip'}" in old.stdout
 
     missing = invoke("job", "export", str(job))
-    assert isinstance(missing.exception, ConfigError) and missing.exception.fields == {"field": "to"}
+    assert isinstance(missing.exception, ConfigError)
+    assert missing.exception.fields == {"field": "to"}
 
 
 def test_piped_tables_are_plain_rows_never_wrapped(local: dict[str, str]) -> None:
@@ -210,8 +211,7 @@ def test_refusal_to_delete_is_one_line_and_exit_2(local: dict[str, str]) -> None
     result = run_cli(local, "session", "stop", "0123abcd", "--purge")
     assert result.returncode == 2
     assert result.stderr == (
-        "error: refusing to delete a session's files without a terminal to ask on: "
-        "pass --yes\n"
+        "error: refusing to delete a session's files without a terminal to ask on: pass --yes\n"
     )
     assert result.stdout == ""
 
