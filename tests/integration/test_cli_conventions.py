@@ -87,12 +87,21 @@ def test_version_names_the_installed_package() -> None:
     assert result.stdout == f"nbplane {version('nbplane')}\n"
 
 
-@pytest.mark.parametrize("args", [(), ("job",), ("session",), ("job", "warm")])
-def test_a_group_without_arguments_prints_its_help_and_succeeds(args: tuple[str, ...]) -> None:
-    result = invoke(*args)
-    assert result.exit_code == 0
-    assert result.stdout.startswith("Usage: nbplane")
-    assert "Commands:" in result.stdout
+def test_a_group_without_arguments_prints_its_help_and_succeeds() -> None:
+    groups = [
+        (),
+        *(
+            tuple(name.split())
+            for name, command in every_command(nbplane)
+            if isinstance(command, click.Group)
+        ),
+    ]
+    assert ("db",) in groups and ("job", "warm") in groups
+    for args in groups:
+        result = invoke(*args)
+        assert result.exit_code == 0, args
+        assert result.stdout.startswith(f"Usage: nbplane {' '.join(args)}".rstrip()), args
+        assert "Commands:" in result.stdout, args
 
 
 def test_o_is_a_format_in_every_command() -> None:

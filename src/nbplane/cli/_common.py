@@ -8,14 +8,16 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from nbplane.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 FORMATS = ("table", "json")
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -158,11 +160,14 @@ class CliConsole(Console):
             self.soft_wrap = True
 
     def print(self, *objects: Any, **options: Any) -> None:
-        if self.is_terminal or not any(isinstance(shown, Table) for shown in objects):
+        # rich.table is imported by whoever makes a table (`job run` only once its steps are
+        # done): until then nothing printed can be one
+        tables = sys.modules.get("rich.table")
+        if self.is_terminal or tables is None:
             super().print(*objects, **options)
             return
         for shown in objects:
-            if isinstance(shown, Table):
+            if isinstance(shown, tables.Table):
                 if shown.title:
                     print(plain(shown.title), file=sys.stderr, flush=True)
                 self.file.write("".join(line + "\n" for line in plain_rows(shown)))
