@@ -275,6 +275,12 @@ def test_deploy_execute_wait_logs_list_show(control: Control) -> None:
     assert execution in table.stdout and "completed" in table.stdout
     assert "hello" in alice.run("job", "list").stdout
 
+    waited = alice.run("job", "execute", "hello", "--wait", "-o", "json")
+    assert json.loads(waited.stdout)["status"] == "completed"  # the log went to stderr
+    assert "hello, " in waited.stderr
+    redeployed = alice.json("job", "deploy", str(directory))
+    assert (redeployed["name"], redeployed["created"]) == ("hello", False)
+
 
 def test_execute_wait_exit_code_follows_the_status(control: Control) -> None:
     directory = new_job(control, "broken", "print('before')", "1 / 0")
