@@ -124,6 +124,7 @@ def test_o_is_a_format_in_every_command() -> None:
         "job runs",
         "job show-run",
         "job prune",
+        "job create",
         "job export",
         "job deploy",
         "job execute",
@@ -149,8 +150,10 @@ def test_o_is_a_format_in_every_command() -> None:
 def test_export_writes_to_to_and_o_path_still_works_with_a_note(
     local: dict[str, str], tmp_path: Path
 ) -> None:
-    assert invoke("job", "create", "etl", "--directory", str(tmp_path)).exit_code == 0
-    job = tmp_path / "etl"
+    created = invoke("job", "create", "etl", "--directory", str(tmp_path), "-o", "json")
+    assert created.exit_code == 0, created.output
+    job = Path(json.loads(created.stdout)["path"])
+    assert job == tmp_path / "etl"
 
     shown = invoke("job", "export", str(job), "--to", str(tmp_path / "a.zip"), "-o", "json")
     assert shown.exit_code == 0, shown.output

@@ -354,10 +354,14 @@ def prune(
     show_default=True,
     help="Where to create the job directory.",
 )
-def create(name: str, team: str | None, directory: Path) -> None:
+@output_format
+def create(name: str, team: str | None, directory: Path, output: str) -> None:
     from nbplane.jobs.scaffold import create_job
 
     path = create_job(name, team=team, parent=directory)
+    if output == "json":
+        print_json({"name": name, "team": team, "path": str(path)})
+        return
     CliConsole().print(
         f"created job [bold]{escape(name)}[/] in {escape(str(path))}; run it with "
         f"[bold]nbplane job run {escape(str(path))}[/]",
