@@ -67,7 +67,7 @@ def test_admins_manage_users_and_tokens_on_a_server(server: Server, tmp_path: Pa
     assert admin.json("user", "show", "carol")["teams"] == ["ops", "sales"]
     admin.run("token", "revoke", "carol-ci")
     one_line_error(carol.run("token", "list", check=None), "unknown or revoked")
-    admin.run("user", "delete", "carol")
+    admin.run("user", "delete", "carol", "--yes")
     one_line_error(admin.run("user", "show", "carol", check=None), "no user named 'carol'")
 
     beside = admin.run(

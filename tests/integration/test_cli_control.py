@@ -270,9 +270,16 @@ def test_deploy_execute_wait_logs_list_show(control: Control) -> None:
     shown = alice.json("job", "show", "hello")
     assert shown["team"] == "analytics"
     assert shown["last_executions"][0]["id"] == execution
-    table = alice.run("job", "show", "hello").stdout
-    assert "deployment" in table and execution in table and "completed" in table
+    table = alice.run("job", "show", "hello")  # piped: plain rows, the tables' titles on stderr
+    assert "deployment" in table.stderr
+    assert execution in table.stdout and "completed" in table.stdout
     assert "hello" in alice.run("job", "list").stdout
+
+    waited = alice.run("job", "execute", "hello", "--wait", "-o", "json")
+    assert json.loads(waited.stdout)["status"] == "completed"  # the log went to stderr
+    assert "hello, " in waited.stderr
+    redeployed = alice.json("job", "deploy", str(directory))
+    assert (redeployed["name"], redeployed["created"]) == ("hello", False)
 
 
 def test_execute_wait_exit_code_follows_the_status(control: Control) -> None:
@@ -430,7 +437,7 @@ def test_download_round_trip(control: Control, tmp_path: Path) -> None:
     (directory / "helpers" / "util.py").write_text("X = 1\n", encoding="utf-8")
     control.alice.run("job", "deploy", str(directory))
     target = tmp_path / "copy"
-    done = control.alice.run("job", "download", "roundtrip", "-o", str(target))
+    done = control.alice.run("job", "download", "roundtrip", "--to", str(target))
     assert "unpacked 3 files" in done.stdout
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert files == ["10_hello.ipynb", "config.ini", "helpers/util.py"]
@@ -443,11 +450,11 @@ def test_download_round_trip(control: Control, tmp_path: Path) -> None:
     assert sources[0] == sources[1]
     control.alice.run("job", "run", str(target))  # the download is a runnable job
 
-    again = control.alice.run("job", "download", "roundtrip", "-o", str(target), check=None)
+    again = control.alice.run("job", "download", "roundtrip", "--to", str(target), check=None)
     one_line_error(again, "not empty")
     version = control.alice.json("job", "show", "roundtrip")["deployment"]["version"]
     control.alice.run(
-        "job", "download", "roundtrip", "-o", str(tmp_path / "by-version"), "--version", version
+        "job", "download", "roundtrip", "--to", str(tmp_path / "by-version"), "--version", version
     )
     assert (tmp_path / "by-version" / "config.ini").is_file()
 

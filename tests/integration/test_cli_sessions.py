@@ -75,7 +75,7 @@ def test_session_start_to_stop(setup: Setup) -> None:
     everyone = setup.admin.json("session", "list", "--all")
     assert [(s["id"], s["user"]) for s in everyone] == [(session["id"], "alice")]
     assert setup.admin.json("session", "list") == []
-    stopped = alice.run("session", "stop", session["id"], "--purge")
+    stopped = alice.run("session", "stop", session["id"], "--purge", "--yes")
     assert "stopped" in stopped.stdout
     one_line_error(alice.run("session", "show", session["id"], check=None), "no session")
 
@@ -122,6 +122,6 @@ def test_connection_commands(setup: Setup) -> None:
     one_line_error(admin.run("connection", "grant", "api", check=None), "--user or --team")
     one_line_error(admin.run("connection", "create", "x", "--kind", "database", check=None), "url")
     admin.run("connection", "revoke", "warehouse", "--team", "sales")
-    admin.run("connection", "delete", "api")
-    admin.run("connection", "delete", "warehouse")
+    admin.run("connection", "delete", "api", "--yes")
+    admin.run("connection", "delete", "warehouse", "--yes")
     assert admin.json("connection", "list") == []

@@ -21,8 +21,8 @@ def test_prune_keeps_what_resume_needs(env: Env, tmp_path: Path) -> None:
 
     # the options win over config.ini: every run kept, outputs only of the newest
     dry = env.run("job", "prune", str(job), "--dry-run", "--keep-runs", "0", "--keep-outputs", "1")
-    assert "would remove (--dry-run: nothing was)" in dry.stdout
-    [row] = [line.split("│")[2:-1] for line in dry.stdout.splitlines() if "etl" in line]
+    assert "would remove (--dry-run: nothing was)" in dry.stderr  # the title, piped
+    [row] = [line.split("\t")[1:] for line in dry.stdout.splitlines() if "etl" in line]
     # runs, steps, checkpoints (run 1's: run 2 ran both steps since), notebooks, outputs
     assert [cell.strip() for cell in row] == ["0", "0", "2", "1", "2"]
 

@@ -35,12 +35,10 @@ def show_json(env: Env, job: Path, run_id: int) -> dict[str, Any]:
 
 
 def table_rows(stdout: str) -> list[list[str]]:
-    """The body rows of a rich table, as lists of stripped cells."""
-    return [
-        [cell.strip() for cell in line.strip().strip("│").split("│")]
-        for line in stdout.splitlines()
-        if line.startswith("│")
-    ]
+    """The body rows of a table as the CLI prints it piped (a header, then tab-separated
+    cells), as lists of stripped cells."""
+    rows = [line.split("\t") for line in stdout.splitlines() if "\t" in line]
+    return [[cell.strip() for cell in row] for row in rows[1:]]
 
 
 def test_runs_lists_runs_newest_first_with_statuses(env: Env, tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def test_export_clears_outputs_excludes_junk_and_runs_unzipped(env: Env, tmp_pat
 
     archive = tmp_path / "dist" / "shipme.zip"
     archive.parent.mkdir()
-    result = env.run("job", "export", str(job), "-o", str(archive))
+    result = env.run("job", "export", str(job), "--to", str(archive))
     assert f"wrote {archive}" in result.stdout
     with zipfile.ZipFile(archive) as opened:
         names = sorted(opened.namelist())
@@ -153,7 +153,7 @@ def test_export_into_the_job_directory_leaves_the_archive_out(env: Env, tmp_path
     env.run("job", "create", "selfref", "--directory", str(tmp_path))
     job = tmp_path / "selfref"
     archive = job / "selfref.zip"
-    env.run("job", "export", str(job), "-o", str(archive))
+    env.run("job", "export", str(job), "--to", str(archive))
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
     assert "selfref.zip" not in names
@@ -169,7 +169,7 @@ def test_exporting_a_non_job_is_exit_2(env: Env, tmp_path: Path, kind: str) -> N
     elif kind == "file":
         target.write_text("x", encoding="utf-8")
     archive = tmp_path / "out.zip"
-    result = env.run("job", "export", str(target), "-o", str(archive), check=2)
+    result = env.run("job", "export", str(target), "--to", str(archive), check=2)
     expected = "no steps found" if kind == "empty" else "not a directory"
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

@@ -321,7 +321,7 @@ def deploy(server: Server, name: str, archive: bytes, **deployment: Any) -> str:
 def created_job_archive(server: Server, tmp_path: Path) -> bytes:
     """The example job `nbplane job create` makes, packed by `nbplane job export`."""
     nbplane_cli(server, "job", "create", "daily", "--team", TEAM, cwd=tmp_path)
-    nbplane_cli(server, "job", "export", "daily", "-o", "daily.zip", cwd=tmp_path)
+    nbplane_cli(server, "job", "export", "daily", "--to", "daily.zip", cwd=tmp_path)
     return (tmp_path / "daily.zip").read_bytes()
 
 

@@ -26,6 +26,7 @@ from nbplane.apis.validation import validate_input
 from nbplane.apis.worker import Worker
 from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
+from nbplane.notebooks.reader import quiet_missing_cell_ids
 from nbplane.store import Store
 
 
@@ -140,6 +141,7 @@ class ExecutionService:
         import nbformat
         from nbconvert import HTMLExporter
 
+        quiet_missing_cell_ids()
         node = nbformat.reads(notebook, as_version=4)
         body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from nbplane.errors import NbplaneError
         "logout": "nbplane.cli.auth:logout",
     },
 )
+@click.version_option(package_name="nbplane", prog_name="nbplane", message="%(prog)s %(version)s")
 def nbplane() -> None:
     pass
 

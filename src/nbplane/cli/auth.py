@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import BaseModel, ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nbplane.cli._common import DocumentedArgument, DocumentedCommand, NbplaneGroup
-from nbplane.cli.jobs import output_format, print_json
+from nbplane.cli._common import (
+    CliConsole,
+    DocumentedArgument,
+    DocumentedCommand,
+    NbplaneGroup,
+    confirm,
+    output_format,
+    print_json,
+    yes_option,
+)
 from nbplane.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
@@ -115,11 +122,11 @@ def _show(
         table.add_column(column)
     for described in found:
         table.add_row(*(cell(described) for cell in columns.values()))
-    Console().print(table)
+    CliConsole().print(table)
 
 
 def _say(message: str) -> None:
-    Console().print(escape(message), highlight=False)
+    CliConsole().print(escape(message), highlight=False)
 
 
 # -- nbplane user
@@ -257,10 +264,12 @@ def leave(manage: ManageAuth, name: str, team: str) -> None:
 
 @user.command()
 @user_name
+@yes_option
 @managing
-def delete(manage: ManageAuth, name: str) -> None:
+def delete(manage: ManageAuth, name: str, yes: bool) -> None:
     """Delete a user with their tokens and team memberships (never the last admin); their jobs
     and sessions stay."""
+    confirm(f"delete user {name} and their tokens?", yes, "refusing to delete a user")
     manage.delete_user(name)
     _say(f"user {name} deleted")
 
@@ -363,7 +372,7 @@ def create_token(
     expires_at = datetime.now(UTC) + expires_in if expires_in else None
     made = manage.create_token(_checked(CreateToken, name=name, user=user, expires_at=expires_at))
     until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
-    Console(stderr=True).print(
+    CliConsole(stderr=True).print(
         f"token {escape(made.name)} of user {escape(made.user or '')} created{until}; use it "
         "as `Authorization: Bearer <token>`:",
         highlight=False,
@@ -409,7 +418,7 @@ def list_tokens(manage: ManageAuth, user: str | None, output: str) -> None:
 def revoke(manage: ManageAuth, name: str) -> None:
     """Revoke a token by name; requests with it are refused from then on."""
     manage.revoke_token(name)
-    Console(stderr=True).print(f"token {escape(name)} revoked", highlight=False)
+    CliConsole(stderr=True).print(f"token {escape(name)} revoked", highlight=False)
 
 
 # -- nbplane login, nbplane logout
@@ -463,7 +472,7 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float) -> No
     else:
         caller = log_in(url, _read_token(url, token))
     teams = ", ".join(caller.teams) or "none yet"
-    Console().print(
+    CliConsole().print(
         f"logged in to {escape(url)} as [bold]{escape(caller.user)}[/]"
         + (" (admin)" if caller.admin else "")
         + f"; teams: {escape(teams)}; saved in {escape(str(credentials_path()))}",
@@ -500,7 +509,7 @@ def logout() -> None:
     from nbplane.client import credentials_path, forget_login
 
     message = "logged out" if forget_login() else "not logged in"
-    Console().print(f"{message} ({escape(str(credentials_path()))})", highlight=False)
+    CliConsole().print(f"{message} ({escape(str(credentials_path()))})", highlight=False)
 
 
 def _authorize(provider: DescribeOAuth, timeout: float) -> str:
@@ -512,7 +521,7 @@ def _authorize(provider: DescribeOAuth, timeout: float) -> str:
 
     with LoopbackRedirect() as listener:
         pending = PkceLogin(provider, listener.uri)
-        Console().print(
+        CliConsole().print(
             "Log in in your browser; if it does not open, visit:\n" + escape(pending.authorize_url),
             highlight=False,
             soft_wrap=True,

@@ -21,8 +21,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from nbplane.cli import _deployments_view as view
-from nbplane.cli._common import DocumentedArgument, DocumentedCommand
-from nbplane.cli.jobs import job_directory, output_format, print_json
+from nbplane.cli._common import (
+    CliConsole,
+    DocumentedArgument,
+    DocumentedCommand,
+    confirm,
+    output_format,
+    output_format_or_path,
+    print_json,
+    split_output,
+    yes_option,
+)
+from nbplane.cli.jobs import job_directory
 from nbplane.client.deploy import (
     checked_name,
     deploy_directory,
@@ -155,6 +165,7 @@ def _remote(team: str | None) -> Iterator[tuple[NbplaneClient, str]]:
     help="With --notify-on late: minutes after a scheduled execution was due.",
 )
 @click.option("--no-notifications", is_flag=True, help="Remove the deployment's notifications.")
+@output_format
 def deploy(
     directory: Path,
     name: str | None,
@@ -172,6 +183,7 @@ def deploy(
     notify_on: str,
     late_minutes: float | None,
     no_notifications: bool,
+    output: str,
 ) -> None:
     from nbplane.client import NbplaneClient
 
@@ -196,7 +208,18 @@ def deploy(
         given["notifications"] = notification_targets(webhooks, emails, notify_on, late_minutes)
     with NbplaneClient.from_credentials() as client:
         deployed = deploy_directory(client, directory, team=team, name=name, changes=given)
-    view.print_deployed(Console(), deployed)
+    if output == "json":
+        print_json(
+            {
+                "team": deployed.team,
+                "name": deployed.name,
+                "created": deployed.created,
+                "version": deployed.version.model_dump(mode="json"),
+                "deployment": deployed.deployment.model_dump(mode="json"),
+            }
+        )
+        return
+    view.print_deployed(CliConsole(), deployed)
 
 
 @click.command(
@@ -215,11 +238,20 @@ def deploy(
     help="Show progress and the log until the execution ends; the exit code is 0 only if it "
     "completed (1 failed or timed out, 130 cancelled).",
 )
-def execute(name: str, team: str | None, arguments: str | None, wait: bool) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; json: progress and the log on stderr, the execution (final with "
+    "--wait) as JSON on stdout.",
+)
+def execute(name: str, team: str | None, arguments: str | None, wait: bool, output: str) -> None:
     from nbplane.deployments.models import ExecuteJob
 
     request = ExecuteJob(arguments=parse_arguments(arguments) if arguments is not None else None)
-    console = Console()
+    console = CliConsole(stderr=output == "json")
     with _remote(team) as (client, team):
         execution = client.execute(team, name, request)
         console.print(
@@ -233,6 +265,8 @@ def execute(name: str, team: str | None, arguments: str | None, wait: bool) -> N
                 f"--team {escape(team)}[/]",
                 highlight=False,
             )
+            if output == "json":
+                print_json(execution.model_dump(mode="json"))
             return
         try:
             final = _watch(client, console, execution)
@@ -243,6 +277,8 @@ def execute(name: str, team: str | None, arguments: str | None, wait: bool) -> N
                 highlight=False,
             )
             raise click.exceptions.Exit(130) from None
+    if output == "json":
+        print_json(final.model_dump(mode="json"))
     raise click.exceptions.Exit(EXIT_CODES.get(final.status, 1))
 
 
@@ -262,7 +298,8 @@ def _watch(
                     task, total=steps, completed=steps_done(current), description=description
                 )
 
-        final = follow_execution(client, execution, _print_now, report)
+        write = _print_now if console.file is sys.stdout else _print_err
+        final = follow_execution(client, execution, write, report)
     view.print_ended(console, final)
     return final
 
@@ -284,6 +321,11 @@ def _print_now(text: str) -> None:
     sys.stdout.flush()
 
 
+def _print_err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 @click.command("list", cls=DocumentedCommand, help="List a team's jobs on the server.")
 @team_option
 @output_format
@@ -293,7 +335,7 @@ def list_jobs(team: str | None, output: str) -> None:
     if output == "json":
         print_json([described.model_dump(mode="json") for described in jobs])
         return
-    Console().print(view.jobs_table(team, jobs))
+    CliConsole().print(view.jobs_table(team, jobs))
 
 
 @click.command(
@@ -309,7 +351,7 @@ def show(name: str, team: str | None, output: str) -> None:
     if output == "json":
         print_json(described.model_dump(mode="json"))
         return
-    view.print_job(Console(), described)
+    view.print_job(CliConsole(), described)
 
 
 @click.command(cls=DocumentedCommand, help="List a job's executions on the server, newest first.")
@@ -341,7 +383,7 @@ def executions(
         print_json(page.model_dump(mode="json"))
         return
     shown = f"{offset + 1}-{offset + len(page.items)} of {page.total}" if page.items else "none"
-    Console().print(view.executions_table(page.items, f"executions of {team}/{name} ({shown})"))
+    CliConsole().print(view.executions_table(page.items, f"executions of {team}/{name} ({shown})"))
 
 
 @click.command(
@@ -383,18 +425,24 @@ def execution(name: str, execution_id: str | None, team: str | None, output: str
     if output == "json":
         print_json(described.model_dump(mode="json"))
         return
-    view.print_execution(Console(), described)
+    view.print_execution(CliConsole(), described)
 
 
 @click.command(cls=DocumentedCommand, help="Cancel a queued or running execution of a job.")
 @job_name
 @execution_argument
 @team_option
-def cancel(name: str, execution_id: str, team: str | None) -> None:
+@output_format
+def cancel(name: str, execution_id: str, team: str | None, output: str) -> None:
     with _remote(team) as (client, team):
         execution = client.cancel_execution(team, name, execution_id)
+    if output == "json":
+        print_json(execution.model_dump(mode="json"))
+        return
     state = "cancel requested" if not execution.status.final else "now"
-    Console().print(f"execution {execution.id} {state}: {view.status(execution)}", highlight=False)
+    CliConsole().print(
+        f"execution {execution.id} {state}: {view.status(execution)}", highlight=False
+    )
 
 
 def _pairs(items: tuple[str, ...], option: str) -> list[tuple[str, str | None]]:
@@ -449,7 +497,7 @@ def properties(
     if output == "json":
         print_json(current)
         return
-    Console().print(view.properties_table(team, name, current))
+    CliConsole().print(view.properties_table(team, name, current))
 
 
 @click.command(
@@ -484,7 +532,9 @@ def secrets(
         print_json(described.model_dump(mode="json"))
         return
     names = ", ".join(described.names) or "none"
-    Console().print(f"secrets of {escape(team)}/{escape(name)}: {escape(names)}", highlight=False)
+    CliConsole().print(
+        f"secrets of {escape(team)}/{escape(name)}: {escape(names)}", highlight=False
+    )
 
 
 @click.command(
@@ -494,8 +544,7 @@ def secrets(
 @job_name
 @team_option
 @click.option(
-    "-o",
-    "--output",
+    "--to",
     "target",
     type=click.Path(path_type=Path, file_okay=False),
     help="Directory to unpack into; it must not exist or be empty (default: ./NAME).",
@@ -504,11 +553,20 @@ def secrets(
     "--version",
     help="Version id or a unique prefix (default: the deployed version, else the newest upload).",
 )
-def download(name: str, team: str | None, target: Path | None, version: str | None) -> None:
+@output_format_or_path
+def download(
+    name: str, team: str | None, target: Path | None, version: str | None, output: str
+) -> None:
+    output, target = split_output(output, target)
     target = target if target is not None else Path(name)
     with _remote(team) as (client, team):
         version, files = download_directory(client, team, name, version, target)
-    Console().print(
+    if output == "json":
+        print_json(
+            {"team": team, "name": name, "version": version, "files": files, "to": str(target)}
+        )
+        return
+    CliConsole().print(
         f"unpacked {files} files of {escape(team)}/{escape(name)} version "
         f"{escape(version[:12])} into {escape(str(target))}",
         highlight=False,
@@ -525,13 +583,10 @@ def download(name: str, team: str | None, target: Path | None, version: str | No
 @click.option(
     "--force", is_flag=True, help="Cancel its queued and running executions first, if any."
 )
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
     with _remote(team) as (client, team):
-        if not yes:
-            if not sys.stdin.isatty():
-                raise ConfigError("pass --yes to delete a job without being asked", field="yes")
-            click.confirm(f"delete job {team}/{name} and everything it has?", abort=True)
+        confirm(f"delete job {team}/{name} and everything it has?", yes, "refusing to delete a job")
         try:
             client.delete_job(team, name, force=force)
         except Conflict as exc:
@@ -540,4 +595,4 @@ def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
             raise Conflict(
                 f"{exc.message}; pass --force to cancel them and delete", **exc.fields
             ) from None
-    Console().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)
+    CliConsole().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)

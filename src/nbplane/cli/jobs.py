@@ -6,13 +6,24 @@ import gc
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
-from nbplane.cli._common import DocumentedArgument, NbplaneGroup
+from nbplane.cli._common import (
+    CliConsole,
+    DocumentedArgument,
+    NbplaneGroup,
+    output_format,
+    output_format_or_path,
+    print_json,
+    split_output,
+)
 from nbplane.jobs.definition import parse_arguments
+
+if TYPE_CHECKING:
+    from nbplane.jobs.models import DescribeRun
 
 job_directory = click.argument(
     "directory",
@@ -20,18 +31,6 @@ job_directory = click.argument(
     type=click.Path(path_type=Path),
     description="The job directory.",
 )
-output_format = click.option(
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
-
-
-def print_json(value: object) -> None:
-    """What ``--output json`` prints: indented, for people reading it as well as scripts."""
-    print(json.dumps(value, indent=2))
 
 
 REMOTE_COMMANDS = {
@@ -90,12 +89,22 @@ def job() -> None:
     help="Start at this step (name like 10_load.ipynb#3, file name, cell id or number), "
     "skipping the ones before.",
 )
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: progress and a summary for people; json: progress on stderr, then a summary "
+    "of the run on stdout for scripts.",
+)
 def run(
     directory: Path,
     arguments: str | None,
     db: str | None,
     resume: bool,
     from_step: str | None,
+    output: str,
 ) -> None:
     # What a run imports (nbplane, SQLAlchemy, pydantic: most of the objects it ever makes,
     # all kept to its end) is imported without the garbage collector and then frozen: no
@@ -110,7 +119,7 @@ def run(
         gc.freeze()
         gc.enable()
 
-    console = Console(file=sys.stdout)
+    console = CliConsole(file=sys.stderr if output == "json" else sys.stdout)
     record = run_job(
         directory,
         arguments=parse_arguments(arguments),
@@ -119,6 +128,8 @@ def run(
         from_step=from_step,
         reporter=ConsoleReporter(console),
     )
+    if output == "json":
+        print_json(run_summary(record))
     console.print(
         f"[dim]record: nbplane job show-run {escape(str(directory))} {record.number} "
         "--html run.html[/]",
@@ -126,6 +137,47 @@ def run(
     )
     exit_codes = {RunStatus.SUCCEEDED: 0, RunStatus.CANCELLED: 130}
     raise click.exceptions.Exit(exit_codes.get(record.status, 1))
+
+
+def run_summary(record: DescribeRun) -> dict[str, Any]:
+    """What ``job run --output json`` prints at the end: the run, each step, and where it
+    failed (file, cell, line), without the steps' outputs (``job show-run`` has them)."""
+    error = record.error or {}
+    failure = next((step.error for step in record.steps if step.error), None) or error
+    return {
+        "run": record.number,
+        "id": record.id,
+        "job": record.job_name,
+        "status": record.status,
+        "duration": record.duration,
+        "arguments": record.arguments,
+        "steps": [
+            {
+                "step": step.position + 1,
+                "file": step.file,
+                "cell": step.cell_number,
+                "status": step.status,
+                "duration": step.duration,
+                "reason": step.reason,
+            }
+            for step in record.steps
+        ],
+        "failure": {
+            key: failure.get(key)
+            for key in (
+                "message",
+                "step",
+                "file",
+                "cell",
+                "cell_id",
+                "line",
+                "line_text",
+                "exception",
+            )
+            if failure.get(key) is not None
+        }
+        or None,
+    }
 
 
 @job.command(help="List the runs of a job, newest first.")
@@ -165,7 +217,7 @@ def runs(directory: Path, limit: int, output: str) -> None:
             steps,
             json.dumps(record.arguments),
         )
-    Console().print(table)
+    CliConsole().print(table)
 
 
 @job.command(
@@ -194,7 +246,7 @@ def show_run(directory: Path, number: int, html: Path | None, output: str) -> No
     if output == "json":
         print(record.model_dump_json(indent=2, exclude={"steps": {"__all__": {"outputs"}}}))
         return
-    console = Console()
+    console = CliConsole()
     console.print(
         f"[bold]run {record.number}[/] of {escape(record.job_name)} · {record.status} · "
         f"started {record.started_at:%Y-%m-%d %H:%M:%S} · arguments "
@@ -287,7 +339,7 @@ def prune(
                 )
             ),
         )
-    Console().print(table)
+    CliConsole().print(table)
 
 
 @job.command(help="Create a job directory with an example notebook of tagged step cells.")
@@ -302,11 +354,15 @@ def prune(
     show_default=True,
     help="Where to create the job directory.",
 )
-def create(name: str, team: str | None, directory: Path) -> None:
+@output_format
+def create(name: str, team: str | None, directory: Path, output: str) -> None:
     from nbplane.jobs.scaffold import create_job
 
     path = create_job(name, team=team, parent=directory)
-    Console().print(
+    if output == "json":
+        print_json({"name": name, "team": team, "path": str(path)})
+        return
+    CliConsole().print(
         f"created job [bold]{escape(name)}[/] in {escape(str(path))}; run it with "
         f"[bold]nbplane job run {escape(str(path))}[/]",
         highlight=False,
@@ -315,18 +371,20 @@ def create(name: str, team: str | None, directory: Path) -> None:
 
 @job.command(help="Pack a job into a deployable zip, notebook outputs cleared.")
 @job_directory
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="The zip file to write.",
-)
-def export(directory: Path, output: Path) -> None:
+@click.option("--to", type=click.Path(path_type=Path), help="The zip file to write.")
+@output_format_or_path
+def export(directory: Path, to: Path | None, output: str) -> None:
+    from nbplane.errors import ConfigError
     from nbplane.jobs.scaffold import export_job
 
-    files = export_job(directory, output)
-    Console().print(f"wrote {escape(str(output))} ({len(files)} files)", highlight=False)
+    output, to = split_output(output, to)
+    if to is None:
+        raise ConfigError("name the zip file to write with --to", field="to")
+    files = export_job(directory, to)
+    if output == "json":
+        print_json({"path": str(to), "files": files})
+        return
+    CliConsole().print(f"wrote {escape(str(to))} ({len(files)} files)", highlight=False)
 
 
 @job.command(

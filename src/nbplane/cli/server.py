@@ -12,6 +12,7 @@ from typing import Any, cast
 import click
 from rich.console import Console
 
+from nbplane.cli._common import NbplaneGroup
 from nbplane.errors import ConfigError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -340,7 +341,7 @@ def worker(
         store.close()
 
 
-@click.group()
+@click.group(cls=NbplaneGroup, no_args_is_help=True)
 def db() -> None:
     """nbplane's own database (NBPLANE_STORE_URL or --db): its schema revision."""
 

@@ -17,8 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nbplane.cli._common import DocumentedArgument, NbplaneGroup
-from nbplane.cli.jobs import output_format, print_json
+from nbplane.cli._common import (
+    CliConsole,
+    DocumentedArgument,
+    NbplaneGroup,
+    confirm,
+    output_format,
+    print_json,
+    yes_option,
+)
 from nbplane.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -137,7 +144,7 @@ def _start_and_show(
 ) -> None:
     """What ``start`` and ``resume`` share: begin, follow the steps unless ``no_wait``, show
     the URL or why it failed; the exit code is 1 if it failed."""
-    console = Console(stderr=output == "json")
+    console = CliConsole(stderr=output == "json")
     with _remote() as client:
         described = begin(client)
         if not no_wait:
@@ -206,7 +213,7 @@ def resource_classes(output: str) -> None:
     for described in found:
         name = described.name + (" (default)" if described.default else "")
         table.add_row(name, described.cpu or "", described.memory or "", described.description)
-    Console().print(table)
+    CliConsole().print(table)
 
 
 @session.command("list")
@@ -235,7 +242,7 @@ def list_sessions(everyone: bool, output: str) -> None:
             _when(culled),
         ]
         table.add_row(described.id, *([described.user] if everyone else []), *cells)
-    Console().print(table)
+    CliConsole().print(table)
 
 
 @session.command()
@@ -248,7 +255,7 @@ def show(session_id: str, output: str) -> None:
     if output == "json":
         print_json(described.model_dump(mode="json"))
         return
-    console = Console()
+    console = CliConsole()
     rows = {
         "status": _status(described) + (" (ready)" if described.ready else ""),
         "reason": escape(described.reason or ""),
@@ -305,7 +312,7 @@ def hibernate(session_id: str, output: str) -> None:
     if output == "json":
         print_json(described.model_dump(mode="json"))
         return
-    Console().print(f"session {described.id} {_status(described)}", highlight=False)
+    CliConsole().print(f"session {described.id} {_status(described)}", highlight=False)
 
 
 @session.command()
@@ -319,13 +326,22 @@ def resume(session_id: str, no_wait: bool, output: str) -> None:
 
 @session.command()
 @session_argument
-@click.option("--purge", is_flag=True, help="Delete the session's files (workspace) too.")
-def stop(session_id: str, purge: bool) -> None:
+@click.option(
+    "--purge", is_flag=True, help="Delete the session's files (workspace) too; asks first."
+)
+@yes_option
+def stop(session_id: str, purge: bool, yes: bool) -> None:
     """Stop a session for good and forget it; its files are kept unless --purge."""
+    if purge:
+        confirm(
+            f"stop session {session_id} and delete its files?",
+            yes,
+            "refusing to delete a session's files",
+        )
     with _remote() as client:
         client.delete_session(session_id, purge=purge)
     kept = "its files deleted" if purge else "its files kept"
-    Console().print(f"session {session_id} stopped and deleted ({kept})", highlight=False)
+    CliConsole().print(f"session {session_id} stopped and deleted ({kept})", highlight=False)
 
 
 @click.group(cls=NbplaneGroup, no_args_is_help=True)
@@ -400,7 +416,7 @@ def _show_connection(described: DescribeConnection, output: str) -> None:
         print_json(described.model_dump(mode="json"))
         return
     grants = ", ".join(f"{grant.kind} {grant.name}" for grant in described.grants) or "nobody"
-    Console().print(
+    CliConsole().print(
         f"connection {escape(described.name)} ({described.kind}): keys "
         f"{escape(', '.join(described.keys))}; granted to {escape(grants)}",
         highlight=False,
@@ -425,16 +441,18 @@ def list_connections(output: str) -> None:
         table.add_row(
             name, described.kind, ", ".join(described.keys), grants, described.description or ""
         )
-    Console().print(table)
+    CliConsole().print(table)
 
 
 @connection.command("delete")
 @connection_argument
-def delete_connection(name: str) -> None:
+@yes_option
+def delete_connection(name: str, yes: bool) -> None:
     """Delete a connection and its grants; running sessions keep what they were given."""
+    confirm(f"delete connection {name} and its grants?", yes, "refusing to delete a connection")
     with _remote() as client:
         client.delete_connection(name)
-    Console().print(f"connection {escape(name)} deleted", highlight=False)
+    CliConsole().print(f"connection {escape(name)} deleted", highlight=False)
 
 
 grantee_options = [

@@ -12,6 +12,7 @@ import nbformat
 
 from nbplane.errors import ConfigError
 from nbplane.jobs.models import DescribeRun, DescribeRunStep
+from nbplane.notebooks.reader import quiet_missing_cell_ids
 from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
 
@@ -53,6 +54,8 @@ def run_page(directory: Path, run: DescribeRun, notebooks: dict[str, str]) -> st
     """The page of ``render_run_html`` from the run's executed ``notebooks`` and the job's
     files in ``directory`` (a deployed job's: its version unpacked)."""
     from nbconvert import HTMLExporter
+
+    quiet_missing_cell_ids()
 
     page = nbformat.v4.new_notebook()
     page.metadata["kernelspec"] = {

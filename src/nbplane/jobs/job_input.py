@@ -41,6 +41,18 @@ def open_database(url: str) -> Engine:
         raise ConfigError(f"cannot use database {redact_url(url)}: {exc}", field="db") from exc
 
 
+def check_database_url(url: str) -> None:
+    """A URL SQLAlchemy cannot read, or of a dialect it does not have, is a wrong option: it
+    stops the run before it is recorded (exit 2, one line), not as a failed run. No connection
+    is made here; a database that does not answer fails the step that uses it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise ConfigError(f"cannot use database {redact_url(url)}: {exc}", field="db") from exc
+
+
 class JobInput:
     """The object a job's steps receive; one per run (or per ``%job`` in a notebook)."""
 

@@ -26,7 +26,7 @@ from nbplane.jobs.checkpoints import (
     user_variables,
 )
 from nbplane.jobs.definition import Job, Step, StepKind, load_job
-from nbplane.jobs.job_input import JobInput
+from nbplane.jobs.job_input import JobInput, check_database_url
 from nbplane.jobs.models import CreateRun, DescribeRun, DescribeRunStep, RunStatus, StepStatus
 from nbplane.jobs.resume import RunPlan, plan_run
 from nbplane.jobs.sql import split_statements
@@ -132,6 +132,7 @@ def _run(
 ) -> DescribeRun:
     plan = plan_run(job, store, arguments, resume=resume, from_step=from_step)
     target_db = job_database(db_url, job, state, settings)
+    check_database_url(target_db)
     run = store.create_run(
         CreateRun(
             job_dir=str(job.directory),

@@ -10,6 +10,7 @@ import nbformat
 
 from nbplane.errors import ConfigError, JobDefinitionError
 from nbplane.jobs.definition import load_job
+from nbplane.notebooks.reader import quiet_missing_cell_ids
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 EXCLUDED_PARTS = {".nbplane", ".ipynb_checkpoints", "__pycache__", ".git"}
@@ -93,6 +94,7 @@ def export_job(directory: Path, output: Path) -> list[str]:
 
 def _cleared(path: Path) -> str:
     """The notebook without outputs; fully validated, as it is about to leave this machine."""
+    quiet_missing_cell_ids()
     notebook = nbformat.read(path, as_version=4)
     try:
         nbformat.validate(notebook)

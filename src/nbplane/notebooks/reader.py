@@ -128,6 +128,19 @@ def _upgrade(path: Path, document: dict[str, Any]) -> dict[str, Any]:
         raise JobDefinitionError(f"{path.name}: not a notebook ({exc})", file=str(path)) from None
 
 
+def quiet_missing_cell_ids() -> None:
+    """Call before nbformat reads or validates notebooks. nbformat 4.5 wants an id on every
+    cell; reading a notebook without them it adds them itself and warns on stderr
+    (``MissingIDFieldWarning``, several lines per command). Notebooks of older tools and the
+    executed copies nbplane records lack some; the ids added are the ones Jupyter would add on
+    opening, so the warning tells a user nothing they can act on and is not shown."""
+    import warnings
+
+    from nbformat.warnings import MissingIDFieldWarning
+
+    warnings.filterwarnings("ignore", category=MissingIDFieldWarning)
+
+
 def notebook_json(document: dict[str, Any]) -> str:
     """Serialize a notebook as Jupyter writes it (sorted keys, one-space indent)."""
     return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
