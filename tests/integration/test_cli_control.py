@@ -288,7 +288,7 @@ def test_execute_wait_exit_code_follows_the_status(control: Control) -> None:
     failed = control.alice.run("job", "execute", "broken", "--wait", check=1)
     assert "before" in failed.stdout and "ZeroDivisionError" in failed.stdout
     assert "=== nbplane: attempt 2 of 2 ===" in failed.stdout, "the log of both attempts"
-    assert "attempts of" in failed.stdout and "user" in failed.stdout, "the attempts table"
+    assert "attempts of" in failed.stderr and "user" in failed.stdout, "the attempts table"
     last = failed.stdout.strip().splitlines()[-1]
     assert "failed" in last and "(2 of 2 attempts ran)" in last
     control.alice.run("job", "deploy", str(directory), "--retries", "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class SchemaState:
     def at_head(self) -> bool:
         return self.revision == self.head
 
+
+CLOSE_WAIT_SECONDS = 2.0
+"""How long closing the store waits for queries still running in other threads."""
 
 MIGRATION_LOCK = 0x6E62706C616E65
 """Key of the PostgreSQL advisory lock held while the schema changes ("nbplane" in ASCII)."""
@@ -159,6 +163,15 @@ class Store(RunStore):
     """
 
     def close(self) -> None:
+        """Close every connection. A query still running in another thread (a stopped loop's
+        last one: cancelling its task does not stop its thread) is given a moment to hand its
+        connection back first; one handed back after the pool is disposed would stay open until
+        the garbage collector finds it."""
+        pool = self.engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        while checked_out is not None and checked_out() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.engine.dispose()
 
     def ping(self) -> None:
