@@ -95,17 +95,25 @@ class NbplaneGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-def output_format(command: Command) -> Command:
+def output_format_saying(help: str) -> Callable[[Command], Command]:
     """``-o/--output table|json``: the one meaning ``-o`` has in every command (as in kubectl
-    and gh); a file or directory to write has an option of its own (``--to``)."""
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(FORMATS),
-        default="table",
-        show_default=True,
-        help="table for people, json for scripts.",
-    )(command)
+    and gh); a file or directory to write has an option of its own (``--to``). ``help`` says
+    what each format shows, where a command says more than the default."""
+
+    def decorate(command: Command) -> Command:
+        return click.option(
+            "-o",
+            "--output",
+            type=click.Choice(FORMATS),
+            default="table",
+            show_default=True,
+            help=help,
+        )(command)
+
+    return decorate
+
+
+output_format = output_format_saying("table for people, json for scripts.")
 
 
 def output_format_or_path(command: Command) -> Command:

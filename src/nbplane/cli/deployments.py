@@ -28,6 +28,7 @@ from nbplane.cli._common import (
     confirm,
     output_format,
     output_format_or_path,
+    output_format_saying,
     print_json,
     split_output,
     yes_option,
@@ -238,14 +239,9 @@ def deploy(
     help="Show progress and the log until the execution ends; the exit code is 0 only if it "
     "completed (1 failed or timed out, 130 cancelled).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people; json: progress and the log on stderr, the execution (final with "
-    "--wait) as JSON on stdout.",
+@output_format_saying(
+    "table for people; json: progress and the log on stderr, the execution (final with "
+    "--wait) as JSON on stdout."
 )
 def execute(name: str, team: str | None, arguments: str | None, wait: bool, output: str) -> None:
     from nbplane.deployments.models import ExecuteJob

@@ -17,6 +17,7 @@ from nbplane.cli._common import (
     NbplaneGroup,
     output_format,
     output_format_or_path,
+    output_format_saying,
     print_json,
     split_output,
 )
@@ -89,14 +90,9 @@ def job() -> None:
     help="Start at this step (name like 10_load.ipynb#3, file name, cell id or number), "
     "skipping the ones before.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table: progress and a summary for people; json: progress on stderr, then a summary "
-    "of the run on stdout for scripts.",
+@output_format_saying(
+    "table: progress and a summary for people; json: progress on stderr, then a summary "
+    "of the run on stdout for scripts."
 )
 def run(
     directory: Path,
