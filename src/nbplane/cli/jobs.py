@@ -384,6 +384,38 @@ def export(directory: Path, to: Path | None, output: str) -> None:
 
 
 @job.command(
+    "to-notebook",
+    help="Convert a job's .py and .sql steps into one notebook of step cells, in run order, "
+    "in a new job folder (default: DIRECTORY-notebook beside it) with the job's config.",
+)
+@job_directory
+@click.option(
+    "--to",
+    type=click.Path(path_type=Path),
+    help="The notebook to write (default: DIRECTORY-notebook/NAME.ipynb).",
+)
+@output_format
+def to_notebook(directory: Path, to: Path | None, output: str) -> None:
+    from nbplane.jobs.convert import convert_job
+
+    converted = convert_job(directory, to)
+    if output == "json":
+        print_json(
+            {
+                "notebook": str(converted.notebook),
+                "steps": converted.steps,
+                "copied": converted.copied,
+            }
+        )
+        return
+    CliConsole().print(
+        f"wrote {escape(str(converted.notebook))} ({len(converted.steps)} steps); run it with "
+        f"[bold]nbplane job run {escape(str(converted.notebook.parent))}[/]",
+        highlight=False,
+    )
+
+
+@job.command(
     "run-execution",
     hidden=True,
     help="Run an execution of a deployed job (what job executors start).",

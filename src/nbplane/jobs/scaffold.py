@@ -10,13 +10,15 @@ import nbformat
 
 from nbplane.errors import ConfigError, JobDefinitionError
 from nbplane.jobs.definition import load_job
-from nbplane.notebooks.reader import quiet_missing_cell_ids
+from nbplane.notebooks.reader import is_step_cell, quiet_missing_cell_ids
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 EXCLUDED_PARTS = {".nbplane", ".ipynb_checkpoints", "__pycache__", ".git"}
 
 
-def create_job(name: str, *, team: str | None, parent: Path) -> Path:
+def create_job(name: str, *, team: str | None, parent: Path, notebook: Path | None = None) -> Path:
+    """A job folder with ``config.ini`` and an example notebook of step cells, or a copy of
+    ``notebook`` (every code cell a step when none is tagged yet, so that it runs as is)."""
     if not NAME.fullmatch(name):
         raise ConfigError(
             f"job name {name!r}: use letters, digits, '.', '_' or '-' "
@@ -26,14 +28,18 @@ def create_job(name: str, *, team: str | None, parent: Path) -> Path:
     directory = parent / name
     if directory.exists():
         raise ConfigError(f"{directory} already exists", field="name")
+    copied = _as_job_notebook(notebook) if notebook is not None else None
     directory.mkdir(parents=True)
     (directory / "config.ini").write_text(
         f"; VDK-compatible job configuration\n[owner]\nteam = {team or 'default'}\n",
         encoding="utf-8",
     )
-    notebook = nbformat.v4.new_notebook()
+    if notebook is not None and copied is not None:
+        nbformat.write(copied, directory / notebook.name)
+        return directory
+    example = nbformat.v4.new_notebook()
     step = {"tags": ["step"]}
-    notebook.cells = [
+    example.cells = [
         nbformat.v4.new_markdown_cell(
             f"# {name}\n\nCode cells tagged `step` run in order with `nbplane job run`; "
             "other cells are for exploring and never run in the job. `job_input` is "
@@ -58,8 +64,30 @@ def create_job(name: str, *, team: str | None, parent: Path) -> Path:
             "job_input.execute_query('SELECT count(*) FROM greetings')"
         ),
     ]
-    nbformat.write(notebook, directory / "10_hello.ipynb")
+    nbformat.write(example, directory / "10_hello.ipynb")
     return directory
+
+
+def _as_job_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook to copy into a new job; its code cells all become steps when none is."""
+    quiet_missing_cell_ids()
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ConfigError(f"{path.name}: not a notebook (.ipynb) file", field="notebook")
+    try:
+        notebook: nbformat.NotebookNode = nbformat.read(path, as_version=4)
+    except (OSError, ValueError) as exc:
+        raise JobDefinitionError(
+            f"{path.name}: cannot read the notebook: {exc}", file=path.name, field="notebook"
+        ) from None
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    if not code:
+        raise ConfigError(f"{path.name}: no code cell to run as a step", field="notebook")
+    if not any(is_step_cell(cell) for cell in code):
+        for cell in code:
+            cell.metadata.setdefault("tags", []).append("step")
+    for cell in code:
+        cell.outputs, cell.execution_count = [], None
+    return notebook
 
 
 def export_job(directory: Path, output: Path) -> list[str]:

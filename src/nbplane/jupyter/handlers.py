@@ -40,6 +40,18 @@ Local jobs and runs:
   ``[{order (1-based), name, file, kind: notebook|python|sql, cell_index (0-based position in
   the notebook's cells, null for files), cell_id, sql (bool)}]``. 400 with ``file`` when a
   notebook cannot be read or the folder has no step yet.
+- ``POST jobs {name, notebook: PATH}``: the new job folder gets a copy of that notebook
+  instead of the example (every code cell tagged a step when none is yet).
+- ``POST job/notebook {directory, to?}`` -> 201 ``{notebook, directory, steps, copied}``: the
+  job's steps (``.py``, ``.sql`` and notebook step cells) as one notebook of step cells in run
+  order (``nbplane job to-notebook``), at ``to`` (default ``DIR-notebook/NAME.ipynb``) in a new
+  job folder (``directory``) with the job's configuration files (``copied``). 400 with
+  ``file`` when a step cannot be converted.
+- ``GET history[?limit=N]`` -> ``{runs: [...]}``: nbplane's run records of every job under the
+  Jupyter root (what ``nbplane job runs`` lists, also runs started in a terminal), newest
+  first (default 50, at most 500): ``{id, number, directory, job, status, started_at,
+  finished_at, duration, arguments, resumed, steps, failing_step}``; ``failing_step``
+  ``{name, file, cell, message}`` or null.
 - ``POST runs {directory, arguments?: object, resume?: bool, from_step?: str}`` -> 201
   ``{id}``: runs ``nbplane job run`` in a subprocess. ``from_step``: a step name
   (``10_a.ipynb#3``), file, cell id or 1-based number. 409 when that job runs already.
@@ -70,6 +82,8 @@ Remote (the logged-in nbplane server; 401 ``field: login`` when not logged in):
 - ``GET jobs/TEAM/NAME`` -> the job as above plus ``executions`` (latest 20) and
   ``properties``. Executions: ``{id, status: queued|running|completed|failed|timed_out|
   cancelled, reason, started_by, created_at, started_at, finished_at, arguments, steps, ...}``.
+- ``PATCH jobs/TEAM/NAME/deployment {enabled}`` -> the deployment: pause (false) or resume
+  its schedule.
 - ``POST jobs/TEAM/NAME/executions {arguments?}`` -> 201 the execution.
 - ``GET jobs/TEAM/NAME/executions/ID/logs?offset=N`` -> ``{text, offset}`` (characters).
 - ``GET jobs/TEAM/NAME/download[?version=V]`` -> the job's zip (``application/zip``; default
@@ -95,16 +109,26 @@ from pydantic import BaseModel, ValidationError
 from nbplane import errors
 from nbplane.client import forget_login
 from nbplane.client.deploy import checked_name, current_version, deploy_directory
-from nbplane.deployments.models import ExecuteJob
+from nbplane.deployments.models import ExecuteJob, UpdateDeployment
 from nbplane.jobs.definition import Job, load_job
+from nbplane.jobs.models import DescribeRun, StepStatus
 from nbplane.jupyter.login import OAuthLogins, describe_login, log_in, remote_client
-from nbplane.jupyter.models import CreateJobDirectory, DeployDirectory, LogIn, StartRun
+from nbplane.jupyter.models import (
+    ConvertJob,
+    CreateJobDirectory,
+    DeployDirectory,
+    LogIn,
+    PauseDeployment,
+    StartRun,
+)
 from nbplane.jupyter.runs import LocalRuns, describe_steps, inside_root
 from nbplane.server.errors import status_of
 
 T = TypeVar("T")
 Model = TypeVar("Model", bound=BaseModel)
 EXECUTIONS_SHOWN = 20
+HISTORY_SHOWN = 50
+HISTORY_MAX = 500
 
 
 def invalid(exc: ValidationError) -> errors.InvalidInput:
@@ -277,9 +301,12 @@ class JobsHandler(NbplaneHandler):
         if body.team is not None:
             checked_name(body.team, "team", "team")
         parent = inside_root(self.root, body.directory)
+        notebook = (
+            inside_root(self.root, body.notebook, "notebook") if body.notebook is not None else None
+        )
 
         def create() -> dict[str, Any]:
-            job = load_job(create_job(body.name, team=body.team, parent=parent))
+            job = load_job(create_job(body.name, team=body.team, parent=parent, notebook=notebook))
             return describe_job(self.root, job)
 
         self.reply(await self.call(create), 201)
@@ -314,6 +341,69 @@ class JobHandler(NbplaneHandler):
         path = self.query("directory")
         directory = inside_root(self.root, path)
         self.reply(await self.call(lambda: describe_job(self.root, load_job(directory))))
+
+
+class JobNotebookHandler(NbplaneHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        from nbplane.jobs.convert import convert_job
+
+        body = self.body(ConvertJob)
+        directory = inside_root(self.root, body.directory)
+        to = inside_root(self.root, body.to, "to") if body.to is not None else None
+
+        def convert() -> dict[str, Any]:
+            converted = convert_job(directory, to)
+            return {
+                "notebook": str(converted.notebook.relative_to(self.root)),
+                "directory": str(converted.notebook.parent.relative_to(self.root)),
+                "steps": converted.steps,
+                "copied": converted.copied,
+            }
+
+        self.reply(await self.call(convert), 201)
+
+
+class HistoryHandler(NbplaneHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        text = self.get_query_argument("limit", None) or str(HISTORY_SHOWN)
+        if not text.isdigit() or not 1 <= int(text) <= HISTORY_MAX:
+            raise errors.InvalidInput(
+                f"limit must be a whole number from 1 to {HISTORY_MAX}, got {text!r}",
+                field="limit",
+            )
+        records = await self.call(
+            lambda: self.runs.store.list_runs_under(str(self.root), limit=int(text))
+        )
+        self.reply({"runs": [describe_record(self.root, record) for record in records]})
+
+
+def describe_record(root: Path, record: DescribeRun) -> dict[str, Any]:
+    """A run record as the jobs page lists it: where, how it ended and at which step."""
+    failed = next((step for step in record.steps if step.status == StepStatus.FAILED), None)
+    failing_step = None
+    if failed is not None or record.error:
+        failing_step = {
+            "name": failed.name if failed else None,
+            "file": failed.file if failed else None,
+            "cell": failed.cell_number if failed else None,
+            "message": ((failed.error if failed else None) or record.error or {}).get("message"),
+        }
+    return {
+        "id": record.id,
+        "number": record.number,
+        "directory": str(Path(record.job_dir).relative_to(root)),
+        "job": record.job_name,
+        "status": str(record.status),
+        "started_at": record.started_at.isoformat(),
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        "duration": record.duration,
+        "arguments": record.arguments,
+        "resumed": record.resumed,
+        "steps": len(record.steps),
+        "failing_step": failing_step,
+    }
 
 
 class RunsHandler(NbplaneHandler):
@@ -423,6 +513,19 @@ class RemoteJobHandler(NbplaneHandler):
         self.finish()
 
 
+class DeploymentHandler(NbplaneHandler):
+    @tornado.web.authenticated
+    async def patch(self, team: str, name: str) -> None:
+        body = self.body(PauseDeployment)
+
+        def update() -> dict[str, Any]:
+            with remote_client() as client:
+                changes = UpdateDeployment(enabled=body.enabled)
+                return client.update_deployment(team, name, changes).model_dump(mode="json")
+
+        self.reply(await self.call(update))
+
+
 class ExecutionsHandler(NbplaneHandler):
     @tornado.web.authenticated
     async def post(self, team: str, name: str) -> None:
@@ -477,11 +580,14 @@ def handlers(base_url: str) -> list[tuple[str, type[JupyterHandler]]]:
         ("oauth/callback", OAuthCallbackHandler),
         ("jobs", JobsHandler),
         ("job", JobHandler),
+        ("job/notebook", JobNotebookHandler),
+        ("history", HistoryHandler),
         ("runs", RunsHandler),
         (f"runs/{SEGMENT}", RunHandler),
         (f"runs/{SEGMENT}/log", RunLogHandler),
         ("deploy", DeployHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}", RemoteJobHandler),
+        (f"jobs/{SEGMENT}/{SEGMENT}/deployment", DeploymentHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}/executions", ExecutionsHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}/executions/{SEGMENT}/logs", ExecutionLogHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}/download", DownloadHandler),

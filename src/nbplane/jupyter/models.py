@@ -29,6 +29,9 @@ class CreateJobDirectory(Strict):
     name: str = Field(min_length=1, description="The job's name and its folder's.")
     team: str | None = Field(default=None, description="The team that owns it.")
     directory: str = Field(default="", description="The folder to create it in.")
+    notebook: str | None = Field(
+        default=None, min_length=1, description="A notebook to copy in instead of the example."
+    )
 
 
 class StartRun(Strict):
@@ -38,6 +41,19 @@ class StartRun(Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
     resume: bool = Field(default=False, description="Rerun from the changed or failed step.")
     from_step: str | None = Field(default=None, min_length=1, description="Start at this step.")
+
+
+class ConvertJob(Strict):
+    """``POST job/notebook``: a job's steps as one notebook."""
+
+    directory: str = Field(min_length=1, description="The job folder.")
+    to: str | None = Field(default=None, min_length=1, description="The notebook to write.")
+
+
+class PauseDeployment(Strict):
+    """``PATCH jobs/TEAM/NAME/deployment``: switch the schedule off or on."""
+
+    enabled: bool
 
 
 class DeployDirectory(Strict):

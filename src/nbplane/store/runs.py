@@ -113,6 +113,12 @@ class RunStore:
     def list_runs(self, job_dir: str, limit: int = 50) -> list[DescribeRun]:
         return self._runs(job_runs.c.job_dir == job_dir, limit=limit)
 
+    def list_runs_under(self, root: str, limit: int = 50) -> list[DescribeRun]:
+        """Local runs (not deployed executions) of every job in ``root`` or below it."""
+        pattern = root.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        inside = (job_runs.c.job_dir == root) | job_runs.c.job_dir.like(pattern + "/%", escape="\\")
+        return self._runs(inside, job_runs.c.execution_id.is_(None), limit=limit)
+
     def execution_run(self, execution_id: str) -> DescribeRun | None:
         """The run record a deployed job's execution made (None before its first step)."""
         found = self._runs(job_runs.c.execution_id == execution_id, limit=1)
