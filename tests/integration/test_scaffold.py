@@ -174,3 +174,23 @@ def test_exporting_a_non_job_is_exit_2(env: Env, tmp_path: Path, kind: str) -> N
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert not archive.exists()
+
+
+def test_to_notebook_writes_a_job_that_runs_and_refuses_by_file(env: Env, tmp_path: Path) -> None:
+    job = tmp_path / "vdk-job"
+    job.mkdir()
+    (job / "10_create.sql").write_text("CREATE TABLE seen (n INT)", encoding="utf-8")
+    (job / "20_fill.py").write_text(
+        "def run(job_input):\n    job_input.execute_query('INSERT INTO seen VALUES (7)')\n",
+        encoding="utf-8",
+    )
+    answer = json.loads(env.run("job", "to-notebook", str(job), "-o", "json").stdout)
+    assert answer["steps"] == ["10_create.sql", "20_fill.py"]
+    assert answer["notebook"] == str(tmp_path / "vdk-job-notebook" / "vdk-job.ipynb")
+    env.run("job", "run", str(tmp_path / "vdk-job-notebook"))
+    assert [row[0] for row in env.query("SELECT n FROM seen")] == [7]
+
+    (job / "30_bad.py").write_text("async def run(job_input):\n    pass\n", encoding="utf-8")
+    refused = env.run("job", "to-notebook", str(job), "--to", str(tmp_path / "b.ipynb"), check=2)
+    assert "30_bad.py" in refused.stderr and "async" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "b.ipynb").exists()

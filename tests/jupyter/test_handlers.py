@@ -177,6 +177,8 @@ ROUTES = [
     ("GET", "jobs"),
     ("POST", "jobs"),
     ("GET", "job"),
+    ("POST", "job/notebook"),
+    ("GET", "history"),
     ("POST", "runs"),
     ("GET", "runs"),
     ("GET", "runs/x"),
@@ -185,6 +187,7 @@ ROUTES = [
     ("POST", "deploy"),
     ("GET", "jobs/t/n"),
     ("DELETE", "jobs/t/n"),
+    ("PATCH", "jobs/t/n/deployment"),
     ("POST", "jobs/t/n/executions"),
     ("GET", "jobs/t/n/executions/e/logs"),
     ("GET", "jobs/t/n/download"),
@@ -199,7 +202,7 @@ async def test_unauthenticated_requests_are_refused(home: Path, jp_fetch: Fetch)
             method=method,
             raise_error=False,
             headers={"Authorization": ""},
-            body="{}" if method == "POST" else None,
+            body="{}" if method in ("POST", "PATCH") else None,
             follow_redirects=False,
         )
         # API routes answer 403; the OAuth callback, a page, sends the browser to log in
@@ -245,6 +248,18 @@ async def test_bad_input_names_the_field(env: Env, api: Api, jp_root_dir: Path) 
     ]:
         answer = await api.error(method, path, expect=401, field="login")
         assert "log in" in answer["message"]
+    await api.error("PATCH", "jobs/t/n/deployment", {"enabled": False}, 401, field="login")
+    await api.error("PATCH", "jobs/t/n/deployment", {"enabled": "no"}, field="enabled")
+    await api.error("POST", "job/notebook", {}, field="directory")
+    await api.error("POST", "job/notebook", {"directory": "../x"}, field="directory")
+    await api.error("POST", "job/notebook", {"directory": "good", "to": "../x.ipynb"}, field="to")
+    await api.error(
+        "POST", "job/notebook", {"directory": "good", "to": "good/x.ipynb"}, 400, field="to"
+    )
+    await api.error("POST", "jobs", {"name": "n", "notebook": "../x.ipynb"}, field="notebook")
+    await api.error("POST", "jobs", {"name": "n", "notebook": "good"}, 400, field="notebook")
+    for limit in ("0", "x", "501"):
+        await api.error("GET", "history", expect=422, field="limit", limit=limit)
     await api.error("POST", "deploy", {"directory": "good"}, 401, field="login")
     await api.error("POST", "deploy", {"directory": "../x"}, 422, field="directory")
     run = await api.run("good")
@@ -272,6 +287,58 @@ async def test_create_job_lists_its_steps_in_run_order(
     assert {step["kind"] for step in steps} == {"notebook"}
     assert all(step["cell_id"] and step["file"] == "10_hello.ipynb" for step in steps)
     await api.error("POST", "jobs", {"name": "sales", "directory": "work"}, 400, field="name")
+
+
+async def test_history_lists_runs_under_the_root_with_their_failing_step(
+    env: Env, api: Api, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    write_job(jp_root_dir / "team", "fine", ["print('ok')"])
+    write_job(jp_root_dir, "broken", ["x = 1", "raise ValueError('no data')"])
+    write_job(tmp_path / "elsewhere", "outside", ["print('not shown')"])
+    env.run("job", "run", str(tmp_path / "elsewhere" / "outside"))
+    for directory in ("team/fine", "broken"):
+        await api.final(await api.run(directory))
+    runs = (await api.call("GET", "history"))["runs"]
+    assert [(run["directory"], run["status"]) for run in runs] == [
+        ("broken", "failed"),
+        ("team/fine", "succeeded"),
+    ], "newest first, only jobs under the Jupyter root"
+    failed, fine = runs
+    assert failed["failing_step"]["name"] == "10_main.ipynb#2"
+    assert failed["failing_step"]["cell"] == 2 and "no data" in failed["failing_step"]["message"]
+    assert fine["failing_step"] is None and fine["number"] == 1 and fine["steps"] == 1
+    assert fine["duration"] >= 0 and fine["job"] == "fine"
+    assert len((await api.call("GET", "history", limit="1"))["runs"]) == 1
+
+
+async def test_convert_a_job_and_create_one_from_a_notebook(
+    home: Path, api: Api, jp_root_dir: Path
+) -> None:
+    job = jp_root_dir / "vdk"
+    job.mkdir()
+    (job / "10_a.sql").write_text("SELECT 1", encoding="utf-8")
+    (job / "20_b.py").write_text("def run(job_input):\n    pass\n", encoding="utf-8")
+    converted = await api.call("POST", "job/notebook", {"directory": "vdk"}, 201)
+    assert converted == {
+        "notebook": "vdk-notebook/vdk.ipynb",
+        "directory": "vdk-notebook",
+        "steps": ["10_a.sql", "20_b.py"],
+        "copied": [],
+    }
+    described = await api.call("GET", "job", directory="vdk-notebook")
+    assert [step["sql"] for step in described["steps"]] == [True, False]
+    (job / "30_c.py").write_text("def run():\n    pass\n", encoding="utf-8")
+    refused = await api.error("POST", "job/notebook", {"directory": "vdk", "to": "o/x.ipynb"}, 400)
+    assert refused["file"] == "30_c.py" and "30_c.py" in refused["message"]
+
+    created = await api.call(
+        "POST",
+        "jobs",
+        {"name": "from-nb", "directory": "vdk-notebook", "notebook": "vdk-notebook/vdk.ipynb"},
+        201,
+    )
+    assert created["directory"] == "vdk-notebook/from-nb"
+    assert [step["file"] for step in created["steps"]] == ["vdk.ipynb", "vdk.ipynb"]
 
 
 async def test_run_shows_step_progress_then_a_failing_cell_then_resumes(
@@ -450,9 +517,13 @@ async def test_deploy_execute_and_follow_a_job(
             "retry_on": "platform",
             "reason": "first",
             "run_first": True,
+            "timezone": "Europe/Paris",
+            "arguments": {"day": "monday"},
         },
         201,
     )
+    assert deployed["deployment"]["timezone"] == "Europe/Paris"
+    assert deployed["deployment"]["arguments"] == {"day": "monday"}
     assert deployed["team"] == "analytics" and deployed["name"] == name
     assert deployed["deployment"]["schedule"] == "0 6 * * *"
     retry_policy = [deployed["deployment"][key] for key in ("retries", "retry_delay", "retry_on")]
@@ -485,6 +556,11 @@ async def test_deploy_execute_and_follow_a_job(
     assert "10_main.ipynb" in zipfile.ZipFile(io.BytesIO(archive)).namelist()
     await api.error("GET", "jobs/analytics/no-such-job", expect=404)
     await api.error("GET", "jobs/ops/anything", expect=404, field="job")
+
+    resumed = await api.call("PATCH", f"{path}/deployment", {"enabled": True})
+    assert resumed["enabled"] is True and resumed["timezone"] == "Europe/Paris"
+    paused = await api.call("PATCH", f"{path}/deployment", {"enabled": False})
+    assert paused["enabled"] is False
 
     await api.call("DELETE", path, expect=204, force="true")
     await api.error("GET", path, expect=404)
