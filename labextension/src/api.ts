@@ -108,6 +108,21 @@ export function createJob(job: CreateJobDirectory): Promise<LocalJob> {
   return request<LocalJob>('jobs', { method: 'POST', body: job });
 }
 
+/** nbplane's run records of every job under the Jupyter root, newest first. */
+export function listHistory(limit = 50): Promise<{ runs: HistoryRun[] }> {
+  return request<{ runs: HistoryRun[] }>('history', { query: { limit: String(limit) } });
+}
+
+/** A local job folder and its steps in run order. */
+export function describeLocalJob(directory: string): Promise<LocalJob> {
+  return request<LocalJob>('job', { query: { directory } });
+}
+
+/** The job's steps as one notebook, in a new job folder (`nbplane job to-notebook`). */
+export function convertJob(directory: string, to?: string): Promise<ConvertedJob> {
+  return request<ConvertedJob>('job/notebook', { method: 'POST', body: to ? { directory, to } : { directory } });
+}
+
 export function startRun(run: StartRun): Promise<{ id: string }> {
   return request<{ id: string }>('runs', { method: 'POST', body: run });
 }
@@ -163,6 +178,11 @@ export async function downloadJob(team: string, name: string): Promise<Blob> {
   return (await send(jobPath(team, name, 'download'))).blob();
 }
 
+/** Pause (false) or resume (true) the deployment's schedule. */
+export function setScheduleEnabled(team: string, name: string, enabled: boolean): Promise<Deployment> {
+  return request<Deployment>(jobPath(team, name, 'deployment'), { method: 'PATCH', body: { enabled } });
+}
+
 /** `force`: cancel its running executions first. */
 export function deleteJob(team: string, name: string, force: boolean): Promise<void> {
   return request<void>(jobPath(team, name), { method: 'DELETE', query: force ? { force: 'true' } : {} });
@@ -184,6 +204,32 @@ export interface CreateJobDirectory {
   /** The folder to create the job in; '' is the Jupyter root. */
   directory: string;
   team?: string;
+  /** A notebook to copy in instead of the example one. */
+  notebook?: string;
+}
+
+export interface ConvertedJob {
+  notebook: string;
+  /** The new job folder holding it. */
+  directory: string;
+  steps: string[];
+  copied: string[];
+}
+
+/** A run record of a job under the Jupyter root (`GET history`). */
+export interface HistoryRun {
+  id: number;
+  number: number;
+  directory: string;
+  job: string;
+  status: string;
+  started_at: string;
+  finished_at: string | null;
+  duration: number | null;
+  arguments: Record<string, unknown>;
+  resumed: boolean;
+  steps: number;
+  failing_step: { name: string | null; file: string | null; cell: number | null; message: string | null } | null;
 }
 
 export interface LocalJob {
@@ -207,7 +253,11 @@ export interface DeployDirectory {
   name?: string;
   /** '' removes the schedule. */
   schedule?: string;
+  /** IANA time zone the schedule is read in. */
+  timezone?: string;
   enabled: boolean;
+  /** What every execution gets unless it names its own. */
+  arguments?: Record<string, unknown>;
   /** Attempts after a failed one (0-10). */
   retries?: number;
   /** Seconds before the first retry; each later wait doubles, at most 1 h. */

@@ -14,4 +14,8 @@ export namespace CommandIDs {
   export const help = 'nbplane:help';
   export const toggleStep = 'nbplane:toggle-step';
   export const goToFailingCell = 'nbplane:go-to-failing-cell';
+  export const jobsPage = 'nbplane:jobs-page';
+  export const createJobHere = 'nbplane:create-job-from-file-browser';
+  export const createJobFromNotebook = 'nbplane:create-job-from-notebook';
+  export const convertJob = 'nbplane:convert-job-to-notebook';
 }

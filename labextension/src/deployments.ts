@@ -20,7 +20,8 @@ export function activateDeployments(lab: Lab): JobsPanel {
 
   const jobsPanel = new JobsPanel(
     (team, name) => void commands.execute(CommandIDs.details, { team, name }),
-    () => void commands.execute(CommandIDs.login)
+    () => void commands.execute(CommandIDs.login),
+    () => void commands.execute(CommandIDs.jobsPage)
   );
   jobsPanel.title.icon = nbplaneIcon;
   shell.add(jobsPanel, 'right', { rank: 900 });
@@ -28,17 +29,27 @@ export function activateDeployments(lab: Lab): JobsPanel {
   const openDetails = (team: string, name: string) => lab.showInMain(new JobDetails(team, name));
 
   /** The team/name form of a command about one deployed job; `extra` fields are checked by
-   * `checkExtra` and handed to `send` with the job. */
-  const jobForm = <X, R>(
+   * `checkExtra` and handed to `send` with the job. Given the job in `args` (a row of the jobs
+   * page), only the extra fields are asked, and nothing when there are none. */
+  const jobForm = async <X, R>(
     title: string,
     accept: string,
     send: (team: string, name: string, extra: X) => Promise<R>,
     options: { fields?: Field[]; checkExtra?: (values: Values) => Checked<X>; args?: ReadonlyPartialJSONObject } = {}
-  ) =>
-    submitForm({
-      title,
+  ): Promise<R | null> => {
+    const given = options.args?.team && options.args?.name;
+    if (given && !options.fields?.length) {
+      last.team = String(options.args?.team);
+      last.name = String(options.args?.name);
+      return send(String(last.team), String(last.name), undefined as X);
+    }
+    return submitForm({
+      title: given ? `${title} ${options.args?.team}/${options.args?.name}` : title,
       accept,
-      fields: [{ name: 'team', label: 'Team' }, { name: 'name', label: 'Job name' }, ...(options.fields ?? [])],
+      fields: [
+        ...(given ? [] : [{ name: 'team', label: 'Team' }, { name: 'name', label: 'Job name' }]),
+        ...(options.fields ?? [])
+      ],
       values: {
         ...last,
         team: String(options.args?.team ?? last.team ?? ''),
@@ -46,8 +57,8 @@ export function activateDeployments(lab: Lab): JobsPanel {
       },
       check: values =>
         all({
-          team: checkName(textOf(values, 'team'), 'team'),
-          name: checkName(textOf(values, 'name'), 'name'),
+          team: checkName(given ? String(options.args?.team) : textOf(values, 'team'), 'team'),
+          name: checkName(given ? String(options.args?.name) : textOf(values, 'name'), 'name'),
           extra: options.checkExtra ? options.checkExtra(values) : ({ ok: true, value: undefined as X } as Checked<X>)
         }),
       send: value => {
@@ -56,6 +67,7 @@ export function activateDeployments(lab: Lab): JobsPanel {
         return send(value.team, value.name, value.extra);
       }
     });
+  };
 
   commands.addCommand(CommandIDs.execute, {
     label: 'Execute deployed job…',

@@ -6,22 +6,34 @@
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { activateAuth } from './auth';
 import { activateDeploy } from './deploy';
 import { activateDeployments } from './deployments';
 import { FailingCell } from './failures';
+import { activateFileBrowser } from './filebrowser';
 import { activateHelp } from './help';
 import { activateJobs } from './jobs';
+import { activateJobsPage } from './jobspage';
 import { Lab } from './lab';
 import { activateStepCells } from './stepcells';
 
-export { CommandIDs } from './commands';
+import { CommandIDs } from './commands';
+
+export { CommandIDs };
 
 const PLUGIN_ID = '@nbplane/jupyterlab:plugin';
 
-function activate(app: JupyterFrontEnd, tracker: INotebookTracker, docManager: IDocumentManager): void {
+function activate(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  docManager: IDocumentManager,
+  browsers: IFileBrowserFactory | null,
+  launcher: ILauncher | null
+): void {
   const lab = new Lab(app, tracker, docManager);
   activateStepCells(lab);
   const failingCell = new FailingCell(lab);
@@ -30,6 +42,9 @@ function activate(app: JupyterFrontEnd, tracker: INotebookTracker, docManager: I
   activateDeploy(lab, jobsPanel);
   activateAuth(lab, jobsPanel);
   activateHelp(lab);
+  activateJobsPage(lab);
+  activateFileBrowser(lab, browsers);
+  launcher?.add({ command: CommandIDs.jobsPage, category: 'Other', rank: 50, args: { isLauncher: true } });
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -37,6 +52,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'nbplane: notebook data jobs in JupyterLab',
   autoStart: true,
   requires: [INotebookTracker, IDocumentManager],
+  optional: [IFileBrowserFactory, ILauncher],
   activate
 };
 

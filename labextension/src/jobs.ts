@@ -12,7 +12,16 @@ import { all, submitForm, textOf } from './form';
 import { Lab } from './lab';
 import { RunState } from './runs';
 import { RunView } from './runview';
-import { checkArguments, checkDirectory, checkName, checkOptionalName } from './validation';
+import { checkArguments, checkDirectory, checkName, checkOptionalName, suggestName } from './validation';
+
+/** Arguments handed to a command as JSON text (a row's "Run again"). */
+function checkedArguments(text: string): Record<string, unknown> {
+  const checked = checkArguments(text);
+  if (!checked.ok) {
+    throw new Error(checked.message);
+  }
+  return checked.value;
+}
 
 export function activateJobs(lab: Lab, failingCell: FailingCell): void {
   const { commands, last } = lab;
@@ -62,17 +71,25 @@ export function activateJobs(lab: Lab, failingCell: FailingCell): void {
 
   commands.addCommand(CommandIDs.createJob, {
     label: 'Create job…',
-    caption: 'A new job folder with a notebook of step cells',
-    execute: async () => {
+    caption: 'A new job folder with a notebook of step cells (or a copy of `notebook`)',
+    execute: async args => {
+      const notebook = args.notebook ? String(args.notebook) : null;
+      if (notebook) {
+        await lab.saveJob(PathExt.dirname(notebook));
+      }
       const job = await submitForm({
-        title: 'Create job',
+        title: notebook ? `Create job from ${PathExt.basename(notebook)}` : 'Create job',
         accept: 'Create',
         fields: [
           { name: 'name', label: 'Job name', placeholder: 'daily-sales' },
           { name: 'team', label: 'Team (optional)' },
           { name: 'directory', label: 'Create it in folder', placeholder: '(the Jupyter root)' }
         ],
-        values: { name: '', team: last.team, directory: lab.currentDirectory() },
+        values: {
+          name: notebook ? suggestName(PathExt.basename(notebook)) : String(args.name ?? ''),
+          team: last.team,
+          directory: args.directory !== undefined ? String(args.directory) : lab.currentDirectory()
+        },
         check: values =>
           all({
             name: checkName(textOf(values, 'name'), 'name'),
@@ -80,16 +97,21 @@ export function activateJobs(lab: Lab, failingCell: FailingCell): void {
             directory: checkDirectory(textOf(values, 'directory'))
           }),
         send: value =>
-          createJob({ name: value.name, directory: value.directory, ...(value.team ? { team: value.team } : {}) })
+          createJob({
+            name: value.name,
+            directory: value.directory,
+            ...(value.team ? { team: value.team } : {}),
+            ...(notebook ? { notebook } : {})
+          })
       });
       if (!job) {
         return;
       }
       last.directory = job.directory;
       Notification.success(`Created job ${job.name} in ${job.directory}.`, { autoClose: 4000 });
-      const notebook = job.steps.find(step => step.kind === 'notebook');
-      if (notebook) {
-        await lab.openNotebook(PathExt.join(job.directory, notebook.file));
+      const first = job.steps.find(step => step.kind === 'notebook');
+      if (first) {
+        await lab.openNotebook(PathExt.join(job.directory, first.file));
       }
     }
   });
@@ -97,7 +119,10 @@ export function activateJobs(lab: Lab, failingCell: FailingCell): void {
   commands.addCommand(CommandIDs.runJob, {
     label: 'Run job…',
     caption: 'Run the job of this folder, with live step progress and log',
-    execute: () => runForm(false)
+    execute: args =>
+      args.directory !== undefined
+        ? runJob(String(args.directory), checkedArguments(String(args.arguments ?? '')), false)
+        : runForm(false)
   });
 
   commands.addCommand(CommandIDs.resume, {

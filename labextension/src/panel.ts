@@ -34,7 +34,8 @@ export class JobsPanel extends Widget {
 
   constructor(
     private readonly openDetails: (team: string, name: string) => void,
-    private readonly login: () => void
+    private readonly login: () => void,
+    openPage: () => void = () => undefined
   ) {
     super();
     this.id = 'nbplane-jobs-panel';
@@ -49,7 +50,12 @@ export class JobsPanel extends Widget {
     refresh.className = 'jp-mod-styled';
     refresh.textContent = 'Refresh';
     refresh.onclick = () => void this.refresh();
-    this.node.append(title, this.header, refresh, this.message, this.table);
+    const page = document.createElement('button');
+    page.className = 'jp-mod-styled';
+    page.textContent = 'Open jobs page';
+    page.title = 'Local run history and deployed jobs, full width, with their actions';
+    page.onclick = openPage;
+    this.node.append(title, this.header, refresh, page, this.message, this.table);
   }
 
   protected onAfterShow(): void {
@@ -142,7 +148,10 @@ export class JobsPanel extends Widget {
     const latest = document.createElement('td');
     const last = job.last_executions[0];
     latest.appendChild(statusBadge(last ? last.status : 'no runs'));
-    row.append(cell(`${job.team}/${job.name}`, 'nbplane-job-name'), cell(schedule), latest);
+    latest.className = 'nbplane-job-latest';
+    const name = cell(`${job.team}/${job.name}`, 'nbplane-job-name');
+    name.title = `${job.team}/${job.name}`;
+    row.append(name, cell(schedule), latest);
     return row;
   }
 }

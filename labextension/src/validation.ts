@@ -128,3 +128,42 @@ export function checkRetryDelay(text: string, field = 'retry_delay'): Checked<nu
   }
   return { ok: true, value: seconds };
 }
+
+/** The browser's own time zone, the deploy dialog's default. */
+export function browserTimezone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+const TIMEZONE_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
+
+/** An IANA time zone name (Europe/Paris, UTC); empty keeps the deployed one (null). Offsets
+ * like "+02:00" are refused: the server reads names from the time zone database only. */
+export function checkTimezone(text: string, field = 'timezone'): Checked<string | null> {
+  const zone = text.trim();
+  if (!zone) {
+    return { ok: true, value: null };
+  }
+  let known = TIMEZONE_SHAPE.test(zone);
+  if (known) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    } catch {
+      known = false;
+    }
+  }
+  if (!known) {
+    return fail(field, `${field} "${zone}" is not an IANA time zone name, like "Europe/Paris" or "UTC"`);
+  }
+  return { ok: true, value: zone };
+}
+
+/** Deployment arguments: a JSON object; empty keeps the deployed ones (null). */
+export function checkDeployArguments(text: string, field = 'arguments'): Checked<Record<string, unknown> | null> {
+  return text.trim() ? checkArguments(text, field) : { ok: true, value: null };
+}
+
+/** A suggested job name from a file or folder name: lowercase, other characters as "-". */
+export function suggestName(fileName: string): string {
+  const stem = fileName.replace(/\.ipynb$/i, '').toLowerCase();
+  return stem.replace(/[^a-z0-9_.-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63) || 'job';
+}
