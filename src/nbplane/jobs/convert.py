@@ -98,6 +98,7 @@ def convert_job(directory: Path, to: Path | None = None) -> ConvertedJob:
     """Write the job in ``directory`` as one notebook at ``to`` (default
     ``<directory>-notebook/<name>.ipynb``), with the job's configuration files beside it."""
     job = load_job(directory)
+    notebook = job_notebook(job)
     target = (to or directory.parent / f"{job.name}-notebook" / f"{job.name}.ipynb").resolve()
     if target.suffix != ".ipynb":
         raise ConfigError(f"{target.name}: the notebook's name must end in .ipynb", field="to")
@@ -109,7 +110,6 @@ def convert_job(directory: Path, to: Path | None = None) -> ConvertedJob:
         )
     if target.exists():
         raise ConfigError(f"{target} exists already; choose another --to", field="to")
-    notebook = job_notebook(job)
     target.parent.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in CONFIG_FILES:
