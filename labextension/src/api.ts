@@ -229,7 +229,14 @@ export interface HistoryRun {
   arguments: Record<string, unknown>;
   resumed: boolean;
   steps: number;
-  failing_step: { name: string | null; file: string | null; cell: number | null; message: string | null } | null;
+  failing_step: {
+    name: string | null;
+    file: string | null;
+    cell: number | null;
+    message: string | null;
+    /** The error alone, e.g. "ValueError: no rows". */
+    summary: string | null;
+  } | null;
 }
 
 export interface LocalJob {

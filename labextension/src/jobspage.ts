@@ -171,9 +171,7 @@ export class JobsPage extends Widget {
     row.dataset.directory = run.directory;
     row.dataset.number = String(run.number);
     const failing = run.failing_step;
-    const failure = failing
-      ? [failing.name, failing.message?.split('\n')[0]].filter(Boolean).join(': ')
-      : '';
+    const failure = failing ? [failing.name, failing.summary?.split('\n')[0]].filter(Boolean).join(': ') : '';
     const status = statusBadge(run.status);
     const actions = document.createElement('span');
     actions.className = 'nbplane-row-actions';
@@ -187,10 +185,17 @@ export class JobsPage extends Widget {
       cell(status),
       cell(formatTime(run.started_at)),
       cell(formatDuration(run.duration)),
-      cell(failure, 'nbplane-failing-step'),
+      this.failureCell(failure, failing?.message ?? failure),
       cell(actions)
     );
     return row;
+  }
+
+  /** The failing step and its error in short; the whole message on hover. */
+  private failureCell(text: string, message: string): HTMLTableCellElement {
+    const td = cell(text, 'nbplane-failing-step');
+    td.title = message;
+    return td;
   }
 
   private async runAgain(run: HistoryRun): Promise<void> {

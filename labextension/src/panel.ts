@@ -5,6 +5,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { LoginStatus, RemoteJob, RemoteJobs, listJobs, loginStatus } from './api';
+import { describeSchedule } from './format';
 
 const REFRESH_MS = 10000;
 
@@ -121,7 +122,7 @@ export class JobsPanel extends Widget {
 
   private showJobs(answer: RemoteJobs): void {
     const head = document.createElement('tr');
-    for (const title of ['job', 'schedule', 'latest']) {
+    for (const title of ['job', 'latest']) {
       const th = document.createElement('th');
       th.textContent = title;
       head.appendChild(th);
@@ -140,18 +141,19 @@ export class JobsPanel extends Widget {
     row.title = 'Open the job details';
     row.onclick = () => this.openDetails(job.team, job.name);
     const deployment = job.deployment;
-    const schedule = !deployment
-      ? 'not deployed'
-      : !deployment.schedule
-        ? 'on demand'
-        : `${deployment.schedule}${deployment.enabled ? '' : ' (disabled)'}`;
+    const schedule = describeSchedule(deployment) + (deployment?.schedule && !deployment.enabled ? ', paused' : '');
     const latest = document.createElement('td');
     const last = job.last_executions[0];
     latest.appendChild(statusBadge(last ? last.status : 'no runs'));
     latest.className = 'nbplane-job-latest';
+    // Compact: the schedule under the name, so the status column keeps its width.
     const name = cell(`${job.team}/${job.name}`, 'nbplane-job-name');
-    name.title = `${job.team}/${job.name}`;
-    row.append(name, cell(schedule), latest);
+    name.title = `${job.team}/${job.name}: ${schedule}`;
+    const when = document.createElement('div');
+    when.className = 'nbplane-job-schedule';
+    when.textContent = schedule;
+    name.appendChild(when);
+    row.append(name, latest);
     return row;
   }
 }

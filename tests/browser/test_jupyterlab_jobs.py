@@ -112,7 +112,17 @@ def test_jobs_page_and_deploy_with_time_zone_and_arguments(
     assert stored["timezone"] == "Europe/Paris" and stored["arguments"] == {"who": "the page"}
     assert stored["schedule"] == "0 6 * * *" and stored["enabled"] is True
 
-    # The jobs page: the local runs first, with the failing step of the failed one.
+    # The side panel stays compact: the schedule under the name, the status never cut off.
+    panel = page.locator("#nbplane-jobs-panel")
+    compact = panel.locator("tr[data-job='analytics/paged']")
+    expect(compact).to_contain_text("0 6 * * * (Europe/Paris)")
+    badge, edge = compact.locator(".nbplane-badge").bounding_box(), panel.bounding_box()
+    assert badge and edge and badge["x"] + badge["width"] <= edge["x"] + edge["width"]
+
+    # The jobs page, full width (the side panel folded): the local runs first, with the
+    # failing step of the failed one.
+    page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tab.lm-mod-current").click()
+    expect(panel).to_be_hidden()
     menu(page, "Jobs page")
     jobs = page.locator(".nbplane-jobs-page")
     history = jobs.locator(".nbplane-history-row")

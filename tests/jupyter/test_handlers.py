@@ -306,6 +306,7 @@ async def test_history_lists_runs_under_the_root_with_their_failing_step(
     failed, fine = runs
     assert failed["failing_step"]["name"] == "10_main.ipynb#2"
     assert failed["failing_step"]["cell"] == 2 and "no data" in failed["failing_step"]["message"]
+    assert failed["failing_step"]["summary"] == "ValueError: no data"
     assert fine["failing_step"] is None and fine["number"] == 1 and fine["steps"] == 1
     assert fine["duration"] >= 0 and fine["job"] == "fine"
     assert len((await api.call("GET", "history", limit="1"))["runs"]) == 1

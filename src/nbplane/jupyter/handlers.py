@@ -51,7 +51,8 @@ Local jobs and runs:
   Jupyter root (what ``nbplane job runs`` lists, also runs started in a terminal), newest
   first (default 50, at most 500): ``{id, number, directory, job, status, started_at,
   finished_at, duration, arguments, resumed, steps, failing_step}``; ``failing_step``
-  ``{name, file, cell, message}`` or null.
+  ``{name, file, cell, message, summary}`` (``summary``: the error alone, e.g.
+  ``ValueError: no rows``) or null.
 - ``POST runs {directory, arguments?: object, resume?: bool, from_step?: str}`` -> 201
   ``{id}``: runs ``nbplane job run`` in a subprocess. ``from_step``: a step name
   (``10_a.ipynb#3``), file, cell id or 1-based number. 409 when that job runs already.
@@ -384,11 +385,13 @@ def describe_record(root: Path, record: DescribeRun) -> dict[str, Any]:
     failed = next((step for step in record.steps if step.status == StepStatus.FAILED), None)
     failing_step = None
     if failed is not None or record.error:
+        error = (failed.error if failed else None) or record.error or {}
         failing_step = {
             "name": failed.name if failed else None,
             "file": failed.file if failed else None,
             "cell": failed.cell_number if failed else None,
-            "message": ((failed.error if failed else None) or record.error or {}).get("message"),
+            "message": error.get("message"),
+            "summary": error.get("summary") or error.get("message"),
         }
     return {
         "id": record.id,
