@@ -121,9 +121,9 @@ def test_jobs_page_and_deploy_with_time_zone_and_arguments(
 
     # The jobs page, full width (the side panel folded): the local runs first, with the
     # failing step of the failed one.
+    panel.get_by_role("button", name="Open jobs page").click()
     page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tab.lm-mod-current").click()
     expect(panel).to_be_hidden()
-    menu(page, "Jobs page")
     jobs = page.locator(".nbplane-jobs-page")
     history = jobs.locator(".nbplane-history-row")
     expect(history).to_have_count(2)
@@ -177,6 +177,8 @@ def test_create_job_from_the_file_browser_and_the_toolbar_then_convert_one(
         encoding="utf-8",
     )
     lab.open(page, "create-from-browser")
+    # The launcher offers the jobs page too.
+    expect(page.locator(".jp-LauncherCard", has_text="nbplane jobs")).to_be_visible()
 
     # On a folder: a new job folder inside it.
     context_menu(page, "area", "Create job here…")
