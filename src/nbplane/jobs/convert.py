@@ -18,7 +18,6 @@ from nbplane.notebooks.reader import quiet_missing_cell_ids
 
 CONFIG_FILES = ("config.ini", "job.toml", "requirements.txt")
 """Copied beside the notebook so that its folder is the same job."""
-STEP_METADATA = {"tags": ["step"]}
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,9 @@ def job_notebook(job: Job) -> nbformat.NotebookNode:
     for number, step in enumerate(job.steps, start=1):
         where = f"`{step.file}`" + (f", cell {step.cell_number}" if step.notebook else "")
         notebook.cells.append(nbformat.v4.new_markdown_cell(f"## Step {number}: {where}"))
-        notebook.cells.append(nbformat.v4.new_code_cell(_cell_source(step), metadata=STEP_METADATA))
+        notebook.cells.append(
+            nbformat.v4.new_code_cell(_cell_source(step), metadata={"tags": ["step"]})
+        )
     return notebook
 
 
