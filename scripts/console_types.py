@@ -35,8 +35,12 @@ def generate() -> str:
         source = Path(scratch) / "openapi.json"
         target = Path(scratch) / "openapi.d.ts"
         source.write_text(json.dumps(document(), indent=1, sort_keys=True))
-        subprocess.run([str(GENERATOR), str(source), "-o", str(target)], check=True, cwd=scratch,
-                       capture_output=True)
+        subprocess.run(
+            [str(GENERATOR), str(source), "-o", str(target)],
+            check=True,
+            cwd=scratch,
+            capture_output=True,
+        )
         return target.read_text()
 
 

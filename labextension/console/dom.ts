@@ -46,7 +46,9 @@ export function when(iso: string | null | undefined): Child {
 
 export function seconds(value: number | null | undefined): string {
   if (value === null || value === undefined) return '—';
-  return value < 60 ? `${value.toFixed(2)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+  if (value < 60) return `${value.toFixed(2)} s`;
+  const rest = Math.round(value % 60);
+  return `${Math.floor(value / 60)} min` + (rest ? ` ${rest} s` : '');
 }
 
 export function badge(status: string): HTMLElement {

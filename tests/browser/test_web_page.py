@@ -8,7 +8,7 @@ and line, a notebook API tried through the form made from its contract, sessions
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -58,8 +58,9 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             name="daily",
         )
         deploy(running, daily, TEAM, "daily", schedule="0 6 * * *", arguments={"days": 7})
-        broken = job_archive(root, "x = 1", "y = x + 1\nraise ValueError('bad data in row 7')",
-                             name="broken")
+        broken = job_archive(
+            root, "x = 1", "y = x + 1\nraise ValueError('bad data in row 7')", name="broken"
+        )
         deploy(running, broken, TEAM, "broken")
         yield running
 
@@ -85,20 +86,19 @@ def console(browser: Browser, web_server: Server, alice: str) -> Iterator[Page]:
         context.close()
 
 
+Shot = Callable[[Page, str], Path]
+"""Saves a page as ``console-<label>.png``: the pictures of docs/screenshots/."""
+
+
 @pytest.fixture
-def shot(screenshots_dir: Path) -> Iterator[Screenshot]:
-    """Saves a page as ``console-<label>.png`` (copied to docs/screenshots/ when they change)."""
+def shot(screenshots_dir: Path) -> Shot:
+    def take(page: Page, label: str) -> Path:
+        path = screenshots_dir / f"console-{label}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+        return path
 
-    def take_from(page: Page) -> Screenshot:
-        def take(label: str) -> Path:
-            path = screenshots_dir / f"console-{label}.png"
-            page.screenshot(path=str(path), full_page=True)
-            print(f"screenshot: {path}")
-            return path
-
-        return take
-
-    yield take_from  # type: ignore[misc]
+    return take
 
 
 def sign_in(page: Page, server: Server, token: str, user: str = "alice") -> None:
@@ -170,17 +170,16 @@ def test_sign_in_errors_cookie_and_sign_out(
 
 
 def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
-    console: Page, web_server: Server, shot: Screenshot
+    console: Page, web_server: Server, shot: Shot
 ) -> None:
     page = console
-    take = shot(page)  # type: ignore[operator]
     go(page, web_server, "#/jobs")
     daily = page.locator("tr[data-job='sales/daily']")
     expect(daily).to_contain_text("0 6 * * *")
     expect(daily).to_contain_text("(UTC)")
     expect(daily).to_contain_text("active")
     expect(page.locator("tr[data-job='sales/broken']")).to_contain_text("manual only")
-    take("jobs")
+    shot(page, "jobs")
 
     daily.get_by_role("link", name="daily").click()
     expect(page.get_by_role("heading", name="sales/daily")).to_be_visible()
@@ -206,7 +205,7 @@ def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
     ]
     page.get_by_role("button", name="Resume").click()
     expect(facts).to_contain_text("active")
-    take("job")
+    shot(page, "job")
 
     page.get_by_role("button", name="Run now").click()
     expect(page).to_have_url(re.compile(r"#/jobs/sales/daily/executions/[\w-]+$"))
@@ -219,7 +218,7 @@ def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
     assert "tick 1" not in str(log.text_content()), "the log is shown as it is written"
     expect(page.locator("#execution")).to_have_attribute("data-status", "running")
     expect(page.locator("tr[data-step='1']")).to_contain_text("succeeded")
-    take("execution-running")
+    shot(page, "execution-running")
     expect(page.locator("#execution")).to_have_attribute(
         "data-status", "completed", timeout=JOB_TIMEOUT_MS
     )
@@ -228,7 +227,7 @@ def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
     expect(page.locator("tr[data-step='2']")).to_contain_text("succeeded")
     expect(page.locator("tr[data-step='2']")).to_contain_text(re.compile(r"\d s"))
     expect(page.locator("#execution")).to_contain_text('{"days":3}')
-    take("execution")
+    shot(page, "execution")
     with page.context.expect_page() as opened:
         page.get_by_role("link", name="Executed notebooks of this execution as HTML").click()
     html = opened.value
@@ -242,7 +241,7 @@ def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
 
 
 def test_a_failing_execution_shows_its_error_at_file_cell_and_line(
-    console: Page, web_server: Server, shot: Screenshot
+    console: Page, web_server: Server, shot: Shot
 ) -> None:
     page = console
     go(page, web_server, "#/jobs/sales/broken")
@@ -257,28 +256,27 @@ def test_a_failing_execution_shows_its_error_at_file_cell_and_line(
     expect(failure).to_contain_text("raise ValueError('bad data in row 7')")
     expect(page.locator("tr[data-step='1']")).to_contain_text("succeeded")
     expect(page.locator("tr[data-step='2']")).to_contain_text("failed")
-    shot(page)("execution-failed")  # type: ignore[operator]
+    shot(page, "execution-failed")
 
 
 def test_notebook_api_form_runs_and_shows_output_html_and_log(
-    console: Page, web_server: Server, shot: Screenshot
+    console: Page, web_server: Server, shot: Shot
 ) -> None:
     page = console
-    take = shot(page)  # type: ignore[operator]
     go(page, web_server, "#/apis")
     expect(page.locator("tr[data-api='double']")).to_contain_text("x")
-    take("apis")
+    shot(page, "apis")
     page.get_by_role("link", name="double", exact=True).click()
     expect(page.get_by_role("heading", name="double")).to_be_visible()
     page.get_by_label("x *").fill("21")
-    take("api")
+    shot(page, "api")
     page.get_by_role("button", name="Run").click()
     expect(page.locator("#execution")).to_have_attribute(
         "data-status", "completed", timeout=JOB_TIMEOUT_MS
     )
     expect(page.locator("#output")).to_contain_text('"y": 42')
     expect(page.locator("#execution")).to_contain_text('{"x":21}')
-    take("api-execution")
+    shot(page, "api-execution")
     with page.context.expect_page() as opened:
         page.get_by_role("link", name="Executed notebook as HTML").click()
     html = opened.value
@@ -297,9 +295,7 @@ def test_notebook_api_form_runs_and_shows_output_html_and_log(
     expect(page.locator("tr[data-execution]")).to_contain_text("failed")
 
 
-def test_connections_for_admins(
-    page: Page, web_server: Server, shot: Screenshot
-) -> None:
+def test_connections_for_admins(page: Page, web_server: Server, shot: Shot) -> None:
     admin = web_server.client.get("/api/v1/me").json()["user"]
     sign_in(page, web_server, web_server.token, admin)
     page.get_by_role("link", name="Connections").click()
@@ -314,27 +310,29 @@ def test_connections_for_admins(
     expect(row).to_contain_text("url")
     expect(row).to_contain_text("team sales")
     expect(row).not_to_contain_text("postgresql://db/sales")  # values are write-only
-    shot(page)("connections")  # type: ignore[operator]
+    shot(page, "connections")
     row.get_by_role("button", name="Delete connection warehouse").click()
     expect(page.get_by_text("No connections yet.")).to_be_visible()
 
 
-def test_pages_fit_a_phone(console: Page, web_server: Server, shot: Screenshot) -> None:
+def test_pages_fit_a_phone(console: Page, web_server: Server, shot: Shot) -> None:
     page = console
-    take = shot(page)  # type: ignore[operator]
-    for where, label in (("#/jobs", "jobs"), ("#/jobs/sales/daily", "job"), ("#/apis/double", "api")):
+    for where, label in (
+        ("#/jobs", "jobs"),
+        ("#/jobs/sales/daily", "job"),
+        ("#/apis/double", "api"),
+    ):
         go(page, web_server, where)
         page.set_viewport_size(PHONE)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"{where} is {width} px wide on a phone"
-        take(f"phone-{label}")
+        shot(page, f"phone-{label}")
 
 
 def test_sessions_start_open_hibernate_resume_stop(
-    console: Page, web_server: Server, shot: Screenshot
+    console: Page, web_server: Server, shot: Shot
 ) -> None:
     page = console
-    take = shot(page)  # type: ignore[operator]
     go(page, web_server, "#/sessions")
     page.get_by_label("Resource class").select_option("large")
     page.get_by_role("button", name="Start session").click()
@@ -352,7 +350,7 @@ def test_sessions_start_open_hibernate_resume_stop(
     opened_at = f"{web_server.url}/sessions/{session_id}/"
     assert open_link.get_attribute("href") == opened_at
     assert "/home" not in str(page.locator("#view").text_content()), "no server paths"
-    take("sessions")
+    shot(page, "sessions")
     with page.context.expect_page() as opened:
         open_link.click()
     lab = opened.value
