@@ -73,6 +73,19 @@ export async function apiPage(view: View, name: string): Promise<void> {
         executionRows(executions.items), 'No executions yet.')));
 }
 
+/** Why it failed: the message first, then where (cell, line, field...), the traceback folded. */
+function failure(error: Record<string, unknown>, reason: string | null | undefined): HTMLElement {
+  const { message, traceback, ...where } = error;
+  const facts = Object.entries(where).filter(([, value]) =>
+    value !== null && value !== undefined && typeof value !== 'object');
+  return el('section', { class: 'failure', 'aria-labelledby': 'error-title' },
+    el('h3', { id: 'error-title' }, 'Error'),
+    el('p', {}, String(message ?? reason ?? '')),
+    facts.length ? el('dl', { class: 'facts' }, facts.map(([name, value]) =>
+      [el('dt', {}, name.replace(/_/g, ' ')), el('dd', {}, String(value))])) : null,
+    traceback ? el('details', {}, el('summary', {}, 'Traceback'), el('pre', {}, String(traceback))) : null);
+}
+
 export async function apiExecutionPage(view: View, id: string): Promise<void> {
   const base = path`/api/v1/executions/${id}`;
   const problem = errorBox();
@@ -108,10 +121,7 @@ export async function apiExecutionPage(view: View, id: string): Promise<void> {
         ? el('section', { 'aria-labelledby': 'output-title' },
           el('h3', { id: 'output-title' }, 'Output'), el('pre', { id: 'output' }, json(execution.output)))
         : null,
-      error ? el('section', { class: 'failure', 'aria-labelledby': 'error-title' },
-        el('h3', { id: 'error-title' }, 'Error'),
-        el('p', {}, String(error.message ?? execution.reason ?? '')),
-        el('pre', {}, json(error))) : null,
+      error ? failure(error, execution.reason) : null,
       active ? el('p', { class: 'empty' }, `${execution.status}…`)
         : el('section', { 'aria-labelledby': 'log-title' },
           el('h3', { id: 'log-title' }, 'Log'), el('pre', { class: 'log' }, log || '(nothing printed)')));
