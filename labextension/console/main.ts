@@ -44,7 +44,10 @@ async function show(): Promise<void> {
     if (link.dataset.section === found.section) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  const root = $('view');
+  // each visit draws into its own box: a page still loading after the user moved on draws
+  // into a box no longer shown
+  const root = document.createElement('div');
+  $('view').replaceChildren(root);
   const view: View = { root, signal: controller.signal, again: () => void show() };
   root.setAttribute('aria-busy', 'true');
   try {
@@ -72,8 +75,8 @@ function signedIn(who: Caller): void {
   $('who').hidden = false;
   $('nav').hidden = false;
   $('view').hidden = false;
-  if (!location.hash || location.hash === '#') location.replace(HOME);
-  void show();
+  if (!location.hash || location.hash === '#') location.replace(HOME); // shown on hashchange
+  else void show();
 }
 
 async function offerOAuth(): Promise<void> {

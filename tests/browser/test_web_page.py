@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from nbplane.server.auth import CACHE_SECONDS
 from tests.browser.conftest import Screenshot
@@ -26,8 +26,8 @@ SESSION_TIMEOUT_MS = 120_000
 """A session's Jupyter server may take a while on a busy 2-core machine."""
 JOB_TIMEOUT_MS = 90_000
 """A job's process starts Python and a kernel: slow on a loaded machine."""
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 TEAM = "sales"
 LIVE_GAP_SECONDS = 6
 """The job prints, then waits this long before its next line: the page must show the first
