@@ -117,6 +117,12 @@ def go(page: Page, server: Server, where: str) -> None:
     expect(page.locator("#view h2")).to_be_visible()
 
 
+def fits(page: Page) -> None:
+    """The page is no wider than a phone: what is wider (tables, logs) scrolls in its box."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{page.url} is {width} px wide on a phone"
+
+
 def test_sign_in_errors_cookie_and_sign_out(
     page: Page, web_server: Server, alice: str, screenshot: Screenshot
 ) -> None:
@@ -257,6 +263,9 @@ def test_a_failing_execution_shows_its_error_at_file_cell_and_line(
     expect(page.locator("tr[data-step='1']")).to_contain_text("succeeded")
     expect(page.locator("tr[data-step='2']")).to_contain_text("failed")
     shot(page, "execution-failed")
+    page.set_viewport_size(PHONE)
+    fits(page)
+    shot(page, "phone-execution-failed")
 
 
 def test_notebook_api_form_runs_and_shows_output_html_and_log(
@@ -324,8 +333,7 @@ def test_pages_fit_a_phone(console: Page, web_server: Server, shot: Shot) -> Non
     ):
         go(page, web_server, where)
         page.set_viewport_size(PHONE)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], f"{where} is {width} px wide on a phone"
+        fits(page)
         shot(page, f"phone-{label}")
 
 
