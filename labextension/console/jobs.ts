@@ -171,7 +171,12 @@ export async function jobPage(view: View, team: string, name: string): Promise<v
           el('td', {}, version.steps.join(', ')),
           el('td', {}, when(version.created_at)),
           el('td', {}, version.created_by ?? '—'),
-          el('td', {}, version.id === deployment?.version ? badge('deployed') : ''))),
+          el('td', {}, version.id === deployment?.version ? badge('deployed')
+            : deployment ? action('Deploy', problem, async () => {
+              await api.updateDeployment(team, name, { version: version.id });
+              say(`${team}/${name} now runs version ${version.id.slice(0, 16)}.`);
+              view.again();
+            }, { 'aria-label': `Deploy version ${version.id.slice(0, 16)}` }) : ''))),
         'No versions uploaded.')));
 }
 

@@ -52,7 +52,11 @@ async function show(): Promise<void> {
   root.setAttribute('aria-busy', 'true');
   try {
     await found.page(view, ...found.match!.slice(1).map(decodeURIComponent));
-    if (!controller.signal.aborted) root.querySelector<HTMLElement>('h2')?.focus({ preventScroll: true });
+    const title = root.querySelector<HTMLElement>('h2');
+    if (!controller.signal.aborted && title) {
+      document.title = `${title.textContent} · nbplane`;
+      title.focus({ preventScroll: true });
+    }
   } catch (error) {
     if (controller.signal.aborted) return;
     const box = document.createElement('p');

@@ -59,7 +59,9 @@ export async function sessionsPage(view: View): Promise<void> {
       el('td', {}, badge(session.status), session.reason ? el('div', { class: 'reason' }, session.reason) : null),
       el('td', {}, steps(session)),
       el('td', {}, when(session.last_activity_at)),
-      el('td', {}, session.hibernate_at ? ['hibernates if idle at ', when(session.hibernate_at)] : '—'),
+      el('td', {}, session.hibernate_at ? el('div', {}, 'hibernates if idle at ', when(session.hibernate_at)) : null,
+        session.delete_at ? el('div', {}, 'deleted at ', when(session.delete_at)) : null,
+        session.hibernate_at || session.delete_at ? null : '—'),
       el('td', { class: 'actions' }, actions));
   };
   const show = (session: Session): void => {

@@ -246,11 +246,23 @@ def test_jobs_edit_schedule_pause_resume_run_now_and_follow_the_log(
     expect(row).to_contain_text("user:alice")
 
 
-def test_a_failing_execution_shows_its_error_at_file_cell_and_line(
-    console: Page, web_server: Server, shot: Shot
+def test_versions_and_a_failing_execution_with_its_error_at_file_cell_and_line(
+    console: Page, web_server: Server, shot: Shot, tmp_path: Path
 ) -> None:
     page = console
+    fixed = job_archive(tmp_path, "x = 1", "y = x + 1", name="broken")
+    path = "/api/v1/teams/sales/jobs/broken"
+    deployed = web_server.client.get(path).json()["deployment"]["version"]
+    uploaded = web_server.client.post(
+        f"{path}/versions", content=fixed, headers={"content-type": "application/zip"}
+    ).json()["id"]
     go(page, web_server, "#/jobs/sales/broken")
+    page.get_by_role("button", name=f"Deploy version {uploaded[:16]}").click()
+    expect(page.locator("#message")).to_contain_text(f"now runs version {uploaded[:16]}")
+    assert web_server.client.get(path).json()["deployment"]["version"] == uploaded
+    page.get_by_role("button", name=f"Deploy version {deployed[:16]}").click()  # and back
+    expect(page.get_by_role("button", name=f"Deploy version {uploaded[:16]}")).to_be_visible()
+    assert web_server.client.get(path).json()["deployment"]["version"] == deployed
     page.get_by_role("button", name="Run now").click()
     expect(page.locator("#execution")).to_have_attribute(
         "data-status", "failed", timeout=JOB_TIMEOUT_MS
