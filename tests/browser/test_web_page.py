@@ -296,6 +296,7 @@ def test_notebook_api_form_runs_and_shows_output_html_and_log(
         "data-status", "completed", timeout=JOB_TIMEOUT_MS
     )
     expect(page.locator("#output")).to_contain_text('"y": 42')
+    expect(page.get_by_role("heading", name="Log")).to_be_visible()
     expect(page.locator("#execution")).to_contain_text('{"x":21}')
     shot(page, "api-execution")
     with page.context.expect_page() as opened:
@@ -310,7 +311,10 @@ def test_notebook_api_form_runs_and_shows_output_html_and_log(
     expect(page.locator("#execution")).to_have_attribute(
         "data-status", "failed", timeout=JOB_TIMEOUT_MS
     )
-    expect(page.locator("section.failure")).to_contain_text("bad x 5")
+    failure = page.locator("section.failure")
+    expect(failure).to_contain_text("bad x 5")
+    expect(page.get_by_role("heading", name="Log")).to_be_visible()
+    shot(page, "api-execution-failed")
     page.get_by_role("link", name="boom").click()
     expect(page.locator("tr[data-execution]")).to_have_count(1)
     expect(page.locator("tr[data-execution]")).to_contain_text("failed")
