@@ -354,7 +354,7 @@ def test_pages_fit_a_phone(console: Page, web_server: Server, shot: Shot) -> Non
 
 
 def test_sessions_start_open_hibernate_resume_stop(
-    console: Page, web_server: Server, shot: Shot
+    console: Page, web_server: Server, shot: Shot, screenshots_dir: Path
 ) -> None:
     page = console
     go(page, web_server, "#/sessions")
@@ -375,12 +375,33 @@ def test_sessions_start_open_hibernate_resume_stop(
     assert open_link.get_attribute("href") == opened_at
     assert "/home" not in str(page.locator("#view").text_content()), "no server paths"
     shot(page, "sessions")
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "print('through the door:', 41 + 1)",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    saved = page.request.put(  # the signed-in browser, through nbplane
+        f"{opened_at}api/contents/hello.ipynb",
+        data={"type": "notebook", "content": notebook},
+        headers={"X-XSRFToken": "page"},
+    )
+    assert saved.ok, saved.text()
     with page.context.expect_page() as opened:
         open_link.click()
     lab = opened.value
     lab.wait_for_load_state()
     assert lab.url.startswith(opened_at), lab.url
     expect(lab).to_have_title(re.compile("JupyterLab"), timeout=60_000)
+    run_a_cell(lab, f"{opened_at}lab/tree/hello.ipynb", screenshots_dir / "session-lab.png")
     lab.close()
 
     row.get_by_role("button", name=re.compile("^Hibernate")).click()
@@ -393,6 +414,28 @@ def test_sessions_start_open_hibernate_resume_stop(
     row.get_by_role("button", name=re.compile("^Stop")).click()
     expect(page.get_by_text("No sessions yet")).to_be_visible(timeout=SESSION_TIMEOUT_MS)
     assert page.request.get(f"{web_server.url}/api/v1/sessions").json() == []
+
+
+def run_a_cell(lab: Page, url: str, picture: Path) -> None:
+    """Open the notebook at ``url`` in JupyterLab, run its first cell (JupyterLab holds it
+    until the kernel is connected), see its output: the kernel's messages came over the
+    proxied WebSocket. The page is saved at ``picture``."""
+    lab.goto(url)
+    cell = lab.locator(".jp-Notebook .jp-Cell").first
+    expect(cell).to_be_visible(timeout=60_000)
+    choose = lab.get_by_role("dialog").get_by_role("button", name="Select Kernel")
+    idle = lab.get_by_role("button", name=re.compile(r"Python 3 \(ipykernel\) \| Idle"))
+    expect(choose.or_(idle).first).to_be_visible(timeout=60_000)
+    if choose.is_visible():  # JupyterLab may ask, though the notebook names its kernel
+        choose.click()
+    expect(idle).to_be_visible(timeout=60_000)
+    cell.locator(".cm-content").click()
+    lab.keyboard.press("Shift+Enter")
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text(
+        "through the door: 42", timeout=60_000
+    )
+    lab.screenshot(path=str(picture), full_page=True)
+    print(f"screenshot: {picture}")
 
 
 def test_oauth_sign_in_and_sign_out_revokes_its_token(page: Page, tmp_path: Path) -> None:
