@@ -12,10 +12,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The install also builds the JupyterLab extension (labextension/, with jlpm) into the package,
-# and copies Swagger UI's files for /docs there (labextension/swagger-ui.js).
+# copies Swagger UI's files for /docs there (labextension/swagger-ui.js) and compiles the web
+# console (labextension/console/, typed by scripts/console_types.py from the OpenAPI document).
 LABEXTENSION_SOURCES := labextension/package.json labextension/yarn.lock \
 	labextension/schema/plugin.json labextension/swagger-ui.js \
-	$(wildcard labextension/src/*.ts labextension/style/*)
+	$(wildcard labextension/src/*.ts labextension/style/*) \
+	labextension/console/tsconfig.json $(wildcard labextension/console/*.ts)
 
 $(VENV)/.installed: pyproject.toml $(LABEXTENSION_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

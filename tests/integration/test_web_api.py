@@ -90,7 +90,7 @@ def test_page_and_its_files(server: Server) -> None:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
-        for asset, kind in (("/web/app.js", "javascript"), ("/web/style.css", "text/css")):
+        for asset, kind in (("/web/console/main.js", "javascript"), ("/web/style.css", "text/css")):
             answer = client.get(asset)
             assert answer.status_code == 200 and kind in answer.headers["content-type"], asset
             assert asset in page.text

@@ -175,7 +175,7 @@ RULES: dict[str, Rule] = {
         "Prometheus' scrape: aggregate counts by status, method and route template, no names"
     ),
     "GET /": public("the web page: static HTML that asks for a token to sign in"),
-    "GET /web/{path}": public("the web page's script and style sheet"),
+    "GET /web/{path}": public("the web console's scripts and style sheet"),
     "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
     "POST /api/v1/auth/oauth/token": public(
         "trades the provider's access token for an nbplane token: the login itself",
@@ -321,7 +321,7 @@ def fill(path: str, objects: Objects) -> str:
                 else objects.notebook
             ),
             "user": objects.user,
-            "path": "swagger-ui.css" if path.startswith("/docs/") else "app.js",
+            "path": "swagger-ui.css" if path.startswith("/docs/") else "style.css",
             "run_id": "1",
         }
         if name not in values:

@@ -1,7 +1,8 @@
-"""The web page at ``/`` (static files in ``server/web``) and the browser's sign-in.
+"""The web console at ``/`` (static files in ``server/web``) and the browser's sign-in.
 
-The page is plain HTML with one script and one style sheet, served by this server, so it needs
-no build and no network beyond it. Signing in puts the pasted token into an HttpOnly cookie
+The console is one HTML page, one style sheet and ES modules compiled from
+``labextension/console`` into ``server/web/console``, all served by this server: no network
+beyond it. Signing in puts the pasted token into an HttpOnly cookie
 (see server/auth.py for how that cookie is checked and why changes also need a header). When the
 server has an OAuth provider, the browser may sign in there instead: the server runs the
 authorization code flow with PKCE itself and puts a new token of the user into the cookie."""
