@@ -23,6 +23,7 @@ from nbplane.deployments.models import (
     DescribeVersion,
     ExecuteJob,
     JobExecutionPage,
+    JobExecutionStatus,
     ListJobExecutionsQuery,
     NotificationTarget,
     UpdateDeployment,
@@ -316,6 +317,7 @@ class DeploymentService:
         """The execution's run as one page (as `nbplane job show-run --html` draws a local
         one): its steps, executed notebooks and the version's step files with outputs."""
         from nbplane.jobs.history import run_page  # nbformat and nbconvert: only for a page
+        from nbplane.notebooks.pages import Failure
 
         record = self.execution(caller, team, job, execution_id)
         run = self.store.execution_run(execution_id)
@@ -327,7 +329,12 @@ class DeploymentService:
         archive = self.deployments.archive(self._job_id(caller, team, job), record.version)
         with tempfile.TemporaryDirectory(prefix="nbplane-page-") as scratch:
             unpack(archive, Path(scratch))
-            return run_page(Path(scratch), run, self.store.run_notebooks(run.id))
+            timed_out = (
+                Failure("Timed out", error=record.reason)
+                if record.status == JobExecutionStatus.TIMED_OUT
+                else None
+            )
+            return run_page(Path(scratch), run, self.store.run_notebooks(run.id), timed_out)
 
     # properties and secrets (the same records `job_input` reads)
     def properties(self, caller: DescribeCaller, team: str, job: str) -> dict[str, Any]:

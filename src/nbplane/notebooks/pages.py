@@ -1,0 +1,79 @@
+"""Executed notebooks as HTML pages that open with what failed and why.
+
+One renderer for notebook-API executions and job runs alike: the caller says what failed (a
+:class:`Failure`, in words) and the page starts with it, above the cells. The block is HTML built
+here from escaped text only, carried by a ``text/html`` raw cell that nbconvert copies as it is:
+no error text, cell source or name ever reaches the page unescaped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+FAILURE_TAG = "nbplane-failure"
+"""Tag of the raw cell holding the block, so a reader of the page's notebook can tell it apart."""
+
+_CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_STYLE = (
+    "border:2px solid #c62828;border-radius:4px;background:#fdecea;color:#3b0d0c;"
+    "padding:10px 14px;margin:8px 0 16px;font-family:system-ui,sans-serif;font-size:14px"
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What failed and why, for the top of the page (plain text; escaped when drawn)."""
+
+    title: str
+    """``Failed``, ``Timed out``, ``Cancelled``, ``Output schema violated``..."""
+    where: str | None = None
+    """The failing cell (``cell 4``, as JupyterLab counts: every cell, from 1) and, for jobs,
+    the step."""
+    error: str | None = None
+    """``ename: evalue``, or the reason in words."""
+    details: tuple[str, ...] = ()
+    """One line each, e.g. every output-schema violation (``/y: expected a number``)."""
+    cell_id: str | None = None
+    """The failing cell's id: the block links to the cell on the page."""
+
+
+def failure_block(failure: Failure) -> str:
+    """The HTML of the block: every piece of text escaped."""
+    head = f"<strong>{escape(failure.title)}</strong>"
+    if failure.where:
+        where = escape(failure.where)
+        if failure.cell_id and _CELL_ID.fullmatch(failure.cell_id):
+            where = f'<a href="#cell-id={failure.cell_id}">{where}</a>'
+        head += f" at {where}"
+    parts = [f"<p style='margin:0'>{head}</p>"]
+    if failure.error:
+        parts.append(
+            "<pre style='white-space:pre-wrap;margin:6px 0 0;font-size:13px'>"
+            f"{escape(failure.error)}</pre>"
+        )
+    if failure.details:
+        items = "".join(f"<li><code>{escape(line)}</code></li>" for line in failure.details)
+        parts.append(f"<ul style='margin:6px 0 0'>{items}</ul>")
+    return f'<div class="nbplane-failure" role="alert" style="{_STYLE}">{"".join(parts)}</div>'
+
+
+def notebook_page(notebook: NotebookNode, failure: Failure | None, title: str = "") -> str:
+    """``notebook`` as nbconvert's lab page, opened by ``failure`` when there is one."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if failure is not None:
+        block = nbformat.v4.new_raw_cell(
+            failure_block(failure),
+            metadata={"raw_mimetype": "text/html", "tags": [FAILURE_TAG]},
+        )
+        notebook = nbformat.from_dict({**notebook, "cells": [block, *notebook.cells]})
+    resources = {"metadata": {"name": title}} if title else None
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook, resources=resources)
+    return str(body)
