@@ -2,8 +2,9 @@
 
 One renderer for notebook-API executions and job runs alike: the caller says what failed (a
 :class:`Failure`, in words) and the page starts with it, above the cells. The block is HTML built
-here from escaped text only, carried by a ``text/html`` raw cell that nbconvert copies as it is:
-no error text, cell source or name ever reaches the page unescaped.
+here from escaped text only and placed by a template extending nbconvert's ``lab`` one (a raw
+cell would not do: nbconvert cleans raw HTML of its styles), so no error text, cell source or
+name ever reaches the page unescaped.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-FAILURE_TAG = "nbplane-failure"
-"""Tag of the raw cell holding the block, so a reader of the page's notebook can tell it apart."""
-
+_TEMPLATE = (
+    "{%- extends 'index.html.j2' -%}"
+    "{%- block body_header -%}{{ super() }}{{ resources.nbplane_failure }}{%- endblock -%}"
+)
 _CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STYLE = (
     "border:2px solid #c62828;border-radius:4px;background:#fdecea;color:#3b0d0c;"
@@ -65,15 +67,17 @@ def failure_block(failure: Failure) -> str:
 
 def notebook_page(notebook: NotebookNode, failure: Failure | None, title: str = "") -> str:
     """``notebook`` as nbconvert's lab page, opened by ``failure`` when there is one."""
-    import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    if failure is not None:
-        block = nbformat.v4.new_raw_cell(
-            failure_block(failure),
-            metadata={"raw_mimetype": "text/html", "tags": [FAILURE_TAG]},
-        )
-        notebook = nbformat.from_dict({**notebook, "cells": [block, *notebook.cells]})
-    resources = {"metadata": {"name": title}} if title else None
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook, resources=resources)
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({"nbplane-page.html.j2": _TEMPLATE})],
+        template_file="nbplane-page.html.j2",
+    )
+    resources = {
+        "metadata": {"name": title or "Notebook"},
+        "nbplane_failure": failure_block(failure) if failure is not None else "",
+    }
+    body, _ = exporter.from_notebook_node(notebook, resources=resources)
     return str(body)
