@@ -197,7 +197,7 @@ def test_failures_say_why(server: Server) -> None:
     exception = server.client.get(f"/api/v1/executions/{boom['id']}/exception").json()
     assert exception["error"]["ename"] == "ValueError"
     block = failure_block(server, boom["id"])
-    assert "<strong>Failed</strong> at <a href=\"#cell-id=" in block
+    assert '<strong>Failed</strong> at <a href="#cell-id=' in block
     assert ">cell 4 of 4</a>" in block and "ValueError: bad x 7" in block
     bad_output = server.execute("badout", {"x": 1})
     assert bad_output["status"] == "failed" and "output schema" in bad_output["reason"]
