@@ -143,8 +143,8 @@ def test_show_run_html_of_a_failed_run_has_the_error(env: Env, tmp_path: Path) -
     assert body.startswith('<main><div class="nbplane-failure"'), "the page opens with the failure"
     block = body[: body.index("</div>")]
     assert re.search(
-        r"<strong>Failed</strong> at <a href=\"#cell-id=[\w-]+\">step 2 \(10_main\.ipynb#2\), "
-        r"10_main\.ipynb cell 2, line 2</a>",
+        r"<strong>Failed</strong> at <a href=\"#cell-id=[\w-]+\" style=\"[^\"]+\">"
+        r"step 2 \(10_main\.ipynb#2\), 10_main\.ipynb cell 2, line 2</a>",
         block,
     ), block
     assert "ValueError: boom-77" in block

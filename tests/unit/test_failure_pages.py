@@ -176,7 +176,9 @@ def test_the_page_opens_with_the_block_and_a_completed_one_has_none() -> None:
     page = notebook_page(notebook, Failure("Failed", "cell 1 of 1", "E: x", cell_id="c-3"), "t")
     body = page[page.index("<main>") :]
     assert body.startswith('<main><div class="nbplane-failure" role="alert"')
-    assert '<a href="#cell-id=c-3">cell 1 of 1</a>' in body and 'id="cell-id=c-3"' in body
+    assert '<a href="#cell-id=c-3" style="' in body and '">cell 1 of 1</a>' in body
+    assert '<style>[id="cell-id=c-3"]{outline:2px solid #c62828' in body
+    assert 'id="cell-id=c-3"' in body
     assert "<title>t</title>" in page
     assert "nbplane-failure" not in notebook_page(notebook, None)
 

@@ -22,6 +22,7 @@ _TEMPLATE = (
     "{%- block body_header -%}{{ super() }}{{ resources.nbplane_failure }}{%- endblock -%}"
 )
 _CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LINK_STYLE = "color:inherit;text-decoration:underline"
 _STYLE = (
     "border:2px solid #c62828;border-radius:4px;background:#fdecea;color:#3b0d0c;"
     "padding:10px 14px;margin:8px 0 16px;font-family:system-ui,sans-serif;font-size:14px"
@@ -48,12 +49,19 @@ class Failure:
 def failure_block(failure: Failure) -> str:
     """The HTML of the block: every piece of text escaped."""
     head = f"<strong>{escape(failure.title)}</strong>"
+    parts = []
+    linked = failure.cell_id is not None and _CELL_ID.fullmatch(failure.cell_id) is not None
     if failure.where:
         where = escape(failure.where)
-        if failure.cell_id and _CELL_ID.fullmatch(failure.cell_id):
-            where = f'<a href="#cell-id={failure.cell_id}">{where}</a>'
+        if linked:
+            where = f'<a href="#cell-id={failure.cell_id}" style="{_LINK_STYLE}">{where}</a>'
         head += f" at {where}"
-    parts = [f"<p style='margin:0'>{head}</p>"]
+    if linked:  # outline the failing cell itself (the lab template's id for it)
+        parts.append(
+            f'<style>[id="cell-id={failure.cell_id}"]'
+            "{outline:2px solid #c62828;outline-offset:2px}</style>"
+        )
+    parts.append(f"<p style='margin:0'>{head}</p>")
     if failure.error:
         parts.append(
             "<pre style='white-space:pre-wrap;margin:6px 0 0;font-size:13px'>"
