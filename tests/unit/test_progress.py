@@ -92,3 +92,28 @@ def test_on_a_terminal_the_running_line_counts_the_steps_time() -> None:
     assert shown.running == [] and shown._status is None
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     assert "✓ 1/1 10_load.py 1m 05s\n" in drawn
+
+
+def test_job_execute_wait_shows_the_running_step_and_its_time_by_the_servers_clock() -> None:
+    from datetime import timedelta
+
+    from nbplane.cli._deployments_view import progress_bar, running_step
+    from nbplane.deployments.models import JobExecutionStatus
+    from tests.unit.test_follow_execution import execution
+
+    started = datetime.now(UTC) - timedelta(seconds=100)
+    current = execution(JobExecutionStatus.RUNNING, done=1).model_copy(
+        update={"started_at": started}
+    )
+    current.steps[0].started_at, current.steps[0].duration = started, 25.0
+    step, since = running_step(current, 3)
+    assert (step, since) == (2, started + timedelta(seconds=25))
+    assert running_step(execution(JobExecutionStatus.COMPLETED, done=3), 3) == (None, None)
+    assert running_step(current, 1) == (None, None), "every step is done: none runs"
+
+    bar = progress_bar(Console(file=io.StringIO(), force_terminal=True, width=120))
+    task = bar.add_task("e1 running", total=3)
+    bar.update(task, completed=1, step=step, since=since)
+    rendered = [column.render(bar.tasks[0]) for column in bar.columns]
+    texts = [str(getattr(shown, "plain", "")) for shown in rendered]
+    assert any(re.fullmatch(r"step 2 running 1m 1[5-9]s", text) for text in texts), texts
