@@ -166,6 +166,9 @@ def test_a_runs_failure_names_the_step_the_cell_and_the_line() -> None:
         cell_id="id-1",
     )
     assert run_failure(run(RunStatus.SUCCEEDED, step(0, StepStatus.SUCCEEDED))) is None
+    lost = run_failure(run(RunStatus.RUNNING, failed))  # its process ended without a word
+    assert lost is not None and lost.where is not None and lost.where.startswith("step 2")
+    assert run_failure(run(RunStatus.RUNNING, step(0, StepStatus.SUCCEEDED))) is None
     interrupted = run(RunStatus.CANCELLED, error={"message": "interrupted (Ctrl-C)"})
     assert run_failure(interrupted) == Failure("Cancelled", error="interrupted (Ctrl-C)")
 

@@ -92,7 +92,7 @@ def run_page(
 def run_failure(run: DescribeRun) -> Failure | None:
     """What failed in a run and why: its first failed step (where, as the step's name and the
     cell's number as JupyterLab shows it, and the error), else the run's own error."""
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.RUNNING):
+    if run.status == RunStatus.SUCCEEDED:
         return None
     title = "Cancelled" if run.status == RunStatus.CANCELLED else "Failed"
     for step in run.steps:
@@ -108,6 +108,8 @@ def run_failure(run: DescribeRun) -> Failure | None:
             where += f", line {error['line']}"
         text = error.get("summary") or error.get("message")
         return Failure(title, where, text, cell_id=step.cell_id)
+    if run.status == RunStatus.RUNNING:  # or its process ended without a word
+        return None
     message = (run.error or {}).get("message")
     return Failure(title, error=str(message) if message else None)
 
