@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import nbformat
 import pytest
@@ -375,6 +376,11 @@ def test_a_failed_execution_is_told_to_the_deployments_webhook(control: Control)
     assert "ZeroDivisionError" in step["summary"]
     assert f"analytics/noisy failed\nexecution: {payload['execution_id']}" in payload["text"]
     assert payload["html_url"].endswith(f"/executions/{payload['execution_id']}/html")
+    page = control.server.client.get(urlsplit(payload["html_url"]).path).text
+    block = page[page.index("<main>") : page.index("</div>", page.index("<main>"))]
+    assert block.startswith('<main><div class="nbplane-failure"'), "the page opens with it"
+    assert ">step 2 (10_hello.ipynb#2), 10_hello.ipynb cell 2, line 2</a>" in block
+    assert "ZeroDivisionError: division by zero" in block
     shown = alice.run("job", "execution", "noisy").stdout
     assert "10_hello.ipynb cell 2, line 2: failed" in shown
     assert f"http://127.0.0.1:{receiver.port}/…" in shown and "sent" in shown

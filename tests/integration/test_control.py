@@ -218,6 +218,12 @@ def test_timeout_ends_the_execution(server: Server, tmp_path: Path) -> None:
     deploy(server, job_archive(tmp_path, "import time\ntime.sleep(60)"), timeout=1.5)
     record = execute(server, wait=30)
     assert record["status"] == "timed_out" and "1.5" in record["reason"]
+    page = server.client.get(f"{JOB}/executions/{record['id']}/html")
+    assert page.status_code == 200, "ended in its first step: a page of why it ended"
+    body = page.text[page.text.index("<main>") :]
+    block = body[: body.index("</div>")]
+    assert block.startswith('<main><div class="nbplane-failure"'), "the page opens with it"
+    assert "<strong>Timed out</strong>" in block and "1.5" in block
 
 
 def test_follow_streams_the_log_until_the_end(server: Server, tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def request(
         key=key,
         notebook=nb,
         parameters_source=parameters,
+        parameters_display=parameters,
         inject_after=inject_after,
         kernel_name=kernel_name,
         timeout=timeout,

@@ -125,6 +125,7 @@ def test_show_run_html_has_the_outputs_and_status(env: Env, tmp_path: Path) -> N
     assert "<td>beta</td>" in html  # the .sql file's result table
     assert re.search(rf"run {run_id}\b[^<]*succeeded", html)
     assert "20_report.sql" in html
+    assert "nbplane-failure" not in html, "a run that succeeded has no failure block"
 
 
 def test_show_run_html_of_a_failed_run_has_the_error(env: Env, tmp_path: Path) -> None:
@@ -138,6 +139,15 @@ def test_show_run_html_of_a_failed_run_has_the_error(env: Env, tmp_path: Path) -
     assert "MARKER-9" in html
     assert "boom-77" in html
     assert "not run" in html
+    body = html[html.index("<main>") :]
+    assert body.startswith('<main><div class="nbplane-failure"'), "the page opens with the failure"
+    block = body[: body.index("</div>")]
+    assert re.search(
+        r"<strong>Failed</strong> at <a href=\"#cell-id=[\w-]+\" style=\"[^\"]+\">"
+        r"step 2 \(10_main\.ipynb#2\), 10_main\.ipynb cell 2, line 2</a>",
+        block,
+    ), block
+    assert "ValueError: boom-77" in block
 
 
 def test_unknown_run_id_is_exit_2(env: Env, tmp_path: Path) -> None:

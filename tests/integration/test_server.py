@@ -33,6 +33,12 @@ def server(
         [("x = 1", ["parameters"]), "x"],
         {"input": NUMBER_IN, "output": {}, "teams": ["sales"]},
     )
+    write_api(
+        notebooks,
+        "shout",
+        [("text = ''", ["parameters"]), "raise ValueError(text)"],
+        {"input": {"type": "object", "properties": {"text": {"type": "string"}}}, "output": {}},
+    )
     with database_url(request.param, root) as url:
         store = url if url.startswith("postgresql") else f"sqlite:///{root / 'nbplane.db'}"
         with running_server(notebooks, root / "home", store) as running:
@@ -101,6 +107,7 @@ def test_execute_and_read_output_notebook_html_and_logs(server: Server) -> None:
     assert ["injected-parameters"] in tags, "the parameters cell is in the executed notebook"
     html = server.client.get(f"/api/v1/executions/{execution}/html")
     assert html.status_code == 200 and "save_output" in html.text
+    assert "nbplane-failure" not in html.text, "a completed execution's page has no failure block"
     assert server.client.get(f"/api/v1/executions/{execution}/logs").status_code == 200
 
 
@@ -175,16 +182,40 @@ def test_injection_through_names_and_values_is_refused_or_inert(server: Server) 
         assert record["output"] == {"text": value, "kind": "str"}
 
 
+def failure_block(server: Server, execution_id: str) -> str:
+    """The page's failure block, checked to come first in the page's body."""
+    html = server.client.get(f"/api/v1/executions/{execution_id}/html").text
+    body = html[html.index("<main>") :]
+    assert body.startswith('<main><div class="nbplane-failure" role="alert"'), body[:300]
+    return body[: body.index("</div>") + len("</div>")]
+
+
 def test_failures_say_why(server: Server) -> None:
     boom = server.execute("boom", {"x": 7})
     assert boom["status"] == "failed"
-    assert "ValueError" in boom["reason"] and "bad x 7" in boom["reason"]
-    assert "cell" in boom["reason"]
+    assert boom["reason"] == "exception in cell 4: ValueError: bad x 7", "cells count from 1"
     exception = server.client.get(f"/api/v1/executions/{boom['id']}/exception").json()
     assert exception["error"]["ename"] == "ValueError"
+    block = failure_block(server, boom["id"])
+    assert '<strong>Failed</strong> at <a href="#cell-id=' in block
+    assert ">cell 4 of 4</a>" in block and "ValueError: bad x 7" in block
     bad_output = server.execute("badout", {"x": 1})
     assert bad_output["status"] == "failed" and "output schema" in bad_output["reason"]
     assert "/y" in bad_output["reason"]
+    block = failure_block(server, bad_output["id"])
+    assert "<strong>Output schema violated</strong>" in block
+    assert "<li><code>/y: 'not a number' is not of type 'number'</code>" in block
+
+
+def test_a_failing_cells_error_is_escaped_on_the_page(server: Server) -> None:
+    hostile = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+    shout = server.execute("shout", {"text": hostile})
+    assert shout["status"] == "failed", shout
+    block = failure_block(server, shout["id"])
+    assert ">cell 3 of 3</a>" in block
+    assert "ValueError: &lt;script&gt;alert('x')&lt;/script&gt;&lt;img src=x" in block
+    page = server.client.get(f"/api/v1/executions/{shout['id']}/html").text
+    assert "<script>alert" not in page and "<img src=x" not in page
 
 
 def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(server: Server) -> None:
@@ -197,6 +228,9 @@ def test_a_dying_kernel_fails_its_execution_and_the_server_keeps_serving(server:
 def test_timeout_and_cancel(server: Server) -> None:
     slow = server.execute("slow", {"seconds": 30}, wait=20)
     assert slow["status"] == "timed_out", slow
+    block = failure_block(server, slow["id"])
+    assert "<strong>Timed out</strong> at" in block and ">cell 3 of 3</a>" in block
+    assert "did not finish within 2 s (cell 3 was running)" in block
     started = server.client.post(
         "/api/v1/notebooks/slow/executions", json={"parameters": {"seconds": 1.5}}
     ).json()
@@ -205,6 +239,35 @@ def test_timeout_and_cancel(server: Server) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = server.client.post(f"/api/v1/executions/{started['id']}/cancel")
     assert again.status_code == 409
+    assert "<strong>Cancelled</strong>" in failure_block(server, started["id"])
+
+
+def injected_cells(server: Server, execution_id: str) -> list[str]:
+    notebook = server.client.get(f"/api/v1/executions/{execution_id}/notebook")
+    assert "__nbplane_bind" not in notebook.text and "json.loads" not in notebook.text
+    return [
+        "".join(cell["source"])
+        for cell in notebook.json()["cells"]
+        if "injected-parameters" in cell["metadata"].get("tags", [])
+    ]
+
+
+@pytest.mark.parametrize("notebook", ["echo", "counter"], ids=["isolated", "reuse"])
+def test_executed_notebooks_show_the_parameters_as_papermill_does(
+    server: Server, notebook: str
+) -> None:
+    """One small cell of values, whatever the engine; the binding code stays out of sight."""
+    hostile = '"\nimport os\n# </script>\u2028'
+    parameters = {"text": hostile} if notebook == "echo" else {"x": 2, "label": hostile}
+    record = server.execute(notebook, parameters)
+    assert record["status"] == "completed", record
+    shown = (
+        f"# Parameters\ntext = {hostile!r}"
+        if notebook == "echo"
+        else f"# Parameters\nx = 2\nlabel = {hostile!r}"
+    )
+    assert injected_cells(server, record["id"]) == [shown]
+    assert len(shown.splitlines()) == 1 + len(parameters)
 
 
 def test_reuse_engine_starts_every_request_from_the_setup_state(server: Server) -> None:

@@ -124,7 +124,7 @@ def test_an_exception_in_the_notebook_fails_the_execution_in_words(apis: Apis) -
     apis.engine.plan(Plan.fail("bad x 2"))
     failed = call(apis, "double", {"x": 2})
     assert failed.status == ExecutionStatus.FAILED
-    assert failed.reason == "exception in cell 1: FakeError: bad x 2"
+    assert failed.reason == "exception in cell 2: FakeError: bad x 2"
     assert failed.error is not None and failed.error["ename"] == "FakeError"
 
 

@@ -17,7 +17,12 @@ from pydantic import BaseModel, field_validator
 from nbplane.apis.contract import Contract, NotebookApi, discover_apis
 from nbplane.apis.nbschema import ModelRegistry, load_model, model_schema
 from nbplane.apis.output import OUTPUT_MIMETYPE, to_json_data
-from nbplane.apis.parameters import inject_position, parameters_source
+from nbplane.apis.parameters import (
+    DISPLAY_LIMIT,
+    inject_position,
+    parameters_display,
+    parameters_source,
+)
 from nbplane.apis.validation import validate_input, validate_output
 from nbplane.errors import (
     ConfigError,
@@ -758,15 +763,84 @@ def test_model_parameters_are_rebuilt_in_the_kernel() -> None:
     }
 
 
+SHOWN_VALUES = [v for v in NASTY_VALUES if len(json.dumps(v)) < DISPLAY_LIMIT]
+
+
+@pytest.mark.parametrize("value", SHOWN_VALUES, ids=range(len(SHOWN_VALUES)))
+def test_the_displayed_cell_holds_the_values(value: Any) -> None:
+    """papermill's cell: one ``name = literal`` line per parameter whose literal is the value
+    (run here only to prove it: nbplane never runs this text)."""
+    parameters = {"value": value, "text": "plain", "globals": 1}
+    shown = parameters_display(parameters, {})
+    shown.encode("utf-8")
+    assert shown.startswith("# Parameters\nvalue = ")
+    assert len(shown.splitlines()) == 1 + len(parameters)  # no value adds a line
+    tree = ast.parse(shown)
+    assert all(isinstance(node, ast.Assign) for node in tree.body)  # assignments, nothing else
+    assert bound(shown) == parameters
+    assert shown.splitlines()[2] == 'text = "plain"'
+
+
+def test_the_displayed_cell_reads_like_papermill() -> None:
+    parameters = {
+        "x": 3,
+        "name": "a",
+        "quote": 'say "hi"',
+        "ratio": 0.5,
+        "flags": [True, False, None],
+        "point": {"x": 1, "y": 2},
+        "points": [{"x": 3}],
+        "nan": float("nan"),
+        "big": list(range(1000)),
+        "long": "y" * 5000,
+        "empty": {},
+    }
+    shown = parameters_display(parameters, {"point": "point", "points": "point[]"})
+    assert shown.splitlines() == [
+        "# Parameters",
+        "x = 3",
+        'name = "a"',
+        "quote = 'say \"hi\"'",
+        "ratio = 0.5",
+        "flags = [True, False, None]",
+        'point = {"x": 1, "y": 2}  # a point model',
+        'points = [{"x": 3}]  # a list of point models',
+        'nan = float("nan")',
+        "big = ...  # a list of 1,000 items, too long to show here (the notebook got all of it)",
+        "long = ...  # a string of 5,000 characters, too long to show here (the notebook got all"
+        " of it)",
+        "empty = {}",
+    ]
+    namespace = bound(shown.replace("...", "None"))
+    assert namespace["quote"] == 'say "hi"' and namespace["flags"] == [True, False, None]
+    deep: Any = 0
+    for _ in range(10_000):  # nesting far deeper than the room: abbreviated, no RecursionError
+        deep = [deep]
+    shown = parameters_display({"deep": deep}, {})
+    assert shown.endswith("a list of 1 item, too long to show here (the notebook got all of it)")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["z=0\nimport os", "__import__('os')", "a; import os", "print(1)#"],
+)
+def test_the_displayed_cell_refuses_bad_names(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        parameters_display({name: 1}, {})
+
+
 def test_prepare_injects_after_the_parameters_cell(tmp_path: Path) -> None:
     api = api_for(
         tmp_path,
         {**ORDERS, "input": {**ORDERS["input"], "required": []}},
         [("import math", []), ("customer_name = 'x'", ["parameters"]), ("y = 1", [])],
     )
-    source, after = api.parameters_cell({"customer_name": "acme", "point": {"x": 2}})
-    assert after == 1
-    assert bound(source) == {"customer_name": "acme", "point": Point(x=2)}
+    injected = api.parameters_cell({"customer_name": "acme", "point": {"x": 2}})
+    assert injected.after == 1
+    assert bound(injected.source) == {"customer_name": "acme", "point": Point(x=2)}
+    assert injected.display == (
+        '# Parameters\ncustomer_name = "acme"\npoint = {"x": 2}  # a point model'
+    )
 
 
 def test_inject_position() -> None:

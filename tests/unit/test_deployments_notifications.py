@@ -409,6 +409,8 @@ def test_the_linked_page_shows_the_executions_run(plane: Plane) -> None:
     assert page.startswith("<!DOCTYPE html>")
     words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
     assert f"{JOB} · run " in words and "2 10_main.ipynb cell 3 failed" in words
+    block = "Failed at step 2 (10_main.ipynb cell 3), 10_main.ipynb cell 3, line 4 ZeroDivision"
+    assert block in words, "the page opens with the failed step, though the run never ended"
     queued = plane.execute()
     with pytest.raises(NotFound, match="ran no step yet"):
         plane.service.html(ALICE, TEAM, JOB, queued)

@@ -123,7 +123,7 @@ def outcome(status: str, **error: Any) -> ExecutionOutcome:
         (outcome("completed"), None),
         (
             outcome("failed", reason="exception", cell=2, ename="ValueError", evalue="bad"),
-            "exception in cell 2: ValueError: bad",
+            "exception in cell 3: ValueError: bad",
         ),
         (outcome("failed", reason="kernel_died", message="killed"), "kernel died: killed"),
         (outcome("failed", reason="kernel_failed_to_start"), "kernel failed to start"),

@@ -24,7 +24,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from nbplane.apis import nbschema
 from nbplane.apis.nbschema import ModelRegistry
-from nbplane.apis.parameters import inject_position, parameter_name_problem, parameters_source
+from nbplane.apis.parameters import (
+    InjectedCell,
+    inject_position,
+    parameter_name_problem,
+    parameters_display,
+    parameters_source,
+)
 from nbplane.apis.problems import json_type, pointer, shorten
 from nbplane.errors import ConfigError, ContractError, NbplaneError
 from nbplane.notebooks.reader import read_notebook
@@ -175,11 +181,14 @@ class NotebookApi:
             )
         return self._checks
 
-    def parameters_cell(self, parameters: dict[str, Any]) -> tuple[str, int]:
-        """The injected cell's source and the index of the cell it goes after (-1: first)."""
+    def parameters_cell(self, parameters: dict[str, Any]) -> InjectedCell:
+        """The injected cell: what the kernel runs, what the executed notebook shows, where."""
         self.checks()
-        source = parameters_source(parameters, self.model_parameters, self.model_targets)
-        return source, inject_position(self.notebook)
+        return InjectedCell(
+            source=parameters_source(parameters, self.model_parameters, self.model_targets),
+            display=parameters_display(parameters, self.model_parameters),
+            after=inject_position(self.notebook),
+        )
 
 
 def discover_apis(directory: Path, registry: ModelRegistry | None = None) -> dict[str, NotebookApi]:

@@ -52,7 +52,7 @@ class Ending:
         if outcome.status == "failed":
             if kind == "exception":
                 cell = error.get("cell")
-                where = f"in cell {cell}" if cell is not None else "in the notebook"
+                where = f"in cell {cell + 1}" if isinstance(cell, int) else "in the notebook"
                 reason = f"exception {where}: {error.get('ename')}: {error.get('evalue')}"
             else:
                 prefix = REASON_PREFIX.get(kind, kind or "failed")

@@ -26,6 +26,7 @@ from nbplane.apis.validation import validate_input
 from nbplane.apis.worker import Worker
 from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
+from nbplane.notebooks.pages import Failure, notebook_page
 from nbplane.notebooks.reader import quiet_missing_cell_ids
 from nbplane.store import Store
 
@@ -33,6 +34,37 @@ from nbplane.store import Store
 def may_see(caller: DescribeCaller, record: DescribeExecution) -> bool:
     """Its owner and admins; a row without owner (from before owners): admins alone."""
     return caller.admin or (record.created_by is not None and record.created_by == caller.user)
+
+
+def execution_failure(record: DescribeExecution, cells: list[Any]) -> Failure | None:
+    """What failed in an execution and why, for the top of its page; None when it completed.
+
+    ``cells`` are the executed notebook's, which the error's ``cell`` (an index) points into.
+    """
+    if record.status == ExecutionStatus.COMPLETED or not record.status.final:
+        return None
+    error = record.error or {}
+    cell = error.get("cell")
+    where, cell_id = None, None
+    if isinstance(cell, int) and 0 <= cell < len(cells):
+        where, cell_id = f"cell {cell + 1} of {len(cells)}", cells[cell].get("id")
+    if error.get("error") == "InvalidOutput":
+        return Failure(
+            "Output schema violated",
+            error="the output the notebook saved does not match the contract's output schema"
+            if record.has_output
+            else "no output was saved: call nbplane.save_output(...) in the notebook",
+            details=tuple(
+                f"{problem.get('pointer') or '(root)'}: {problem.get('message')}"
+                for problem in error.get("errors") or []
+            ),
+        )
+    if error.get("reason") == "exception":
+        ename, evalue = error.get("ename"), error.get("evalue")
+        text = f"{ename}: {evalue}" if evalue else str(ename)
+        return Failure("Failed", where, text, cell_id=cell_id)
+    title = {ExecutionStatus.TIMED_OUT: "Timed out", ExecutionStatus.CANCELLED: "Cancelled"}
+    return Failure(title.get(record.status, "Failed"), where, record.reason, cell_id=cell_id)
 
 
 class ExecutionService:
@@ -132,18 +164,18 @@ class ExecutionService:
         return content
 
     def html(self, execution_id: str, caller: DescribeCaller) -> str:
-        """The executed notebook as HTML, rendered on first request and cached on disk."""
-        self.get(execution_id, caller)  # the cache answers only whom the record would
+        """The executed notebook as HTML, opened by what failed and why when it did; rendered
+        on first request and cached on disk."""
+        record = self.get(execution_id, caller)  # the cache answers only whom the record would
         cached = self.cache_dir / f"{execution_id}.html"
         if cached.exists():
             return cached.read_text(encoding="utf-8")
         notebook = self.artifact(execution_id, "ipynb", caller)
         import nbformat
-        from nbconvert import HTMLExporter
 
         quiet_missing_cell_ids()
         node = nbformat.reads(notebook, as_version=4)
-        body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
+        body = notebook_page(node, execution_failure(record, node.cells), record.notebook)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".tmp")
         partial.write_text(body, encoding="utf-8")

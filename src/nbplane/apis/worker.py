@@ -219,14 +219,15 @@ class Worker:
     async def _run(self, record: DescribeExecution, cancel: asyncio.Event) -> Ending:
         api = self.catalog.usable(record.notebook, None)
         assert api.contract is not None
-        source, inject_after = api.parameters_cell(record.parameters)
+        injected = api.parameters_cell(record.parameters)
         engine = await self.engines.get(record.engine)
         outcome = await engine.execute(
             ExecutionRequest(
                 key=f"{api.name}@{api.version}",
                 notebook=api.notebook,
-                parameters_source=source,
-                inject_after=inject_after,
+                parameters_source=injected.source,
+                parameters_display=injected.display,
+                inject_after=injected.after,
                 kernel_name=api.contract.kernel,
                 timeout=record.timeout,
             ),

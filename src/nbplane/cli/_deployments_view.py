@@ -4,7 +4,7 @@ rich text and tables, times in UTC (and a schedule's own time zone where it read
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -78,15 +78,30 @@ def print_deployed(console: Console, deployed: Deployed) -> None:
 
 
 def progress_bar(console: Console) -> Progress:
-    """The live status line of ``job execute --wait``: status, steps done, time."""
+    """The live status line of ``job execute --wait``: status, steps done, the running step
+    with its time (the task's ``step`` and ``since`` fields, from :func:`running_step`), the
+    whole wait's time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         SpinnerColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.text import Text
+
+    from nbplane.jobs.progress import duration_text
+
+    class RunningStepColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            step, since = task.fields.get("step"), task.fields.get("since")
+            if step is None or since is None:
+                return Text("")
+            elapsed = max((datetime.now(UTC) - since).total_seconds(), 0.0)
+            return Text(f"step {step} running {duration_text(elapsed, 0)}", style="cyan")
 
     return Progress(
         SpinnerColumn(),
@@ -94,10 +109,28 @@ def progress_bar(console: Console) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("steps"),
+        RunningStepColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     )
+
+
+def running_step(
+    execution: DescribeJobExecution, steps: int | None
+) -> tuple[int, datetime] | tuple[None, None]:
+    """The number of the step running now and since when, by the server's clock (the end of
+    the step before it, else the attempt's start), so a watch begun mid-step counts it all."""
+    from nbplane.client.deploy import steps_done
+
+    done = steps_done(execution)
+    since = execution.attempts[-1].started_at if execution.attempts else execution.started_at
+    if execution.status != "running" or since is None or (steps is not None and done >= steps):
+        return None, None
+    for step in execution.steps:
+        if step.started_at is not None and step.duration is not None:
+            since = max(since, step.started_at + timedelta(seconds=step.duration))
+    return done + 1, since
 
 
 def print_ended(console: Console, final: DescribeJobExecution) -> None:

@@ -290,8 +290,14 @@ def _watch(
 
             def report(current: DescribeJobExecution, steps: int | None) -> None:
                 description = f"{current.id} {current.status}"
+                step, since = view.running_step(current, steps)
                 bar.update(
-                    task, total=steps, completed=steps_done(current), description=description
+                    task,
+                    total=steps,
+                    completed=steps_done(current),
+                    description=description,
+                    step=step,
+                    since=since,
                 )
 
         write = _print_now if console.file is sys.stdout else _print_err

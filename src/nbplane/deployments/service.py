@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from nbplane.deployments.models import (
     DescribeVersion,
     ExecuteJob,
     JobExecutionPage,
+    JobExecutionStatus,
     ListJobExecutionsQuery,
     NotificationTarget,
     UpdateDeployment,
@@ -314,20 +316,39 @@ class DeploymentService:
 
     def html(self, caller: DescribeCaller, team: str, job: str, execution_id: str) -> str:
         """The execution's run as one page (as `nbplane job show-run --html` draws a local
-        one): its steps, executed notebooks and the version's step files with outputs."""
-        from nbplane.jobs.history import run_page  # nbformat and nbconvert: only for a page
+        one): its steps, executed notebooks and the version's step files with outputs. One
+        that ended before its first step finished is a page of why it ended alone."""
+        from nbplane.jobs.history import run_failure, run_page  # nbformat, nbconvert: a page
+        from nbplane.notebooks.pages import Failure, notebook_page
 
         record = self.execution(caller, team, job, execution_id)
         run = self.store.execution_run(execution_id)
+        titles = {
+            JobExecutionStatus.FAILED: "Failed",
+            JobExecutionStatus.TIMED_OUT: "Timed out",
+            JobExecutionStatus.CANCELLED: "Cancelled",
+        }
         if run is None:
-            raise NotFound(
-                f"execution {execution_id} ran no step yet ({record.status}): no page to show",
-                field="execution_id",
-            )
+            if record.status not in titles:
+                raise NotFound(
+                    f"execution {execution_id} ran no step yet ({record.status}): no page to show",
+                    field="execution_id",
+                )
+            import nbformat
+
+            ended = Failure(titles[record.status], error=record.reason)
+            return notebook_page(nbformat.v4.new_notebook(), ended, f"{job} {execution_id}")
         archive = self.deployments.archive(self._job_id(caller, team, job), record.version)
         with tempfile.TemporaryDirectory(prefix="nbplane-page-") as scratch:
             unpack(archive, Path(scratch))
-            return run_page(Path(scratch), run, self.store.run_notebooks(run.id))
+            failure = run_failure(run)
+            if record.status in titles:  # how the execution ended, where its run says
+                ended = Failure(titles[record.status], error=record.reason)
+                if failure is None:
+                    failure = ended
+                elif record.status != JobExecutionStatus.FAILED:  # the time up, a cancel
+                    failure = replace(failure, title=ended.title, error=ended.error)
+            return run_page(Path(scratch), run, self.store.run_notebooks(run.id), failure)
 
     # properties and secrets (the same records `job_input` reads)
     def properties(self, caller: DescribeCaller, team: str, job: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 
 from nbplane.errors import ConfigError
-from nbplane.jobs.models import DescribeRun, DescribeRunStep
+from nbplane.jobs.models import DescribeRun, DescribeRunStep, RunStatus, StepStatus
+from nbplane.notebooks.pages import Failure, notebook_page
 from nbplane.notebooks.reader import quiet_missing_cell_ids
 from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
@@ -50,11 +51,15 @@ def render_run_html(directory: Path, run: DescribeRun) -> str:
     return run_page(directory, run, notebooks)
 
 
-def run_page(directory: Path, run: DescribeRun, notebooks: dict[str, str]) -> str:
+def run_page(
+    directory: Path,
+    run: DescribeRun,
+    notebooks: dict[str, str],
+    failure: Failure | None = None,
+) -> str:
     """The page of ``render_run_html`` from the run's executed ``notebooks`` and the job's
-    files in ``directory`` (a deployed job's: its version unpacked)."""
-    from nbconvert import HTMLExporter
-
+    files in ``directory`` (a deployed job's: its version unpacked). It opens with ``failure``,
+    by default what :func:`run_failure` finds in the run."""
     quiet_missing_cell_ids()
 
     page = nbformat.v4.new_notebook()
@@ -81,11 +86,32 @@ def run_page(directory: Path, run: DescribeRun, notebooks: dict[str, str]) -> st
             cell.outputs = [nbformat.from_dict(o) for o in step.outputs]
             cell.execution_count = step.position + 1 if step.outputs else None
             page.cells.append(cell)
-    exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(
-        page, resources={"metadata": {"name": f"{run.job_name} run {run.number}"}}
-    )
-    return str(body)
+    return notebook_page(page, failure or run_failure(run), f"{run.job_name} run {run.number}")
+
+
+def run_failure(run: DescribeRun) -> Failure | None:
+    """What failed in a run and why: its first failed step (where, as the step's name and the
+    cell's number as JupyterLab shows it, and the error), else the run's own error."""
+    if run.status == RunStatus.SUCCEEDED:
+        return None
+    title = "Cancelled" if run.status == RunStatus.CANCELLED else "Failed"
+    for step in run.steps:
+        if step.status != StepStatus.FAILED:
+            continue
+        error = step.error or {}
+        where = f"step {step.position + 1} ({step.name})"
+        if step.cell_number is not None:
+            where += f", {step.file} cell {step.cell_number}"
+        if error.get("raised_in"):
+            where += f"; raised in {error['raised_in']}"
+        if error.get("line"):
+            where += f", line {error['line']}"
+        text = error.get("summary") or error.get("message")
+        return Failure(title, where, text, cell_id=step.cell_id)
+    if run.status == RunStatus.RUNNING:  # or its process ended without a word
+        return None
+    message = (run.error or {}).get("message")
+    return Failure(title, error=str(message) if message else None)
 
 
 def _annotated(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:

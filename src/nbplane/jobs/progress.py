@@ -1,8 +1,15 @@
-"""Live progress of a job run in the terminal: one line per step, output as it happens."""
+"""Live progress of a job run in the terminal: one line per step, output as it happens.
+
+On a terminal the running step's line counts its time live; piped (a CI log, ``job logs``),
+lines are only ever appended: the step's start, a "still running" line every
+:data:`STILL_RUNNING_EVERY` seconds of a long step, and its end with its duration.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import threading
+import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +21,11 @@ from nbplane.jobs.resume import RunPlan
 from nbplane.jobs.runner import Reporter
 
 if TYPE_CHECKING:
+    from rich.status import Status
     from rich.table import Table
+
+STILL_RUNNING_EVERY = 30.0
+"""Seconds between the "still running" lines of a long step, when the output is not a terminal."""
 
 STATUS_STYLE = {
     StepStatus.SUCCEEDED: ("✓", "green"),
@@ -28,14 +39,46 @@ def describe_source(file: str, cell_number: int | None) -> str:
     return f"{file} cell {cell_number}" if cell_number is not None else file
 
 
-class ConsoleReporter(Reporter):
-    """Draws a run on a rich console; a spinner only when the console is a terminal."""
+def duration_text(seconds: float, decimals: int = 2) -> str:
+    """``0.25s``, ``42s`` (``decimals=0``: whole seconds, as a clock counts), ``3m 07s``,
+    ``1h 02m 09s``."""
+    if decimals == 0:
+        seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds:.{decimals}f}s"
+    minutes, whole = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {whole:02d}s" if hours else f"{minutes}m {whole:02d}s"
 
-    def __init__(self, console: Console) -> None:
+
+class _RunningLine:
+    """The live line of the running step: rich renders it at each refresh, so its time moves."""
+
+    def __init__(self, reporter: ConsoleReporter) -> None:
+        self.reporter = reporter
+
+    def __rich__(self) -> Text:
+        if not self.reporter.running:
+            return Text("")
+        _, label, started = self.reporter.running[-1]
+        elapsed = duration_text(time.monotonic() - started, 0)
+        return Text.from_markup(f"running {label} [dim]{elapsed}[/]")
+
+
+class ConsoleReporter(Reporter):
+    """Draws a run on a rich console: on a terminal a live line with the running step's time,
+    else plain lines (see the module's docstring)."""
+
+    def __init__(self, console: Console, still_running_every: float = STILL_RUNNING_EVERY) -> None:
         self.console = console
         self.total = 0
+        self.running: list[tuple[Step, str, float]] = []
+        """Each running step, its label and start (monotonic); innermost (a template's) last."""
+        self.still_running_every = still_running_every
         self._pending: dict[str, str] = {}
-        self._status: Any = None
+        self._status: Status | None = None
+        self._ticker: threading.Thread | None = None
+        self._done = threading.Event()
         self._depth = 0
 
     def run_started(self, run: DescribeRun, job: Job, plan: RunPlan) -> None:
@@ -59,11 +102,33 @@ class ConsoleReporter(Reporter):
         )
 
     def step_started(self, step: Step) -> None:
+        self.running.append((step, self._label(step), time.monotonic()))
         if self.console.is_terminal:
-            self._status = self.console.status(f"running {self._label(step)}")
-            self._status.start()
-        else:
-            self.console.print(f"▶ {self._label(step)}", highlight=False)
+            if self._status is None:
+                self._status = self.console.status(_RunningLine(self))
+                self._status.start()
+            return
+        self.console.print(f"▶ {self._label(step)}", highlight=False)
+        if self._ticker is None and self.still_running_every > 0:
+            self._done.clear()
+            self._ticker = threading.Thread(target=self._tick, name="nbplane-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """Piped: say which step still runs, and for how long, every so often."""
+        told: Step | None = None
+        last = 0.0
+        while not self._done.wait(min(self.still_running_every, 1.0)):
+            running = self.running  # replaced, never changed, by the run: read it once
+            if not running:
+                continue
+            (step, label, started), now = running[-1], time.monotonic()
+            if step is not told:
+                told, last = step, started
+            if now - last >= self.still_running_every:
+                last = now
+                elapsed = duration_text(now - started, 0)
+                self.console.print(f"… {label} still running, {elapsed}", highlight=False)
 
     def step_output(self, step: Step, stream: str, text: str) -> None:
         buffered = self._pending.get(stream, "") + text
@@ -76,12 +141,13 @@ class ConsoleReporter(Reporter):
             if rest:
                 self._print_output(stream, rest)
         self._pending.clear()
-        if self._status is not None:
+        self.running = [entry for entry in self.running if entry[0] is not step]
+        if self._status is not None and not self.running:
             self._status.stop()
             self._status = None
         mark, style = STATUS_STYLE[record.status]
         self.console.print(
-            f"[{style}]{mark} {self._label(step)}[/] [dim]{record.duration or 0:.2f}s[/]",
+            f"[{style}]{mark} {self._label(step)}[/] [dim]{duration_text(record.duration or 0)}[/]",
             highlight=False,
         )
         if record.error:
@@ -93,11 +159,15 @@ class ConsoleReporter(Reporter):
         self._depth -= 1
         if self._depth:
             return
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
         self.console.print(run_table(run))
         style = "green" if run.status == RunStatus.SUCCEEDED else "red"
         self.console.print(
             f"[bold {style}]run {run.number} of {escape(run.job_name)} {run.status}[/] "
-            f"in {run.duration or 0:.2f}s",
+            f"in {duration_text(run.duration or 0)}",
             highlight=False,
         )
         if (
@@ -131,7 +201,7 @@ def run_table(run: DescribeRun) -> Table:
         note = error.get("summary") or error.get("message") or step.reason or ""
         if error.get("line"):
             note = f"line {error['line']}: {note}"
-        duration = f"{step.duration:.2f}s" if step.duration is not None else ""
+        duration = duration_text(step.duration) if step.duration is not None else ""
         table.add_row(
             str(step.position + 1),
             describe_source(step.file, step.cell_number),

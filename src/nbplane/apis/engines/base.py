@@ -25,7 +25,9 @@ from typing import Any, Literal, TypeVar
 from nbplane.apis.output import OUTPUT_MIMETYPE as OUTPUT_MIMETYPE
 
 PARAMETERS_TAG = "injected-parameters"
-"""Tag of the cell an engine adds to bind the parameters (papermill's name for it)."""
+"""Tag of the cell an engine adds to bind the parameters (papermill's name for it). The kernel
+runs the request's ``parameters_source`` in it; the executed notebook shows its
+``parameters_display`` (swapped in by :meth:`Run.outcome`, once for every engine)."""
 
 T = TypeVar("T")
 StopReason = Literal["timeout", "cancelled"]
@@ -41,6 +43,8 @@ class ExecutionRequest:
     """nbformat-4 JSON as the user wrote it; never modified by the engine."""
     parameters_source: str
     """Python code binding the parameters, already safe: it runs as its own cell."""
+    parameters_display: str
+    """What the executed notebook shows as that cell (the values, papermill's way); never run."""
     inject_after: int
     """Index of the cell after which the parameters cell goes (-1: before the first cell)."""
     kernel_name: str = "python3"
@@ -59,8 +63,8 @@ class ExecutionOutcome:
     has_output: bool = False
     error: dict[str, Any] | None = None
     """``reason`` (exception, kernel_died, timeout, cancelled, kernel_failed_to_start), ``message``,
-    ``cell`` (index in the executed notebook, or None) and, for exceptions, ename, evalue and
-    traceback."""
+    ``cell`` (index in the executed notebook, or None; messages count from 1, as JupyterLab
+    shows cells) and, for exceptions, ename, evalue and traceback."""
     logs: str = ""
     """stdout and stderr of the executed cells, in order."""
     duration: float = 0.0
@@ -234,16 +238,23 @@ class Run:
 
     def stopped(self, reason: StopReason, cell: int | None) -> None:
         if reason == "timeout":
-            where = f" (cell {cell} was running)" if cell is not None else ""
+            where = f" (cell {cell + 1} was running)" if cell is not None else ""
             message = f"the execution did not finish within {self.request.timeout:g} s{where}"
         else:
             message = "the execution was cancelled"
         self.fail(reason, message, cell)
 
     def outcome(self, duration: float) -> ExecutionOutcome:
+        """What happened, the parameters cell showing the values rather than the code that
+        bound them."""
+        cells = list(self.notebook["cells"])
+        cells[self.parameters_cell] = {
+            **cells[self.parameters_cell],
+            "source": self.request.parameters_display,
+        }
         return ExecutionOutcome(
             status=self.status,
-            notebook=self.notebook,
+            notebook={**self.notebook, "cells": cells},
             output=self.output,
             has_output=self.has_output,
             error=self.error,

@@ -163,7 +163,7 @@ class Kernel:
                 run.fail("kernel_died", message, cell)
                 return False
             code = exited.result()
-            where = f" while cell {cell} ran" if cell is not None else ""
+            where = f" while cell {cell + 1} ran" if cell is not None else ""
             run.fail("kernel_died", f"{describe_exit(code)}{where}", cell, exit_code=code)
             return False
         finally:
