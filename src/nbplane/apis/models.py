@@ -45,6 +45,18 @@ TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
 writer); the store's conditional UPDATEs take their "from" statuses from here."""
 
 
+class DescribeNotebook(BaseModel):
+    """A notebook API in the catalog: its contract, or why it cannot be called."""
+
+    name: str
+    status: str = Field(description="ok, or broken (then reason says why).")
+    reason: str | None = None
+    engine: str | None = None
+    timeout: float | None = None
+    input: dict[str, Any] | None = Field(default=None, description="The input JSON Schema.")
+    output: dict[str, Any] | None = Field(default=None, description="The output JSON Schema.")
+
+
 class SubmitExecution(BaseModel):
     """Body of ``POST /api/v1/notebooks/{name}/executions``."""
 

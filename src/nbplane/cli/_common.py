@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 FORMATS = ("table", "json")
+EXIT_CODES = {"completed": 0, "cancelled": 130}
+"""Exit code of a command that waited for an execution, by its final status (as ``job run``);
+anything else (failed, timed out, not over yet) is 1."""
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 

@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from nbplane.cli import _deployments_view as view
 from nbplane.cli._common import (
+    EXIT_CODES,
     CliConsole,
     DocumentedArgument,
     DocumentedCommand,
@@ -49,9 +50,6 @@ from nbplane.jobs.definition import parse_arguments
 if TYPE_CHECKING:
     from nbplane.client import NbplaneClient
     from nbplane.deployments.models import DescribeJobExecution
-
-EXIT_CODES = {"completed": 0, "cancelled": 130}
-"""Exit code of ``job execute --wait`` by final status (as ``job run``); anything else is 1."""
 
 job_name = click.argument(
     "name", cls=DocumentedArgument, description="The job's name on the server."
