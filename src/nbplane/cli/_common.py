@@ -147,6 +147,15 @@ def print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
+def say(output: str, message: str, facts: Mapping[str, Any]) -> None:
+    """What a command that did one thing prints: a line for people (rich markup), or what it
+    did as JSON (``--output json``), so a script need not parse the line."""
+    if output == "json":
+        print_json(dict(facts))
+        return
+    CliConsole().print(message, highlight=False)
+
+
 def confirm(question: str, yes: bool, refused: str) -> None:
     """Ask before destroying something, the same way in every command: ``--yes`` skips the
     question; without a terminal to ask on, refuse (exit 2) rather than guess."""

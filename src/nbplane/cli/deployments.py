@@ -31,6 +31,7 @@ from nbplane.cli._common import (
     output_format_or_path,
     output_format_saying,
     print_json,
+    say,
     split_output,
     yes_option,
 )
@@ -578,7 +579,8 @@ def download(
     "--force", is_flag=True, help="Cancel its queued and running executions first, if any."
 )
 @yes_option
-def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
+@output_format
+def delete(name: str, team: str | None, force: bool, yes: bool, output: str) -> None:
     with _remote(team) as (client, team):
         confirm(f"delete job {team}/{name} and everything it has?", yes, "refusing to delete a job")
         try:
@@ -589,4 +591,8 @@ def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
             raise Conflict(
                 f"{exc.message}; pass --force to cancel them and delete", **exc.fields
             ) from None
-    CliConsole().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)
+    say(
+        output,
+        f"deleted job {escape(team)}/{escape(name)}",
+        {"team": team, "name": name, "deleted": True},
+    )
