@@ -147,7 +147,7 @@ def print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
-def say(output: str, message: str, facts: Mapping[str, Any]) -> None:
+def print_result(output: str, message: str, facts: Mapping[str, Any]) -> None:
     """What a command that did one thing prints: a line for people (rich markup), or what it
     did as JSON (``--output json``), so a script need not parse the line."""
     if output == "json":

@@ -27,7 +27,7 @@ from nbplane.cli._common import (
     output_format,
     output_format_saying,
     print_json,
-    say,
+    print_result,
     yes_option,
 )
 from nbplane.errors import ConfigError, InvalidInput
@@ -130,7 +130,7 @@ def _show(
 def _say(output: str, message: str, described: BaseModel | dict[str, Any]) -> None:
     """A change's line for people, or (``--output json``) the changed user as it is now."""
     facts = described.model_dump(mode="json") if isinstance(described, BaseModel) else described
-    say(output, escape(message), facts)
+    print_result(output, escape(message), facts)
 
 
 # -- nbplane user
@@ -446,7 +446,7 @@ def list_tokens(manage: ManageAuth, user: str | None, output: str) -> None:
 def revoke(manage: ManageAuth, name: str, output: str) -> None:
     """Revoke a token by name; requests with it are refused from then on."""
     manage.revoke_token(name)
-    say(output, f"token {escape(name)} revoked", {"name": name, "revoked": True})
+    print_result(output, f"token {escape(name)} revoked", {"name": name, "revoked": True})
 
 
 # -- nbplane login, nbplane logout
@@ -501,7 +501,7 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float, outpu
     else:
         caller = log_in(url, _read_token(url, token))
     teams = ", ".join(caller.teams) or "none yet"
-    say(
+    print_result(
         output,
         f"logged in to {escape(url)} as [bold]{escape(caller.user)}[/]"
         + (" (admin)" if caller.admin else "")
@@ -547,7 +547,7 @@ def logout(output: str) -> None:
 
     forgotten = forget_login()
     message = "logged out" if forgotten else "not logged in"
-    say(
+    print_result(
         output,
         f"{message} ({escape(str(credentials_path()))})",
         {"logged_out": forgotten, "path": str(credentials_path())},

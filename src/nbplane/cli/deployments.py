@@ -31,7 +31,7 @@ from nbplane.cli._common import (
     output_format_or_path,
     output_format_saying,
     print_json,
-    say,
+    print_result,
     split_output,
     yes_option,
 )
@@ -591,7 +591,7 @@ def delete(name: str, team: str | None, force: bool, yes: bool, output: str) -> 
             raise Conflict(
                 f"{exc.message}; pass --force to cancel them and delete", **exc.fields
             ) from None
-    say(
+    print_result(
         output,
         f"deleted job {escape(team)}/{escape(name)}",
         {"team": team, "name": name, "deleted": True},

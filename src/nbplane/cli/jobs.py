@@ -19,7 +19,7 @@ from nbplane.cli._common import (
     output_format_or_path,
     output_format_saying,
     print_json,
-    say,
+    print_result,
     split_output,
 )
 from nbplane.jobs.definition import parse_arguments
@@ -421,11 +421,11 @@ def say_runner(output: str, state: dict[str, Any] | None, running: bool) -> None
     from nbplane.jobs.warm import is_stale
 
     if state is None:
-        say(output, "no warm runner", {"running": False})
+        print_result(output, "no warm runner", {"running": False})
         return
     facts = {key: state.get(key) for key in ("pid", "since", "served")}
     line = f"warm runner {'running' if running else 'stopped'}: {describe_runner(state)}"
-    say(output, escape(line), {"running": running, **facts, "stale": is_stale(state)})
+    print_result(output, escape(line), {"running": running, **facts, "stale": is_stale(state)})
 
 
 @warm.command(name="start", help="Start this home's warm runner (nothing if one runs).")

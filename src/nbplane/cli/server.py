@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
-from rich.console import Console
 
-from nbplane.cli._common import NbplaneGroup, output_format, say
+from nbplane.cli._common import CliConsole, NbplaneGroup, output_format, print_result
 from nbplane.errors import ConfigError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -119,7 +118,7 @@ def _logging(level: str | None, format: str | None) -> tuple[dict[str, Any], Say
     format = format or settings.log_format
     config = logging_config(cast(LogLevel, level or settings.log_level), cast(LogFormat, format))
     logging.config.dictConfig(config)
-    console, log = Console(stderr=True), logging.getLogger("nbplane.server")
+    console, log = CliConsole(stderr=True), logging.getLogger("nbplane.server")
 
     def say(text: str, warning: bool = False) -> None:
         if format == "json":
@@ -360,7 +359,7 @@ def upgrade(db: str | None, output: str) -> None:
         line = f"nbplane's database is at revision {after} already"
     else:
         line = f"nbplane's database upgraded from revision {before or 'none'} to {after}"
-    say(output, line, {"before": before, "after": after})
+    print_result(output, line, {"before": before, "after": after})
 
 
 @db.command()
@@ -372,7 +371,7 @@ def status(db: str | None, output: str) -> None:
 
     current = database_revision(_store_url(db))
     behind = current is None or current < SCHEMA_HEAD
-    say(
+    print_result(
         output,
         f"current: {current or 'none'}\nhead: {SCHEMA_HEAD}",
         {"current": current, "head": SCHEMA_HEAD, "behind": behind},

@@ -24,7 +24,7 @@ from nbplane.cli._common import (
     confirm,
     output_format,
     print_json,
-    say,
+    print_result,
     yes_option,
 )
 from nbplane.errors import ConfigError
@@ -343,7 +343,7 @@ def stop(session_id: str, purge: bool, yes: bool, output: str) -> None:
     with _remote() as client:
         client.delete_session(session_id, purge=purge)
     kept = "its files deleted" if purge else "its files kept"
-    say(
+    print_result(
         output,
         f"session {escape(session_id)} stopped and deleted ({kept})",
         {"id": session_id, "deleted": True, "purged": purge},
@@ -459,7 +459,7 @@ def delete_connection(name: str, yes: bool, output: str) -> None:
     confirm(f"delete connection {name} and its grants?", yes, "refusing to delete a connection")
     with _remote() as client:
         client.delete_connection(name)
-    say(output, f"connection {escape(name)} deleted", {"name": name, "deleted": True})
+    print_result(output, f"connection {escape(name)} deleted", {"name": name, "deleted": True})
 
 
 grantee_options = [
