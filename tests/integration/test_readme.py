@@ -33,7 +33,7 @@ LANGUAGES = {"sh", "bash"}
 FENCE = re.compile(r"^(?P<indent> *)```(?P<language>[\w+-]*)\s*$")
 SKIP = re.compile(r"^\s*<!--\s*snippet:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->\s*$")
 STARTS_SERVER = re.compile(r"^\s*(\S+=\S+\s+)*nbplane serve\b.*&\s*(#.*)?$", re.MULTILINE)
-TIMEOUT = 240.0
+TIMEOUT = 420.0
 
 PRELUDE = """\
 set -e
@@ -86,6 +86,7 @@ def script(found: list[Snippet]) -> str:
     for snippet in found:
         if snippet.skip:
             continue
+        parts.append(f'echo "### README.md line {snippet.line}, at ${{SECONDS}} s"')
         if STARTS_SERVER.search(snippet.code):
             parts.append("stop_servers")
         continued = False
@@ -187,3 +188,4 @@ def test_every_readme_snippet_runs_as_written(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)  # whatever a snippet left behind
     assert process.returncode == 0, output[-6000:]
     print(f"README snippets ran in {time.monotonic() - started:.1f} s")
+    print("\n".join(line for line in output.splitlines() if line.startswith("### ")))
