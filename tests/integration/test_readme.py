@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -98,6 +99,15 @@ def script(found: list[Snippet]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def left_behind(root: Path) -> None:
+    """Stop what the snippets started and left running in a session of its own (sessions'
+    servers outlive nbplane's server by design): every process naming ``root``."""
+    for found in psutil.process_iter(["cmdline"]):
+        if str(root) in " ".join(found.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                found.kill()
+
+
 def isolated_network() -> list[str]:
     """A command prefix giving the script a network namespace with only loopback, when this
     machine lets us make one (root with unshare and ip); else none, and port 5050 must be
@@ -164,7 +174,8 @@ def test_every_readme_snippet_runs_as_written(tmp_path: Path) -> None:
         HOME=str(home),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}",
         NO_COLOR="1",
-        NBPLANE_SESSION_POOL_SIZE="0",  # no JupyterLab servers started ahead by each serve
+        NBPLANE_SESSION_POOL_SIZE="0",  # no Jupyter servers started ahead by each serve
+        NBPLANE_SESSION_COMMAND="jupyter-server",  # sessions start faster without Lab's UI
     )
     started = time.monotonic()
     process = subprocess.Popen(
@@ -185,7 +196,8 @@ def test_every_readme_snippet_runs_as_written(tmp_path: Path) -> None:
         pytest.fail(f"README snippets still running after {TIMEOUT:.0f} s:\n{output[-4000:]}")
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever a snippet left behind
+            os.killpg(process.pid, signal.SIGKILL)
+        left_behind(tmp_path)
     assert process.returncode == 0, output[-6000:]
     print(f"README snippets ran in {time.monotonic() - started:.1f} s")
-    print("\n".join(line for line in output.splitlines() if line.startswith("### ")))
+    print("\n".join(re.findall(r"### README\.md line \d+, at \d+ s", output)))
