@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +49,7 @@ class DescribeNotebook(BaseModel):
     """A notebook API in the catalog: its contract, or why it cannot be called."""
 
     name: str
-    status: str = Field(description="ok, or broken (then reason says why).")
+    status: Literal["ok", "broken"] = Field(description="broken: reason says why.")
     reason: str | None = None
     engine: str | None = None
     timeout: float | None = None
