@@ -31,6 +31,16 @@ from tests.integration.server_fixture import running_server
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+WITHOUT_OUTPUT = {
+    "serve": "runs the server until it is stopped; what it shows is its log",
+    "worker": "runs notebook-API executions until it is stopped; what it shows is its log",
+    "job run-execution": "hidden, what job executors start; its log goes to the server",
+    "job logs": "prints the execution's log itself, as it was written",
+    "session logs": "prints the session server's output itself",
+}
+"""The only commands without ``-o/--output``, and why."""
+
+
 def invoke(*args: str, **options: Any) -> Result:
     return CliRunner().invoke(nbplane, list(args), prog_name="nbplane", **options)
 
@@ -119,32 +129,12 @@ def test_o_is_a_format_in_every_command() -> None:
                 assert tuple(param.type.choices) == FORMATS, name
             else:  # the commands whose -o was a path: still accepted, deprecated (below)
                 assert name in ("job export", "job download"), name
-    shows_something = {
-        "job run",
-        "job runs",
-        "job show-run",
-        "job prune",
-        "job create",
-        "job export",
-        "job deploy",
-        "job execute",
-        "job list",
-        "job show",
-        "job executions",
-        "job execution",
-        "job cancel",
-        "job download",
-        "job properties",
-        "job secrets",
-        "session start",
-        "session list",
-        "session show",
-        "connection list",
-        "user list",
-        "user show",
-        "token list",
+    leaves = {
+        name for name, command in every_command(nbplane) if not isinstance(command, click.Group)
     }
-    assert shows_something <= with_output, shows_something - with_output
+    assert leaves - with_output == set(WITHOUT_OUTPUT), "every command that shows something, "
+    "one-line actions included, takes -o/--output (or says here why it does not)"
+    assert {"api run", "job delete", "session stop", "token create", "db status"} <= with_output
 
 
 def test_export_writes_to_to_and_o_path_still_works_with_a_note(
@@ -301,3 +291,25 @@ def test_the_readme_notebook_api_example_runs(tmp_path: Path) -> None:
         )
         assert refused.status_code == 422
     assert sorted(examples.iterdir()) == before, "serving leaves the examples as they are"
+
+
+def test_one_line_actions_say_what_they_did_as_json(local: dict[str, str]) -> None:
+    def json_of(*args: str, exit_code: int = 0) -> Any:
+        result = invoke(*args, "-o", "json")
+        assert result.exit_code == exit_code, (args, result.output)
+        return json.loads(result.stdout)
+
+    assert json_of("db", "upgrade")["after"] == json_of("db", "status")["head"]
+    assert json_of("db", "status")["behind"] is False
+    assert json_of("user", "create", "boss", "--admin")["admin"] is True  # dora is not the last
+    created = json_of("user", "create", "dora", "--team", "sales")
+    assert (created["name"], created["teams"]) == ("dora", ["sales"])
+    assert json_of("user", "join", "dora", "ops")["teams"] == ["ops", "sales"]
+    assert json_of("user", "admin", "dora")["admin"] is True
+    made = json_of("token", "create", "dora-ci", "--user", "dora")
+    assert (made["name"], made["user"]) == ("dora-ci", "dora") and made["token"]
+    assert json_of("token", "revoke", "dora-ci") == {"name": "dora-ci", "revoked": True}
+    assert json_of("user", "admin", "dora", "--revoke")["admin"] is False
+    assert json_of("user", "delete", "dora", "--yes") == {"name": "dora", "deleted": True}
+    assert json_of("job", "warm", "status", exit_code=1) == {"running": False}
+    assert json_of("logout")["logged_out"] is False

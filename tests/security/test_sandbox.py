@@ -366,3 +366,27 @@ def _gone(process: psutil.Process) -> bool:
         return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_with_home_elsewhere_the_accounts_home_is_hidden_and_python_still_runs(
+    tmp_path: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started with HOME=/somewhere/else (as the README test does) still hides the
+    account's own home, and binds back the Python it holds (e.g. pyenv under /root)."""
+    import pwd
+
+    account = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere-home"))
+    (tmp_path / "elsewhere-home").mkdir()
+    settings, _ = server_files(tmp_path / "home", elsewhere)
+    work = elsewhere / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    script = "import json, os, sys; print(json.dumps(os.listdir(sys.argv[1])))"
+    argv = [sys.executable, "-c", script, str(account)]
+    command = Bubblewrap(settings).command(argv, cwd=work, writable=[work], readable=[])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr  # its Python ran
+    python = Path(sys.executable).resolve()
+    shown_back = {python.relative_to(account).parts[0]} if python.is_relative_to(account) else set()
+    assert set(json.loads(done.stdout)) <= shown_back, "the account's home is shown empty"

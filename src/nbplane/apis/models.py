@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,18 @@ TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
 }
 """Every status change an execution may make (see :mod:`nbplane.apis.lifecycle`, their one
 writer); the store's conditional UPDATEs take their "from" statuses from here."""
+
+
+class DescribeNotebook(BaseModel):
+    """A notebook API in the catalog: its contract, or why it cannot be called."""
+
+    name: str
+    status: Literal["ok", "broken"] = Field(description="broken: reason says why.")
+    reason: str | None = None
+    engine: str | None = None
+    timeout: float | None = None
+    input: dict[str, Any] | None = Field(default=None, description="The input JSON Schema.")
+    output: dict[str, Any] | None = Field(default=None, description="The output JSON Schema.")
 
 
 class SubmitExecution(BaseModel):

@@ -19,6 +19,7 @@ from nbplane.errors import NbplaneError
     context_settings={"help_option_names": ["-h", "--help"]},
     lazy_commands={
         "job": "nbplane.cli.jobs:job",
+        "api": "nbplane.cli.apis:api",
         "session": "nbplane.cli.sessions:session",
         "connection": "nbplane.cli.sessions:connection",
         "serve": "nbplane.cli.server:serve",

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 FORMATS = ("table", "json")
+EXIT_CODES = {"completed": 0, "cancelled": 130}
+"""Exit code of a command that waited for an execution, by its final status (as ``job run``);
+anything else (failed, timed out, not over yet) is 1."""
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
@@ -142,6 +145,15 @@ def split_output(output: str, to: Path | None) -> tuple[str, Path | None]:
 def print_json(value: object) -> None:
     """What ``--output json`` prints: indented, for people reading it as well as scripts."""
     print(json.dumps(value, indent=2))
+
+
+def print_result(output: str, message: str, facts: Mapping[str, Any]) -> None:
+    """What a command that did one thing prints: a line for people (rich markup), or what it
+    did as JSON (``--output json``), so a script need not parse the line."""
+    if output == "json":
+        print_json(dict(facts))
+        return
+    CliConsole().print(message, highlight=False)
 
 
 def confirm(question: str, yes: bool, refused: str) -> None:

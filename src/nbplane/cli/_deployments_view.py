@@ -14,6 +14,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from nbplane.apis.models import DescribeExecution
     from nbplane.client.deploy import Deployed
     from nbplane.deployments.models import (
         DescribeDeployment,
@@ -38,13 +39,15 @@ def next_run(deployment: DescribeDeployment) -> str:
     return f"{when(local, ' ' + deployment.timezone)} ({when(moment)})"
 
 
-def took(execution: DescribeJobExecution | DescribeJobExecutionAttempt) -> str:
+def took(execution: DescribeJobExecution | DescribeJobExecutionAttempt | DescribeExecution) -> str:
     if execution.started_at is None or execution.finished_at is None:
         return ""
     return f"{(execution.finished_at - execution.started_at).total_seconds():.1f}s"
 
 
-def status(execution: DescribeJobExecution | DescribeJobExecutionAttempt) -> str:
+def status(
+    execution: DescribeJobExecution | DescribeJobExecutionAttempt | DescribeExecution,
+) -> str:
     style = {"completed": "green", "queued": "dim", "running": "cyan", "retrying": "yellow"}
     return f"[{style.get(execution.status, 'red')}]{execution.status}[/]"
 

@@ -25,7 +25,9 @@ from nbplane.cli._common import (
     NbplaneGroup,
     confirm,
     output_format,
+    output_format_saying,
     print_json,
+    print_result,
     yes_option,
 )
 from nbplane.errors import ConfigError, InvalidInput
@@ -125,8 +127,10 @@ def _show(
     CliConsole().print(table)
 
 
-def _say(message: str) -> None:
-    CliConsole().print(escape(message), highlight=False)
+def _say(output: str, message: str, described: BaseModel | dict[str, Any]) -> None:
+    """A change's line for people, or (``--output json``) the changed user as it is now."""
+    facts = described.model_dump(mode="json") if isinstance(described, BaseModel) else described
+    print_result(output, escape(message), facts)
 
 
 # -- nbplane user
@@ -168,9 +172,15 @@ def user() -> None:
     help="Sessions the user may have starting or running at once (default: "
     "NBPLANE_SESSION_MAX_PER_USER).",
 )
+@output_format
 @managing
 def create_user(
-    manage: ManageAuth, name: str, admin: bool, teams: tuple[str, ...], max_sessions: int | None
+    manage: ManageAuth,
+    name: str,
+    admin: bool,
+    teams: tuple[str, ...],
+    max_sessions: int | None,
+    output: str,
 ) -> None:
     """Create a user; give them a token with `nbplane token create NAME --user USER`."""
     from nbplane.auth.models import CreateUser
@@ -178,9 +188,9 @@ def create_user(
     request = _checked(
         CreateUser, name=name, admin=admin, teams=list(teams), max_sessions=max_sessions
     )
-    manage.create_user(request)
+    created = manage.create_user(request)
     joined = f" in {', '.join(teams)}" if teams else ""
-    _say(f"user {name} created{' (admin)' if admin else ''}{joined}")
+    _say(output, f"user {name} created{' (admin)' if admin else ''}{joined}", created)
 
 
 @user.command("list")
@@ -218,60 +228,65 @@ def show(manage: ManageAuth, name: str, output: str) -> None:
     is_flag=True,
     help="Back to the server's NBPLANE_SESSION_MAX_PER_USER.",
 )
+@output_format
 @managing
-def limit(manage: ManageAuth, name: str, max_sessions: int | None, use_default: bool) -> None:
+def limit(
+    manage: ManageAuth, name: str, max_sessions: int | None, use_default: bool, output: str
+) -> None:
     """Set how many sessions a user may run at once (above or below the server's default)."""
     from nbplane.auth.models import UpdateUser
 
     if (max_sessions is None) == (not use_default):
         raise click.UsageError("give either --max-sessions N or --default")
-    manage.update_user(name, _checked(UpdateUser, max_sessions=max_sessions))
+    changed = manage.update_user(name, _checked(UpdateUser, max_sessions=max_sessions))
     what = "the server's default" if max_sessions is None else str(max_sessions)
-    _say(f"{name} may run {what} session(s) at once")
+    _say(output, f"{name} may run {what} session(s) at once", changed)
 
 
 @user.command("admin")
 @user_name
 @click.option("--revoke", is_flag=True, help="Take the admin rights away instead.")
+@output_format
 @managing
-def make_admin(manage: ManageAuth, name: str, revoke: bool) -> None:
+def make_admin(manage: ManageAuth, name: str, revoke: bool, output: str) -> None:
     """Make a user an admin (or, with --revoke, a plain user again; never the last admin)."""
     from nbplane.auth.models import UpdateUser
 
-    manage.update_user(name, UpdateUser(admin=not revoke))
-    _say(f"{name} is {'no longer ' if revoke else ''}an admin")
+    changed = manage.update_user(name, UpdateUser(admin=not revoke))
+    _say(output, f"{name} is {'no longer ' if revoke else ''}an admin", changed)
 
 
 @user.command()
 @user_name
 @team_name
+@output_format
 @managing
-def join(manage: ManageAuth, name: str, team: str) -> None:
+def join(manage: ManageAuth, name: str, team: str, output: str) -> None:
     """Add a user to a team."""
-    manage.join_team(name, team)
-    _say(f"{name} is in team {team}")
+    _say(output, f"{name} is in team {team}", manage.join_team(name, team))
 
 
 @user.command()
 @user_name
 @team_name
+@output_format
 @managing
-def leave(manage: ManageAuth, name: str, team: str) -> None:
+def leave(manage: ManageAuth, name: str, team: str, output: str) -> None:
     """Remove a user from a team."""
-    manage.leave_team(name, team)
-    _say(f"{name} is not in team {team}")
+    _say(output, f"{name} is not in team {team}", manage.leave_team(name, team))
 
 
 @user.command()
 @user_name
 @yes_option
+@output_format
 @managing
-def delete(manage: ManageAuth, name: str, yes: bool) -> None:
+def delete(manage: ManageAuth, name: str, yes: bool, output: str) -> None:
     """Delete a user with their tokens and team memberships (never the last admin); their jobs
     and sessions stay."""
     confirm(f"delete user {name} and their tokens?", yes, "refusing to delete a user")
     manage.delete_user(name)
-    _say(f"user {name} deleted")
+    _say(output, f"user {name} deleted", {"name": name, "deleted": True})
 
 
 @user.command()
@@ -296,7 +311,8 @@ def teams(manage: ManageAuth, output: str) -> None:
     "name",
     help="The admin user (default: NBPLANE_ADMIN_USER, else admin).",
 )
-def bootstrap(name: str | None) -> None:
+@output_format
+def bootstrap(name: str | None, output: str) -> None:
     """Make sure the first admin exists and holds the token NBPLANE_ADMIN_TOKEN holds (else
     the first line of stdin), in the database NBPLANE_STORE_URL names: what a server does at
     each start, for a deployment's Job or a script. Never takes the token as an argument."""
@@ -323,7 +339,11 @@ def bootstrap(name: str | None) -> None:
         bootstrap_admin(AuthService(store), settings)
     finally:
         store.close()
-    _say(f"{settings.admin_user} is an admin holding the token 'bootstrap'")
+    _say(
+        output,
+        f"{settings.admin_user} is an admin holding the token 'bootstrap'",
+        {"user": settings.admin_user, "admin": True, "token": "bootstrap"},
+    )
 
 
 # -- nbplane token
@@ -362,15 +382,22 @@ def lifetime(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     help="How long the token works, e.g. 30d, 12h or 90m (default: until revoked); after "
     "that every request with it is refused as expired.",
 )
+@output_format_saying(
+    "table: the token alone on stdout (what it is, on stderr); json: the token's name, user, "
+    "expiry and the token itself."
+)
 @managing
 def create_token(
-    manage: ManageAuth, name: str, user: str | None, expires_in: timedelta | None
+    manage: ManageAuth, name: str, user: str | None, expires_in: timedelta | None, output: str
 ) -> None:
     """Create a token and print it once; keep it, it cannot be shown again."""
     from nbplane.auth.models import CreateToken
 
     expires_at = datetime.now(UTC) + expires_in if expires_in else None
     made = manage.create_token(_checked(CreateToken, name=name, user=user, expires_at=expires_at))
+    if output == "json":
+        print_json(made.model_dump(mode="json"))
+        return
     until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
     CliConsole(stderr=True).print(
         f"token {escape(made.name)} of user {escape(made.user or '')} created{until}; use it "
@@ -414,11 +441,12 @@ def list_tokens(manage: ManageAuth, user: str | None, output: str) -> None:
 
 @token.command()
 @click.argument("name")
+@output_format
 @managing
-def revoke(manage: ManageAuth, name: str) -> None:
+def revoke(manage: ManageAuth, name: str, output: str) -> None:
     """Revoke a token by name; requests with it are refused from then on."""
     manage.revoke_token(name)
-    CliConsole(stderr=True).print(f"token {escape(name)} revoked", highlight=False)
+    print_result(output, f"token {escape(name)} revoked", {"name": name, "revoked": True})
 
 
 # -- nbplane login, nbplane logout
@@ -449,7 +477,8 @@ def revoke(manage: ManageAuth, name: str) -> None:
     show_default=True,
     help="With --oauth: seconds to wait for the login in the browser.",
 )
-def login(url: str | None, token: str | None, oauth: bool, timeout: float) -> None:
+@output_format
+def login(url: str | None, token: str | None, oauth: bool, timeout: float, output: str) -> None:
     """Log in to an nbplane server for the remote `nbplane job` commands.
 
     The token is checked with the server (with --oauth, the server makes one for whom its
@@ -472,11 +501,18 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float) -> No
     else:
         caller = log_in(url, _read_token(url, token))
     teams = ", ".join(caller.teams) or "none yet"
-    CliConsole().print(
+    print_result(
+        output,
         f"logged in to {escape(url)} as [bold]{escape(caller.user)}[/]"
         + (" (admin)" if caller.admin else "")
         + f"; teams: {escape(teams)}; saved in {escape(str(credentials_path()))}",
-        highlight=False,
+        {
+            "url": url,
+            "user": caller.user,
+            "admin": caller.admin,
+            "teams": caller.teams,
+            "saved": str(credentials_path()),
+        },
     )
 
 
@@ -504,12 +540,18 @@ def _oauth_login(url: str, timeout: float) -> DescribeOAuthLogin:
 
 
 @click.command(cls=DocumentedCommand)
-def logout() -> None:
+@output_format
+def logout(output: str) -> None:
     """Forget the server and token that `nbplane login` saved."""
     from nbplane.client import credentials_path, forget_login
 
-    message = "logged out" if forget_login() else "not logged in"
-    CliConsole().print(f"{message} ({escape(str(credentials_path()))})", highlight=False)
+    forgotten = forget_login()
+    message = "logged out" if forgotten else "not logged in"
+    print_result(
+        output,
+        f"{message} ({escape(str(credentials_path()))})",
+        {"logged_out": forgotten, "path": str(credentials_path())},
+    )
 
 
 def _authorize(provider: DescribeOAuth, timeout: float) -> str:

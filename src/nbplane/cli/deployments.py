@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from nbplane.cli import _deployments_view as view
 from nbplane.cli._common import (
+    EXIT_CODES,
     CliConsole,
     DocumentedArgument,
     DocumentedCommand,
@@ -30,6 +31,7 @@ from nbplane.cli._common import (
     output_format_or_path,
     output_format_saying,
     print_json,
+    print_result,
     split_output,
     yes_option,
 )
@@ -49,9 +51,6 @@ from nbplane.jobs.definition import parse_arguments
 if TYPE_CHECKING:
     from nbplane.client import NbplaneClient
     from nbplane.deployments.models import DescribeJobExecution
-
-EXIT_CODES = {"completed": 0, "cancelled": 130}
-"""Exit code of ``job execute --wait`` by final status (as ``job run``); anything else is 1."""
 
 job_name = click.argument(
     "name", cls=DocumentedArgument, description="The job's name on the server."
@@ -586,7 +585,8 @@ def download(
     "--force", is_flag=True, help="Cancel its queued and running executions first, if any."
 )
 @yes_option
-def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
+@output_format
+def delete(name: str, team: str | None, force: bool, yes: bool, output: str) -> None:
     with _remote(team) as (client, team):
         confirm(f"delete job {team}/{name} and everything it has?", yes, "refusing to delete a job")
         try:
@@ -597,4 +597,8 @@ def delete(name: str, team: str | None, force: bool, yes: bool) -> None:
             raise Conflict(
                 f"{exc.message}; pass --force to cancel them and delete", **exc.fields
             ) from None
-    CliConsole().print(f"deleted job {escape(team)}/{escape(name)}", highlight=False)
+    print_result(
+        output,
+        f"deleted job {escape(team)}/{escape(name)}",
+        {"team": team, "name": name, "deleted": True},
+    )

@@ -19,6 +19,7 @@ from nbplane.cli._common import (
     output_format_or_path,
     output_format_saying,
     print_json,
+    print_result,
     split_output,
 )
 from nbplane.jobs.definition import parse_arguments
@@ -447,33 +448,46 @@ def describe_runner(state: dict[str, object]) -> str:
     )
 
 
+def say_runner(output: str, state: dict[str, Any] | None, running: bool) -> None:
+    """A runner's state as ``--output`` asks: a line, or pid, since, served and stale."""
+    from nbplane.jobs.warm import is_stale
+
+    if state is None:
+        print_result(output, "no warm runner", {"running": False})
+        return
+    facts = {key: state.get(key) for key in ("pid", "since", "served")}
+    line = f"warm runner {'running' if running else 'stopped'}: {describe_runner(state)}"
+    print_result(output, escape(line), {"running": running, **facts, "stale": is_stale(state)})
+
+
 @warm.command(name="start", help="Start this home's warm runner (nothing if one runs).")
-def warm_start() -> None:
+@output_format
+def warm_start(output: str) -> None:
     from nbplane.jobs import warm as runner
     from nbplane.settings import get_settings
 
-    print(f"warm runner running: {describe_runner(runner.start(get_settings().home))}")
+    say_runner(output, runner.start(get_settings().home), running=True)
 
 
 @warm.command(name="stop", help="Stop the warm runner; runs in progress finish first.")
-def warm_stop() -> None:
+@output_format
+def warm_stop(output: str) -> None:
     from nbplane.jobs import warm as runner
     from nbplane.settings import get_settings
 
-    state = runner.stop(get_settings().home)
-    print("no warm runner" if state is None else f"warm runner stopped: {describe_runner(state)}")
+    say_runner(output, runner.stop(get_settings().home), running=False)
 
 
 @warm.command(name="status", help="Whether a warm runner runs; exit code 1 if not.")
-def warm_status() -> None:
+@output_format
+def warm_status(output: str) -> None:
     from nbplane.jobs import warm as runner
     from nbplane.settings import get_settings
 
     state = runner.status(get_settings().home)
+    say_runner(output, state, running=True)
     if state is None:
-        print("no warm runner")
         raise click.exceptions.Exit(1)
-    print(f"warm runner running: {describe_runner(state)}")
 
 
 def serve_warm() -> None:

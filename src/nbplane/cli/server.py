@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
-from rich.console import Console
 
-from nbplane.cli._common import NbplaneGroup
+from nbplane.cli._common import CliConsole, NbplaneGroup, output_format, print_result
 from nbplane.errors import ConfigError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -119,7 +118,7 @@ def _logging(level: str | None, format: str | None) -> tuple[dict[str, Any], Say
     format = format or settings.log_format
     config = logging_config(cast(LogLevel, level or settings.log_level), cast(LogFormat, format))
     logging.config.dictConfig(config)
-    console, log = Console(stderr=True), logging.getLogger("nbplane.server")
+    console, log = CliConsole(stderr=True), logging.getLogger("nbplane.server")
 
     def say(text: str, warning: bool = False) -> None:
         if format == "json":
@@ -348,7 +347,8 @@ def db() -> None:
 
 @db.command()
 @db_option
-def upgrade(db: str | None) -> None:
+@output_format
+def upgrade(db: str | None, output: str) -> None:
     """Bring the database's schema to this nbplane's revision; safe to run again, and by
     several processes at once. What a Helm hook runs before the servers start
     (NBPLANE_STORE_MIGRATE=false)."""
@@ -356,19 +356,26 @@ def upgrade(db: str | None) -> None:
 
     before, after = upgrade_database(_store_url(db))
     if before == after:
-        click.echo(f"nbplane's database is at revision {after} already")
+        line = f"nbplane's database is at revision {after} already"
     else:
-        click.echo(f"nbplane's database upgraded from revision {before or 'none'} to {after}")
+        line = f"nbplane's database upgraded from revision {before or 'none'} to {after}"
+    print_result(output, line, {"before": before, "after": after})
 
 
 @db.command()
 @db_option
-def status(db: str | None) -> None:
+@output_format
+def status(db: str | None, output: str) -> None:
     """Print the database's schema revision and this nbplane's; exit 1 when it is behind."""
     from nbplane.store.engine import SCHEMA_HEAD, database_revision
 
     current = database_revision(_store_url(db))
-    click.echo(f"current: {current or 'none'}\nhead: {SCHEMA_HEAD}")
-    if current is None or current < SCHEMA_HEAD:
+    behind = current is None or current < SCHEMA_HEAD
+    print_result(
+        output,
+        f"current: {current or 'none'}\nhead: {SCHEMA_HEAD}",
+        {"current": current, "head": SCHEMA_HEAD, "behind": behind},
+    )
+    if behind:
         click.echo("behind: run `nbplane db upgrade`", err=True)
         sys.exit(1)

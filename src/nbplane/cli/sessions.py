@@ -24,6 +24,7 @@ from nbplane.cli._common import (
     confirm,
     output_format,
     print_json,
+    print_result,
     yes_option,
 )
 from nbplane.errors import ConfigError
@@ -330,7 +331,8 @@ def resume(session_id: str, no_wait: bool, output: str) -> None:
     "--purge", is_flag=True, help="Delete the session's files (workspace) too; asks first."
 )
 @yes_option
-def stop(session_id: str, purge: bool, yes: bool) -> None:
+@output_format
+def stop(session_id: str, purge: bool, yes: bool, output: str) -> None:
     """Stop a session for good and forget it; its files are kept unless --purge."""
     if purge:
         confirm(
@@ -341,7 +343,11 @@ def stop(session_id: str, purge: bool, yes: bool) -> None:
     with _remote() as client:
         client.delete_session(session_id, purge=purge)
     kept = "its files deleted" if purge else "its files kept"
-    CliConsole().print(f"session {session_id} stopped and deleted ({kept})", highlight=False)
+    print_result(
+        output,
+        f"session {escape(session_id)} stopped and deleted ({kept})",
+        {"id": session_id, "deleted": True, "purged": purge},
+    )
 
 
 @click.group(cls=NbplaneGroup, no_args_is_help=True)
@@ -447,12 +453,13 @@ def list_connections(output: str) -> None:
 @connection.command("delete")
 @connection_argument
 @yes_option
-def delete_connection(name: str, yes: bool) -> None:
+@output_format
+def delete_connection(name: str, yes: bool, output: str) -> None:
     """Delete a connection and its grants; running sessions keep what they were given."""
     confirm(f"delete connection {name} and its grants?", yes, "refusing to delete a connection")
     with _remote() as client:
         client.delete_connection(name)
-    CliConsole().print(f"connection {escape(name)} deleted", highlight=False)
+    print_result(output, f"connection {escape(name)} deleted", {"name": name, "deleted": True})
 
 
 grantee_options = [

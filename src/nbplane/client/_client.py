@@ -20,6 +20,13 @@ import httpx
 from pydantic import TypeAdapter
 
 from nbplane import errors
+from nbplane.apis.models import (
+    DescribeExecution,
+    DescribeNotebook,
+    ExecutionPage,
+    ListExecutionsQuery,
+    SubmitExecution,
+)
 from nbplane.auth.models import (
     CreateToken,
     CreateUser,
@@ -263,9 +270,7 @@ class NbplaneClient:
     ) -> DescribeJobExecution:
         """The execution; with ``wait``, the server answers when it is final or after that many
         seconds, whichever comes first."""
-        params = {} if wait is None else {"wait": wait}
-        timeout = TIMEOUT if wait is None else httpx.Timeout(wait + 30.0, connect=10.0)
-        data = self._json("GET", _execution(team, job, execution), params=params, timeout=timeout)
+        data = self._json("GET", _execution(team, job, execution), **_waiting(wait))
         return DescribeJobExecution.model_validate(data)
 
     def cancel_execution(self, team: str, job: str, execution: str) -> DescribeJobExecution:
@@ -302,6 +307,50 @@ class NbplaneClient:
                 if rest:
                     yield rest
                 return
+
+    # -- notebook APIs and their executions
+
+    def list_notebooks(self) -> list[DescribeNotebook]:
+        return _NOTEBOOKS.validate_python(self._json("GET", NOTEBOOKS))
+
+    def get_notebook(self, name: str) -> DescribeNotebook:
+        return DescribeNotebook.model_validate(self._json("GET", f"{NOTEBOOKS}/{_segment(name)}"))
+
+    def submit_api_execution(
+        self, name: str, request: SubmitExecution, *, wait: float | None = None
+    ) -> DescribeExecution:
+        """A new execution of the notebook API; with ``wait``, as :meth:`get_api_execution`."""
+        data = self._json(
+            "POST",
+            f"{NOTEBOOKS}/{_segment(name)}/executions",
+            json=request.model_dump(mode="json"),
+            **_waiting(wait),
+        )
+        return DescribeExecution.model_validate(data)
+
+    def list_api_executions(self, query: ListExecutionsQuery) -> ExecutionPage:
+        """A page of the caller's executions of notebook APIs (admins: everyone's), newest
+        first."""
+        params = query.model_dump(mode="json", exclude_none=True)
+        return ExecutionPage.model_validate(self._json("GET", API_EXECUTIONS, params=params))
+
+    def get_api_execution(self, execution: str, *, wait: float | None = None) -> DescribeExecution:
+        """The execution; with ``wait`` (at most 300), the server answers when it is final or
+        after that many seconds, whichever comes first."""
+        data = self._json("GET", _api_execution(execution), **_waiting(wait))
+        return DescribeExecution.model_validate(data)
+
+    def cancel_api_execution(self, execution: str) -> DescribeExecution:
+        data = self._json("POST", f"{_api_execution(execution)}/cancel")
+        return DescribeExecution.model_validate(data)
+
+    def api_execution_output(self, execution: str) -> Any:
+        """What the notebook saved with ``save_output``; NotFound when it saved nothing."""
+        return self._json("GET", f"{_api_execution(execution)}/output")
+
+    def api_execution_html(self, execution: str) -> str:
+        """The executed notebook as one HTML page."""
+        return self._request("GET", f"{_api_execution(execution)}/html").text
 
     # -- properties and secrets
 
@@ -469,6 +518,19 @@ def _execution(team: str, job: str, execution: str) -> str:
     return f"{_job(team, job)}/executions/{_segment(execution)}"
 
 
+def _api_execution(execution: str) -> str:
+    return f"{API_EXECUTIONS}/{_segment(execution)}"
+
+
+def _waiting(wait: float | None) -> dict[str, Any]:
+    """The query and a read timeout long enough for a request the server holds ``wait`` s."""
+    if wait is None:
+        return {}
+    return {"params": {"wait": wait}, "timeout": httpx.Timeout(wait + 30.0, connect=10.0)}
+
+
+NOTEBOOKS = "/api/v1/notebooks"
+API_EXECUTIONS = "/api/v1/executions"
 CONNECTIONS = "/api/v1/connections"
 USERS = "/api/v1/users"
 TOKENS = "/api/v1/tokens"
@@ -487,6 +549,7 @@ def _flag(value: bool) -> str:
 
 
 _JOBS = TypeAdapter(list[DescribeJob])
+_NOTEBOOKS = TypeAdapter(list[DescribeNotebook])
 _VERSIONS = TypeAdapter(list[DescribeVersion])
 _PROPERTIES = TypeAdapter(dict[str, Any])
 _CLASSES = TypeAdapter(list[DescribeResourceClass])

@@ -290,18 +290,21 @@ def _retention(section: dict[str, str]) -> dict[str, float]:
     return found
 
 
-def parse_arguments(text: str | None) -> dict[str, Any]:
-    """``--arguments`` must be a JSON object; say where it is not."""
+def parse_arguments(text: str | None, option: str = "--arguments") -> dict[str, Any]:
+    """A command's JSON object option (``--arguments``, ``--parameters``...) must be a JSON
+    object; say which option, and where it is not."""
     if not text:
         return {}
+    field = option.lstrip("-").partition(" ")[0].replace("-", "_")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"--arguments is not valid JSON: {exc.msg} at column {exc.colno}", field="arguments"
+            f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field=field,
         ) from None
     if not isinstance(value, dict):
         raise ConfigError(
-            f"--arguments must be a JSON object, got {type(value).__name__}", field="arguments"
+            f"{option} must be a JSON object, got {type(value).__name__}", field=field
         )
     return value

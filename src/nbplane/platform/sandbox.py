@@ -253,9 +253,12 @@ class Bubblewrap(Sandbox):
         return home if home.is_dir() else None
 
     def _private_directories(self) -> list[Path]:
-        """The server user's home: shown empty (the Python it holds is bound back)."""
-        home = Path.home().resolve()
-        return [home] if home.is_dir() and home != Path("/") else []
+        """The server user's home, ``$HOME`` and the account's own where they differ (a server
+        started with another HOME): shown empty (the Python one holds is bound back)."""
+        import pwd
+
+        homes = {Path.home().resolve(), Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()}
+        return sorted(home for home in homes if home.is_dir() and home != Path("/"))
 
     def _runtime(self) -> list[Path]:
         """Where the Python that runs nbplane lives, when it is inside a directory shown empty

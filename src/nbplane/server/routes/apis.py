@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 
 from nbplane.apis.models import (
     DescribeExecution,
+    DescribeNotebook,
     ExecutionPage,
     ListExecutionsQuery,
     SubmitExecution,
@@ -31,26 +32,26 @@ ExecutionsQuery = Annotated[ListExecutionsQuery, Query()]
 """``notebook``, ``status``, ``owner``, ``limit`` and ``offset`` as query parameters."""
 
 
-def describe_api(api: Any) -> dict[str, Any]:
+def describe_api(api: Any) -> DescribeNotebook:
     contract = api.contract
-    return {
-        "name": api.name,
-        "status": "broken" if api.broken else "ok",
-        "reason": api.broken,
-        "engine": contract.engine if contract else None,
-        "timeout": contract.timeout if contract else None,
-        "input": api.input_schema if not api.broken else None,
-        "output": api.output_schema if not api.broken else None,
-    }
+    return DescribeNotebook(
+        name=api.name,
+        status="broken" if api.broken else "ok",
+        reason=api.broken,
+        engine=contract.engine if contract else None,
+        timeout=contract.timeout if contract else None,
+        input=api.input_schema if not api.broken else None,
+        output=api.output_schema if not api.broken else None,
+    )
 
 
 @router.get("/notebooks", summary="List the notebook APIs, broken ones with the reason")
-def list_notebooks(service: Executions, caller: Caller) -> list[dict[str, Any]]:
+def list_notebooks(service: Executions, caller: Caller) -> list[DescribeNotebook]:
     return [describe_api(api) for api in service.catalog.offered(caller)]
 
 
 @router.get("/notebooks/{name}", summary="One notebook API and its contract")
-def get_notebook(service: Executions, name: str, caller: Caller) -> dict[str, Any]:
+def get_notebook(service: Executions, name: str, caller: Caller) -> DescribeNotebook:
     return describe_api(service.catalog.visible(name, caller))
 
 
