@@ -1692,6 +1692,40 @@ export interface components {
             user?: string | null;
         };
         /**
+         * DescribeNotebook
+         * @description A notebook API in the catalog: its contract, or why it cannot be called.
+         */
+        DescribeNotebook: {
+            /** Engine */
+            engine?: string | null;
+            /**
+             * Input
+             * @description The input JSON Schema.
+             */
+            input?: {
+                [key: string]: unknown;
+            } | null;
+            /** Name */
+            name: string;
+            /**
+             * Output
+             * @description The output JSON Schema.
+             */
+            output?: {
+                [key: string]: unknown;
+            } | null;
+            /** Reason */
+            reason?: string | null;
+            /**
+             * Status
+             * @description broken: reason says why.
+             * @enum {string}
+             */
+            status: "ok" | "broken";
+            /** Timeout */
+            timeout?: number | null;
+        };
+        /**
          * DescribeNotification
          * @description A deployment's notification target as the API shows it: a webhook's URL redacted.
          */
@@ -4249,9 +4283,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["DescribeNotebook"][];
                 };
             };
             /** @description No valid token: missing, unknown, revoked or expired */
@@ -4282,9 +4314,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DescribeNotebook"];
                 };
             };
             /** @description No valid token: missing, unknown, revoked or expired */
