@@ -139,7 +139,7 @@ def _run(
             job_name=job.name,
             job_team=job.config.team,
             arguments=arguments,
-            db_url=redact_url(target_db),
+            db_url=redact_url(target_db, hide_path=execution_id is not None),
             resumed=resume or bool(from_step),
             plan=plan.notes,
         ),

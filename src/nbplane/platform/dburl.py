@@ -11,11 +11,19 @@ SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")
 """Query parameters whose values are hidden too (``?password=...`` is valid in many drivers)."""
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, hide_path: bool = False) -> str:
+    """The URL without its password or secret query values; with ``hide_path``, a file
+    database shows only its file name (a deployed job's log must not tell the server's paths)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         return "(not a database URL)"
+    if (
+        hide_path
+        and parsed.get_backend_name() == "sqlite"
+        and parsed.database not in (None, ":memory:")
+    ):
+        return f"{parsed.drivername}:///…/{Path(str(parsed.database)).name}"
     hidden = {
         name: "***"
         for name in parsed.query
