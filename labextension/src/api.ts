@@ -6,7 +6,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { RunState, StepLocation, serverErrorText } from './runs';
+import { RunError, RunState, StepLocation, StepOutputs, serverErrorText } from './runs';
 
 /** A refused request, in words, with the input at fault when the server names it. */
 export class ApiError extends Error {
@@ -118,6 +118,21 @@ export function describeRun(id: string): Promise<RunState> {
 
 export function cancelRun(id: string): Promise<RunState> {
   return request<RunState>(`runs/${id}`, { method: 'DELETE' });
+}
+
+/** A local job folder: its steps in run order, and where it last failed (null: nowhere). */
+export function describeLocalJob(directory: string): Promise<LocalJob & { failure: RunError | null }> {
+  return request<LocalJob & { failure: RunError | null }>('job', { query: { directory } });
+}
+
+/** What each notebook step cell of a run showed. */
+export function runOutputs(id: string): Promise<{ run_number: number; steps: StepOutputs[] }> {
+  return request<{ run_number: number; steps: StepOutputs[] }>(`runs/${id}/outputs`);
+}
+
+/** The page of a run's executed notebooks (opened in a new tab: Jupyter's cookie signs it in). */
+export function runPageUrl(id: string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, 'nbplane', 'runs', id, 'page');
 }
 
 /** The run's log from `offset` up to now, piece by piece. */
