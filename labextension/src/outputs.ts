@@ -20,12 +20,10 @@ export async function showRunOutputs(lab: Lab, run: RunState): Promise<void> {
     return; // ended before its first step: nothing ran
   }
   const { steps } = await runOutputs(run.id);
-  for (const panel of lab.notebooksOf(run.directory)) {
-    showOutputs(panel, steps);
-  }
+  await Promise.all(lab.notebooksOf(run.directory).map(panel => showOutputs(panel, steps)));
 }
 
-function showOutputs(panel: NotebookPanel, steps: readonly StepOutputs[]): void {
+async function showOutputs(panel: NotebookPanel, steps: readonly StepOutputs[]): Promise<void> {
   const cells = panel.content.widgets;
   const placed = outputsByCell(
     cells.map(cell => cell.model.id),
@@ -41,5 +39,8 @@ function showOutputs(panel: NotebookPanel, steps: readonly StepOutputs[]): void 
       cell.model.executionCount = step.order;
     }
   }
+  // the cells report their change on the next turn of the event loop: their notebook is only
+  // as modified as it was before, after that
+  await new Promise(resolve => window.setTimeout(resolve, 0));
   model.dirty = dirty;
 }

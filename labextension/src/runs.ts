@@ -179,7 +179,8 @@ export interface StepOutputs {
 
 /**
  * Which cell of a notebook (cell ids in order) gets which step's outputs: pairs of the cell's
- * position and the step; steps of other files, or whose cell is gone, are left out.
+ * position and the step; steps of other files, or whose cell is gone, are left out. A failed
+ * step's error output is left out too: the failing-cell mark shows it, once.
  */
 export function outputsByCell(
   cellIds: readonly string[],
@@ -188,7 +189,10 @@ export function outputsByCell(
 ): [number, StepOutputs][] {
   return steps
     .filter(step => step.file === file)
-    .map(step => [cellPosition(cellIds, step.cell_id, step.cell_index), step] as [number, StepOutputs])
+    .map(step => {
+      const outputs = step.outputs.filter(output => output.output_type !== 'error');
+      return [cellPosition(cellIds, step.cell_id, step.cell_index), { ...step, outputs }] as [number, StepOutputs];
+    })
     .filter(([index]) => index >= 0);
 }
 

@@ -15,6 +15,15 @@ import { CellInfo, hasStepTag, numberSteps, toggleStepTag } from './steps';
 
 const BADGE = 'nbplane-step-badge';
 const STEP_CELL = 'nbplane-step-cell';
+const SEPARATOR = 'nbplane-step-badge-separator';
+const KIND = 'nbplane-step-badge-kind';
+
+function part(text: string, className: string): HTMLSpanElement {
+  const span = document.createElement('span');
+  span.className = className;
+  span.textContent = text;
+  return span;
+}
 
 export function activateStepCells(lab: Lab): void {
   const { commands, tracker } = lab;
@@ -132,7 +141,9 @@ class StepNumbering {
       const number = this.offset + label.number;
       const text = `step ${number}${label.sql ? ' · SQL' : ''}`;
       if (badge.textContent !== text) {
-        badge.textContent = text;
+        // "SQL" on a line of its own under the number, to fit the prompt column; the text
+        // (what a screen reader says) stays "step 3 · SQL"
+        badge.replaceChildren(`step ${number}`, ...(label.sql ? [part(' · ', SEPARATOR), part('SQL', KIND)] : []));
       }
       badge.setAttribute('data-step', String(number));
       badge.classList.toggle('nbplane-sql', label.sql);

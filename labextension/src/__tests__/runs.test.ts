@@ -132,6 +132,17 @@ test("a run's outputs go to their cells, found by id, else by position", () => {
       [2, 3]
     ]
   );
+  // a failed step keeps what it printed; its error is the failing-cell mark's to show
+  const failedStep: StepOutputs = {
+    ...outputs(1, 'a.ipynb', 'x', 0),
+    status: 'failed',
+    outputs: [
+      { output_type: 'stream', name: 'stdout', text: 'hello\n' },
+      { output_type: 'error', ename: 'ZeroDivisionError', evalue: 'division by zero', traceback: [] }
+    ]
+  };
+  const [[, shown]] = outputsByCell(['x'], 'a.ipynb', [failedStep]);
+  assert.deepEqual(shown.outputs, [{ output_type: 'stream', name: 'stdout', text: 'hello\n' }]);
 });
 
 test('a failure the run records kept is marked like a fresh one', () => {
