@@ -66,7 +66,7 @@ def _step_location(step: Step) -> dict[str, Any]:
         "name": step.name,
         "file": step.file,
         "kind": kind,
-        "cell_index": step.cell_number - 1 if step.cell_number is not None else None,
+        "cell_index": _cell_index(step.cell_number),
         "cell_id": step.cell_id,
         "sql": step.is_sql,
     }
@@ -223,7 +223,7 @@ class LocalRuns:
     def outputs(self, run: LocalRun) -> dict[str, Any]:
         """What each notebook step cell of the run showed, for the front end to put into the
         open notebook's cells as running them would: nbformat outputs, and the step's number
-        as the execution count (as in the run's executed notebooks)."""
+        (``order``) as their execution count, as in the run's executed notebooks."""
         record = self._recorded(run)
         return {
             "run_number": record.number,
@@ -231,7 +231,7 @@ class LocalRuns:
                 {
                     "order": step.position + 1,
                     "file": step.file,
-                    "cell_index": step.cell_number - 1 if step.cell_number is not None else None,
+                    "cell_index": _cell_index(step.cell_number),
                     "cell_id": step.cell_id,
                     "status": str(step.status),
                     "outputs": step.outputs,
@@ -359,15 +359,18 @@ def _error(run: LocalRun, record: DescribeRun | None, status: str) -> dict[str, 
     return _failure_fields(error)
 
 
+def _cell_index(number: object) -> int | None:
+    """A cell's 0-based position among all the notebook's cells, as the front end indexes
+    them, from the 1-based number steps and records keep (JupyterLab's count of its cells)."""
+    return number - 1 if isinstance(number, int) else None
+
+
 def _failure_fields(error: dict[str, Any]) -> dict[str, Any]:
-    """A step's recorded error as the front end marks it: ``cell_index`` is the failing
-    cell's 0-based position among all the notebook's cells (the record's ``cell`` is 1-based,
-    the number JupyterLab's cells have counting from 1)."""
-    cell = error.get("cell")
+    """A step's recorded error as the front end marks it, at its cell."""
     return {
         "step": error.get("step"),
         "file": error.get("file"),
-        "cell_index": cell - 1 if isinstance(cell, int) else None,
+        "cell_index": _cell_index(error.get("cell")),
         "cell_id": error.get("cell_id"),
         "line": error.get("line"),
         "message": error.get("message"),
