@@ -249,6 +249,9 @@ def test_create_job_tag_steps_and_run(lab: Lab, page: Page, screenshot: Screensh
     toggle.click()
     expect(badges).to_have_count(4, timeout=20_000)
 
+    # The kernel has started and written its name into the notebook (a change Lab makes, not
+    # the run), so the notebook the run saves stays saved unless the run modifies it.
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
     view = run_from_menu(page, "Run job…", "hello")
     wait_run(view, "succeeded")
     expect(view.locator(".nbplane-run-step")).to_have_count(4)
