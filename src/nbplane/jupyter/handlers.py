@@ -39,10 +39,7 @@ Local jobs and runs:
 - ``GET job?directory=DIR`` -> ``{directory, name, team, steps}``; ``steps`` in run order:
   ``[{order (1-based), name, file, kind: notebook|python|sql, cell_index (0-based position in
   the notebook's cells, null for files), cell_id, sql (bool)}]``. 400 with ``file`` when a
-  notebook cannot be read or the folder has no step yet. Also ``failure``: where the job last
-  failed, from its run records (``{step, file, cell_index, cell_id, line, message, summary,
-  traceback, run_number}``), null when no failure is left (a later run passed that step): the
-  front end marks that cell again when the notebook opens.
+  notebook cannot be read or the folder has no step yet.
 - ``POST runs {directory, arguments?: object, resume?: bool, from_step?: str}`` -> 201
   ``{id}``: runs ``nbplane job run`` in a subprocess. ``from_step``: a step name
   (``10_a.ipynb#3``), file, cell id or 1-based number. 409 when that job runs already.
@@ -59,6 +56,10 @@ Local jobs and runs:
 - ``GET runs/ID/log?offset=N`` -> ``{text, offset}``: the log from ``offset`` (0 first); ask
   again with the returned offset while the run is not final. Offsets are bytes (``log_size``).
 - ``DELETE runs/ID`` -> the run, ``cancelled``: its process is stopped.
+- ``GET job?directory=DIR`` also has ``failure``: where the job last failed, from its run
+  records (``{step, file, cell_index, cell_id, line, message, summary, traceback,
+  run_number}``), null when no failure is left (a later run passed that step): the front end
+  marks that cell again when the notebook opens, after a reload too.
 - ``GET runs/ID/outputs`` -> ``{run_number, steps: [{order, file, cell_index, cell_id, status,
   outputs}]}``: the nbformat outputs of each notebook step cell that ran (succeeded or
   failed), to show in the open notebook. 404 before the run has a record.
