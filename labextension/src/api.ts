@@ -108,6 +108,11 @@ export function createJob(job: CreateJobDirectory): Promise<LocalJob> {
   return request<LocalJob>('jobs', { method: 'POST', body: job });
 }
 
+/** A local job folder and its steps in run order. */
+export function describeLocalJob(directory: string): Promise<LocalJob> {
+  return request<LocalJob>('job', { query: { directory } });
+}
+
 export function startRun(run: StartRun): Promise<{ id: string }> {
   return request<{ id: string }>('runs', { method: 'POST', body: run });
 }
@@ -118,11 +123,6 @@ export function describeRun(id: string): Promise<RunState> {
 
 export function cancelRun(id: string): Promise<RunState> {
   return request<RunState>(`runs/${id}`, { method: 'DELETE' });
-}
-
-/** A local job folder: its steps in run order, and where it last failed (null: nowhere). */
-export function describeLocalJob(directory: string): Promise<LocalJob & { failure: RunError | null }> {
-  return request<LocalJob & { failure: RunError | null }>('job', { query: { directory } });
 }
 
 /** What each notebook step cell of a run showed. */
@@ -206,6 +206,8 @@ export interface LocalJob {
   name: string;
   team: string | null;
   steps: StepLocation[];
+  /** Where the job last failed, from its run records (`job?directory=` only; null: nowhere). */
+  failure?: RunError | null;
 }
 
 export interface StartRun {

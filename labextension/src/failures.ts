@@ -37,7 +37,7 @@ export class FailingCell {
     if (!failure) {
       const directory = PathExt.dirname(path);
       try {
-        failure = rememberedFailure(directory, (await describeLocalJob(directory)).failure);
+        failure = rememberedFailure(directory, (await describeLocalJob(directory)).failure ?? null);
       } catch {
         return; // not a job folder: nothing failed here
       }
