@@ -6,7 +6,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { RunState, StepLocation, serverErrorText } from './runs';
+import { RunError, RunState, StepLocation, StepOutputs, serverErrorText } from './runs';
 
 /** A refused request, in words, with the input at fault when the server names it. */
 export class ApiError extends Error {
@@ -135,6 +135,16 @@ export function cancelRun(id: string): Promise<RunState> {
   return request<RunState>(`runs/${id}`, { method: 'DELETE' });
 }
 
+/** What each notebook step cell of a run showed. */
+export function runOutputs(id: string): Promise<{ run_number: number; steps: StepOutputs[] }> {
+  return request<{ run_number: number; steps: StepOutputs[] }>(`runs/${id}/outputs`);
+}
+
+/** The page of a run's executed notebooks (opened in a new tab: Jupyter's cookie signs it in). */
+export function runPageUrl(id: string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, 'nbplane', 'runs', id, 'page');
+}
+
 /** The run's log from `offset` up to now, piece by piece. */
 export function followRunLog(id: string, offset: number, write: (chunk: LogChunk) => void): Promise<void> {
   return followLog(`runs/${id}/log`, offset, write);
@@ -244,6 +254,8 @@ export interface LocalJob {
   name: string;
   team: string | null;
   steps: StepLocation[];
+  /** Where the job last failed, from its run records (`job?directory=` only; null: nowhere). */
+  failure?: RunError | null;
 }
 
 export interface StartRun {

@@ -1,13 +1,16 @@
 /**
  * The failing cell of the last failed run: highlighted with its error in its notebook (also
- * when that notebook opens later), and the "Go to failing cell" command.
+ * when that notebook opens later, or the page is reloaded: the server keeps where each job last
+ * failed in its run records), and the "Go to failing cell" command.
  */
 import { Notification } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
+import { describeLocalJob } from './api';
 import { CommandIDs } from './commands';
 import { Lab } from './lab';
-import { Failure, RunState, failingCellIndex, failureOf } from './runs';
+import { Failure, RunState, failingCellIndex, failureOf, rememberedFailure } from './runs';
 
 const FAILED_CELL = 'nbplane-failed-cell';
 const ERROR_BOX = 'nbplane-cell-error';
@@ -17,11 +20,7 @@ export class FailingCell {
 
   constructor(private readonly lab: Lab) {
     lab.tracker.widgetAdded.connect((_, panel) => {
-      void panel.context.ready.then(() => {
-        if (this.failure && this.failure.path === panel.context.path) {
-          void panel.revealed.then(() => this.failure && showFailure(panel, this.failure));
-        }
-      });
+      void panel.context.ready.then(() => this.showIn(panel));
     });
     lab.commands.addCommand(CommandIDs.goToFailingCell, {
       label: 'Go to failing cell',
@@ -29,6 +28,27 @@ export class FailingCell {
       isEnabled: () => this.failure !== null,
       execute: () => this.goTo()
     });
+  }
+
+  /** A notebook opened: mark its failing cell, the last run's or the one its job recorded. */
+  private async showIn(panel: NotebookPanel): Promise<void> {
+    const path = panel.context.path;
+    let failure = this.failure?.path === path ? this.failure : null;
+    if (!failure) {
+      const directory = PathExt.dirname(path);
+      try {
+        failure = rememberedFailure(directory, (await describeLocalJob(directory)).failure ?? null);
+      } catch {
+        return; // not a job folder: nothing failed here
+      }
+      if (failure?.path !== path) {
+        return;
+      }
+      this.failure ??= failure;
+      this.lab.commands.notifyCommandChanged(CommandIDs.goToFailingCell);
+    }
+    await panel.revealed;
+    showFailure(panel, failure);
   }
 
   /** A run ended: its job's notebooks lose the old marks; where it failed, if in a cell. */

@@ -10,6 +10,7 @@ import { CommandIDs } from './commands';
 import { FailingCell } from './failures';
 import { all, submitForm, textOf } from './form';
 import { Lab } from './lab';
+import { showRunOutputs } from './outputs';
 import { RunState } from './runs';
 import { RunView } from './runview';
 import { checkArguments, checkDirectory, checkName, checkOptionalName, suggestName } from './validation';
@@ -28,6 +29,9 @@ export function activateJobs(lab: Lab, failingCell: FailingCell): void {
 
   const runFinished = async (run: RunState): Promise<void> => {
     const failure = failingCell.record(run);
+    await showRunOutputs(lab, run).catch(error =>
+      Notification.warning(`The run's outputs cannot be shown: ${(error as Error).message}`, { autoClose: 6000 })
+    );
     if (run.status === 'succeeded') {
       Notification.success(`${run.directory}: all ${run.steps.length} steps succeeded.`, { autoClose: 5000 });
     } else if (failure) {

@@ -4,8 +4,8 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { cancelRun, describeRun, followRunLog } from './api';
-import { RunState, failureOf, isFinal, progress } from './runs';
+import { cancelRun, describeRun, followRunLog, runPageUrl } from './api';
+import { RunState, failureOf, isFinal, plainLog, progress, stepLabel } from './runs';
 
 const POLL_MS = 1000;
 
@@ -20,6 +20,7 @@ export class RunView extends Widget {
   private readonly error = document.createElement('pre');
   private readonly cancelButton = document.createElement('button');
   private readonly failingButton = document.createElement('button');
+  private readonly executedLink = document.createElement('a');
 
   constructor(
     readonly runId: string,
@@ -43,7 +44,14 @@ export class RunView extends Widget {
     this.failingButton.textContent = 'Go to failing cell';
     this.failingButton.hidden = true;
     this.failingButton.onclick = () => this.goToFailingCell();
-    header.append(this.summary, this.cancelButton, this.failingButton);
+    this.executedLink.className = 'jp-mod-styled nbplane-open-executed';
+    this.executedLink.textContent = 'Open executed notebook';
+    this.executedLink.title = 'The notebooks as this run executed them, with every output (new tab)';
+    this.executedLink.target = '_blank';
+    this.executedLink.rel = 'noopener';
+    this.executedLink.href = runPageUrl(runId);
+    this.executedLink.hidden = true;
+    header.append(this.summary, this.cancelButton, this.failingButton, this.executedLink);
     this.bar.className = 'nbplane-run-progress';
     this.steps.className = 'nbplane-run-steps';
     this.error.className = 'nbplane-run-error';
@@ -87,7 +95,7 @@ export class RunView extends Widget {
     return followRunLog(this.runId, this.offset, chunk => {
       this.offset = chunk.offset;
       const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 4;
-      this.log.textContent += chunk.text;
+      this.log.textContent += plainLog(chunk.text);
       if (atBottom) {
         this.log.scrollTop = this.log.scrollHeight;
       }
@@ -106,9 +114,8 @@ export class RunView extends Widget {
         const item = document.createElement('li');
         item.className = `nbplane-run-step nbplane-status-${step.status.replace(/\s+/g, '-')}`;
         item.dataset.status = step.status;
-        const where = step.cell_index !== null ? ` cell ${step.cell_index + 1}` : '';
-        const kind = step.sql ? ' (SQL)' : '';
-        item.textContent = `${step.file}${where}${kind}: ${step.status}${step.reason ? ` — ${step.reason}` : ''}`;
+        item.dataset.step = String(step.order);
+        item.textContent = `${stepLabel(step)}: ${step.status}${step.reason ? ` — ${step.reason}` : ''}`;
         return item;
       })
     );
@@ -116,9 +123,13 @@ export class RunView extends Widget {
     this.cancelButton.hidden = final;
     if (run.error) {
       this.error.hidden = false;
-      this.error.textContent = run.error.summary || run.error.message || 'failed';
+      const failed = run.steps.find(step => step.status === 'failed');
+      const line = run.error.line ? `, line ${run.error.line}` : '';
+      const where = failed ? `${stepLabel(failed)}${line}: ` : '';
+      this.error.textContent = `${where}${run.error.summary || run.error.message || 'failed'}`;
     }
     this.failingButton.hidden = failureOf(run) === null;
+    this.executedLink.hidden = !final || !run.run_number;
   }
 
   private async cancel(): Promise<void> {

@@ -32,9 +32,30 @@ from tests.oauth_provider import User, running_provider
 
 RUN_TIMEOUT_MS = 120_000
 """A run starts a Python process per job on a busy 2-core machine."""
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "jupyterlab.png"
-"""The README's picture of the JupyterLab flow (a failed run at its cell), refreshed when
-NBPLANE_UPDATE_DOCS_SCREENSHOT=1."""
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS_SCREENSHOT = DOCS / "jupyterlab.png"
+"""The README's picture of the JupyterLab flow (a failed run at its cell); it and the pictures
+of docs/screenshots/ are refreshed when NBPLANE_UPDATE_DOCS_SCREENSHOT=1."""
+BOX_DRAWING = set("─│┃━┏┓┗┛╇┡└┘├┤┬┴┼═║")
+
+
+def docs_screenshot(page: Page, path: Path, clip: Locator | None = None) -> None:
+    """Refresh a picture of the docs (a 1280 px wide page, or one part of it)."""
+    if os.environ.get("NBPLANE_UPDATE_DOCS_SCREENSHOT") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (clip or page).screenshot(path=str(path))
+
+
+def intersects(first: Locator, second: Locator) -> bool:
+    """Whether two elements' boxes on the page overlap."""
+    a, b = first.bounding_box(), second.bounding_box()
+    assert a and b, (a, b)
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
 
 
 @dataclass
@@ -216,6 +237,11 @@ def test_create_job_tag_steps_and_run(lab: Lab, page: Page, screenshot: Screensh
     toggle.click()
     expect(last.locator(".nbplane-step-badge")).to_have_text("step 4")
     screenshot("tagged")
+    # The badge sits clear of the active cell's toolbar, whose buttons stay clickable.
+    toolbar = last.locator(".jp-cell-toolbar")
+    expect(toolbar).to_be_visible()
+    assert not intersects(last.locator(".nbplane-step-badge"), toolbar)
+    docs_screenshot(page, DOCS / "screenshots" / "lab-step-badges.png")
     # ...and again makes it an exploration cell.
     toggle.click()
     # a loaded machine can take seconds to number the cells again
@@ -223,12 +249,40 @@ def test_create_job_tag_steps_and_run(lab: Lab, page: Page, screenshot: Screensh
     toggle.click()
     expect(badges).to_have_count(4, timeout=20_000)
 
+    # The kernel has started and written its name into the notebook (a change Lab makes, not
+    # the run), so the notebook the run saves stays saved unless the run modifies it.
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
     view = run_from_menu(page, "Run job…", "hello")
     wait_run(view, "succeeded")
     expect(view.locator(".nbplane-run-step")).to_have_count(4)
     expect(view.locator(".nbplane-run-step[data-status=succeeded]")).to_have_count(4)
     expect(view.locator(".nbplane-run-summary")).to_contain_text("4 of 4 steps done")
     expect(view.locator(".nbplane-run-log")).to_contain_text("hello, world")
+    # One numbering: the run view names each step as its badge does, and its cell as Lab
+    # counts cells (the markdown cell is cell 1).
+    for number, cell in [(1, 2), (2, 3), (3, 4), (4, 5)]:
+        expect(view.locator(f".nbplane-run-step[data-step='{number}']")).to_contain_text(
+            f"step {number} · cell {cell} of 10_hello.ipynb"
+        )
+        expect(notebook.nth(cell - 1).locator(".nbplane-step-badge")).to_have_attribute(
+            "data-step", str(number)
+        )
+    # The log is plain text: no box drawing, no hint holding the server's paths.
+    log = view.locator(".nbplane-run-log").inner_text()
+    assert not set(log) & BOX_DRAWING, log
+    assert str(lab.root) not in log and "show-run" not in log, log
+    # The notebook shows what each step printed, numbered by step, and is not marked modified.
+    step2 = notebook.nth(2)
+    expect(step2.locator(".jp-OutputArea-output")).to_contain_text("hello, world")
+    expect(step2.locator(".jp-InputPrompt")).to_contain_text("[2]")
+    expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0)
+    docs_screenshot(page, DOCS / "screenshots" / "lab-run-view.png")
+    # ...and the run's executed notebooks open in a new tab.
+    with page.expect_popup() as popup:
+        view.get_by_role("link", name="Open executed notebook").click()
+    expect(popup.value.locator("body")).to_contain_text("hello, world")
+    expect(popup.value.locator("body")).to_contain_text("succeeded")
+    popup.value.close()
     # The tag was saved before the run: the run read the notebook as shown.
     saved = json.loads((lab.root / "hello" / "10_hello.ipynb").read_text())
     assert "step" in saved["cells"][4]["metadata"]["tags"]
@@ -256,10 +310,20 @@ def test_failing_cell_shows_its_error_then_resume(
     expect(failed).to_have_count(1)
     expect(failed.locator(".nbplane-cell-error")).to_contain_text("ZeroDivisionError")
     expect(failed.locator(".cm-content")).to_contain_text("1/0")
+    expect(view.locator(".nbplane-run-error")).to_contain_text("step 2 · cell 3 of 10_hello.ipynb")
+    # The cell shows what it printed before failing; the error once, in the mark.
+    expect(failed.locator(".jp-OutputArea-output")).to_contain_text("hello, world")
+    expect(failed.locator(".jp-OutputArea-output")).not_to_contain_text("Traceback")
     screenshot("failed-cell")
-    if os.environ.get("NBPLANE_UPDATE_DOCS_SCREENSHOT") == "1":
-        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS_SCREENSHOT))
+    docs_screenshot(page, DOCS_SCREENSHOT)
+
+    # The marking survives a reload of the page: the server keeps it in the run records.
+    page.reload()
+    failed = page.locator(".jp-NotebookPanel .nbplane-failed-cell")
+    expect(failed).to_have_count(1, timeout=60_000)
+    expect(failed.locator(".nbplane-cell-error")).to_contain_text("ZeroDivisionError")
+    expect(failed.locator(".cm-content")).to_contain_text("1/0")
+    docs_screenshot(page, DOCS / "screenshots" / "lab-failing-cell.png")
 
     # Fix the cell (drop the last line), then resume: the first step is not run again.
     editor = failed.locator(".cm-content")

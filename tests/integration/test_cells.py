@@ -27,8 +27,8 @@ def run_record(env: Env, job: Path, result: subprocess.CompletedProcess[str]) ->
 
 
 def output_lines(stdout: str) -> list[str]:
-    """What steps wrote, as the CLI shows it (``  │ text``), without the gutter."""
-    return [line.split("│ ", 1)[1] for line in stdout.splitlines() if line.startswith("  │ ")]
+    """What steps wrote, as the CLI shows it (``  | text``), without the gutter."""
+    return [line.split("| ", 1)[1] for line in stdout.splitlines() if line.startswith("  | ")]
 
 
 def test_cells_have_ipython_semantics(env: Env, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def test_piped_job_run_prints_each_steps_duration(local: dict[str, str], tmp_pat
     assert finished and float(finished[1]) >= 0.3, lines
     assert lines[start + 2 : start + 5] == [
         "▶ 2/2 10_main.ipynb cell 2",
-        "  │ done",
+        "  | done",
         lines[start + 4],
     ]
     assert re.fullmatch(r"✓ 2/2 10_main\.ipynb cell 2 \d+\.\d\ds", lines[start + 4]), lines

@@ -63,8 +63,8 @@ def assert_names(
 
 
 def output_lines(stdout: str) -> list[str]:
-    """What steps wrote, as the CLI shows it (``  │ text``), without the gutter."""
-    return [line.split("│ ", 1)[1] for line in stdout.splitlines() if line.startswith("  │ ")]
+    """What steps wrote, as the CLI shows it (``  | text``), without the gutter."""
+    return [line.split("| ", 1)[1] for line in stdout.splitlines() if line.startswith("  | ")]
 
 
 def is_postgres(env: Env) -> bool:

@@ -14,8 +14,8 @@ from tests.conftest import Env, write_notebook
 
 
 def step_output(stdout: str) -> list[str]:
-    """The lines steps printed, as the CLI streams them (``  │ text``)."""
-    return [line.split("│ ", 1)[1] for line in stdout.splitlines() if line.startswith("  │ ")]
+    """The lines steps printed, as the CLI streams them (``  | text``)."""
+    return [line.split("| ", 1)[1] for line in stdout.splitlines() if line.startswith("  | ")]
 
 
 def runs_json(env: Env, job: Path) -> list[dict[str, Any]]:
@@ -224,7 +224,7 @@ def test_secrets_from_another_key_fail_clearly(env: Env, tmp_path: Path) -> None
         ],
     )
     env.variables["NBPLANE_T_PW"] = "hunter22"
-    assert "  │ pw [secret]" in env.run("job", "run", str(job)).stdout
+    assert "  | pw [secret]" in env.run("job", "run", str(job)).stdout
     del env.variables["NBPLANE_T_PW"]
     env.variables["NBPLANE_SECRET_KEY"] = Fernet.generate_key().decode()
     result = env.run("job", "run", str(job), check=1)

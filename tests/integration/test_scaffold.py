@@ -13,7 +13,7 @@ from tests.conftest import Env
 
 
 def step_output(stdout: str) -> list[str]:
-    return [line.split("│ ", 1)[1] for line in stdout.splitlines() if line.startswith("  │ ")]
+    return [line.split("| ", 1)[1] for line in stdout.splitlines() if line.startswith("  | ")]
 
 
 def test_created_job_runs(env: Env, tmp_path: Path) -> None:

@@ -184,6 +184,8 @@ ROUTES = [
     ("GET", "runs/x"),
     ("DELETE", "runs/x"),
     ("GET", "runs/x/log"),
+    ("GET", "runs/x/outputs"),
+    ("GET", "runs/x/page"),
     ("POST", "deploy"),
     ("GET", "jobs/t/n"),
     ("DELETE", "jobs/t/n"),
@@ -228,6 +230,8 @@ async def test_bad_input_names_the_field(env: Env, api: Api, jp_root_dir: Path) 
     await api.error("GET", "runs/nope", expect=404, field="id")
     await api.error("DELETE", "runs/nope", expect=404, field="id")
     await api.error("GET", "runs/nope/log", expect=404, field="id")
+    await api.error("GET", "runs/nope/outputs", expect=404, field="id")
+    await api.error("GET", "runs/nope/page", expect=404, field="id")
     await api.error("GET", "job", field="directory")
     await api.error("GET", "job", expect=422, field="directory", directory="../..")
     await api.error("GET", "runs", expect=422, field="directory", directory="../x")
@@ -369,6 +373,21 @@ async def test_run_shows_step_progress_then_a_failing_cell_then_resumes(
     log = await api.log(run)
     assert "first step" in log and "went on" in log and "42" in log
     assert done["log_size"] == len(log.encode())
+    # A log, not a terminal: no box drawing, no colours, no hint holding the server's paths.
+    assert not set(log) & set("─│┃━┏┗╇┡└┘\x1b"), log
+    assert str(jp_root_dir) not in log and "show-run" not in log, log
+    # What each step cell showed, to put into the open notebook; its executed copy as a page.
+    shown = await api.call("GET", f"runs/{run}/outputs")
+    assert shown["run_number"] == done["run_number"]
+    assert [(s["order"], s["cell_index"]) for s in shown["steps"]] == [(1, 0), (2, 2), (3, 3)]
+    assert shown["steps"][2]["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "42\n"}
+    ]
+    page = await api.fetch("nbplane", "runs", run, "page")
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "sandbox" in page.headers["Content-Security-Policy"]
+    assert "went on" in page.body.decode() and "succeeded" in page.body.decode()
+    assert (await api.call("GET", "job", directory="progress"))["failure"] is None
 
     notebook = nbformat.read(job / "10_main.ipynb", as_version=4)
     notebook.cells[3].source = "total = 6 * 7\nraise ValueError(f'bad total {total}')"
@@ -380,6 +399,9 @@ async def test_run_shows_step_progress_then_a_failing_cell_then_resumes(
     assert error["file"] == "10_main.ipynb" and error["cell_index"] == 3
     assert error["cell_id"] == notebook.cells[3].id and error["line"] == 2
     assert "ValueError: bad total 42" in error["message"] and "ValueError" in error["traceback"]
+    # Kept in the run records: the failing cell is marked again after a page reload.
+    remembered = (await api.call("GET", "job", directory="progress"))["failure"]
+    assert remembered == {**error, "run_number": failed["run_number"]}
 
     notebook.cells[3].source = "total = 6 * 7\nprint('fixed', total)"
     nbformat.write(notebook, job / "10_main.ipynb")
@@ -387,6 +409,7 @@ async def test_run_shows_step_progress_then_a_failing_cell_then_resumes(
     assert resumed["status"] == "succeeded", resumed
     assert [step["status"] for step in resumed["steps"]] == ["skipped", "skipped", "succeeded"]
     assert "fixed 42" in await api.log(resumed["id"])
+    assert (await api.call("GET", "job", directory="progress"))["failure"] is None, "passed now"
 
     listed = await api.call("GET", "runs", directory="progress")
     assert [item["id"] for item in listed["runs"]] == [resumed["id"], failed["id"], run]

@@ -127,11 +127,12 @@ def run(
     )
     if output == "json":
         print_json(run_summary(record))
-    console.print(
-        f"[dim]record: nbplane job show-run {escape(str(directory))} {record.number} "
-        "--html run.html[/]",
-        highlight=False,
-    )
+    if console.is_terminal:  # a hint for a person; a log (CI, JupyterLab) keeps no paths
+        console.print(
+            f"[dim]record: nbplane job show-run {escape(str(directory))} {record.number} "
+            "--html run.html[/]",
+            highlight=False,
+        )
     exit_codes = {RunStatus.SUCCEEDED: 0, RunStatus.CANCELLED: 130}
     raise click.exceptions.Exit(exit_codes.get(record.status, 1))
 

@@ -16,12 +16,17 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class OutputCollector:
-    """One step's outputs, in the shape nbformat stores them in a code cell."""
+    """One step's outputs, in the shape nbformat stores them in a code cell. A result's
+    execution count is the step's number, as the executed notebook's cell prompt says
+    (``[3]:`` is step 3), not the count of the notebook's shell."""
 
-    def __init__(self, listener: TextListener, redact: Callable[[str], str]) -> None:
+    def __init__(
+        self, listener: TextListener, redact: Callable[[str], str], execution_count: int
+    ) -> None:
         self.outputs: list[dict[str, Any]] = []
         self._listener = listener
         self._redact = redact
+        self._execution_count = execution_count
 
     def stream(self, name: str, text: str) -> None:
         if not text:
@@ -42,14 +47,14 @@ class OutputCollector:
         if "text/plain" in data:
             self._listener("stdout", str(data["text/plain"]) + "\n")
 
-    def result(self, data: dict[str, Any], metadata: dict[str, Any] | None, count: int) -> None:
+    def result(self, data: dict[str, Any], metadata: dict[str, Any] | None) -> None:
         data = self._redact_data(data)
         self.outputs.append(
             {
                 "output_type": "execute_result",
                 "data": data,
                 "metadata": metadata or {},
-                "execution_count": count,
+                "execution_count": self._execution_count,
             }
         )
         if "text/plain" in data:

@@ -184,8 +184,11 @@ class ConsoleReporter(Reporter):
         )
 
     def _print_output(self, stream: str, line: str) -> None:
+        """A step's output line under its step: a box-drawn gutter on a terminal, an ASCII one
+        in a log (CI, JupyterLab's run view), where box drawing is noise."""
         style = "yellow" if stream == "stderr" else ""
-        self.console.print(Text("  │ ", style="dim") + Text(line, style=style))
+        margin = "  │ " if self.console.is_terminal else "  | "
+        self.console.print(Text(margin, style="dim") + Text(line, style=style))
 
 
 def run_table(run: DescribeRun) -> Table:

@@ -250,7 +250,9 @@ class JobExecution:
         self.running = step
         self.reporter.step_started(step)
         collector = OutputCollector(
-            lambda stream, text: self.reporter.step_output(step, stream, text), self._redact
+            lambda stream, text: self.reporter.step_output(step, stream, text),
+            self._redact,
+            execution_count=step.index + 1,
         )
         started, clock = datetime.now(UTC), time.perf_counter()
         error: dict[str, Any] | None = None

@@ -64,14 +64,10 @@ class CollectingDisplayHook(DisplayHook):
     def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
         collector = getattr(self.shell, "collector", None)
         if collector is not None:
-            collector.result(format_dict, md_dict, _execution_count(self.shell))
+            collector.result(format_dict, md_dict)
 
     def finish_displayhook(self) -> None:
         self._is_active = False
-
-
-def _execution_count(shell: Any) -> int:
-    return int(getattr(shell, "execution_count", 0))
 
 
 @dataclass

@@ -69,6 +69,15 @@ Local jobs and runs:
 - ``GET runs/ID/log?offset=N`` -> ``{text, offset}``: the log from ``offset`` (0 first); ask
   again with the returned offset while the run is not final. Offsets are bytes (``log_size``).
 - ``DELETE runs/ID`` -> the run, ``cancelled``: its process is stopped.
+- ``GET job?directory=DIR`` also has ``failure``: where the job last failed, from its run
+  records (``{step, file, cell_index, cell_id, line, message, summary, traceback,
+  run_number}``), null when no failure is left (a later run passed that step): the front end
+  marks that cell again when the notebook opens, after a reload too.
+- ``GET runs/ID/outputs`` -> ``{run_number, steps: [{order, file, cell_index, cell_id, status,
+  outputs}]}``: the nbformat outputs of each notebook step cell that ran (succeeded or
+  failed), to show in the open notebook. 404 before the run has a record.
+- ``GET runs/ID/page`` -> the executed notebooks as one HTML page (``nbplane job show-run
+  --html``), sandboxed (no scripts, its own origin) since outputs are the job's HTML.
 
 Remote (the logged-in nbplane server; 401 ``field: login`` when not logged in):
 
@@ -341,7 +350,12 @@ class JobHandler(NbplaneHandler):
     async def get(self) -> None:
         path = self.query("directory")
         directory = inside_root(self.root, path)
-        self.reply(await self.call(lambda: describe_job(self.root, load_job(directory))))
+
+        def described() -> dict[str, Any]:
+            job = describe_job(self.root, load_job(directory))
+            return {**job, "failure": self.runs.last_failure(path)}
+
+        self.reply(await self.call(described))
 
 
 class JobNotebookHandler(NbplaneHandler):
@@ -452,6 +466,28 @@ class RunLogHandler(NbplaneHandler):
         run = self.runs.get(key)
         text, following = await self.call(lambda: self.runs.read_log(run, offset))
         self.reply({"text": text, "offset": following})
+
+
+class RunOutputsHandler(NbplaneHandler):
+    @tornado.web.authenticated
+    async def get(self, key: str) -> None:
+        run = self.runs.get(key)
+        self.reply(await self.call(lambda: self.runs.outputs(run)))
+
+
+PAGE_POLICY = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+)
+"""An executed notebook's page holds the job's own outputs (HTML among them): shown, never run."""
+
+
+class RunPageHandler(NbplaneHandler):
+    @tornado.web.authenticated
+    async def get(self, key: str) -> None:
+        run = self.runs.get(key)
+        html = await self.call(lambda: self.runs.page(run))
+        self.set_header("Content-Security-Policy", PAGE_POLICY)
+        self.finish(html, set_content_type="text/html; charset=utf-8")
 
 
 class DeployHandler(NbplaneHandler):
@@ -588,6 +624,8 @@ def handlers(base_url: str) -> list[tuple[str, type[JupyterHandler]]]:
         ("runs", RunsHandler),
         (f"runs/{SEGMENT}", RunHandler),
         (f"runs/{SEGMENT}/log", RunLogHandler),
+        (f"runs/{SEGMENT}/outputs", RunOutputsHandler),
+        (f"runs/{SEGMENT}/page", RunPageHandler),
         ("deploy", DeployHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}", RemoteJobHandler),
         (f"jobs/{SEGMENT}/{SEGMENT}/deployment", DeploymentHandler),

@@ -25,15 +25,21 @@ from typing import Any
 from nbplane._time import now
 from nbplane.errors import Conflict, InvalidInput, NotFound
 from nbplane.jobs.definition import Job, Step, load_job
+from nbplane.jobs.history import run_page
 from nbplane.jobs.models import DescribeRun, RunStatus, StepStatus
 from nbplane.platform import processes
 from nbplane.settings import get_settings
 from nbplane.store import Store, open_store
 
+FAILURES_LOOKED_AT = 20
+"""Runs read back for the last failure: a failure older than that is no longer marked."""
 LOG_CHUNK = 1 << 20
 """The most log bytes one read hands out; the front end asks again from the new offset."""
 STOP_GRACE_SECONDS = 10.0
 CANCEL_MESSAGE = "cancelled from JupyterLab"
+PLAIN_OUTPUT = {"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "TTY_COMPATIBLE": "0"}
+"""The subprocess writes a log, not a terminal: the CLI's plain output (no colours, no box
+drawing, no wrapping, no hints with server paths), each line as soon as it is written."""
 
 
 def inside_root(root: Path, value: str, field: str = "directory") -> Path:
@@ -60,7 +66,7 @@ def _step_location(step: Step) -> dict[str, Any]:
         "name": step.name,
         "file": step.file,
         "kind": kind,
-        "cell_index": step.cell_number - 1 if step.cell_number is not None else None,
+        "cell_index": _cell_index(step.cell_number),
         "cell_id": step.cell_id,
         "sql": step.is_sql,
     }
@@ -137,7 +143,8 @@ class LocalRuns:
         key = uuid.uuid4().hex
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{key}.log"
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "120"}
+        environment = {**os.environ, **PLAIN_OUTPUT}
+        environment.pop("FORCE_COLOR", None)  # Jupyter's own may set it: never a terminal here
         with log.open("wb") as output:  # its own session: a cancel stops nothing of the server
             process = processes.start(
                 command, cwd=self.root, environment=environment, output=output.fileno()
@@ -213,6 +220,51 @@ class LocalRuns:
             "log_size": run.log.stat().st_size if run.log.exists() else 0,
         }
 
+    def outputs(self, run: LocalRun) -> dict[str, Any]:
+        """What each notebook step cell of the run showed, for the front end to put into the
+        open notebook's cells as running them would: nbformat outputs, and the step's number
+        (``order``) as their execution count, as in the run's executed notebooks."""
+        record = self._recorded(run)
+        return {
+            "run_number": record.number,
+            "steps": [
+                {
+                    "order": step.position + 1,
+                    "file": step.file,
+                    "cell_index": _cell_index(step.cell_number),
+                    "cell_id": step.cell_id,
+                    "status": str(step.status),
+                    "outputs": step.outputs,
+                }
+                for step in record.steps
+                if step.cell_number is not None
+                and step.status in (StepStatus.SUCCEEDED, StepStatus.FAILED)
+            ],
+        }
+
+    def page(self, run: LocalRun) -> str:
+        """The run's executed notebooks as one HTML page (``nbplane job show-run --html``)."""
+        record = self._recorded(run)
+        return run_page(run.directory, record, self.store.run_notebooks(record.id))
+
+    def last_failure(self, path: str) -> dict[str, Any] | None:
+        """Where the job in ``path`` last failed, from its run records, so a failing cell stays
+        marked after a page reload or a server restart: the newest failed step, unless a later
+        run passed that step; None when there is none."""
+        directory = inside_root(self.root, path)
+        passed: set[str] = set()
+        for record in self.store.list_runs(str(directory), limit=FAILURES_LOOKED_AT):
+            for step in record.steps:
+                key = step.cell_id or step.name
+                if step.status == StepStatus.FAILED and step.error and key not in passed:
+                    return {**_failure_fields(step.error), "run_number": record.number}
+            passed |= {
+                step.cell_id or step.name
+                for step in record.steps
+                if step.status == StepStatus.SUCCEEDED
+            }
+        return None
+
     def read_log(self, run: LocalRun, offset: int) -> tuple[str, int]:
         """The log from byte ``offset``, cut before a character still being written."""
         with run.log.open("rb") as file:
@@ -234,6 +286,12 @@ class LocalRuns:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def _recorded(self, run: LocalRun) -> DescribeRun:
+        record = self._record(run)
+        if record is None:
+            raise NotFound(f"run {run.id!r} has no record yet: it has not started", field="id")
+        return record
 
     def _record(self, run: LocalRun) -> DescribeRun | None:
         """The run's record once the subprocess has written it."""
@@ -298,11 +356,21 @@ def _error(run: LocalRun, record: DescribeRun | None, status: str) -> dict[str, 
     if error is None:
         tail = run.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         return {"message": "\n".join(tail) or "the run ended before it started"}
-    cell = error.get("cell")
+    return _failure_fields(error)
+
+
+def _cell_index(number: object) -> int | None:
+    """A cell's 0-based position among all the notebook's cells, as the front end indexes
+    them, from the 1-based number steps and records keep (JupyterLab's count of its cells)."""
+    return number - 1 if isinstance(number, int) else None
+
+
+def _failure_fields(error: dict[str, Any]) -> dict[str, Any]:
+    """A step's recorded error as the front end marks it, at its cell."""
     return {
         "step": error.get("step"),
         "file": error.get("file"),
-        "cell_index": cell - 1 if isinstance(cell, int) else None,
+        "cell_index": _cell_index(error.get("cell")),
         "cell_id": error.get("cell_id"),
         "line": error.get("line"),
         "message": error.get("message"),
