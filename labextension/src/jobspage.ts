@@ -5,7 +5,6 @@
  */
 import { Notification } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
-import { Widget } from '@lumino/widgets';
 
 import {
   HistoryRun,
@@ -21,8 +20,8 @@ import { describeSchedule, formatDuration, formatTime } from './format';
 import { nbplaneIcon } from './icons';
 import { Lab } from './lab';
 import { statusBadge } from './panel';
+import { RefreshingWidget } from './refreshing';
 
-const REFRESH_MS = 10000;
 type Tab = 'local' | 'deployed';
 
 function cell(content: string | Node, className = ''): HTMLTableCellElement {
@@ -62,9 +61,7 @@ function action(label: string, run: () => Promise<unknown> | void, title = ''): 
   return button;
 }
 
-export class JobsPage extends Widget {
-  private timer = 0;
-  private generation = 0;
+export class JobsPage extends RefreshingWidget {
   private tab: Tab = 'local';
   private readonly tabs = document.createElement('div');
   private readonly local = document.createElement('section');
@@ -115,34 +112,12 @@ export class JobsPage extends Widget {
     this.deployed.hidden = tab !== 'deployed';
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onAfterHide(): void {
-    window.clearTimeout(this.timer);
-    this.timer = 0;
-  }
-
-  dispose(): void {
-    window.clearTimeout(this.timer);
-    super.dispose();
-  }
-
-  /** Read both lists now, and again in a while if still visible. */
-  async refresh(): Promise<void> {
-    window.clearTimeout(this.timer);
-    this.timer = 0;
-    const generation = ++this.generation;
+  protected async load(current: () => boolean): Promise<void> {
     const [history, remote] = await Promise.all([this.readHistory(), this.readDeployed()]);
-    if (generation !== this.generation || this.isDisposed) {
-      return;
-    }
-    this.local.replaceChildren(...history);
-    this.deployed.replaceChildren(...remote);
-    this.showTab(this.tab);
-    if (this.isVisible) {
-      this.timer = window.setTimeout(() => void this.refresh(), REFRESH_MS);
+    if (current()) {
+      this.local.replaceChildren(...history);
+      this.deployed.replaceChildren(...remote);
+      this.showTab(this.tab);
     }
   }
 

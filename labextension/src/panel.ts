@@ -2,12 +2,10 @@
  * The side panel: the user's deployed jobs with their latest execution's status, refreshed
  * while the panel is visible.
  */
-import { Widget } from '@lumino/widgets';
 
 import { LoginStatus, RemoteJob, RemoteJobs, listJobs, loginStatus } from './api';
 import { describeSchedule } from './format';
-
-const REFRESH_MS = 10000;
+import { RefreshingWidget } from './refreshing';
 
 function cell(text: string, className = ''): HTMLTableCellElement {
   const td = document.createElement('td');
@@ -25,10 +23,8 @@ export function statusBadge(status: string): HTMLElement {
   return badge;
 }
 
-export class JobsPanel extends Widget {
-  private timer = 0;
+export class JobsPanel extends RefreshingWidget {
   /** Counts refreshes: an answer of an older refresh (e.g. from before a logout) is dropped. */
-  private generation = 0;
   private readonly header = document.createElement('div');
   private readonly message = document.createElement('div');
   private readonly table = document.createElement('table');
@@ -59,26 +55,7 @@ export class JobsPanel extends Widget {
     this.node.append(title, this.header, refresh, page, this.message, this.table);
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onAfterHide(): void {
-    window.clearTimeout(this.timer);
-    this.timer = 0;
-  }
-
-  dispose(): void {
-    window.clearTimeout(this.timer);
-    super.dispose();
-  }
-
-  /** Read the jobs now, and again in a while if still visible. */
-  async refresh(): Promise<void> {
-    window.clearTimeout(this.timer);
-    this.timer = 0;
-    const generation = ++this.generation;
-    const current = () => generation === this.generation;
+  protected async load(current: () => boolean): Promise<void> {
     try {
       const status = await loginStatus();
       if (!current()) {
@@ -95,13 +72,9 @@ export class JobsPanel extends Widget {
         this.table.replaceChildren();
       }
     } catch (error) {
-      if (!current()) {
-        return;
+      if (current()) {
+        this.message.textContent = (error as Error).message;
       }
-      this.message.textContent = (error as Error).message;
-    }
-    if (this.isVisible && !this.isDisposed) {
-      this.timer = window.setTimeout(() => void this.refresh(), REFRESH_MS);
     }
   }
 

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -38,6 +38,22 @@ if TYPE_CHECKING:
 LONGEST_REQUEST = 300.0
 """The longest the server holds one request open (``?wait=``); longer waits ask again."""
 STATUSES = ["queued", "running", "completed", "failed", "timed_out", "cancelled"]
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def wait_option(what: str) -> Callable[[FC], FC]:
+    """``--wait [SECONDS]``: a bare ``--wait`` waits until the end."""
+    return click.option(
+        "--wait",
+        type=click.FloatRange(min=0, min_open=True),
+        is_flag=False,
+        flag_value=float("inf"),
+        metavar="[SECONDS]",
+        help=f"{what}; the exit code is then 0 only if it completed (1 failed, timed out or "
+        "still running, 130 cancelled).",
+    )
+
 
 api_name = click.argument(
     "name", cls=DocumentedArgument, description="The notebook API's name (its notebook's name)."
@@ -141,16 +157,7 @@ def show(client: NbplaneClient, name: str, output: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="A file holding the parameters as a JSON object (instead of --parameters).",
 )
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0, min_open=True),
-    is_flag=False,
-    flag_value=float("inf"),
-    metavar="[SECONDS]",
-    help="Wait for the execution to end (at most SECONDS, if given) and show its result; the "
-    "exit code is then 0 only if it completed (1 failed, timed out or still running, 130 "
-    "cancelled).",
-)
+@wait_option("Wait for the execution to end (at most SECONDS, if given) and show its result")
 @output_format_saying(
     "table for people; json: the execution (final with --wait) as JSON on stdout."
 )
@@ -266,15 +273,7 @@ def executions(
 
 @api.command()
 @execution_argument
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0, min_open=True),
-    is_flag=False,
-    flag_value=float("inf"),
-    metavar="[SECONDS]",
-    help="Wait for it to end (at most SECONDS, if given); the exit code is then 0 only if it "
-    "completed (1 failed, timed out or still running, 130 cancelled).",
-)
+@wait_option("Wait for it to end (at most SECONDS, if given)")
 @output_format
 @remote
 def execution(client: NbplaneClient, execution_id: str, wait: float | None, output: str) -> None:
