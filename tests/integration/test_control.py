@@ -121,6 +121,7 @@ def test_deploy_execute_read_steps_and_logs(server: Server, tmp_path: Path) -> N
     text = log(server, record["id"])
     assert "first step says hi" in text and "1 arguments" in text
     assert server.environment["NBPLANE_HOME"] not in text, "a job's log tells no server path"
+    assert not set("│┃━┏┡") & set(text), "a log is plain text: no box drawing"
     other = execute(server, wait=60, arguments={})
     assert "0 arguments" in log(server, other["id"])
     # each execution runs in a scratch directory, yet its runs are numbered per deployed job

@@ -163,7 +163,7 @@ class ConsoleReporter(Reporter):
         if self._ticker is not None:
             self._ticker.join()
             self._ticker = None
-        self.console.print(run_table(run))
+        self.console.print(run_table(run, framed=self.console.is_terminal))
         style = "green" if run.status == RunStatus.SUCCEEDED else "red"
         self.console.print(
             f"[bold {style}]run {run.number} of {escape(run.job_name)} {run.status}[/] "
@@ -191,11 +191,17 @@ class ConsoleReporter(Reporter):
         self.console.print(Text(margin, style="dim") + Text(line, style=style))
 
 
-def run_table(run: DescribeRun) -> Table:
-    """The summary of a run's steps (rich's tables are imported once the steps are done)."""
+def run_table(run: DescribeRun, *, framed: bool = True) -> Table:
+    """The summary of a run's steps (rich's tables are imported once the steps are done);
+    unframed, it is aligned columns of plain text, for logs."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"run {run.number} of {run.job_name}", title_justify="left")
+    table = Table(
+        title=f"run {run.number} of {run.job_name}",
+        title_justify="left",
+        box=box.HEAVY_HEAD if framed else None,
+    )
     for column in ("#", "step", "status", "duration", "note"):
         table.add_column(column, no_wrap=column != "note")
     for step in run.steps:
