@@ -100,8 +100,9 @@ export const api = {
     call<Version[]>('GET', path`/api/v1/teams/${team}/jobs/${job}/versions`),
   updateDeployment: (team: string, job: string, change: UpdateDeployment) =>
     call<Deployment>('PATCH', path`/api/v1/teams/${team}/jobs/${job}/deployment`, change),
-  runJob: (team: string, job: string) =>
-    call<JobExecution>('POST', path`/api/v1/teams/${team}/jobs/${job}/executions`, {}),
+  runJob: (team: string, job: string, args?: Record<string, unknown>) =>
+    call<JobExecution>('POST', path`/api/v1/teams/${team}/jobs/${job}/executions`,
+      args ? { arguments: args } : {}),
   jobExecutions: (team: string, job: string) =>
     call<JobExecutionPage>('GET', path`/api/v1/teams/${team}/jobs/${job}/executions` + '?limit=20'),
   jobExecution: (team: string, job: string, id: string) =>

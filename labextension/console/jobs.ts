@@ -70,6 +70,44 @@ function timeZones(): string[] {
   return intl.supportedValuesOf ? ['UTC', ...intl.supportedValuesOf('timeZone')] : ['UTC'];
 }
 
+/** A form's arguments field as the JSON object the API takes; the error names the field. */
+function argumentsOf(text: FormDataEntryValue | null): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(String(text || '{}'));
+  } catch {
+    throw new Error('arguments: not valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error('arguments: a JSON object is needed, like {"days": 7}');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Run the deployed version once with arguments of this run only (the deployment keeps its). */
+function runOnceForm(job: Job): HTMLElement {
+  const problem = errorBox();
+  const form = el('form', { class: 'edit', 'aria-label': 'Run once with other arguments' },
+    el('div', { class: 'field' },
+      el('label', { for: 'once-arguments' }, 'Arguments of this run only (JSON object)'),
+      el('textarea', { id: 'once-arguments', name: 'arguments', rows: 3 },
+        json(job.deployment?.arguments ?? {}))),
+    el('button', { type: 'submit' }, 'Run with these arguments'),
+    problem);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    problem.hidden = true;
+    try {
+      const started = await api.runJob(job.team, job.name, argumentsOf(new FormData(form).get('arguments')));
+      say(`Started execution ${started.id.slice(0, 16)} of ${job.team}/${job.name}.`);
+      location.hash = executionHref(started);
+    } catch (error) {
+      failed(problem, error);
+    }
+  });
+  return form;
+}
+
 function editForm(view: View, job: Job): HTMLElement {
   const deployment = job.deployment!;
   const problem = errorBox();
@@ -94,21 +132,12 @@ function editForm(view: View, job: Job): HTMLElement {
     event.preventDefault();
     problem.hidden = true;
     const data = new FormData(form);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(String(data.get('arguments') || '{}'));
-    } catch {
-      return failed(problem, new Error('arguments: not valid JSON'));
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      return failed(problem, new Error('arguments: a JSON object is needed, like {"days": 7}'));
-    }
     try {
       const schedule = String(data.get('schedule')).trim();
       await api.updateDeployment(job.team, job.name, {
         schedule: schedule || null,
         timezone: String(data.get('timezone')).trim(),
-        arguments: parsed as Record<string, unknown>,
+        arguments: argumentsOf(data.get('arguments')),
       });
       say(`Saved the schedule and arguments of ${job.team}/${job.name}.`);
       view.again();
@@ -158,7 +187,8 @@ export async function jobPage(view: View, team: string, name: string): Promise<v
           el('code', {}, `nbplane job deploy`), ' or from JupyterLab.'),
       el('div', { class: 'actions' }, actions),
       problem,
-      deployment ? editForm(view, job) : null),
+      deployment ? editForm(view, job) : null,
+      deployment ? runOnceForm(job) : null),
     el('section', { 'aria-labelledby': 'executions-title' },
       el('h3', { id: 'executions-title' }, 'Executions'),
       table('Executions', ['Execution', 'Status', 'Started by', 'Created', 'Finished', 'Reason'],

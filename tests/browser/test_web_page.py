@@ -263,10 +263,17 @@ def test_versions_and_a_failing_execution_with_its_error_at_file_cell_and_line(
     page.get_by_role("button", name=f"Deploy version {deployed[:16]}").click()  # and back
     expect(page.get_by_role("button", name=f"Deploy version {uploaded[:16]}")).to_be_visible()
     assert web_server.client.get(path).json()["deployment"]["version"] == deployed
-    page.get_by_role("button", name="Run now").click()
+    once = page.get_by_role("form", name="Run once with other arguments")
+    once.get_by_label("Arguments of this run only").fill("[1]")
+    once.get_by_role("button", name="Run with these arguments").click()
+    expect(once.locator(".error")).to_contain_text("arguments: a JSON object is needed")
+    once.get_by_label("Arguments of this run only").fill('{"row": 7}')
+    once.get_by_role("button", name="Run with these arguments").click()
     expect(page.locator("#execution")).to_have_attribute(
         "data-status", "failed", timeout=JOB_TIMEOUT_MS
     )
+    expect(page.locator("#execution")).to_contain_text('{"row":7}')
+    assert web_server.client.get(path).json()["deployment"]["arguments"] == {}, "this run only"
     failure = page.locator("section.failure")
     expect(failure.get_by_role("heading")).to_contain_text("Step 2")
     expect(failure.locator(".place")).to_have_text("10_main.ipynb, cell 2, line 2")
