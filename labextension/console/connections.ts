@@ -3,6 +3,7 @@
 import { api } from './api.js';
 import type { Schemas } from './api.js';
 import { el, fill, table, when } from './dom.js';
+import { jsonObject } from './form.js';
 import { action, errorBox, failed, heading, say } from './view.js';
 import type { View } from './view.js';
 
@@ -29,12 +30,7 @@ export async function connectionsPage(view: View): Promise<void> {
     problem.hidden = true;
     const data = new FormData(form);
     try {
-      let values: Record<string, string>;
-      try {
-        values = JSON.parse(String(data.get('values') || '{}'));
-      } catch {
-        throw new Error('values: not valid JSON');
-      }
+      const values = jsonObject(data.get('values'), 'values') as Record<string, string>;
       const name = String(data.get('name')).trim();
       await api.createConnection({
         name, kind: String(data.get('kind')) as Schemas['ConnectionKind'],

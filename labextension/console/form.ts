@@ -85,3 +85,18 @@ export function readFields(form: HTMLFormElement): Record<string, unknown> {
   }
   return parameters;
 }
+
+/** A form field holding a JSON object (arguments, a connection's values), as the API takes
+ * it; the error names the field. Empty means {}. */
+export function jsonObject(text: FormDataEntryValue | null, field: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(String(text || '{}'));
+  } catch {
+    throw new Error(`${field}: not valid JSON`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`${field}: a JSON object is needed, like {"name": "value"}`);
+  }
+  return parsed as Record<string, unknown>;
+}

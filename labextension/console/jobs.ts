@@ -5,6 +5,7 @@ import { api, follow, path } from './api.js';
 import type { Job, JobExecution, Step } from './api.js';
 import { badge, el, fill, json, opens, seconds, shortId, table, when } from './dom.js';
 import type { Child } from './dom.js';
+import { jsonObject } from './form.js';
 import { action, errorBox, failed, heading, say } from './view.js';
 import type { View } from './view.js';
 
@@ -70,20 +71,6 @@ function timeZones(): string[] {
   return intl.supportedValuesOf ? ['UTC', ...intl.supportedValuesOf('timeZone')] : ['UTC'];
 }
 
-/** A form's arguments field as the JSON object the API takes; the error names the field. */
-function argumentsOf(text: FormDataEntryValue | null): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(String(text || '{}'));
-  } catch {
-    throw new Error('arguments: not valid JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new Error('arguments: a JSON object is needed, like {"days": 7}');
-  }
-  return parsed as Record<string, unknown>;
-}
-
 /** Run the deployed version once with arguments of this run only (the deployment keeps its). */
 function runOnceForm(job: Job): HTMLElement {
   const problem = errorBox();
@@ -98,7 +85,7 @@ function runOnceForm(job: Job): HTMLElement {
     event.preventDefault();
     problem.hidden = true;
     try {
-      const started = await api.runJob(job.team, job.name, argumentsOf(new FormData(form).get('arguments')));
+      const started = await api.runJob(job.team, job.name, jsonObject(new FormData(form).get('arguments'), 'arguments'));
       say(`Started execution ${started.id.slice(0, 16)} of ${job.team}/${job.name}.`);
       location.hash = executionHref(started);
     } catch (error) {
@@ -137,7 +124,7 @@ function editForm(view: View, job: Job): HTMLElement {
       await api.updateDeployment(job.team, job.name, {
         schedule: schedule || null,
         timezone: String(data.get('timezone')).trim(),
-        arguments: argumentsOf(data.get('arguments')),
+        arguments: jsonObject(data.get('arguments'), 'arguments'),
       });
       say(`Saved the schedule and arguments of ${job.team}/${job.name}.`);
       view.again();

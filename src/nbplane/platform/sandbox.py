@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import pwd
 import re
 import shutil
 import signal as signals
@@ -255,8 +256,6 @@ class Bubblewrap(Sandbox):
     def _private_directories(self) -> list[Path]:
         """The server user's home, ``$HOME`` and the account's own where they differ (a server
         started with another HOME): shown empty (the Python one holds is bound back)."""
-        import pwd
-
         homes = {Path.home().resolve(), Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()}
         return sorted(home for home in homes if home.is_dir() and home != Path("/"))
 
