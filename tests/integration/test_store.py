@@ -125,3 +125,17 @@ def test_the_migration_numbers_existing_runs_per_job(db_url: str) -> None:
         assert store.create_run(_new_run("/a")).number == 3
     finally:
         store.close()
+
+
+def test_runs_under_a_root_match_its_path_literally(db_url: str) -> None:
+    """``_`` and ``%`` in the root are characters, not patterns: a sibling never matches."""
+    store = open_store(db_url)
+    try:
+        for job_dir in ("/lab_root/job", "/lab_root", "/labXroot/job", "/lab_root2/job", "/a%/j"):
+            store.create_run(_new_run(job_dir))
+        under = sorted(run.job_dir for run in store.list_runs_under("/lab_root/"))
+        assert under == ["/lab_root", "/lab_root/job"]
+        assert [run.job_dir for run in store.list_runs_under("/a%")] == ["/a%/j"]
+        assert len(store.list_runs_under("/")) == 5
+    finally:
+        store.close()

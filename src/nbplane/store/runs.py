@@ -115,8 +115,9 @@ class RunStore:
 
     def list_runs_under(self, root: str, limit: int = 50) -> list[DescribeRun]:
         """Local runs (not deployed executions) of every job in ``root`` or below it."""
-        pattern = root.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        inside = (job_runs.c.job_dir == root) | job_runs.c.job_dir.like(pattern + "/%", escape="\\")
+        prefix = root.rstrip("/")
+        below = job_runs.c.job_dir.startswith(prefix + "/", autoescape=True)
+        inside = (job_runs.c.job_dir == (prefix or "/")) | below
         return self._runs(inside, job_runs.c.execution_id.is_(None), limit=limit)
 
     def execution_run(self, execution_id: str) -> DescribeRun | None:
