@@ -39,7 +39,9 @@ def test_create_follow_hibernate_resume_delete(tmp_path: Path, store_url: str) -
         created = create(
             alice, resource_class="large", environment={"GREETING": "hi"}, directory="work"
         )
-        assert created["status"] == "starting" and created["resource_class"] == "large"
+        # a server taken from the warm pool may already answer when the creation does
+        assert created["status"] in ("starting", "running"), created
+        assert created["resource_class"] == "large"
         assert created["cpu"] == "2" and created["memory"] == "8Gi"
         seen = events(alice, created["id"])
         assert seen[-1]["status"] == "running" and seen[-1]["ready"], seen[-1]
