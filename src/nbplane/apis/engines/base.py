@@ -29,6 +29,12 @@ PARAMETERS_TAG = "injected-parameters"
 runs the request's ``parameters_source`` in it; the executed notebook shows its
 ``parameters_display`` (swapped in by :meth:`Run.outcome`, once for every engine)."""
 
+PHASES = ("engine_start", "cells", "capture")
+"""What an engine's time goes to: ``engine_start`` getting a kernel or shell ready for this
+request (waiting for the pool, forking, warming), ``cells`` running the code cells, ``capture``
+turning what they produced into the executed notebook and the output. Engines add to
+``Run.timings`` with :meth:`Run.timed`; what they do not account for shows as ``other``."""
+
 T = TypeVar("T")
 StopReason = Literal["timeout", "cancelled"]
 
@@ -69,6 +75,8 @@ class ExecutionOutcome:
     """stdout and stderr of the executed cells, in order."""
     duration: float = 0.0
     """Seconds from the call of ``execute`` to its return."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase of ``duration``, in order (see :data:`PHASES`)."""
 
 
 class Stopped(Exception):
@@ -157,6 +165,14 @@ class Run:
     """The cell a kernel is running now, for errors that are not the cell's own."""
     displays: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Outputs by display id, for ``update_display_data``."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds by phase (:data:`PHASES`), added to by :meth:`timed`."""
+
+    def timed(self, phase: str, since: float) -> float:
+        """Add the time from ``since`` (a ``perf_counter``) to now to ``phase``; return now."""
+        moment = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + moment - since
+        return moment
 
     @classmethod
     def prepare(cls, request: ExecutionRequest) -> Run:
@@ -246,7 +262,7 @@ class Run:
 
     def outcome(self, duration: float) -> ExecutionOutcome:
         """What happened, the parameters cell showing the values rather than the code that
-        bound them."""
+        bound them; the part of ``duration`` no phase accounts for shows as ``other``."""
         cells = list(self.notebook["cells"])
         cells[self.parameters_cell] = {
             **cells[self.parameters_cell],
@@ -260,6 +276,7 @@ class Run:
             error=self.error,
             logs="".join(self.logs),
             duration=duration,
+            timings={**self.timings, "other": max(duration - sum(self.timings.values()), 0.0)},
         )
 
 
