@@ -272,6 +272,25 @@ class Settings(BaseSettings):
         description="The nbplane server's URL as sessions reach it (inside the cluster); "
         "sessions get it as NBPLANE_URL (default: the address the server listens on).",
     )
+    pool_min: int = Field(
+        default=1,
+        ge=0,
+        description="Notebook APIs: shells (or kernels) an engine keeps ready when idle: forked "
+        "ahead for `isolated`, warm per notebook for `reuse`.",
+    )
+    pool_max: int | None = Field(
+        default=None,
+        ge=1,
+        description="Notebook APIs: most shells (or kernels) an engine keeps forked ahead "
+        "(`isolated`) or warm per notebook (`reuse`, which grows to it when all are busy); "
+        "default: the worker's --pool-size (4).",
+    )
+    pool_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Notebook APIs: a shell (or kernel) idle this long ends, down to "
+        "NBPLANE_POOL_MIN.",
+    )
     session_pool_size: int = Field(
         default=2,
         ge=0,

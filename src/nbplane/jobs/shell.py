@@ -1,4 +1,8 @@
-"""An IPython shell per notebook: IPython semantics for steps, outputs sent to a collector."""
+"""An IPython shell per notebook: IPython semantics for steps, outputs sent to a collector.
+
+Notebook APIs run their cells on the same shell (see :mod:`nbplane.apis.engines._shellserver`),
+with :meth:`StepShell.run_source` and outputs sent to the engine instead of collected.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 from traitlets.config import Config
 
-from nbplane.jobs.capture import OutputCollector, redirect_output
+from nbplane.jobs.capture import Outputs, redirect_output
 from nbplane.jobs.checkpoints import user_variables
 from nbplane.jobs.definition import Step
 
@@ -54,7 +58,13 @@ class CollectingPublisher(DisplayPublisher):
     ) -> None:
         collector = getattr(self.shell, "collector", None)
         if collector is not None:
-            collector.display(data, metadata)
+            display_id = (transient or {}).get("display_id")
+            collector.display(data, metadata, display_id, update)
+
+    def clear_output(self, wait: bool = False) -> None:
+        collector = getattr(self.shell, "collector", None)
+        if collector is not None:
+            collector.clear(wait)
 
 
 class CollectingDisplayHook(DisplayHook):
@@ -91,28 +101,40 @@ class StepShell(InteractiveShell):
         config = Config()
         config.HistoryManager.enabled = False
         super().__init__(user_ns=user_ns, config=config, colors="nocolor")  # type: ignore[no-untyped-call]
-        self.collector: OutputCollector | None = None
+        self.collector: Outputs | None = None
         self.last_traceback: list[str] = []
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
         self.last_traceback = list(stb)
 
-    def run_step(self, step: Step, collector: OutputCollector) -> CellError | None:
+    def run_step(self, step: Step, collector: Outputs) -> CellError | None:
         """Run a cell's code with IPython semantics; None when it succeeded."""
         compiler = self.compile
         assert isinstance(compiler, StepCompiler)
         compiler.current = step
+        try:
+            exception = self.run_source(step.source, collector)
+        finally:
+            compiler.current = None
+        if exception is None:
+            return None
+        return locate_error(exception, compiler.steps_by_code_name, step)
+
+    def run_source(
+        self, source: str, collector: Outputs, store_history: bool = True
+    ) -> BaseException | None:
+        """Run ``source`` as a cell, its outputs and error going to ``collector``; what it
+        raised, or None when it succeeded."""
         self.collector, self.last_traceback = collector, []
         try:
             with redirect_output(collector), self._as_current_shell():
-                result = self.run_cell(step.source, store_history=True)  # type: ignore[no-untyped-call]
+                result = self.run_cell(source, store_history=store_history)  # type: ignore[no-untyped-call]
         finally:
-            compiler.current, self.collector = None, None
-        exception = result.error_before_exec or result.error_in_exec
-        if exception is None:
-            return None
-        collector.error(type(exception).__name__, str(exception), self.last_traceback)
-        return locate_error(exception, compiler.steps_by_code_name, step)
+            self.collector = None
+        exception: BaseException | None = result.error_before_exec or result.error_in_exec
+        if exception is not None:
+            collector.error(type(exception).__name__, str(exception), self.last_traceback)
+        return exception
 
     @contextmanager
     def _as_current_shell(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import uuid
@@ -75,36 +76,29 @@ class ForkedProcess(KernelProcess):
                 os.unlink(path)
 
 
-class ForkedKernelFactory(KernelFactory):
-    """Starts ``python3`` kernels by asking the template process to fork."""
+class ForkServer:
+    """A template process (:mod:`nbplane.apis.engines._forkserver`) and the children it forks:
+    ``kind`` ``"kernel"`` (ipykernel pre-imported) or ``"shell"`` (IPython shells, each handed
+    a socket). A template that died is started again by the next :meth:`fork`."""
 
-    def __init__(self, context: zmq.asyncio.Context, start_timeout: float = 60.0) -> None:
-        self.context = context
+    def __init__(self, kind: str = "kernel", start_timeout: float = 60.0) -> None:
+        self.kind = kind
         self.start_timeout = start_timeout
         self.broken = False
-        """Set when the template cannot start: the provider then falls back to stock kernels."""
+        """Set when the template cannot start (kernels then start the stock way)."""
         self._template: asyncio.subprocess.Process | None = None
+        self._channels: socket.socket | None = None
+        """Shells: where their sockets go to the template, just before each request."""
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
-        self._directory: str | None = None
 
-    @staticmethod
-    def can_fork(spec: KernelSpec) -> bool:
-        """Would forking our template give the same kernel as this kernelspec?"""
-        parts = ipykernel_argv(spec)
-        return (
-            sys.platform == "linux"
-            and hasattr(os, "pidfd_open")
-            and parts is not None
-            and parts[0] in ([], ["-Xfrozen_modules=off"])
-            and parts[1] == ["-f", "{connection_file}"]
-            and same_python(spec.argv[0])
-            and not spec.env
-            and spec.interrupt_mode == "signal"
-        )
+    @property
+    def pid(self) -> int | None:
+        template = self._template
+        return template.pid if template is not None and template.returncode is None else None
 
     async def start(self) -> None:
         await self._ensure_template()
@@ -113,17 +107,22 @@ class ForkedKernelFactory(KernelFactory):
         async with self._lock:
             if self._template is not None and self._template.returncode is None:
                 return self._template
-            if self._directory is None:
-                # short: IPC socket paths must stay under ~107 bytes
-                self._directory = tempfile.mkdtemp(prefix="nbpk-")
+            argv, passed = [], ()
+            if self.kind == "shell":
+                if self._channels is not None:
+                    self._channels.close()
+                self._channels, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                argv, passed = ["shell", str(theirs.fileno())], (theirs.fileno(),)
             try:
                 template = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-Xfrozen_modules=off",  # what ipykernel's kernelspec asks for debugpy's sake
                     "-m",
                     "nbplane.apis.engines._forkserver",
+                    *argv,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
+                    pass_fds=passed,
                     env={  # as jupyter_client, less the server's own settings
                         **without_nbplane_settings(os.environ),
                         "JPY_PARENT_PID": str(os.getpid()),
@@ -133,6 +132,9 @@ class ForkedKernelFactory(KernelFactory):
             except OSError as exc:
                 self.broken = True
                 raise KernelStartError(f"cannot start the fork server: {exc}") from exc
+            finally:
+                if passed:
+                    os.close(passed[0])
             assert template.stdout is not None
             try:
                 line = await asyncio.wait_for(template.stdout.readline(), TEMPLATE_START_TIMEOUT)
@@ -171,7 +173,7 @@ class ForkedKernelFactory(KernelFactory):
                 else:
                     pending.set_exception(KernelStartError(f"fork failed: {message['error']}"))
         finally:
-            # The template is gone, and with it (PR_SET_PDEATHSIG) every kernel it forked.
+            # The template is gone, and with it (PR_SET_PDEATHSIG) every child it forked.
             for pending in self._pending.values():
                 if not pending.done():
                     pending.set_exception(KernelStartError("the fork server exited"))
@@ -183,10 +185,94 @@ class ForkedKernelFactory(KernelFactory):
             if self._template is template:
                 self._template = None
 
-    async def start_kernel(self, kernel_name: str) -> Kernel:
+    async def fork(
+        self, request: dict[str, Any], channel: socket.socket | None = None
+    ) -> tuple[int, asyncio.Future[int | None]]:
+        """Fork a child for ``request`` (a shell gets ``channel``); its pid and its exit code
+        (resolved when it ends). KernelStartError if the template cannot fork."""
         template = await self._ensure_template()
-        assert template.stdin is not None and self._directory is not None
+        assert template.stdin is not None
         loop = asyncio.get_running_loop()
+        number = next(self._ids)
+        forked: asyncio.Future[int] = loop.create_future()
+        self._pending[number] = forked
+        try:
+            if channel is not None:
+                assert self._channels is not None
+                socket.send_fds(self._channels, [b"s"], [channel.fileno()])
+            template.stdin.write(json.dumps({**request, "id": number}).encode() + b"\n")
+            await template.stdin.drain()
+            pid = await asyncio.wait_for(forked, self.start_timeout)
+        except BaseException as exc:
+            self._pending.pop(number, None)
+            if forked.done() and not forked.cancelled() and forked.exception() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(forked.result(), signal.SIGKILL)
+            if isinstance(exc, (OSError, TimeoutError)):
+                raise KernelStartError(f"the fork server did not answer: {exc!r}") from exc
+            raise
+        exited = self._exits.get(pid)
+        if exited is None:  # it already ended
+            exited = loop.create_future()
+            exited.set_result(None)
+        return pid, exited
+
+    async def stop(self) -> None:
+        """End the template; it kills any child still alive."""
+        template, self._template = self._template, None
+        if template is not None:
+            assert template.stdin is not None
+            template.stdin.close()
+            try:
+                await asyncio.wait_for(template.wait(), 10)
+            except TimeoutError:
+                template.kill()
+                await template.wait()
+        if self._reader is not None:
+            await asyncio.wait((self._reader,))
+            self._reader = None
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None
+
+
+class ForkedKernelFactory(KernelFactory):
+    """Starts ``python3`` kernels by asking the template process to fork."""
+
+    def __init__(self, context: zmq.asyncio.Context, start_timeout: float = 60.0) -> None:
+        self.context = context
+        self.start_timeout = start_timeout
+        self.server = ForkServer("kernel", start_timeout)
+        self._ids = itertools.count(1)
+        self._directory: str | None = None
+
+    @property
+    def broken(self) -> bool:
+        """The template cannot start: the provider then falls back to stock kernels."""
+        return self.server.broken
+
+    @staticmethod
+    def can_fork(spec: KernelSpec) -> bool:
+        """Would forking our template give the same kernel as this kernelspec?"""
+        parts = ipykernel_argv(spec)
+        return (
+            sys.platform == "linux"
+            and hasattr(os, "pidfd_open")
+            and parts is not None
+            and parts[0] in ([], ["-Xfrozen_modules=off"])
+            and parts[1] == ["-f", "{connection_file}"]
+            and same_python(spec.argv[0])
+            and not spec.env
+            and spec.interrupt_mode == "signal"
+        )
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def start_kernel(self, kernel_name: str) -> Kernel:
+        if self._directory is None:
+            # short: IPC socket paths must stay under ~107 bytes
+            self._directory = tempfile.mkdtemp(prefix="nbpk-")
         number = next(self._ids)
         prefix = os.path.join(self._directory, f"k{number}")
         info = {
@@ -206,28 +292,12 @@ class ForkedKernelFactory(KernelFactory):
         with os.fdopen(descriptor, "w") as file:
             json.dump(info, file)
         files = [connection_file, *(f"{prefix}-{port}" for port in range(1, 6))]
-        forked: asyncio.Future[int] = loop.create_future()
-        self._pending[number] = forked
         try:
-            template.stdin.write(
-                json.dumps({"id": number, "connection_file": connection_file}).encode() + b"\n"
-            )
-            await template.stdin.drain()
-            pid = await asyncio.wait_for(forked, self.start_timeout)
-        except BaseException as exc:
-            self._pending.pop(number, None)
+            pid, exited = await self.server.fork({"connection_file": connection_file})
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(connection_file)
-            if forked.done() and not forked.cancelled() and forked.exception() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(forked.result(), signal.SIGKILL)
-            if isinstance(exc, (OSError, TimeoutError)):
-                raise KernelStartError(f"the fork server did not answer: {exc!r}") from exc
             raise
-        exited = self._exits.get(pid)
-        if exited is None:  # it already ended
-            exited = loop.create_future()
-            exited.set_result(None)
         process = ForkedProcess(pid, exited, files)
         client = AsyncKernelClient(context=self.context)
         client.load_connection_info(info)  # type: ignore[arg-type]
@@ -242,18 +312,7 @@ class ForkedKernelFactory(KernelFactory):
 
     async def stop(self) -> None:
         """End the template; it kills any kernel still alive, then the directory goes."""
-        template, self._template = self._template, None
-        if template is not None:
-            assert template.stdin is not None
-            template.stdin.close()
-            try:
-                await asyncio.wait_for(template.wait(), 10)
-            except TimeoutError:
-                template.kill()
-                await template.wait()
-        if self._reader is not None:
-            await asyncio.wait((self._reader,))
-            self._reader = None
+        await self.server.stop()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None

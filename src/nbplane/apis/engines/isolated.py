@@ -1,4 +1,5 @@
-"""The default engine: every execution runs in a fresh kernel of its own.
+"""The isolated kernel engine: every execution runs in a fresh Jupyter kernel of its own
+(``isolated`` does the same on IPython shells, see :mod:`nbplane.apis.engines.shell`).
 
 Nothing one execution does (variables, imports, files it changed in memory) can be seen by the
 next, because each gets a kernel that never ran anything before, and that kernel is killed
@@ -10,6 +11,7 @@ is taken; for ``python3`` the kernels are forked from a template process (see
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
@@ -19,7 +21,7 @@ from nbplane.apis.engines.pool import KernelPool, KernelProvider
 class IsolatedEngine(Engine):
     """A fresh kernel per execution, taken from a pool of kernels started ahead of time."""
 
-    name = "isolated"
+    name = "kernel-isolated"
 
     def __init__(
         self,
@@ -55,8 +57,11 @@ class IsolatedEngine(Engine):
         await self.provider.stop()
 
     async def _execute(self, run: Run, stopper: Stopper) -> None:
+        began = time.perf_counter()
         kernel = await stopper.guard(self.pool.acquire(run.request.kernel_name))
         try:
+            began = run.timed("engine_start", began)
             await kernel.run(run, run.code_cells(), stopper)
+            run.timed("cells", began)
         finally:
             self.provider.dispose_soon(kernel)

@@ -47,16 +47,16 @@ DEATH_GRACE = 0.1
 """Seconds to take in the messages a dead kernel sent just before it died."""
 
 
-def describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None, what: str = "the kernel") -> str:
     if code is None:
-        return "the kernel exited"
+        return f"{what} exited"
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"the kernel was killed by {name}"
-    return f"the kernel exited with code {code}"
+        return f"{what} was killed by {name}"
+    return f"{what} exited with code {code}"
 
 
 class KernelProcess(ABC):
