@@ -33,6 +33,9 @@ HEADER = struct.Struct("!I")
 STREAM_HOLD_SECONDS = 0.1
 STREAM_HOLD_BYTES = 1 << 16
 
+WARM_UP = "__import__('nbplane').save_output({'warm': [1, 2.0, None]})\nprint('warm')"
+"""A cell run once in the template, to load what a first cell loads."""
+
 _shell: Any = None
 """The shell every child of the template starts with (a StepShell)."""
 
@@ -53,7 +56,9 @@ def prepare() -> None:
             __import__(optional)
     global _shell
     _shell = StepShell.instance(user_ns={})
-    _shell.run_source("None", _Discard(), store_history=False)  # IPython's first-cell imports
+    # A first cell costs IPython imports and caches of its own: pay them here (it binds no
+    # name and, out of the history, counts nothing).
+    _shell.run_source(WARM_UP, _Discard(), store_history=False)
     del IPython, nbplane
 
 
