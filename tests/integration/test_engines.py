@@ -1,6 +1,7 @@
-"""The execution engines on real kernels: outputs, injection, failures, timeouts, cancel, reuse,
-kernel pools and clean shutdown. Forked kernels (the default for python3) and stock kernels
-started by jupyter_client both run the behaviours every engine must have."""
+"""The execution engines on real shells and kernels: outputs, injection, failures, timeouts,
+cancel, reuse, pools and clean shutdown. The behaviours every engine must have run on all four
+engines (IPython shells: isolated, reuse; Jupyter kernels: kernel-isolated, kernel-reuse), and
+some on stock kernels started by jupyter_client too."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from nbplane.apis.engines.base import OUTPUT_MIMETYPE, Engine, ExecutionOutcome, ExecutionRequest
 from nbplane.apis.engines.isolated import IsolatedEngine
 from nbplane.apis.engines.reuse import ReuseEngine
+from nbplane.apis.engines.shell import ShellIsolatedEngine, ShellReuseEngine
 from nbplane.apis.parameters import parameters_source
+from nbplane.jobs.capture import plain_text
 
 T = TypeVar("T")
 
@@ -24,7 +27,19 @@ SAVE = (
     "import IPython.display\n"
     f"IPython.display.display({{{OUTPUT_MIMETYPE!r}: {{'y': 2 * x}}}}, raw=True)\n"
 )
-KINDS = [pytest.param(True, id="forked"), pytest.param(False, id="stock")]
+Factory = Callable[[], Engine]
+ISOLATED: list[Any] = [
+    pytest.param(lambda: ShellIsolatedEngine(1, 2), id="isolated"),
+    pytest.param(lambda: IsolatedEngine(pool_size=2), id="kernel-isolated"),
+]
+REUSE: list[Any] = [
+    pytest.param(ShellReuseEngine, id="reuse"),
+    pytest.param(ReuseEngine, id="kernel-reuse"),
+]
+ENGINES = ISOLATED + REUSE
+"""Every engine, as a factory of a new one."""
+STOCK = pytest.param(lambda: IsolatedEngine(pool_size=2, forked=False), id="kernel-stock")
+WITH_STOCK = [*ENGINES, STOCK]
 
 
 def notebook(*cells: str | tuple[str, list[str]]) -> dict[str, Any]:
@@ -79,7 +94,7 @@ def with_engine(engine: Engine, body: Callable[[Engine], Awaitable[T]]) -> T:
     async def main() -> T:
         await engine.start()
         try:
-            if isinstance(engine, IsolatedEngine):
+            if isinstance(engine, (IsolatedEngine, ShellIsolatedEngine)):
                 await engine.wait_ready()
             return await body(engine)
         finally:
@@ -109,10 +124,11 @@ def gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("forked", KINDS)
-def test_completed_with_output_and_injected_parameters(forked: bool) -> None:
+@pytest.mark.parametrize("make", WITH_STOCK)
+def test_completed_with_output_and_injected_parameters(make: Factory) -> None:
     original = repr(DOUBLE)
-    outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(DOUBLE))
+    engine = make()
+    outcome = run_one(engine, request(DOUBLE))
 
     assert outcome.status == "completed", outcome.error
     assert outcome.error is None
@@ -121,15 +137,20 @@ def test_completed_with_output_and_injected_parameters(forked: bool) -> None:
     cells = outcome.notebook["cells"]
     assert [c["metadata"]["tags"] for c in cells] == [["parameters"], ["injected-parameters"], []]
     assert cells[1]["source"] == "x = 2" and cells[1]["id"] == "injected-parameters"
-    assert [c["execution_count"] for c in cells] == [1, 2, 3]
+    counts = [c["execution_count"] for c in cells]
+    # the kernel reuse engine sends its request cells as one kernel request, uncounted
+    assert counts == ([1, None, None] if engine.name == "kernel-reuse" else [1, 2, 3])
     assert cells[2]["outputs"][0] == {"output_type": "stream", "name": "stdout", "text": "x is 2\n"}
     assert cells[2]["outputs"][1]["data"][OUTPUT_MIMETYPE] == {"y": 4}
     assert outcome.notebook["metadata"]["language_info"]["name"] == "python"
     assert outcome.notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert outcome.notebook["metadata"]["nbplane"] == {"engine": engine.name}
+    assert set(outcome.timings) >= {"engine_start", "cells", "other"}
     assert repr(DOUBLE) == original  # the request's notebook is not modified
 
 
-def test_parameters_cell_goes_after_inject_after() -> None:
+@pytest.mark.parametrize("make", ENGINES)
+def test_parameters_cell_goes_after_inject_after(make: Factory) -> None:
     nb = notebook("print('a')", ("x = 1", ["parameters"]), "print('c', x)\n" + SAVE)
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
@@ -138,7 +159,7 @@ def test_parameters_cell_goes_after_inject_after() -> None:
             for position in (-1, 1)
         ]
 
-    first, after = with_engine(IsolatedEngine(pool_size=2), body)
+    first, after = with_engine(make(), body)
     # before the first cell: the parameters cell's defaults win
     assert first.notebook["cells"][0]["source"] == "x = 5"
     assert first.notebook["cells"][0]["metadata"]["tags"] == ["injected-parameters"]
@@ -149,12 +170,12 @@ def test_parameters_cell_goes_after_inject_after() -> None:
     assert len(after.notebook["cells"]) == 4
 
 
-@pytest.mark.parametrize("forked", KINDS)
-def test_exception_names_the_cell_and_stops_there(forked: bool) -> None:
+@pytest.mark.parametrize("make", WITH_STOCK)
+def test_exception_names_the_cell_and_stops_there(make: Factory) -> None:
     nb = notebook(
         ("x = 1", ["parameters"]), "y = 2", "raise ValueError(f'bad x {x}')", "print('never')"
     )
-    outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(nb))
+    outcome = run_one(make(), request(nb))
 
     assert outcome.status == "failed"
     error = outcome.error
@@ -162,14 +183,18 @@ def test_exception_names_the_cell_and_stops_there(forked: bool) -> None:
     assert error["reason"] == "exception" and error["cell"] == 3
     assert error["ename"] == "ValueError" and error["evalue"] == "bad x 2"
     assert any("bad x" in line for line in error["traceback"])
+    # at the user's cell and line, and nothing of nbplane's own code
+    traceback = [plain_text(line) for line in error["traceback"]]
+    assert "line 1" in traceback[-2] and "raise ValueError" in traceback[-2]
+    assert not any("nbplane" in line for line in traceback)
     cells = outcome.notebook["cells"]
     assert cells[3]["outputs"][0]["output_type"] == "error"
     assert cells[4]["execution_count"] is None and cells[4]["outputs"] == []
     assert "never" not in outcome.logs
 
 
-@pytest.mark.parametrize("forked", KINDS)
-def test_kernel_death_is_reported_quickly(forked: bool) -> None:
+@pytest.mark.parametrize("make", WITH_STOCK)
+def test_kernel_death_is_reported_quickly(make: Factory) -> None:
     exits = notebook(
         ("x = 1", ["parameters"]),
         "print('bye', flush=True)",
@@ -181,7 +206,7 @@ def test_kernel_death_is_reported_quickly(forked: bool) -> None:
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(exits)), await engine.execute(request(crashes))]
 
-    exited, crashed = with_engine(IsolatedEngine(pool_size=2, forked=forked), body)
+    exited, crashed = with_engine(make(), body)
     for outcome, cell in ((exited, 3), (crashed, 2)):
         assert outcome.status == "failed"
         assert outcome.error is not None
@@ -192,15 +217,20 @@ def test_kernel_death_is_reported_quickly(forked: bool) -> None:
     assert "bye" in exited.logs
 
 
-@pytest.mark.parametrize("forked", KINDS)
-def test_timeout_interrupts_then_kills_the_kernel(forked: bool) -> None:
+@pytest.mark.parametrize("make", WITH_STOCK)
+def test_timeout_interrupts_then_kills_the_kernel(make: Factory) -> None:
     nb = notebook(
         ("x = 1", ["parameters"]),
         "import os\nprint(os.getpid(), flush=True)",
-        "import time\ntime.sleep(60)",
+        "import time\ntime.sleep(60 * x)",
         "print('never')",
     )
-    outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(nb, timeout=1.0))
+
+    async def body(engine: Engine) -> ExecutionOutcome:
+        await engine.execute(request(nb, "x = 0"))  # a reuse engine's shell or kernel is warm
+        return await engine.execute(request(nb, timeout=1.0))
+
+    outcome = with_engine(make(), body)
 
     assert outcome.status == "timed_out"
     assert outcome.error is not None
@@ -211,18 +241,20 @@ def test_timeout_interrupts_then_kills_the_kernel(forked: bool) -> None:
     assert gone(pid)
 
 
-def test_cancel_stops_a_running_execution() -> None:
-    nb = notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(60)")
+@pytest.mark.parametrize("make", ENGINES)
+def test_cancel_stops_a_running_execution(make: Factory) -> None:
+    nb = notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(x)")
 
     async def body(engine: Engine) -> tuple[ExecutionOutcome, ExecutionOutcome]:
+        await engine.execute(request(nb, "x = 0"))  # a reuse engine's shell or kernel is warm
         cancel = asyncio.Event()
         asyncio.get_running_loop().call_later(0.5, cancel.set)
-        running = await engine.execute(request(nb), cancel)
+        running = await engine.execute(request(nb, "x = 60"), cancel)
         already = asyncio.Event()
         already.set()
         return running, await engine.execute(request(nb), already)
 
-    running, before_start = with_engine(IsolatedEngine(pool_size=1), body)
+    running, before_start = with_engine(make(), body)
     assert running.status == "cancelled"
     assert running.error is not None
     assert running.error["reason"] == "cancelled" and running.error["cell"] == 2
@@ -230,7 +262,8 @@ def test_cancel_stops_a_running_execution() -> None:
     assert before_start.status == "cancelled"
 
 
-def test_each_isolated_execution_gets_a_fresh_kernel() -> None:
+@pytest.mark.parametrize("make", ISOLATED)
+def test_each_isolated_execution_gets_a_fresh_kernel(make: Factory) -> None:
     nb = notebook(
         ("x = 1", ["parameters"]),
         "import os, random\nprint(os.getpid(), 'leak' in globals())\nleak = 1\n"
@@ -240,7 +273,7 @@ def test_each_isolated_execution_gets_a_fresh_kernel() -> None:
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(nb)) for _ in range(3)]
 
-    outcomes = with_engine(IsolatedEngine(pool_size=2), body)
+    outcomes = with_engine(make(), body)
     assert all(o.status == "completed" for o in outcomes)
     pids = [pids_in(o)[0] for o in outcomes]
     assert len(set(pids)) == 3
@@ -250,62 +283,63 @@ def test_each_isolated_execution_gets_a_fresh_kernel() -> None:
     assert all(gone(pid) for pid in pids)
 
 
-def test_a_killed_fork_server_is_replaced() -> None:
+@pytest.mark.parametrize("make", ISOLATED)
+def test_a_killed_fork_server_is_replaced(make: Factory) -> None:
+    """The template that shells or kernels are forked from."""
     me = psutil.Process()
 
     def fork_servers() -> list[psutil.Process]:
         return [p for p in me.children() if "nbplane.apis.engines._forkserver" in p.cmdline()]
 
     async def body(engine: Engine) -> list[ExecutionOutcome]:
-        [server] = fork_servers()
+        servers = fork_servers()
+        assert len(servers) == 1, [(p.pid, p.cmdline()) for p in servers]
+        [server] = servers
         server.kill()  # and with it (PR_SET_PDEATHSIG) every pooled kernel
         await asyncio.sleep(0.1)  # the engine hears of it at once
         outcomes = [await engine.execute(request(DOUBLE)) for _ in range(2)]
         assert [p.pid for p in fork_servers()] != [server.pid]
         return outcomes
 
-    outcomes = with_engine(IsolatedEngine(pool_size=2), body)
+    outcomes = with_engine(make(), body)
     assert [o.status for o in outcomes] == ["completed", "completed"], outcomes[0].error
     assert all(o.output == {"y": 4} for o in outcomes)
 
 
-@pytest.mark.parametrize(
-    "engine",
-    [IsolatedEngine(pool_size=1, kernel_names=()), ReuseEngine()],
-    ids=["isolated", "reuse"],
-)
-def test_unknown_kernel_fails_to_start_without_raising(engine: Engine) -> None:
-    outcome = run_one(engine, request(DOUBLE, kernel_name="no-such-kernel"))
+@pytest.mark.parametrize("make", ENGINES)
+def test_unknown_kernel_fails_to_start_without_raising(make: Factory) -> None:
+    outcome = run_one(make(), request(DOUBLE, kernel_name="no-such-kernel"))
     assert outcome.status == "failed"
     assert outcome.error is not None and outcome.error["reason"] == "kernel_failed_to_start"
     assert "no-such-kernel" in outcome.error["message"]
 
 
-def test_stop_leaves_no_kernel_process_behind() -> None:
+@pytest.mark.parametrize("make", ENGINES)
+def test_stop_leaves_no_kernel_process_behind(make: Factory) -> None:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     seen: set[int] = set()
 
+    nb = notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(x)")
+
     async def body(engine: Engine) -> ExecutionOutcome:
-        running = asyncio.ensure_future(
-            engine.execute(
-                request(notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(60)"))
-            )
-        )
+        await engine.execute(request(nb, "x = 0"))  # a reuse engine's shell or kernel is warm
+        running = asyncio.ensure_future(engine.execute(request(nb, "x = 60")))
         await asyncio.sleep(0.3)
         seen.update(p.pid for p in me.children(recursive=True))
         await engine.stop()  # while an execution runs: it ends, it does not hang or raise
         return await running
 
-    interrupted = with_engine(IsolatedEngine(pool_size=3), body)
+    interrupted = with_engine(make(), body)
     assert interrupted.status == "failed"
     assert interrupted.error is not None and interrupted.error["reason"] == "kernel_died"
     started = seen - before
-    assert len(started) >= 5  # the fork server, three pooled kernels, the running one
+    assert len(started) >= 2  # the fork server, the running kernel or shell (and pooled ones)
     assert all(gone(pid) for pid in started)
 
 
-def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", REUSE)
+def test_reuse_runs_setup_once_and_only_request_cells_after(make: Factory, tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
     nb = notebook(
         f"import os\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')\n"
@@ -317,7 +351,7 @@ def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> N
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(nb, f"x = {n}", inject_after=1)) for n in (1, 2, 3)]
 
-    outcomes = with_engine(ReuseEngine(), body)
+    outcomes = with_engine(make(), body)
     assert [o.status for o in outcomes] == ["completed"] * 3
     assert [o.output for o in outcomes] == [{"y": 2}, {"y": 4}, {"y": 6}]
     assert counter.read_text() == "x"  # the setup cell ran once
@@ -330,7 +364,8 @@ def test_reuse_runs_setup_once_and_only_request_cells_after(tmp_path: Path) -> N
         assert cells[2]["metadata"]["tags"] == ["injected-parameters"]
 
 
-def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
+@pytest.mark.parametrize("make", REUSE)
+def test_reuse_request_cells_keep_their_own_outputs_and_errors(make: Factory) -> None:
     """The request cells of a reuse execution travel as one kernel request (when possible):
     outputs and errors must still land in the cell that made them."""
     nb = notebook(
@@ -352,7 +387,7 @@ def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
             await engine.execute(request(awaits, "import asyncio\nx = 3", key="awaits")),
         ]
 
-    ok, failed, bad_parameters, awaited = with_engine(ReuseEngine(), body)
+    ok, failed, bad_parameters, awaited = with_engine(make(), body)
     assert ok.status == "completed" and ok.output == {"y": 10}
     cells = ok.notebook["cells"]
     assert cells[2]["outputs"] == []  # the injected parameters
@@ -379,8 +414,15 @@ def test_reuse_request_cells_keep_their_own_outputs_and_errors() -> None:
     assert [o["output_type"] for o in awaited.notebook["cells"][2]["outputs"]] == ["stream"]
 
 
-@pytest.mark.parametrize("one_by_one", [False, True], ids=["together", "one-by-one"])
-def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> None:
+@pytest.mark.parametrize(
+    ("make", "one_by_one"),
+    [
+        pytest.param(ShellReuseEngine, False, id="reuse"),
+        pytest.param(ReuseEngine, False, id="kernel-reuse-together"),
+        pytest.param(ReuseEngine, True, id="kernel-reuse-one-by-one"),
+    ],
+)
+def test_reuse_requests_leave_nothing_to_the_next_caller(make: Factory, one_by_one: bool) -> None:
     """On one warm kernel: A's parameter, the names A's cells bind (shadowing `len`, `str`),
     what A put into `builtins` and A's displayed value (`_`, `Out`) are gone for B; B shadows
     `len` and `str` by its parameters and raises, and C finds none of it and runs. Request
@@ -411,7 +453,7 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> No
             for parameters in callers
         ]
 
-    a, b, c = with_engine(ReuseEngine(), body)
+    a, b, c = with_engine(make(), body)
     assert a.status == "completed", a.error
     assert a.output == {"leaked": ["alice_api_key"], "seen": True, "pid": a.output["pid"]}
     assert a.logs == "2 1 2\n"
@@ -423,7 +465,8 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(one_by_one: bool) -> No
     assert len({o.output["pid"] for o in (a, b, c)}) == 1, "the same warm kernel served all"
 
 
-def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", REUSE)
+def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(make: Factory, tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
     nb = notebook(
         f"import os, time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')",
@@ -444,7 +487,7 @@ def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -
             )
         ]
 
-    ok1, died, ok2, hung, ok3 = with_engine(ReuseEngine(), body)
+    ok1, died, ok2, hung, ok3 = with_engine(make(), body)
     assert died.status == "failed" and died.error is not None
     assert died.error["reason"] == "kernel_died" and died.error["cell"] == 3
     assert hung.status == "timed_out"
@@ -454,7 +497,8 @@ def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(tmp_path: Path) -
     assert len({pids_in(o)[0] for o in (ok1, ok2, ok3)}) == 3
 
 
-def test_reuse_setup_outlives_a_request_that_timed_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", REUSE)
+def test_reuse_setup_outlives_a_request_that_timed_out(make: Factory, tmp_path: Path) -> None:
     counter = tmp_path / "setup-runs"
     nb = notebook(
         f"import time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')\ntime.sleep(1.5)",
@@ -467,13 +511,14 @@ def test_reuse_setup_outlives_a_request_that_timed_out(tmp_path: Path) -> None:
         patient = await engine.execute(request(nb, "x = 3", inject_after=1, timeout=10))
         return [hurried, patient]
 
-    hurried, patient = with_engine(ReuseEngine(), body)
+    hurried, patient = with_engine(make(), body)
     assert hurried.status == "timed_out"
     assert patient.status == "completed" and patient.output == {"y": 6}
     assert counter.read_text() == "x"  # it waited for the same warm-up, not a second one
 
 
-def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", REUSE)
+def test_reuse_setup_failure_is_reported_and_retried(make: Factory, tmp_path: Path) -> None:
     flag = tmp_path / "fail-once"
     flag.write_text("")
     nb = notebook(
@@ -486,16 +531,16 @@ def test_reuse_setup_failure_is_reported_and_retried(tmp_path: Path) -> None:
     async def body(engine: Engine) -> list[ExecutionOutcome]:
         return [await engine.execute(request(nb, inject_after=1)) for _ in range(2)]
 
-    failed, retried = with_engine(ReuseEngine(), body)
+    failed, retried = with_engine(make(), body)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["reason"] == "exception" and failed.error["cell"] == 0
     assert failed.error["evalue"] == "setup failed"
     assert retried.status == "completed" and retried.output == {"y": 4}
 
 
-@pytest.mark.parametrize("forked", KINDS)
+@pytest.mark.parametrize("make", [*ISOLATED, STOCK])
 def test_api_kernels_get_none_of_the_servers_settings(
-    forked: bool, monkeypatch: pytest.MonkeyPatch
+    make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A notebook API's kernel does not inherit the server's key, database URL or token."""
     monkeypatch.setenv("NBPLANE_SECRET_KEY", "server-key-not-for-notebooks")
@@ -504,6 +549,116 @@ def test_api_kernels_get_none_of_the_servers_settings(
         ("x = 1", ["parameters"]),
         "import os\nprint(sorted(k for k in os.environ if k.startswith('NBPLANE')))",
     )
-    outcome = run_one(IsolatedEngine(pool_size=1, forked=forked), request(leaky))
+    outcome = run_one(make(), request(leaky))
     assert outcome.status == "completed", outcome.error
     assert outcome.logs == "[]\n"
+
+
+@pytest.mark.parametrize("make", ENGINES)
+def test_ipython_semantics_magics_shell_commands_await_and_displays(make: Factory) -> None:
+    """What a kernel's IPython gives a cell, every engine gives: a magic, ``!cmd``, top-level
+    ``await``, display updates, ``clear_output`` and a counted result."""
+    nb = notebook(
+        ("x = 1", ["parameters"]),
+        "import asyncio\nawait asyncio.sleep(0)\n!echo shell-$x\n%time y = 3",
+        "from IPython.display import display, clear_output\n"
+        "handle = display('first', display_id=True)\nhandle.update('updated')",
+        "print('gone')\nclear_output(wait=True)\ny * x",
+    )
+    outcome = run_one(make(), request(nb))
+
+    assert outcome.status == "completed", outcome.error
+    cells = outcome.notebook["cells"]
+    assert cells[2]["outputs"][0]["text"].startswith("shell-2\r\nCPU times")
+    assert [o["data"]["text/plain"] for o in cells[3]["outputs"]] == ["'updated'"]
+    [result] = cells[4]["outputs"]
+    assert result["output_type"] == "execute_result" and result["data"]["text/plain"] == "6"
+    assert result["execution_count"] == cells[4]["execution_count"]
+    assert outcome.logs.startswith("shell-2") and "gone" in outcome.logs
+
+
+def test_reuse_grows_per_key_under_load_and_shrinks_when_idle() -> None:
+    """Two warm shells at most for a key busy with three requests at once; back to one when
+    idle (tiny limits)."""
+    nb = notebook(
+        "import os, time",
+        ("x = 1", ["parameters"]),
+        "time.sleep(0.5)\nprint(os.getpid())",
+    )
+
+    async def body(engine: Engine) -> tuple[list[ExecutionOutcome], int]:
+        assert isinstance(engine, ShellReuseEngine)
+        outcomes = await asyncio.gather(
+            *(engine.execute(request(nb, inject_after=1)) for _ in range(3))
+        )
+        for _ in range(100):  # idle: the extra shell ends after 0.2 s
+            if engine.warm_count("test@1") == 1:
+                break
+            await asyncio.sleep(0.05)
+        size = engine.warm_count("test@1")
+        outcomes.append(await engine.execute(request(nb, inject_after=1)))
+        return outcomes, size
+
+    outcomes, size = with_engine(ShellReuseEngine(1, 2, idle_seconds=0.2), body)
+    assert [o.status for o in outcomes] == ["completed"] * 4, outcomes[0].error
+    assert len({pids_in(o)[0] for o in outcomes[:3]}) == 2  # the third waited for one of two
+    assert size == 1
+    assert pids_in(outcomes[3])[0] in {pids_in(o)[0] for o in outcomes[:3]}
+
+
+def test_isolated_pool_grows_under_load_and_shrinks_when_idle() -> None:
+    nb = notebook(("x = 1", ["parameters"]), "import time\ntime.sleep(0.3)")
+
+    async def body(engine: Engine) -> list[int]:
+        assert isinstance(engine, ShellIsolatedEngine)
+        ready = [engine.ready_count]
+        await asyncio.gather(*(engine.execute(request(nb)) for _ in range(3)))
+        await engine.wait_ready()
+        ready.append(engine.ready_count)
+        for _ in range(100):  # idle: back to the minimum after 0.3 s
+            if engine.ready_count == 1:
+                break
+            await asyncio.sleep(0.05)
+        ready.append(engine.ready_count)
+        return ready
+
+    assert with_engine(ShellIsolatedEngine(1, 3, idle_seconds=0.3), body) == [1, 3, 1]
+
+
+HOSTILE_MESSAGES = {
+    "huge": "os.write(3, struct.pack('!I', 2**31))",
+    "not-json": "os.write(3, struct.pack('!I', 3) + b'{{{')",
+    "bad-shape": "os.write(3, struct.pack('!I', 5) + b'[\"o\"]')",
+    "bad-output": "m = b'[\"o\", \"stream\", {\"name\": 1, \"text\": 2}]'\n"
+    "os.write(3, struct.pack('!I', len(m)) + m)",
+    "closed": "os.close(3)\ntime.sleep(30)",
+}
+
+
+@pytest.mark.parametrize("make", [ShellIsolatedEngine, ShellReuseEngine], ids=["isolated", "reuse"])
+def test_hostile_shell_messages_cannot_crash_the_engine(make: Factory) -> None:
+    """A cell writing what it likes to the shell's socket fails its own execution, and only it."""
+    nb = notebook(
+        "import os, struct, time",
+        ("how = ''", ["parameters"]),
+        "print(os.getpid(), flush=True)\n"
+        + "\n".join(f"if how == {name!r}:\n    {code.replace(chr(10), chr(10) + '    ')}"
+                    for name, code in HOSTILE_MESSAGES.items()),
+        "print('after')\n" + SAVE.replace("2 * x", "2"),
+    )
+
+    async def body(engine: Engine) -> list[ExecutionOutcome]:
+        return [
+            await engine.execute(request(nb, f"how = {name!r}", inject_after=1, timeout=20))
+            for name in [*HOSTILE_MESSAGES, ""]
+        ]
+
+    *hostile, fine = with_engine(make(), body)
+    for outcome in hostile:
+        assert outcome.status == "failed", outcome.error
+        assert outcome.error is not None and outcome.error["reason"] == "kernel_died"
+        assert outcome.error["cell"] == 3 and "after" not in outcome.logs
+        assert outcome.duration < 15  # not left to the timeout
+        assert gone(pids_in(outcome)[0])
+    assert "protocol" in str(hostile[0].error)
+    assert fine.status == "completed" and fine.output == {"y": 2}

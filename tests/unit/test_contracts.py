@@ -138,6 +138,12 @@ def test_nbplane_keys(tmp_path: Path) -> None:
     assert api_for(tmp_path, ANALYSIS).contract.teams is None
 
 
+@pytest.mark.parametrize("engine", ["kernel-isolated", "kernel-reuse"])
+def test_a_kernel_engine_runs_any_kernelspec(tmp_path: Path, engine: str) -> None:
+    api = api_for(tmp_path, {**ANALYSIS, "engine": engine, "kernel": "ir"})
+    assert api.contract is not None and (api.contract.engine, api.contract.kernel) == (engine, "ir")
+
+
 def test_version_follows_notebook_and_contract(tmp_path: Path) -> None:
     write_api(tmp_path, "a", ANALYSIS)
     first = discover_apis(tmp_path, ModelRegistry())["a"].version
@@ -154,7 +160,20 @@ BROKEN_CONTRACTS = [
     ("[]", "a.config.json: expected a JSON object with input and output, found an array"),
     ({**ANALYSIS, "extra": 1}, "a.config.json: unknown key 'extra' (allowed: input, output"),
     ({"output": {}}, "a.config.json: missing key 'input'"),
-    ({**ANALYSIS, "engine": "fast"}, "a.config.json: engine: Input should be 'isolated' or"),
+    (
+        {**ANALYSIS, "engine": "fast"},
+        "a.config.json: engine: Input should be 'isolated', 'reuse', 'kernel-isolated' or "
+        "'kernel-reuse'",
+    ),
+    (
+        {**ANALYSIS, "kernel": "ir"},
+        "a.config.json: kernel: Value error, the isolated engine runs Python (python3) only; to "
+        "run kernel 'ir', set engine to kernel-isolated",
+    ),
+    (
+        {**ANALYSIS, "engine": "reuse", "kernel": "ir"},
+        "a.config.json: kernel: Value error, the reuse engine runs Python (python3) only",
+    ),
     ({**ANALYSIS, "timeout": 0}, "a.config.json: timeout: Input should be greater than 0"),
     ({**ANALYSIS, "timeout": "60"}, "a.config.json: timeout: Input should be a valid number"),
     ({**ANALYSIS, "retries": -1}, "a.config.json: retries: Input should be greater than or"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbplane.apis.engines.reuse import ReuseEngine
+from nbplane.apis.engines.shell import ShellIsolatedEngine, ShellReuseEngine
 from nbplane.apis.worker import ENGINES
 from nbplane.deployments.executors import EXECUTORS, executor_named
 from nbplane.deployments.executors.local import LocalExecutor
@@ -16,8 +17,10 @@ from nbplane.settings import Settings
 def test_registered_names_load_nbplane_own_classes(tmp_path) -> None:
     assert EXECUTORS.names() == ["kubernetes", "local"]
     assert LAUNCHERS.names() == ["kubernetes", "local"]
-    assert ENGINES.names() == ["isolated", "reuse"]
-    assert ENGINES.load("reuse") is ReuseEngine
+    assert ENGINES.names() == ["isolated", "kernel-isolated", "kernel-reuse", "reuse"]
+    assert ENGINES.load("isolated") is ShellIsolatedEngine
+    assert ENGINES.load("reuse") is ShellReuseEngine
+    assert ENGINES.load("kernel-reuse") is ReuseEngine
     assert isinstance(executor_named("local", Settings(home=tmp_path)), LocalExecutor)
 
 

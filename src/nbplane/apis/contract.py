@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from nbplane.apis import nbschema
@@ -47,23 +47,41 @@ class Contract(BaseModel):
 
     input: dict[str, Any] = Field(description="JSON Schema of the parameters (an object).")
     output: dict[str, Any] = Field(description="JSON Schema of what save_output() saves.")
-    engine: Literal["isolated", "reuse"] = Field(
+    engine: Literal["isolated", "reuse", "kernel-isolated", "kernel-reuse"] = Field(
         "isolated",
-        description="isolated: a fresh kernel per execution; reuse: a warm kernel that ran "
-        "the cells above the parameters cell once.",
+        description="isolated: a fresh IPython shell per execution; reuse: a warm shell that "
+        "ran the cells above the parameters cell once; kernel-isolated and kernel-reuse: the "
+        "same on Jupyter kernels, for a notebook that needs a real kernel (another language, "
+        "widgets).",
     )
     timeout: float = Field(60.0, gt=0, allow_inf_nan=False, description="Seconds per execution.")
     retries: int = Field(0, ge=0, description="Attempts more when a worker is lost mid-run.")
     max_concurrency: int | None = Field(
         None, ge=1, description="Executions of this notebook at once per worker; null: no limit."
     )
-    kernel: str = Field("python3", min_length=1, description="Kernelspec name to run it on.")
+    kernel: str = Field(
+        "python3",
+        min_length=1,
+        description="Kernelspec name to run it on; other than python3 only with a kernel-* "
+        "engine.",
+    )
     teams: list[str] | None = Field(
         None,
         min_length=1,
         description="Only members of these teams (and admins) see and call this API; to "
         "everyone else it does not exist. Absent: every signed-in user.",
     )
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, value: str, info: ValidationInfo) -> str:
+        engine = info.data.get("engine", "isolated")
+        if value != "python3" and not engine.startswith("kernel-"):
+            raise ValueError(
+                f"the {engine} engine runs Python (python3) only; to run kernel {value!r}, "
+                f"set engine to kernel-{engine}"
+            )
+        return value
 
     @field_validator("teams")
     @classmethod

@@ -130,6 +130,8 @@ class Stopper:
                 task.cancel()
                 await asyncio.wait((task,))
         if task.cancelled():
+            if not self.future.done():  # cancelled from elsewhere (an engine stopping)
+                raise asyncio.CancelledError()
             raise Stopped(self.future.result())
         return task.result()
 

@@ -107,12 +107,13 @@ class ForkServer:
         async with self._lock:
             if self._template is not None and self._template.returncode is None:
                 return self._template
-            argv, passed = [], ()
+            argv: list[str] = []
+            theirs: socket.socket | None = None
             if self.kind == "shell":
                 if self._channels is not None:
                     self._channels.close()
                 self._channels, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                argv, passed = ["shell", str(theirs.fileno())], (theirs.fileno(),)
+                argv = ["shell", str(theirs.fileno())]
             try:
                 template = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -122,7 +123,7 @@ class ForkServer:
                     *argv,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
-                    pass_fds=passed,
+                    pass_fds=() if theirs is None else (theirs.fileno(),),
                     env={  # as jupyter_client, less the server's own settings
                         **without_nbplane_settings(os.environ),
                         "JPY_PARENT_PID": str(os.getpid()),
@@ -133,8 +134,8 @@ class ForkServer:
                 self.broken = True
                 raise KernelStartError(f"cannot start the fork server: {exc}") from exc
             finally:
-                if passed:
-                    os.close(passed[0])
+                if theirs is not None:
+                    theirs.close()
             assert template.stdout is not None
             try:
                 line = await asyncio.wait_for(template.stdout.readline(), TEMPLATE_START_TIMEOUT)

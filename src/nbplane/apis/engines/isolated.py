@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
 from nbplane.apis.engines.pool import KernelPool, KernelProvider
+from nbplane.settings import get_settings
 
 
 class IsolatedEngine(Engine):
@@ -40,7 +41,7 @@ class IsolatedEngine(Engine):
 
     @classmethod
     def for_worker(cls, pool_size: int) -> IsolatedEngine:
-        return cls(pool_size=pool_size)
+        return cls(pool_size=get_settings().pool_max or pool_size)
 
     async def _start(self) -> None:
         await self.provider.start()

@@ -402,8 +402,8 @@ class ShellIsolatedEngine(Engine):
         self._timer = None
         loop = asyncio.get_running_loop()
         quiet = time.monotonic() - self._last_take
-        if quiet < self.idle_seconds:
-            self._timer = loop.call_later(self.idle_seconds - quiet, self._shrink)
+        if quiet < self.idle_seconds or self._busy:
+            self._timer = loop.call_later(self.idle_seconds - min(quiet, 0.0), self._shrink)
             return
         self._peak = self._busy
         while self._ready.qsize() > self._target():
@@ -426,6 +426,7 @@ class ShellIsolatedEngine(Engine):
             run.timed("cells", began)
         finally:
             self._busy -= 1
+            self._last_take = time.monotonic()  # idle counts from the last execution's end
             self.source.dispose_soon(shell)
 
 

@@ -64,6 +64,8 @@ class KeyState(Generic[R]):
     """Runners of the key: idle, serving or being built."""
     busy: int = 0
     """Requests holding or waiting for a runner."""
+    building: int = 0
+    """Runners running the setup cells now (at most one at a time)."""
     freed: asyncio.Event = field(default_factory=asyncio.Event)
     last_used: float = field(default_factory=time.monotonic)
     retired: bool = False
@@ -172,12 +174,14 @@ class WarmEngine(Engine, Generic[R]):
 
     async def _take(self, state: KeyState[R]) -> Warm[R] | None:
         """An idle warm runner, or None when this request is to build one (room was made for
-        it); waits while the key has ``pool_max`` runners and all are busy."""
+        it); waits while one is being built (setup cells can be heavy: one build at a time per
+        key), or while the key has ``pool_max`` runners and all are busy."""
         while True:
             if state.idle:
                 return state.idle.pop()
-            if state.size < self.pool_max:
+            if state.size < self.pool_max and not state.building:
                 state.size += 1
+                state.building += 1
                 return None
             state.freed.clear()
             await state.freed.wait()
@@ -196,10 +200,12 @@ class WarmEngine(Engine, Generic[R]):
             if warm is not None and not self._alive(warm.runner):
                 self._dispose(warm.runner)
                 warm = None
+                state.building += 1  # its slot builds a replacement
             if warm is None:
                 building = asyncio.ensure_future(self._warm_up(run.request))
                 self._building.add(building)
                 building.add_done_callback(self._building.discard)
+                building.add_done_callback(functools.partial(self._build_ended, state))
                 try:
                     warm, setup = await stopper.guard(asyncio.shield(building))
                 except BaseException:
@@ -207,6 +213,9 @@ class WarmEngine(Engine, Generic[R]):
                     # runner they warm serves the next request.
                     holds_slot = False
                     building.add_done_callback(functools.partial(self._built, state))
+                    if building.cancelled() and not stopper.future.done():
+                        run.fail("kernel_died", "the engine stopped while the setup cells ran")
+                        return
                     raise
                 cells = run.notebook["cells"]
                 cells[: run.parameters_cell] = setup.notebook["cells"][: setup.parameters_cell]
@@ -238,6 +247,10 @@ class WarmEngine(Engine, Generic[R]):
             warm.last_used = time.monotonic()
             state.idle.append(warm)
             self._schedule_shrink(state)
+        state.freed.set()
+
+    def _build_ended(self, state: KeyState[R], _: object) -> None:
+        state.building -= 1
         state.freed.set()
 
     def _built(self, state: KeyState[R], building: asyncio.Future[tuple[Warm[R] | None, Run]]) -> None:
