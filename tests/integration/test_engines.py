@@ -466,7 +466,9 @@ def test_reuse_requests_leave_nothing_to_the_next_caller(make: Factory, one_by_o
 
 
 @pytest.mark.parametrize("make", REUSE)
-def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(make: Factory, tmp_path: Path) -> None:
+def test_reuse_rebuilds_the_warm_kernel_after_death_or_timeout(
+    make: Factory, tmp_path: Path
+) -> None:
     counter = tmp_path / "setup-runs"
     nb = notebook(
         f"import os, time\nwith open({str(counter)!r}, 'a') as f:\n    f.write('x')",
@@ -629,7 +631,7 @@ HOSTILE_MESSAGES = {
     "huge": "os.write(3, struct.pack('!I', 2**31))",
     "not-json": "os.write(3, struct.pack('!I', 3) + b'{{{')",
     "bad-shape": "os.write(3, struct.pack('!I', 5) + b'[\"o\"]')",
-    "bad-output": "m = b'[\"o\", \"stream\", {\"name\": 1, \"text\": 2}]'\n"
+    "bad-output": 'm = b\'["o", "stream", {"name": 1, "text": 2}]\'\n'
     "os.write(3, struct.pack('!I', len(m)) + m)",
     "closed": "os.close(3)\ntime.sleep(30)",
 }
@@ -642,8 +644,10 @@ def test_hostile_shell_messages_cannot_crash_the_engine(make: Factory) -> None:
         "import os, struct, time",
         ("how = ''", ["parameters"]),
         "print(os.getpid(), flush=True)\n"
-        + "\n".join(f"if how == {name!r}:\n    {code.replace(chr(10), chr(10) + '    ')}"
-                    for name, code in HOSTILE_MESSAGES.items()),
+        + "\n".join(
+            f"if how == {name!r}:\n    {code.replace(chr(10), chr(10) + '    ')}"
+            for name, code in HOSTILE_MESSAGES.items()
+        ),
         "print('after')\n" + SAVE.replace("2 * x", "2"),
     )
 

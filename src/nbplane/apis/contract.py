@@ -62,8 +62,7 @@ class Contract(BaseModel):
     kernel: str = Field(
         "python3",
         min_length=1,
-        description="Kernelspec name to run it on; other than python3 only with a kernel-* "
-        "engine.",
+        description="Kernelspec name to run it on; other than python3 only with a kernel-* engine.",
     )
     teams: list[str] | None = Field(
         None,

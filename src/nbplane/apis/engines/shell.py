@@ -489,4 +489,3 @@ class ShellReuseEngine(WarmEngine[Shell]):
 
     def _dispose(self, runner: Shell) -> None:
         self.source.dispose_soon(runner)
-

@@ -253,7 +253,9 @@ class WarmEngine(Engine, Generic[R]):
         state.building -= 1
         state.freed.set()
 
-    def _built(self, state: KeyState[R], building: asyncio.Future[tuple[Warm[R] | None, Run]]) -> None:
+    def _built(
+        self, state: KeyState[R], building: asyncio.Future[tuple[Warm[R] | None, Run]]
+    ) -> None:
         """A warm-up whose request had stopped ended: its runner goes to the key."""
         warm = None
         if not building.cancelled():
