@@ -182,9 +182,8 @@ def serve(fd: int) -> None:
     from nbplane.apis.engines import _baseline
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # an interrupt stops the cell
-    if _shell is None:
-        prepare()
     shell = _shell
+    assert shell is not None, "prepare() runs in the template first"
     channel = Channel(socket.socket(fileno=fd))
     while (request := channel.receive()) is not None:
         ok = True

@@ -1,10 +1,11 @@
 """What every engine shares: the request and outcome types, and the lifecycle of an execution.
 
-An engine runs one notebook execution in a Jupyter kernel: it injects the parameters cell after
-``inject_after``, runs the code cells, and reports what happened as an :class:`ExecutionOutcome`.
-:meth:`Engine.execute` owns the lifecycle (timing, the whole-execution timeout, cancellation, and
-turning a kernel that cannot start into a failed outcome); a subclass writes ``_execute``, which
-gets a kernel and runs cells in it (see :mod:`nbplane.apis.engines.isolated` and
+An engine runs one notebook execution on an IPython shell or in a Jupyter kernel: it injects the
+parameters cell after ``inject_after``, runs the code cells, and reports what happened as an
+:class:`ExecutionOutcome`. :meth:`Engine.execute` owns the lifecycle (timing, the
+whole-execution timeout, cancellation, and turning a kernel or shell that cannot start into a
+failed outcome); a subclass writes ``_execute``, which gets a shell or kernel and runs cells in
+it (see :mod:`nbplane.apis.engines.shell`, :mod:`nbplane.apis.engines.isolated` and
 :mod:`nbplane.apis.engines.reuse`).
 
 The user's problems (an exception in a cell, a kernel that dies, a timeout, a cancel) are
@@ -15,11 +16,12 @@ raises.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 # ``nbplane.save_output(obj)`` displays ``{OUTPUT_MIMETYPE: obj}``; the last one is the output.
 from nbplane.apis.output import OUTPUT_MIMETYPE as OUTPUT_MIMETYPE
@@ -35,6 +37,7 @@ request (waiting for the pool, forking, warming), ``cells`` running the code cel
 turning what they produced into the executed notebook and the output. Engines add to
 ``Run.timings`` with :meth:`Run.timed`; what they do not account for shows as ``other``."""
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 StopReason = Literal["timeout", "cancelled"]
 
@@ -280,6 +283,43 @@ class Run:
             duration=duration,
             timings={**self.timings, "other": max(duration - sum(self.timings.values()), 0.0)},
         )
+
+
+class Disposable(Protocol):
+    """A kernel or a shell: something an engine ends."""
+
+    async def dispose(self) -> None: ...
+
+
+D = TypeVar("D", bound=Disposable)
+
+
+class Reaper(Generic[D]):
+    """Ends kernels or shells in the background; :meth:`stop` ends those still alive and waits
+    until all are gone."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.live: set[D] = set()
+        self._disposals: set[asyncio.Task[None]] = set()
+
+    def dispose_soon(self, thing: D) -> None:
+        self.live.discard(thing)
+        task = asyncio.ensure_future(self._dispose(thing))
+        self._disposals.add(task)
+        task.add_done_callback(self._disposals.discard)
+
+    async def _dispose(self, thing: D) -> None:
+        try:
+            await thing.dispose()
+        except Exception:  # one that will not die must not break the engine
+            log.exception("could not end a %s", self.what)
+
+    async def stop(self) -> None:
+        for thing in list(self.live):
+            self.dispose_soon(thing)
+        while self._disposals:
+            await asyncio.wait(set(self._disposals))
 
 
 class KernelStartError(Exception):

@@ -45,7 +45,8 @@ TEMPLATE_START_TIMEOUT = 60.0
 
 
 class ForkedProcess(KernelProcess):
-    """A kernel forked by the template: its own session, so signals reach it and its children."""
+    """A kernel or shell forked by the template: its own session, so signals reach it and its
+    children."""
 
     def __init__(self, pid: int, exited: asyncio.Future[int | None], files: list[str]) -> None:
         self.pid = pid

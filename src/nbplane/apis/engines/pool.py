@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from nbplane.apis.engines.base import KernelStartError
+from nbplane.apis.engines.base import KernelStartError, Reaper
 from nbplane.apis.engines.factories import KernelFactory, StockKernelFactory
 from nbplane.apis.engines.kernel import Kernel
 
@@ -38,8 +38,7 @@ class KernelProvider:
         self._fork: KernelFactory | None = None
         self._chosen: dict[str, KernelFactory] = {}
         self._specs = KernelSpecManager()
-        self._disposals: set[asyncio.Task[None]] = set()
-        self._live: set[Kernel] = set()
+        self._reaper = Reaper[Kernel]("kernel")
 
     async def start(self) -> None:
         if self.context is not None:
@@ -79,7 +78,7 @@ class KernelProvider:
         if self.context is None:  # stopped meanwhile
             await kernel.dispose()
             raise KernelStartError("the engine is stopping")
-        self._live.add(kernel)
+        self._reaper.live.add(kernel)
         return kernel
 
     async def _start_kernel(self, kernel_name: str) -> Kernel:
@@ -97,23 +96,11 @@ class KernelProvider:
 
     def dispose_soon(self, kernel: Kernel) -> None:
         """Kill ``kernel`` in the background; ``stop`` waits for it."""
-        task = asyncio.ensure_future(self._dispose(kernel))
-        self._disposals.add(task)
-        task.add_done_callback(self._disposals.discard)
-
-    async def _dispose(self, kernel: Kernel) -> None:
-        self._live.discard(kernel)
-        try:
-            await kernel.dispose()
-        except Exception:  # a kernel that will not die must not break the engine
-            log.exception("could not end kernel %s", kernel.kernel_name)
+        self._reaper.dispose_soon(kernel)
 
     async def stop(self) -> None:
         """Kill every kernel still alive (in use or not) and wait until all are gone."""
-        for kernel in list(self._live):
-            self.dispose_soon(kernel)
-        while self._disposals:
-            await asyncio.wait(set(self._disposals))
+        await self._reaper.stop()
         if self._fork is not None:
             await self._fork.stop()
             self._fork = None

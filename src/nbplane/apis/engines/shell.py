@@ -34,6 +34,7 @@ from nbplane.apis.engines.base import (
     Engine,
     ExecutionRequest,
     KernelStartError,
+    Reaper,
     Run,
     Stopper,
     cell_source,
@@ -123,7 +124,8 @@ class Shell:
                 return False
             code = exited.result() if exited.done() else None
             where = f" while cell {cell + 1} ran" if cell is not None else ""
-            message = describe_exit(code, "the shell")
+            # alive with its socket closed: the notebook's code closed it (the shell is killed)
+            message = describe_exit(code, "the shell") if exited.done() else "the shell hung up"
             run.fail("kernel_died", f"{message}{where}", cell, exit_code=code)
             return False
         finally:
@@ -241,8 +243,7 @@ class ShellSource:
 
     def __init__(self, start_timeout: float = 60.0) -> None:
         self.server = ForkServer("shell", start_timeout)
-        self._live: set[Shell] = set()
-        self._disposals: set[asyncio.Task[None]] = set()
+        self._reaper = Reaper[Shell]("shell")
 
     async def start(self) -> None:
         await self.server.start()
@@ -260,22 +261,16 @@ class ShellSource:
             ours.close()
             raise
         shell = Shell(ForkedProcess(pid, exited, []), reader, writer)
-        self._live.add(shell)
+        self._reaper.live.add(shell)
         return shell
 
     def dispose_soon(self, shell: Shell) -> None:
         """Kill ``shell`` in the background; ``stop`` waits for it."""
-        self._live.discard(shell)
-        task = asyncio.ensure_future(shell.dispose())
-        self._disposals.add(task)
-        task.add_done_callback(self._disposals.discard)
+        self._reaper.dispose_soon(shell)
 
     async def stop(self) -> None:
         """Kill every shell still alive and the template, and wait until all are gone."""
-        for shell in list(self._live):
-            self.dispose_soon(shell)
-        while self._disposals:
-            await asyncio.wait(set(self._disposals))
+        await self._reaper.stop()
         await self.server.stop()
 
 
