@@ -184,6 +184,9 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # an interrupt stops the cell
     shell = _shell
     assert shell is not None, "prepare() runs in the template first"
+    # Forked ahead, the shell waits for its request: copying the pages a cell touches (the
+    # template's, shared until written) happens now rather than on the request's path.
+    shell.run_source(WARM_UP, _Discard(), store_history=False)
     channel = Channel(socket.socket(fileno=fd))
     while (request := channel.receive()) is not None:
         ok = True
