@@ -41,3 +41,23 @@ def test_a_bad_name_is_a_config_error_naming_the_setting(name: str, message: str
     with pytest.raises(ConfigError, match=message) as caught:
         LAUNCHERS.load(name)
     assert caught.value.fields["field"] == "NBPLANE_SESSION_LAUNCHER"
+
+
+@pytest.mark.parametrize("name", ["isolated", "reuse", "kernel-reuse"])
+def test_a_worker_makes_engines_with_the_pool_limits_of_the_settings(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbplane.apis.engines.warm import WarmEngine
+    from nbplane.settings import get_settings
+
+    def limits() -> tuple[int, int, float]:
+        engine = ENGINES.load(name).for_worker(3)
+        assert isinstance(engine, (ShellIsolatedEngine, WarmEngine))
+        return engine.pool_min, engine.pool_max, engine.idle_seconds
+
+    assert limits() == (1, 3, 60)  # the worker's --pool-size is the default most
+    monkeypatch.setenv("NBPLANE_POOL_MIN", "9")
+    monkeypatch.setenv("NBPLANE_POOL_MAX", "2")
+    monkeypatch.setenv("NBPLANE_POOL_IDLE_SECONDS", "5")
+    get_settings.cache_clear()
+    assert limits() == (2, 2, 5)  # a minimum above the most is the most
