@@ -397,8 +397,9 @@ class ShellIsolatedEngine(Engine):
         self._timer = None
         loop = asyncio.get_running_loop()
         quiet = time.monotonic() - self._last_take
-        if quiet < self.idle_seconds or self._busy:
-            self._timer = loop.call_later(self.idle_seconds - min(quiet, 0.0), self._shrink)
+        if quiet < self.idle_seconds or self._busy:  # look again when it could be idle
+            delay = self.idle_seconds - quiet if quiet < self.idle_seconds else self.idle_seconds
+            self._timer = loop.call_later(delay, self._shrink)
             return
         self._peak = self._busy
         while self._ready.qsize() > self._target():
