@@ -89,7 +89,7 @@ class Shell:
         run.notebook["metadata"]["language_info"] = _LANGUAGE_INFO
         if stopper.reason is not None:
             run.stopped(stopper.reason, None)
-            return False
+            return True  # nothing was sent: the shell is as it was
         sources = [cell_source(run.notebook["cells"][index]) for index in cells]
         payload = json.dumps({"cells": sources, "then": then}).encode()
         self.writer.write(HEADER.pack(len(payload)) + payload)
