@@ -24,6 +24,7 @@ import contextlib
 import logging
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from hmac import compare_digest
 from typing import Any
 
@@ -46,6 +47,9 @@ INTERRUPT_GRACE = 0.5
 DEATH_GRACE = 0.1
 """Seconds to take in the messages a dead kernel sent just before it died."""
 
+EXIT_GRACE = 1.0
+"""Seconds to wait for the exit code of a process whose end of the channel closed."""
+
 
 def describe_exit(code: int | None, what: str = "the kernel") -> str:
     if code is None:
@@ -57,6 +61,59 @@ def describe_exit(code: int | None, what: str = "the kernel") -> str:
             name = f"signal {-code}"
         return f"{what} was killed by {name}"
     return f"{what} exited with code {code}"
+
+
+async def supervise(
+    run: Run,
+    work: asyncio.Future[Any],
+    stopper: Stopper,
+    process: KernelProcess,
+    what: str,
+    disposed: Callable[[], bool],
+    hang_ups: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Wait for ``work`` (reading the answers of the kernel or shell ``what``), for the end of
+    the execution's time or its cancel, or for the process's end, whichever comes first.
+
+    True when ``work`` finished (its result is the caller's); else what happened is recorded
+    in ``run``: a stop (after interrupting the cell, whose KeyboardInterrupt is kept if it
+    arrives in time) or a death naming the signal or exit code, and the process must be ended.
+    ``hang_ups``: exceptions of ``work`` that mean the process closed its end, whose exit is
+    then awaited; any other exception of ``work`` while the process lives is a bug of ours.
+    """
+    exited = process.exited
+    try:
+        await asyncio.wait((work, stopper.future, exited), return_when=asyncio.FIRST_COMPLETED)
+        cell = run.current_cell
+        if work.done() and not work.cancelled():
+            problem = work.exception()
+            if problem is None:
+                return True
+            if isinstance(problem, hang_ups):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), EXIT_GRACE)
+            elif not disposed() and not exited.done():
+                raise problem
+        elif stopper.future.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(process.interrupt(), INTERRUPT_GRACE)
+            await asyncio.wait((work, exited), timeout=INTERRUPT_GRACE)
+            run.stopped(stopper.future.result(), cell)
+            return False
+        await asyncio.wait((work,), timeout=DEATH_GRACE)
+        if disposed() and not exited.done():
+            run.fail("kernel_died", f"{what} was shut down: the engine is stopping", cell)
+            return False
+        code = exited.result() if exited.done() else None
+        where = f" while cell {cell + 1} ran" if cell is not None else ""
+        # alive with its end closed: the notebook's code closed it (the process is killed)
+        message = describe_exit(code, what) if exited.done() else f"{what} hung up"
+        run.fail("kernel_died", f"{message}{where}", cell, exit_code=code)
+        return False
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.wait((work,))
 
 
 class KernelProcess(ABC):
@@ -136,40 +193,17 @@ class Kernel:
             work = asyncio.ensure_future(self._run_together(run, cells, then))
         else:
             work = asyncio.ensure_future(self._run_cells(run, cells, store_history, then))
-        exited = self.process.exited
-        try:
-            await asyncio.wait((work, stopper.future, exited), return_when=asyncio.FIRST_COMPLETED)
-            cell = run.current_cell
-            if work.done():
-                if not work.cancelled() and work.exception() is None:
-                    evaluated = work.result()
-                    if then is None:
-                        return True
-                    if evaluated is None:  # a cell's request failed before it got there
-                        return await self.run_quietly(then, stopper)
-                    return evaluated
-                if not self._disposed and not exited.done():
-                    work.result()  # raises: a bug of ours, not the user's
-
-            if stopper.future.done() and not work.done():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.process.interrupt(), INTERRUPT_GRACE)
-                await asyncio.wait((work, exited), timeout=INTERRUPT_GRACE)
-                run.stopped(stopper.future.result(), cell)
-                return False
-            await asyncio.wait((work,), timeout=DEATH_GRACE)
-            if self._disposed and not exited.done():
-                message = "the kernel was shut down: the engine is stopping"
-                run.fail("kernel_died", message, cell)
-                return False
-            code = exited.result()
-            where = f" while cell {cell + 1} ran" if cell is not None else ""
-            run.fail("kernel_died", f"{describe_exit(code)}{where}", cell, exit_code=code)
+        if not await supervise(run, work, stopper, self.process, "the kernel", self._is_disposed):
             return False
-        finally:
-            if not work.done():
-                work.cancel()
-                await asyncio.wait((work,))
+        evaluated = work.result()
+        if then is None:
+            return True
+        if evaluated is None:  # a cell's request failed before it got there
+            return await self.run_quietly(then, stopper)
+        return evaluated
+
+    def _is_disposed(self) -> bool:
+        return self._disposed
 
     def can_run_together(self, run: Run, cells: list[int]) -> bool:
         """Whether ``cells`` may go as one request: an IPython kernel that can import nbplane,

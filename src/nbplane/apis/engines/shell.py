@@ -22,7 +22,6 @@ and a shell that breaks the protocol is killed and its execution failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -40,7 +39,7 @@ from nbplane.apis.engines.base import (
     cell_source,
 )
 from nbplane.apis.engines.forked import ForkedProcess, ForkServer
-from nbplane.apis.engines.kernel import DEATH_GRACE, INTERRUPT_GRACE, describe_exit
+from nbplane.apis.engines.kernel import supervise
 from nbplane.apis.engines.outputs import CellOutputs
 from nbplane.apis.engines.warm import WarmEngine
 from nbplane.settings import get_settings
@@ -51,8 +50,8 @@ SHELL_KERNEL = "python3"
 """The one kernel name shells stand in for."""
 MAX_MESSAGE = 64 << 20
 """Bytes of one message from a shell (an output); beyond, the shell is killed."""
-EXIT_GRACE = 1.0
-"""Seconds to wait for the exit code of a shell whose socket closed."""
+_HANG_UPS = (asyncio.IncompleteReadError, ConnectionError)
+"""What reading a shell whose socket closed raises."""
 
 _OUTPUT_KINDS = frozenset(
     ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output")
@@ -94,44 +93,20 @@ class Shell:
         payload = json.dumps({"cells": sources, "then": then}).encode()
         self.writer.write(HEADER.pack(len(payload)) + payload)
         work = asyncio.ensure_future(self._replies(run, cells))
-        exited = self.process.exited
         try:
-            await asyncio.wait((work, stopper.future, exited), return_when=asyncio.FIRST_COMPLETED)
+            done = await supervise(
+                run, work, stopper, self.process, "the shell", self._is_disposed, _HANG_UPS
+            )
+        except ProtocolError as problem:
+            await self.dispose()
             cell = run.current_cell
-            if work.done() and not work.cancelled():
-                problem = work.exception()
-                if problem is None:
-                    return work.result()
-                if isinstance(problem, ProtocolError):
-                    await self.dispose()
-                    where = f" while cell {cell + 1} ran" if cell is not None else ""
-                    run.fail("kernel_died", f"the shell broke the protocol{where}: {problem}", cell)
-                    return False
-                if not isinstance(problem, (asyncio.IncompleteReadError, ConnectionError)):
-                    raise problem  # a bug of ours, not the user's
-                # the socket closed: the process ends (or is made to) and says how
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(exited), EXIT_GRACE)
-            elif stopper.future.done():
-                with contextlib.suppress(Exception):
-                    await self.process.interrupt()
-                await asyncio.wait((work, exited), timeout=INTERRUPT_GRACE)
-                run.stopped(stopper.future.result(), cell)
-                return False
-            await asyncio.wait((work,), timeout=DEATH_GRACE)
-            if self._disposed and not exited.done():
-                run.fail("kernel_died", "the shell was shut down: the engine is stopping", cell)
-                return False
-            code = exited.result() if exited.done() else None
             where = f" while cell {cell + 1} ran" if cell is not None else ""
-            # alive with its socket closed: the notebook's code closed it (the shell is killed)
-            message = describe_exit(code, "the shell") if exited.done() else "the shell hung up"
-            run.fail("kernel_died", f"{message}{where}", cell, exit_code=code)
+            run.fail("kernel_died", f"the shell broke the protocol{where}: {problem}", cell)
             return False
-        finally:
-            if not work.done():
-                work.cancel()
-                await asyncio.wait((work,))
+        return done and bool(work.result())
+
+    def _is_disposed(self) -> bool:
+        return self._disposed
 
     async def _replies(self, run: Run, cells: list[int]) -> bool:
         """Read the shell's answers to one request into ``run``; how ``then`` went."""
