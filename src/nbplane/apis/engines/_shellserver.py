@@ -23,6 +23,7 @@ import json
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from typing import Any
@@ -55,6 +56,7 @@ def prepare() -> None:
         with contextlib.suppress(Exception):  # an optional speed-up only (!cmd, await)
             __import__(optional)
     global _shell
+    sys.argv = sys.argv[:1]  # a cell parsing arguments finds none, not the template's
     _shell = StepShell.instance(user_ns={})
     # A first cell costs IPython imports and caches of its own: pay them here (it binds no
     # name and, out of the history, counts nothing).
