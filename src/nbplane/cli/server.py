@@ -179,7 +179,8 @@ def _check_schema(url: str) -> bool:
     default=4,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Kernels started ahead of time for isolated executions.",
+    help="Most shells or kernels each engine keeps ready (per notebook for reuse engines); "
+    "NBPLANE_POOL_MAX overrides it.",
 )
 @click.option(
     "--max-body",
@@ -297,7 +298,8 @@ def serve(
     default=4,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Kernels started ahead of time for isolated executions.",
+    help="Most shells or kernels each engine keeps ready (per notebook for reuse engines); "
+    "NBPLANE_POOL_MAX overrides it.",
 )
 @log_level_option
 @log_format_option
