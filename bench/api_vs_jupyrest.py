@@ -343,6 +343,8 @@ class MemoryRun:
     peak_rss: int
     executions: int
     seconds: float
+    shrunk: bool
+    """Whether the tree was back to its idle process count before the after reading."""
 
     @property
     def growth_bytes(self) -> int:
@@ -408,14 +410,17 @@ def anchor_env(root: Path, name: str) -> dict[str, str]:
     return env
 
 
-def nbplane_env(root: Path, name: str) -> dict[str, str]:
+def nbplane_env(root: Path, name: str, pool_idle_seconds: float | None) -> dict[str, str]:
     """An anchor's environment plus nbplane's home, no interactive sessions (neither anchor
     runs any, so no warm JupyterLab pool), and ``PYTHONPATH`` kept: ``PYTHONPATH=src`` times a
-    checkout's nbplane."""
+    checkout's nbplane. ``pool_idle_seconds``: how soon an engine's idle shell or kernel ends
+    (None: nbplane's default)."""
     env = anchor_env(root, name) | {
         "NBPLANE_HOME": str(root / f"{name}-home"),
         "NBPLANE_SESSION_POOL_SIZE": "0",
     }
+    if pool_idle_seconds is not None:
+        env["NBPLANE_POOL_IDLE_SECONDS"] = f"{pool_idle_seconds:g}"
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
@@ -481,7 +486,12 @@ def nbplane_usable(console: Console) -> bool:
 
 
 def start_nbplane(
-    root: Path, name: str, engines: list[str], timeout: float, console: Console
+    root: Path,
+    name: str,
+    engines: list[str],
+    timeout: float,
+    console: Console,
+    pool_idle_seconds: float | None = None,
 ) -> list[Endpoint]:
     """One ``nbplane serve`` with one API per engine; one row per engine, or none (with the
     reason and the end of the server's log printed) when it does not start."""
@@ -490,7 +500,8 @@ def start_nbplane(
     port = free_port()
     command = [*nbplane_command(), "serve", "--notebooks-dir", str(notebooks)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-auth"]
-    server = Server(name, command, nbplane_env(root, name), root / f"{name}.log", cwd=root)
+    env = nbplane_env(root, name, pool_idle_seconds)
+    server = Server(name, command, env, root / f"{name}.log", cwd=root)
     url = f"http://127.0.0.1:{port}"
     if not server.wait_until(http_ok(f"{url}/health"), timeout):
         code = server.process.poll()
@@ -577,8 +588,10 @@ def settled_memory(endpoint: Endpoint, settle: float) -> TreeMemory:
 
 
 def memory_run(endpoint: Endpoint, args: argparse.Namespace, first_x: int) -> MemoryRun:
-    """Idle tree, ``--memory-runs`` executions from ``--clients`` clients, tree again."""
-    idle = settled_memory(endpoint, args.settle)
+    """Idle tree, ``--memory-runs`` executions from ``--clients`` clients, tree again. An
+    nbplane server first waits for its pool to settle too (``--pool-idle-seconds``)."""
+    quiet = args.settle + (args.pool_idle_seconds if endpoint.kind == NBPLANE else 0)
+    idle = settled_memory(endpoint, quiet)
     peak = [idle.rss_bytes]
     last = [0.0]
 
@@ -596,8 +609,22 @@ def memory_run(endpoint: Endpoint, args: argparse.Namespace, first_x: int) -> Me
         first_x,
         on_tick=sample,
     )
+    shrunk = back_to(endpoint, idle.count, args.pool_idle_seconds + args.settle + 30)
     after = settled_memory(endpoint, args.settle)
-    return MemoryRun(idle, after, max(peak[0], after.rss_bytes), rate.executions, rate.seconds)
+    return MemoryRun(
+        idle, after, max(peak[0], after.rss_bytes), rate.executions, rate.seconds, shrunk
+    )
+
+
+def back_to(endpoint: Endpoint, processes: int, timeout: float) -> bool:
+    """Wait until the server's tree has at most ``processes`` processes again (an engine's
+    pool grown under load shrinks when idle); False if it did not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while tree_memory(endpoint.server.pid).count > processes:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def fail_run(console: Console, endpoint: Endpoint, exc: BaseException) -> None:
@@ -688,7 +715,12 @@ class Run:
                 assert endpoint.engine is not None
                 name = f"nbplane-memory-{endpoint.engine}"
                 own = start_nbplane(
-                    self.root, name, [endpoint.engine], args.start_timeout, self.console
+                    self.root,
+                    name,
+                    [endpoint.engine],
+                    args.start_timeout,
+                    self.console,
+                    args.pool_idle_seconds,
                 )
                 if not own:
                     raise BenchError(f"{name}: did not start")
@@ -817,7 +849,8 @@ def report(
         if args.per_process:
             per_process(console, run)
     console.print(breakdown_table(endpoints))
-    console.print(ratios_table(endpoints, args))
+    if any(e.kind != NBPLANE for e in endpoints) and any(e.kind == NBPLANE for e in endpoints):
+        console.print(ratios_table(endpoints, args))
     console.print(
         f"machine: {cores()}; load average (1, 5, 15 min) before {load}, after "
         f"{load_average()}. nbplane serve ran with NBPLANE_SESSION_POOL_SIZE=0 (neither "
@@ -828,9 +861,11 @@ def report(
 
 def memory_table(run: Run, args: argparse.Namespace) -> Table:
     memory = Table(
-        title=f"Server process tree memory (PSS and RSS summed over the server and every process "
-        f"it started), idle after warm-up and {args.settle:.0f} s, then after a run of "
-        f"executions from {args.clients} clients and {args.settle:.0f} s"
+        title="Server process tree memory (PSS and RSS summed over the server and every process "
+        f"it started), idle after warm-up and {args.settle:g} s (nbplane: "
+        f"+{args.pool_idle_seconds:g} s, its pool's idle time here), then after a run of "
+        f"executions from {args.clients} clients, once the tree is back to its idle process "
+        f"count, and {args.settle:g} s"
     )
     for column in (
         "server",
@@ -854,7 +889,7 @@ def memory_table(run: Run, args: argparse.Namespace) -> Table:
             label,
             mb(m.idle.pss_bytes),
             mb(m.idle.rss_bytes),
-            f"{m.idle.count}→{m.after.count}",
+            f"{m.idle.count}→{m.after.count}" + ("" if m.shrunk else " (pool not shrunk)"),
             mb(m.after.pss_bytes),
             f"{m.growth_bytes / 2**20:+.1f}",
             mb(m.peak_rss),
@@ -918,6 +953,8 @@ def breakdown_table(endpoints: list[Endpoint]) -> Table:
         for column in columns:
             if column == "http+client":
                 values = [h["client"] - h["total"] for h in e.hops if "total" in h]
+            elif column == "client total":
+                values = [h["client"] for h in e.hops]
             else:
                 values = [h[column] for h in e.hops if column in h]
             cells.append(f"{statistics.median(values):.1f}" if values else "-")
@@ -1143,6 +1180,14 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=5.0,
         help="seconds of quiet before each memory reading (default 5)",
+    )
+    parser.add_argument(
+        "--pool-idle-seconds",
+        type=float,
+        default=5.0,
+        help="NBPLANE_POOL_IDLE_SECONDS of the servers of the memory phase: how soon a shell "
+        "or kernel the pool added under load ends, so the after reading comes once the pool "
+        "is back to its idle size (default 5; nbplane's own default is 60)",
     )
     parser.add_argument(
         "--per-process",
