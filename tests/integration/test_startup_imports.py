@@ -154,6 +154,9 @@ SERVER_LEAVES_OUT = {
     "rfc3987_syntax": "jsonschema's iri format parser, a Lark grammar built at its import: "
     "nbplane.apis.schemas imports jsonschema without it, and it comes on the first iri check",
     "lark": "the parser rfc3987_syntax builds",
+    "isoduration": "jsonschema's duration format checker (with arrow and dateutil): imported "
+    "without it too, and it comes on the first duration check",
+    "arrow": "what isoduration imports",
     "cryptography": "Fernet, imported by SecretBox on its first seal or open",
     "httpx._main": "httpx's command line (rich's progress bars, pygments): nbplane.server "
     "imports httpx without it",
@@ -181,12 +184,13 @@ async def main():
 
         api = service.catalog.find("links")
         checked = {}
-        for link in ("https://例え.jp/ü", "not an iri"):
+        for name, value in (("link", "https://例え.jp/ü"), ("link", "not an iri"),
+                            ("every", "PT1H30M"), ("every", "an hour")):
             try:
-                validate_input(api, {"link": link})
-                checked[link] = True
+                validate_input(api, {name: value})
+                checked[value] = True
             except InvalidInput:
-                checked[link] = False
+                checked[value] = False
         print(json.dumps({"idle": idle, "checked": checked, "later": sorted(sys.modules)}))
 
 asyncio.run(main())
@@ -195,11 +199,18 @@ asyncio.run(main())
 
 def test_an_idle_server_leaves_out_what_only_some_requests_need(tmp_path: Path) -> None:
     """The server's lifespan (store, catalog, services; no worker, whose engines are theirs)
-    with an API whose input has the ``iri`` format: its checks still work, on first use."""
+    with an API whose input has the ``iri`` and ``duration`` formats: their checks still work,
+    on first use."""
     (tmp_path / "apis").mkdir()
     write_notebook(tmp_path / "apis" / "links.ipynb", [("link = ''", ["parameters"])])
     contract = {
-        "input": {"type": "object", "properties": {"link": {"type": "string", "format": "iri"}}},
+        "input": {
+            "type": "object",
+            "properties": {
+                "link": {"type": "string", "format": "iri"},
+                "every": {"type": "string", "format": "duration"},
+            },
+        },
         "output": {},
     }
     (tmp_path / "apis" / "links.config.json").write_text(json.dumps(contract), encoding="utf-8")
@@ -223,8 +234,13 @@ def test_an_idle_server_leaves_out_what_only_some_requests_need(tmp_path: Path) 
     assert not imported, "an idle server imports " + "; ".join(
         f"{name} ({SERVER_LEAVES_OUT[name]})" for name in imported
     )
-    assert found["checked"] == {"https://例え.jp/ü": True, "not an iri": False}
-    assert "rfc3987_syntax" in found["later"]  # the check imported it, so it is not left out
+    assert found["checked"] == {
+        "https://例え.jp/ü": True,
+        "not an iri": False,
+        "PT1H30M": True,
+        "an hour": False,
+    }
+    assert {"rfc3987_syntax", "isoduration"} <= set(found["later"])  # imported by the checks
 
 
 def test_a_secret_key_that_is_not_a_fernet_key_stops_at_once(tmp_path: Path) -> None:
