@@ -279,34 +279,75 @@ def process_tree(pid: int) -> dict[int, int]:
 
 
 @dataclass(frozen=True)
-class TreeMemory:
-    """Memory of a process tree: summed RSS, summed PSS (shared pages split), process count."""
+class ProcessMemory:
+    """One process of a tree: its RSS and PSS (shared pages split between the processes that
+    map them, so forked children are not counted twice) and a short command line."""
 
+    pid: int
     rss_bytes: int
     pss_bytes: int
-    processes: int
+    command: str
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    """Memory of a process tree: summed RSS, summed PSS, and each process's share."""
+
+    processes: tuple[ProcessMemory, ...]
+
+    @property
+    def rss_bytes(self) -> int:
+        return sum(p.rss_bytes for p in self.processes)
+
+    @property
+    def pss_bytes(self) -> int:
+        return sum(p.pss_bytes for p in self.processes)
+
+    @property
+    def count(self) -> int:
+        return len(self.processes)
+
+
+def _kib_field(text: str, name: str) -> int:
+    """Bytes of a ``Name:   N kB`` line of ``/proc/PID/status`` or ``smaps_rollup`` (0: absent)."""
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _short_command(pid: int, width: int = 90) -> str:
+    """The command line of a process on one line, its program without the directory."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return "?"
+    words = [word for word in raw.split("\0") if word]
+    if words:
+        words[0] = Path(words[0]).name
+    text = " ".join(" ".join(words).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def tree_memory(pid: int) -> TreeMemory:
-    """RSS and PSS summed over a process and its descendants, read from ``/proc``."""
-    rss = pss = count = 0
-    for member in process_tree(pid):
+    """RSS (``/proc/PID/status``) and PSS (``/proc/PID/smaps_rollup``) of a process and each of
+    its live descendants; a process that ends while being read is left out."""
+    members = []
+    for member in sorted(process_tree(pid)):
         try:
             status = Path(f"/proc/{member}/status").read_text(encoding="utf-8")
-        except OSError:
-            continue
-        count += 1
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss += int(line.split()[1]) * 1024
-        try:
             rollup = Path(f"/proc/{member}/smaps_rollup").read_text(encoding="utf-8")
         except OSError:
             continue
-        for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                pss += int(line.split()[1]) * 1024
-    return TreeMemory(rss, pss, count)
+        members.append(
+            ProcessMemory(
+                member,
+                _kib_field(status, "VmRSS:"),
+                _kib_field(rollup, "Pss:"),
+                _short_command(member),
+            )
+        )
+    return TreeMemory(tuple(members))
 
 
 class Server:

@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -32,6 +31,7 @@ from nbplane.apis.parameters import (
     parameters_source,
 )
 from nbplane.apis.problems import json_type, pointer, shorten
+from nbplane.apis.schemas import jsonschema
 from nbplane.errors import ConfigError, ContractError, NbplaneError
 from nbplane.notebooks.reader import read_notebook
 from nbplane.platform.names import check_name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
 import referencing.exceptions
 from pydantic import ValidationError as PydanticValidationError
 
@@ -18,6 +17,7 @@ from nbplane.apis.contract import Checks, NotebookApi
 from nbplane.apis.nbschema import escape_pointer
 from nbplane.apis.parameters import check_parameter_names
 from nbplane.apis.problems import json_type, pointer, shorten, summary
+from nbplane.apis.schemas import jsonschema
 from nbplane.errors import ContractError, InvalidInput, InvalidOutput
 
 
