@@ -75,7 +75,7 @@ def apis(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "home"))
     store = open_store(store_url)
     yield Apis(store, ApiCatalog(notebooks), engine, tmp_path / "cache")
-    store.engine.dispose()
+    store.close()
 
 
 def call(apis: Apis, notebook: str, parameters: dict[str, Any]) -> DescribeExecution:

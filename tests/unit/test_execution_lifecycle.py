@@ -60,10 +60,10 @@ def test_the_allowed_changes() -> None:
 def test_an_execution_is_taken_once_and_ended_once(lifecycle: ExecutionLifecycle) -> None:
     record = queued()
     lifecycle.queue(record)
-    taken = lifecycle.claim("w1", NOW, None)
-    assert taken is not None and taken.id == record.id
+    [taken] = lifecycle.claim("w1", NOW, None)
+    assert taken.id == record.id
     assert (taken.status, taken.worker_id, taken.attempts) == (RUNNING, "w1", 1)
-    assert lifecycle.claim("w2", NOW, None) is None
+    assert lifecycle.claim("w2", NOW, None) == []
     assert lifecycle.end(taken, "w2", Ending(COMPLETED), NOW) is None  # not w2's
     ending = Ending(COMPLETED, output={"y": 2}, has_output=True, artifacts={"logs": "hi\n"})
     final = lifecycle.end(taken, "w1", ending, NOW + timedelta(seconds=1))
@@ -77,7 +77,7 @@ def test_an_execution_is_taken_once_and_ended_once(lifecycle: ExecutionLifecycle
 def test_taken_at_once_skips_the_queue(lifecycle: ExecutionLifecycle) -> None:
     taken = lifecycle.take_now(queued(), "w1", NOW)
     assert (taken.status, taken.worker_id, taken.started_at) == (RUNNING, "w1", NOW)
-    assert lifecycle.claim("w2", NOW, None) is None
+    assert lifecycle.claim("w2", NOW, None) == []
     assert lifecycle.end(taken, "w1", Ending(COMPLETED), NOW) is not None
 
 
@@ -86,12 +86,11 @@ def test_a_cancel_ends_a_queued_execution_and_asks_a_running_one(
 ) -> None:
     waiting, running = queued(), queued()
     lifecycle.queue(running)
-    taken = lifecycle.claim("w1", NOW, None)
-    assert taken is not None
+    [taken] = lifecycle.claim("w1", NOW, None)
     lifecycle.queue(waiting)
     cancelled = lifecycle.cancel(waiting.id, NOW)
     assert cancelled is not None and cancelled.status == CANCELLED
-    assert lifecycle.claim("w1", NOW, None) is None
+    assert lifecycle.claim("w1", NOW, None) == []
     asked = lifecycle.cancel(running.id, NOW)
     assert asked is not None and (asked.status, asked.cancel_requested) == (RUNNING, True)
     assert lifecycle.beat(running.id, "w1", NOW) is True
@@ -102,11 +101,11 @@ def test_a_cancel_ends_a_queued_execution_and_asks_a_running_one(
 def test_a_lost_worker_s_execution_is_retried_then_failed(lifecycle: ExecutionLifecycle) -> None:
     record = queued(retries=1)
     lifecycle.queue(record)
-    assert lifecycle.claim("w1", NOW, None) is not None
+    assert lifecycle.claim("w1", NOW, None) != []
     later = NOW + timedelta(minutes=1)
     assert lifecycle.recover_lost(later, timedelta(seconds=30)) == [record.id]
-    again = lifecycle.claim("w2", later, None)
-    assert again is not None and again.attempts == 2
+    [again] = lifecycle.claim("w2", later, None)
+    assert again.attempts == 2
     assert lifecycle.recover_lost(later + timedelta(minutes=1), timedelta(seconds=30)) == []
     lost = lifecycle.store.executions.get(record.id)
     assert lost is not None and lost.status == FAILED and lost.error == {"reason": "worker_lost"}
