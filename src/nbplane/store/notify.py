@@ -37,8 +37,15 @@ LISTEN_TICK = 1.0
 """Seconds the listening thread waits for a notification before it checks it should stop."""
 RECONNECT_SECONDS = (0.1, 5.0)
 """First and longest wait before listening again after the connection dropped (doubling)."""
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5}
-"""libpq TCP keepalives: a listening connection whose peer vanished silently is noticed."""
+LISTENER_NAME = "nbplane-signals"
+"""The listening connections' ``application_name`` (in ``pg_stat_activity``)."""
+CONNECTION = {
+    "application_name": LISTENER_NAME,
+    "keepalives": 1,  # TCP keepalives: a peer that vanished silently is noticed
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+}
+"""libpq options of a listening connection."""
 
 
 @dataclass(frozen=True)
@@ -168,16 +175,14 @@ class ExecutionSignals:
         with self._lock:
             if self._listener is not None or self._closed.is_set():
                 return
-            self._listener = threading.Thread(
-                target=self._listen, name="nbplane-signals", daemon=True
-            )
+            self._listener = threading.Thread(target=self._listen, name=LISTENER_NAME, daemon=True)
         self._listener.start()
 
     def _listen(self) -> None:
         import psycopg
 
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-        options: dict[str, Any] = {**cparams, **KEEPALIVE}
+        options: dict[str, Any] = {**cparams, **CONNECTION}
         delay = RECONNECT_SECONDS[0]
         while not self._closed.is_set():
             try:
