@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from nbplane.apis.models import HOPS
 from nbplane.cli import nbplane
 from nbplane.errors import ConfigError, InvalidInput, NotFound
 from tests.integration.api_notebooks import NUMBER_IN, write_api
 from tests.integration.server_fixture import Server, running_server
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+STORED_HOPS = [hop for hop in HOPS if hop != "record"]
+"""Where a completed execution's time went, as its record and ``api execution`` show it."""
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,8 @@ def test_run_wait_shows_the_result_and_the_execution_reads_back(
     assert ran.exit_code == 0, ran.output
     assert ["status", "completed"] in rows(ran)
     assert ["output", '{"y":6}'] in rows(ran)
+    [timings] = [value for field, value in rows(ran) if field == "timings"]
+    assert [hop.split(" ")[0] for hop in timings.split(", ")] == STORED_HOPS
 
     started = api(server, "run", "double", "--parameters", '{"x": 4}', "-o", "json")
     assert started.exit_code == 0, started.output
@@ -98,6 +103,7 @@ def test_run_wait_shows_the_result_and_the_execution_reads_back(
     assert waited.exit_code == 0, waited.output
     assert as_json(waited)["status"] == "completed"
     assert as_json(waited)["output"] == {"y": 8}
+    assert list(as_json(waited)["timings"]) == STORED_HOPS
 
     output = api(server, "output", execution["id"])
     assert output.exit_code == 0, output.output

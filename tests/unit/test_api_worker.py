@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from prometheus_client import generate_latest
 from nbplane._time import now
 from nbplane.apis import worker as worker_module
 from nbplane.apis.catalog import ApiCatalog
-from nbplane.apis.engines.base import Run, Stopper
 from nbplane.apis.models import HOPS, DescribeExecution, ExecutionStatus
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
@@ -29,21 +27,10 @@ from nbplane.platform.metrics import Metrics
 from nbplane.store import Store, open_store
 from nbplane.store.notify import LISTENER_NAME, Signal
 from nbplane.testing import FakeEngine, Plan
-from tests.integration.api_notebooks import NUMBER_IN, write_api
+from tests.integration.api_notebooks import NUMBER_IN, TimedEngine, write_api
 
 ALICE = DescribeCaller(user="alice", admin=False, teams=["sales"])
 DOUBLE_OUT = {"type": "object", "required": ["y"], "properties": {"y": {"type": "number"}}}
-
-
-class TimedEngine(FakeEngine):
-    """The fake engine, its time accounted to the phases real engines report."""
-
-    async def _execute(self, run: Run, stopper: Stopper) -> None:
-        since = run.timed("engine_start", time.perf_counter())
-        try:
-            await super()._execute(run, stopper)
-        finally:
-            run.timed("capture", run.timed("cells", since))
 
 
 @dataclass
