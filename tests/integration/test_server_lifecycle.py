@@ -132,7 +132,10 @@ def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> No
         [("x = 1", ["parameters"]), "from nbplane import save_output\nsave_output({'y': 2*x})"],
         {"input": NUMBER_IN, "output": {}},
     )
-    sleep = [("seconds = 1", ["parameters"]), "import time\ntime.sleep(seconds)"]
+    sleep: list[str | tuple[str, list[str]]] = [
+        ("seconds = 1", ["parameters"]),
+        "import time\ntime.sleep(seconds)",
+    ]
     write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {}, "timeout": 60})
     signalled = {
         "NBPLANE_WORKER_POLL_SECONDS": "300",

@@ -143,6 +143,8 @@ class Worker:
 
     def _start(self, record: DescribeExecution) -> None:
         cancel = asyncio.Event()
+        if record.cancel_requested:  # asked before its worker was lost; it is queued again
+            cancel.set()
         task = asyncio.create_task(self._execute(record, cancel))
         self._running[record.id] = (record.notebook, task, cancel)
 
