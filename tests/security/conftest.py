@@ -373,7 +373,7 @@ class World:
         )
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(text)")])
         # no worker runs here: play one, which takes the execution before it ends it
-        [taken] = self.store.executions.claim("security-worker", datetime.now(UTC))
+        [taken] = self.store.executions.claim("security-worker", datetime.now(UTC)).taken
         assert taken.id == made["id"]
         ended = {
             "status": ExecutionStatus.COMPLETED,

@@ -204,7 +204,8 @@ def test_a_wait_sees_an_end_signalled_by_another_process_without_a_worker(apis: 
         service = ExecutionService(apis.store, apis.catalog, None, apis.cache)
         queued = await service.submit("double", {"x": 1}, ALICE)
         waiting = asyncio.create_task(service.wait(queued.id, 10, ALICE))
-        [taken] = await asyncio.to_thread(apis.store.executions.claim, "elsewhere", now())
+        claimed = await asyncio.to_thread(apis.store.executions.claim, "elsewhere", now())
+        [taken] = claimed.taken
         ended = taken.model_copy(update={"status": ExecutionStatus.FAILED, "finished_at": now()})
         await asyncio.to_thread(apis.store.executions.finish, ended, "elsewhere")
         return await waiting

@@ -26,6 +26,7 @@ from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.errors import NbplaneError
 from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.store import Store
+from nbplane.store.apis import Claimed
 
 REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
 
@@ -129,9 +130,9 @@ class ExecutionLifecycle:
 
     def claim(
         self, worker_id: str, now: datetime, notebooks: list[str] | None, limit: int = 1
-    ) -> list[DescribeExecution]:
+    ) -> Claimed:
         """Up to ``limit`` of the oldest queued executions (of these notebooks), now running on
-        ``worker_id``; fewer: no other waits."""
+        ``worker_id``, and whether others still wait."""
         return self.store.executions.claim(worker_id, now, notebooks, limit)
 
     def beat(self, execution_id: str, worker_id: str, now: datetime) -> bool:

@@ -168,12 +168,12 @@ class Worker:
         while (room := self.concurrency - self._busy()) > 0:
             eligible = self._eligible()
             limit = room if eligible is None else 1
-            taken = await asyncio.to_thread(
+            claimed = await asyncio.to_thread(
                 self.lifecycle.claim, self.worker_id, now(), eligible, limit
             )
-            for record in taken:
+            for record in claimed.taken:
                 self._start(record)
-            self._queue_drained = len(taken) < limit
+            self._queue_drained = not claimed.others_wait
             if self._queue_drained:
                 return
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
@@ -29,6 +29,13 @@ DESCRIBE_COLUMNS = [
 ]
 FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
 """What a stored field that no longer fits the model is shown as (else: the field's default)."""
+
+
+class Claimed(NamedTuple):
+    """What a worker took from the queue, oldest first, and whether others still wait."""
+
+    taken: list[DescribeExecution]
+    others_wait: bool
 
 
 class ExecutionStore:
@@ -113,24 +120,22 @@ class ExecutionStore:
         now: datetime,
         notebooks: list[str] | None = None,
         limit: int = 1,
-    ) -> list[DescribeExecution]:
+    ) -> Claimed:
         """Take up to ``limit`` of the oldest queued executions (of these notebooks) for this
-        worker, atomically, oldest first; fewer than ``limit``: none else waits."""
+        worker, atomically, oldest first; and say whether others still wait (read in the same
+        transaction, so that the worker need not write again to find the queue empty)."""
         taken_from = ExecutionStatus.RUNNING.sources()
-        candidates = select(executions.c.id).where(executions.c.status.in_(taken_from))
+        waiting = select(executions.c.id).where(executions.c.status.in_(taken_from))
         if notebooks is not None:
-            candidates = candidates.where(executions.c.notebook.in_(notebooks))
-        candidates = candidates.order_by(executions.c.created_at).limit(limit)
+            waiting = waiting.where(executions.c.notebook.in_(notebooks))
+        candidates = waiting.order_by(executions.c.created_at).limit(limit)
         if self.engine.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
         with self.engine.begin() as connection:
             rows = (
                 connection.execute(
                     update(executions)
-                    .where(
-                        executions.c.id.in_(candidates),
-                        executions.c.status.in_(taken_from),
-                    )
+                    .where(executions.c.id.in_(candidates), executions.c.status.in_(taken_from))
                     .values(
                         status=ExecutionStatus.RUNNING,
                         worker_id=worker_id,
@@ -143,7 +148,9 @@ class ExecutionStore:
                 .mappings()
                 .all()
             )
-        return sorted((describe(row) for row in rows), key=lambda taken: taken.created_at)
+            others_wait = len(rows) == limit and bool(connection.execute(waiting.limit(1)).first())
+        taken = sorted((describe(row) for row in rows), key=lambda record: record.created_at)
+        return Claimed(taken, others_wait)
 
     def heartbeat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
         """Keep a running execution ours; True when its cancellation was asked for."""
