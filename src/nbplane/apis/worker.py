@@ -173,8 +173,9 @@ class Worker:
             )
             for record in claimed.taken:
                 self._start(record)
-            self._queue_drained = not claimed.others_wait
-            if self._queue_drained:
+            # a signal while it claimed may be of one queued after its look: not drained then
+            self._queue_drained = not claimed.others_wait and not self._wake.is_set()
+            if not claimed.others_wait:
                 return
 
     def _limits(self) -> dict[str, int]:
