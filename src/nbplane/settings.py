@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         description="A running execution not marked alive for this long lost its worker: it is "
         "retried if its contract allows, else it fails as 'worker lost'.",
     )
+    worker_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="The fallback where no signal reaches a process (SQLite shared by several "
+        "processes; PostgreSQL while its LISTEN connection is down): how often a worker looks "
+        "for queued executions, and at most how long a ?wait= request goes without reading its "
+        "execution again.",
+    )
 
     url: str | None = Field(
         default=None,

@@ -1,12 +1,16 @@
-"""Notebooks and contracts the server tests serve."""
+"""Notebooks and contracts the server tests serve, and the fake engine timed as real ones."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
+
+from nbplane.apis.engines.base import Run, Stopper
+from nbplane.testing import FakeEngine
 
 NUMBER_IN = {
     "type": "object",
@@ -113,3 +117,14 @@ def write_all(directory: Path) -> None:
         },
     )
     write_api(directory, "broken", ["x = 1"], "{not json")
+
+
+class TimedEngine(FakeEngine):
+    """The fake engine, its time accounted to the phases real engines report."""
+
+    async def _execute(self, run: Run, stopper: Stopper) -> None:
+        since = run.timed("engine_start", time.perf_counter())
+        try:
+            await super()._execute(run, stopper)
+        finally:
+            run.timed("capture", run.timed("cells", since))

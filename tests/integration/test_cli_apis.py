@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from nbplane.apis.models import HOPS
 from nbplane.cli import nbplane
 from nbplane.errors import ConfigError, InvalidInput, NotFound
 from tests.integration.api_notebooks import NUMBER_IN, write_api
@@ -59,6 +60,13 @@ def as_json(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
+def in_order(hops: list[str]) -> bool:
+    """Where a completed execution's time went, as its record shows it: the worker's hops and
+    those of the engine that it reports, in order."""
+    worker = {"validate_input", "queue", "validate_output", "other"}
+    return worker <= set(hops) and hops == [hop for hop in HOPS if hop in hops]
+
+
 def rows(result: Result) -> list[list[str]]:
     return [line.split("\t") for line in result.stdout.splitlines()]
 
@@ -89,6 +97,8 @@ def test_run_wait_shows_the_result_and_the_execution_reads_back(
     assert ran.exit_code == 0, ran.output
     assert ["status", "completed"] in rows(ran)
     assert ["output", '{"y":6}'] in rows(ran)
+    [timings] = [value for field, value in rows(ran) if field == "timings"]
+    assert in_order([hop.split(" ")[0] for hop in timings.split(", ")])
 
     started = api(server, "run", "double", "--parameters", '{"x": 4}', "-o", "json")
     assert started.exit_code == 0, started.output
@@ -98,6 +108,7 @@ def test_run_wait_shows_the_result_and_the_execution_reads_back(
     assert waited.exit_code == 0, waited.output
     assert as_json(waited)["status"] == "completed"
     assert as_json(waited)["output"] == {"y": 8}
+    assert in_order(list(as_json(waited)["timings"]))
 
     output = api(server, "output", execution["id"])
     assert output.exit_code == 0, output.output

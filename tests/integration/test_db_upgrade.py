@@ -17,7 +17,8 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from nbplane.store.engine import MIGRATION_LOCK, MIGRATIONS, SCHEMA_HEAD
+from nbplane.store import open_store
+from nbplane.store.engine import MIGRATION_LOCK, MIGRATIONS, SCHEMA_HEAD, upgrade_database
 from nbplane.store.tables import metadata
 from tests.conftest import database_url
 
@@ -148,3 +149,27 @@ def waiting(connection: object) -> int:
     ).scalar()
     connection.commit()  # type: ignore[attr-defined]
     return int(found)
+
+
+def test_executions_from_before_timings_read_with_none(store_url: str) -> None:
+    """Revision 0011 adds executions' ``timings``: a row an older nbplane wrote reads as having
+    none recorded, not as a row that does not fit."""
+    at_revision(store_url, "0010")
+    engine = create_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO executions (id, notebook, notebook_version, parameters, status, "
+                "has_output, engine, timeout, retries, attempts, created_at, cancel_requested) "
+                "VALUES ('old', 'double', 'v1', '{}', 'completed', false, 'isolated', 60, 0, 1, "
+                "'2026-01-01 00:00:00+00:00', false)"
+            )
+        )
+    engine.dispose()
+    upgrade_database(store_url)
+    store = open_store(store_url)
+    try:
+        old = store.executions.get("old")
+    finally:
+        store.close()
+    assert old is not None and (old.status, old.timings) == ("completed", {})

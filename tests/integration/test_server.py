@@ -389,14 +389,13 @@ def test_a_stored_row_never_breaks_the_listing(
             created_at=datetime.now(UTC),
         )
         store.executions.create(odd)
-        assert store.executions.finish(
-            odd.id,
-            None,
-            ExecutionStatus.COMPLETED,
-            datetime.now(UTC),
-            output={"y": math.nan, "z": "\ud800"},
-            has_output=True,
-        )
+        ended = {
+            "status": ExecutionStatus.COMPLETED,
+            "finished_at": datetime.now(UTC),
+            "output": {"y": math.nan, "z": "\ud800"},
+            "has_output": True,
+        }
+        assert store.executions.finish(odd.model_copy(update=ended), None)
         from sqlalchemy import update
 
         from nbplane.store.tables import executions

@@ -121,6 +121,9 @@ def wait_until_running(client: httpx.Client, ids: list[str]) -> None:
 
 
 def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> None:
+    """On PostgreSQL the worker looks for work and beats only every few minutes here: it takes
+    an execution queued while it runs, and hears its cancel, by NOTIFY alone, as the web
+    server hears of their ends. (On SQLite, by polling.)"""
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
     write_api(
@@ -129,7 +132,20 @@ def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> No
         [("x = 1", ["parameters"]), "from nbplane import save_output\nsave_output({'y': 2*x})"],
         {"input": NUMBER_IN, "output": {}},
     )
-    with running_server(notebooks, tmp_path / "home", store_url, "--workers", "0") as server:
+    sleep: list[str | tuple[str, list[str]]] = [
+        ("seconds = 1", ["parameters"]),
+        "import time\ntime.sleep(seconds)",
+    ]
+    write_api(notebooks, "sleepy", sleep, {"input": SECONDS_IN, "output": {}, "timeout": 60})
+    signalled = {
+        "NBPLANE_WORKER_POLL_SECONDS": "300",
+        "NBPLANE_WORKER_HEARTBEAT_SECONDS": "300",
+        "NBPLANE_WORKER_STALE_SECONDS": "900",
+    }
+    environment = signalled if store_url.startswith("postgresql") else {}
+    with running_server(
+        notebooks, tmp_path / "home", store_url, "--workers", "0", environment=environment
+    ) as server:
         queued = server.execute("double", {"x": 4}, wait=1)
         assert queued["status"] == "queued", "no worker in the web server"
         worker = subprocess.Popen(
@@ -144,6 +160,13 @@ def test_workers_apart_from_the_web_server(tmp_path: Path, store_url: str) -> No
             ).json()
             assert done["status"] == "completed" and done["output"] == {"y": 8}
             assert done["worker_id"] and str(worker.pid) in done["worker_id"]
+            assert server.execute("double", {"x": 5}, wait=60)["output"] == {"y": 10}
+            slow = server.client.post(
+                "/api/v1/notebooks/sleepy/executions", json={"parameters": {"seconds": 60}}
+            ).json()["id"]
+            wait_until_running(server.client, [slow])
+            cancelled = server.client.post(f"/api/v1/executions/{slow}/cancel").json()
+            assert cancelled["status"] == "cancelled", cancelled
         finally:
             stop(worker)
 

@@ -373,16 +373,18 @@ class World:
         )
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(text)")])
         # no worker runs here: play one, which takes the execution before it ends it
-        taken = self.store.executions.claim("security-worker", datetime.now(UTC))
-        assert taken is not None and taken.id == made["id"]
+        [taken] = self.store.executions.claim("security-worker", datetime.now(UTC)).taken
+        assert taken.id == made["id"]
+        ended = {
+            "status": ExecutionStatus.COMPLETED,
+            "finished_at": datetime.now(UTC),
+            "output": {"text": "hello"},
+            "has_output": True,
+        }
         self.store.executions.finish(
-            made["id"],
+            taken.model_copy(update=ended),
             "security-worker",
-            ExecutionStatus.COMPLETED,
-            datetime.now(UTC),
-            output={"text": "hello"},
-            has_output=True,
-            artifacts={"ipynb": nbformat.writes(notebook), "logs": "hello\n"},
+            {"ipynb": nbformat.writes(notebook), "logs": "hello\n"},
         )
         return str(made["id"])
 

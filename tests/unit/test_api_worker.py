@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from nbplane._time import now
 from nbplane.apis import worker as worker_module
 from nbplane.apis.catalog import ApiCatalog
-from nbplane.apis.models import DescribeExecution, ExecutionStatus
+from nbplane.apis.models import HOPS, DescribeExecution, ExecutionStatus
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.models import DescribeCaller
 from nbplane.platform.metrics import Metrics
 from nbplane.store import Store, open_store
+from nbplane.store.notify import LISTENER_NAME, Signal
 from nbplane.testing import FakeEngine, Plan
-from tests.integration.api_notebooks import NUMBER_IN, write_api
+from tests.integration.api_notebooks import NUMBER_IN, TimedEngine, write_api
 
 ALICE = DescribeCaller(user="alice", admin=False, teams=["sales"])
 DOUBLE_OUT = {"type": "object", "required": ["y"], "properties": {"y": {"type": "number"}}}
@@ -42,7 +44,7 @@ class Apis:
         """Run ``steps`` with an execution service whose worker runs on the fake engine."""
 
         async def main() -> Any:
-            running = Worker(self.store, self.catalog, poll_interval=0.05, **worker)
+            running = Worker(self.store, self.catalog, **{"poll_interval": 0.05, **worker})
             await running.start()
             try:
                 return await steps(ExecutionService(self.store, self.catalog, running, self.cache))
@@ -69,13 +71,13 @@ def apis(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
         [("x = 1", ["parameters"]), "pass"],
         {"input": NUMBER_IN, "output": {}, "timeout": 0.2},
     )
-    engine = FakeEngine()
+    engine = TimedEngine()
     shared = SimpleNamespace(for_worker=lambda pool_size: engine)
     monkeypatch.setattr(worker_module, "ENGINES", SimpleNamespace(load=lambda name: shared))
     monkeypatch.setenv("NBPLANE_HOME", str(tmp_path / "home"))
     store = open_store(store_url)
     yield Apis(store, ApiCatalog(notebooks), engine, tmp_path / "cache")
-    store.engine.dispose()
+    store.close()
 
 
 def call(apis: Apis, notebook: str, parameters: dict[str, Any]) -> DescribeExecution:
@@ -148,7 +150,19 @@ def test_a_hanging_execution_times_out_by_its_contract(apis: Apis) -> None:
     assert late.reason == "the execution did not finish within 0.2 s"
 
 
-def test_a_busy_worker_queues_the_next_and_cancel_frees_it(apis: Apis) -> None:
+@pytest.mark.parametrize(
+    "worker",
+    [
+        {"concurrency": 1},
+        # a look for work and a heartbeat a minute away: only signals can take the queued one
+        # when the first ends, and carry the cancel to it
+        {"concurrency": 1, "poll_interval": 60, "heartbeat_interval": 60},
+    ],
+    ids=["polling", "signals"],
+)
+def test_a_busy_worker_queues_the_next_and_cancel_frees_it(
+    apis: Apis, worker: dict[str, Any]
+) -> None:
     apis.engine.plan(Plan.hang(), Plan.succeed({"y": 2}))
 
     async def steps(service: ExecutionService) -> tuple[DescribeExecution, ...]:
@@ -159,8 +173,107 @@ def test_a_busy_worker_queues_the_next_and_cancel_frees_it(apis: Apis) -> None:
         cancelled = await service.cancel(first.id, ALICE)
         return queued, cancelled, await service.wait(second.id, 10, ALICE)
 
-    queued, cancelled, second = apis.run(steps, concurrency=1)
+    queued, cancelled, second = apis.run(steps, **worker)
     assert queued.status == ExecutionStatus.QUEUED
     assert (cancelled.status, cancelled.reason) == (ExecutionStatus.CANCELLED, "cancelled")
     assert (second.status, second.output) == (ExecutionStatus.COMPLETED, {"y": 2})
     assert len(apis.engine.requests) == 2
+
+
+def test_an_execution_records_where_its_time_went(apis: Apis) -> None:
+    """Every hop but ``record`` (which only the answer knows), in order, stored with the
+    final status; a failed execution keeps the hops it went through."""
+    apis.engine.plan(Plan.succeed({"y": 4}), Plan.fail("bad x"))
+
+    async def steps(service: ExecutionService) -> list[DescribeExecution]:
+        return [await service.submit("double", {"x": x}, ALICE, wait=10) for x in (2, 3)]
+
+    done, failed = apis.run(steps)
+    assert list(done.timings) == [hop for hop in HOPS if hop != "record"]
+    assert all(milliseconds >= 0 for milliseconds in done.timings.values())
+    stored = apis.store.executions.get(done.id)
+    assert stored is not None and stored.timings == done.timings
+    assert list(failed.timings) == [hop for hop in HOPS if hop not in ("validate_output", "record")]
+
+
+def test_a_wait_sees_an_end_signalled_by_another_process_without_a_worker(apis: Apis) -> None:
+    """A server without a worker waits for an execution another process ends (here: the
+    store written to directly, as that process would)."""
+
+    async def main() -> DescribeExecution:
+        service = ExecutionService(apis.store, apis.catalog, None, apis.cache)
+        queued = await service.submit("double", {"x": 1}, ALICE)
+        waiting = asyncio.create_task(service.wait(queued.id, 10, ALICE))
+        claimed = await asyncio.to_thread(apis.store.executions.claim, "elsewhere", now())
+        [taken] = claimed.taken
+        ended = taken.model_copy(update={"status": ExecutionStatus.FAILED, "finished_at": now()})
+        await asyncio.to_thread(apis.store.executions.finish, ended, "elsewhere")
+        return await waiting
+
+    assert asyncio.run(main()).status == ExecutionStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_workers_in_other_processes_hear_of_queued_and_cancelled_executions_at_once(
+    apis: Apis, store_url: str
+) -> None:
+    """Two processes on one PostgreSQL database (two stores, each listening on a connection
+    of its own): the web tier without a worker, and a worker that looks for work and beats
+    only once a minute. Its queued execution is taken, its end reaches the waiting web tier,
+    and its cancel reaches the worker, each by NOTIFY."""
+    apis.engine.plan(Plan.succeed({"y": 2}), Plan.hang())
+    web_store = open_store(store_url)
+
+    async def steps(_: ExecutionService) -> tuple[DescribeExecution, DescribeExecution]:
+        web = ExecutionService(web_store, apis.catalog, None, apis.cache)
+        done = await web.submit("double", {"x": 1}, ALICE, wait=10)
+        hanging = await web.submit("double", {"x": 1}, ALICE)
+        await asyncio.wait_for(apis.engine.running.wait(), 10)
+        return done, await web.cancel(hanging.id, ALICE)
+
+    try:
+        done, cancelled = apis.run(steps, poll_interval=60, heartbeat_interval=60, stale_after=600)
+        assert web_store.signals.listening and apis.store.signals.listening
+    finally:
+        web_store.close()
+    assert (done.status, done.output) == (ExecutionStatus.COMPLETED, {"y": 2})
+    assert cancelled.status == ExecutionStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_dropped_listening_connection_listens_again(apis: Apis) -> None:
+    """After its connection is killed, the listening thread connects again, says so with a
+    ``resync`` (signals may have been missed meanwhile), and hears the next ones."""
+    from sqlalchemy import text
+
+    async def main() -> list[Signal]:
+        heard: asyncio.Queue[Signal] = asyncio.Queue()
+        unsubscribe = apis.store.signals.subscribe(heard.put_nowait)
+        try:
+            first = await asyncio.wait_for(heard.get(), 10)
+            with apis.store.engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :name AND datname = current_database()"
+                    ),
+                    {"name": LISTENER_NAME},
+                )
+            again = await asyncio.wait_for(heard.get(), 10)
+            another = open_store(apis.store.engine.url.render_as_string(hide_password=False))
+            try:
+                service = ExecutionService(another, apis.catalog, None, apis.cache)
+                queued = await service.submit("double", {"x": 1}, ALICE)
+            finally:
+                another.close()
+            signal = await asyncio.wait_for(heard.get(), 10)
+            assert signal.execution_id == queued.id
+            return [first, again, signal]
+        finally:
+            unsubscribe()
+
+    assert [signal.kind for signal in asyncio.run(main())] == ["resync", "resync", "queued"]

@@ -60,10 +60,10 @@ def test_the_allowed_changes() -> None:
 def test_an_execution_is_taken_once_and_ended_once(lifecycle: ExecutionLifecycle) -> None:
     record = queued()
     lifecycle.queue(record)
-    taken = lifecycle.claim("w1", NOW, None)
-    assert taken is not None and taken.id == record.id
+    [taken] = lifecycle.claim("w1", NOW, None).taken
+    assert taken.id == record.id
     assert (taken.status, taken.worker_id, taken.attempts) == (RUNNING, "w1", 1)
-    assert lifecycle.claim("w2", NOW, None) is None
+    assert lifecycle.claim("w2", NOW, None).taken == []
     assert lifecycle.end(taken, "w2", Ending(COMPLETED), NOW) is None  # not w2's
     ending = Ending(COMPLETED, output={"y": 2}, has_output=True, artifacts={"logs": "hi\n"})
     final = lifecycle.end(taken, "w1", ending, NOW + timedelta(seconds=1))
@@ -74,10 +74,29 @@ def test_an_execution_is_taken_once_and_ended_once(lifecycle: ExecutionLifecycle
     assert lifecycle.store.executions.artifact(record.id, "logs") == "hi\n"
 
 
+def test_a_worker_takes_several_at_once_and_learns_whether_others_wait(
+    lifecycle: ExecutionLifecycle,
+) -> None:
+    """Oldest first, in one write; whether others wait is read in it, so a worker never
+    writes again only to find the queue empty."""
+    records = [
+        queued().model_copy(update={"created_at": NOW + timedelta(seconds=i)}) for i in range(4)
+    ]
+    for record in records:
+        lifecycle.queue(record)
+    first = lifecycle.claim("w1", NOW, None, limit=2)
+    assert [taken.id for taken in first.taken] == [records[0].id, records[1].id]
+    assert first.others_wait
+    assert lifecycle.claim("w1", NOW, ["another"], limit=2) == ([], False)
+    last = lifecycle.claim("w1", NOW, None, limit=2)
+    assert [taken.id for taken in last.taken] == [records[2].id, records[3].id]
+    assert not last.others_wait
+
+
 def test_taken_at_once_skips_the_queue(lifecycle: ExecutionLifecycle) -> None:
     taken = lifecycle.take_now(queued(), "w1", NOW)
     assert (taken.status, taken.worker_id, taken.started_at) == (RUNNING, "w1", NOW)
-    assert lifecycle.claim("w2", NOW, None) is None
+    assert lifecycle.claim("w2", NOW, None).taken == []
     assert lifecycle.end(taken, "w1", Ending(COMPLETED), NOW) is not None
 
 
@@ -86,12 +105,11 @@ def test_a_cancel_ends_a_queued_execution_and_asks_a_running_one(
 ) -> None:
     waiting, running = queued(), queued()
     lifecycle.queue(running)
-    taken = lifecycle.claim("w1", NOW, None)
-    assert taken is not None
+    [taken] = lifecycle.claim("w1", NOW, None).taken
     lifecycle.queue(waiting)
     cancelled = lifecycle.cancel(waiting.id, NOW)
     assert cancelled is not None and cancelled.status == CANCELLED
-    assert lifecycle.claim("w1", NOW, None) is None
+    assert lifecycle.claim("w1", NOW, None).taken == []
     asked = lifecycle.cancel(running.id, NOW)
     assert asked is not None and (asked.status, asked.cancel_requested) == (RUNNING, True)
     assert lifecycle.beat(running.id, "w1", NOW) is True
@@ -102,11 +120,11 @@ def test_a_cancel_ends_a_queued_execution_and_asks_a_running_one(
 def test_a_lost_worker_s_execution_is_retried_then_failed(lifecycle: ExecutionLifecycle) -> None:
     record = queued(retries=1)
     lifecycle.queue(record)
-    assert lifecycle.claim("w1", NOW, None) is not None
+    assert lifecycle.claim("w1", NOW, None).taken != []
     later = NOW + timedelta(minutes=1)
     assert lifecycle.recover_lost(later, timedelta(seconds=30)) == [record.id]
-    again = lifecycle.claim("w2", later, None)
-    assert again is not None and again.attempts == 2
+    [again] = lifecycle.claim("w2", later, None).taken
+    assert again.attempts == 2
     assert lifecycle.recover_lost(later + timedelta(minutes=1), timedelta(seconds=30)) == []
     lost = lifecycle.store.executions.get(record.id)
     assert lost is not None and lost.status == FAILED and lost.error == {"reason": "worker_lost"}

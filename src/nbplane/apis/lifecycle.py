@@ -26,6 +26,7 @@ from nbplane.apis.models import DescribeExecution, ExecutionStatus
 from nbplane.errors import NbplaneError
 from nbplane.platform.metrics import UNOBSERVED, Metrics
 from nbplane.store import Store
+from nbplane.store.apis import Claimed
 
 REASON_PREFIX = {"kernel_died": "kernel died", "kernel_failed_to_start": "kernel failed to start"}
 
@@ -128,10 +129,11 @@ class ExecutionLifecycle:
         return taken
 
     def claim(
-        self, worker_id: str, now: datetime, notebooks: list[str] | None
-    ) -> DescribeExecution | None:
-        """The oldest queued execution (of these notebooks), now running on ``worker_id``."""
-        return self.store.executions.claim(worker_id, now, notebooks)
+        self, worker_id: str, now: datetime, notebooks: list[str] | None, limit: int = 1
+    ) -> Claimed:
+        """Up to ``limit`` of the oldest queued executions (of these notebooks), now running on
+        ``worker_id``, and whether others still wait."""
+        return self.store.executions.claim(worker_id, now, notebooks, limit)
 
     def beat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
         """Keep a running execution ``worker_id``'s; True when its cancellation was asked for."""
@@ -140,28 +142,11 @@ class ExecutionLifecycle:
     def end(
         self, record: DescribeExecution, worker_id: str, ending: Ending, now: datetime
     ) -> DescribeExecution | None:
-        """Give ``worker_id``'s running execution its final status; the final record, or None
-        when something else ended it first (a cancel before it started, a reaper)."""
+        """Give ``worker_id``'s running execution its final status, with its output, its
+        ``timings`` and its artifacts, in one write; the final record, or None when something
+        else ended it first (a cancel before it started, a reaper)."""
         assert ending.status.final
-        stored = self.store.executions.finish(
-            record.id,
-            worker_id,
-            ending.status,
-            now,
-            reason=ending.reason,
-            error=ending.error,
-            output=ending.output,
-            has_output=ending.has_output,
-            artifacts=ending.artifacts,
-        )
-        if not stored:
-            return None
-        status = str(ending.status)
-        self.metrics.api_executions.labels(status).inc()
-        if record.started_at is not None:
-            seconds = (now - record.started_at).total_seconds()
-            self.metrics.api_execution_duration.labels(status).observe(max(seconds, 0.0))
-        return record.model_copy(
+        final = record.model_copy(
             update={
                 "status": ending.status,
                 "reason": ending.reason,
@@ -171,10 +156,18 @@ class ExecutionLifecycle:
                 "finished_at": now,
             }
         )
+        if not self.store.executions.finish(final, worker_id, ending.artifacts):
+            return None
+        status = str(ending.status)
+        self.metrics.api_executions.labels(status).inc()
+        if record.started_at is not None:
+            seconds = (now - record.started_at).total_seconds()
+            self.metrics.api_execution_duration.labels(status).observe(max(seconds, 0.0))
+        return final
 
     def cancel(self, execution_id: str, now: datetime) -> DescribeExecution | None:
         """A queued execution ends cancelled at once; a running one is asked to stop (its
-        worker sees it at its next beat and ends it)."""
+        worker hears it at once through the store's signals, else at its next beat)."""
         return self.store.executions.request_cancel(execution_id, now)
 
     def recover_lost(self, now: datetime, stale_after: timedelta) -> list[str]:

@@ -45,6 +45,26 @@ TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
 writer); the store's conditional UPDATEs take their "from" statuses from here."""
 
 
+HOPS = (
+    "validate_input",
+    "queue",
+    "engine_start",
+    "cells",
+    "capture",
+    "validate_output",
+    "record",
+    "other",
+)
+"""Where an execution's time goes, in order (milliseconds in ``timings`` and the
+``Server-Timing`` header): ``validate_input`` checking the parameters against the contract;
+``queue`` from its creation until a worker began running it (storing it, waiting for a worker,
+being taken); the engine's ``engine_start`` (a kernel or shell ready for it), ``cells`` (running
+them) and ``capture`` (the executed notebook and the output); ``validate_output`` checking the
+output; ``record`` (header only) from the end of the run until the answering server had the
+final record: storing it and, when another process ran it, the signal and the read;
+``other`` the worker's time no hop accounts for."""
+
+
 class DescribeNotebook(BaseModel):
     """A notebook API in the catalog: its contract, or why it cannot be called."""
 
@@ -98,6 +118,11 @@ class DescribeExecution(BaseModel):
         default=None,
         description="The submitter's team the notebook API was called for (the first of their "
         "teams the API is open to), or null.",
+    )
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Milliseconds spent in each hop so far, in order: validate_input, queue, "
+        "engine_start, cells, capture, validate_output, other.",
     )
 
     @property

@@ -7,13 +7,13 @@ recorded have none, and show to admins alone."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nbplane._time import sleep_or_wake
 from nbplane.apis.catalog import ApiCatalog, team_for
 from nbplane.apis.lifecycle import ExecutionLifecycle
 from nbplane.apis.models import (
@@ -23,12 +23,14 @@ from nbplane.apis.models import (
     ListExecutionsQuery,
 )
 from nbplane.apis.validation import validate_input
-from nbplane.apis.worker import Worker
+from nbplane.apis.worker import Worker, milliseconds
 from nbplane.auth.models import DescribeCaller
 from nbplane.errors import Conflict, NotFound
 from nbplane.notebooks.pages import Failure, notebook_page
 from nbplane.notebooks.reader import quiet_missing_cell_ids
+from nbplane.settings import get_settings
 from nbplane.store import Store
+from nbplane.store.notify import Watch
 
 
 def may_see(caller: DescribeCaller, record: DescribeExecution) -> bool:
@@ -67,6 +69,11 @@ def execution_failure(record: DescribeExecution, cells: list[Any]) -> Failure | 
     return Failure(title.get(record.status, "Failed"), where, record.reason, cell_id=cell_id)
 
 
+FIRST_LOOK = 0.01
+"""Seconds before a waiter first reads again an execution whose end no signal will announce;
+each next read waits twice as long, up to the poll interval."""
+
+
 class ExecutionService:
     def __init__(
         self, store: Store, catalog: ApiCatalog, worker: Worker | None, cache_dir: Path
@@ -74,13 +81,18 @@ class ExecutionService:
         self.store, self.catalog, self.worker = store, catalog, worker
         self.lifecycle = ExecutionLifecycle(store)
         self.cache_dir = cache_dir
+        self.poll_interval = get_settings().worker_poll_seconds
 
     async def submit(
-        self, notebook: str, parameters: Any, caller: DescribeCaller
+        self, notebook: str, parameters: Any, caller: DescribeCaller, wait: float = 0
     ) -> DescribeExecution:
-        """Validate the input against the contract and queue the execution as the caller's."""
+        """Validate the input against the contract and queue the execution as the caller's
+        (or run it at once when this process's worker has room); with ``wait``, answer once it
+        is final or ``wait`` seconds have passed."""
+        deadline = time.monotonic() + wait
         api = self.catalog.usable(notebook, caller)
         assert api.contract is not None
+        checking = time.perf_counter()
         checked = validate_input(api, parameters)
         record = DescribeExecution(
             id=str(uuid.uuid4()),
@@ -95,14 +107,21 @@ class ExecutionService:
             created_at=datetime.now(UTC),
             created_by=caller.user,
             team=team_for(api, caller),
+            timings={"validate_input": milliseconds(time.perf_counter() - checking)},
         )
+        if not wait:
+            return await self._store(record)
+        with self.store.signals.watch(record.id) as watch:  # before it may end: no end missed
+            stored = await self._store(record)
+            return await self._until_final(stored, watch, deadline, caller)
+
+    async def _store(self, record: DescribeExecution) -> DescribeExecution:
+        """Taken by this process's worker at once, else queued (which signals the workers)."""
         if self.worker is not None:
             taken = await self.worker.run_now(record)
             if taken is not None:
                 return taken
         await asyncio.to_thread(self.lifecycle.queue, record)
-        if self.worker is not None:
-            self.worker.wake()
         return record
 
     async def wait(
@@ -110,25 +129,31 @@ class ExecutionService:
     ) -> DescribeExecution:
         """The caller's execution once final, or as it is when ``seconds`` have passed."""
         deadline = time.monotonic() + seconds
-        event = self.worker.finished_event(execution_id) if self.worker else None
-        try:
-            delay = 0.01
-            while True:
-                record = self.worker.result(execution_id) if self.worker else None
-                if record is None or not may_see(caller, record):
-                    record = await asyncio.to_thread(self.get, execution_id, caller)
-                left = deadline - time.monotonic()
-                if record.status.final or left <= 0:
-                    return record
-                if event is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), min(left, 1.0))
-                else:  # run by another process: poll, backing off
-                    await asyncio.sleep(min(delay, left))
-                    delay = min(delay * 2, 0.25)
-        finally:
-            if self.worker is not None:
-                self.worker.forget(execution_id)
+        with self.store.signals.watch(execution_id) as watch:
+            record = await asyncio.to_thread(self.get, execution_id, caller)
+            return await self._until_final(record, watch, deadline, caller)
+
+    async def _until_final(
+        self, record: DescribeExecution, watch: Watch, deadline: float, caller: DescribeCaller
+    ) -> DescribeExecution:
+        """Wait for the signal of the execution's end; read it again only on a signal, or,
+        when no signal would come (another process runs it and none reach this one), on a
+        backing-off poll."""
+        delay = FIRST_LOOK
+        while True:
+            left = deadline - time.monotonic()
+            if record.status.final or left <= 0:
+                return record
+            if self.store.signals.listening or (self.worker and self.worker.runs(record.id)):
+                pause = left
+            else:
+                pause, delay = min(left, delay), min(delay * 2, self.poll_interval)
+            await sleep_or_wake(watch.event, pause)
+            arrived = watch.take()
+            if arrived is not None and may_see(caller, arrived):
+                record = arrived
+            else:
+                record = await asyncio.to_thread(self.get, record.id, caller)
 
     def get(self, execution_id: str, caller: DescribeCaller) -> DescribeExecution:
         """The execution if the caller owns it or is an admin; else "not found" either way."""
@@ -149,8 +174,6 @@ class ExecutionService:
                 field="execution_id",
             )
         await asyncio.to_thread(self.lifecycle.cancel, execution_id, datetime.now(UTC))
-        if self.worker is not None:
-            self.worker.cancel(execution_id)
         return await self.wait(execution_id, 5.0, caller)
 
     def artifact(self, execution_id: str, kind: str, caller: DescribeCaller) -> str:

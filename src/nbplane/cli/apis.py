@@ -383,10 +383,16 @@ def _execution_table(execution: DescribeExecution) -> Table:
         ("team", escape(execution.team) if execution.team else None),
         ("engine", execution.engine),
         ("attempts", str(execution.attempts)),
+        ("timings", _timings(execution.timings) or None),
     ]:
         if value is not None:
             table.add_row(field, value)
     return table
+
+
+def _timings(timings: dict[str, float]) -> str:
+    """Where the execution's time went, hop by hop in order: ``queue 0.8 ms, cells 4.1 ms``."""
+    return ", ".join(f"{hop} {milliseconds:.1f} ms" for hop, milliseconds in timings.items())
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
@@ -17,6 +17,7 @@ from nbplane.apis.models import (
     ListExecutionsQuery,
 )
 from nbplane.platform.storable import sendable
+from nbplane.store.notify import ExecutionSignals, Signal, SignalKind
 from nbplane.store.tables import execution_artifacts, executions
 
 log = logging.getLogger(__name__)
@@ -30,22 +31,35 @@ FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
 """What a stored field that no longer fits the model is shown as (else: the field's default)."""
 
 
+class Claimed(NamedTuple):
+    """What a worker took from the queue, oldest first, and whether others still wait."""
+
+    taken: list[DescribeExecution]
+    others_wait: bool
+
+
 class ExecutionStore:
     """Reads and writes executions; every status change is one conditional UPDATE, so two
     workers never both take the same execution and a final status is never overwritten.
     Statuses are changed only by :class:`~nbplane.apis.lifecycle.ExecutionLifecycle`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, signals: ExecutionSignals) -> None:
         self.engine = engine
+        self.signals = signals
 
     def create(self, record: DescribeExecution) -> None:
-        """Store a new execution: queued, or already running when its worker took it directly."""
+        """Store a new execution: queued (signalled to the workers), or already running when
+        its worker took it directly."""
+        queued = record.status == ExecutionStatus.QUEUED
         with self.engine.begin() as connection:
             connection.execute(
                 insert(executions).values(
                     **record.model_dump(), owner=record.created_by, heartbeat_at=record.started_at
                 )
             )
+            signals = [Signal("queued", record.id)] if queued else []
+            self.signals.notify(connection, signals)
+        self.signals.deliver(signals)
 
     def get(self, execution_id: str) -> DescribeExecution | None:
         with self.engine.connect() as connection:
@@ -101,24 +115,27 @@ class ExecutionStore:
             )
 
     def claim(
-        self, worker_id: str, now: datetime, notebooks: list[str] | None = None
-    ) -> DescribeExecution | None:
-        """Take the oldest queued execution (of these notebooks) for this worker, atomically."""
+        self,
+        worker_id: str,
+        now: datetime,
+        notebooks: list[str] | None = None,
+        limit: int = 1,
+    ) -> Claimed:
+        """Take up to ``limit`` of the oldest queued executions (of these notebooks) for this
+        worker, atomically, oldest first; and say whether others still wait (read in the same
+        transaction, so that the worker need not write again to find the queue empty)."""
         taken_from = ExecutionStatus.RUNNING.sources()
-        candidate = select(executions.c.id).where(executions.c.status.in_(taken_from))
+        waiting = select(executions.c.id).where(executions.c.status.in_(taken_from))
         if notebooks is not None:
-            candidate = candidate.where(executions.c.notebook.in_(notebooks))
-        candidate = candidate.order_by(executions.c.created_at).limit(1)
+            waiting = waiting.where(executions.c.notebook.in_(notebooks))
+        candidates = waiting.order_by(executions.c.created_at).limit(limit)
         if self.engine.dialect.name == "postgresql":
-            candidate = candidate.with_for_update(skip_locked=True)
+            candidates = candidates.with_for_update(skip_locked=True)
         with self.engine.begin() as connection:
-            row = (
+            rows = (
                 connection.execute(
                     update(executions)
-                    .where(
-                        executions.c.id == candidate.scalar_subquery(),
-                        executions.c.status.in_(taken_from),
-                    )
+                    .where(executions.c.id.in_(candidates), executions.c.status.in_(taken_from))
                     .values(
                         status=ExecutionStatus.RUNNING,
                         worker_id=worker_id,
@@ -129,70 +146,69 @@ class ExecutionStore:
                     .returning(*DESCRIBE_COLUMNS)
                 )
                 .mappings()
-                .first()
+                .all()
             )
-        return describe(row) if row else None
+            others_wait = len(rows) == limit and bool(connection.execute(waiting.limit(1)).first())
+        taken = sorted((describe(row) for row in rows), key=lambda record: record.created_at)
+        return Claimed(taken, others_wait)
 
     def heartbeat(self, execution_id: str, worker_id: str, now: datetime) -> bool:
         """Keep a running execution ours; True when its cancellation was asked for."""
         with self.engine.begin() as connection:
-            connection.execute(
+            cancel = connection.execute(
                 update(executions)
                 .where(executions.c.id == execution_id, executions.c.worker_id == worker_id)
                 .values(heartbeat_at=now)
-            )
-            cancel = connection.execute(
-                select(executions.c.cancel_requested).where(executions.c.id == execution_id)
+                .returning(executions.c.cancel_requested)
             ).scalar()
         return bool(cancel)
 
     def finish(
         self,
-        execution_id: str,
+        final: DescribeExecution,
         worker_id: str | None,
-        status: ExecutionStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        error: dict[str, Any] | None = None,
-        output: Any = None,
-        has_output: bool = False,
         artifacts: dict[str, str] | None = None,
     ) -> bool:
-        """Give a running execution its final status, unless something else already did."""
+        """Give a running execution its final status, output, timings and artifacts in one
+        transaction, unless something else ended it first; signalled to its waiters."""
         owned = executions.c.worker_id == worker_id if worker_id is not None else and_(True)
         with self.engine.begin() as connection:
             updated = connection.execute(
                 update(executions)
                 .where(
-                    executions.c.id == execution_id,
-                    executions.c.status.in_(status.sources()),
+                    executions.c.id == final.id,
+                    executions.c.status.in_(final.status.sources()),
                     owned,
                 )
                 .values(
-                    status=status,
+                    status=final.status,
                     # what a notebook saved or raised may hold what JSON columns refuse
-                    reason=sendable(reason),
-                    error=sendable(error),
-                    output=sendable(output),
-                    has_output=has_output,
-                    finished_at=now,
+                    reason=sendable(final.reason),
+                    error=sendable(final.error),
+                    output=sendable(final.output),
+                    has_output=final.has_output,
+                    finished_at=final.finished_at,
+                    timings=final.timings,
                 )
             ).rowcount
             if updated and artifacts:
                 connection.execute(
                     insert(execution_artifacts),
                     [
-                        {"execution_id": execution_id, "kind": kind, "content": content}
+                        {"execution_id": final.id, "kind": kind, "content": content}
                         for kind, content in artifacts.items()
                     ],
                 )
+            signals = [Signal("final", final.id, final)] if updated else []
+            self.signals.notify(connection, signals)
+        self.signals.deliver(signals)
         return bool(updated)
 
     def request_cancel(self, execution_id: str, now: datetime) -> DescribeExecution | None:
-        """Cancel: a queued execution ends at once; a running one is told through its row."""
+        """Cancel: a queued execution ends at once; a running one is told through its row and
+        a signal to its worker."""
         with self.engine.begin() as connection:
-            connection.execute(
+            ended = connection.execute(
                 update(executions)
                 .where(
                     executions.c.id == execution_id,
@@ -204,15 +220,19 @@ class ExecutionStore:
                     finished_at=now,
                     cancel_requested=True,
                 )
-            )
-            connection.execute(
+            ).rowcount
+            asked = connection.execute(
                 update(executions)
                 .where(
                     executions.c.id == execution_id,
                     executions.c.status == ExecutionStatus.RUNNING,
                 )
                 .values(cancel_requested=True)
-            )
+            ).rowcount
+            kind: SignalKind = "final" if ended else "cancel"
+            signals = [Signal(kind, execution_id)] if ended or asked else []
+            self.signals.notify(connection, signals)
+        self.signals.deliver(signals)
         return self.get(execution_id)
 
     def recover_lost(self, now: datetime, stale_after: timedelta) -> list[str]:
@@ -233,16 +253,25 @@ class ExecutionStore:
                 .scalars()
                 .all()
             )
-            connection.execute(
-                update(executions)
-                .where(stale)
-                .values(
-                    status=ExecutionStatus.FAILED,
-                    reason="worker lost: the process running it stopped before it finished",
-                    error={"reason": "worker_lost"},
-                    finished_at=now,
+            lost = (
+                connection.execute(
+                    update(executions)
+                    .where(stale)
+                    .values(
+                        status=ExecutionStatus.FAILED,
+                        reason="worker lost: the process running it stopped before it finished",
+                        error={"reason": "worker_lost"},
+                        finished_at=now,
+                    )
+                    .returning(executions.c.id)
                 )
+                .scalars()
+                .all()
             )
+            signals = [Signal("queued", execution_id) for execution_id in retried]
+            signals += [Signal("final", execution_id) for execution_id in lost]
+            self.signals.notify(connection, signals)
+        self.signals.deliver(signals)
         return list(retried)
 
     def artifact(self, execution_id: str, kind: str) -> str | None:
@@ -261,6 +290,8 @@ def describe(row: Mapping[Any, Any]) -> DescribeExecution:
     as JSON text (a lone surrogate, NaN) is repaired, and a field that does not fit the model
     is shown as its fallback, so one odd row never fails a listing."""
     values = {key: sendable(value) for key, value in row.items()}
+    if values.get("timings") is None:  # a row from before timings were recorded
+        values["timings"] = {}
     try:
         return DescribeExecution.model_validate(values)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,12 +37,13 @@ if TYPE_CHECKING:
     from nbplane.store.auth import AuthStore
     from nbplane.store.deployments import DeploymentStore
     from nbplane.store.leases import LeaseStore
+    from nbplane.store.notify import ExecutionSignals
     from nbplane.store.retention import RetentionStore
     from nbplane.store.sessions import SessionStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 """The newest migration; tests check it matches Alembic's head."""
 
 
@@ -167,6 +169,9 @@ class Store(RunStore):
         last one: cancelling its task does not stop its thread) is given a moment to hand its
         connection back first; one handed back after the pool is disposed would stay open until
         the garbage collector finds it."""
+        signals: ExecutionSignals | None = getattr(self, "_signals", None)
+        if signals is not None:  # it may listen on a connection of its own
+            signals.close()
         pool = self.engine.pool
         checked_out = getattr(pool, "checkedout", None)
         deadline = time.monotonic() + CLOSE_WAIT_SECONDS
@@ -187,7 +192,21 @@ class Store(RunStore):
     def executions(self) -> ExecutionStore:
         from nbplane.store.apis import ExecutionStore
 
-        return ExecutionStore(self.engine)
+        return ExecutionStore(self.engine, self.signals)
+
+    _signals_made = threading.Lock()
+
+    @property
+    def signals(self) -> ExecutionSignals:
+        """This store's signals about executions: one, made on first use (it may listen on a
+        connection of its own)."""
+        from nbplane.store.notify import ExecutionSignals
+
+        with self._signals_made:
+            signals: ExecutionSignals | None = getattr(self, "_signals", None)
+            if signals is None:
+                signals = self._signals = ExecutionSignals(self.engine)
+        return signals
 
     @property
     def auth(self) -> AuthStore:

@@ -124,9 +124,11 @@ executions = Table(
     Column("created_by", String(255)),
     Column("owner", String(255), index=True),
     Column("team", String(63)),
+    Column("timings", JSON),
 )
 """Notebook API executions; ``owner`` is the user who submitted one (only they and admins see
-it), ``team`` the team they submitted it for."""
+it), ``team`` the team they submitted it for, ``timings`` where its time went (null: from
+before they were recorded)."""
 
 execution_artifacts = Table(
     "execution_artifacts",

@@ -6,12 +6,17 @@ all); anything else answers 404, as if it did not exist."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from nbplane._time import now
 from nbplane.apis.models import (
+    HOPS,
     DescribeExecution,
     DescribeNotebook,
     ExecutionPage,
@@ -30,6 +35,38 @@ Wait = Annotated[
 ]
 ExecutionsQuery = Annotated[ListExecutionsQuery, Query()]
 """``notebook``, ``status``, ``owner``, ``limit`` and ``offset`` as query parameters."""
+
+
+@dataclass(frozen=True)
+class RequestClock:
+    """When the route began answering (its body read): the start of ``total``."""
+
+    started: float = field(default_factory=time.perf_counter)
+    began_at: datetime = field(default_factory=now)
+
+
+def request_clock() -> RequestClock:
+    return RequestClock()
+
+
+Clock = Annotated[RequestClock, Depends(request_clock)]
+"""First among a route's parameters, so that ``total`` includes authenticating the caller."""
+
+
+def server_timing(response: Response, record: DescribeExecution, clock: RequestClock) -> None:
+    """The standard ``Server-Timing`` header of a response carrying a final execution: its
+    ``timings``, ``record`` when it ended during this request, and this request's ``total``
+    (milliseconds, in the order of :data:`~nbplane.apis.models.HOPS`)."""
+    if not record.status.final:
+        return
+    hops = dict(record.timings)
+    if record.finished_at is not None and record.finished_at >= clock.began_at:
+        hops["record"] = max((now() - record.finished_at).total_seconds() * 1000, 0.0)
+    ordered = sorted(hops.items(), key=lambda hop: HOPS.index(hop[0]) if hop[0] in HOPS else 99)
+    ordered.append(("total", (time.perf_counter() - clock.started) * 1000))
+    response.headers["Server-Timing"] = ", ".join(
+        f"{name};dur={round(milliseconds, 3)}" for name, milliseconds in ordered
+    )
 
 
 def describe_api(api: Any) -> DescribeNotebook:
@@ -62,15 +99,16 @@ def get_notebook(service: Executions, name: str, caller: Caller) -> DescribeNote
     responses=responses(409),
 )
 async def submit(
+    clock: Clock,
     service: Executions,
     name: str,
     caller: Caller,
+    response: Response,
     body: Annotated[SubmitExecution | None, Body()] = None,
     wait: Wait = 0,
 ) -> DescribeExecution:
-    record = await service.submit(name, (body or SubmitExecution()).parameters, caller)
-    if wait:
-        record = await service.wait(record.id, wait, caller)
+    record = await service.submit(name, (body or SubmitExecution()).parameters, caller, wait)
+    server_timing(response, record, clock)
     return record
 
 
@@ -81,11 +119,18 @@ def list_executions(service: Executions, caller: Caller, query: ExecutionsQuery)
 
 @router.get("/executions/{execution_id}", summary="One execution")
 async def get_execution(
-    service: Executions, execution_id: str, caller: Caller, wait: Wait = 0
+    clock: Clock,
+    service: Executions,
+    execution_id: str,
+    caller: Caller,
+    response: Response,
+    wait: Wait = 0,
 ) -> DescribeExecution:
-    if wait:
-        return await service.wait(execution_id, wait, caller)
-    return await asyncio.to_thread(service.get, execution_id, caller)
+    if not wait:
+        return await asyncio.to_thread(service.get, execution_id, caller)
+    record = await service.wait(execution_id, wait, caller)
+    server_timing(response, record, clock)
+    return record
 
 
 @router.post(

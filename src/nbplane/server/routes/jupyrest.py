@@ -7,13 +7,13 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from nbplane.apis.models import DescribeExecution
 from nbplane.server.deps import Caller, Executions
 from nbplane.server.errors import responses
-from nbplane.server.routes.apis import Wait
+from nbplane.server.routes.apis import Clock, Wait, server_timing
 
 router = APIRouter(prefix="/api", tags=["jupyrest"])
 
@@ -42,11 +42,15 @@ def jupyrest_view(record: DescribeExecution, with_output: bool) -> dict[str, Any
     "/NotebookExecutions", summary="Execute a notebook (jupyrest)", responses=responses(404, 409)
 )
 async def create(
-    service: Executions, body: CreateNotebookExecution, caller: Caller, wait: Wait = 0
+    clock: Clock,
+    service: Executions,
+    body: CreateNotebookExecution,
+    caller: Caller,
+    response: Response,
+    wait: Wait = 0,
 ) -> dict[str, Any]:
-    record = await service.submit(body.notebook, body.parameters, caller)
-    if wait:
-        record = await service.wait(record.id, wait, caller)
+    record = await service.submit(body.notebook, body.parameters, caller, wait)
+    server_timing(response, record, clock)
     return jupyrest_view(record, with_output=False)
 
 
