@@ -1516,6 +1516,13 @@ export interface components {
             team?: string | null;
             /** Timeout */
             timeout: number;
+            /**
+             * Timings
+             * @description Milliseconds spent in each hop so far, in order: validate_input, queue, engine_start, cells, capture, validate_output, other.
+             */
+            timings?: {
+                [key: string]: number;
+            };
             /** Worker Id */
             worker_id?: string | null;
         };
