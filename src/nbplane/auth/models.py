@@ -153,10 +153,52 @@ class ExchangeOAuthToken(BaseModel):
     )
 
 
-class DescribeOAuthLogin(BaseModel):
-    """A new nbplane token for the provider's user; the secret is shown this once."""
+class DescribeLogin(BaseModel):
+    """A new nbplane token for the identity source's user; the secret is shown this once."""
 
     token: str
     user: str
     admin: bool
     teams: list[str]
+    authenticator: str = Field(description="The authenticator the login went through.")
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When the token stops working (None: until revoked)."
+    )
+
+
+class LogIn(BaseModel):
+    """Body of ``POST /api/v1/auth/login``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        default=None,
+        pattern=TOKEN_NAME_PATTERN,
+        description="Name of the new nbplane token (default: login-AUTHENTICATOR-USER-<random>).",
+    )
+
+
+class DescribeLogout(BaseModel):
+    """``POST /api/v1/auth/logout``: what ended."""
+
+    revoked: bool = Field(
+        description="The caller's token was a login's and is revoked (a token from `nbplane "
+        "token create` is kept: revoke it with `nbplane token revoke`)."
+    )
+    logout_url: str | None = Field(
+        default=None, description="Where a browser also ends its login at the identity source."
+    )
+
+
+class DescribeAuthenticator(BaseModel):
+    """``GET /api/v1/auth``: how people log in to this server besides nbplane's own tokens."""
+
+    name: str = Field(description="NBPLANE_AUTHENTICATOR: token, oidc, header, app or a plugin.")
+    provider: str = Field(description="What a sign-in button calls the identity source.")
+    browser_login: bool = Field(
+        description="A browser signs in at /nbplane/login (the console's sign-in button)."
+    )
+    request_login: bool = Field(
+        description="`POST /api/v1/auth/login` makes a token for whom the request itself "
+        "identifies (a gateway's header, an application's cookie or token)."
+    )

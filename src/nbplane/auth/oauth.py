@@ -4,15 +4,14 @@ using nbplane's revocable tokens and the provider is only needed at login."""
 
 from __future__ import annotations
 
-import secrets
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from nbplane.auth.models import ADMIN, DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
-from nbplane.auth.service import AuthService, team_name
-from nbplane.errors import ConfigError, Conflict, NotFound, Unauthorized
+from nbplane.auth.authenticators.base import Identity
+from nbplane.auth.logins import Logins, teams_of
+from nbplane.auth.models import DescribeLogin, DescribeOAuth, ExchangeOAuthToken
+from nbplane.errors import ConfigError, NotFound, Unauthorized
 
 if TYPE_CHECKING:
     from nbplane.settings import Settings
@@ -45,22 +44,18 @@ def oauth_config(settings: Settings) -> DescribeOAuth:
     )
 
 
-def oauth_login(
-    auth: AuthService, settings: Settings, body: ExchangeOAuthToken
-) -> DescribeOAuthLogin:
+def oauth_login(logins: Logins, settings: Settings, body: ExchangeOAuthToken) -> DescribeLogin:
     """The provider's user as an nbplane user (made on first login), their teams set from the
     groups claim when it is there, and a new token of theirs."""
     oauth_config(settings)
     assert settings.oauth_userinfo_url
     claims = userinfo(settings.oauth_userinfo_url, body.access_token)
-    user = username(claims, settings.oauth_username_claim)
-    with suppress(Conflict):  # logged in before, or made by `nbplane user create`
-        auth.create_user(user)
     groups = claims.get(settings.oauth_groups_claim)
-    described = auth.set_teams(user, teams_of(groups)) if groups is not None else auth.user(user)
-    name = body.name or f"oauth-{user[:200]}-{secrets.token_hex(4)}"
-    _, token = auth.create_token(name, user)
-    return DescribeOAuthLogin(token=token, user=user, admin=described.admin, teams=described.teams)
+    identity = Identity(
+        user=claims.get(settings.oauth_username_claim) or claims.get(FALLBACK_USERNAME_CLAIM) or "",
+        groups=None if groups is None else tuple(teams_of(groups)),
+    )
+    return logins.log_in(identity, body.name)
 
 
 def userinfo(url: str, access_token: str) -> dict[str, Any]:
@@ -92,33 +87,3 @@ def userinfo(url: str, access_token: str) -> dict[str, Any]:
             field="oauth_userinfo_url",
         )
     return claims
-
-
-def username(claims: dict[str, Any], claim: str) -> str:
-    value = claims.get(claim) or claims.get(FALLBACK_USERNAME_CLAIM)
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise Unauthorized(
-            f"the OAuth provider's userinfo has no usable {claim!r} or "
-            f"{FALLBACK_USERNAME_CLAIM!r} claim to name the nbplane user",
-            field="access_token",
-        )
-    if value == ADMIN:
-        raise Unauthorized(
-            f"the OAuth user {ADMIN!r} cannot log in: that is nbplane's built-in admin",
-            field="access_token",
-        )
-    return value
-
-
-def teams_of(groups: Any) -> set[str]:
-    """The groups that are valid team names; a provider's other groups are not teams."""
-    names = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
-    return {name for name in names if isinstance(name, str) and _is_team_name(name)}
-
-
-def _is_team_name(name: str) -> bool:
-    try:
-        team_name(name)
-    except ConfigError:
-        return False
-    return True

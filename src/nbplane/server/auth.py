@@ -1,5 +1,6 @@
 """Bearer tokens: every endpoint but health and the logins of ``/api/v1/auth`` needs one,
-unless the server runs with --no-auth.
+unless the server runs with --no-auth, or the configured authenticator finds the caller in the
+request itself (a gateway's header, an application's session cookie: see deps.credentials).
 
 A browser signs in once (``POST /api/v1/auth/sign-in``, see routes/web.py): the token then
 travels in an HttpOnly, SameSite=Strict cookie that the page's script cannot read. A request
@@ -59,9 +60,11 @@ Bearer = Annotated[
 that the cookie is an alternative), which then lists 401 and 403 for the operation."""
 
 
-class Authenticator:
-    """The server's token check: off with --no-auth, else each token looked up at most every
-    ``CACHE_SECONDS`` and never trusted from the cache past its expiry."""
+class TokenCheck:
+    """The server's check of nbplane's own tokens: off with --no-auth, else each token looked
+    up at most every ``CACHE_SECONDS`` and never trusted from the cache past its expiry. (The
+    authenticator, nbplane.auth.authenticators, says who a person is; a login through it ends
+    in a token this checks.)"""
 
     def __init__(self, service: AuthService, *, enabled: bool) -> None:
         self.service = service
@@ -103,11 +106,12 @@ class Authenticator:
             ):
                 self._cache.pop(secret, None)
 
-    def revoke_when_named(self, token: str, name_prefix: str) -> None:
-        """Revoke ``token`` at once (cache included) when its name starts with
-        ``name_prefix``: the tokens a browser's sign-in made for itself."""
+    def revoke_named(self, name: str) -> None:
+        """Revoke the token named ``name`` at once, cache included: a login ends."""
+        self.service.revoke_token(name)
+        self.forget(None, name)
+
+    def name_of(self, token: str) -> str | None:
+        """The name of the live token with this secret, if any."""
         found = self.service.authenticate(token)
-        name = found.token if found is not None else None
-        if name is not None and name.startswith(name_prefix):
-            self.service.revoke_token(name)
-            self._cache.pop(token, None)
+        return found.token if found is not None else None

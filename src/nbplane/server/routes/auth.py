@@ -1,15 +1,68 @@
-"""``/api/v1/auth``: logging in without a token yet. Thin: the rules live in auth.oauth."""
+"""``/api/v1/auth``: logging in without a token yet, through the server's authenticator, and
+ending a login. Thin: the rules live in nbplane.auth (logins, authenticators, oauth)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from nbplane.auth.models import DescribeOAuth, DescribeOAuthLogin, ExchangeOAuthToken
+from nbplane.auth.models import (
+    DescribeAuthenticator,
+    DescribeLogin,
+    DescribeLogout,
+    DescribeOAuth,
+    ExchangeOAuthToken,
+    LogIn,
+)
 from nbplane.auth.oauth import oauth_config, oauth_login
-from nbplane.server.deps import AuthUsers, ServerSettings
+from nbplane.errors import Unauthorized
+from nbplane.server.deps import Auth, Caller, ServerLogins, ServerSettings, presented
 from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1/auth")
+
+
+@router.get("", summary="How people log in to this server; needs no token")
+def get_authenticator(logins: ServerLogins) -> DescribeAuthenticator:
+    authenticator = logins.authenticator
+    return DescribeAuthenticator(
+        name=authenticator.name,
+        provider=authenticator.provider,
+        browser_login=authenticator.browser_login,
+        request_login=authenticator.identifies_requests,
+    )
+
+
+@router.post(
+    "/login",
+    status_code=201,
+    summary="A new nbplane token for whom the request identifies by the server's authenticator "
+    "(a gateway's header, an application's cookie or bearer token); needs no nbplane token",
+    responses=responses(401, 404, 409, 502),
+)
+def log_in(request: Request, logins: ServerLogins, body: LogIn) -> DescribeLogin:
+    authenticator = logins.authenticator
+    identity = authenticator.identify(presented(request))
+    if identity is None:
+        raise Unauthorized(
+            f"nothing in this request identifies anyone to this server's authenticator "
+            f"({authenticator.name}); log in with a token from `nbplane token create`",
+            field="authorization",
+        )
+    return logins.log_in(identity, body.name)
+
+
+@router.post(
+    "/logout",
+    summary="End the caller's login: its token is revoked if a login made it (a token from "
+    "`nbplane token create` stays); says where a browser ends its login at the provider",
+    responses=responses(401),
+)
+def log_out(who: Caller, auth: Auth, logins: ServerLogins) -> DescribeLogout:
+    ended = who.token is not None and logins.is_login_token(who.token)
+    if ended:
+        assert who.token is not None
+        auth.revoke_named(who.token)
+    return DescribeLogout(revoked=ended, logout_url=logins.authenticator.logout_url(""))
 
 
 @router.get(
@@ -28,6 +81,6 @@ def get_oauth(settings: ServerSettings) -> DescribeOAuth:
     responses=responses(401, 404, 409),
 )
 def exchange_oauth_token(
-    users: AuthUsers, settings: ServerSettings, body: ExchangeOAuthToken
-) -> DescribeOAuthLogin:
-    return oauth_login(users, settings, body)
+    logins: ServerLogins, settings: ServerSettings, body: ExchangeOAuthToken
+) -> DescribeLogin:
+    return oauth_login(logins, settings, body)

@@ -18,12 +18,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from nbplane.auth.logins import BROWSER_TOKEN_PREFIX
 from nbplane.auth.models import DescribeCaller, ExchangeOAuthToken
 from nbplane.auth.oauth import oauth_config, oauth_login
 from nbplane.auth.pkce import PkceLogin
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
 from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn
-from nbplane.server.deps import Auth, AuthUsers, ServerSettings
+from nbplane.server.deps import Auth, ServerLogins, ServerSettings, presented
 from nbplane.server.errors import responses
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -45,8 +46,6 @@ OAUTH_COOKIE = "nbplane_oauth"
 """The login in progress (its state and PKCE verifier), readable only by the callback. Lax, not
 Strict: the provider's redirect back is a navigation from another site."""
 OAUTH_SECONDS = 600
-WEB_TOKEN_PREFIX = "web-sign-in-"
-"""Tokens made by a browser's OAuth sign-in: signing out revokes them (a pasted token stays)."""
 
 router = APIRouter()
 
@@ -87,12 +86,13 @@ def keep_signed_in(request: Request, response: Response, token: str) -> None:
     "/api/v1/auth/sign-out",
     status_code=204,
     tags=["auth"],
-    summary="Browser sign-out; a token made by the browser's OAuth sign-in is revoked",
+    summary="Browser sign-out; a token made by the browser's sign-in is revoked",
 )
-def sign_out(request: Request, auth: Auth) -> Response:
+def sign_out(request: Request, auth: Auth, logins: ServerLogins) -> Response:
     token = request.cookies.get(COOKIE)
-    if token and auth.enabled:
-        auth.revoke_when_named(token, WEB_TOKEN_PREFIX)
+    name = auth.name_of(token) if token and auth.enabled else None
+    if name is not None and logins.is_login_token(name):
+        auth.revoke_named(name)
     response = Response(status_code=204)
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
@@ -107,6 +107,34 @@ def _callback_url(request: Request) -> str:
 def _back_to_page(error: str | None = None) -> RedirectResponse:
     """The page, which shows ``error`` (passed in the fragment, never sent to a server)."""
     return RedirectResponse("/" + (f"#{urlencode({'error': error})}" if error else ""), 303)
+
+
+def browser_token_name() -> str:
+    return f"{BROWSER_TOKEN_PREFIX}{secrets.token_hex(8)}"
+
+
+@router.get("/nbplane/login", include_in_schema=False)
+def browser_login(request: Request, auth: Auth, logins: ServerLogins) -> RedirectResponse:
+    """The console's "Sign in with ..." button: a browser the authenticator recognises (a
+    gateway's header, an application's cookie) is signed in at once; with a provider to log in
+    at, the browser goes there."""
+    authenticator = logins.authenticator
+    try:
+        if authenticator.browser_login:
+            return RedirectResponse("/nbplane/oauth/login", 303)
+        identity = authenticator.identify(presented(request)) if auth.enabled else None
+        if identity is None:
+            raise Unauthorized(
+                f"this browser brings nothing the server's authenticator ({authenticator.name}) "
+                "recognises: sign in with a token",
+                field="authenticator",
+            )
+        made = logins.log_in(identity, browser_token_name())
+    except NbplaneError as exc:
+        return _back_to_page(exc.message)
+    response = _back_to_page()
+    keep_signed_in(request, response, made.token)
+    return response
 
 
 @router.get("/nbplane/oauth/login", include_in_schema=False)
@@ -131,7 +159,7 @@ def oauth_start(request: Request, settings: ServerSettings) -> RedirectResponse:
 
 @router.get(OAUTH_CALLBACK, include_in_schema=False)
 def oauth_callback(
-    request: Request, users: AuthUsers, settings: ServerSettings
+    request: Request, logins: ServerLogins, settings: ServerSettings
 ) -> RedirectResponse:
     """Finish the login: trade the code, make the user's token, sign the browser in."""
     try:
@@ -145,11 +173,10 @@ def oauth_callback(
         provider = oauth_config(settings)
         login = PkceLogin(provider, _callback_url(request), verifier=verifier, state=state)
         access_token = login.finish(dict(request.query_params))
-        name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
         made = oauth_login(
-            users,
+            logins,
             settings,
-            ExchangeOAuthToken(access_token=access_token, name=name),
+            ExchangeOAuthToken(access_token=access_token, name=browser_token_name()),
         )
         response = _back_to_page()
         keep_signed_in(request, response, made.token)

@@ -1,0 +1,160 @@
+"""From an identity source's word to an nbplane user: made on first login (not an admin), their
+teams set from the source's groups at each login, the connections an application grants them
+stored for them, and a token of nbplane's own for a login, revocable like any other."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from nbplane.auth.authenticators.base import Authenticator, Identity
+from nbplane.auth.models import ADMIN, DescribeCaller, DescribeLogin
+from nbplane.auth.service import AuthService, team_name
+from nbplane.errors import ConfigError, Conflict, NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    from nbplane.sessions.connections import ConnectionService
+    from nbplane.sessions.models import CreateConnection
+
+log = logging.getLogger("nbplane.auth")
+
+CALLER_SECONDS = 5.0
+"""A request-borne identity (a gateway's header) is made an nbplane caller at most this often:
+its teams follow the source's groups within that time."""
+LOGIN_TOKEN_PREFIX = "login-"
+"""Names of the tokens logins make: ``login-<authenticator>-<user>-<random>``."""
+BROWSER_TOKEN_PREFIX = "web-sign-in-"
+"""Names of the tokens a browser's sign-in makes; signing out revokes them (a pasted token
+stays)."""
+
+
+class Logins:
+    """The logins of one server through its configured authenticator."""
+
+    def __init__(
+        self,
+        auth: AuthService,
+        authenticator: Authenticator,
+        connections: ConnectionService | None = None,
+    ) -> None:
+        self.auth = auth
+        self.authenticator = authenticator
+        self.connections = connections
+        self._callers: dict[Identity, tuple[DescribeCaller, float]] = {}
+        self._lock = threading.Lock()
+
+    def caller(self, identity: Identity) -> DescribeCaller:
+        """The caller a request-borne identity speaks for, without a token."""
+        with self._lock:
+            cached = self._callers.get(identity)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        user = self.establish(identity)
+        found = DescribeCaller(user=user.user, admin=user.admin, teams=user.teams)
+        with self._lock:
+            if len(self._callers) > 1024:  # bounded: entries are only a shortcut
+                self._callers.clear()
+            self._callers[identity] = (found, time.monotonic() + CALLER_SECONDS)
+        return found
+
+    def log_in(self, identity: Identity, name: str | None = None) -> DescribeLogin:
+        """The identity's user, established, with a new token of theirs that ends when the
+        source's word does (``identity.expires_at``)."""
+        caller = self.establish(identity)
+        name = name or token_name(self.authenticator.name, caller.user)
+        _, token = self.auth.create_token(name, caller.user, identity.expires_at)
+        return DescribeLogin(
+            token=token,
+            user=caller.user,
+            admin=caller.admin,
+            teams=caller.teams,
+            authenticator=self.authenticator.name,
+            expires_at=identity.expires_at,
+        )
+
+    @staticmethod
+    def is_login_token(name: str) -> bool:
+        """Whether a login made the token of this name (ending the login revokes it)."""
+        return name.startswith((LOGIN_TOKEN_PREFIX, BROWSER_TOKEN_PREFIX))
+
+    def establish(self, identity: Identity) -> DescribeCaller:
+        """The identity's user as nbplane knows it now: made if new, teams from its groups,
+        connections granted."""
+        user = username(identity.user)
+        with suppress(Conflict):  # logged in before, or made by `nbplane user create`
+            self.auth.create_user(user)
+        if identity.groups is not None:
+            described = self.auth.set_teams(user, teams_of(list(identity.groups)))
+        else:
+            described = self.auth.user(user)
+        if identity.connections:
+            self._grant(user, identity.connections)
+        return DescribeCaller(user=user, admin=described.admin, teams=described.teams)
+
+    def _grant(self, user: str, connections: tuple[CreateConnection, ...]) -> None:
+        """Store the connections an application grants ``user`` for this login, as an admin
+        would (values sealed), replacing one of the same name the application gave before."""
+        if self.connections is None:
+            raise ConfigError("this server stores no connections", field="connections")
+        from nbplane.sessions.models import GrantConnection
+
+        acting = DescribeCaller(
+            user=f"{self.authenticator.name}-authenticator", admin=True, teams=[]
+        )
+        for body in connections:
+            try:
+                existing = self.connections.get(acting, body.name)
+            except NotFound:
+                existing = None
+            if existing is not None and existing.created_by != acting.user:
+                log.warning(
+                    "the %s authenticator's connection %r for %s is not stored: an admin's "
+                    "connection has that name",
+                    self.authenticator.name,
+                    body.name,
+                    user,
+                )
+                continue
+            if existing is not None:
+                self.connections.delete(acting, body.name)
+            self.connections.create(acting, body)
+            grants = {(grant.kind, grant.name) for grant in existing.grants} if existing else set()
+            for kind, grantee in sorted(grants | {("user", user)}):
+                self.connections.grant(acting, body.name, GrantConnection(**{str(kind): grantee}))
+
+
+def token_name(authenticator: str, user: str) -> str:
+    return f"{LOGIN_TOKEN_PREFIX}{authenticator}-{user[:200]}-{secrets.token_hex(4)}"
+
+
+def username(value: Any) -> str:
+    """The source's user name, if nbplane can name a user so."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise Unauthorized(
+            "the identity source gave no usable user name (1-255 characters)", field="user"
+        )
+    if value == ADMIN:
+        raise Unauthorized(
+            f"the user {ADMIN!r} cannot log in through an identity source: that is nbplane's "
+            "built-in admin",
+            field="user",
+        )
+    return value
+
+
+def teams_of(groups: Any) -> set[str]:
+    """The groups that are valid team names; a source's other groups are not teams."""
+    names = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
+    return {name for name in names if isinstance(name, str) and _is_team_name(name)}
+
+
+def _is_team_name(name: str) -> bool:
+    try:
+        team_name(name)
+    except ConfigError:
+        return False
+    return True

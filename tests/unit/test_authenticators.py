@@ -1,0 +1,78 @@
+"""Authenticators on their own: which one a name loads, whom the header authenticator believes,
+and a login through the shipped fake (made on first login, teams from groups each time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbplane.auth.authenticators import authenticator_named
+from nbplane.auth.authenticators.base import Identity, Presented
+from nbplane.auth.authenticators.header import HeaderAuthenticator
+from nbplane.auth.logins import Logins
+from nbplane.auth.service import AuthService
+from nbplane.errors import ConfigError, Unauthorized
+from nbplane.settings import Settings
+from nbplane.store import open_store
+from nbplane.testing import FAKE_LOGIN_HEADER, FakeAuthenticator
+
+
+def presented(client: str, **headers: str) -> Presented:
+    return Presented(
+        headers={k.replace("_", "-"): v for k, v in headers.items()}, cookies={}, client=client
+    )
+
+
+def test_an_authenticator_is_chosen_by_name() -> None:
+    settings = Settings(header_proxies="10.0.0.0/8")
+    assert authenticator_named("token", settings).name == "token"
+    assert isinstance(authenticator_named("header", settings), HeaderAuthenticator)
+    assert authenticator_named("nbplane.testing:FakeAuthenticator", settings).name == "fake"
+    with pytest.raises(ConfigError, match="unknown authenticator 'ldap'; choose one of"):
+        authenticator_named("ldap", settings)
+
+
+def test_the_header_authenticator_needs_the_gateways_addresses() -> None:
+    with pytest.raises(ConfigError, match="needs NBPLANE_HEADER_PROXIES"):
+        HeaderAuthenticator(Settings())
+    with pytest.raises(ConfigError, match=r"'10\.0\.0\.300' is not an address or a CIDR"):
+        HeaderAuthenticator(Settings(header_proxies="10.0.0.300"))
+
+
+def test_the_header_is_believed_from_the_gateway_only() -> None:
+    header = HeaderAuthenticator(
+        Settings(header_proxies="10.1.0.0/16, fd00::1", header_user="Remote-User")
+    )
+    found = header.identify(presented("10.1.2.3", remote_user="ada", x_forwarded_groups="a, b,"))
+    assert found == Identity(user="ada", groups=("a", "b"))
+    assert header.identify(presented("fd00::1", remote_user="ada")) == Identity(user="ada")
+    assert header.identify(presented("10.1.2.3")) is None
+    for client in ("10.2.0.1", "not an address", ""):
+        with pytest.raises(Unauthorized, match="Remote-User header is believed only") as refused:
+            header.screen(presented(client, remote_user="ada"))
+        assert refused.value.fields["field"] == "remote-user"
+    with pytest.raises(Unauthorized, match="X-Forwarded-Groups"):
+        header.screen(presented("127.0.0.1", x_forwarded_groups="admins"))
+
+
+def test_a_login_makes_the_user_sets_teams_and_gives_a_token(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'nbplane.db'}")
+    try:
+        fake = FakeAuthenticator(Settings())
+        logins = Logins(AuthService(store), fake)
+        fake.identities["k"] = Identity(user="ada", groups=("ops", "Not A Team"))
+        key = presented("127.0.0.1", **{FAKE_LOGIN_HEADER.lower().replace("-", "_"): "k"})
+        identity = fake.identify(key)
+        assert identity is not None
+        made = logins.log_in(identity)
+        assert (made.user, made.teams, made.authenticator) == ("ada", ["ops"], "fake")
+        caller = AuthService(store).authenticate(made.token)
+        assert caller is not None and caller.token is not None
+        assert logins.is_login_token(caller.token)
+        assert logins.establish(Identity(user="ada", groups=("sales",))).teams == ["sales"]
+        assert logins.establish(Identity(user="ada")).teams == ["sales"], "no groups: kept"
+        with pytest.raises(Unauthorized, match="knows no login"):
+            fake.identify(presented("127.0.0.1", **{"x_nbplane_fake_login": "stale"}))
+    finally:
+        store.close()
