@@ -432,6 +432,8 @@ class Settings(BaseSettings):
     @property
     def resolved_authenticator(self) -> str:
         """NBPLANE_AUTHENTICATOR, or 'oidc' when only earlier versions' OAuth2 settings say so."""
+        if "authenticator" not in self.model_fields_set and self.oauth_authorize_url:
+            return "oidc"
         return self.authenticator
 
     @property

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from nbplane.auth.logins import teams_of
 from tests.identity_sources import (
@@ -28,8 +32,10 @@ from tests.identity_sources import (
 )
 from tests.integration.server_fixture import Server, nbplane, running_server
 from tests.integration.test_cli_control import Cli, client, one_line_error
+from tests.oauth_provider import CLIENT_ID, Provider, User, running_provider
 
-AUTHENTICATORS = ["token", "header", "app"]
+AUTHENTICATORS = ["token", "header", "app", "oidc"]
+BROWSER = Path(__file__).parents[1] / "oauth_browser.py"
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Source:
     root: Path
     gateway: Gateway | None = None
     app: App | None = None
+    provider: Provider | None = None
     made: set[str] = field(default_factory=set)
 
     @property
@@ -49,7 +56,14 @@ class Source:
         return self.gateway.url if self.gateway else self.server.url
 
     def cli(self, name: str) -> Cli:
-        return client(self.root / f"home-{name}-{secrets.token_hex(3)}")
+        """A person's machine; its browser follows the provider's redirect at once."""
+        cli = client(self.root / f"home-{name}-{secrets.token_hex(3)}")
+        script = self.root / "browser"
+        if not script.exists():
+            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{BROWSER}" "$1"\n')
+            script.chmod(0o755)
+        cli.variables["BROWSER"] = str(script)
+        return cli
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         return nbplane(*args, environment=self.server.environment)
@@ -69,6 +83,10 @@ class Source:
             assert self.gateway is not None
             self.gateway.person = person
             return cli.run("login", "--sso", "--url", self.url, check=check)
+        if self.kind == "oidc":
+            assert self.provider is not None
+            self.provider.user = User(person.user, person.groups)
+            return cli.run("login", "--sso", "--url", self.url, "--timeout", "60", check=check)
         assert self.app is not None
         credential = secrets.token_urlsafe(16)
         self.app.sign_ins[credential] = person
@@ -95,8 +113,10 @@ def source(
     notebooks = root / "notebooks"
     notebooks.mkdir()
     store = f"sqlite:///{root / 'nbplane.db'}"
-    with running_app() as app:
+    with running_app() as app, running_provider() as provider:
         environment = {"NBPLANE_AUTHENTICATOR": kind}
+        if kind == "oidc":  # renewed with the refresh token at each lookup of a login's token
+            environment.update(provider.oidc_settings, NBPLANE_OIDC_REFRESH_SECONDS="0.001")
         if kind == "header":
             environment["NBPLANE_HEADER_PROXIES"] = f"{GATEWAY_ADDRESS}/32"
         if kind == "app":
@@ -106,7 +126,13 @@ def source(
                 with running_gateway(server.url) as gateway:
                     yield Source(kind, server, root, gateway=gateway)
             else:
-                yield Source(kind, server, root, app=app if kind == "app" else None)
+                yield Source(
+                    kind,
+                    server,
+                    root,
+                    app=app if kind == "app" else None,
+                    provider=provider if kind == "oidc" else None,
+                )
 
 
 def test_sign_in_from_the_cli_makes_the_user_and_a_token_of_nbplane(source: Source) -> None:
@@ -169,13 +195,13 @@ def test_the_builtin_admin_cannot_sign_in_through_a_source(source: Source) -> No
     one_line_error(refused, "built-in admin")
 
 
-def only(source: Source, kind: str) -> None:
-    if source.kind != kind:
-        pytest.skip(f"the {kind} authenticator's own")
+def only(kind: str) -> pytest.MarkDecorator:
+    """A test of one authenticator's own behaviour: the suite's server of that kind only."""
+    return pytest.mark.parametrize("source", [kind], indirect=True)
 
 
+@only("header")
 def test_the_gateway_header_from_elsewhere_is_refused_never_trusted(source: Source) -> None:
-    only(source, "header")
     forged = {"X-Forwarded-User": "ada", "X-Forwarded-Groups": "ops"}
     for headers in (forged, {**forged, "Authorization": f"Bearer {source.server.token}"}):
         refused = httpx.get(f"{source.server.url}/api/v1/me", headers=headers)
@@ -186,8 +212,8 @@ def test_the_gateway_header_from_elsewhere_is_refused_never_trusted(source: Sour
     assert login.status_code == 401 and "X-Forwarded-User" in login.json()["message"]
 
 
+@only("header")
 def test_the_gateway_identifies_each_request_and_a_browser_signs_in(source: Source) -> None:
-    only(source, "header")
     assert source.gateway is not None
     source.gateway.person = None
     nobody = httpx.get(f"{source.url}/api/v1/me")
@@ -216,8 +242,8 @@ def assert_browser_signs_in_and_out(url: str, cookies: dict[str, str], user: str
     assert refused.status_code == 401 and "revoked" in refused.json()["message"], user
 
 
+@only("app")
 def test_the_app_grants_connections_and_signs_a_browser_in(source: Source) -> None:
-    only(source, "app")
     assert source.app is not None
     connection = {"name": "lake", "kind": "database", "values": {"url": "sqlite:///lake.db"}}
     source.app.sign_ins["browser-session"] = Person("fay", ["ops"], [connection])
@@ -228,8 +254,8 @@ def test_the_app_grants_connections_and_signs_a_browser_in(source: Source) -> No
     assert stored["created_by"] == "app-authenticator"
 
 
+@only("app")
 def test_the_app_failing_is_a_clear_502_and_its_refusal_a_401(source: Source) -> None:
-    only(source, "app")
     assert source.app is not None
     url = f"{source.url}/api/v1/auth/login"
     refused = httpx.post(url, json={}, headers={"Authorization": "Bearer unknown-to-the-app"})
@@ -243,3 +269,86 @@ def test_the_app_failing_is_a_clear_502_and_its_refusal_a_401(source: Source) ->
         source.app.failing = None
     assert failed.status_code == 502, failed.text
     assert "answered 500" in failed.json()["message"] and source.app.whoami in failed.text
+
+
+@only("oidc")
+def test_the_provider_refusing_the_refresh_ends_the_login(source: Source) -> None:
+    assert source.provider is not None
+    cli = source.cli("hal")
+    source.login(cli, Person("hal", ["ops"]))
+    renewed = source.provider.refreshed
+    assert source.me(source.saved_token(cli)).status_code == 200
+    assert source.provider.refreshed == renewed + 1, "renewed at the provider"
+    other = source.cli("hal-2")
+    source.login(other, Person("hal", ["ops"]))
+    source.provider.refuse_refresh()
+    refused = source.me(source.saved_token(other))
+    assert refused.status_code == 401, refused.text
+    assert "ended this login" in refused.json()["message"]
+    one_line_error(other.run("job", "list", "--team", "ops", check=None), "revoked")
+
+
+def id_token(provider: Provider, key: RSAKey | None = None, **changed: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": provider.url,
+        "aud": CLIENT_ID,
+        "sub": "id-ivy",
+        "preferred_username": "ivy",
+        "iat": now,
+        "exp": now + 300,
+        "nonce": "the-nonce",
+        **changed,
+    }
+    signer = key or provider.key
+    return jwt.encode({"alg": "RS256", "kid": signer.kid}, claims, signer)
+
+
+@only("oidc")
+@pytest.mark.parametrize(
+    ("changed", "words"),
+    [
+        ({"key": RSAKey.generate_key(2048, parameters={"kid": "nbplane-tests"})}, "signature"),
+        ({"aud": "another-client"}, "aud"),
+        ({"iss": "https://elsewhere.example"}, "iss"),
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"nonce": "another-login"}, "nonce"),
+    ],
+)
+def test_an_id_token_that_does_not_hold_is_refused(
+    source: Source, changed: dict[str, Any], words: str
+) -> None:
+    assert source.provider is not None
+    key = changed.pop("key", None)
+    body = {
+        "access_token": "at",
+        "id_token": id_token(source.provider, key, **changed),
+        "nonce": "the-nonce",
+    }
+    refused = httpx.post(f"{source.url}/api/v1/auth/oauth/token", json=body)
+    assert refused.status_code == 401, refused.text
+    assert "ID token is not valid" in refused.json()["message"] and words in refused.text
+
+
+@only("oidc")
+def test_a_browser_signs_in_at_the_provider_and_out_of_it(source: Source) -> None:
+    assert source.provider is not None
+    source.provider.user = User("jo", ["ops"])
+    with httpx.Client(base_url=source.url) as browser:
+        described = browser.get("/api/v1/auth").json()
+        assert described["browser_login"] and described["provider"] == "127.0.0.1"
+        hop = browser.get("/nbplane/login")
+        for _ in range(3):  # nbplane, the provider (approves at once), nbplane's callback
+            hop = browser.get(hop.headers["location"])
+        assert hop.status_code == 303 and hop.headers["location"] == "/", hop.headers
+        me = browser.get("/api/v1/me").json()
+        assert (me["user"], me["teams"]) == ("jo", ["ops"])
+        token = browser.cookies["nbplane_token"]
+        out = browser.get("/nbplane/logout")
+        assert out.status_code == 303
+        assert out.headers["location"].startswith(f"{source.provider.url}/logout?")
+        back = browser.get(out.headers["location"])
+        assert back.headers["location"] == f"{source.url}/", "the provider sends it back"
+    assert source.provider.ended[-1]["client_id"] == CLIENT_ID
+    assert source.provider.ended[-1]["post_logout_redirect_uri"] == f"{source.url}/"
+    assert source.me(token).status_code == 401

@@ -184,6 +184,7 @@ RULES: dict[str, Rule] = {
         lambda objects, role: {},
     ),
     "POST /api/v1/auth/logout": signed_in("ends the caller's own login, no one else's"),
+    "GET /nbplane/logout": public("signs the caller's own browser out, acts on no one else"),
     "GET /nbplane/login": public("signs in a browser the authenticator recognises, or sends it on"),
     "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
     "POST /api/v1/auth/oauth/token": public(

@@ -4,17 +4,21 @@ stored for them, and a token of nbplane's own for a login, revocable like any ot
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
 import time
 from contextlib import suppress
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from nbplane._time import now
 from nbplane.auth.authenticators.base import Authenticator, Identity
 from nbplane.auth.models import ADMIN, DescribeCaller, DescribeLogin
 from nbplane.auth.service import AuthService, team_name
-from nbplane.errors import ConfigError, Conflict, NotFound, Unauthorized
+from nbplane.errors import ConfigError, Conflict, NbplaneError, NotFound, Unauthorized
+from nbplane.platform.secrets import SecretBox
 
 if TYPE_CHECKING:
     from nbplane.sessions.connections import ConnectionService
@@ -67,6 +71,8 @@ class Logins:
         caller = self.establish(identity)
         name = name or token_name(self.authenticator.name, caller.user)
         _, token = self.auth.create_token(name, caller.user, identity.expires_at)
+        if identity.refresh is not None and self.authenticator.renews_logins:
+            self._keep_renewal(name, identity.refresh)
         return DescribeLogin(
             token=token,
             user=caller.user,
@@ -75,6 +81,39 @@ class Logins:
             authenticator=self.authenticator.name,
             expires_at=identity.expires_at,
         )
+
+    def renew_if_due(self, caller: DescribeCaller) -> None:
+        """Renew the login behind the caller's token with its identity source when due; a
+        source that refuses ends the login (its token is revoked), one that cannot be reached
+        is asked again at the next check."""
+        name = caller.token
+        if not self.authenticator.renews_logins or name is None or not self.is_login_token(name):
+            return
+        found = self.auth.store.renewal(name)
+        if found is None or found[1] > now():
+            return
+        refresh = str(self.box.open(found[0])["refresh"])
+        try:
+            renewed = self.authenticator.renew(refresh)
+        except Unauthorized as refused:
+            self.auth.revoke_token(name)
+            raise Unauthorized(
+                f"the identity provider ended this login ({refused.message}); log in again",
+                field="authorization",
+            ) from None
+        except NbplaneError as exc:
+            log.warning("cannot renew the login of token %s now: %s", name, exc.message)
+            return
+        self._keep_renewal(name, renewed.refresh or refresh)
+
+    def _keep_renewal(self, name: str, refresh: str) -> None:
+        renew_at = now() + timedelta(seconds=self.authenticator.settings.oidc_refresh_seconds)
+        self.auth.store.set_renewal(name, self.box.seal({"refresh": refresh}), renew_at)
+
+    @functools.cached_property
+    def box(self) -> SecretBox:
+        """The key renewal secrets are sealed with (NBPLANE_SECRET_KEY), read on first use."""
+        return SecretBox(self.authenticator.settings)
 
     @staticmethod
     def is_login_token(name: str) -> bool:

@@ -144,7 +144,29 @@ class ExchangeOAuthToken(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    access_token: str = Field(min_length=1, description="An access token from the provider.")
+    access_token: str = Field(
+        min_length=1, max_length=8192, description="An access token from the provider."
+    )
+    id_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16384,
+        description="The OpenID Connect ID token of the login, checked against the provider's "
+        "keys (issuer, audience, expiry, nonce); needed when the server has an issuer.",
+    )
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="The login's refresh token: the server renews the login with it, and the "
+        "nbplane token ends when the provider refuses.",
+    )
+    nonce: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The nonce the login was started with; the ID token must hold it.",
+    )
     name: str | None = Field(
         default=None,
         min_length=1,

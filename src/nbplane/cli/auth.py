@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         DescribeOAuth,
         DescribeToken,
         DescribeUser,
+        ExchangeOAuthToken,
     )
 
 DEFAULT_URL = "http://127.0.0.1:5050"
@@ -578,9 +579,9 @@ def logout(output: str) -> None:
     )
 
 
-def _authorize(provider: DescribeOAuth, timeout: float) -> str:
-    """The provider's access token, once the person has logged in in their browser (OAuth2's
-    authorization code flow with PKCE as a native app does it, RFC 8252)."""
+def _authorize(provider: DescribeOAuth, timeout: float) -> ExchangeOAuthToken:
+    """The provider's tokens, once the person has logged in in their browser (OpenID
+    Connect's authorization code flow with PKCE as a native app does it, RFC 8252)."""
     import webbrowser
 
     from nbplane.auth.pkce import LoopbackRedirect, PkceLogin

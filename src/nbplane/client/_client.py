@@ -161,9 +161,9 @@ class NbplaneClient:
     def oauth_config(self) -> DescribeOAuth:
         return DescribeOAuth.model_validate(self._json("GET", "/api/v1/auth/oauth"))
 
-    def oauth_login(self, access_token: str) -> DescribeLogin:
-        """A new nbplane token for the OAuth provider's user that ``access_token`` is of."""
-        body = ExchangeOAuthToken(access_token=access_token).model_dump(mode="json")
+    def oauth_login(self, tokens: ExchangeOAuthToken) -> DescribeLogin:
+        """A new nbplane token for the OpenID provider's user whose login these tokens are."""
+        body = tokens.model_dump(mode="json", exclude_none=True)
         data = self._json("POST", "/api/v1/auth/oauth/token", json=body)
         return DescribeLogin.model_validate(data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from nbplane.auth.models import DescribeCaller, DescribeLogin
+from nbplane.auth.models import DescribeCaller, DescribeLogin, ExchangeOAuthToken
 from nbplane.client._client import NbplaneClient
 from nbplane.client.credentials import SaveLogin, load_login, normalize_url, save_login
 from nbplane.errors import NbplaneError
@@ -20,12 +20,12 @@ def log_in(url: str, token: str) -> DescribeCaller:
     return caller
 
 
-def log_in_with_oauth(url: str, access_token: str) -> DescribeLogin:
-    """Trade the OAuth provider's access token for a new nbplane token of its user, and save
-    that."""
+def log_in_with_oauth(url: str, tokens: ExchangeOAuthToken) -> DescribeLogin:
+    """Trade the OpenID provider's tokens of a login for a new nbplane token of its user, and
+    save that."""
     url = normalize_url(url)
     with NbplaneClient(url, None) as client:
-        answer = client.oauth_login(access_token)
+        answer = client.oauth_login(tokens)
     save_login(SaveLogin(url=url, token=answer.token))
     return answer
 

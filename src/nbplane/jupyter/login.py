@@ -118,7 +118,7 @@ class OAuthLogins:
         return login.authorize_url
 
     def finish(self, redirect: dict[str, str]) -> DescribeLogin:
-        """Trade the browser's code for the provider's token, that for an nbplane token, and
+        """Trade the browser's code for the provider's tokens, those for an nbplane token, and
         keep it."""
         with self._lock:
             pending = self._pending.pop(redirect.get("state", ""), None)

@@ -107,7 +107,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             undo.callback(metrics.read_at_scrape, None, None)
             app.state.store = store
             app.state.auth_service = AuthService(store)
-            app.state.token_check = TokenCheck(app.state.auth_service, enabled=config.auth)
             app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
             settings = get_settings().model_copy(update={"store_url": config.store_url})
             app.state.deployments = DeploymentService(
@@ -123,6 +122,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 app.state.auth_service,
                 authenticator_named(settings.resolved_authenticator, settings),
                 app.state.sessions.connections,
+            )
+            app.state.token_check = TokenCheck(
+                app.state.auth_service, enabled=config.auth, renew=app.state.logins.renew_if_due
             )
             app.state.proxy = proxy.SessionProxy()
             undo.push_async_callback(app.state.proxy.close)

@@ -11,6 +11,7 @@ never enough on its own."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Security
@@ -66,9 +67,18 @@ class TokenCheck:
     authenticator, nbplane.auth.authenticators, says who a person is; a login through it ends
     in a token this checks.)"""
 
-    def __init__(self, service: AuthService, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        service: AuthService,
+        *,
+        enabled: bool,
+        renew: Callable[[DescribeCaller], None] | None = None,
+    ) -> None:
         self.service = service
         self.enabled = enabled
+        self.renew = renew
+        """Renews the login behind a token when due (raising Unauthorized when it ended), at
+        each lookup, not from the cache."""
         self._cache: dict[str, tuple[DescribeCaller, float]] = {}
 
     def authenticate(self, token: str, field: str) -> DescribeCaller:
@@ -92,6 +102,8 @@ class TokenCheck:
                     field=field,
                 )
             keep = min(keep, left)
+        if self.renew is not None:
+            self.renew(found)
         if len(self._cache) > 1024:  # bounded: old entries go, they are only a shortcut
             self._cache.clear()
         self._cache[token] = (found, time.monotonic() + keep)

@@ -80,6 +80,8 @@ class Authenticator(ABC):
     """Whether ``identify`` may find someone in a request (header, app)."""
     browser_login: ClassVar[bool] = False
     """Whether ``start_login`` sends a browser somewhere (oidc)."""
+    renews_logins: ClassVar[bool] = False
+    """Whether a login's ``Identity.refresh`` is renewed with ``renew`` (oidc)."""
 
     @property
     def provider(self) -> str:
@@ -114,6 +116,8 @@ class Authenticator(ABC):
 
     def _no_browser_login(self) -> str:
         return (
-            f"this server's authenticator ({self.name}) has no browser login; sign in with a "
-            "token from `nbplane token create`"
+            f"this server's authenticator ({self.name}) has no browser login (an OpenID "
+            "provider's needs NBPLANE_AUTHENTICATOR=oidc and NBPLANE_OIDC_ISSUER, or earlier "
+            "versions' NBPLANE_OAUTH_AUTHORIZE_URL and its siblings); sign in with a token from "
+            "`nbplane token create`"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from nbplane.auth.authenticators.oidc import OidcAuthenticator
+from nbplane.auth.logins import Logins
 from nbplane.auth.models import (
     DescribeAuthenticator,
     DescribeLogin,
@@ -13,9 +15,8 @@ from nbplane.auth.models import (
     ExchangeOAuthToken,
     LogIn,
 )
-from nbplane.auth.oauth import oauth_config, oauth_login
-from nbplane.errors import Unauthorized
-from nbplane.server.deps import Auth, Caller, ServerLogins, ServerSettings, presented
+from nbplane.errors import NotFound, Unauthorized
+from nbplane.server.deps import Auth, Caller, ServerLogins, presented
 from nbplane.server.errors import responses
 
 router = APIRouter(prefix="/api/v1/auth")
@@ -67,20 +68,34 @@ def log_out(who: Caller, auth: Auth, logins: ServerLogins) -> DescribeLogout:
 
 @router.get(
     "/oauth",
-    summary="The OAuth2 provider to log in with; needs no token",
+    summary="The OpenID Connect provider a client logs in at itself (the CLI, the Jupyter "
+    "extension); needs no token",
     responses=responses(404),
 )
-def get_oauth(settings: ServerSettings) -> DescribeOAuth:
-    return oauth_config(settings)
+def get_oauth(logins: ServerLogins) -> DescribeOAuth:
+    return openid(logins).describe()
 
 
 @router.post(
     "/oauth/token",
     status_code=201,
-    summary="Trade the provider's access token for a new nbplane token; needs no token",
-    responses=responses(401, 404, 409),
+    summary="Trade the provider's tokens of a login (access, ID, refresh) for a new nbplane "
+    "token; needs no token",
+    responses=responses(401, 404, 409, 502),
 )
-def exchange_oauth_token(
-    logins: ServerLogins, settings: ServerSettings, body: ExchangeOAuthToken
-) -> DescribeLogin:
-    return oauth_login(logins, settings, body)
+def exchange_oauth_token(logins: ServerLogins, body: ExchangeOAuthToken) -> DescribeLogin:
+    return logins.log_in(openid(logins).identity_of(body), body.name)
+
+
+def openid(logins: Logins) -> OidcAuthenticator:
+    """The server's OpenID Connect authenticator, or a 404 that says how to log in instead."""
+    authenticator = logins.authenticator
+    if not isinstance(authenticator, OidcAuthenticator):
+        raise NotFound(
+            f"OAuth login is not configured on this server (its authenticator is "
+            f"{authenticator.name}: NBPLANE_AUTHENTICATOR=oidc with NBPLANE_OIDC_ISSUER, or the "
+            "NBPLANE_OAUTH_AUTHORIZE_URL, _TOKEN_URL, _USERINFO_URL and _CLIENT_ID of earlier "
+            "versions); log in with a token from `nbplane token create` instead",
+            field="oauth",
+        )
+    return authenticator
