@@ -252,6 +252,21 @@ def test_the_app_grants_connections_and_signs_a_browser_in(source: Source) -> No
     stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
     assert stored["keys"] == ["url"] and {"kind": "user", "name": "fay"} in stored["grants"]
     assert stored["created_by"] == "app-authenticator"
+    moved = {**connection, "values": {"url": "sqlite:///moved.db"}, "description": "moved"}
+    source.app.sign_ins["next-session"] = Person("fay", ["ops"], [moved])
+    login = httpx.post(
+        f"{source.url}/api/v1/auth/login", json={}, cookies={"sessionid": "next-session"}
+    )
+    assert login.status_code == 201, login.text
+    stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
+    assert stored["description"] == "moved" and {"kind": "user", "name": "fay"} in stored["grants"]
+    source.app.sign_ins["last-session"] = Person("fay", ["ops"], [])
+    login = httpx.post(
+        f"{source.url}/api/v1/auth/login", json={}, cookies={"sessionid": "last-session"}
+    )
+    assert login.status_code == 201, login.text
+    stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
+    assert {"kind": "user", "name": "fay"} not in stored["grants"], "no longer given: revoked"
 
 
 @only("app")

@@ -17,7 +17,7 @@ from nbplane._time import now
 from nbplane.auth.authenticators.base import Authenticator, Identity
 from nbplane.auth.models import ADMIN, DescribeCaller, DescribeLogin
 from nbplane.auth.service import AuthService, team_name
-from nbplane.errors import ConfigError, Conflict, NbplaneError, NotFound, Unauthorized
+from nbplane.errors import ConfigError, Conflict, NbplaneError, Unauthorized
 from nbplane.platform.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -130,25 +130,28 @@ class Logins:
             described = self.auth.set_teams(user, teams_of(list(identity.groups)))
         else:
             described = self.auth.user(user)
-        if identity.connections:
+        if identity.connections is not None:
             self._grant(user, identity.connections)
         return DescribeCaller(user=user, admin=described.admin, teams=described.teams)
 
     def _grant(self, user: str, connections: tuple[CreateConnection, ...]) -> None:
-        """Store the connections an application grants ``user`` for this login, as an admin
-        would (values sealed), replacing one of the same name the application gave before."""
-        if self.connections is None:
+        """Make the connections an application grants ``user`` for this login exactly those it
+        gives them: each stored as an admin's are (values sealed) and granted to the user, one
+        the application gave before replaced when its values changed (its other grants kept),
+        and the user's grant of one it no longer gives revoked. An admin's connection of the
+        same name is left alone."""
+        service = self.connections
+        if service is None:
             raise ConfigError("this server stores no connections", field="connections")
         from nbplane.sessions.models import GrantConnection
 
         acting = DescribeCaller(
             user=f"{self.authenticator.name}-authenticator", admin=True, teams=[]
         )
+        stored = {found.name: found for found in service.list_connections(acting)}
+        mine = GrantConnection(user=user)
         for body in connections:
-            try:
-                existing = self.connections.get(acting, body.name)
-            except NotFound:
-                existing = None
+            existing = stored.get(body.name)
             if existing is not None and existing.created_by != acting.user:
                 log.warning(
                     "the %s authenticator's connection %r for %s is not stored: an admin's "
@@ -158,12 +161,30 @@ class Logins:
                     user,
                 )
                 continue
-            if existing is not None:
-                self.connections.delete(acting, body.name)
-            self.connections.create(acting, body)
-            grants = {(grant.kind, grant.name) for grant in existing.grants} if existing else set()
-            for kind, grantee in sorted(grants | {("user", user)}):
-                self.connections.grant(acting, body.name, GrantConnection(**{str(kind): grantee}))
+            if existing is None or not self._same(body):
+                if existing is not None:
+                    service.delete(acting, body.name)
+                service.create(acting, body)
+                for grant in existing.grants if existing is not None else []:
+                    service.grant(acting, body.name, GrantConnection(**{str(grant.kind): grant.name}))
+            service.grant(acting, body.name, mine)
+        given = {body.name for body in connections}
+        for name, found in stored.items():
+            granted = any(g.kind == "user" and g.name == user for g in found.grants)
+            if found.created_by == acting.user and name not in given and granted:
+                service.revoke(acting, name, mine)
+
+    def _same(self, body: CreateConnection) -> bool:
+        """Whether the stored connection ``body.name`` already is ``body``."""
+        assert self.connections is not None
+        record = self.connections.sessions.connection(body.name)
+        values = self.connections.box.open(record.secret)
+        return (record.kind, record.description, record.is_default, values) == (
+            body.kind,
+            body.description,
+            body.default,
+            body.values,
+        )
 
 
 def token_name(authenticator: str, user: str) -> str:

@@ -46,7 +46,9 @@ class Identity:
 
     user: str
     groups: tuple[str, ...] | None = None
-    connections: tuple[CreateConnection, ...] = ()
+    connections: tuple[CreateConnection, ...] | None = None
+    """From an application: the connections the user may use now (None: the source says
+    nothing of connections, those stored are kept)."""
     refresh: str | None = None
     """A secret that renews the login with its source (OpenID Connect's refresh token)."""
     expires_at: datetime | None = None
