@@ -166,7 +166,8 @@ class Logins:
                     service.delete(acting, body.name)
                 service.create(acting, body)
                 for grant in existing.grants if existing is not None else []:
-                    service.grant(acting, body.name, GrantConnection(**{str(grant.kind): grant.name}))
+                    kept = GrantConnection(**{str(grant.kind): grant.name})
+                    service.grant(acting, body.name, kept)
             service.grant(acting, body.name, mine)
         given = {body.name for body in connections}
         for name, found in stored.items():

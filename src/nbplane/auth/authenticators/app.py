@@ -59,7 +59,7 @@ class AppAuthenticator(Authenticator):
 
     @property
     def provider(self) -> str:
-        return httpx.URL(self.url).host or "the application"
+        return httpx.URL(self.url).netloc.decode() or "the application"
 
     def identify(self, presented: Presented) -> Identity | None:
         cookie = presented.cookies.get(self.settings.app_cookie)

@@ -78,7 +78,7 @@ class OidcAuthenticator(Authenticator):
     @property
     def provider(self) -> str:
         issuer = self.settings.oidc_issuer or self.settings.oauth_authorize_url or ""
-        return httpx.URL(issuer).host or "the identity provider"
+        return httpx.URL(issuer).netloc.decode() or "the identity provider"
 
     @property
     def endpoints(self) -> Endpoints:
