@@ -10,6 +10,7 @@ import pytest
 from nbplane.auth.authenticators import authenticator_named
 from nbplane.auth.authenticators.base import Identity, Presented
 from nbplane.auth.authenticators.header import HeaderAuthenticator
+from nbplane.auth.authenticators.oidc import OidcAuthenticator
 from nbplane.auth.logins import Logins
 from nbplane.auth.service import AuthService
 from nbplane.errors import ConfigError, Unauthorized
@@ -76,3 +77,28 @@ def test_a_login_makes_the_user_sets_teams_and_gives_a_token(tmp_path: Path) -> 
             fake.identify(presented("127.0.0.1", **{"x_nbplane_fake_login": "stale"}))
     finally:
         store.close()
+
+
+def test_oidc_and_app_say_which_settings_they_need() -> None:
+    with pytest.raises(ConfigError, match="NBPLANE_OIDC_ISSUER and NBPLANE_OIDC_CLIENT_ID"):
+        authenticator_named("oidc", Settings())
+    with pytest.raises(ConfigError, match="needs NBPLANE_APP_URL"):
+        authenticator_named("app", Settings())
+    issuer = Settings(oidc_issuer="https://login.example.org", oidc_client_id="nbplane")
+    assert authenticator_named("oidc", issuer).provider == "login.example.org"
+
+
+def test_earlier_oauth_settings_choose_oidc_unless_told_otherwise() -> None:
+    legacy = {
+        "oauth_authorize_url": "https://login.example.org/authorize",
+        "oauth_token_url": "https://login.example.org/token",
+        "oauth_userinfo_url": "https://login.example.org/userinfo",
+        "oauth_client_id": "nbplane",
+    }
+    assert Settings.model_validate(legacy).resolved_authenticator == "oidc"
+    told = Settings.model_validate({**legacy, "authenticator": "token"})
+    assert told.resolved_authenticator == "token"
+    assert Settings().resolved_authenticator == "token"
+    found = authenticator_named("oidc", Settings.model_validate(legacy))
+    assert isinstance(found, OidcAuthenticator)
+    assert found.describe().authorize_url == legacy["oauth_authorize_url"]
