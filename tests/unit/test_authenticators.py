@@ -3,10 +3,12 @@ and a login through the shipped fake (made on first login, teams from groups eac
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from nbplane._time import now
 from nbplane.auth.authenticators import authenticator_named
 from nbplane.auth.authenticators.base import Identity, Presented
 from nbplane.auth.authenticators.header import HeaderAuthenticator
@@ -14,6 +16,7 @@ from nbplane.auth.authenticators.oidc import OidcAuthenticator
 from nbplane.auth.logins import Logins
 from nbplane.auth.service import AuthService
 from nbplane.errors import ConfigError, Unauthorized
+from nbplane.server.auth import TokenCheck
 from nbplane.settings import Settings
 from nbplane.store import open_store
 from nbplane.testing import FAKE_LOGIN_HEADER, FakeAuthenticator
@@ -102,3 +105,17 @@ def test_earlier_oauth_settings_choose_oidc_unless_told_otherwise() -> None:
     found = authenticator_named("oidc", Settings.model_validate(legacy))
     assert isinstance(found, OidcAuthenticator)
     assert found.describe().authorize_url == legacy["oauth_authorize_url"]
+
+
+def test_a_login_ends_when_its_source_says(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'nbplane.db'}")
+    try:
+        logins = Logins(AuthService(store), FakeAuthenticator(Settings()))
+        check = TokenCheck(AuthService(store), enabled=True, renew=logins.renew_if_due)
+        ended = logins.log_in(Identity(user="ada", expires_at=now() - timedelta(seconds=1)))
+        with pytest.raises(Unauthorized, match="expired"):
+            check.authenticate(ended.token, "authorization")
+        lasting = logins.log_in(Identity(user="ada", expires_at=now() + timedelta(hours=1)))
+        assert check.authenticate(lasting.token, "authorization").user == "ada"
+    finally:
+        store.close()

@@ -104,7 +104,7 @@ class Logins:
         except NbplaneError as exc:
             log.warning("cannot renew the login of token %s now: %s", name, exc.message)
             return
-        self._keep_renewal(name, renewed.refresh or refresh)
+        self._keep_renewal(name, renewed)
 
     def _keep_renewal(self, name: str, refresh: str) -> None:
         renew_at = now() + timedelta(seconds=self.authenticator.settings.oidc_refresh_seconds)

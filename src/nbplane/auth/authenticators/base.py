@@ -64,14 +64,6 @@ class BrowserLogin:
     secret: str
 
 
-@dataclass(frozen=True)
-class Renewal:
-    """A renewed login: until when it holds now, and the secret that renews it next time."""
-
-    expires_at: datetime | None
-    refresh: str | None
-
-
 @dataclass
 class Authenticator(ABC):
     """A way to learn who a person is; built from the settings like launchers and executors."""
@@ -108,8 +100,9 @@ class Authenticator(ABC):
         proves, given the ``secret`` of ``start_login``."""
         raise NotFound(self._no_browser_login(), field="authenticator")
 
-    def renew(self, refresh: str) -> Renewal:
-        """Renew a login with its source; Unauthorized when the source refuses."""
+    def renew(self, refresh: str) -> str:
+        """Renew a login with its source: the secret that renews it next time; Unauthorized
+        when the source refuses."""
         raise NotFound(f"the {self.name} authenticator renews no login", field="authenticator")
 
     def logout_url(self, post_logout_uri: str) -> str | None:

@@ -26,7 +26,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from nbplane.auth.authenticators.base import Authenticator, BrowserLogin, Identity, Renewal
+from nbplane.auth.authenticators.base import Authenticator, BrowserLogin, Identity
 from nbplane.auth.logins import teams_of
 from nbplane.auth.models import DescribeOAuth, ExchangeOAuthToken
 from nbplane.auth.pkce import PkceLogin, check_transport, token_request
@@ -137,16 +137,14 @@ class OidcAuthenticator(Authenticator):
             refresh=tokens.refresh_token,
         )
 
-    def renew(self, refresh: str) -> Renewal:
+    def renew(self, refresh: str) -> str:
         answer = token_request(
             self.describe(),
             {"grant_type": "refresh_token", "refresh_token": refresh},
             self._client_secret,
         )
         renewed = answer.get("refresh_token")
-        return Renewal(
-            expires_at=None, refresh=renewed if isinstance(renewed, str) and renewed else refresh
-        )
+        return renewed if isinstance(renewed, str) and renewed else refresh  # rotated or not
 
     def logout_url(self, post_logout_uri: str) -> str | None:
         end_session = self.endpoints.end_session
