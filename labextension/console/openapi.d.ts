@@ -48,7 +48,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A new nbplane token for whom the request identifies by the server's authenticator (a gateway's header, an application's cookie or bearer token); needs no nbplane token */
+        /**
+         * A new nbplane token for whom the request identifies by the server's authenticator (a gateway's header, an application's cookie or bearer token); needs no nbplane token
+         * @description Without a bearer token, what identifies the request is ambient (a gateway's sign-in, an
+         *     application's cookie): the CSRF header shows a script of this origin (or a CLI) sent it,
+         *     not another site's form.
+         */
         post: operations["log_in_api_v1_auth_login_post"];
         delete?: never;
         options?: never;
@@ -2736,6 +2741,15 @@ export interface operations {
             };
             /** @description No valid token: missing, unknown, revoked or expired */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description Refused: a signed-in browser's change without the X-Nbplane-Csrf header */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -35,6 +35,7 @@ from tests.integration.test_cli_control import Cli, client, one_line_error
 from tests.oauth_provider import CLIENT_ID, Provider, User, running_provider
 
 AUTHENTICATORS = ["token", "header", "app", "oidc"]
+CSRF = {"X-Nbplane-Csrf": "1"}
 BROWSER = Path(__file__).parents[1] / "oauth_browser.py"
 
 
@@ -252,21 +253,27 @@ def test_the_app_grants_connections_and_signs_a_browser_in(source: Source) -> No
     stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
     assert stored["keys"] == ["url"] and {"kind": "user", "name": "fay"} in stored["grants"]
     assert stored["created_by"] == "app-authenticator"
+    cookies = {"sessionid": "browser-session"}
+    refused = httpx.post(f"{source.url}/api/v1/auth/login", json={}, cookies=cookies)
+    assert refused.status_code == 403, "an ambient sign-in's login needs the CSRF header"
     moved = {**connection, "values": {"url": "sqlite:///moved.db"}, "description": "moved"}
     source.app.sign_ins["next-session"] = Person("fay", ["ops"], [moved])
-    login = httpx.post(
-        f"{source.url}/api/v1/auth/login", json={}, cookies={"sessionid": "next-session"}
-    )
+    login = app_login(source, "next-session")
     assert login.status_code == 201, login.text
     stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
     assert stored["description"] == "moved" and {"kind": "user", "name": "fay"} in stored["grants"]
     source.app.sign_ins["last-session"] = Person("fay", ["ops"], [])
-    login = httpx.post(
-        f"{source.url}/api/v1/auth/login", json={}, cookies={"sessionid": "last-session"}
-    )
+    login = app_login(source, "last-session")
     assert login.status_code == 201, login.text
     stored = httpx.get(f"{source.url}/api/v1/connections/lake", headers=admin).json()
     assert {"kind": "user", "name": "fay"} not in stored["grants"], "no longer given: revoked"
+
+
+def app_login(source: Source, cookie: str) -> httpx.Response:
+    """A login with the application's session cookie, as the console's script sends it."""
+    return httpx.post(
+        f"{source.url}/api/v1/auth/login", json={}, cookies={"sessionid": cookie}, headers=CSRF
+    )
 
 
 @only("app")
@@ -279,7 +286,7 @@ def test_the_app_failing_is_a_clear_502_and_its_refusal_a_401(source: Source) ->
     source.app.sign_ins["down-session"] = Person("gus")
     source.app.failing = 500
     try:
-        failed = httpx.post(url, json={}, cookies={"sessionid": "down-session"})
+        failed = httpx.post(url, json={}, cookies={"sessionid": "down-session"}, headers=CSRF)
     finally:
         source.app.failing = None
     assert failed.status_code == 502, failed.text

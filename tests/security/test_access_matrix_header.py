@@ -16,7 +16,7 @@ import pytest
 
 from nbplane.auth.authenticators.header import HeaderAuthenticator
 from nbplane.auth.logins import Logins
-from nbplane.server.auth import CSRF_HEADER
+from nbplane.auth.models import CSRF_HEADER
 from tests.security.conftest import ANONYMOUS, FORGED, USERS, InProcess, RecordingClient, World
 from tests.security.test_access_matrix import ROLES, ROUTES, RULES, check, send
 

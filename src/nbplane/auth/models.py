@@ -14,6 +14,10 @@ ADMIN = "admin"
 BOOTSTRAP_TOKEN = "bootstrap"
 """Name of the token NBPLANE_ADMIN_TOKEN sets at each server start."""
 ADMIN_TOKEN_MIN_LENGTH = 32
+CSRF_HEADER = "X-Nbplane-Csrf"
+"""Any non-empty value: a request that changes something on the strength of a browser's
+ambient sign-in (nbplane's cookie, a gateway's header, an application's cookie) needs it; only a
+script of the page's origin, or a CLI, adds it."""
 
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,254}$"
 """Names of users made through the API or the CLI (an e-mail address fits); OAuth logins keep

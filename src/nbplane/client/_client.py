@@ -28,6 +28,7 @@ from nbplane.apis.models import (
     SubmitExecution,
 )
 from nbplane.auth.models import (
+    CSRF_HEADER,
     CreateToken,
     CreateUser,
     DescribeAuthenticator,
@@ -150,7 +151,9 @@ class NbplaneClient:
     def request_login(self, source_token: str | None = None) -> DescribeLogin:
         """A new nbplane token for whom this request identifies to the server's authenticator
         (a gateway in front of it, or ``source_token``: the identity source's own token)."""
-        headers = {"Authorization": f"Bearer {source_token}"} if source_token else {}
+        headers = {CSRF_HEADER: "1"}  # what a gateway's sign-in needs: not another site's form
+        if source_token:
+            headers["Authorization"] = f"Bearer {source_token}"
         data = self._json("POST", "/api/v1/auth/login", json={}, headers=headers)
         return DescribeLogin.model_validate(data)
 

@@ -29,8 +29,6 @@ expiry takes effect on time: a cached token is not kept past it)."""
 
 COOKIE = "nbplane_token"
 """The signed-in browser's token (HttpOnly, SameSite=Strict, Secure over https)."""
-CSRF_HEADER = "X-Nbplane-Csrf"
-"""Any non-empty value: a cookie-authenticated request that changes something needs it."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 NO_AUTH_CALLER = DescribeCaller(user="local", admin=True, teams=[], token=None)

@@ -18,14 +18,13 @@ from nbplane.apis.service import ExecutionService
 from nbplane.auth.admin import AuthAdmin
 from nbplane.auth.authenticators.base import Presented
 from nbplane.auth.logins import Logins
-from nbplane.auth.models import DescribeCaller
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import Forbidden, Unauthorized
 from nbplane.server.auth import (
     COOKIE,
-    CSRF_HEADER,
     NO_AUTH_CALLER,
     SAFE_METHODS,
     Bearer,

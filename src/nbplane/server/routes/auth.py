@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from nbplane.auth.authenticators.oidc import OidcAuthenticator
 from nbplane.auth.logins import Logins
 from nbplane.auth.models import (
+    CSRF_HEADER,
     DescribeAuthenticator,
     DescribeLogin,
     DescribeLogout,
@@ -15,7 +16,7 @@ from nbplane.auth.models import (
     ExchangeOAuthToken,
     LogIn,
 )
-from nbplane.errors import NotFound, Unauthorized
+from nbplane.errors import Forbidden, NotFound, Unauthorized
 from nbplane.server.deps import Auth, Caller, ServerLogins, presented
 from nbplane.server.errors import responses
 
@@ -38,9 +39,12 @@ def get_authenticator(logins: ServerLogins) -> DescribeAuthenticator:
     status_code=201,
     summary="A new nbplane token for whom the request identifies by the server's authenticator "
     "(a gateway's header, an application's cookie or bearer token); needs no nbplane token",
-    responses=responses(401, 404, 409, 502),
+    responses=responses(401, 403, 404, 409, 502),
 )
 def log_in(request: Request, logins: ServerLogins, body: LogIn) -> DescribeLogin:
+    """Without a bearer token, what identifies the request is ambient (a gateway's sign-in, an
+    application's cookie): the CSRF header shows a script of this origin (or a CLI) sent it,
+    not another site's form."""
     authenticator = logins.authenticator
     identity = authenticator.identify(presented(request))
     if identity is None:
@@ -48,6 +52,11 @@ def log_in(request: Request, logins: ServerLogins, body: LogIn) -> DescribeLogin
             f"nothing in this request identifies anyone to this server's authenticator "
             f"({authenticator.name}); log in with a token from `nbplane token create`",
             field="authorization",
+        )
+    if "authorization" not in request.headers and not request.headers.get(CSRF_HEADER, "").strip():
+        raise Forbidden(
+            f"a login without a bearer token needs the {CSRF_HEADER} header (any value)",
+            field=CSRF_HEADER.lower(),
         )
     return logins.log_in(identity, body.name)
 

@@ -32,9 +32,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from nbplane.auth.models import DescribeCaller
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized, Unreachable
-from nbplane.server.auth import CSRF_HEADER, SAFE_METHODS
+from nbplane.server.auth import SAFE_METHODS
 from nbplane.server.deps import Auth, ServerLogins, Sessions, credentials, on_app
 from nbplane.server.errors import response_for
 from nbplane.server.routes.sessions import anonymous_allowed

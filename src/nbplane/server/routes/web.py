@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from nbplane.auth.logins import BROWSER_TOKEN_PREFIX
-from nbplane.auth.models import DescribeCaller
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
-from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn
+from nbplane.server.auth import COOKIE, NO_AUTH_CALLER, SignIn
 from nbplane.server.deps import Auth, ServerLogins, presented
 from nbplane.server.errors import responses
 
