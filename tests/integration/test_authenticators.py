@@ -254,6 +254,8 @@ def test_the_app_grants_connections_and_signs_a_browser_in(source: Source) -> No
     assert stored["keys"] == ["url"] and {"kind": "user", "name": "fay"} in stored["grants"]
     assert stored["created_by"] == "app-authenticator"
     cookies = {"sessionid": "browser-session"}
+    me = httpx.get(f"{source.url}/api/v1/me", cookies=cookies).json()  # each request, no token
+    assert (me["user"], me["teams"], me["token"]) == ("fay", ["ops"], None)
     refused = httpx.post(f"{source.url}/api/v1/auth/login", json={}, cookies=cookies)
     assert refused.status_code == 403, "an ambient sign-in's login needs the CSRF header"
     moved = {**connection, "values": {"url": "sqlite:///moved.db"}, "description": "moved"}

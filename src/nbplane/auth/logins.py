@@ -5,6 +5,7 @@ stored for them, and a token of nbplane's own for a login, revocable like any ot
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import secrets
 import threading
@@ -48,13 +49,14 @@ class Logins:
         self.auth = auth
         self.authenticator = authenticator
         self.connections = connections
-        self._callers: dict[Identity, tuple[DescribeCaller, float]] = {}
+        self._callers: dict[str, tuple[DescribeCaller, float]] = {}
         self._lock = threading.Lock()
 
     def caller(self, identity: Identity) -> DescribeCaller:
         """The caller a request-borne identity speaks for, without a token."""
+        key = _cache_key(identity)
         with self._lock:
-            cached = self._callers.get(identity)
+            cached = self._callers.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         user = self.establish(identity)
@@ -62,7 +64,7 @@ class Logins:
         with self._lock:
             if len(self._callers) > 1024:  # bounded: entries are only a shortcut
                 self._callers.clear()
-            self._callers[identity] = (found, time.monotonic() + CALLER_SECONDS)
+            self._callers[key] = (found, time.monotonic() + CALLER_SECONDS)
         return found
 
     def log_in(self, identity: Identity, name: str | None = None) -> DescribeLogin:
@@ -186,6 +188,16 @@ class Logins:
             body.default,
             body.values,
         )
+
+
+def _cache_key(identity: Identity) -> str:
+    """The identity as a key: all it says (connections are models, which do not hash)."""
+    connections = (
+        None
+        if identity.connections is None
+        else [body.model_dump(mode="json") for body in identity.connections]
+    )
+    return json.dumps([identity.user, identity.groups, connections], sort_keys=True)
 
 
 def token_name(authenticator: str, user: str) -> str:
