@@ -19,7 +19,7 @@ export type ResourceClass = Schemas['DescribeResourceClass'];
 export type Connection = Schemas['DescribeConnection'];
 export type CreateConnection = Schemas['CreateConnection'];
 export type Team = Schemas['DescribeTeam'];
-export type OAuth = Schemas['DescribeOAuth'];
+export type Authenticator = Schemas['DescribeAuthenticator'];
 
 /** A notebook API as GET /api/v1/notebooks describes it (the document types it loosely). */
 export interface NotebookApi {
@@ -90,7 +90,7 @@ export async function call<T>(method: string, url: string, body?: unknown): Prom
 
 export const api = {
   me: () => call<Caller>('GET', '/api/v1/me'),
-  oauth: () => call<OAuth>('GET', '/api/v1/auth/oauth'),
+  authenticator: () => call<Authenticator>('GET', '/api/v1/auth'),
   signIn: (token: string) => call<Caller>('POST', '/api/v1/auth/sign-in', { token }),
   signOut: () => call<null>('POST', '/api/v1/auth/sign-out'),
   teams: () => call<Team[]>('GET', '/api/v1/teams'),

@@ -2,7 +2,7 @@
 // connections, each page at its own address (#/jobs, #/apis/NAME, ...). Plain DOM, no
 // framework; served whole by the nbplane server under its content policy (no inline code).
 import { api, ApiError } from './api.js';
-import type { Caller } from './api.js';
+import type { Authenticator, Caller } from './api.js';
 import { $ } from './dom.js';
 import { apiExecutionPage, apiPage, apisPage } from './apis.js';
 import { connectionsPage } from './connections.js';
@@ -83,20 +83,26 @@ function signedIn(who: Caller): void {
   else void show();
 }
 
-async function offerOAuth(): Promise<void> {
+let authenticator: Authenticator | null = null;
+
+/** The server's authenticator's sign-in, when it has one beside tokens: /nbplane/login goes
+ * through it (an OpenID provider's page, or at once for a gateway's or an application's
+ * sign-in). */
+async function offerSignIn(): Promise<void> {
   try {
-    const provider = await api.oauth();
-    $('oauth-link').textContent = `sign in with ${new URL(provider.authorize_url).host}`;
-    $('oauth').hidden = false;
+    authenticator = await api.authenticator();
   } catch {
-    $('oauth').hidden = true; // no provider configured: the token is the way in
+    authenticator = null; // the token is the way in
   }
+  const offered = authenticator?.browser_login || authenticator?.request_login;
+  if (offered) $('oauth-link').textContent = `sign in with ${authenticator?.provider}`;
+  $('oauth').hidden = !offered;
 }
 
 function showSignIn(reason: string): void {
   caller = null;
   leaving?.abort();
-  void offerOAuth();
+  void offerSignIn();
   $('loading').hidden = true;
   $('view').hidden = true;
   $('view').replaceChildren();
@@ -121,6 +127,12 @@ async function signIn(event: Event): Promise<void> {
 }
 
 async function signOut(): Promise<void> {
+  authenticator ??= await api.authenticator().catch(() => null);
+  if (authenticator?.browser_login) {
+    // ends the login at the OpenID provider too, which sends the browser back here
+    location.assign('/nbplane/logout');
+    return;
+  }
   try {
     await api.signOut();
   } finally {
@@ -133,7 +145,7 @@ async function main(): Promise<void> {
   $('sign-out').addEventListener('click', () => void signOut());
   window.addEventListener('hashchange', () => void show());
   window.addEventListener(SIGNED_OUT, () => showSignIn('Your sign-in is no longer valid: sign in again.'));
-  // an OAuth sign-in that failed comes back with its reason in the fragment
+  // a sign-in through the authenticator that failed comes back with its reason in the fragment
   const returned = new URLSearchParams(location.hash.slice(1)).get('error');
   if (returned !== null) history.replaceState(null, '', location.pathname);
   try {

@@ -22,6 +22,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How people log in to this server; needs no token */
+        get: operations["get_authenticator_api_v1_auth_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new nbplane token for whom the request identifies by the server's authenticator (a gateway's header, an application's cookie or bearer token); needs no nbplane token
+         * @description Without a bearer token, what identifies the request is ambient (a gateway's sign-in, an
+         *     application's cookie): the CSRF header shows a script of this origin (or a CLI) sent it,
+         *     not another site's form.
+         */
+        post: operations["log_in_api_v1_auth_login_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End the caller's login: its token is revoked if a login made it (a token from `nbplane token create` stays); says where a browser ends its login at the provider */
+        post: operations["log_out_api_v1_auth_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/oauth": {
         parameters: {
             query?: never;
@@ -29,7 +85,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The OAuth2 provider to log in with; needs no token */
+        /** The OpenID Connect provider a client logs in at itself (the CLI, the Jupyter extension); needs no token */
         get: operations["get_oauth_api_v1_auth_oauth_get"];
         put?: never;
         post?: never;
@@ -48,7 +104,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Trade the provider's access token for a new nbplane token; needs no token */
+        /** Trade the provider's tokens of a login (access, ID, refresh) for a new nbplane token; needs no token */
         post: operations["exchange_oauth_token_api_v1_auth_oauth_token_post"];
         delete?: never;
         options?: never;
@@ -82,7 +138,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Browser sign-out; a token made by the browser's OAuth sign-in is revoked */
+        /** Browser sign-out; a token made by the browser's sign-in is revoked */
         post: operations["sign_out_api_v1_auth_sign_out_post"];
         delete?: never;
         options?: never;
@@ -1320,6 +1376,32 @@ export interface components {
             version?: string | null;
         };
         /**
+         * DescribeAuthenticator
+         * @description ``GET /api/v1/auth``: how people log in to this server besides nbplane's own tokens.
+         */
+        DescribeAuthenticator: {
+            /**
+             * Browser Login
+             * @description A browser signs in at /nbplane/login (the console's sign-in button).
+             */
+            browser_login: boolean;
+            /**
+             * Name
+             * @description NBPLANE_AUTHENTICATOR: token, oidc, header, app or a plugin.
+             */
+            name: string;
+            /**
+             * Provider
+             * @description What a sign-in button calls the identity source.
+             */
+            provider: string;
+            /**
+             * Request Login
+             * @description `POST /api/v1/auth/login` makes a token for whom the request itself identifies (a gateway's header, an application's cookie or token).
+             */
+            request_login: boolean;
+        };
+        /**
          * DescribeCaller
          * @description ``GET /api/v1/me``: who a token belongs to.
          */
@@ -1669,6 +1751,46 @@ export interface components {
             status: components["schemas"]["JobExecutionStatus"];
         };
         /**
+         * DescribeLogin
+         * @description A new nbplane token for the identity source's user; the secret is shown this once.
+         */
+        DescribeLogin: {
+            /** Admin */
+            admin: boolean;
+            /**
+             * Authenticator
+             * @description The authenticator the login went through.
+             */
+            authenticator: string;
+            /**
+             * Expires At
+             * @description When the token stops working (None: until revoked).
+             */
+            expires_at?: string | null;
+            /** Teams */
+            teams: string[];
+            /** Token */
+            token: string;
+            /** User */
+            user: string;
+        };
+        /**
+         * DescribeLogout
+         * @description ``POST /api/v1/auth/logout``: what ended.
+         */
+        DescribeLogout: {
+            /**
+             * Logout Url
+             * @description Where a browser also ends its login at the identity source.
+             */
+            logout_url?: string | null;
+            /**
+             * Revoked
+             * @description The caller's token was a login's and is revoked (a token from `nbplane token create` is kept: revoke it with `nbplane token revoke`).
+             */
+            revoked: boolean;
+        };
+        /**
          * DescribeNewToken
          * @description A token just made: the secret is in this answer only, it is never shown again.
          */
@@ -1785,20 +1907,6 @@ export interface components {
             scopes: string;
             /** Token Url */
             token_url: string;
-        };
-        /**
-         * DescribeOAuthLogin
-         * @description A new nbplane token for the provider's user; the secret is shown this once.
-         */
-        DescribeOAuthLogin: {
-            /** Admin */
-            admin: boolean;
-            /** Teams */
-            teams: string[];
-            /** Token */
-            token: string;
-            /** User */
-            user: string;
         };
         /** DescribeReadiness */
         DescribeReadiness: {
@@ -2180,10 +2288,25 @@ export interface components {
              */
             access_token: string;
             /**
+             * Id Token
+             * @description The OpenID Connect ID token of the login, checked against the provider's keys (issuer, audience, expiry, nonce); needed when the server has an issuer.
+             */
+            id_token?: string | null;
+            /**
              * Name
              * @description Name of the new nbplane token (default: oauth-USER-<random>).
              */
             name?: string | null;
+            /**
+             * Nonce
+             * @description The nonce the login was started with; the ID token must hold it.
+             */
+            nonce?: string | null;
+            /**
+             * Refresh Token
+             * @description The login's refresh token: the server renews the login with it, and the nbplane token ends when the provider refuses.
+             */
+            refresh_token?: string | null;
         };
         /**
          * ExecuteJob
@@ -2285,6 +2408,17 @@ export interface components {
          * @enum {string}
          */
         JobExecutionStatus: "queued" | "running" | "retrying" | "completed" | "failed" | "timed_out" | "cancelled";
+        /**
+         * LogIn
+         * @description Body of ``POST /api/v1/auth/login``.
+         */
+        LogIn: {
+            /**
+             * Name
+             * @description Name of the new nbplane token (default: login-AUTHENTICATOR-USER-<random>).
+             */
+            name?: string | null;
+        };
         /**
          * NotificationEvent
          * @description What a notification target may ask to hear about.
@@ -2561,6 +2695,160 @@ export interface operations {
             };
         };
     };
+    get_authenticator_api_v1_auth_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeAuthenticator"];
+                };
+            };
+        };
+    };
+    log_in_api_v1_auth_login_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LogIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeLogin"];
+                };
+            };
+            /** @description The body is not valid JSON, or a setting or option cannot be used */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description No valid token: missing, unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description Refused: a signed-in browser's change without the X-Nbplane-Csrf header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description Not found, or not yours (another team's or user's objects are not found either) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description It exists but cannot do that now */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description The request body is over the server's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description Bad input: `field` names it, `errors` lists each problem with its JSON pointer */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description A session's server did not answer */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+        };
+    };
+    log_out_api_v1_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeLogout"];
+                };
+            };
+            /** @description No valid token: missing, unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description Refused: a signed-in browser's change without the X-Nbplane-Csrf header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+        };
+    };
     get_oauth_api_v1_auth_oauth_get: {
         parameters: {
             query?: never;
@@ -2609,7 +2897,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DescribeOAuthLogin"];
+                    "application/json": components["schemas"]["DescribeLogin"];
                 };
             };
             /** @description The body is not valid JSON, or a setting or option cannot be used */
@@ -2659,6 +2947,15 @@ export interface operations {
             };
             /** @description Bad input: `field` names it, `errors` lists each problem with its JSON pointer */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescribeError"];
+                };
+            };
+            /** @description A session's server did not answer */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

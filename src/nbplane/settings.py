@@ -212,11 +212,71 @@ class Settings(BaseSettings):
     )
     admin_user: str = Field(default="admin", description="The user NBPLANE_ADMIN_TOKEN speaks for.")
 
+    authenticator: str = Field(
+        default="token",
+        description="How people log in besides nbplane's own tokens (which always work, for the "
+        "CLI and automation): 'token' (tokens only), 'oidc' (an OpenID Connect provider), "
+        "'header' (a gateway's user header), 'app' (ask another application), or a plugin's "
+        "name or package.module:Class. Default: 'oidc' when the NBPLANE_OAUTH_* endpoints are "
+        "set (the settings of earlier versions), else 'token'.",
+    )
+    header_user: str = Field(
+        default="X-Forwarded-User",
+        description="header: the request header in which the gateway names the user.",
+    )
+    header_groups: str = Field(
+        default="X-Forwarded-Groups",
+        description="header: the request header listing the user's groups, comma-separated; "
+        "when present they replace the user's teams.",
+    )
+    header_proxies: str = Field(
+        default="",
+        description="header: the gateway's addresses or CIDRs, comma-separated: the only ones "
+        "whose user and groups headers are believed. A request from elsewhere carrying them is "
+        "refused (401).",
+    )
+    app_url: str | None = Field(
+        default=None,
+        description="app: the application's endpoint nbplane asks who a browser (its session "
+        "cookie) or a bearer token is; it answers a JSON object with 'user', optionally "
+        "'groups' and 'connections'.",
+    )
+    app_cookie: str = Field(
+        default="sessionid",
+        description="app: the application's session cookie a browser brings, forwarded as is.",
+    )
+    app_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="app: how long the application's answer for a cookie or token is reused.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="oidc: the provider's issuer URL; its /.well-known/openid-configuration "
+        "names the endpoints and the signing keys.",
+    )
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="oidc: nbplane's client id at the provider (default: NBPLANE_OAUTH_CLIENT_ID).",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="oidc: the client's secret, for the browser login the server runs (the CLI "
+        "logs in as a public client with PKCE).",
+    )
+    oidc_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="oidc: how often a login's refresh token is presented to the provider; the "
+        "nbplane token of the login ends when the provider refuses it.",
+    )
+
     oauth_authorize_url: str | None = Field(
         default=None,
-        description="The OAuth2 provider's authorization endpoint, where `nbplane login --oauth` "
-        "sends the browser; OAuth login is on when this, the token and userinfo URLs and the "
-        "client id are set.",
+        description="Earlier versions' OAuth2 settings, still read by the oidc authenticator "
+        "without an issuer: the provider's authorization endpoint (no discovery, no ID token: "
+        "the user comes from the userinfo endpoint); with the token and userinfo URLs and the "
+        "client id, they make 'oidc' the default authenticator.",
     )
     oauth_token_url: str | None = Field(
         default=None,
@@ -234,7 +294,9 @@ class Settings(BaseSettings):
         "to redirect to http://127.0.0.1 on any port, path /callback.",
     )
     oauth_scopes: str = Field(
-        default="openid profile", description="Scopes the CLI asks for, space-separated."
+        default="openid profile",
+        description="Scopes a login asks for, space-separated (oidc adds 'openid' and "
+        "'offline_access' is up to you).",
     )
     oauth_username_claim: str = Field(
         default="preferred_username",
@@ -393,6 +455,13 @@ class Settings(BaseSettings):
         "private registry; '*' turns the check off. Other images are looked up anonymously "
         "(Docker Registry API v2) when a session is created; the default image is trusted.",
     )
+
+    @property
+    def resolved_authenticator(self) -> str:
+        """NBPLANE_AUTHENTICATOR, or 'oidc' when only earlier versions' OAuth2 settings say so."""
+        if "authenticator" not in self.model_fields_set and self.oauth_authorize_url:
+            return "oidc"
+        return self.authenticator
 
     @property
     def resolved_store_url(self) -> str:

@@ -3,8 +3,9 @@
 As httpx ships ``MockTransport``, nbplane ships a fake of each place where an implementation is
 plugged in: :class:`FakeExecutor` (a :class:`~nbplane.deployments.executors.base.JobExecutor`),
 :class:`FakeLauncher` (a :class:`~nbplane.sessions.launchers.base.SessionLauncher`),
-:class:`FakeEngine` (an :class:`~nbplane.apis.engines.base.Engine`) and :class:`FakeLease` (a
-:class:`~nbplane.platform.lease.Lease`). Each is built from the
+:class:`FakeEngine` (an :class:`~nbplane.apis.engines.base.Engine`), :class:`FakeLease` (a
+:class:`~nbplane.platform.lease.Lease`) and :class:`FakeAuthenticator` (an identity source a
+test fills). Each is built from the
 settings like the real ones, records what it was asked (``tickets``, ``specs``, ``requests``
 and the ``stopped`` states) and runs the plan a test gives it: the next call goes as the first
 planned :class:`Plan` says, and once the plan is used up every call goes as ``default`` says.
@@ -22,12 +23,13 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from nbplane.apis.engines.base import Engine, Run, Stopper
+from nbplane.auth.authenticators.base import Authenticator, Identity, Presented
 from nbplane.deployments.executors.base import ExecutionTicket, ExecutorStatus, JobExecutor
-from nbplane.errors import NbplaneError
+from nbplane.errors import NbplaneError, Unauthorized
 from nbplane.platform.lease import CONTROL_LEASE, Lease
 from nbplane.sessions.launchers.base import (
     LaunchPhase,
@@ -37,7 +39,14 @@ from nbplane.sessions.launchers.base import (
 )
 from nbplane.settings import Settings
 
-__all__ = ["FakeEngine", "FakeExecutor", "FakeLauncher", "FakeLease", "Plan"]
+__all__ = [
+    "FakeAuthenticator",
+    "FakeEngine",
+    "FakeExecutor",
+    "FakeLauncher",
+    "FakeLease",
+    "Plan",
+]
 
 Ending = Literal["succeed", "fail", "hang", "refuse"]
 
@@ -285,3 +294,29 @@ class FakeLease(Lease):
     def _reach(self) -> None:
         if self.unreachable:
             raise NbplaneError("the fake lease's place is unreachable")
+
+
+FAKE_LOGIN_HEADER = "X-Nbplane-Fake-Login"
+
+
+@dataclass
+class FakeAuthenticator(Authenticator):
+    """An identity source a test fills (an :class:`~nbplane.auth.authenticators.base.
+    Authenticator`, ``NBPLANE_AUTHENTICATOR=nbplane.testing:FakeAuthenticator``): a request
+    whose ``X-Nbplane-Fake-Login`` header holds a key of ``identities`` is that identity; a
+    key that is not there is refused, as an identity source refuses a stale sign-in.
+    ``presented`` records what each request showed."""
+
+    name: ClassVar[str] = "fake"
+    identifies_requests: ClassVar[bool] = True
+    identities: dict[str, Identity] = field(default_factory=dict, init=False)
+    presented: list[Presented] = field(default_factory=list, init=False)
+
+    def identify(self, presented: Presented) -> Identity | None:
+        self.presented.append(presented)
+        key = presented.headers.get(FAKE_LOGIN_HEADER.lower())
+        if key is None:
+            return None
+        if key not in self.identities:
+            raise Unauthorized(f"the fake identity source knows no login {key!r}")
+        return self.identities[key]

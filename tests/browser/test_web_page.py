@@ -480,3 +480,31 @@ def test_oauth_sign_in_and_sign_out_revokes_its_token(page: Page, tmp_path: Path
         expect(page.locator("#sign-in-error")).to_contain_text("started no OAuth sign-in")
         assert page.url == server.url + "/", "the reason is shown, then dropped from the address"
         expect(page.locator("#user-name")).to_be_hidden()
+
+
+def test_openid_sign_in_and_sign_out_at_the_provider(page: Page, tmp_path: Path) -> None:
+    """The oidc authenticator from the console: the provider's login, then signing out ends the
+    session at the provider too (RP-initiated logout) and comes back to the page."""
+    (tmp_path / "apis").mkdir()
+    with (
+        running_provider() as provider,
+        running_server(
+            tmp_path / "apis",
+            tmp_path / "home",
+            f"sqlite:///{tmp_path / 'nbplane.db'}",
+            environment={**provider.oidc_settings, "NBPLANE_SESSION_POOL_SIZE": "0"},
+        ) as server,
+    ):
+        provider.user = User("eli", ["ops"])
+        page.goto(server.url + "/")
+        page.get_by_role(
+            "link", name=f"sign in with {provider.url.removeprefix('http://')}"
+        ).click()
+        expect(page.locator("#user-name")).to_have_text("eli")
+        (cookie,) = page.context.cookies()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert page.url.startswith(server.url + "/"), "the provider sent the browser back"
+        assert provider.ended and provider.ended[-1]["client_id"] == "nbplane-cli"
+        as_eli = {"Authorization": f"Bearer {cookie['value']}"}
+        assert httpx.get(f"{server.url}/api/v1/me", headers=as_eli).status_code == 401

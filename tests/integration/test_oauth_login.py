@@ -95,7 +95,7 @@ def test_login_in_the_browser_makes_the_user_with_their_groups_as_teams(oauth: O
     carol = oauth.users()["carol"]
     assert carol["teams"] == ["analytics", "ops"] and not carol["admin"]
     tokens = nbplane("token", "list", environment=oauth.server.environment).stdout
-    assert "oauth-carol-" in tokens, "revocable like any token"
+    assert "login-" in tokens and "-carol-" in tokens, "revocable like any token"
 
 
 def test_each_login_sets_the_teams_from_the_groups_claim(oauth: OAuth) -> None:
@@ -150,7 +150,7 @@ def test_the_builtin_admin_cannot_log_in_through_the_provider(oauth: OAuth) -> N
 
 def test_token_and_oauth_together_are_refused(oauth: OAuth) -> None:
     one_line_error(
-        oauth.login(oauth.cli("both"), "--token", "nbp_x", check=None), "--token or --oauth"
+        oauth.login(oauth.cli("both"), "--token", "nbp_x", check=None), "--token or --sso"
     )
 
 

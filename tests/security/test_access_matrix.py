@@ -176,6 +176,16 @@ RULES: dict[str, Rule] = {
     ),
     "GET /": public("the web page: static HTML that asks for a token to sign in"),
     "GET /web/{path}": public("the web console's scripts and style sheet"),
+    "GET /api/v1/auth": public(
+        "how people log in here (the authenticator's name), before any token"
+    ),
+    "POST /api/v1/auth/login": public(
+        "a token for whom the request itself identifies to the authenticator: the login itself",
+        lambda objects, role: {},
+    ),
+    "POST /api/v1/auth/logout": signed_in("ends the caller's own login, no one else's"),
+    "GET /nbplane/logout": public("signs the caller's own browser out, acts on no one else"),
+    "GET /nbplane/login": public("signs in a browser the authenticator recognises, or sends it on"),
     "GET /api/v1/auth/oauth": public("the OAuth provider to log in with, asked before any token"),
     "POST /api/v1/auth/oauth/token": public(
         "trades the provider's access token for an nbplane token: the login itself",

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from nbplane.auth.admin import AuthAdmin, bootstrap_admin
+from nbplane.auth.logins import teams_of, username
 from nbplane.auth.models import (
     ADMIN,
     BOOTSTRAP_TOKEN,
@@ -21,7 +22,6 @@ from nbplane.auth.models import (
     DescribeCaller,
     UpdateUser,
 )
-from nbplane.auth.oauth import teams_of, username
 from nbplane.auth.service import AuthService
 from nbplane.errors import ConfigError, Conflict, InvalidInput, NotFound, Unauthorized
 from nbplane.settings import get_settings
@@ -99,11 +99,13 @@ def test_the_admin_is_made_on_first_use_and_owns_tokens_without_a_user(
     assert caller is not None and (caller.user, caller.admin) == (ADMIN, True)
 
 
-def test_oauth_claims_name_the_user_and_their_teams() -> None:
-    assert username({"preferred_username": "carol", "sub": "1"}, "preferred_username") == "carol"
-    assert username({"sub": "1"}, "preferred_username") == "1"
+def test_an_identity_source_names_the_user_and_their_teams() -> None:
+    assert username("carol") == "carol"
+    for unusable in ("", "  ", None, 3, "x" * 256):
+        with pytest.raises(Unauthorized, match="no usable user name"):
+            username(unusable)
     with pytest.raises(Unauthorized, match="built-in admin"):
-        username({"preferred_username": ADMIN}, "preferred_username")
+        username(ADMIN)
     assert teams_of(["sales", "Domain Users", 3, "ops"]) == {"sales", "ops"}
     assert teams_of("sales") == {"sales"}
     assert teams_of({"sales": True}) == set()

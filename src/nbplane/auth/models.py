@@ -14,6 +14,10 @@ ADMIN = "admin"
 BOOTSTRAP_TOKEN = "bootstrap"
 """Name of the token NBPLANE_ADMIN_TOKEN sets at each server start."""
 ADMIN_TOKEN_MIN_LENGTH = 32
+CSRF_HEADER = "X-Nbplane-Csrf"
+"""Any non-empty value: a request that changes something on the strength of a browser's
+ambient sign-in (nbplane's cookie, a gateway's header, an application's cookie) needs it; only a
+script of the page's origin, or a CLI, adds it."""
 
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,254}$"
 """Names of users made through the API or the CLI (an e-mail address fits); OAuth logins keep
@@ -144,7 +148,29 @@ class ExchangeOAuthToken(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    access_token: str = Field(min_length=1, description="An access token from the provider.")
+    access_token: str = Field(
+        min_length=1, max_length=8192, description="An access token from the provider."
+    )
+    id_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16384,
+        description="The OpenID Connect ID token of the login, checked against the provider's "
+        "keys (issuer, audience, expiry, nonce); needed when the server has an issuer.",
+    )
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="The login's refresh token: the server renews the login with it, and the "
+        "nbplane token ends when the provider refuses.",
+    )
+    nonce: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The nonce the login was started with; the ID token must hold it.",
+    )
     name: str | None = Field(
         default=None,
         min_length=1,
@@ -153,10 +179,52 @@ class ExchangeOAuthToken(BaseModel):
     )
 
 
-class DescribeOAuthLogin(BaseModel):
-    """A new nbplane token for the provider's user; the secret is shown this once."""
+class DescribeLogin(BaseModel):
+    """A new nbplane token for the identity source's user; the secret is shown this once."""
 
     token: str
     user: str
     admin: bool
     teams: list[str]
+    authenticator: str = Field(description="The authenticator the login went through.")
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When the token stops working (None: until revoked)."
+    )
+
+
+class LogIn(BaseModel):
+    """Body of ``POST /api/v1/auth/login``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        default=None,
+        pattern=TOKEN_NAME_PATTERN,
+        description="Name of the new nbplane token (default: login-AUTHENTICATOR-USER-<random>).",
+    )
+
+
+class DescribeLogout(BaseModel):
+    """``POST /api/v1/auth/logout``: what ended."""
+
+    revoked: bool = Field(
+        description="The caller's token was a login's and is revoked (a token from `nbplane "
+        "token create` is kept: revoke it with `nbplane token revoke`)."
+    )
+    logout_url: str | None = Field(
+        default=None, description="Where a browser also ends its login at the identity source."
+    )
+
+
+class DescribeAuthenticator(BaseModel):
+    """``GET /api/v1/auth``: how people log in to this server besides nbplane's own tokens."""
+
+    name: str = Field(description="NBPLANE_AUTHENTICATOR: token, oidc, header, app or a plugin.")
+    provider: str = Field(description="What a sign-in button calls the identity source.")
+    browser_login: bool = Field(
+        description="A browser signs in at /nbplane/login (the console's sign-in button)."
+    )
+    request_login: bool = Field(
+        description="`POST /api/v1/auth/login` makes a token for whom the request itself "
+        "identifies (a gateway's header, an application's cookie or token)."
+    )

@@ -1,12 +1,12 @@
-"""The client half of OAuth2's authorization code flow with PKCE (RFC 7636), shared by
-``nbplane login --oauth`` (redirect to a loopback port, RFC 8252) and the Jupyter server
-extension (redirect to the Jupyter server itself): the login URL, the redirect's checks, the
-code trade."""
+"""The client half of OpenID Connect's authorization code flow with PKCE (RFC 7636), on
+authlib's OAuth2 pieces, shared by ``nbplane login --sso`` (redirect to a loopback port, RFC
+8252), the Jupyter server extension (redirect to the Jupyter server itself) and the server's own
+browser sign-in (nbplane.auth.authenticators.oidc): the login URL with its state, PKCE challenge
+and nonce, the redirect's checks, the code trade for the provider's tokens (access, ID,
+refresh), which the nbplane server then checks."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import queue
 import secrets
@@ -18,8 +18,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from nbplane.auth.models import DescribeOAuth
+from nbplane.auth.models import DescribeOAuth, ExchangeOAuthToken
 from nbplane.errors import ConfigError, Unauthorized
 
 TOKEN_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -35,6 +37,9 @@ class PkceLogin:
     redirect_uri: str
     verifier: str = field(default_factory=lambda: secrets.token_urlsafe(VERIFIER_BYTES))
     state: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    nonce: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    client_secret: str | None = None
+    """A confidential client's secret (the server's browser sign-in); the CLI has none."""
 
     def __post_init__(self) -> None:
         for url in (self.provider.authorize_url, self.provider.token_url):
@@ -43,25 +48,57 @@ class PkceLogin:
     @property
     def authorize_url(self) -> str:
         """Where the person's browser logs in."""
-        digest = hashlib.sha256(self.verifier.encode("ascii")).digest()
-        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-        url = httpx.URL(self.provider.authorize_url).copy_merge_params(
-            {
-                "response_type": "code",
-                "client_id": self.provider.client_id,
-                "redirect_uri": self.redirect_uri,
-                "scope": self.provider.scopes,
-                "state": self.state,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
+        url: str = prepare_grant_uri(  # type: ignore[no-untyped-call]  # authlib: unannotated
+            self.provider.authorize_url,
+            self.provider.client_id,
+            "code",
+            redirect_uri=self.redirect_uri,
+            scope=self.provider.scopes,
+            state=self.state,
+            nonce=self.nonce,
+            code_challenge=create_s256_code_challenge(self.verifier),  # type: ignore[no-untyped-call]
+            code_challenge_method="S256",
         )
-        return str(url)
+        return url
 
-    def finish(self, redirect: dict[str, str]) -> str:
-        """The provider's access token for the browser's redirect back to ``redirect_uri``."""
+    @property
+    def secret(self) -> str:
+        """What only this login's initiator keeps until the browser comes back."""
+        return f"{self.state}.{self.verifier}.{self.nonce}"
+
+    @classmethod
+    def resume(
+        cls,
+        provider: DescribeOAuth,
+        redirect_uri: str,
+        secret: str,
+        client_secret: str | None = None,
+    ) -> PkceLogin:
+        """The login whose ``secret`` this is, to finish it."""
+        state, verifier, nonce = ([*secret.split("."), "", ""])[:3]
+        return cls(provider, redirect_uri, verifier, state, nonce, client_secret)
+
+    def finish(self, redirect: dict[str, str], name: str | None = None) -> ExchangeOAuthToken:
+        """The provider's tokens for the browser's redirect back to ``redirect_uri``, with this
+        login's nonce, for the nbplane server to check (and name its token ``name``)."""
         code = check_redirect(redirect, self.state)
-        return exchange(self.provider, code, self.verifier, self.redirect_uri)
+        answer = token_request(
+            self.provider,
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.redirect_uri,
+                "code_verifier": self.verifier,
+            },
+            self.client_secret,
+        )
+        return ExchangeOAuthToken(
+            access_token=answer["access_token"],
+            id_token=_text(answer.get("id_token")),
+            refresh_token=_text(answer.get("refresh_token")),
+            nonce=self.nonce,
+            name=name,
+        )
 
 
 def check_transport(url: str) -> None:
@@ -100,15 +137,14 @@ def check_redirect(redirect: dict[str, str], state: str) -> str:
     return code
 
 
-def exchange(provider: DescribeOAuth, code: str, verifier: str, redirect_uri: str) -> str:
-    """Trade the code for an access token; only the login's initiator knows the verifier."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect_uri,
-        "client_id": provider.client_id,
-        "code_verifier": verifier,
-    }
+def token_request(
+    provider: DescribeOAuth, form: dict[str, str], client_secret: str | None = None
+) -> dict[str, Any]:
+    """The provider's token endpoint's answer to ``form`` (a code or a refresh token), which
+    holds an access token; its refusal is an Unauthorized in its words."""
+    form = {**form, "client_id": provider.client_id}
+    if client_secret:
+        form["client_secret"] = client_secret
     try:
         response = httpx.post(
             provider.token_url,
@@ -134,7 +170,12 @@ def exchange(provider: DescribeOAuth, code: str, verifier: str, redirect_uri: st
             f"{response.status_code} without an access token",
             url=provider.token_url,
         )
-    return token
+    assert isinstance(body, dict)
+    return body
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _reason(answer: dict[str, Any]) -> str:

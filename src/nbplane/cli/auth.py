@@ -36,10 +36,11 @@ if TYPE_CHECKING:
     from nbplane.auth.admin import ManageAuth
     from nbplane.auth.models import (
         DescribeCaller,
+        DescribeLogin,
         DescribeOAuth,
-        DescribeOAuthLogin,
         DescribeToken,
         DescribeUser,
+        ExchangeOAuthToken,
     )
 
 DEFAULT_URL = "http://127.0.0.1:5050"
@@ -464,25 +465,42 @@ def revoke(manage: ManageAuth, name: str, output: str) -> None:
     "is not a terminal, else asked for without echo; both keep it out of the shell history).",
 )
 @click.option(
+    "--sso",
+    "--oidc",
     "--oauth",
+    "sso",
     is_flag=True,
-    help="Instead of a token, log in in the browser at the server's OAuth2 provider "
-    "(authorization code with PKCE); the server then gives you a token of its own. The "
-    "browser's address is printed too, for a machine without one.",
+    help="Instead of a token, log in through the server's authenticator (NBPLANE_AUTHENTICATOR): "
+    "oidc in the browser at its provider (authorization code with PKCE; the browser's address "
+    "is printed too, for a machine without one), header through the gateway at --url, app with "
+    "--source-token; the server then gives you a token of its own.",
+)
+@click.option(
+    "--source-token",
+    metavar="TOKEN",
+    help="With --sso and the app authenticator: your token at that application, which the "
+    "server asks who you are.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=300.0,
     show_default=True,
-    help="With --oauth: seconds to wait for the login in the browser.",
+    help="With --sso at an OpenID Connect provider: seconds to wait for the login in the browser.",
 )
 @output_format
-def login(url: str | None, token: str | None, oauth: bool, timeout: float, output: str) -> None:
+def login(
+    url: str | None,
+    token: str | None,
+    sso: bool,
+    source_token: str | None,
+    timeout: float,
+    output: str,
+) -> None:
     """Log in to an nbplane server for the remote `nbplane job` commands.
 
-    The token is checked with the server (with --oauth, the server makes one for whom its
-    OAuth2 provider says you are), then the URL and token are saved in
+    The token is checked with the server (with --sso, the server makes one for whom its
+    authenticator says you are), then the URL and token are saved in
     NBPLANE_HOME/credentials.json, readable by you only; NBPLANE_URL and NBPLANE_TOKEN
     override them.
     """
@@ -493,11 +511,11 @@ def login(url: str | None, token: str | None, oauth: bool, timeout: float, outpu
         saved = load_login()
         url = get_settings().url or (saved.url if saved else DEFAULT_URL)
     url = normalize_url(url)
-    caller: DescribeCaller | DescribeOAuthLogin
-    if oauth:
+    caller: DescribeCaller | DescribeLogin
+    if sso:
         if token is not None:
-            raise ConfigError("pass --token or --oauth, not both", field="token")
-        caller = _oauth_login(url, timeout)
+            raise ConfigError("pass --token or --sso, not both", field="token")
+        caller = _sso_login(url, source_token, timeout)
     else:
         caller = log_in(url, _read_token(url, token))
     teams = ", ".join(caller.teams) or "none yet"
@@ -529,22 +547,29 @@ def _read_token(url: str, token: str | None) -> str:
     return token
 
 
-def _oauth_login(url: str, timeout: float) -> DescribeOAuthLogin:
-    """The person logs in at the server's provider; the server trades the provider's access
-    token for one of its own."""
-    from nbplane.client import NbplaneClient, log_in_with_oauth
+def _sso_login(url: str, source_token: str | None, timeout: float) -> DescribeLogin:
+    """The person logs in through the server's authenticator: at its provider in the browser
+    (the server trades the provider's tokens for one of its own), or by what this request
+    carries (a gateway's header, the application's token)."""
+    from nbplane.client import NbplaneClient, log_in_by_request, log_in_with_oauth
 
     with NbplaneClient(url, None) as client:
-        provider = client.oauth_config()
+        described = client.authenticator()
+        if described.browser_login or not described.request_login:
+            provider = client.oauth_config()
+        else:
+            return log_in_by_request(url, source_token)
     return log_in_with_oauth(url, _authorize(provider, timeout))
 
 
 @click.command(cls=DocumentedCommand)
 @output_format
 def logout(output: str) -> None:
-    """Forget the server and token that `nbplane login` saved."""
-    from nbplane.client import credentials_path, forget_login
+    """End the login: the server revokes its token if `nbplane login --sso` made it, and the
+    saved server and token are forgotten."""
+    from nbplane.client import credentials_path, forget_login, log_out
 
+    log_out()
     forgotten = forget_login()
     message = "logged out" if forgotten else "not logged in"
     print_result(
@@ -554,9 +579,9 @@ def logout(output: str) -> None:
     )
 
 
-def _authorize(provider: DescribeOAuth, timeout: float) -> str:
-    """The provider's access token, once the person has logged in in their browser (OAuth2's
-    authorization code flow with PKCE as a native app does it, RFC 8252)."""
+def _authorize(provider: DescribeOAuth, timeout: float) -> ExchangeOAuthToken:
+    """The provider's tokens, once the person has logged in in their browser (OpenID
+    Connect's authorization code flow with PKCE as a native app does it, RFC 8252)."""
     import webbrowser
 
     from nbplane.auth.pkce import LoopbackRedirect, PkceLogin

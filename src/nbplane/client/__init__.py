@@ -12,7 +12,7 @@ from nbplane.client.credentials import (
     normalize_url,
     save_login,
 )
-from nbplane.client.login import log_in, log_in_with_oauth
+from nbplane.client.login import log_in, log_in_by_request, log_in_with_oauth, log_out
 
 __all__ = [
     "NbplaneClient",
@@ -21,7 +21,9 @@ __all__ = [
     "forget_login",
     "load_login",
     "log_in",
+    "log_in_by_request",
     "log_in_with_oauth",
+    "log_out",
     "normalize_url",
     "save_login",
 ]

@@ -28,12 +28,15 @@ from nbplane.apis.models import (
     SubmitExecution,
 )
 from nbplane.auth.models import (
+    CSRF_HEADER,
     CreateToken,
     CreateUser,
+    DescribeAuthenticator,
     DescribeCaller,
+    DescribeLogin,
+    DescribeLogout,
     DescribeNewToken,
     DescribeOAuth,
-    DescribeOAuthLogin,
     DescribeTeam,
     DescribeToken,
     DescribeUser,
@@ -141,14 +144,31 @@ class NbplaneClient:
 
     # -- logging in without a token yet
 
+    def authenticator(self) -> DescribeAuthenticator:
+        """How the server lets people log in besides its own tokens."""
+        return DescribeAuthenticator.model_validate(self._json("GET", "/api/v1/auth"))
+
+    def request_login(self, source_token: str | None = None) -> DescribeLogin:
+        """A new nbplane token for whom this request identifies to the server's authenticator
+        (a gateway in front of it, or ``source_token``: the identity source's own token)."""
+        headers = {CSRF_HEADER: "1"}  # what a gateway's sign-in needs: not another site's form
+        if source_token:
+            headers["Authorization"] = f"Bearer {source_token}"
+        data = self._json("POST", "/api/v1/auth/login", json={}, headers=headers)
+        return DescribeLogin.model_validate(data)
+
+    def logout(self) -> DescribeLogout:
+        """End this client's login: its token is revoked if a login made it."""
+        return DescribeLogout.model_validate(self._json("POST", "/api/v1/auth/logout"))
+
     def oauth_config(self) -> DescribeOAuth:
         return DescribeOAuth.model_validate(self._json("GET", "/api/v1/auth/oauth"))
 
-    def oauth_login(self, access_token: str) -> DescribeOAuthLogin:
-        """A new nbplane token for the OAuth provider's user that ``access_token`` is of."""
-        body = ExchangeOAuthToken(access_token=access_token).model_dump(mode="json")
+    def oauth_login(self, tokens: ExchangeOAuthToken) -> DescribeLogin:
+        """A new nbplane token for the OpenID provider's user whose login these tokens are."""
+        body = tokens.model_dump(mode="json", exclude_none=True)
         data = self._json("POST", "/api/v1/auth/oauth/token", json=body)
-        return DescribeOAuthLogin.model_validate(data)
+        return DescribeLogin.model_validate(data)
 
     # -- users, teams and tokens (auth.admin.ManageAuth)
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbplane.auth.models import DescribeCaller, DescribeOAuthLogin
+from nbplane.auth.models import DescribeCaller, DescribeLogin
 from nbplane.auth.pkce import PkceLogin
 from nbplane.client import NbplaneClient, load_login, log_in_with_oauth, normalize_url
 from nbplane.client import log_in as log_in_to_server
@@ -117,8 +117,8 @@ class OAuthLogins:
             self._pending[login.state] = _Pending(url, login)
         return login.authorize_url
 
-    def finish(self, redirect: dict[str, str]) -> DescribeOAuthLogin:
-        """Trade the browser's code for the provider's token, that for an nbplane token, and
+    def finish(self, redirect: dict[str, str]) -> DescribeLogin:
+        """Trade the browser's code for the provider's tokens, those for an nbplane token, and
         keep it."""
         with self._lock:
             pending = self._pending.pop(redirect.get("state", ""), None)

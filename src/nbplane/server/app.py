@@ -19,13 +19,15 @@ from nbplane.apis.catalog import ApiCatalog
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.admin import bootstrap_admin
+from nbplane.auth.authenticators import authenticator_named
+from nbplane.auth.logins import Logins
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.service import DeploymentService
 from nbplane.platform.lease import LeasedLoops
 from nbplane.platform.metrics import Metrics
 from nbplane.server import errors
-from nbplane.server.auth import Authenticator
+from nbplane.server.auth import TokenCheck
 from nbplane.server.control import control_lease, control_loops
 from nbplane.server.door import Door
 from nbplane.server.observe import Observe, ReadinessCheck
@@ -105,7 +107,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             undo.callback(metrics.read_at_scrape, None, None)
             app.state.store = store
             app.state.auth_service = AuthService(store)
-            app.state.authenticator = Authenticator(app.state.auth_service, enabled=config.auth)
             app.state.service = ExecutionService(store, catalog, worker, config.cache_dir)
             settings = get_settings().model_copy(update={"store_url": config.store_url})
             app.state.deployments = DeploymentService(
@@ -116,6 +117,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             undo.push_async_callback(launcher.close)
             app.state.sessions = SessionService(
                 store, settings, launcher, config.public_url, auth=config.auth, metrics=metrics
+            )
+            app.state.logins = Logins(
+                app.state.auth_service,
+                authenticator_named(settings.resolved_authenticator, settings),
+                app.state.sessions.connections,
+            )
+            app.state.token_check = TokenCheck(
+                app.state.auth_service, enabled=config.auth, renew=app.state.logins.renew_if_due
             )
             app.state.proxy = proxy.SessionProxy()
             undo.push_async_callback(app.state.proxy.close)

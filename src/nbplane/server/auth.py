@@ -1,5 +1,6 @@
 """Bearer tokens: every endpoint but health and the logins of ``/api/v1/auth`` needs one,
-unless the server runs with --no-auth.
+unless the server runs with --no-auth, or the configured authenticator finds the caller in the
+request itself (a gateway's header, an application's session cookie: see deps.credentials).
 
 A browser signs in once (``POST /api/v1/auth/sign-in``, see routes/web.py): the token then
 travels in an HttpOnly, SameSite=Strict cookie that the page's script cannot read. A request
@@ -10,6 +11,7 @@ never enough on its own."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Security
@@ -27,8 +29,6 @@ expiry takes effect on time: a cached token is not kept past it)."""
 
 COOKIE = "nbplane_token"
 """The signed-in browser's token (HttpOnly, SameSite=Strict, Secure over https)."""
-CSRF_HEADER = "X-Nbplane-Csrf"
-"""Any non-empty value: a cookie-authenticated request that changes something needs it."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 NO_AUTH_CALLER = DescribeCaller(user="local", admin=True, teams=[], token=None)
@@ -59,13 +59,24 @@ Bearer = Annotated[
 that the cookie is an alternative), which then lists 401 and 403 for the operation."""
 
 
-class Authenticator:
-    """The server's token check: off with --no-auth, else each token looked up at most every
-    ``CACHE_SECONDS`` and never trusted from the cache past its expiry."""
+class TokenCheck:
+    """The server's check of nbplane's own tokens: off with --no-auth, else each token looked
+    up at most every ``CACHE_SECONDS`` and never trusted from the cache past its expiry. (The
+    authenticator, nbplane.auth.authenticators, says who a person is; a login through it ends
+    in a token this checks.)"""
 
-    def __init__(self, service: AuthService, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        service: AuthService,
+        *,
+        enabled: bool,
+        renew: Callable[[DescribeCaller], None] | None = None,
+    ) -> None:
         self.service = service
         self.enabled = enabled
+        self.renew = renew
+        """Renews the login behind a token when due (raising Unauthorized when it ended), at
+        each lookup, not from the cache."""
         self._cache: dict[str, tuple[DescribeCaller, float]] = {}
 
     def authenticate(self, token: str, field: str) -> DescribeCaller:
@@ -89,6 +100,8 @@ class Authenticator:
                     field=field,
                 )
             keep = min(keep, left)
+        if self.renew is not None:
+            self.renew(found)
         if len(self._cache) > 1024:  # bounded: old entries go, they are only a shortcut
             self._cache.clear()
         self._cache[token] = (found, time.monotonic() + keep)
@@ -103,11 +116,12 @@ class Authenticator:
             ):
                 self._cache.pop(secret, None)
 
-    def revoke_when_named(self, token: str, name_prefix: str) -> None:
-        """Revoke ``token`` at once (cache included) when its name starts with
-        ``name_prefix``: the tokens a browser's sign-in made for itself."""
+    def revoke_named(self, name: str) -> None:
+        """Revoke the token named ``name`` at once, cache included: a login ends."""
+        self.service.revoke_token(name)
+        self.forget(None, name)
+
+    def name_of(self, token: str) -> str | None:
+        """The name of the live token with this secret, if any."""
         found = self.service.authenticate(token)
-        name = found.token if found is not None else None
-        if name is not None and name.startswith(name_prefix):
-            self.service.revoke_token(name)
-            self._cache.pop(token, None)
+        return found.token if found is not None else None

@@ -16,18 +16,19 @@ from starlette.requests import HTTPConnection
 
 from nbplane.apis.service import ExecutionService
 from nbplane.auth.admin import AuthAdmin
-from nbplane.auth.models import DescribeCaller
+from nbplane.auth.authenticators.base import Presented
+from nbplane.auth.logins import Logins
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.auth.service import AuthService
 from nbplane.deployments.context import ExecutionContextService
 from nbplane.deployments.service import DeploymentService
 from nbplane.errors import Forbidden, Unauthorized
 from nbplane.server.auth import (
     COOKIE,
-    CSRF_HEADER,
     NO_AUTH_CALLER,
     SAFE_METHODS,
-    Authenticator,
     Bearer,
+    TokenCheck,
 )
 from nbplane.sessions.connections import ConnectionService
 from nbplane.sessions.service import SessionService
@@ -45,8 +46,11 @@ def on_app(attribute: str) -> Callable[[HTTPConnection], Any]:
     return dependency
 
 
-authenticator = on_app("authenticator")
-Auth = Annotated[Authenticator, Depends(authenticator)]
+token_check = on_app("token_check")
+Auth = Annotated[TokenCheck, Depends(token_check)]
+
+logins = on_app("logins")
+ServerLogins = Annotated[Logins, Depends(logins)]
 
 auth_service = on_app("auth_service")
 AuthUsers = Annotated[AuthService, Depends(auth_service)]
@@ -79,34 +83,57 @@ def settings(deployments: Deployments) -> Settings:
 ServerSettings = Annotated[Settings, Depends(settings)]
 
 
-def credentials(connection: HTTPConnection, auth: Authenticator) -> tuple[DescribeCaller, bool]:
-    """Who the bearer token, or the signed-in browser's cookie, speaks for (user, admin, teams),
-    and whether it came in the cookie (a request or a WebSocket alike)."""
+def presented(connection: HTTPConnection) -> Presented:
+    """What the request shows an authenticator."""
+    return Presented(
+        headers=connection.headers,
+        cookies=connection.cookies,
+        client=connection.client.host if connection.client else None,
+    )
+
+
+def credentials(
+    connection: HTTPConnection, auth: TokenCheck, logins: Logins
+) -> tuple[DescribeCaller, bool]:
+    """Who the bearer token, the signed-in browser's cookie, or else the request itself (by the
+    authenticator's means: a gateway's header, an application's cookie) speaks for (user,
+    admin, teams), and whether a browser's ambient credential said so (a request or a WebSocket
+    alike). A request carrying the authenticator's header from where it may not come from is
+    refused whatever else it carries."""
     if not auth.enabled:
         return NO_AUTH_CALLER, False
+    shown = presented(connection)
+    authenticator = logins.authenticator
+    authenticator.screen(shown)
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return auth.authenticate(token.strip(), "authorization"), False
     cookie = connection.cookies.get(COOKIE)
-    if not cookie:
-        raise Unauthorized(
-            "this endpoint needs a bearer token (Authorization: Bearer <token>) or a signed-in "
-            "browser; create a token with `nbplane token create NAME`",
-            field="authorization",
-        )
-    return auth.authenticate(cookie, "cookie"), True
+    if cookie:
+        return auth.authenticate(cookie, "cookie"), True
+    identity = authenticator.identify(shown) if authenticator.identifies_requests else None
+    if identity is not None:
+        return logins.caller(identity), True
+    raise Unauthorized(
+        "this endpoint needs a bearer token (Authorization: Bearer <token>) or a signed-in "
+        "browser; create a token with `nbplane token create NAME`",
+        field="authorization",
+    )
 
 
-def caller(request: Request, auth: Auth, _bearer: Bearer = None) -> DescribeCaller:
+def caller(
+    request: Request, auth: Auth, logins: ServerLogins, _bearer: Bearer = None
+) -> DescribeCaller:
     """Who the request speaks for; a signed-in browser's change needs the CSRF header too.
     Kept on the request for its access log line."""
-    found, by_cookie = credentials(request, auth)
+    found, by_cookie = credentials(request, auth, logins)
     unsafe = request.method not in SAFE_METHODS
     if by_cookie and unsafe and not request.headers.get(CSRF_HEADER, "").strip():
         raise Forbidden(
             f"a signed-in browser's {request.method} needs the {CSRF_HEADER} header that the "
-            "nbplane page sends; a request from another site cannot use the sign-in",
+            "nbplane page sends; a request from another site cannot use the sign-in (nor a "
+            "gateway's or an application's sign-in: log in for a token for scripts)",
             field=CSRF_HEADER.lower(),
         )
     request.state.user = found.user  # for its access log line

@@ -20,7 +20,7 @@ from nbplane.auth.models import (
     UpdateUser,
 )
 from nbplane.errors import Conflict, NotFound
-from nbplane.store.tables import api_tokens, jobs, team_members, users
+from nbplane.store.tables import api_tokens, jobs, login_renewals, team_members, users
 
 TOKEN_PREFIX = "nbp_"
 TOKEN_COLUMNS = [
@@ -214,6 +214,36 @@ class AuthStore:
                 update(api_tokens).where(*condition).values(revoked_at=datetime.now(UTC))
             ).rowcount
         return bool(updated)
+
+    def set_renewal(self, name: str, secret: bytes, renew_at: datetime) -> None:
+        """How the login that made the token ``name`` is renewed (``secret``, sealed), and
+        when next."""
+        with self.engine.begin() as connection:
+            token_id = connection.execute(
+                select(api_tokens.c.id).where(api_tokens.c.name == name)
+            ).scalar()
+            if token_id is None:
+                raise NotFound(f"no token named {name!r}", field="token")
+            connection.execute(delete(login_renewals).where(login_renewals.c.token_id == token_id))
+            connection.execute(
+                insert(login_renewals).values(token_id=token_id, secret=secret, renew_at=renew_at)
+            )
+
+    def renewal(self, name: str) -> tuple[bytes, datetime] | None:
+        """The live token ``name``'s renewal secret (sealed) and when it is due, if its login
+        has one."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(login_renewals.c.secret, login_renewals.c.renew_at)
+                .join(api_tokens, api_tokens.c.id == login_renewals.c.token_id)
+                .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+            ).first()
+        if found is None:
+            return None
+        renew_at = found.renew_at
+        if renew_at.tzinfo is None:  # SQLite keeps no zone: the column holds UTC
+            renew_at = renew_at.replace(tzinfo=UTC)
+        return found.secret, renew_at
 
     def ensure_admin_token(self, user: str, token: str, name: str) -> str:
         """Make sure ``user`` exists, is an admin and holds ``token`` under ``name``: the

@@ -402,3 +402,18 @@ leases = Table(
 )
 """Named leases (``control``: the replica running the background loops); a holder keeps its
 lease by moving ``expires_at`` on before it passes, and anyone may take an expired one."""
+
+login_renewals = Table(
+    "login_renewals",
+    metadata,
+    Column(
+        "token_id",
+        Integer,
+        ForeignKey("api_tokens.id", ondelete="CASCADE", name="login_renewals_token_id_fkey"),
+        primary_key=True,
+    ),
+    Column("secret", LargeBinary, nullable=False),
+    Column("renew_at", DateTime(timezone=True), nullable=False),
+)
+"""A login's way to be renewed with its identity source (an OpenID Connect refresh token,
+sealed with NBPLANE_SECRET_KEY) and when next: the login's token ends when the source refuses."""

@@ -32,10 +32,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from nbplane.auth.models import DescribeCaller
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized, Unreachable
-from nbplane.server.auth import CSRF_HEADER, SAFE_METHODS
-from nbplane.server.deps import Auth, Sessions, credentials, on_app
+from nbplane.server.auth import SAFE_METHODS
+from nbplane.server.deps import Auth, ServerLogins, Sessions, credentials, on_app
 from nbplane.server.errors import response_for
 from nbplane.server.routes.sessions import anonymous_allowed
 from nbplane.sessions.jupyter_api import session_client
@@ -94,13 +94,15 @@ class SessionProxy:
 Proxy = Annotated[SessionProxy, Depends(on_app("proxy"))]
 
 
-def visitor(connection: HTTPConnection, auth: Auth, sessions: Sessions) -> DescribeCaller:
+def visitor(
+    connection: HTTPConnection, auth: Auth, logins: ServerLogins, sessions: Sessions
+) -> DescribeCaller:
     """Who opens the session: the bearer token's or the signed-in browser's user, or, with no
     credentials at all, the anonymous caller if anonymous sessions are on. A signed-in
     browser's change needs a header only the page's script adds; its WebSocket, nbplane's own
     origin."""
     try:
-        found, by_cookie = credentials(connection, auth)
+        found, by_cookie = credentials(connection, auth, logins)
     except Unauthorized:
         if not anonymous_allowed(connection, sessions):
             raise
@@ -285,12 +287,17 @@ def unreachable(session_id: str, exc: Exception) -> Unreachable:
 
 @router.websocket(PREFIX + "{path:path}")
 async def forward_websocket(
-    websocket: WebSocket, session_id: str, path: str, auth: Auth, sessions: Sessions
+    websocket: WebSocket,
+    session_id: str,
+    path: str,
+    auth: Auth,
+    logins: ServerLogins,
+    sessions: Sessions,
 ) -> None:
     """Join the browser's WebSocket to one opened to the session's server, with the
     subprotocol the server picks; each side's close closes the other."""
     try:
-        who = visitor(websocket, auth, sessions)
+        who = visitor(websocket, auth, logins, sessions)
         base, token = await sessions.upstream(who, session_id)
         url = upstream_url(websocket, session_id, base).replace("http", "ws", 1)
         upstream = await open_upstream(websocket, session_id, url, token)

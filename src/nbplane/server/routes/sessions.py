@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from nbplane.auth.models import DescribeCaller
 from nbplane.errors import NotFound, Unauthorized
 from nbplane.server.auth import COOKIE, Bearer
-from nbplane.server.deps import Auth, Sessions, caller
+from nbplane.server.deps import Auth, ServerLogins, Sessions, caller
 from nbplane.server.errors import responses
 from nbplane.sessions.models import CreateSession, DescribeResourceClass, DescribeSession
 from nbplane.sessions.service import ANONYMOUS_CALLER, SessionService
@@ -28,11 +28,11 @@ EVENTS_POLL_SECONDS = 0.2
 
 
 def session_caller(
-    request: Request, auth: Auth, sessions: Sessions, _bearer: Bearer = None
+    request: Request, auth: Auth, logins: ServerLogins, sessions: Sessions, _bearer: Bearer = None
 ) -> DescribeCaller:
     """The token's caller; with no credentials at all, the anonymous caller if allowed."""
     try:
-        return caller(request, auth)
+        return caller(request, auth, logins)
     except Unauthorized:
         if not anonymous_allowed(request, sessions):
             raise

@@ -3,9 +3,12 @@
 The console is one HTML page, one style sheet and ES modules compiled from
 ``labextension/console`` into ``server/web/console``, all served by this server: no network
 beyond it. Signing in puts the pasted token into an HttpOnly cookie
-(see server/auth.py for how that cookie is checked and why changes also need a header). When the
-server has an OAuth provider, the browser may sign in there instead: the server runs the
-authorization code flow with PKCE itself and puts a new token of the user into the cookie."""
+(see server/auth.py for how that cookie is checked and why changes also need a header). With
+another authenticator, ``/nbplane/login`` signs the browser in through it instead: at once for
+whom a gateway's header or an application's cookie names, or, with an OpenID Connect provider,
+by the authorization code flow with PKCE the server runs itself; either way a new token of the
+user goes into the cookie, and signing out (``/nbplane/logout`` ends the provider's session
+too) revokes it."""
 
 from __future__ import annotations
 
@@ -18,12 +21,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from nbplane.auth.models import DescribeCaller, ExchangeOAuthToken
-from nbplane.auth.oauth import oauth_config, oauth_login
-from nbplane.auth.pkce import PkceLogin
+from nbplane.auth.logins import BROWSER_TOKEN_PREFIX
+from nbplane.auth.models import CSRF_HEADER, DescribeCaller
 from nbplane.errors import Forbidden, NbplaneError, Unauthorized
-from nbplane.server.auth import COOKIE, CSRF_HEADER, NO_AUTH_CALLER, SignIn
-from nbplane.server.deps import Auth, AuthUsers, ServerSettings
+from nbplane.server.auth import COOKIE, NO_AUTH_CALLER, SignIn
+from nbplane.server.deps import Auth, ServerLogins, presented
 from nbplane.server.errors import responses
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -45,8 +47,6 @@ OAUTH_COOKIE = "nbplane_oauth"
 """The login in progress (its state and PKCE verifier), readable only by the callback. Lax, not
 Strict: the provider's redirect back is a navigation from another site."""
 OAUTH_SECONDS = 600
-WEB_TOKEN_PREFIX = "web-sign-in-"
-"""Tokens made by a browser's OAuth sign-in: signing out revokes them (a pasted token stays)."""
 
 router = APIRouter()
 
@@ -87,17 +87,27 @@ def keep_signed_in(request: Request, response: Response, token: str) -> None:
     "/api/v1/auth/sign-out",
     status_code=204,
     tags=["auth"],
-    summary="Browser sign-out; a token made by the browser's OAuth sign-in is revoked",
+    summary="Browser sign-out; a token made by the browser's sign-in is revoked",
 )
-def sign_out(request: Request, auth: Auth) -> Response:
-    token = request.cookies.get(COOKIE)
-    if token and auth.enabled:
-        auth.revoke_when_named(token, WEB_TOKEN_PREFIX)
+def sign_out(request: Request, auth: Auth, logins: ServerLogins) -> Response:
+    _end_sign_in(request, auth, logins)
     response = Response(status_code=204)
+    _forget_cookie(request, response)
+    return response
+
+
+def _end_sign_in(request: Request, auth: Auth, logins: ServerLogins) -> None:
+    """Revoke the browser's token if its sign-in made it (a pasted token stays)."""
+    token = request.cookies.get(COOKIE)
+    name = auth.name_of(token) if token and auth.enabled else None
+    if name is not None and logins.is_login_token(name):
+        auth.revoke_named(name)
+
+
+def _forget_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
     )
-    return response
 
 
 def _callback_url(request: Request) -> str:
@@ -109,17 +119,45 @@ def _back_to_page(error: str | None = None) -> RedirectResponse:
     return RedirectResponse("/" + (f"#{urlencode({'error': error})}" if error else ""), 303)
 
 
-@router.get("/nbplane/oauth/login", include_in_schema=False)
-def oauth_start(request: Request, settings: ServerSettings) -> RedirectResponse:
-    """Send the browser to the provider, remembering this login's secrets in a cookie."""
+def browser_token_name() -> str:
+    return f"{BROWSER_TOKEN_PREFIX}{secrets.token_hex(8)}"
+
+
+@router.get("/nbplane/login", include_in_schema=False)
+def browser_login(request: Request, auth: Auth, logins: ServerLogins) -> RedirectResponse:
+    """The console's "Sign in with ..." button: a browser the authenticator recognises (a
+    gateway's header, an application's cookie) is signed in at once; with a provider to log in
+    at, the browser goes there."""
+    authenticator = logins.authenticator
     try:
-        login = PkceLogin(oauth_config(settings), _callback_url(request))
+        if authenticator.browser_login:
+            return RedirectResponse("/nbplane/oauth/login", 303)
+        identity = authenticator.identify(presented(request)) if auth.enabled else None
+        if identity is None:
+            raise Unauthorized(
+                f"this browser brings nothing the server's authenticator ({authenticator.name}) "
+                "recognises: sign in with a token",
+                field="authenticator",
+            )
+        made = logins.log_in(identity, browser_token_name())
     except NbplaneError as exc:
         return _back_to_page(exc.message)
-    response = RedirectResponse(login.authorize_url, 302)
+    response = _back_to_page()
+    keep_signed_in(request, response, made.token)
+    return response
+
+
+@router.get("/nbplane/oauth/login", include_in_schema=False)
+def oauth_start(request: Request, logins: ServerLogins) -> RedirectResponse:
+    """Send the browser to the provider, remembering this login's secrets in a cookie."""
+    try:
+        login = logins.authenticator.start_login(_callback_url(request))
+    except NbplaneError as exc:
+        return _back_to_page(exc.message)
+    response = RedirectResponse(login.url, 302)
     response.set_cookie(
         OAUTH_COOKIE,
-        f"{login.state}.{login.verifier}",
+        login.secret,
         max_age=OAUTH_SECONDS,
         httponly=True,
         samesite="lax",
@@ -130,27 +168,21 @@ def oauth_start(request: Request, settings: ServerSettings) -> RedirectResponse:
 
 
 @router.get(OAUTH_CALLBACK, include_in_schema=False)
-def oauth_callback(
-    request: Request, users: AuthUsers, settings: ServerSettings
-) -> RedirectResponse:
-    """Finish the login: trade the code, make the user's token, sign the browser in."""
+def oauth_callback(request: Request, logins: ServerLogins) -> RedirectResponse:
+    """Finish the login: trade the code, check the provider's tokens, make the user's token,
+    sign the browser in."""
     try:
-        state, _, verifier = request.cookies.get(OAUTH_COOKIE, "").partition(".")
-        if not verifier:
+        secret = request.cookies.get(OAUTH_COOKIE, "")
+        if not secret:
             raise Unauthorized(
                 "this browser started no OAuth sign-in here, or took over "
                 f"{OAUTH_SECONDS // 60} minutes: sign in again",
                 field="state",
             )
-        provider = oauth_config(settings)
-        login = PkceLogin(provider, _callback_url(request), verifier=verifier, state=state)
-        access_token = login.finish(dict(request.query_params))
-        name = f"{WEB_TOKEN_PREFIX}{secrets.token_hex(8)}"
-        made = oauth_login(
-            users,
-            settings,
-            ExchangeOAuthToken(access_token=access_token, name=name),
+        identity = logins.authenticator.finish_login(
+            _callback_url(request), secret, request.query_params
         )
+        made = logins.log_in(identity, browser_token_name())
         response = _back_to_page()
         keep_signed_in(request, response, made.token)
     except NbplaneError as exc:
@@ -162,6 +194,21 @@ def oauth_callback(
         secure=request.url.scheme == "https",
         path=OAUTH_CALLBACK,
     )
+    return response
+
+
+@router.get("/nbplane/logout", include_in_schema=False)
+def browser_logout(request: Request, auth: Auth, logins: ServerLogins) -> RedirectResponse:
+    """Sign the browser out, ending its login, and at the provider too when it offers that
+    (RP-initiated logout), coming back to the page."""
+    _end_sign_in(request, auth, logins)
+    page = str(request.base_url)
+    try:
+        elsewhere = logins.authenticator.logout_url(page)
+    except NbplaneError:  # the provider cannot be asked: signed out here at least
+        elsewhere = None
+    response = RedirectResponse(elsewhere or "/", 303)
+    _forget_cookie(request, response)
     return response
 
 
