@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 """The newest migration; tests check it matches Alembic's head."""
 
 
