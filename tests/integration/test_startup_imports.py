@@ -158,6 +158,8 @@ SERVER_LEAVES_OUT = {
     "without it too, and it comes on the first duration check",
     "arrow": "what isoduration imports",
     "cryptography": "Fernet, imported by SecretBox on its first seal or open",
+    "authlib": "OpenID Connect's client pieces: imported only where the authenticator is oidc",
+    "joserfc": "the ID-token check of the oidc authenticator, likewise",
     "httpx._main": "httpx's command line (rich's progress bars, pygments): nbplane.server "
     "imports httpx without it",
 }

@@ -3,9 +3,10 @@ ending a login. Thin: the rules live in nbplane.auth (logins, authenticators, oa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 
-from nbplane.auth.authenticators.oidc import OidcAuthenticator
 from nbplane.auth.logins import Logins
 from nbplane.auth.models import (
     CSRF_HEADER,
@@ -19,6 +20,9 @@ from nbplane.auth.models import (
 from nbplane.errors import Forbidden, NotFound, Unauthorized
 from nbplane.server.deps import Auth, Caller, ServerLogins, presented
 from nbplane.server.errors import responses
+
+if TYPE_CHECKING:
+    from nbplane.auth.authenticators.oidc import OidcAuthenticator
 
 router = APIRouter(prefix="/api/v1/auth")
 
@@ -98,6 +102,9 @@ def exchange_oauth_token(logins: ServerLogins, body: ExchangeOAuthToken) -> Desc
 
 def openid(logins: Logins) -> OidcAuthenticator:
     """The server's OpenID Connect authenticator, or a 404 that says how to log in instead."""
+    # imported here: authlib, joserfc and cryptography only where OpenID Connect is used
+    from nbplane.auth.authenticators.oidc import OidcAuthenticator
+
     authenticator = logins.authenticator
     if not isinstance(authenticator, OidcAuthenticator):
         raise NotFound(
