@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ from prometheus_client import generate_latest
 from nbplane._time import now
 from nbplane.apis import worker as worker_module
 from nbplane.apis.catalog import ApiCatalog
-from nbplane.apis.models import HOPS, DescribeExecution, ExecutionStatus
+from nbplane.apis.models import HOPS, DescribeExecution, ExecutionStatus, ListExecutionsQuery
 from nbplane.apis.service import ExecutionService
 from nbplane.apis.worker import Worker
 from nbplane.auth.models import DescribeCaller
+from nbplane.errors import StoreError
 from nbplane.platform.metrics import Metrics
 from nbplane.store import Store, open_store
+from nbplane.store.apis import ExecutionStore
 from nbplane.store.notify import LISTENER_NAME, Signal
 from nbplane.testing import FakeEngine, Plan
 from tests.integration.api_notebooks import NUMBER_IN, TimedEngine, write_api
@@ -178,6 +181,41 @@ def test_a_busy_worker_queues_the_next_and_cancel_frees_it(
     assert (cancelled.status, cancelled.reason) == (ExecutionStatus.CANCELLED, "cancelled")
     assert (second.status, second.output) == (ExecutionStatus.COMPLETED, {"y": 2})
     assert len(apis.engine.requests) == 2
+
+
+@pytest.mark.parametrize("wait", [0, 10])
+def test_an_execution_the_store_refuses_answers_the_error_and_its_run_stops(
+    apis: Apis, monkeypatch: pytest.MonkeyPatch, wait: float
+) -> None:
+    """Taken at once, an execution runs while it is stored: when the insert fails the caller
+    gets its error, not a record nobody can find, and the run is stopped, never ended."""
+    apis.engine.plan(Plan.hang())
+
+    def refuse(store: ExecutionStore, record: DescribeExecution) -> None:
+        deadline = time.monotonic() + 10
+        while not apis.engine.running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)  # refused once its run started
+        raise StoreError("database is locked", field="store_url")
+
+    monkeypatch.setattr(ExecutionStore, "create", refuse)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    async def steps(service: ExecutionService) -> None:
+        worker = service.worker
+        assert worker is not None
+        await asyncio.wait_for(until(lambda: worker.takes_at_once), 10)
+        with pytest.raises(StoreError, match="database is locked"):
+            await service.submit("double", {"x": 1}, ALICE, wait=wait)
+        assert len(apis.engine.requests) == 1  # it ran: taken at once
+        # stopped, not left hanging until its 60 s timeout
+        await asyncio.wait_for(until(lambda: not worker.busy), 10)
+
+    apis.run(steps)
+    everything = ListExecutionsQuery.model_validate({})
+    assert apis.store.executions.page(everything, only_owner=None).total == 0
 
 
 def test_an_execution_records_where_its_time_went(apis: Apis) -> None:

@@ -94,7 +94,8 @@ def test_a_worker_takes_several_at_once_and_learns_whether_others_wait(
 
 
 def test_taken_at_once_skips_the_queue(lifecycle: ExecutionLifecycle) -> None:
-    taken = lifecycle.take_now(queued(), "w1", NOW)
+    taken = lifecycle.as_taken(queued(), "w1", NOW)
+    lifecycle.take_now(taken)
     assert (taken.status, taken.worker_id, taken.started_at) == (RUNNING, "w1", NOW)
     assert lifecycle.claim("w2", NOW, None).taken == []
     assert lifecycle.end(taken, "w1", Ending(COMPLETED), NOW) is not None

@@ -112,12 +112,12 @@ class ExecutionLifecycle:
         assert record.status == ExecutionStatus.QUEUED
         self.store.executions.create(record)
 
-    def take_now(
+    def as_taken(
         self, record: DescribeExecution, worker_id: str, now: datetime
     ) -> DescribeExecution:
-        """Store a new execution as already running on ``worker_id`` (no trip through the
-        queue); returns the stored record."""
-        taken = record.model_copy(
+        """A new execution as running on ``worker_id`` from ``now``, skipping the queue; it
+        exists once :meth:`take_now` stored it."""
+        return record.model_copy(
             update={
                 "status": ExecutionStatus.RUNNING,
                 "worker_id": worker_id,
@@ -125,8 +125,11 @@ class ExecutionLifecycle:
                 "attempts": 1,
             }
         )
+
+    def take_now(self, taken: DescribeExecution) -> None:
+        """Store a new execution :meth:`as_taken` (never queued, so no worker is told)."""
+        assert taken.status == ExecutionStatus.RUNNING
         self.store.executions.create(taken)
-        return taken
 
     def claim(
         self, worker_id: str, now: datetime, notebooks: list[str] | None, limit: int = 1

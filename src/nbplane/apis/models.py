@@ -58,7 +58,8 @@ HOPS = (
 """Where an execution's time goes, in order (milliseconds in ``timings`` and the
 ``Server-Timing`` header): ``validate_input`` checking the parameters against the contract;
 ``queue`` from its creation until a worker began running it (storing it, waiting for a worker,
-being taken); the engine's ``engine_start`` (a kernel or shell ready for it), ``cells`` (running
+being taken; one the answering server's worker takes at once is stored while it runs); the
+engine's ``engine_start`` (a kernel or shell ready for it), ``cells`` (running
 them) and ``capture`` (the executed notebook and the output); ``validate_output`` checking the
 output; ``record`` (header only) from the end of the run until the answering server had the
 final record: storing it and, when another process ran it, the signal and the read;

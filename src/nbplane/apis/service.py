@@ -110,19 +110,25 @@ class ExecutionService:
             timings={"validate_input": milliseconds(time.perf_counter() - checking)},
         )
         if not wait:
-            return await self._store(record)
+            stored, storing = await self._store(record)
+            if storing is not None:
+                await storing
+            return stored
         with self.store.signals.watch(record.id) as watch:  # before it may end: no end missed
-            stored = await self._store(record)
-            return await self._until_final(stored, watch, deadline, caller)
+            stored, storing = await self._store(record)
+            return await self._until_final(stored, watch, deadline, caller, storing)
 
-    async def _store(self, record: DescribeExecution) -> DescribeExecution:
-        """Taken by this process's worker at once, else queued (which signals the workers)."""
+    async def _store(
+        self, record: DescribeExecution
+    ) -> tuple[DescribeExecution, asyncio.Future[None] | None]:
+        """Taken by this process's worker at once (and its insert under way, to be awaited
+        before the record is shown), else queued (which signals the workers)."""
         if self.worker is not None:
-            taken = await self.worker.run_now(record)
+            taken = self.worker.run_now(record)
             if taken is not None:
                 return taken
         await asyncio.to_thread(self.lifecycle.queue, record)
-        return record
+        return record, None
 
     async def wait(
         self, execution_id: str, seconds: float, caller: DescribeCaller
@@ -134,21 +140,38 @@ class ExecutionService:
             return await self._until_final(record, watch, deadline, caller)
 
     async def _until_final(
-        self, record: DescribeExecution, watch: Watch, deadline: float, caller: DescribeCaller
+        self,
+        record: DescribeExecution,
+        watch: Watch,
+        deadline: float,
+        caller: DescribeCaller,
+        storing: asyncio.Future[None] | None = None,
     ) -> DescribeExecution:
         """Wait for the signal of the execution's end; read it again only on a signal, or,
         when no signal would come (another process runs it and none reach this one), on a
-        backing-off poll."""
+        backing-off poll. ``storing``: the insert of an execution run at once, awaited before
+        it is shown running (its end is written after it; if it fails, its error is raised)."""
+        if storing is not None:
+
+            def failed(done: asyncio.Future[None]) -> None:  # ends the wait: raised below
+                if done.cancelled() or done.exception() is not None:
+                    watch.arrive(None)
+
+            storing.add_done_callback(failed)
         delay = FIRST_LOOK
         while True:
             left = deadline - time.monotonic()
             if record.status.final or left <= 0:
+                if storing is not None:
+                    await storing
                 return record
             if self.store.signals.listening or (self.worker and self.worker.runs(record.id)):
                 pause = left
             else:
                 pause, delay = min(left, delay), min(delay * 2, self.poll_interval)
             await sleep_or_wake(watch.event, pause)
+            if storing is not None and storing.done():
+                storing.result()  # raises what refused the insert
             arrived = watch.take()
             if arrived is not None and may_see(caller, arrived):
                 record = arrived

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import NamedTuple
 
 from nbplane._time import now, sleep_or_wake
 from nbplane.apis.catalog import ApiCatalog
@@ -84,7 +85,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: dict[str, tuple[str, asyncio.Task[None], asyncio.Event]] = {}
         self._queue_drained = False
-        self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self.last_beat = time.monotonic()
@@ -121,31 +121,45 @@ class Worker:
         """Whether this worker runs the execution (its end is then signalled in-process)."""
         return execution_id in self._running
 
-    async def run_now(self, record: DescribeExecution) -> DescribeExecution | None:
-        """Store a new execution as already ours and run it at once, skipping the trip through
-        the queue, when this worker has room and found the queue empty on its last look (so
-        nothing older waits). Returns the stored record, or None to queue it as usual."""
-        if not self._queue_drained or self._busy() >= self.concurrency:
+    @property
+    def busy(self) -> int:
+        """How many executions this worker runs now."""
+        return len(self._running)
+
+    @property
+    def takes_at_once(self) -> bool:
+        """Whether a new execution would run at once: there is room, and the queue was empty
+        on the last look (nothing older waits)."""
+        return self._queue_drained and self.busy < self.concurrency
+
+    def run_now(self, record: DescribeExecution) -> TakenNow | None:
+        """Run a new execution at once as already ours, skipping the trip through the queue,
+        when this worker :attr:`takes_at_once` (and a contract's limit allows); None to queue
+        it as usual. It is stored while its run starts: ``stored`` says
+        when it exists (or why it could not be stored: its run is then stopped and its end
+        never written)."""
+        if not self.takes_at_once:
             return None
         eligible = self._eligible()
         if eligible is not None and record.notebook not in eligible:
             return None
-        self._reserved += 1
-        try:
-            taken = await asyncio.to_thread(self.lifecycle.take_now, record, self.worker_id, now())
-        finally:
-            self._reserved -= 1
-        self._start(taken)
-        return taken
+        taken = self.lifecycle.as_taken(record, self.worker_id, now())
+        stored = asyncio.ensure_future(asyncio.to_thread(self.lifecycle.take_now, taken))
+        self._start(taken, stored)
+        return TakenNow(taken, stored)
 
-    def _busy(self) -> int:
-        return len(self._running) + self._reserved
-
-    def _start(self, record: DescribeExecution) -> None:
+    def _start(self, record: DescribeExecution, stored: asyncio.Future[None] | None = None) -> None:
         cancel = asyncio.Event()
         if record.cancel_requested:  # asked before its worker was lost; it is queued again
             cancel.set()
-        task = asyncio.create_task(self._execute(record, cancel))
+        if stored is not None:  # not stored: nobody will see it, stop it
+
+            def stop_unless_stored(done: asyncio.Future[None]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    cancel.set()
+
+            stored.add_done_callback(stop_unless_stored)
+        task = asyncio.create_task(self._execute(record, cancel, stored))
         self._running[record.id] = (record.notebook, task, cancel)
 
     async def _claim_loop(self) -> None:
@@ -165,7 +179,7 @@ class Worker:
     async def _claim(self) -> None:
         """Take queued executions while there is room; several in one write when no contract
         limits its notebook's concurrency."""
-        while (room := self.concurrency - self._busy()) > 0:
+        while (room := self.concurrency - self.busy) > 0:
             eligible = self._eligible()
             limit = room if eligible is None else 1
             claimed = await asyncio.to_thread(
@@ -216,7 +230,9 @@ class Worker:
             if asked:
                 cancel.set()
 
-    async def _execute(self, record: DescribeExecution, cancel: asyncio.Event) -> None:
+    async def _execute(
+        self, record: DescribeExecution, cancel: asyncio.Event, stored: asyncio.Future[None] | None
+    ) -> None:
         began = time.perf_counter()
         queue = milliseconds((now() - record.created_at).total_seconds())
         spent: dict[str, float] = {}
@@ -233,12 +249,23 @@ class Worker:
             other = round(milliseconds(time.perf_counter() - began) - sum(spent.values()), 3)
             timings = {**record.timings, "queue": queue, **spent, "other": max(other, 0.0)}
             ended = record.model_copy(update={"timings": timings})
-            await asyncio.shield(
-                asyncio.to_thread(self.lifecycle.end, ended, self.worker_id, ending, now())
-            )
+            await asyncio.shield(self._record_end(ended, ending, stored))
             self._running.pop(record.id, None)
             if not self._queue_drained or record.notebook in self._limits():
                 self._wake.set()  # its place is free for one that waits
+
+    async def _record_end(
+        self, ended: DescribeExecution, ending: Ending, stored: asyncio.Future[None] | None
+    ) -> None:
+        """Write the end, once the execution is stored when it was run at once (never stored:
+        nothing to end)."""
+        finished = now()
+        if stored is not None:
+            try:
+                await stored
+            except Exception:
+                return
+        await asyncio.to_thread(self.lifecycle.end, ended, self.worker_id, ending, finished)
 
     async def _run(
         self, record: DescribeExecution, cancel: asyncio.Event, spent: dict[str, float]
@@ -273,6 +300,13 @@ class Worker:
             finally:
                 spent["validate_output"] = milliseconds(time.perf_counter() - checking)
         return ending
+
+
+class TakenNow(NamedTuple):
+    """An execution :meth:`Worker.run_now` took: the record, and its insert under way."""
+
+    record: DescribeExecution
+    stored: asyncio.Future[None]
 
 
 def milliseconds(seconds: float) -> float:

@@ -87,6 +87,24 @@ def route_template(scope: dict[str, Any], asked: dict[str, Any]) -> str:
     return UNMATCHED
 
 
+class RouteTemplates:
+    """:func:`route_template` remembered per FastAPI route that took a request: looking for it
+    among every route of the app, as each request did, cost more than the rest of its
+    observing."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Any, str]] = {}
+
+    def of(self, scope: dict[str, Any], asked: dict[str, Any]) -> str:
+        taken = scope.get("route")
+        if taken is None:
+            return route_template(scope, asked)
+        known = self._known.get(id(taken))
+        if known is None or known[0] is not taken:  # kept with the route: its id is not reused
+            known = self._known[id(taken)] = (taken, route_template(scope, asked))
+        return known[1]
+
+
 class Observe:
     """ASGI middleware: counts and times each HTTP request by method, route template and
     status, and writes its access line (``nbplane.access``: method, path, status, duration_ms,
@@ -94,6 +112,7 @@ class Observe:
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
+        self.templates = RouteTemplates()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -117,7 +136,7 @@ class Observe:
         self, scope: dict[str, Any], asked: dict[str, Any], status: int, seconds: float
     ) -> None:
         method, path = scope["method"], scope["path"]
-        labels = (method, route_template(scope, asked), str(status))
+        labels = (method, self.templates.of(scope, asked), str(status))
         self.metrics.http_requests.labels(*labels).inc()
         self.metrics.http_duration.labels(*labels).observe(seconds)
         client = scope.get("client")

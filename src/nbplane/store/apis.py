@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, update
 
 from nbplane.apis.models import (
     DescribeExecution,
@@ -29,6 +29,22 @@ DESCRIBE_COLUMNS = [
 ]
 FALLBACKS: dict[str, Any] = {"parameters": {}, "status": ExecutionStatus.FAILED}
 """What a stored field that no longer fits the model is shown as (else: the field's default)."""
+
+# The statements of an API execution's path (its insert, final update and reads), built once
+# with bound parameters: building and coercing one per call cost more than running it.
+INSERT_EXECUTION = insert(executions)
+INSERT_ARTIFACTS = insert(execution_artifacts)
+GET_EXECUTION = select(*DESCRIBE_COLUMNS).where(executions.c.id == bindparam("execution_id"))
+FINISH_VALUES = ("status", "reason", "error", "output", "has_output", "finished_at", "timings")
+FINISH_EXECUTION = (
+    update(executions)
+    .where(
+        executions.c.id == bindparam("execution_id"),
+        executions.c.status.in_(bindparam("sources", expanding=True)),
+    )
+    .values({name: bindparam(f"new_{name}") for name in FINISH_VALUES})
+)
+FINISH_OWNED_EXECUTION = FINISH_EXECUTION.where(executions.c.worker_id == bindparam("by_worker"))
 
 
 class Claimed(NamedTuple):
@@ -51,23 +67,18 @@ class ExecutionStore:
         """Store a new execution: queued (signalled to the workers), or already running when
         its worker took it directly."""
         queued = record.status == ExecutionStatus.QUEUED
+        values = record.model_dump()
+        values.update(owner=record.created_by, heartbeat_at=record.started_at)
         with self.engine.begin() as connection:
-            connection.execute(
-                insert(executions).values(
-                    **record.model_dump(), owner=record.created_by, heartbeat_at=record.started_at
-                )
-            )
+            connection.execute(INSERT_EXECUTION, values)
             signals = [Signal("queued", record.id)] if queued else []
             self.signals.notify(connection, signals)
         self.signals.deliver(signals)
 
     def get(self, execution_id: str) -> DescribeExecution | None:
         with self.engine.connect() as connection:
-            row = (
-                connection.execute(select(*DESCRIBE_COLUMNS).where(executions.c.id == execution_id))
-                .mappings()
-                .first()
-            )
+            found = connection.execute(GET_EXECUTION, {"execution_id": execution_id})
+            row = found.mappings().first()
         return describe(row) if row else None
 
     def page(self, query: ListExecutionsQuery, only_owner: str | None) -> ExecutionPage:
@@ -171,29 +182,30 @@ class ExecutionStore:
     ) -> bool:
         """Give a running execution its final status, output, timings and artifacts in one
         transaction, unless something else ended it first; signalled to its waiters."""
-        owned = executions.c.worker_id == worker_id if worker_id is not None else and_(True)
+        statement = FINISH_OWNED_EXECUTION if worker_id is not None else FINISH_EXECUTION
+        values = {
+            "status": final.status,
+            # what a notebook saved or raised may hold what JSON columns refuse
+            "reason": sendable(final.reason),
+            "error": sendable(final.error),
+            "output": sendable(final.output),
+            "has_output": final.has_output,
+            "finished_at": final.finished_at,
+            "timings": final.timings,
+        }
         with self.engine.begin() as connection:
             updated = connection.execute(
-                update(executions)
-                .where(
-                    executions.c.id == final.id,
-                    executions.c.status.in_(final.status.sources()),
-                    owned,
-                )
-                .values(
-                    status=final.status,
-                    # what a notebook saved or raised may hold what JSON columns refuse
-                    reason=sendable(final.reason),
-                    error=sendable(final.error),
-                    output=sendable(final.output),
-                    has_output=final.has_output,
-                    finished_at=final.finished_at,
-                    timings=final.timings,
-                )
+                statement,
+                {
+                    "execution_id": final.id,
+                    "sources": final.status.sources(),
+                    "by_worker": worker_id,
+                    **{f"new_{name}": value for name, value in values.items()},
+                },
             ).rowcount
             if updated and artifacts:
                 connection.execute(
-                    insert(execution_artifacts),
+                    INSERT_ARTIFACTS,
                     [
                         {"execution_id": final.id, "kind": kind, "content": content}
                         for kind, content in artifacts.items()

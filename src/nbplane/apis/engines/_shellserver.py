@@ -12,7 +12,8 @@ turn, stopping at the first that fails, and answers, in order: ``["o", kind, con
 output (kind and content as the IOPub message a kernel would send: ``stream``, ``display_data``,
 ``update_display_data``, ``execute_result``, ``error``, ``clear_output``), ``["c", ok,
 execution_count]`` after each cell, and ``["d", ok]`` once ``then`` ran (``keep``: remember the
-state the setup cells left; ``restore``: put it back, see :mod:`nbplane.apis.engines._baseline`).
+state the setup cells left; ``restore``: put it back, see :mod:`nbplane.apis.engines._baseline`);
+the last cell's end goes out with ``d``, in one write.
 Text a cell writes is sent when it flushes, when another output comes, every 0.1 s or 64 KiB,
 and when the cell ends, so a cell that hangs or kills the process keeps what it wrote.
 """
@@ -71,10 +72,14 @@ class Channel:
         self.sock = sock
         self._lock = threading.Lock()  # a cell's threads may print while the cell runs
 
-    def send(self, message: list[Any]) -> None:
-        payload = json.dumps(message, default=str).encode()
+    def send(self, *messages: list[Any]) -> None:
+        """Send ``messages`` in one write (the engine reads them at one wake-up)."""
+        framed = []
+        for message in messages:
+            payload = json.dumps(message, default=str).encode()
+            framed += [HEADER.pack(len(payload)), payload]
         with self._lock:
-            self.sock.sendall(HEADER.pack(len(payload)) + payload)
+            self.sock.sendall(b"".join(framed))
 
     def receive(self) -> dict[str, Any] | None:
         header = self._read(HEADER.size)
@@ -192,14 +197,17 @@ def serve(fd: int) -> None:
     channel = Channel(socket.socket(fileno=fd))
     while (request := channel.receive()) is not None:
         ok = True
-        for source in request["cells"]:
+        cells: list[str] = request["cells"]
+        last_end: list[list[Any]] = []
+        for position, source in enumerate(cells):
             outputs = ChannelOutputs(channel, shell.execution_count)
             count = shell.execution_count
             ok = shell.run_source(source, outputs) is None
             outputs.close()
-            channel.send(["c", ok, count])
-            if not ok:
-                break
+            last_end = [["c", ok, count]]
+            if not ok or position == len(cells) - 1:
+                break  # the last cell's end goes out with "d"
+            channel.send(*last_end)
         then = request.get("then")
         try:
             if then == "keep" and ok:
@@ -209,4 +217,4 @@ def serve(fd: int) -> None:
             done = ok or then == "restore"
         except Exception:
             done = False
-        channel.send(["d", done])
+        channel.send(*last_end, ["d", done])

@@ -45,7 +45,9 @@ class RequestClock:
     began_at: datetime = field(default_factory=now)
 
 
-def request_clock() -> RequestClock:
+async def request_clock() -> RequestClock:
+    """Async, as every dependency that neither blocks nor waits: FastAPI runs a plain ``def``
+    one in a worker thread, a hop per request."""
     return RequestClock()
 
 
