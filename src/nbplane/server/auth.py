@@ -79,11 +79,17 @@ class TokenCheck:
         each lookup, not from the cache."""
         self._cache: dict[str, tuple[DescribeCaller, float]] = {}
 
+    def cached(self, token: str) -> DescribeCaller | None:
+        """The caller of ``token`` if it was checked within ``CACHE_SECONDS`` (and is not past
+        its expiry): known without a lookup, so without leaving the event loop."""
+        cached = self._cache.get(token)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def authenticate(self, token: str, field: str) -> DescribeCaller:
         """The live token's caller; ``field`` names where it came from in the error."""
-        cached = self._cache.get(token)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        cached = self.cached(token)
+        if cached is not None:
+            return cached
         found = self.service.authenticate(token)
         what = {"authorization": "the bearer token", "cookie": "the signed-in token"}.get(
             field, "the token"

@@ -8,6 +8,7 @@ the token)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -39,7 +40,8 @@ def on_app(attribute: str) -> Callable[[HTTPConnection], Any]:
     """A dependency returning what the lifespan put on ``app.state`` under ``attribute``; the
     ``Annotated`` alias beside it gives routes its type."""
 
-    def dependency(connection: HTTPConnection) -> Any:  # a request or a WebSocket
+    # async: FastAPI runs a plain function in a worker thread, a hop per request for a getattr
+    async def dependency(connection: HTTPConnection) -> Any:  # a request or a WebSocket
         return getattr(connection.app.state, attribute)
 
     dependency.__name__ = attribute
@@ -68,14 +70,14 @@ session_service = on_app("sessions")
 Sessions = Annotated[SessionService, Depends(session_service)]
 
 
-def connection_service(sessions: Sessions) -> ConnectionService:
+async def connection_service(sessions: Sessions) -> ConnectionService:
     return sessions.connections
 
 
 Connections = Annotated[ConnectionService, Depends(connection_service)]
 
 
-def settings(deployments: Deployments) -> Settings:
+async def settings(deployments: Deployments) -> Settings:
     """The settings the server started with."""
     return deployments.settings
 
@@ -105,13 +107,9 @@ def credentials(
     shown = presented(connection)
     authenticator = logins.authenticator
     authenticator.screen(shown)
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return auth.authenticate(token.strip(), "authorization"), False
-    cookie = connection.cookies.get(COOKIE)
-    if cookie:
-        return auth.authenticate(cookie, "cookie"), True
+    token, field = token_of(connection)
+    if token is not None:
+        return auth.authenticate(token, field), field == "cookie"
     identity = authenticator.identify(shown) if authenticator.identifies_requests else None
     if identity is not None:
         return logins.caller(identity), True
@@ -122,12 +120,37 @@ def credentials(
     )
 
 
-def caller(
+def token_of(connection: HTTPConnection) -> tuple[str | None, str]:
+    """The bearer token, else the signed-in browser's cookie, and which of the two it is."""
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), "authorization"
+    return connection.cookies.get(COOKIE) or None, "cookie"
+
+
+def known_credentials(
+    connection: HTTPConnection, auth: TokenCheck, logins: Logins
+) -> tuple[DescribeCaller, bool] | None:
+    """What :func:`credentials` answers, when that needs no lookup (no authentication, or a
+    token checked moments ago); None when it does."""
+    if not auth.enabled:
+        return NO_AUTH_CALLER, False
+    logins.authenticator.screen(presented(connection))
+    token, field = token_of(connection)
+    found = auth.cached(token) if token is not None else None
+    return None if found is None else (found, field == "cookie")
+
+
+async def caller(
     request: Request, auth: Auth, logins: ServerLogins, _bearer: Bearer = None
 ) -> DescribeCaller:
     """Who the request speaks for; a signed-in browser's change needs the CSRF header too.
-    Kept on the request for its access log line."""
-    found, by_cookie = credentials(request, auth, logins)
+    Kept on the request for its access log line. On the event loop when the caller is known
+    already; a lookup (the database, an application) goes to a worker thread."""
+    known = known_credentials(request, auth, logins)
+    if known is None:
+        known = await asyncio.to_thread(credentials, request, auth, logins)
+    found, by_cookie = known
     unsafe = request.method not in SAFE_METHODS
     if by_cookie and unsafe and not request.headers.get(CSRF_HEADER, "").strip():
         raise Forbidden(
@@ -143,7 +166,7 @@ def caller(
 Caller = Annotated[DescribeCaller, Depends(caller)]
 
 
-def auth_admin(users: AuthUsers, who: Caller, auth: Auth) -> AuthAdmin:
+async def auth_admin(users: AuthUsers, who: Caller, auth: Auth) -> AuthAdmin:
     """Users, teams and tokens as the caller may manage them."""
     return AuthAdmin(users, who, auth.forget)
 

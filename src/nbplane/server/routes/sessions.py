@@ -27,12 +27,12 @@ router = APIRouter(prefix="/api/v1/sessions")
 EVENTS_POLL_SECONDS = 0.2
 
 
-def session_caller(
+async def session_caller(
     request: Request, auth: Auth, logins: ServerLogins, sessions: Sessions, _bearer: Bearer = None
 ) -> DescribeCaller:
     """The token's caller; with no credentials at all, the anonymous caller if allowed."""
     try:
-        return caller(request, auth, logins)
+        return await caller(request, auth, logins)
     except Unauthorized:
         if not anonymous_allowed(request, sessions):
             raise
