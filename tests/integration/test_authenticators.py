@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,12 +30,12 @@ from tests.identity_sources import (
     running_gateway,
 )
 from tests.integration.server_fixture import Server, nbplane, running_server
-from tests.integration.test_cli_control import Cli, client, one_line_error
+from tests.integration.test_cli_control import Cli, one_line_error
+from tests.integration.test_oauth_login import browsing_cli
 from tests.oauth_provider import CLIENT_ID, Provider, User, running_provider
 
 AUTHENTICATORS = ["token", "header", "app", "oidc"]
 CSRF = {"X-Nbplane-Csrf": "1"}
-BROWSER = Path(__file__).parents[1] / "oauth_browser.py"
 
 
 @dataclass
@@ -58,13 +57,7 @@ class Source:
 
     def cli(self, name: str) -> Cli:
         """A person's machine; its browser follows the provider's redirect at once."""
-        cli = client(self.root / f"home-{name}-{secrets.token_hex(3)}")
-        script = self.root / "browser"
-        if not script.exists():
-            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{BROWSER}" "$1"\n')
-            script.chmod(0o755)
-        cli.variables["BROWSER"] = str(script)
-        return cli
+        return browsing_cli(self.root, self.root / f"home-{name}-{secrets.token_hex(3)}")
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         return nbplane(*args, environment=self.server.environment)

@@ -23,6 +23,18 @@ from tests.oauth_provider import Provider, User, running_provider
 BROWSER = Path(__file__).parents[1] / "oauth_browser.py"
 
 
+def browsing_cli(root: Path, home: Path) -> Cli:
+    """A user's machine whose browser is tests/oauth_browser.py: it follows the provider's
+    redirect at once."""
+    cli = client(home)
+    script = root / "browser"
+    if not script.exists():
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{BROWSER}" "$1"\n')
+        script.chmod(0o755)
+    cli.variables["BROWSER"] = str(script)
+    return cli
+
+
 @dataclass
 class OAuth:
     provider: Provider
@@ -31,14 +43,7 @@ class OAuth:
     store_url: str
 
     def cli(self, name: str) -> Cli:
-        """A user's machine whose browser is tests/oauth_browser.py."""
-        cli = client(self.root / f"home-{name}")
-        script = self.root / "browser"
-        if not script.exists():
-            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{BROWSER}" "$1"\n')
-            script.chmod(0o755)
-        cli.variables["BROWSER"] = str(script)
-        return cli
+        return browsing_cli(self.root, self.root / f"home-{name}")
 
     def login(self, cli: Cli, *args: str, check: int | None = 0, spoil: str = "") -> Any:
         """``nbplane login --oauth``; a browser that fails leaves the CLI waiting, for a
