@@ -153,7 +153,7 @@ def test_ctrl_c_cancels_the_run(
     (job / "20_after.py").write_text("def run(job_input):\n    print('second step ran')\n")
     client = subprocess.Popen(
         [sys.executable, "-m", "nbplane", "job", "run", str(job)],
-        env=env.variables,
+        env={**env.variables, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -164,9 +164,17 @@ def test_ctrl_c_cancels_the_run(
             assert time.monotonic() < deadline and client.poll() is None, client.communicate()
             time.sleep(0.02)
         client.send_signal(signal.SIGINT)
-        stdout, _ = client.communicate(timeout=30)
+        try:
+            stdout, _ = client.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            client.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack
+            _, stacks = client.communicate(timeout=10)
+            pytest.fail(f"the run went on 30 s after Ctrl-C; where it was:\n{stacks}")
     finally:
         client.kill()
+        for pipe in (client.stdout, client.stderr):  # closed, or a ResourceWarning fails a
+            if pipe is not None:  # later test of this worker
+                pipe.close()
         if through_runner:
             env.run("job", "warm", "stop")
     assert client.returncode == 130, stdout
