@@ -47,6 +47,8 @@ from _common import (
 from rich.console import Console
 from rich.table import Table
 
+from nbplane.apis.models import HOPS as EXECUTION_HOPS
+
 CACHE = Path.home() / ".cache" / "nbplane-bench"
 DEFAULT_JUPYREST_VENV = CACHE / "jupyrest-venv"
 DEFAULT_KG_VENV = CACHE / "kernel-gateway-venv"
@@ -68,17 +70,7 @@ TARGET_GROWTH_MB = 10.0  # tree PSS growth over the memory run < 10 MB
 TARGET_GROWTH_RUNS = 1000  # ... of this many executions
 TARGET_JUPYREST_RATIO = 100.0  # jupyrest's median and executions/s, both > 100x worse
 
-HOPS = (
-    "validate_input",
-    "queue",
-    "engine_start",
-    "cells",
-    "capture",
-    "validate_output",
-    "record",
-    "other",
-    "total",
-)
+HOPS = (*EXECUTION_HOPS, "total")
 """The ``Server-Timing`` entries nbplane sends on ``POST …/executions?wait=``, in their order."""
 
 NAME = "double"

@@ -265,21 +265,25 @@ class Run:
             message = "the execution was cancelled"
         self.fail(reason, message, cell)
 
-    def outcome(self, duration: float) -> ExecutionOutcome:
-        """What happened, the parameters cell showing the values rather than the code that
-        bound them; the part of ``duration`` no phase accounts for shows as ``other``."""
+    def outcome(self, began: float) -> ExecutionOutcome:
+        """What happened since ``began`` (a ``perf_counter``), the parameters cell showing the
+        values rather than the code that bound them. Putting it together is the ``capture``
+        phase; the time no phase accounts for shows as ``other``."""
+        assembling = time.perf_counter()
         cells = list(self.notebook["cells"])
         cells[self.parameters_cell] = {
             **cells[self.parameters_cell],
             "source": self.request.parameters_display,
         }
+        notebook, logs = {**self.notebook, "cells": cells}, "".join(self.logs)
+        duration = self.timed("capture", assembling) - began
         return ExecutionOutcome(
             status=self.status,
-            notebook={**self.notebook, "cells": cells},
+            notebook=notebook,
             output=self.output,
             has_output=self.has_output,
             error=self.error,
-            logs="".join(self.logs),
+            logs=logs,
             duration=duration,
             timings={**self.timings, "other": max(duration - sum(self.timings.values()), 0.0)},
         )
@@ -378,7 +382,7 @@ class Engine(ABC):
             run.fail("kernel_failed_to_start", f"kernel {request.kernel_name!r}: {exc}")
         finally:
             stopper.close()
-        return run.outcome(time.perf_counter() - began)
+        return run.outcome(began)
 
     async def _start(self) -> None:  # noqa: B027 (optional hook)
         """Hook: start kernels or helpers ahead of requests."""
